@@ -1,0 +1,3 @@
+//! Engines every node runs besides the Router, the Transport and the Identity Store.
+
+pub mod ping;

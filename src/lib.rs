@@ -1,0 +1,52 @@
+//! # netmachine — the Anoma Networking Machine, synchronous and thread-per-engine
+//!
+//! netmachine passes messages between *engines* — actors with an Ed25519 identity — inside one
+//! node and between nodes, and carries the peer-to-peer protocols built on top.
+//!
+//! ```text
+//!   engine A ──┐                          ┌── engine B            one OS thread per box;
+//!   engine C ──┼──► Router ◄──► Transport ◄┼──► other nodes       arrows are bounded
+//!   ping     ──┘      ▲  │   (QUIC, mio)   │                      crossbeam mailboxes
+//!                     │  ▼
+//!               Network Identity Store
+//! ```
+//!
+//! * **No async runtime.** Each engine runs on its own named thread and talks only through
+//!   bounded mailboxes ([`runtime`] documents the mailbox-full policy).
+//! * **Sans-IO engines.** An engine's logic takes the time and one input and records outputs in a
+//!   [`Context`]; its thread shell does the I/O. The drain contract of each built-in engine is in
+//!   its module doc.
+//! * **Authenticated end to end.** A message that leaves its node is signed by its source engine
+//!   (on that engine's thread); the receiving Router checks it — replays first, then signatures
+//!   in batches — before anything else sees it. Only verification yields a [`Verified`] message.
+//!   Between nodes, QUIC/TLS 1.3 is mutually authenticated with the node keys.
+//! * **Nothing lost silently.** Every dropped message increments exactly one
+//!   [`DropReason`] counter and is logged.
+//!
+//! Out of scope in this version: relaying through other nodes, domains and anycast (the
+//! `Domain` destination is refused with `unsupported`), onion routing and mixnets.
+//!
+//! Start with [`NodeBuilder`]; write engines with [`Engine`]; drive one from your own thread with
+//! [`Client`].
+
+#![warn(missing_docs)]
+
+pub mod engines;
+pub mod identity;
+pub mod identity_store;
+pub mod node;
+pub mod router;
+pub mod runtime;
+pub mod time;
+pub mod transport;
+pub mod wire;
+
+pub use identity::{DomainIdentity, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
+pub use node::{
+    EngineSpec, IngressHandle, Node, NodeBuilder, NodeError, NodeLimits, ShutdownReport,
+};
+pub use runtime::client::Client;
+pub use runtime::stats::{DropReason, StatsSnapshot};
+pub use runtime::{Context, Engine, Input, Message, Origin, SendOptions};
+pub use time::{Now, Timestamp};
+pub use wire::{Destination, EngineMessage, MessageId, Protocol, RoutingScope, Verified};

@@ -1,0 +1,506 @@
+//! [`NodeBuilder`] → a running [`Node`]: the threads of one node, and the handles an application
+//! uses to talk to it, watch it and stop it.
+//!
+//! Threads of a node (all named): `nm-router`, `nm-nis` (the Network Identity Store), one
+//! `nm-<name>` per engine, and the Transport's when the node listens or has peers.
+//!
+//! Shutdown ([`Node::shutdown`], or dropping the node): engines are asked to stop first (their
+//! `stop` runs and what it sends is still routed), then the Identity Store, the Transport and the
+//! Router. Every thread is joined; an engine that does not stop within
+//! [`SHUTDOWN_GRACE`] (stuck inside `handle`) is reported as hung and left detached, since a
+//! thread cannot be killed.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use parking_lot::Mutex;
+
+use crate::engines::ping::{PingEngine, PING_ENGINE_NAME};
+use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME};
+use crate::identity_store::{
+    IdentityRequest, IdentityStore, IdentityUpdate, NisMail, NisShell, Party, DEFAULT_MAX_RECORDS,
+};
+use crate::router::{Router, RouterLimits, RouterMail, RouterShell};
+use crate::runtime::client::Client;
+use crate::runtime::shell::{EngineFailure, EngineShell, Links, Outlet};
+use crate::runtime::stats::{NodeStats, StatsSnapshot};
+use crate::runtime::{
+    Context, Directory, Engine, EngineMail, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH,
+};
+use crate::time::Now;
+use crate::wire::{NodeAdvert, Protocol};
+
+/// How long shutdown waits for engines to stop: 5 s.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How an engine is registered.
+#[derive(Clone, Debug)]
+pub struct EngineSpec {
+    /// Its name, unique on the node; its key is derived from the node key and this name.
+    pub name: String,
+    /// Protocols it serves for messages addressed to the node itself.
+    pub serves: Vec<Protocol>,
+    /// Its mailbox depth.
+    pub mailbox_depth: usize,
+}
+
+impl EngineSpec {
+    /// A spec with the default mailbox and no served protocols.
+    pub fn named(name: &str) -> EngineSpec {
+        EngineSpec {
+            name: name.to_string(),
+            serves: Vec::new(),
+            mailbox_depth: DEFAULT_MAILBOX_DEPTH,
+        }
+    }
+
+    /// Also serve `protocol` for messages addressed to the node.
+    pub fn serving(mut self, protocol: Protocol) -> EngineSpec {
+        self.serves.push(protocol);
+        self
+    }
+}
+
+/// Limits of a node, each with its documented default.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeLimits {
+    /// The Router's limits.
+    pub router: RouterLimits,
+    /// Default depth of engine mailboxes ([`DEFAULT_MAILBOX_DEPTH`]).
+    pub mailbox_depth: usize,
+    /// Depth of the Router's mailbox ([`DEFAULT_ROUTER_MAILBOX_DEPTH`]).
+    pub router_mailbox_depth: usize,
+    /// Most records in the Network Identity Store ([`DEFAULT_MAX_RECORDS`]).
+    pub identity_records: usize,
+}
+
+impl Default for NodeLimits {
+    fn default() -> Self {
+        NodeLimits {
+            router: RouterLimits::default(),
+            mailbox_depth: DEFAULT_MAILBOX_DEPTH,
+            router_mailbox_depth: DEFAULT_ROUTER_MAILBOX_DEPTH,
+            identity_records: DEFAULT_MAX_RECORDS,
+        }
+    }
+}
+
+/// Why a node could not start or an operation on it failed.
+#[derive(Debug)]
+pub enum NodeError {
+    /// Two engines share a name.
+    DuplicateEngine(String),
+    /// The name is reserved (`router`) or empty.
+    BadEngineName(String),
+    /// A peer advert does not verify.
+    BadPeerAdvert(String),
+    /// A thread could not be started.
+    Spawn(std::io::Error),
+    /// The node has stopped.
+    Stopped,
+    /// Anything the Transport reports at start.
+    Transport(String),
+}
+
+impl fmt::Display for NodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeError::DuplicateEngine(n) => write!(f, "two engines are named '{n}'"),
+            NodeError::BadEngineName(n) => write!(f, "engine name '{n}' is reserved or empty"),
+            NodeError::BadPeerAdvert(e) => write!(f, "peer advert refused: {e}"),
+            NodeError::Spawn(e) => write!(f, "could not start a thread: {e}"),
+            NodeError::Stopped => write!(f, "the node has stopped"),
+            NodeError::Transport(e) => write!(f, "transport: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for NodeError {}
+
+/// Builds a node.
+pub struct NodeBuilder {
+    key: Keypair,
+    engines: Vec<(EngineSpec, Box<dyn Engine>)>,
+    peers: Vec<NodeAdvert>,
+    limits: NodeLimits,
+    ping: bool,
+}
+
+impl NodeBuilder {
+    /// A node with key `key`, the built-in `ping` engine, and default limits.
+    pub fn new(key: Keypair) -> NodeBuilder {
+        NodeBuilder {
+            key,
+            engines: Vec::new(),
+            peers: Vec::new(),
+            limits: NodeLimits::default(),
+            ping: true,
+        }
+    }
+
+    /// Adds an engine named `name` with the default mailbox.
+    pub fn engine(self, name: &str, engine: impl Engine) -> NodeBuilder {
+        let depth = self.limits.mailbox_depth;
+        self.engine_with(
+            EngineSpec {
+                mailbox_depth: depth,
+                ..EngineSpec::named(name)
+            },
+            engine,
+        )
+    }
+
+    /// Adds an engine with a full spec.
+    pub fn engine_with(mut self, spec: EngineSpec, engine: impl Engine) -> NodeBuilder {
+        self.engines.push((spec, Box::new(engine)));
+        self
+    }
+
+    /// Adds a peer's advert to the Network Identity Store at start.
+    pub fn peer(mut self, advert: NodeAdvert) -> NodeBuilder {
+        self.peers.push(advert);
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: NodeLimits) -> NodeBuilder {
+        self.limits = limits;
+        self
+    }
+
+    /// Leaves out the built-in `ping` engine.
+    pub fn without_ping(mut self) -> NodeBuilder {
+        self.ping = false;
+        self
+    }
+
+    /// Starts the node's threads.
+    pub fn start(mut self) -> Result<Node, NodeError> {
+        if self.ping {
+            let spec = EngineSpec::named(PING_ENGINE_NAME).serving(Protocol::PING);
+            self.engines
+                .insert(0, (spec, Box::new(PingEngine::default())));
+        }
+        let mut names = HashSet::new();
+        for (spec, _) in &self.engines {
+            if spec.name.is_empty() || spec.name == ROUTER_ENGINE_NAME {
+                return Err(NodeError::BadEngineName(spec.name.clone()));
+            }
+            if !names.insert(spec.name.clone()) {
+                return Err(NodeError::DuplicateEngine(spec.name.clone()));
+            }
+        }
+        let node = self.key.node_identity();
+        let stats = Arc::new(NodeStats::default());
+        let directory = Arc::new(Directory::default());
+        let failures = Arc::new(Mutex::new(Vec::new()));
+        let (router_tx, router_rx) = bounded(self.limits.router_mailbox_depth);
+        let (nis_tx, nis_rx) = bounded(4096);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+
+        let mut store = IdentityStore::new(self.limits.identity_records);
+        store.handle(Party::Router, IdentityRequest::Subscribe);
+        for advert in self.peers {
+            let id = advert.id;
+            match store.apply(IdentityUpdate::NodeAdvert(advert)) {
+                crate::identity_store::UpdateResult::Refused(e) => {
+                    return Err(NodeError::BadPeerAdvert(format!("{}: {e}", id.short())))
+                }
+                r => log::debug!("peer {} advert: {r:?}", id.short()),
+            }
+        }
+
+        let links = Links {
+            node,
+            router: router_tx.clone(),
+            nis: nis_tx.clone(),
+            transport: None,
+            directory: Arc::clone(&directory),
+            stats: Arc::clone(&stats),
+            failures: Arc::clone(&failures),
+        };
+        let mut router_shell = RouterShell {
+            router: Router::new(node, Arc::clone(&stats), self.limits.router, false),
+            mailbox: router_rx,
+            engines: Vec::new(),
+            nis: nis_tx.clone(),
+            transport: None,
+            stats: Arc::clone(&stats),
+        };
+
+        let mut shells = Vec::new();
+        let mut engines = Vec::new();
+        for (spec, engine) in self.engines {
+            let key = self.key.derive_engine(&spec.name);
+            let identity = key.engine_identity();
+            let (tx, rx) = bounded(spec.mailbox_depth);
+            directory.insert(identity, &spec.name, tx.clone());
+            router_shell.register(identity, &spec.name, &spec.serves, tx.clone());
+            let ctx = Context::detached(Now::read(), identity, node, &spec.name);
+            shells.push(EngineShell {
+                name: spec.name.clone(),
+                engine,
+                ctx,
+                outlet: Outlet::new(links.clone(), key),
+                mailbox: rx,
+                timers: Default::default(),
+                own: Default::default(),
+            });
+            engines.push(RunningEngine {
+                name: spec.name,
+                identity,
+                mailbox: tx,
+                thread: None,
+            });
+        }
+
+        let nis_shell = NisShell {
+            store,
+            mailbox: nis_rx,
+            router: router_tx.clone(),
+            transport: None,
+            directory: Arc::clone(&directory),
+            stats: Arc::clone(&stats),
+        };
+        let router_thread = spawn("nm-router", done_tx.clone(), move || router_shell.run())?;
+        let nis_thread = spawn("nm-nis", done_tx.clone(), move || nis_shell.run())?;
+        for (shell, running) in shells.into_iter().zip(engines.iter_mut()) {
+            let name = format!("nm-{}", running.name);
+            running.thread = Some(spawn(&name, done_tx.clone(), move || shell.run())?);
+        }
+        log::info!(
+            "node {} started with engines: {}",
+            node,
+            engines
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Ok(Node {
+            key: self.key,
+            identity: node,
+            links,
+            limits: self.limits,
+            engines,
+            router_thread: Some(router_thread),
+            nis_thread: Some(nis_thread),
+            done: done_rx,
+            stopped: false,
+        })
+    }
+}
+
+fn spawn(
+    name: &str,
+    done: Sender<String>,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, NodeError> {
+    let thread_name = name.to_string();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            f();
+            let _ = done.send(thread_name);
+        })
+        .map_err(NodeError::Spawn)
+}
+
+struct RunningEngine {
+    name: String,
+    identity: EngineIdentity,
+    mailbox: Sender<EngineMail>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What happened at shutdown.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Threads that stopped and were joined.
+    pub joined: Vec<String>,
+    /// Engines that panicked during the node's life.
+    pub panicked: Vec<EngineFailure>,
+    /// Engines that did not stop within the grace period (left detached).
+    pub hung: Vec<String>,
+}
+
+/// Feeds wire messages to the Router as if the Transport had received them from a peer — for
+/// tests, benchmarks and custom transports. The peer identity is trusted as authenticated.
+#[derive(Clone)]
+pub struct IngressHandle {
+    router: Sender<RouterMail>,
+}
+
+impl IngressHandle {
+    /// Queues one wire message from `peer` (waits while the Router's mailbox is full). Returns
+    /// false if the node has stopped.
+    pub fn deliver(&self, peer: NodeIdentity, wire: Vec<u8>) -> bool {
+        self.router.send(RouterMail::Remote { peer, wire }).is_ok()
+    }
+}
+
+/// A running node.
+pub struct Node {
+    key: Keypair,
+    identity: NodeIdentity,
+    links: Links,
+    limits: NodeLimits,
+    engines: Vec<RunningEngine>,
+    router_thread: Option<JoinHandle<()>>,
+    nis_thread: Option<JoinHandle<()>>,
+    done: Receiver<String>,
+    stopped: bool,
+}
+
+impl Node {
+    /// The node's identity.
+    pub fn identity(&self) -> NodeIdentity {
+        self.identity
+    }
+
+    /// The identity of the local engine called `name`, if it is running.
+    pub fn engine_identity(&self, name: &str) -> Option<EngineIdentity> {
+        self.links.directory.find(name)
+    }
+
+    /// Names and identities of the running engines.
+    pub fn engines(&self) -> Vec<(String, EngineIdentity)> {
+        self.links.directory.list()
+    }
+
+    /// Registers a [`Client`] named `name`: an engine driven by the calling thread. Returns once
+    /// the Router has registered it, so messages to it are routed from then on.
+    pub fn client(&self, name: &str) -> Result<Client, NodeError> {
+        if name.is_empty() || name == ROUTER_ENGINE_NAME {
+            return Err(NodeError::BadEngineName(name.to_string()));
+        }
+        if self.links.directory.find(name).is_some() {
+            return Err(NodeError::DuplicateEngine(name.to_string()));
+        }
+        let key = self.key.derive_engine(name);
+        let identity = key.engine_identity();
+        let (tx, rx) = bounded(self.limits.mailbox_depth);
+        self.links.directory.insert(identity, name, tx.clone());
+        self.links
+            .router
+            .send(RouterMail::Register {
+                identity,
+                name: name.to_string(),
+                serves: Vec::new(),
+                mailbox: tx,
+            })
+            .map_err(|_| NodeError::Stopped)?;
+        let ctx = Context::detached(Now::read(), identity, self.identity, name);
+        Ok(Client::new(ctx, Outlet::new(self.links.clone(), key), rx))
+    }
+
+    /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]).
+    pub fn ingress(&self) -> IngressHandle {
+        IngressHandle {
+            router: self.links.router.clone(),
+        }
+    }
+
+    /// A copy of the node's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.links.stats.snapshot()
+    }
+
+    /// The live counters.
+    pub fn stats_handle(&self) -> Arc<NodeStats> {
+        Arc::clone(&self.links.stats)
+    }
+
+    /// Engines that panicked so far.
+    pub fn failures(&self) -> Vec<EngineFailure> {
+        self.links.failures.lock().clone()
+    }
+
+    /// A status view for a person: identity, engines, counters, failures.
+    pub fn status(&self) -> String {
+        let mut out = format!("node {}\nengines:\n", self.identity);
+        for (name, id) in self.engines() {
+            out.push_str(&format!("  {name:<16} {id}\n"));
+        }
+        out.push_str(&format!("{}\n", self.stats()));
+        for f in self.failures() {
+            out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
+        }
+        out
+    }
+
+    /// Stops every thread of the node and reports how it went.
+    pub fn shutdown(mut self) -> ShutdownReport {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> ShutdownReport {
+        let mut report = ShutdownReport::default();
+        if self.stopped {
+            return report;
+        }
+        self.stopped = true;
+        for e in &self.engines {
+            let _ = e
+                .mailbox
+                .send_timeout(EngineMail::Stop, Duration::from_secs(1));
+        }
+        let deadline = Instant::now() + SHUTDOWN_GRACE;
+        let mut waiting: HashSet<String> = self
+            .engines
+            .iter()
+            .filter(|e| e.thread.is_some())
+            .map(|e| format!("nm-{}", e.name))
+            .collect();
+        let mut finished = HashSet::new();
+        while !waiting.is_empty() {
+            match self.done.recv_deadline(deadline) {
+                Ok(name) => {
+                    waiting.remove(&name);
+                    finished.insert(name);
+                }
+                Err(_) => break,
+            }
+        }
+        for e in &mut self.engines {
+            let thread_name = format!("nm-{}", e.name);
+            if let Some(t) = e.thread.take() {
+                if waiting.contains(&thread_name) {
+                    log::error!(
+                        "engine {} did not stop within {:?}; left running",
+                        e.name,
+                        SHUTDOWN_GRACE
+                    );
+                    report.hung.push(e.name.clone());
+                } else {
+                    let _ = t.join();
+                    report.joined.push(thread_name);
+                }
+            }
+            let _ = e.identity;
+        }
+        let _ = self.links.nis.send(NisMail::Stop);
+        if let Some(t) = self.nis_thread.take() {
+            let _ = t.join();
+            report.joined.push("nm-nis".into());
+        }
+        let _ = self.links.router.send(RouterMail::Stop);
+        if let Some(t) = self.router_thread.take() {
+            let _ = t.join();
+            report.joined.push("nm-router".into());
+        }
+        report.panicked = self.failures();
+        log::info!("node {} stopped", self.identity.short());
+        report
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

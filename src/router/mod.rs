@@ -1,0 +1,696 @@
+//! The Router: routes every message of its node — between local engines, to the Transport for
+//! other nodes, and from other nodes after verification — and runs the local topic service
+//! (spec notes §5.1).
+//!
+//! [`Router`] is a sans-IO state machine; `shell.rs` runs it on its own thread.
+//!
+//! Drain contract: after any `handle_*` call (and after [`Router::flush`], which the shell calls
+//! whenever its mailbox is empty or the ingress batch is full), drain [`Router::poll_output`]
+//! until it returns `None`. Call [`Router::handle_timeout`] when [`Router::poll_timeout`] passes.
+//!
+//! Routing by destination:
+//! * `Engine(e)`: a local engine's mailbox; otherwise the node `e` is known to run on (learned
+//!   from verified messages, or looked up in the Network Identity Store), through the Transport.
+//! * `Node(n)`: for this node, the local engine serving the message's protocol; otherwise the
+//!   Transport.
+//! * `Topic(t)`: every local subscriber of `t` (not the sender itself).
+//! * `Domain(d)`: not routed by this version (`unsupported`).
+//!
+//! A message with routing scope `Local` never leaves the node. Messages that must leave it are
+//! signed by their sending engine's thread before they get here; the Router never signs.
+
+pub mod ingress;
+mod shell;
+pub mod topics;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub(crate) use shell::{RouterMail, RouterShell};
+
+use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::identity_store::{AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest};
+use crate::runtime::engine::{Input, Message, Outgoing, Undeliverable};
+use crate::runtime::stats::{DropReason, NodeStats};
+use crate::time::{Now, Timestamp};
+use crate::transport::RemoteSend;
+use crate::wire::message::Unverified;
+use crate::wire::{
+    Destination, EngineMessage, MessageId, Protocol, RoutingPrefs, RoutingScope, TransportPrefs,
+};
+use ingress::{Admitted, Ingress, IngressLimits};
+use topics::{TopicAction, TopicEvent, TopicRequest, TopicTable};
+
+/// Index of a local engine's mailbox in the Router shell.
+pub type Slot = usize;
+
+/// What the Router and Transport need to know about a signed message without decoding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteHeader {
+    /// The sending engine.
+    pub src: EngineIdentity,
+    /// The destination.
+    pub dst: Destination,
+    /// The message id.
+    pub id: MessageId,
+    /// When to give up.
+    pub expiry: Option<Timestamp>,
+    /// Routing preferences.
+    pub rprefs: Option<RoutingPrefs>,
+    /// Transport preferences.
+    pub tprefs: Option<TransportPrefs>,
+    /// Whether the sender wants to hear about a drop.
+    pub notify: bool,
+}
+
+impl RouteHeader {
+    /// The header of `msg`.
+    pub fn of(msg: &EngineMessage, notify: bool) -> RouteHeader {
+        RouteHeader {
+            src: msg.src,
+            dst: msg.dst,
+            id: msg.id,
+            expiry: msg.expiry,
+            rprefs: msg.rprefs,
+            tprefs: msg.tprefs,
+            notify,
+        }
+    }
+
+    fn scope(&self) -> RoutingScope {
+        self.rprefs.map(|p| p.scope).unwrap_or(RoutingScope::Any)
+    }
+}
+
+/// A message from a local engine.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Unsigned: the sender's shell found the destination on this node.
+    Local(Outgoing),
+    /// Signed by the sender's shell, ready for the wire.
+    Signed {
+        /// Routing metadata.
+        header: RouteHeader,
+        /// The wire form.
+        wire: Vec<u8>,
+    },
+}
+
+/// Whom to tell if a delivery fails.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounce {
+    /// The local sender.
+    pub src: EngineIdentity,
+    /// The message id.
+    pub id: MessageId,
+    /// Its destination.
+    pub dst: Destination,
+}
+
+/// What the Router asks its shell to do.
+#[derive(Debug)]
+pub enum RouterOutput {
+    /// Put `input` in the mailbox of the engine at `slot`; if that fails, call
+    /// [`Router::bounce`] with `bounce` and the reason.
+    Deliver {
+        /// The engine.
+        slot: Slot,
+        /// What to deliver.
+        input: Input,
+        /// Who to tell on failure.
+        bounce: Option<Bounce>,
+    },
+    /// Hand a signed message to the Transport.
+    Transport(RemoteSend),
+    /// Send a request to the Network Identity Store.
+    Identity(IdentityRequest),
+}
+
+/// Limits of the Router.
+#[derive(Clone, Copy, Debug)]
+pub struct RouterLimits {
+    /// The ingress path.
+    pub ingress: IngressLimits,
+    /// Most remote engine → node bindings remembered (default 65,536; ~100 bytes each).
+    pub max_remote_engines: usize,
+    /// Most messages waiting for one destination's lookup (default 256).
+    pub max_pending_per_destination: usize,
+    /// Most destinations waiting for a lookup at once (default 1,024).
+    pub max_pending_destinations: usize,
+    /// How long a message waits for a lookup answer (default 5 s).
+    pub lookup_timeout: Duration,
+}
+
+impl Default for RouterLimits {
+    fn default() -> Self {
+        RouterLimits {
+            ingress: IngressLimits::default(),
+            max_remote_engines: 65_536,
+            max_pending_per_destination: 256,
+            max_pending_destinations: 1024,
+            lookup_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+struct LocalEngine {
+    slot: Slot,
+    name: String,
+}
+
+struct PendingLookup {
+    since: Instant,
+    messages: Vec<(RouteHeader, Vec<u8>)>,
+}
+
+/// How often idle replay state is swept and drop summaries are logged.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
+
+/// The Router state machine.
+pub struct Router {
+    node: NodeIdentity,
+    stats: Arc<NodeStats>,
+    limits: RouterLimits,
+    locals: HashMap<EngineIdentity, LocalEngine>,
+    slots: Vec<Option<EngineIdentity>>,
+    services: HashMap<Protocol, Slot>,
+    remote_engines: HashMap<EngineIdentity, NodeIdentity>,
+    remote_order: VecDeque<EngineIdentity>,
+    topics: TopicTable,
+    ingress: Ingress,
+    admitted: Vec<Admitted>,
+    pending: HashMap<EngineIdentity, PendingLookup>,
+    has_transport: bool,
+    outputs: VecDeque<RouterOutput>,
+    next_housekeeping: Option<Instant>,
+    drops_at_last_summary: u64,
+}
+
+impl Router {
+    /// A Router for `node`. `has_transport` says whether messages for other nodes can be sent.
+    pub fn new(
+        node: NodeIdentity,
+        stats: Arc<NodeStats>,
+        limits: RouterLimits,
+        has_transport: bool,
+    ) -> Router {
+        Router {
+            node,
+            stats,
+            ingress: Ingress::new(limits.ingress),
+            limits,
+            locals: HashMap::new(),
+            slots: Vec::new(),
+            services: HashMap::new(),
+            remote_engines: HashMap::new(),
+            remote_order: VecDeque::new(),
+            topics: TopicTable::default(),
+            admitted: Vec::new(),
+            pending: HashMap::new(),
+            has_transport,
+            outputs: VecDeque::new(),
+            next_housekeeping: None,
+            drops_at_last_summary: 0,
+        }
+    }
+
+    /// This node.
+    pub fn node(&self) -> NodeIdentity {
+        self.node
+    }
+
+    /// The topic table (for status and tests).
+    pub fn topics(&self) -> &TopicTable {
+        &self.topics
+    }
+
+    /// Registers a local engine; returns its slot. `serves` lists the protocols it answers for
+    /// messages addressed to this node.
+    pub fn add_local(&mut self, identity: EngineIdentity, name: &str, serves: &[Protocol]) -> Slot {
+        let slot = self.slots.len();
+        self.slots.push(Some(identity));
+        self.locals.insert(
+            identity,
+            LocalEngine {
+                slot,
+                name: name.to_string(),
+            },
+        );
+        for &p in serves {
+            self.services.insert(p, slot);
+        }
+        slot
+    }
+
+    /// Forgets a local engine (it stopped).
+    pub fn remove_local(&mut self, slot: Slot) {
+        let Some(Some(identity)) = self.slots.get(slot).copied() else {
+            return;
+        };
+        self.slots[slot] = None;
+        if let Some(e) = self.locals.remove(&identity) {
+            log::info!("router: engine {} ({}) removed", e.name, identity.short());
+        }
+        self.services.retain(|_, s| *s != slot);
+        self.topics.forget_engine(identity);
+    }
+
+    /// The slot of a local engine.
+    pub fn slot_of(&self, identity: &EngineIdentity) -> Option<Slot> {
+        self.locals.get(identity).map(|e| e.slot)
+    }
+
+    /// The next output to carry out.
+    pub fn poll_output(&mut self) -> Option<RouterOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Router::handle_timeout`] should next run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_housekeeping
+    }
+
+    /// Periodic upkeep: lookups that waited too long, idle replay state, drop summaries.
+    pub fn handle_timeout(&mut self, now: Now) {
+        let due = self.next_housekeeping.is_none_or(|t| now.instant >= t);
+        if !due {
+            return;
+        }
+        self.next_housekeeping = Some(now.instant + HOUSEKEEPING_EVERY);
+        self.ingress.sweep(now.instant);
+        let timeout = self.limits.lookup_timeout;
+        let stale: Vec<EngineIdentity> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now.instant.saturating_duration_since(p.since) > timeout)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            if let Some(p) = self.pending.remove(&key) {
+                for (header, _) in p.messages {
+                    self.drop_header(&header, DropReason::NoRoute);
+                }
+            }
+        }
+        let total = self.stats.total_drops();
+        if total > self.drops_at_last_summary {
+            log::warn!(
+                "router: {} messages dropped in the last {}s; totals: {}",
+                total - self.drops_at_last_summary,
+                HOUSEKEEPING_EVERY.as_secs(),
+                self.stats
+                    .snapshot()
+                    .drops
+                    .iter()
+                    .map(|(r, n)| format!("{}={n}", r.label()))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            self.drops_at_last_summary = total;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Local traffic.
+
+    /// A message from a local engine.
+    pub fn handle_local(&mut self, now: Now, outbound: Outbound) {
+        match outbound {
+            Outbound::Local(out) => self.route_local(now, out),
+            Outbound::Signed { header, wire } => self.route_signed(now, header, wire),
+        }
+    }
+
+    fn route_local(&mut self, now: Now, out: Outgoing) {
+        let Outgoing {
+            msg,
+            notify_undeliverable: notify,
+        } = out;
+        let bounce = notify.then_some(Bounce {
+            src: msg.src,
+            id: msg.id,
+            dst: msg.dst,
+        });
+        if msg.is_expired(now.wall) {
+            return self.drop_message(bounce, DropReason::Expired, &msg);
+        }
+        match msg.dst {
+            Destination::Engine(e) => match self.locals.get(&e) {
+                Some(local) => self.deliver(local.slot, Message::local(msg), bounce),
+                // Unsigned, so its sender's shell kept it on this node: either its scope is
+                // `Local`, or the engine was local when it was sent and has stopped since.
+                None if msg.scope() == RoutingScope::Local => {
+                    self.drop_message(bounce, DropReason::ScopeViolation, &msg)
+                }
+                None => self.drop_message(bounce, DropReason::EngineGone, &msg),
+            },
+            Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
+                Some(&slot) => self.deliver(slot, Message::local(msg), bounce),
+                None => self.drop_message(bounce, DropReason::NoRoute, &msg),
+            },
+            Destination::Node(_) if msg.scope() == RoutingScope::Local => {
+                self.drop_message(bounce, DropReason::ScopeViolation, &msg)
+            }
+            Destination::Node(_) => self.drop_message(bounce, DropReason::Unsigned, &msg),
+            Destination::Topic(t) => {
+                let Some(topic) = self.topics.get(&t) else {
+                    return self.drop_message(bounce, DropReason::UnknownTopic, &msg);
+                };
+                let targets: Vec<Slot> = topic
+                    .subscribers
+                    .iter()
+                    .filter(|s| **s != msg.src)
+                    .filter_map(|s| self.locals.get(s).map(|l| l.slot))
+                    .collect();
+                self.fan_out_message(targets, Message::local(msg), bounce);
+            }
+            Destination::Domain(_) => self.drop_message(bounce, DropReason::Unsupported, &msg),
+        }
+    }
+
+    fn route_signed(&mut self, now: Now, header: RouteHeader, wire: Vec<u8>) {
+        if header.expiry.is_some_and(|e| e <= now.wall) {
+            return self.drop_header(&header, DropReason::Expired);
+        }
+        let to_node = match header.dst {
+            Destination::Engine(e) if self.locals.contains_key(&e) => None,
+            Destination::Engine(e) => match self.remote_engines.get(&e) {
+                Some(&node) => Some(node),
+                None => return self.park_for_lookup(now, e, header, wire),
+            },
+            Destination::Node(n) if n == self.node => None,
+            Destination::Node(n) => Some(n),
+            Destination::Topic(_) => None,
+            Destination::Domain(_) => return self.drop_header(&header, DropReason::Unsupported),
+        };
+        match to_node {
+            Some(node) => self.send_remote(node, header, wire),
+            None => {
+                // Signed but for this node after all: decode our own engine's message.
+                match Unverified::decode(wire) {
+                    Ok(u) => {
+                        let out = Outgoing {
+                            msg: u.message().clone(),
+                            notify_undeliverable: header.notify,
+                        };
+                        self.route_local(now, out);
+                    }
+                    Err(e) => {
+                        debug_assert!(false, "a local engine produced undecodable wire: {e}");
+                        self.drop_header(&header, DropReason::Malformed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn send_remote(&mut self, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
+        if header.scope() == RoutingScope::Local {
+            return self.drop_header(&header, DropReason::ScopeViolation);
+        }
+        if !self.has_transport {
+            return self.drop_header(&header, DropReason::NoTransport);
+        }
+        self.stats.sent_remote.fetch_add(1, AtomicOrdering::Relaxed);
+        self.outputs
+            .push_back(RouterOutput::Transport(RemoteSend { node, header, wire }));
+    }
+
+    fn park_for_lookup(
+        &mut self,
+        now: Now,
+        engine: EngineIdentity,
+        header: RouteHeader,
+        wire: Vec<u8>,
+    ) {
+        if let Some(p) = self.pending.get_mut(&engine) {
+            if p.messages.len() >= self.limits.max_pending_per_destination {
+                return self.drop_header(&header, DropReason::PendingFull);
+            }
+            p.messages.push((header, wire));
+            return;
+        }
+        if self.pending.len() >= self.limits.max_pending_destinations {
+            return self.drop_header(&header, DropReason::PendingFull);
+        }
+        self.pending.insert(
+            engine,
+            PendingLookup {
+                since: now.instant,
+                messages: vec![(header, wire)],
+            },
+        );
+        self.outputs
+            .push_back(RouterOutput::Identity(IdentityRequest::Lookup(
+                AnyIdentity::Engine(engine),
+            )));
+        if self.next_housekeeping.is_none() {
+            self.next_housekeeping = Some(now.instant + self.limits.lookup_timeout);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Remote traffic.
+
+    /// A wire message from `peer`, as the Transport received it. Cheap checks run now; the
+    /// signature is checked at the next [`Router::flush`] (run automatically when the batch fills).
+    pub fn handle_remote(&mut self, now: Now, peer: NodeIdentity, wire: Vec<u8>) {
+        self.stats
+            .received_remote
+            .fetch_add(1, AtomicOrdering::Relaxed);
+        if let Err(reason) = self.ingress.accept(now, peer, wire) {
+            self.stats.dropped(reason);
+            log::debug!(
+                "router: dropped message from {}: {}",
+                peer.short(),
+                reason.label()
+            );
+            return;
+        }
+        if self.ingress.batch_full() {
+            self.flush(now);
+        }
+    }
+
+    /// Verifies what ingress has queued and routes what passes.
+    pub fn flush(&mut self, now: Now) {
+        if self.ingress.pending() == 0 {
+            return;
+        }
+        let stats = Arc::clone(&self.stats);
+        let mut admitted = std::mem::take(&mut self.admitted);
+        self.ingress.flush(now, &stats, &mut admitted, |reason, m| {
+            stats.dropped(reason);
+            log::debug!(
+                "router: dropped message {} from {}: {}",
+                m.id.0,
+                m.src.short(),
+                reason.label()
+            );
+        });
+        for (msg, peer) in admitted.drain(..) {
+            self.route_admitted(msg, peer);
+        }
+        self.admitted = admitted;
+    }
+
+    fn route_admitted(&mut self, msg: crate::wire::Verified<EngineMessage>, peer: NodeIdentity) {
+        self.learn_remote_engine(msg.src, peer);
+        let drop = |router: &mut Router, reason: DropReason| {
+            router.stats.dropped(reason);
+            log::debug!(
+                "router: dropped remote message {} from {}: {}",
+                msg.id.0,
+                msg.src.short(),
+                reason.label()
+            );
+        };
+        if msg.scope() == RoutingScope::Local {
+            return drop(self, DropReason::ScopeViolation);
+        }
+        match msg.dst {
+            Destination::Engine(e) => match self.locals.get(&e) {
+                Some(l) => {
+                    let slot = l.slot;
+                    self.deliver(slot, Message::remote(msg, peer), None)
+                }
+                None => drop(self, DropReason::NotForThisNode),
+            },
+            Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
+                Some(&slot) => self.deliver(slot, Message::remote(msg, peer), None),
+                None => drop(self, DropReason::NoRoute),
+            },
+            Destination::Node(_) => drop(self, DropReason::NotForThisNode),
+            Destination::Topic(t) => match self.topics.get(&t) {
+                None => drop(self, DropReason::UnknownTopic),
+                Some(topic) if topic.scope == RoutingScope::Local => {
+                    drop(self, DropReason::ScopeViolation)
+                }
+                Some(topic) => {
+                    let targets: Vec<Slot> = topic
+                        .subscribers
+                        .iter()
+                        .filter_map(|s| self.locals.get(s).map(|l| l.slot))
+                        .collect();
+                    let message = Message::remote(msg, peer);
+                    self.fan_out_message(targets, message, None);
+                }
+            },
+            Destination::Domain(_) => drop(self, DropReason::Unsupported),
+        }
+    }
+
+    fn learn_remote_engine(&mut self, engine: EngineIdentity, node: NodeIdentity) {
+        if let Some(known) = self.remote_engines.get_mut(&engine) {
+            *known = node;
+            return;
+        }
+        while self.remote_engines.len() >= self.limits.max_remote_engines {
+            match self.remote_order.pop_front() {
+                Some(old) => {
+                    self.remote_engines.remove(&old);
+                }
+                None => break,
+            }
+        }
+        self.remote_engines.insert(engine, node);
+        self.remote_order.push_back(engine);
+    }
+
+    /// The node a remote engine is known to run on.
+    pub fn remote_engine_node(&self, engine: &EngineIdentity) -> Option<NodeIdentity> {
+        self.remote_engines.get(engine).copied()
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Requests and notifications.
+
+    /// A topic request from the local engine `from`.
+    pub fn handle_topic(&mut self, from: EngineIdentity, req: TopicRequest) {
+        let Some(slot) = self.slot_of(&from) else {
+            return;
+        };
+        // PubSub (issue: P2P pub/sub) plugs in here; until a node runs one, requests that need
+        // the network are answered with `NoPubSub` by the table.
+        let action = self.topics.handle(from, &req, false);
+        let result = match action {
+            TopicAction::Answer(r) => r,
+            TopicAction::NetworkSubscribe
+            | TopicAction::AnswerAndNetworkUnsubscribe
+            | TopicAction::AnswerAndStartAdvert
+            | TopicAction::AnswerAndStopAdvert => Ok(()),
+        };
+        self.outputs.push_back(RouterOutput::Deliver {
+            slot,
+            input: Input::Topic(TopicEvent::answer(&req, result)),
+            bounce: None,
+        });
+    }
+
+    /// An answer or notification from the Network Identity Store.
+    pub fn handle_identity(&mut self, now: Now, event: IdentityEvent) {
+        match event {
+            IdentityEvent::Found {
+                id: AnyIdentity::Engine(engine),
+                record,
+            } => {
+                let node = match record {
+                    Some(IdentityRecord::Engine(r)) => Some(r.node),
+                    _ => None,
+                };
+                if let Some(node) = node {
+                    self.learn_remote_engine(engine, node);
+                }
+                let Some(p) = self.pending.remove(&engine) else {
+                    return;
+                };
+                for (header, wire) in p.messages {
+                    match node {
+                        Some(node) if !header.expiry.is_some_and(|e| e <= now.wall) => {
+                            self.send_remote(node, header, wire)
+                        }
+                        Some(_) => self.drop_header(&header, DropReason::Expired),
+                        None => self.drop_header(&header, DropReason::NoRoute),
+                    }
+                }
+            }
+            IdentityEvent::Updated {
+                id: AnyIdentity::Engine(engine),
+                record: IdentityRecord::Engine(r),
+            } => self.learn_remote_engine(engine, r.node),
+            _ => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Delivery and drops.
+
+    fn deliver(&mut self, slot: Slot, message: Message, bounce: Option<Bounce>) {
+        self.outputs.push_back(RouterOutput::Deliver {
+            slot,
+            input: Input::Message(message),
+            bounce,
+        });
+    }
+
+    fn fan_out_message(&mut self, targets: Vec<Slot>, message: Message, bounce: Option<Bounce>) {
+        let n = targets.len();
+        let mut message = Some(message);
+        for (i, slot) in targets.into_iter().enumerate() {
+            let m = if i + 1 == n {
+                message.take().expect("last target takes the message")
+            } else {
+                message
+                    .clone()
+                    .expect("message present until the last target")
+            };
+            self.deliver(slot, m, bounce);
+        }
+    }
+
+    /// A delivery the shell could not make: count it, and tell the sender if it asked.
+    pub fn bounce(&mut self, bounce: Option<Bounce>, reason: DropReason) {
+        self.stats.dropped(reason);
+        let Some(b) = bounce else { return };
+        if let Some(slot) = self.slot_of(&b.src) {
+            self.outputs.push_back(RouterOutput::Deliver {
+                slot,
+                input: Input::Undeliverable(Undeliverable {
+                    id: b.id,
+                    dst: b.dst,
+                    reason,
+                }),
+                bounce: None,
+            });
+        }
+    }
+
+    fn drop_message(&mut self, bounce: Option<Bounce>, reason: DropReason, msg: &EngineMessage) {
+        log::debug!(
+            "router: dropped message {} from {} to {:?}: {}",
+            msg.id.0,
+            msg.src.short(),
+            msg.dst,
+            reason.label()
+        );
+        self.bounce(bounce, reason);
+    }
+
+    fn drop_header(&mut self, header: &RouteHeader, reason: DropReason) {
+        log::debug!(
+            "router: dropped message {} from {} to {:?}: {}",
+            header.id.0,
+            header.src.short(),
+            header.dst,
+            reason.label()
+        );
+        let bounce = header.notify.then_some(Bounce {
+            src: header.src,
+            id: header.id,
+            dst: header.dst,
+        });
+        self.bounce(bounce, reason);
+    }
+}

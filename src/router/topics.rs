@@ -1,0 +1,391 @@
+//! The Router's local topic service: the topic table, the four topic requests and their scope
+//! rules (spec notes §5.1.1).
+//!
+//! * Create: the topic is added with no subscribers; the requester becomes its creator. Fails if
+//!   the topic exists.
+//! * Delete: only the creator may delete; the topic and its subscriptions are removed.
+//! * Subscribe: adds the requester to a known topic. For an unknown topic, a `Local` request
+//!   fails; an `Any` request is passed to the PubSub engine (when the node runs one), which
+//!   answers once the network subscription is in place.
+//! * Unsubscribe: removes the requester; when the topic was subscribed with a non-local scope
+//!   and no local subscriber is left, PubSub is told to unsubscribe on the network.
+//!
+//! A topic created with scope `Local` never leaves the node: messages published to it are
+//! delivered to local subscribers only, and messages for it arriving from other nodes are refused.
+
+use std::collections::HashMap;
+
+use crate::identity::{EngineIdentity, TopicIdentity};
+use crate::wire::{RoutingScope, TopicAdvert};
+
+/// A topic request from a local engine to the Router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicRequest {
+    /// Create a topic; with a non-local scope and an advert, PubSub advertises it.
+    Create {
+        /// The topic.
+        topic: TopicIdentity,
+        /// Whether it is advertised on the network (`Any`) or stays local.
+        scope: RoutingScope,
+        /// The signed advert to send when the scope allows.
+        advert: Option<TopicAdvert>,
+    },
+    /// Delete a topic this engine created.
+    Delete {
+        /// The topic.
+        topic: TopicIdentity,
+        /// Whether to stop advertising it on the network too.
+        scope: RoutingScope,
+    },
+    /// Subscribe this engine to a topic.
+    Subscribe {
+        /// The topic.
+        topic: TopicIdentity,
+        /// `Local`: only if the topic exists here; `Any`: also subscribe on the network.
+        scope: RoutingScope,
+    },
+    /// Unsubscribe this engine from a topic.
+    Unsubscribe {
+        /// The topic.
+        topic: TopicIdentity,
+        /// Whether to unsubscribe on the network too when no local subscriber is left.
+        scope: RoutingScope,
+    },
+}
+
+impl TopicRequest {
+    /// The topic the request is about.
+    pub fn topic(&self) -> TopicIdentity {
+        match self {
+            TopicRequest::Create { topic, .. }
+            | TopicRequest::Delete { topic, .. }
+            | TopicRequest::Subscribe { topic, .. }
+            | TopicRequest::Unsubscribe { topic, .. } => *topic,
+        }
+    }
+}
+
+/// Why a topic request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopicError {
+    /// Create: the topic already exists.
+    AlreadyExists,
+    /// The topic does not exist here (and the request's scope did not allow looking further).
+    UnknownTopic,
+    /// Delete: only the engine that created the topic may delete it.
+    NotCreator,
+    /// Subscribe: already subscribed.
+    AlreadySubscribed,
+    /// Unsubscribe: was not subscribed.
+    NotSubscribed,
+    /// The request needs the network, and this node runs no PubSub engine.
+    NoPubSub,
+    /// The network subscription failed or timed out.
+    NetworkFailed,
+}
+
+/// The Router's answer to a [`TopicRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicEvent {
+    /// Answer to `Create`.
+    Created {
+        /// The topic.
+        topic: TopicIdentity,
+        /// OK, or why not.
+        result: Result<(), TopicError>,
+    },
+    /// Answer to `Delete`.
+    Deleted {
+        /// The topic.
+        topic: TopicIdentity,
+        /// OK, or why not.
+        result: Result<(), TopicError>,
+    },
+    /// Answer to `Subscribe`.
+    Subscribed {
+        /// The topic.
+        topic: TopicIdentity,
+        /// OK, or why not.
+        result: Result<(), TopicError>,
+    },
+    /// Answer to `Unsubscribe`.
+    Unsubscribed {
+        /// The topic.
+        topic: TopicIdentity,
+        /// OK, or why not.
+        result: Result<(), TopicError>,
+    },
+}
+
+impl TopicEvent {
+    /// The answer to `req` with `result`.
+    pub fn answer(req: &TopicRequest, result: Result<(), TopicError>) -> TopicEvent {
+        let topic = req.topic();
+        match req {
+            TopicRequest::Create { .. } => TopicEvent::Created { topic, result },
+            TopicRequest::Delete { .. } => TopicEvent::Deleted { topic, result },
+            TopicRequest::Subscribe { .. } => TopicEvent::Subscribed { topic, result },
+            TopicRequest::Unsubscribe { .. } => TopicEvent::Unsubscribed { topic, result },
+        }
+    }
+}
+
+/// A topic as the Router knows it.
+#[derive(Clone, Debug)]
+pub struct LocalTopic {
+    /// The engine that created it (`None` for topics known only through a network subscription).
+    pub creator: Option<EngineIdentity>,
+    /// Whether the topic reaches beyond this node.
+    pub scope: RoutingScope,
+    /// Local subscribers, in subscription order.
+    pub subscribers: Vec<EngineIdentity>,
+}
+
+/// What the Router must do after the table handled a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TopicAction {
+    /// Answer the requester now.
+    Answer(Result<(), TopicError>),
+    /// Ask PubSub to subscribe on the network; answer when it replies.
+    NetworkSubscribe,
+    /// Answer now, and tell PubSub that no local subscriber is left.
+    AnswerAndNetworkUnsubscribe,
+    /// Answer now, and ask PubSub to start advertising.
+    AnswerAndStartAdvert,
+    /// Answer now, and ask PubSub to stop advertising.
+    AnswerAndStopAdvert,
+}
+
+/// The topic table.
+#[derive(Default, Debug)]
+pub struct TopicTable {
+    topics: HashMap<TopicIdentity, LocalTopic>,
+}
+
+impl TopicTable {
+    /// Looks up a topic.
+    pub fn get(&self, topic: &TopicIdentity) -> Option<&LocalTopic> {
+        self.topics.get(topic)
+    }
+
+    /// Number of topics.
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Whether there are no topics.
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    /// Applies `req` from `from`. `has_pubsub` says whether the node runs a PubSub engine.
+    pub fn handle(
+        &mut self,
+        from: EngineIdentity,
+        req: &TopicRequest,
+        has_pubsub: bool,
+    ) -> TopicAction {
+        match *req {
+            TopicRequest::Create {
+                topic,
+                scope,
+                ref advert,
+            } => {
+                if self.topics.contains_key(&topic) {
+                    return TopicAction::Answer(Err(TopicError::AlreadyExists));
+                }
+                self.topics.insert(
+                    topic,
+                    LocalTopic {
+                        creator: Some(from),
+                        scope,
+                        subscribers: Vec::new(),
+                    },
+                );
+                if scope != RoutingScope::Local && advert.is_some() && has_pubsub {
+                    TopicAction::AnswerAndStartAdvert
+                } else {
+                    TopicAction::Answer(Ok(()))
+                }
+            }
+            TopicRequest::Delete { topic, scope } => {
+                let Some(t) = self.topics.get(&topic) else {
+                    return TopicAction::Answer(Err(TopicError::UnknownTopic));
+                };
+                if t.creator != Some(from) {
+                    return TopicAction::Answer(Err(TopicError::NotCreator));
+                }
+                let advertised = t.scope != RoutingScope::Local;
+                self.topics.remove(&topic);
+                if advertised && scope != RoutingScope::Local && has_pubsub {
+                    TopicAction::AnswerAndStopAdvert
+                } else {
+                    TopicAction::Answer(Ok(()))
+                }
+            }
+            TopicRequest::Subscribe { topic, scope } => match self.topics.get_mut(&topic) {
+                Some(t) => {
+                    if t.subscribers.contains(&from) {
+                        TopicAction::Answer(Err(TopicError::AlreadySubscribed))
+                    } else {
+                        t.subscribers.push(from);
+                        TopicAction::Answer(Ok(()))
+                    }
+                }
+                None if scope == RoutingScope::Local => {
+                    TopicAction::Answer(Err(TopicError::UnknownTopic))
+                }
+                None if !has_pubsub => TopicAction::Answer(Err(TopicError::NoPubSub)),
+                None => TopicAction::NetworkSubscribe,
+            },
+            TopicRequest::Unsubscribe { topic, scope } => {
+                let Some(t) = self.topics.get_mut(&topic) else {
+                    return TopicAction::Answer(Err(TopicError::NotSubscribed));
+                };
+                let Some(pos) = t.subscribers.iter().position(|s| *s == from) else {
+                    return TopicAction::Answer(Err(TopicError::NotSubscribed));
+                };
+                t.subscribers.remove(pos);
+                let network_only = t.creator.is_none();
+                if network_only && t.subscribers.is_empty() {
+                    self.topics.remove(&topic);
+                    if scope != RoutingScope::Local && has_pubsub {
+                        return TopicAction::AnswerAndNetworkUnsubscribe;
+                    }
+                }
+                TopicAction::Answer(Ok(()))
+            }
+        }
+    }
+
+    /// Records a network subscription that PubSub confirmed: the topic now exists here with
+    /// `subscriber` subscribed.
+    pub fn network_subscribed(&mut self, topic: TopicIdentity, subscriber: EngineIdentity) {
+        let t = self.topics.entry(topic).or_insert_with(|| LocalTopic {
+            creator: None,
+            scope: RoutingScope::Any,
+            subscribers: Vec::new(),
+        });
+        if !t.subscribers.contains(&subscriber) {
+            t.subscribers.push(subscriber);
+        }
+    }
+
+    /// Subscribes `engine` to a topic whether or not it exists (the PubSub engine's own local
+    /// subscription to the topics it carries).
+    pub fn ensure_subscribed(&mut self, topic: TopicIdentity, engine: EngineIdentity) {
+        self.network_subscribed(topic, engine);
+    }
+
+    /// Removes `engine` from every topic (it stopped). Topics it created stay until deleted.
+    pub fn forget_engine(&mut self, engine: EngineIdentity) {
+        for t in self.topics.values_mut() {
+            t.subscribers.retain(|s| *s != engine);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: EngineIdentity = EngineIdentity([1; 32]);
+    const B: EngineIdentity = EngineIdentity([2; 32]);
+    const T: TopicIdentity = TopicIdentity([9; 32]);
+
+    fn create(scope: RoutingScope) -> TopicRequest {
+        TopicRequest::Create {
+            topic: T,
+            scope,
+            advert: None,
+        }
+    }
+
+    #[test]
+    fn create_twice_fails() {
+        let mut t = TopicTable::default();
+        assert_eq!(
+            t.handle(A, &create(RoutingScope::Local), false),
+            TopicAction::Answer(Ok(()))
+        );
+        assert_eq!(
+            t.handle(B, &create(RoutingScope::Local), false),
+            TopicAction::Answer(Err(TopicError::AlreadyExists))
+        );
+    }
+
+    #[test]
+    fn only_the_creator_deletes() {
+        let mut t = TopicTable::default();
+        t.handle(A, &create(RoutingScope::Local), false);
+        let del = TopicRequest::Delete {
+            topic: T,
+            scope: RoutingScope::Local,
+        };
+        assert_eq!(
+            t.handle(B, &del, false),
+            TopicAction::Answer(Err(TopicError::NotCreator))
+        );
+        assert!(t.get(&T).is_some());
+        assert_eq!(t.handle(A, &del, false), TopicAction::Answer(Ok(())));
+        assert!(t.get(&T).is_none());
+        assert_eq!(
+            t.handle(A, &del, false),
+            TopicAction::Answer(Err(TopicError::UnknownTopic))
+        );
+    }
+
+    #[test]
+    fn subscribe_rules() {
+        let mut t = TopicTable::default();
+        let sub_local = TopicRequest::Subscribe {
+            topic: T,
+            scope: RoutingScope::Local,
+        };
+        let sub_any = TopicRequest::Subscribe {
+            topic: T,
+            scope: RoutingScope::Any,
+        };
+        assert_eq!(
+            t.handle(B, &sub_local, true),
+            TopicAction::Answer(Err(TopicError::UnknownTopic))
+        );
+        assert_eq!(
+            t.handle(B, &sub_any, false),
+            TopicAction::Answer(Err(TopicError::NoPubSub))
+        );
+        assert_eq!(t.handle(B, &sub_any, true), TopicAction::NetworkSubscribe);
+        t.handle(A, &create(RoutingScope::Local), false);
+        assert_eq!(t.handle(B, &sub_local, false), TopicAction::Answer(Ok(())));
+        assert_eq!(
+            t.handle(B, &sub_local, false),
+            TopicAction::Answer(Err(TopicError::AlreadySubscribed))
+        );
+        let unsub = TopicRequest::Unsubscribe {
+            topic: T,
+            scope: RoutingScope::Local,
+        };
+        assert_eq!(t.handle(B, &unsub, false), TopicAction::Answer(Ok(())));
+        assert_eq!(
+            t.handle(B, &unsub, false),
+            TopicAction::Answer(Err(TopicError::NotSubscribed))
+        );
+    }
+
+    #[test]
+    fn last_network_subscriber_leaving_unsubscribes_upstream() {
+        let mut t = TopicTable::default();
+        t.network_subscribed(T, A);
+        t.network_subscribed(T, B);
+        let unsub = TopicRequest::Unsubscribe {
+            topic: T,
+            scope: RoutingScope::Any,
+        };
+        assert_eq!(t.handle(A, &unsub, true), TopicAction::Answer(Ok(())));
+        assert_eq!(
+            t.handle(B, &unsub, true),
+            TopicAction::AnswerAndNetworkUnsubscribe
+        );
+        assert!(t.get(&T).is_none());
+    }
+}

@@ -1,0 +1,445 @@
+//! The API for writing an engine: the [`Engine`] trait, the [`Context`] it acts through, what it
+//! receives ([`Input`]) and what it asks for ([`Output`]).
+//!
+//! An engine is a sans-IO state machine. Its thread shell calls [`Engine::handle`] with one
+//! input at a time and a context holding the current time; the engine records what it wants done
+//! (messages to send, topic requests, timers) in the context, and the shell carries that out after
+//! the call returns — signing messages that leave the node on the engine's own thread. An engine
+//! therefore never blocks on I/O, and its logic can be tested by feeding inputs to a
+//! [`Context::detached`] and reading [`Context::take_outputs`].
+
+use std::time::{Duration, Instant};
+
+use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
+use crate::identity_store::{IdentityEvent, IdentityRequest};
+use crate::router::topics::{TopicEvent, TopicRequest};
+use crate::runtime::stats::DropReason;
+use crate::time::{Now, Timestamp};
+use crate::transport::TransportEvent;
+use crate::wire::{
+    Destination, EngineMessage, MessageId, Protocol, RoutingPrefs, RoutingScope, TransportPrefs,
+    Verified,
+};
+
+/// How long a message lives when the sender sets no expiry: 60 s.
+pub const DEFAULT_EXPIRY: Duration = Duration::from_secs(60);
+
+/// An engine: a state machine that reacts to inputs.
+///
+/// Each instance runs on its own named thread. `handle` must not block: to wait, set a timer.
+/// If `handle` panics, the panic is caught and logged, the engine is stopped (its mailbox closes,
+/// so messages to it are counted as `engine_gone`), and the rest of the node keeps running.
+pub trait Engine: Send + 'static {
+    /// Called once on the engine's thread before any input.
+    fn start(&mut self, _ctx: &mut Context) {}
+
+    /// Called for every input, in mailbox order.
+    fn handle(&mut self, ctx: &mut Context, input: Input);
+
+    /// Called once when the node shuts down or the engine asked to stop.
+    fn stop(&mut self, _ctx: &mut Context) {}
+}
+
+/// Where a delivered message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// An engine of this node (not signed; its mailbox identified the sender).
+    Local,
+    /// Another node, over a connection authenticated as `via`; the signature was verified.
+    Remote {
+        /// The peer the message arrived from.
+        via: NodeIdentity,
+    },
+}
+
+/// A message delivered to an engine: either from a local engine, or verified.
+#[derive(Clone, Debug)]
+pub struct Message {
+    inner: EngineMessage,
+    origin: Origin,
+}
+
+impl Message {
+    /// A message from an engine of this node.
+    pub(crate) fn local(inner: EngineMessage) -> Message {
+        Message {
+            inner,
+            origin: Origin::Local,
+        }
+    }
+
+    /// A message from another node whose signature was checked.
+    pub fn remote(verified: Verified<EngineMessage>, via: NodeIdentity) -> Message {
+        Message {
+            inner: verified.into_inner(),
+            origin: Origin::Remote { via },
+        }
+    }
+
+    /// The sending engine.
+    pub fn src(&self) -> EngineIdentity {
+        self.inner.src
+    }
+
+    /// The node the sending engine runs on.
+    pub fn src_node(&self) -> NodeIdentity {
+        self.inner.src_node
+    }
+
+    /// Where the message was addressed.
+    pub fn dst(&self) -> Destination {
+        self.inner.dst
+    }
+
+    /// The sender's id for this message.
+    pub fn id(&self) -> MessageId {
+        self.inner.id
+    }
+
+    /// The id of the message this one answers, if any.
+    pub fn reply_to(&self) -> Option<MessageId> {
+        self.inner.reply_to
+    }
+
+    /// What the body is.
+    pub fn protocol(&self) -> Protocol {
+        self.inner.protocol
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        &self.inner.body
+    }
+
+    /// The expiry the sender set.
+    pub fn expiry(&self) -> Option<Timestamp> {
+        self.inner.expiry
+    }
+
+    /// Where the message came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// The whole message.
+    pub fn as_engine_message(&self) -> &EngineMessage {
+        &self.inner
+    }
+
+    /// The body, without copying.
+    pub fn into_body(self) -> Vec<u8> {
+        self.inner.body
+    }
+}
+
+/// A message this engine sent that could not be delivered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undeliverable {
+    /// The id the message was sent with.
+    pub id: MessageId,
+    /// Where it was going.
+    pub dst: Destination,
+    /// Why it was dropped.
+    pub reason: DropReason,
+}
+
+/// Everything an engine can receive.
+#[derive(Debug)]
+pub enum Input {
+    /// A message from another engine.
+    Message(Message),
+    /// A message this engine sent was dropped (sent with `notify_undeliverable`).
+    Undeliverable(Undeliverable),
+    /// The Router's answer to a topic request.
+    Topic(TopicEvent),
+    /// The Network Identity Store's answer to a request, or a change it notifies.
+    Identity(IdentityEvent),
+    /// A connection event or answer from the Transport.
+    Transport(TransportEvent),
+    /// A timer set with [`Context::set_timer`] expired.
+    Timer(u64),
+}
+
+/// Options for [`Context::send_with`].
+#[derive(Clone, Copy, Debug)]
+pub struct SendOptions {
+    /// The message this one answers.
+    pub reply_to: Option<MessageId>,
+    /// How long the message may wait before it is dropped (default [`DEFAULT_EXPIRY`]).
+    pub expiry: Duration,
+    /// Routing preferences.
+    pub rprefs: Option<RoutingPrefs>,
+    /// Transport preferences (default: the peer's record, then the node's default).
+    pub tprefs: Option<TransportPrefs>,
+    /// Whether to receive [`Input::Undeliverable`] if the message is dropped.
+    pub notify_undeliverable: bool,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            reply_to: None,
+            expiry: DEFAULT_EXPIRY,
+            rprefs: None,
+            tprefs: None,
+            notify_undeliverable: true,
+        }
+    }
+}
+
+impl SendOptions {
+    /// Options that keep the message on this node.
+    pub fn local_only() -> SendOptions {
+        SendOptions {
+            rprefs: Some(RoutingPrefs {
+                scope: RoutingScope::Local,
+            }),
+            ..SendOptions::default()
+        }
+    }
+}
+
+/// A message an engine asked to send.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    /// The message (unsigned; the shell signs it if it must leave the node).
+    pub msg: EngineMessage,
+    /// Whether the sender wants [`Input::Undeliverable`] on failure.
+    pub notify_undeliverable: bool,
+}
+
+/// What an engine asks its shell to do.
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// Send a message.
+    Send(Outgoing),
+    /// A topic request to the Router.
+    Topic(TopicRequest),
+    /// A request to the Network Identity Store.
+    Identity(IdentityRequest),
+    /// A request to the Transport.
+    Transport(crate::transport::TransportRequest),
+    /// Fire [`Input::Timer`] with `token` at `at` (replaces an earlier timer with that token).
+    SetTimer {
+        /// The token the timer fires with.
+        token: u64,
+        /// When.
+        at: Instant,
+    },
+    /// Cancel the timer with `token`.
+    CancelTimer {
+        /// The token.
+        token: u64,
+    },
+    /// Stop this engine.
+    Stop,
+}
+
+/// An engine's view of the node during one call: the time, its identity, and a place to record
+/// what it wants done.
+pub struct Context {
+    now: Now,
+    identity: EngineIdentity,
+    node: NodeIdentity,
+    name: String,
+    next_id: u64,
+    outputs: Vec<Output>,
+}
+
+impl Context {
+    /// A context not attached to any node, for testing engine logic: outputs accumulate until
+    /// [`Context::take_outputs`].
+    pub fn detached(now: Now, identity: EngineIdentity, node: NodeIdentity, name: &str) -> Context {
+        Context {
+            now,
+            identity,
+            node,
+            name: name.to_string(),
+            next_id: crate::time::wall_clock_nanos(),
+            outputs: Vec::new(),
+        }
+    }
+
+    /// Sets the time (the shell does this before each batch of inputs).
+    pub fn set_now(&mut self, now: Now) {
+        self.now = now;
+    }
+
+    /// Removes and returns the outputs recorded so far.
+    pub fn take_outputs(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    pub(crate) fn outputs_mut(&mut self) -> &mut Vec<Output> {
+        &mut self.outputs
+    }
+
+    /// The current time.
+    pub fn now(&self) -> Now {
+        self.now
+    }
+
+    /// This engine's identity.
+    pub fn identity(&self) -> EngineIdentity {
+        self.identity
+    }
+
+    /// This engine's node.
+    pub fn node(&self) -> NodeIdentity {
+        self.node
+    }
+
+    /// This engine's name on its node.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `body` to `dst` with default options; returns the message id.
+    pub fn send(
+        &mut self,
+        dst: impl Into<Destination>,
+        protocol: Protocol,
+        body: Vec<u8>,
+    ) -> MessageId {
+        self.send_with(dst, protocol, body, SendOptions::default())
+    }
+
+    /// Sends `body` to `dst`; returns the message id.
+    pub fn send_with(
+        &mut self,
+        dst: impl Into<Destination>,
+        protocol: Protocol,
+        body: Vec<u8>,
+        opts: SendOptions,
+    ) -> MessageId {
+        let id = MessageId(self.next_id);
+        self.next_id += 1;
+        let msg = EngineMessage {
+            src: self.identity,
+            src_node: self.node,
+            dst: dst.into(),
+            id,
+            reply_to: opts.reply_to,
+            expiry: Some(self.now.wall.after(opts.expiry)),
+            rprefs: opts.rprefs,
+            tprefs: opts.tprefs,
+            protocol,
+            body,
+            sig: None,
+        };
+        self.outputs.push(Output::Send(Outgoing {
+            msg,
+            notify_undeliverable: opts.notify_undeliverable,
+        }));
+        id
+    }
+
+    /// Answers `to` with `body`, to its sender, with the same protocol.
+    pub fn reply(&mut self, to: &Message, body: Vec<u8>) -> MessageId {
+        let opts = SendOptions {
+            reply_to: Some(to.id()),
+            tprefs: to.as_engine_message().tprefs,
+            ..SendOptions::default()
+        };
+        self.send_with(to.src(), to.protocol(), body, opts)
+    }
+
+    /// Publishes `body` to `topic` (delivered to the topic's subscribers).
+    pub fn publish(
+        &mut self,
+        topic: TopicIdentity,
+        protocol: Protocol,
+        body: Vec<u8>,
+    ) -> MessageId {
+        self.send(Destination::Topic(topic), protocol, body)
+    }
+
+    /// Creates a topic on this node's Router; the answer arrives as [`Input::Topic`].
+    pub fn create_topic(&mut self, topic: TopicIdentity, scope: RoutingScope) {
+        self.topic_request(TopicRequest::Create {
+            topic,
+            scope,
+            advert: None,
+        });
+    }
+
+    /// Subscribes to a topic; the answer arrives as [`Input::Topic`].
+    pub fn subscribe(&mut self, topic: TopicIdentity, scope: RoutingScope) {
+        self.topic_request(TopicRequest::Subscribe { topic, scope });
+    }
+
+    /// Unsubscribes from a topic; the answer arrives as [`Input::Topic`].
+    pub fn unsubscribe(&mut self, topic: TopicIdentity, scope: RoutingScope) {
+        self.topic_request(TopicRequest::Unsubscribe { topic, scope });
+    }
+
+    /// Deletes a topic this engine created; the answer arrives as [`Input::Topic`].
+    pub fn delete_topic(&mut self, topic: TopicIdentity, scope: RoutingScope) {
+        self.topic_request(TopicRequest::Delete { topic, scope });
+    }
+
+    /// Sends any topic request to the Router.
+    pub fn topic_request(&mut self, req: TopicRequest) {
+        self.outputs.push(Output::Topic(req));
+    }
+
+    /// Sends a request to the Network Identity Store; answers arrive as [`Input::Identity`].
+    pub fn identity_request(&mut self, req: IdentityRequest) {
+        self.outputs.push(Output::Identity(req));
+    }
+
+    /// Sends a request to the Transport; answers arrive as [`Input::Transport`].
+    pub fn transport_request(&mut self, req: crate::transport::TransportRequest) {
+        self.outputs.push(Output::Transport(req));
+    }
+
+    /// Fires [`Input::Timer`]`(token)` at `at`, replacing any timer with the same token.
+    pub fn set_timer(&mut self, token: u64, at: Instant) {
+        self.outputs.push(Output::SetTimer { token, at });
+    }
+
+    /// Fires [`Input::Timer`]`(token)` after `after`.
+    pub fn set_timer_after(&mut self, token: u64, after: Duration) {
+        let at = self.now.instant + after;
+        self.set_timer(token, at);
+    }
+
+    /// Cancels the timer with `token`, if set.
+    pub fn cancel_timer(&mut self, token: u64) {
+        self.outputs.push(Output::CancelTimer { token });
+    }
+
+    /// Stops this engine after the current call.
+    pub fn stop(&mut self) {
+        self.outputs.push(Output::Stop);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_increase_and_reply_links_back() {
+        let now = Now::read();
+        let me = EngineIdentity([1; 32]);
+        let node = NodeIdentity([2; 32]);
+        let mut ctx = Context::detached(now, me, node, "t");
+        let a = ctx.send(EngineIdentity([3; 32]), Protocol(70000), b"x".to_vec());
+        let b = ctx.send(EngineIdentity([3; 32]), Protocol(70000), b"y".to_vec());
+        assert!(b.0 == a.0 + 1);
+        let out = ctx.take_outputs();
+        assert_eq!(out.len(), 2);
+        let Output::Send(first) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(first.msg.expiry, Some(now.wall.after(DEFAULT_EXPIRY)));
+        let incoming = Message::local(first.msg.clone());
+        ctx.reply(&incoming, b"r".to_vec());
+        let Output::Send(reply) = &ctx.take_outputs()[0] else {
+            panic!()
+        };
+        assert_eq!(reply.msg.reply_to, Some(a));
+        assert_eq!(reply.msg.dst, Destination::Engine(me));
+    }
+}

@@ -1,0 +1,42 @@
+//! The engine runtime: mailboxes, the thread shell that drives an engine, timers, counters, and
+//! the directory of a node's local engines.
+//!
+//! # Mailboxes and the mailbox-full policy
+//!
+//! Every engine has one bounded mailbox (default depth [`DEFAULT_MAILBOX_DEPTH`]). Who waits when
+//! a mailbox is full is chosen so that no cycle of waiting threads can form:
+//!
+//! * an engine sending to the Router **waits** while the Router's mailbox is full — back-pressure
+//!   on local producers;
+//! * the Router, the Network Identity Store and the Transport **never wait** on an engine's
+//!   mailbox: if it is full, the message is dropped, counted as `mailbox_full`, and its sender
+//!   gets [`Input::Undeliverable`] if it asked (the default).
+//!
+//! So one slow engine cannot stall the node; it loses messages, visibly.
+
+pub mod client;
+mod directory;
+pub mod engine;
+pub(crate) mod shell;
+pub mod stats;
+mod timers;
+
+pub(crate) use directory::Directory;
+pub use engine::{
+    Context, Engine, Input, Message, Origin, Outgoing, Output, SendOptions, Undeliverable,
+};
+
+/// Default depth of an engine's mailbox: 4,096 inputs.
+pub const DEFAULT_MAILBOX_DEPTH: usize = 4096;
+
+/// Default depth of the Router's mailbox: 65,536 messages.
+pub const DEFAULT_ROUTER_MAILBOX_DEPTH: usize = 65_536;
+
+/// What an engine's mailbox carries.
+#[derive(Debug)]
+pub(crate) enum EngineMail {
+    /// An input for the engine.
+    Input(Input),
+    /// Stop after the inputs already queued.
+    Stop,
+}

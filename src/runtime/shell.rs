@@ -1,0 +1,286 @@
+//! The thread shell that drives one engine: it blocks on the engine's mailbox (with the next
+//! timer as deadline), reads the clock, feeds the engine, and carries out what it asked for.
+//!
+//! Carrying out a send: if the destination is on this node (a local engine, this node, a topic)
+//! the message goes to the Router unsigned; otherwise it is signed here, on the sending engine's
+//! thread, and handed to the Router in wire form — the Router never signs.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+
+use super::engine::{Context, Engine, Input, Outgoing, Output};
+use super::stats::{DropReason, NodeStats};
+use super::timers::Timers;
+use super::{Directory, EngineMail};
+use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
+use crate::identity_store::{NisMail, Party};
+use crate::router::{Outbound, RouteHeader, RouterMail};
+use crate::time::Now;
+use crate::transport::{TransportEvent, TransportLink, TransportMail};
+use crate::wire::{Destination, RoutingScope};
+
+/// Most inputs handled before outputs are carried out and timers checked.
+const BURST: usize = 256;
+
+/// An engine that panicked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineFailure {
+    /// The engine's name.
+    pub name: String,
+    /// The panic message.
+    pub message: String,
+}
+
+/// The channels and shared state every engine shell of a node uses.
+#[derive(Clone)]
+pub(crate) struct Links {
+    pub(crate) node: NodeIdentity,
+    pub(crate) router: Sender<RouterMail>,
+    pub(crate) nis: Sender<NisMail>,
+    pub(crate) transport: Option<TransportLink>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) stats: Arc<NodeStats>,
+    pub(crate) failures: Arc<Mutex<Vec<EngineFailure>>>,
+}
+
+/// Carries out an engine's outputs.
+pub(crate) struct Outlet {
+    links: Links,
+    key: Keypair,
+    identity: EngineIdentity,
+    wire: Vec<u8>,
+    scratch: Vec<u8>,
+}
+
+impl Outlet {
+    pub(crate) fn new(links: Links, key: Keypair) -> Outlet {
+        Outlet {
+            identity: key.engine_identity(),
+            links,
+            key,
+            wire: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn links(&self) -> &Links {
+        &self.links
+    }
+
+    /// Carries out `outputs`. Inputs the engine must receive at once (answers the shell gives
+    /// itself) go to `own`. Returns whether the engine asked to stop.
+    pub(crate) fn carry_out(
+        &mut self,
+        outputs: &mut Vec<Output>,
+        timers: &mut Timers,
+        own: &mut VecDeque<Input>,
+    ) -> bool {
+        let mut stop = false;
+        for output in outputs.drain(..) {
+            match output {
+                Output::Send(out) => self.send(out),
+                Output::Topic(req) => self.to_router(RouterMail::Topic {
+                    from: self.identity,
+                    req,
+                }),
+                Output::Identity(req) => {
+                    let mail = NisMail::Request {
+                        from: Party::Engine(self.identity),
+                        req,
+                    };
+                    if self.links.nis.send(mail).is_err() {
+                        log::warn!(
+                            "engine {}: identity store has stopped",
+                            self.identity.short()
+                        );
+                    }
+                }
+                Output::Transport(req) => match &self.links.transport {
+                    Some(t) => {
+                        if !t.send(TransportMail::Request {
+                            from: self.identity,
+                            req,
+                        }) {
+                            own.push_back(Input::Transport(TransportEvent::NotRunning));
+                        }
+                    }
+                    None => own.push_back(Input::Transport(TransportEvent::NotRunning)),
+                },
+                Output::SetTimer { token, at } => timers.set(token, at),
+                Output::CancelTimer { token } => timers.cancel(token),
+                Output::Stop => stop = true,
+            }
+        }
+        stop
+    }
+
+    fn send(&mut self, mut out: Outgoing) {
+        debug_assert_eq!(out.msg.src, self.identity, "Context sets src");
+        let stays = out.msg.scope() == RoutingScope::Local
+            || match out.msg.dst {
+                Destination::Engine(e) => self.links.directory.is_local(&e),
+                Destination::Node(n) => n == self.links.node,
+                Destination::Topic(_) => true,
+                Destination::Domain(_) => false,
+            };
+        let mail = if stays {
+            RouterMail::Local(Outbound::Local(out))
+        } else {
+            let header = RouteHeader::of(&out.msg, out.notify_undeliverable);
+            out.msg
+                .sign_into_wire(&self.key, &mut self.wire, &mut self.scratch);
+            self.links.stats.signed.fetch_add(1, Ordering::Relaxed);
+            let wire = std::mem::replace(&mut self.wire, Vec::with_capacity(256));
+            RouterMail::Local(Outbound::Signed { header, wire })
+        };
+        self.to_router(mail);
+    }
+
+    fn to_router(&self, mail: RouterMail) {
+        if self.links.router.send(mail).is_err() {
+            self.links.stats.dropped(DropReason::Shutdown);
+        }
+    }
+}
+
+/// One engine and everything its thread needs.
+pub(crate) struct EngineShell {
+    pub(crate) name: String,
+    pub(crate) engine: Box<dyn Engine>,
+    pub(crate) ctx: Context,
+    pub(crate) outlet: Outlet,
+    pub(crate) mailbox: Receiver<EngineMail>,
+    pub(crate) timers: Timers,
+    pub(crate) own: VecDeque<Input>,
+}
+
+impl EngineShell {
+    /// Runs the engine until it stops, its mailbox closes, or it panics.
+    pub(crate) fn run(mut self) {
+        self.ctx.set_now(Now::read());
+        if self.call(|e, ctx| e.start(ctx)) && !self.carry_out() {
+            self.event_loop();
+            self.ctx.set_now(Now::read());
+            if self.call(|e, ctx| e.stop(ctx)) {
+                self.carry_out();
+            }
+        }
+        self.unregister();
+    }
+
+    fn event_loop(&mut self) {
+        loop {
+            let mail = match self.timers.next_deadline() {
+                Some(deadline) => match self.mailbox.recv_deadline(deadline) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                },
+                None => match self.mailbox.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => return,
+                },
+            };
+            let now = Now::read();
+            self.ctx.set_now(now);
+            let mut stop = false;
+            if let Some(mail) = mail {
+                match self.handle_mail(mail) {
+                    Some(s) => stop |= s,
+                    None => return,
+                }
+                for _ in 0..BURST {
+                    let Ok(mail) = self.mailbox.try_recv() else {
+                        break;
+                    };
+                    match self.handle_mail(mail) {
+                        Some(s) => stop |= s,
+                        None => return,
+                    }
+                }
+            }
+            while let Some(token) = self.timers.pop_due(now.instant) {
+                if !self.call(|e, ctx| e.handle(ctx, Input::Timer(token))) {
+                    return;
+                }
+            }
+            stop |= self.carry_out();
+            while let Some(input) = self.own.pop_front() {
+                if !self.call(|e, ctx| e.handle(ctx, input)) {
+                    return;
+                }
+                stop |= self.carry_out();
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// `Some(stop requested)`, or `None` if the engine panicked.
+    fn handle_mail(&mut self, mail: EngineMail) -> Option<bool> {
+        match mail {
+            EngineMail::Input(input) => self.call(|e, ctx| e.handle(ctx, input)).then_some(false),
+            EngineMail::Stop => Some(true),
+        }
+    }
+
+    /// Carries out pending outputs; returns whether the engine asked to stop.
+    fn carry_out(&mut self) -> bool {
+        let outputs = self.ctx.outputs_mut();
+        self.outlet
+            .carry_out(outputs, &mut self.timers, &mut self.own)
+    }
+
+    /// Calls into the engine, catching a panic. Returns false if it panicked.
+    fn call(&mut self, f: impl FnOnce(&mut dyn Engine, &mut Context)) -> bool {
+        let engine = &mut *self.engine;
+        let ctx = &mut self.ctx;
+        match catch_unwind(AssertUnwindSafe(|| f(engine, ctx))) {
+            Ok(()) => true,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                log::error!(
+                    "engine {} panicked: {message}; it is stopped and its mailbox closed",
+                    self.name
+                );
+                let links = self.outlet.links();
+                links.stats.engine_panics.fetch_add(1, Ordering::Relaxed);
+                links.failures.lock().push(EngineFailure {
+                    name: self.name.clone(),
+                    message,
+                });
+                false
+            }
+        }
+    }
+
+    fn unregister(&mut self) {
+        let links = self.outlet.links().clone();
+        links.directory.remove(&self.ctx.identity());
+        let _ = links
+            .router
+            .send(RouterMail::Unregister(self.ctx.identity()));
+        // Count what was still queued: it will never be handled.
+        let mut lost = 0u64;
+        while let Ok(mail) = self.mailbox.try_recv() {
+            if matches!(mail, EngineMail::Input(Input::Message(_))) {
+                lost += 1;
+            }
+        }
+        for _ in 0..lost {
+            links.stats.dropped(DropReason::EngineGone);
+        }
+        log::debug!("engine {} stopped at {:?}", self.name, Instant::now());
+    }
+}

@@ -1,0 +1,210 @@
+//! Counters: every dropped message counted by its reason, and per-engine traffic.
+//!
+//! Counters are relaxed atomics written by the thread that owns the event and read by anyone
+//! (the status view, tests, benchmarks). Nothing in netmachine drops a message without
+//! incrementing exactly one [`DropReason`] counter.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident = $label:literal,)*) => {
+        /// Why a message was dropped. Each reason has its own counter in [`NodeStats`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+
+            /// The counter name, as the status view and logs print it.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(DropReason::$name => $label,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    // A peer broke a rule.
+    /// The bytes did not decode as a message.
+    Malformed = "malformed",
+    /// The message uses a wire version this node does not speak.
+    UnknownVersion = "unknown_version",
+    /// The same (source, destination, id) was already delivered.
+    Duplicate = "duplicate",
+    /// The id is older than the replay window remembers.
+    Replay = "replay",
+    /// The signature does not verify.
+    BadSignature = "bad_signature",
+    /// The source key is of small order (anyone could sign for it).
+    WeakKey = "weak_key",
+    /// The source key is not a valid (canonical) Ed25519 point.
+    BadKey = "bad_key",
+    /// The message claims a source node other than the peer it came from.
+    SourceNodeMismatch = "source_node_mismatch",
+    /// The message carries no expiry, or one further ahead than the node accepts.
+    ExpiryOutOfRange = "expiry_out_of_range",
+    /// A remote message addressed to an engine this node does not run (no relaying).
+    NotForThisNode = "not_for_this_node",
+    /// The replay state is full of live entries; new sources are refused until some expire.
+    ReplayStateFull = "replay_state_full",
+    // Local routing and delivery.
+    /// The expiry passed before the message could be delivered or sent.
+    Expired = "expired",
+    /// No route to the destination is known.
+    NoRoute = "no_route",
+    /// The topic does not exist on this node.
+    UnknownTopic = "unknown_topic",
+    /// The destination engine's mailbox was full (see the mailbox-full policy).
+    MailboxFull = "mailbox_full",
+    /// The destination engine has stopped.
+    EngineGone = "engine_gone",
+    /// A message that must leave the node is not signed.
+    Unsigned = "unsigned",
+    /// The message's routing scope forbids where it would have to go.
+    ScopeViolation = "scope_violation",
+    /// The destination kind or preference is not supported by this version.
+    Unsupported = "unsupported",
+    /// No transport is running on this node.
+    NoTransport = "no_transport",
+    /// The per-peer outbound queue was full.
+    QueueFull = "queue_full",
+    /// The message is larger than the frame or datagram limit.
+    TooLarge = "too_large",
+    /// A lookup for the destination is already waiting with too many messages queued.
+    PendingFull = "pending_full",
+    /// The node was shutting down.
+    Shutdown = "shutdown",
+}
+
+/// Counters of one node, shared by its threads.
+pub struct NodeStats {
+    drops: Vec<AtomicU64>,
+    /// Messages delivered to local engines.
+    pub delivered_local: AtomicU64,
+    /// Messages handed to the Transport for another node.
+    pub sent_remote: AtomicU64,
+    /// Messages received from other nodes (before any check).
+    pub received_remote: AtomicU64,
+    /// Remote messages whose signature verified.
+    pub verified: AtomicU64,
+    /// Batch verifications run.
+    pub verify_batches: AtomicU64,
+    /// Messages signed by engines of this node.
+    pub signed: AtomicU64,
+    /// Engines that panicked.
+    pub engine_panics: AtomicU64,
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        NodeStats {
+            drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            delivered_local: AtomicU64::new(0),
+            sent_remote: AtomicU64::new(0),
+            received_remote: AtomicU64::new(0),
+            verified: AtomicU64::new(0),
+            verify_batches: AtomicU64::new(0),
+            signed: AtomicU64::new(0),
+            engine_panics: AtomicU64::new(0),
+        }
+    }
+}
+
+impl NodeStats {
+    /// Counts one dropped message.
+    pub fn dropped(&self, reason: DropReason) {
+        self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages dropped for `reason` so far.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// All messages dropped so far, whatever the reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// A copy of every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        StatsSnapshot {
+            drops: DropReason::ALL
+                .iter()
+                .map(|&r| (r, self.drops(r)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            delivered_local: load(&self.delivered_local),
+            sent_remote: load(&self.sent_remote),
+            received_remote: load(&self.received_remote),
+            verified: load(&self.verified),
+            verify_batches: load(&self.verify_batches),
+            signed: load(&self.signed),
+            engine_panics: load(&self.engine_panics),
+        }
+    }
+}
+
+/// A point-in-time copy of a node's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Non-zero drop counters.
+    pub drops: Vec<(DropReason, u64)>,
+    /// Messages delivered to local engines.
+    pub delivered_local: u64,
+    /// Messages handed to the Transport.
+    pub sent_remote: u64,
+    /// Messages received from other nodes.
+    pub received_remote: u64,
+    /// Remote messages whose signature verified.
+    pub verified: u64,
+    /// Batch verifications run.
+    pub verify_batches: u64,
+    /// Messages signed by this node's engines.
+    pub signed: u64,
+    /// Engines that panicked.
+    pub engine_panics: u64,
+}
+
+impl StatsSnapshot {
+    /// Drops counted for `reason`.
+    pub fn drops(&self, reason: DropReason) -> u64 {
+        self.drops
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
+    }
+}
+
+impl fmt::Display for StatsSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "delivered_local={} sent_remote={} received_remote={} verified={} batches={} signed={} engine_panics={}",
+            self.delivered_local,
+            self.sent_remote,
+            self.received_remote,
+            self.verified,
+            self.verify_batches,
+            self.signed,
+            self.engine_panics
+        )?;
+        if self.drops.is_empty() {
+            write!(f, "drops: none")
+        } else {
+            write!(f, "drops:")?;
+            for (r, n) in &self.drops {
+                write!(f, " {}={}", r.label(), n)?;
+            }
+            Ok(())
+        }
+    }
+}

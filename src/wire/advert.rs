@@ -1,0 +1,607 @@
+//! Signed advertisements: what a node, an engine or a topic says about itself.
+//!
+//! * [`NodeAdvert`] — a node's transport addresses, signed by the node key. Nodes exchange them
+//!   in configuration files (as one line of text, see [`NodeAdvert::to_line`]) and when they
+//!   connect.
+//! * [`EngineAdvert`] — binds an engine to the node it runs on, signed by the engine key.
+//! * [`TopicAdvert`] — a topic's authorized publishers and tags, signed by the topic key.
+//!
+//! Each advert has a `version`; a store replaces an advert only with a correctly signed one of a
+//! higher version (then, for equal versions, a later `created`).
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+
+use super::{context, decode_list, decode_text, encode_list, encode_text, WireError};
+use crate::identity::{
+    from_hex, to_hex, CheckedKey, DomainIdentity, EngineIdentity, Keypair, NodeIdentity, Signature,
+    TopicIdentity,
+};
+use crate::time::Timestamp;
+
+/// Most addresses in one node advert.
+pub const MAX_ADDRS: usize = 16;
+/// Longest node or engine name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Most tags on one topic advert.
+pub const MAX_TAGS: usize = 32;
+/// Longest tag, in bytes.
+pub const MAX_TAG_BYTES: usize = 64;
+/// Most authorized publishers on one topic advert.
+pub const MAX_PUBLISHERS: usize = 64;
+
+/// An IP address on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum IpAddress {
+    /// IPv4.
+    V4([u8; 4]),
+    /// IPv6.
+    V6([u8; 16]),
+}
+
+/// How to reach a node. The certificate a QUIC address presents is made from the node key, so
+/// the node identity is the key that authenticates the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub enum TransportAddress {
+    /// QUIC (TLS 1.3) over UDP.
+    Quic {
+        /// IP address.
+        ip: IpAddress,
+        /// UDP port.
+        port: u16,
+    },
+}
+
+impl TransportAddress {
+    /// The QUIC address at `addr`.
+    pub fn quic(addr: SocketAddr) -> TransportAddress {
+        let ip = match addr.ip() {
+            IpAddr::V4(v4) => IpAddress::V4(v4.octets()),
+            IpAddr::V6(v6) => IpAddress::V6(v6.octets()),
+        };
+        TransportAddress::Quic {
+            ip,
+            port: addr.port(),
+        }
+    }
+
+    /// The socket address of a QUIC address.
+    pub fn socket_addr(&self) -> SocketAddr {
+        match *self {
+            TransportAddress::Quic { ip, port } => {
+                let ip = match ip {
+                    IpAddress::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
+                    IpAddress::V6(o) => IpAddr::V6(Ipv6Addr::from(o)),
+                };
+                SocketAddr::new(ip, port)
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for TransportAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "quic://{}", self.socket_addr())
+    }
+}
+
+/// Behaviour shared by signed adverts.
+pub trait Signed: Sized {
+    /// The domain-separation tag of this advert's signature.
+    const CONTEXT: &'static [u8];
+    /// The key that must have signed it.
+    fn signer(&self) -> [u8; 32];
+    /// The signed fields, encoded.
+    fn signed_fields(&self) -> Vec<u8>;
+    /// The signature.
+    fn signature(&self) -> &Signature;
+    /// Sets the signature.
+    fn set_signature(&mut self, sig: Signature);
+    /// `(version, created)`: a higher pair replaces a lower one.
+    fn freshness(&self) -> (u64, Timestamp);
+
+    /// Signs with `key`, which must be the signer's key.
+    fn sign(mut self, key: &Keypair) -> Self {
+        debug_assert_eq!(key.public(), self.signer());
+        let sig = key.sign_with_context(Self::CONTEXT, &self.signed_fields(), &mut Vec::new());
+        self.set_signature(sig);
+        self
+    }
+
+    /// Checks the signature (strictly) against the signer's key.
+    fn verify(self) -> Result<super::Verified<Self>, AdvertError> {
+        let key = CheckedKey::parse(&self.signer()).map_err(|_| AdvertError::BadKey)?;
+        if key.verify_strict(
+            Self::CONTEXT,
+            &self.signed_fields(),
+            self.signature(),
+            &mut Vec::new(),
+        ) {
+            Ok(super::message::verified_advert(self))
+        } else {
+            Err(AdvertError::BadSignature)
+        }
+    }
+}
+
+/// Why an advert was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdvertError {
+    /// It could not be decoded.
+    Decode(WireError),
+    /// Its signer's key is not a valid, strong Ed25519 key.
+    BadKey,
+    /// Its signature does not verify.
+    BadSignature,
+    /// The text form does not start with the expected prefix.
+    NotAnAdvert,
+}
+
+impl std::fmt::Display for AdvertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdvertError::Decode(e) => write!(f, "advert does not decode: {e}"),
+            AdvertError::BadKey => write!(f, "advert signer is not a valid key"),
+            AdvertError::BadSignature => write!(f, "advert signature does not verify"),
+            AdvertError::NotAnAdvert => {
+                write!(f, "not an advert line (expected 'nmadvert1:<hex>')")
+            }
+        }
+    }
+}
+
+impl std::error::Error for AdvertError {}
+
+/// A node's signed statement of where it can be reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAdvert {
+    /// The node.
+    pub id: NodeIdentity,
+    /// Its addresses, each with a preference weight (higher is preferred).
+    pub addrs: Vec<(TransportAddress, u8)>,
+    /// Increases with every change.
+    pub version: u64,
+    /// When this version was made.
+    pub created: Timestamp,
+    /// A human-readable name, if any.
+    pub name: Option<String>,
+    /// The node key's signature.
+    pub sig: Signature,
+}
+
+struct NodeAdvertFields<'a>(&'a NodeAdvert);
+
+impl Encode for NodeAdvertFields<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let a = self.0;
+        a.id.encode(e)?;
+        encode_list(&a.addrs, e)?;
+        a.version.encode(e)?;
+        a.created.encode(e)?;
+        match &a.name {
+            None => 0u8.encode(e),
+            Some(n) => {
+                1u8.encode(e)?;
+                encode_text(n, e)
+            }
+        }
+    }
+}
+
+impl Encode for NodeAdvert {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        NodeAdvertFields(self).encode(e)?;
+        self.sig.encode(e)
+    }
+}
+
+impl Decode<()> for NodeAdvert {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(NodeAdvert {
+            id: Decode::decode(d)?,
+            addrs: decode_list(d, "addresses", MAX_ADDRS)?,
+            version: Decode::decode(d)?,
+            created: Decode::decode(d)?,
+            name: decode_option_text(d, "name", MAX_NAME_BYTES)?,
+            sig: Decode::decode(d)?,
+        })
+    }
+}
+
+fn decode_option_text<D: Decoder<Context = ()>>(
+    d: &mut D,
+    what: &'static str,
+    max: usize,
+) -> Result<Option<String>, DecodeError> {
+    match u8::decode(d)? {
+        0 => Ok(None),
+        1 => Ok(Some(decode_text(d, what, max)?)),
+        other => Err(DecodeError::UnexpectedVariant {
+            type_name: "Option",
+            allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 1 },
+            found: other as u32,
+        }),
+    }
+}
+
+impl Signed for NodeAdvert {
+    const CONTEXT: &'static [u8] = context::NODE_ADVERT;
+
+    fn signer(&self) -> [u8; 32] {
+        self.id.0
+    }
+
+    fn signed_fields(&self) -> Vec<u8> {
+        super::encode_to_vec(&NodeAdvertFields(self))
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn set_signature(&mut self, sig: Signature) {
+        self.sig = sig;
+    }
+
+    fn freshness(&self) -> (u64, Timestamp) {
+        (self.version, self.created)
+    }
+}
+
+/// The prefix of a node advert's one-line text form.
+pub const ADVERT_LINE_PREFIX: &str = "nmadvert1:";
+
+impl NodeAdvert {
+    /// A new advert for `key`'s node, signed.
+    pub fn new_signed(
+        key: &Keypair,
+        addrs: Vec<(TransportAddress, u8)>,
+        version: u64,
+        created: Timestamp,
+        name: Option<String>,
+    ) -> NodeAdvert {
+        NodeAdvert {
+            id: key.node_identity(),
+            addrs,
+            version,
+            created,
+            name,
+            sig: Signature([0; 64]),
+        }
+        .sign(key)
+    }
+
+    /// One line of text: `nmadvert1:` then the hex of the advert's wire encoding.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{ADVERT_LINE_PREFIX}{}",
+            to_hex(&super::encode_to_vec(self))
+        )
+    }
+
+    /// Parses and verifies the one-line text form.
+    pub fn from_line(line: &str) -> Result<super::Verified<NodeAdvert>, AdvertError> {
+        let hex = line
+            .trim()
+            .strip_prefix(ADVERT_LINE_PREFIX)
+            .ok_or(AdvertError::NotAnAdvert)?;
+        let bytes = from_hex(hex).ok_or(AdvertError::NotAnAdvert)?;
+        let advert: NodeAdvert = super::decode_exact(&bytes).map_err(AdvertError::Decode)?;
+        advert.verify()
+    }
+}
+
+/// An engine's signed statement of the node it runs on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineAdvert {
+    /// The engine.
+    pub engine: EngineIdentity,
+    /// The node it runs on.
+    pub node: NodeIdentity,
+    /// Its name on that node.
+    pub name: String,
+    /// Increases with every change.
+    pub version: u64,
+    /// When this version was made.
+    pub created: Timestamp,
+    /// The engine key's signature.
+    pub sig: Signature,
+}
+
+struct EngineAdvertFields<'a>(&'a EngineAdvert);
+
+impl Encode for EngineAdvertFields<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let a = self.0;
+        a.engine.encode(e)?;
+        a.node.encode(e)?;
+        encode_text(&a.name, e)?;
+        a.version.encode(e)?;
+        a.created.encode(e)
+    }
+}
+
+impl Encode for EngineAdvert {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        EngineAdvertFields(self).encode(e)?;
+        self.sig.encode(e)
+    }
+}
+
+impl Decode<()> for EngineAdvert {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(EngineAdvert {
+            engine: Decode::decode(d)?,
+            node: Decode::decode(d)?,
+            name: decode_text(d, "name", MAX_NAME_BYTES)?,
+            version: Decode::decode(d)?,
+            created: Decode::decode(d)?,
+            sig: Decode::decode(d)?,
+        })
+    }
+}
+
+impl Signed for EngineAdvert {
+    const CONTEXT: &'static [u8] = context::ENGINE_ADVERT;
+
+    fn signer(&self) -> [u8; 32] {
+        self.engine.0
+    }
+
+    fn signed_fields(&self) -> Vec<u8> {
+        super::encode_to_vec(&EngineAdvertFields(self))
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn set_signature(&mut self, sig: Signature) {
+        self.sig = sig;
+    }
+
+    fn freshness(&self) -> (u64, Timestamp) {
+        (self.version, self.created)
+    }
+}
+
+/// A topic's signed statement of who may publish to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicAdvert {
+    /// The topic.
+    pub topic: TopicIdentity,
+    /// The PubSub engines allowed to publish events (one per publishing node).
+    pub publishers: Vec<EngineIdentity>,
+    /// Tags for automatic subscription.
+    pub tags: Vec<String>,
+    /// Increases with every change.
+    pub version: u64,
+    /// When this version was made.
+    pub created: Timestamp,
+    /// The topic key's signature.
+    pub sig: Signature,
+}
+
+struct TopicAdvertFields<'a>(&'a TopicAdvert);
+
+impl Encode for TopicAdvertFields<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let a = self.0;
+        a.topic.encode(e)?;
+        encode_list(&a.publishers, e)?;
+        (a.tags.len() as u64).encode(e)?;
+        for t in &a.tags {
+            encode_text(t, e)?;
+        }
+        a.version.encode(e)?;
+        a.created.encode(e)
+    }
+}
+
+impl Encode for TopicAdvert {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        TopicAdvertFields(self).encode(e)?;
+        self.sig.encode(e)
+    }
+}
+
+/// A tag on the wire, for decoding lists of tags.
+struct Tag(String);
+
+impl Decode<()> for Tag {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(Tag(decode_text(d, "tags", MAX_TAG_BYTES)?))
+    }
+}
+
+impl Decode<()> for TopicAdvert {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(TopicAdvert {
+            topic: Decode::decode(d)?,
+            publishers: decode_list(d, "publishers", MAX_PUBLISHERS)?,
+            tags: decode_list::<_, Tag>(d, "tags", MAX_TAGS)?
+                .into_iter()
+                .map(|t| t.0)
+                .collect(),
+            version: Decode::decode(d)?,
+            created: Decode::decode(d)?,
+            sig: Decode::decode(d)?,
+        })
+    }
+}
+
+impl Signed for TopicAdvert {
+    const CONTEXT: &'static [u8] = context::TOPIC_ADVERT;
+
+    fn signer(&self) -> [u8; 32] {
+        self.topic.0
+    }
+
+    fn signed_fields(&self) -> Vec<u8> {
+        super::encode_to_vec(&TopicAdvertFields(self))
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn set_signature(&mut self, sig: Signature) {
+        self.sig = sig;
+    }
+
+    fn freshness(&self) -> (u64, Timestamp) {
+        (self.version, self.created)
+    }
+}
+
+/// A domain's signed statement of the members that serve requests from non-members (v2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DomainAdvert {
+    /// The domain.
+    pub id: DomainIdentity,
+    /// Members that answer external requests.
+    pub nodes: Vec<NodeIdentity>,
+    /// Increases with every change.
+    pub version: u64,
+    /// When this version was made.
+    pub created: Timestamp,
+    /// The domain key's signature.
+    pub sig: Signature,
+}
+
+/// Most member nodes listed in one domain advert.
+pub const MAX_DOMAIN_NODES: usize = 256;
+
+struct DomainAdvertFields<'a>(&'a DomainAdvert);
+
+impl Encode for DomainAdvertFields<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let a = self.0;
+        a.id.encode(e)?;
+        encode_list(&a.nodes, e)?;
+        a.version.encode(e)?;
+        a.created.encode(e)
+    }
+}
+
+impl Encode for DomainAdvert {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        DomainAdvertFields(self).encode(e)?;
+        self.sig.encode(e)
+    }
+}
+
+impl Decode<()> for DomainAdvert {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(DomainAdvert {
+            id: Decode::decode(d)?,
+            nodes: decode_list(d, "list", MAX_DOMAIN_NODES)?,
+            version: Decode::decode(d)?,
+            created: Decode::decode(d)?,
+            sig: Decode::decode(d)?,
+        })
+    }
+}
+
+impl Signed for DomainAdvert {
+    const CONTEXT: &'static [u8] = context::DOMAIN_ADVERT;
+
+    fn signer(&self) -> [u8; 32] {
+        self.id.0
+    }
+
+    fn signed_fields(&self) -> Vec<u8> {
+        super::encode_to_vec(&DomainAdvertFields(self))
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.sig
+    }
+
+    fn set_signature(&mut self, sig: Signature) {
+        self.sig = sig;
+    }
+
+    fn freshness(&self) -> (u64, Timestamp) {
+        (self.version, self.created)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn advert(key: &Keypair) -> NodeAdvert {
+        NodeAdvert::new_signed(
+            key,
+            vec![(
+                TransportAddress::quic("127.0.0.1:7001".parse().unwrap()),
+                100,
+            )],
+            3,
+            Timestamp(1_700_000_000_000),
+            Some("a".into()),
+        )
+    }
+
+    #[test]
+    fn node_advert_line_round_trip() {
+        let key = Keypair::generate();
+        let a = advert(&key);
+        let line = a.to_line();
+        assert!(line.starts_with(ADVERT_LINE_PREFIX));
+        let back = NodeAdvert::from_line(&line).unwrap();
+        assert_eq!(*back, a);
+        assert_eq!(
+            back.addrs[0].0.socket_addr(),
+            "127.0.0.1:7001".parse::<SocketAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn forged_advert_is_refused() {
+        let key = Keypair::generate();
+        let mut a = advert(&key);
+        a.version = 4; // changed after signing
+        assert_eq!(a.clone().verify().unwrap_err(), AdvertError::BadSignature);
+        let other = Keypair::generate();
+        a.id = other.node_identity();
+        assert_eq!(a.verify().unwrap_err(), AdvertError::BadSignature);
+        assert_eq!(
+            NodeAdvert::from_line("hello").unwrap_err(),
+            AdvertError::NotAnAdvert
+        );
+    }
+
+    #[test]
+    fn topic_advert_signs_and_limits_lists() {
+        let topic = Keypair::generate();
+        let t = TopicAdvert {
+            topic: topic.topic_identity(),
+            publishers: vec![EngineIdentity([1; 32])],
+            tags: vec!["blocks".into()],
+            version: 1,
+            created: Timestamp(5),
+            sig: Signature([0; 64]),
+        }
+        .sign(&topic);
+        let bytes = super::super::encode_to_vec(&t);
+        let back: TopicAdvert = super::super::decode_exact(&bytes).unwrap();
+        assert_eq!(back, t);
+        assert!(back.verify().is_ok());
+        // A publisher count over the limit is refused before reading the list.
+        let mut forged = bytes.clone();
+        forged[32..40].copy_from_slice(&(MAX_PUBLISHERS as u64 + 1).to_le_bytes());
+        assert!(matches!(
+            super::super::decode_exact::<TopicAdvert>(&forged).unwrap_err(),
+            WireError::TooLarge {
+                what: "publishers",
+                ..
+            }
+        ));
+    }
+}
