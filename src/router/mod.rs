@@ -23,7 +23,7 @@ pub mod ingress;
 mod shell;
 pub mod topics;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -165,6 +165,9 @@ struct PendingLookup {
     messages: Vec<(RouteHeader, Vec<u8>)>,
 }
 
+/// Most stopped engines remembered for `engine_gone` reports.
+const MAX_GONE: usize = 4096;
+
 /// How often idle replay state is swept and drop summaries are logged.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(10);
 
@@ -174,6 +177,8 @@ pub struct Router {
     stats: Arc<NodeStats>,
     limits: RouterLimits,
     locals: HashMap<EngineIdentity, LocalEngine>,
+    /// Local engines that stopped, so messages to them report `engine_gone` (bounded).
+    gone: HashSet<EngineIdentity>,
     slots: Vec<Option<EngineIdentity>>,
     services: HashMap<Protocol, Slot>,
     remote_engines: HashMap<EngineIdentity, NodeIdentity>,
@@ -202,6 +207,7 @@ impl Router {
             ingress: Ingress::new(limits.ingress),
             limits,
             locals: HashMap::new(),
+            gone: HashSet::new(),
             slots: Vec::new(),
             services: HashMap::new(),
             remote_engines: HashMap::new(),
@@ -231,6 +237,7 @@ impl Router {
     pub fn add_local(&mut self, identity: EngineIdentity, name: &str, serves: &[Protocol]) -> Slot {
         let slot = self.slots.len();
         self.slots.push(Some(identity));
+        self.gone.remove(&identity);
         self.locals.insert(
             identity,
             LocalEngine {
@@ -250,6 +257,10 @@ impl Router {
             return;
         };
         self.slots[slot] = None;
+        if self.gone.len() >= MAX_GONE {
+            self.gone.clear();
+        }
+        self.gone.insert(identity);
         if let Some(e) = self.locals.remove(&identity) {
             log::info!("router: engine {} ({}) removed", e.name, identity.short());
         }
@@ -376,6 +387,9 @@ impl Router {
         }
         let to_node = match header.dst {
             Destination::Engine(e) if self.locals.contains_key(&e) => None,
+            Destination::Engine(e) if self.gone.contains(&e) => {
+                return self.drop_header(&header, DropReason::EngineGone)
+            }
             Destination::Engine(e) => match self.remote_engines.get(&e) {
                 Some(&node) => Some(node),
                 None => return self.park_for_lookup(now, e, header, wire),

@@ -174,6 +174,11 @@ pub struct StatsSnapshot {
 }
 
 impl StatsSnapshot {
+    /// All drops, whatever the reason.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(|(_, n)| n).sum()
+    }
+
     /// Drops counted for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {
         self.drops

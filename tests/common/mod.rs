@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use netmachine::identity::Keypair;
+use netmachine::time::wall_clock;
+use netmachine::wire::{Destination, EngineMessage, MessageId, Protocol};
+use netmachine::Input;
+
+/// Polls `cond` every millisecond until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    cond()
+}
+
+/// A message from engine `key` on node `node` to `dst`, signed, in wire form.
+pub fn signed_wire(
+    key: &Keypair,
+    node: &Keypair,
+    dst: Destination,
+    id: u64,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut m = unsigned(key, node, dst, id, body);
+    let mut wire = Vec::new();
+    m.sign_into_wire(key, &mut wire, &mut Vec::new());
+    wire
+}
+
+/// The same message, unsigned.
+pub fn unsigned(
+    key: &Keypair,
+    node: &Keypair,
+    dst: Destination,
+    id: u64,
+    body: &[u8],
+) -> EngineMessage {
+    EngineMessage {
+        src: key.engine_identity(),
+        src_node: node.node_identity(),
+        dst,
+        id: MessageId(id),
+        reply_to: None,
+        expiry: Some(wall_clock().after(Duration::from_secs(60))),
+        rprefs: None,
+        tprefs: None,
+        protocol: Protocol(Protocol::APP_BASE + 1),
+        body: body.to_vec(),
+        sig: None,
+    }
+}
+
+/// Collects the bodies of messages a client receives within `timeout`.
+pub fn drain_bodies(client: &mut netmachine::Client, timeout: Duration) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while let Some(input) = client.recv(deadline.saturating_duration_since(Instant::now())) {
+        if let Input::Message(m) = input {
+            out.push(m.into_body());
+        }
+    }
+    out
+}
