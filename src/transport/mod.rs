@@ -1,6 +1,8 @@
 //! The Transport: connections to other nodes over QUIC, and the requests and notifications
 //! local engines exchange with it (spec notes §5.2.1).
 
+pub(crate) mod tls;
+
 use std::net::SocketAddr;
 
 use crate::identity::NodeIdentity;
