@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +33,7 @@ use crate::runtime::{
     Context, Directory, Engine, EngineMail, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH,
 };
 use crate::time::Now;
+use crate::transport::TransportConfig;
 use crate::wire::{NodeAdvert, Protocol};
 
 /// How long shutdown waits for engines to stop: 5 s.
@@ -126,8 +128,11 @@ pub struct NodeBuilder {
     key: Keypair,
     engines: Vec<(EngineSpec, Box<dyn Engine>)>,
     peers: Vec<NodeAdvert>,
+    permanent: Vec<NodeIdentity>,
     limits: NodeLimits,
     ping: bool,
+    transport: Option<TransportConfig>,
+    name: Option<String>,
 }
 
 impl NodeBuilder {
@@ -137,9 +142,41 @@ impl NodeBuilder {
             key,
             engines: Vec::new(),
             peers: Vec::new(),
+            permanent: Vec::new(),
             limits: NodeLimits::default(),
             ping: true,
+            transport: None,
+            name: None,
         }
+    }
+
+    /// Runs a Transport listening on `addr` (port 0 picks a free port; see
+    /// [`Node::listen_addrs`]). May be called several times.
+    pub fn listen(mut self, addr: SocketAddr) -> NodeBuilder {
+        self.transport
+            .get_or_insert_with(TransportConfig::default)
+            .listen
+            .push(addr);
+        self
+    }
+
+    /// Runs a Transport with `config` (replacing addresses given to [`NodeBuilder::listen`]).
+    pub fn transport(mut self, config: TransportConfig) -> NodeBuilder {
+        self.transport = Some(config);
+        self
+    }
+
+    /// Keeps a connection to `node` up: dialled at start and redialled whenever it drops.
+    /// The node's advert must be given with [`NodeBuilder::peer`].
+    pub fn permanent(mut self, node: NodeIdentity) -> NodeBuilder {
+        self.permanent.push(node);
+        self
+    }
+
+    /// A human-readable name carried in this node's advert.
+    pub fn name(mut self, name: &str) -> NodeBuilder {
+        self.name = Some(name.to_string());
+        self
     }
 
     /// Adds an engine named `name` with the default mailbox.
@@ -291,6 +328,8 @@ impl NodeBuilder {
             nis_thread: Some(nis_thread),
             done: done_rx,
             stopped: false,
+            advert: NodeAdvert::for_listen(&self.key, &[], self.name.clone()),
+            listen_addrs: Vec::new(),
         })
     }
 }
@@ -354,9 +393,21 @@ pub struct Node {
     nis_thread: Option<JoinHandle<()>>,
     done: Receiver<String>,
     stopped: bool,
+    advert: NodeAdvert,
+    listen_addrs: Vec<SocketAddr>,
 }
 
 impl Node {
+    /// This node's signed advert: its listen addresses (as bound) and name.
+    pub fn advert(&self) -> &NodeAdvert {
+        &self.advert
+    }
+
+    /// The addresses the Transport listens on, as bound (port 0 resolved); empty without one.
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.listen_addrs
+    }
+
     /// The node's identity.
     pub fn identity(&self) -> NodeIdentity {
         self.identity

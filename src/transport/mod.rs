@@ -4,9 +4,80 @@
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::identity::NodeIdentity;
 use crate::router::RouteHeader;
+use crate::wire::TransportPrefs;
+
+/// Limits of the Transport, each with its default and the memory it bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransportLimits {
+    /// Largest frame (one message) accepted on a stream, checked on the length prefix before
+    /// anything is buffered (default 8 MiB).
+    pub max_frame_bytes: usize,
+    /// Most connections at once, inbound and outbound (default 1,024).
+    pub max_connections: usize,
+    /// Most connections from one IP address (default 64).
+    pub max_connections_per_ip: usize,
+    /// Most bytes of messages waiting for one peer: queued for a connection or sent and not yet
+    /// acknowledged (default 32 MiB).
+    pub max_peer_queue_bytes: usize,
+    /// Most open ordered streams per connection (one per engine pair); the least recently used
+    /// is finished when a new pair needs one (default 256).
+    pub max_pair_streams: usize,
+    /// Depth of the Transport's mailbox (default 65,536).
+    pub mailbox_depth: usize,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        TransportLimits {
+            max_frame_bytes: 8 << 20,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            max_peer_queue_bytes: 32 << 20,
+            max_pair_streams: 256,
+            mailbox_depth: 65_536,
+        }
+    }
+}
+
+/// How a node's Transport runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportConfig {
+    /// UDP addresses to listen on. With none, the node still dials out from an ephemeral port.
+    pub listen: Vec<SocketAddr>,
+    /// Whether nodes that are not configured peers may connect (their identity is still proven
+    /// by TLS). Default true.
+    pub accept_unknown_peers: bool,
+    /// Preferences for messages that set none and whose peer record sets none (default
+    /// reliable, ordered, direct).
+    pub default_tprefs: TransportPrefs,
+    /// A connection with no traffic for this long is closed (default 10 s). Permanent
+    /// connections send keep-alives at a third of it.
+    pub idle_timeout: Duration,
+    /// First redial delay after a failure; doubles per attempt (default 100 ms).
+    pub backoff_initial: Duration,
+    /// Longest redial delay (default 5 s).
+    pub backoff_max: Duration,
+    /// Limits.
+    pub limits: TransportLimits,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            listen: Vec::new(),
+            accept_unknown_peers: true,
+            default_tprefs: TransportPrefs::RELIABLE_ORDERED,
+            idle_timeout: Duration::from_secs(10),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+            limits: TransportLimits::default(),
+        }
+    }
+}
 
 /// A request from a local engine to the Transport.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -275,6 +275,17 @@ impl NodeAdvert {
         .sign(key)
     }
 
+    /// The advert of `key`'s node listening on `addrs` (equal weights), signed, with the wall
+    /// clock in milliseconds as its version, so a node's later adverts replace earlier ones.
+    pub fn for_listen(key: &Keypair, addrs: &[SocketAddr], name: Option<String>) -> NodeAdvert {
+        let now = crate::time::wall_clock();
+        let addrs = addrs
+            .iter()
+            .map(|a| (TransportAddress::quic(*a), 100))
+            .collect();
+        NodeAdvert::new_signed(key, addrs, now.0, now, name)
+    }
+
     /// One line of text: `nmadvert1:` then the hex of the advert's wire encoding.
     pub fn to_line(&self) -> String {
         format!(
