@@ -318,6 +318,7 @@ impl NodeBuilder {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
+        let advert = NodeAdvert::for_listen(&self.key, &[], self.name.clone());
         Ok(Node {
             key: self.key,
             identity: node,
@@ -328,7 +329,7 @@ impl NodeBuilder {
             nis_thread: Some(nis_thread),
             done: done_rx,
             stopped: false,
-            advert: NodeAdvert::for_listen(&self.key, &[], self.name.clone()),
+            advert,
             listen_addrs: Vec::new(),
         })
     }
