@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,7 +34,8 @@ use crate::runtime::{
     Context, Directory, Engine, EngineMail, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH,
 };
 use crate::time::Now;
-use crate::transport::TransportConfig;
+use crate::transport::quic::{Bound, Driver, DriverParts};
+use crate::transport::{TransportConfig, TransportLink, TransportMail};
 use crate::wire::{NodeAdvert, Protocol};
 
 /// How long shutdown waits for engines to stop: 5 s.
@@ -129,6 +131,7 @@ pub struct NodeBuilder {
     engines: Vec<(EngineSpec, Box<dyn Engine>)>,
     peers: Vec<NodeAdvert>,
     permanent: Vec<NodeIdentity>,
+    locations: Vec<(EngineIdentity, NodeIdentity)>,
     limits: NodeLimits,
     ping: bool,
     transport: Option<TransportConfig>,
@@ -143,6 +146,7 @@ impl NodeBuilder {
             engines: Vec::new(),
             peers: Vec::new(),
             permanent: Vec::new(),
+            locations: Vec::new(),
             limits: NodeLimits::default(),
             ping: true,
             transport: None,
@@ -170,6 +174,13 @@ impl NodeBuilder {
     /// The node's advert must be given with [`NodeBuilder::peer`].
     pub fn permanent(mut self, node: NodeIdentity) -> NodeBuilder {
         self.permanent.push(node);
+        self
+    }
+
+    /// Records that the remote engine `engine` runs on `node`, so messages to it can be routed
+    /// before any message from it has been seen.
+    pub fn engine_location(mut self, engine: EngineIdentity, node: NodeIdentity) -> NodeBuilder {
+        self.locations.push((engine, node));
         self
     }
 
@@ -241,6 +252,31 @@ impl NodeBuilder {
 
         let mut store = IdentityStore::new(self.limits.identity_records);
         store.handle(Party::Router, IdentityRequest::Subscribe);
+
+        // The Transport binds its sockets first: the node's advert names the bound addresses.
+        let mut transport_parts = None;
+        let mut transport_link = None;
+        let mut listen_addrs = Vec::new();
+        if let Some(config) = self.transport.take() {
+            let bound = Bound::bind(&config.listen).map_err(|e| {
+                NodeError::Transport(format!("cannot bind {:?}: {e}", config.listen))
+            })?;
+            listen_addrs = bound.local_addrs();
+            let (tx, rx) = bounded(config.limits.mailbox_depth);
+            let woken = Arc::new(AtomicBool::new(false));
+            transport_link = Some(TransportLink::new(tx, bound.waker(), Arc::clone(&woken)));
+            store.handle(Party::Transport, IdentityRequest::Subscribe);
+            transport_parts = Some((bound, config, rx, woken));
+        }
+        let advert = NodeAdvert::for_listen(&self.key, &listen_addrs, self.name.clone());
+        let peer_list: Vec<(NodeAdvert, bool)> = self
+            .peers
+            .iter()
+            .map(|a| (a.clone(), self.permanent.contains(&a.id)))
+            .collect();
+        for (engine, node) in self.locations {
+            store.apply(IdentityUpdate::EngineLocation { engine, node });
+        }
         for advert in self.peers {
             let id = advert.id;
             match store.apply(IdentityUpdate::NodeAdvert(advert)) {
@@ -255,17 +291,18 @@ impl NodeBuilder {
             node,
             router: router_tx.clone(),
             nis: nis_tx.clone(),
-            transport: None,
+            transport: transport_link.clone(),
             directory: Arc::clone(&directory),
             stats: Arc::clone(&stats),
             failures: Arc::clone(&failures),
         };
+        let has_transport = transport_link.is_some();
         let mut router_shell = RouterShell {
-            router: Router::new(node, Arc::clone(&stats), self.limits.router, false),
+            router: Router::new(node, Arc::clone(&stats), self.limits.router, has_transport),
             mailbox: router_rx,
             engines: Vec::new(),
             nis: nis_tx.clone(),
-            transport: None,
+            transport: transport_link.clone(),
             stats: Arc::clone(&stats),
         };
 
@@ -299,9 +336,34 @@ impl NodeBuilder {
             store,
             mailbox: nis_rx,
             router: router_tx.clone(),
-            transport: None,
+            transport: transport_link.clone(),
             directory: Arc::clone(&directory),
             stats: Arc::clone(&stats),
+        };
+        let driver = match transport_parts {
+            Some((bound, config, mailbox, woken)) => Some(
+                Driver::new(
+                    bound,
+                    DriverParts {
+                        key: self.key.clone(),
+                        config,
+                        advert: advert.clone(),
+                        peers: peer_list,
+                        mailbox,
+                        woken,
+                        router: router_tx.clone(),
+                        nis: nis_tx.clone(),
+                        directory: Arc::clone(&directory),
+                        stats: Arc::clone(&stats),
+                    },
+                )
+                .map_err(NodeError::Transport)?,
+            ),
+            None => None,
+        };
+        let transport_thread = match driver {
+            Some(d) => Some(spawn("nm-transport", done_tx.clone(), move || d.run())?),
+            None => None,
         };
         let router_thread = spawn("nm-router", done_tx.clone(), move || router_shell.run())?;
         let nis_thread = spawn("nm-nis", done_tx.clone(), move || nis_shell.run())?;
@@ -318,7 +380,6 @@ impl NodeBuilder {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let advert = NodeAdvert::for_listen(&self.key, &[], self.name.clone());
         Ok(Node {
             key: self.key,
             identity: node,
@@ -327,10 +388,11 @@ impl NodeBuilder {
             engines,
             router_thread: Some(router_thread),
             nis_thread: Some(nis_thread),
+            transport_thread,
             done: done_rx,
             stopped: false,
             advert,
-            listen_addrs: Vec::new(),
+            listen_addrs,
         })
     }
 }
@@ -392,6 +454,7 @@ pub struct Node {
     engines: Vec<RunningEngine>,
     router_thread: Option<JoinHandle<()>>,
     nis_thread: Option<JoinHandle<()>>,
+    transport_thread: Option<JoinHandle<()>>,
     done: Receiver<String>,
     stopped: bool,
     advert: NodeAdvert,
@@ -539,6 +602,13 @@ impl Node {
         if let Some(t) = self.nis_thread.take() {
             let _ = t.join();
             report.joined.push("nm-nis".into());
+        }
+        if let Some(t) = self.transport_thread.take() {
+            if let Some(link) = &self.links.transport {
+                link.send(TransportMail::Stop);
+            }
+            let _ = t.join();
+            report.joined.push("nm-transport".into());
         }
         let _ = self.links.router.send(RouterMail::Stop);
         if let Some(t) = self.router_thread.take() {

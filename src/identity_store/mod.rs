@@ -103,6 +103,14 @@ pub enum IdentityUpdate {
     TopicAdvert(TopicAdvert),
     /// A domain advert (verified by the store).
     DomainAdvert(DomainAdvert),
+    /// A binding of an engine to its node from local configuration (not signed; trusted as
+    /// local configuration is). A verified engine advert for the engine replaces it.
+    EngineLocation {
+        /// The engine.
+        engine: EngineIdentity,
+        /// The node it runs on.
+        node: NodeIdentity,
+    },
     /// Local metadata about a node; `None` fields keep their stored value.
     NodeLocal {
         /// The node.
@@ -127,6 +135,7 @@ impl IdentityUpdate {
             IdentityUpdate::TopicAdvert(a) => AnyIdentity::Topic(a.topic),
             IdentityUpdate::DomainAdvert(a) => AnyIdentity::Domain(a.id),
             IdentityUpdate::NodeLocal { id, .. } => AnyIdentity::Node(*id),
+            IdentityUpdate::EngineLocation { engine, .. } => AnyIdentity::Engine(*engine),
         }
     }
 }
@@ -321,6 +330,18 @@ impl IdentityStore {
                     return UpdateResult::Unchanged;
                 }
                 IdentityRecord::Domain(advert)
+            }
+            IdentityUpdate::EngineLocation { engine, node } => {
+                if let Some(IdentityRecord::Engine(r)) = existing {
+                    if r.advert.is_some() || r.node == node {
+                        return UpdateResult::Unchanged;
+                    }
+                }
+                IdentityRecord::Engine(EngineRecord {
+                    id: engine,
+                    node,
+                    advert: None,
+                })
             }
             IdentityUpdate::NodeLocal {
                 id: node,

@@ -305,6 +305,10 @@ impl Router {
                 }
             }
         }
+        if let Some(oldest) = self.pending.values().map(|p| p.since).min() {
+            let due = oldest + timeout;
+            self.next_housekeeping = self.next_housekeeping.map(|t| t.min(due));
+        }
         let total = self.stats.total_drops();
         if total > self.drops_at_last_summary {
             log::warn!(
@@ -460,9 +464,8 @@ impl Router {
             .push_back(RouterOutput::Identity(IdentityRequest::Lookup(
                 AnyIdentity::Engine(engine),
             )));
-        if self.next_housekeeping.is_none() {
-            self.next_housekeeping = Some(now.instant + self.limits.lookup_timeout);
-        }
+        let due = now.instant + self.limits.lookup_timeout;
+        self.next_housekeeping = Some(self.next_housekeeping.map_or(due, |t| t.min(due)));
     }
 
     // -----------------------------------------------------------------------------------------
@@ -505,13 +508,21 @@ impl Router {
             );
         });
         for (msg, peer) in admitted.drain(..) {
-            self.route_admitted(msg, peer);
+            self.route_admitted(now, msg, peer);
         }
         self.admitted = admitted;
     }
 
-    fn route_admitted(&mut self, msg: crate::wire::Verified<EngineMessage>, peer: NodeIdentity) {
+    fn route_admitted(
+        &mut self,
+        now: Now,
+        msg: crate::wire::Verified<EngineMessage>,
+        peer: NodeIdentity,
+    ) {
         self.learn_remote_engine(msg.src, peer);
+        if self.pending.contains_key(&msg.src) {
+            self.release_pending(now, msg.src, peer);
+        }
         let drop = |router: &mut Router, reason: DropReason| {
             router.stats.dropped(reason);
             log::debug!(
@@ -614,27 +625,34 @@ impl Router {
                     Some(IdentityRecord::Engine(r)) => Some(r.node),
                     _ => None,
                 };
+                // Unknown: the messages stay parked until the binding is learned (from a verified
+                // message or a store update) or the lookup times out.
                 if let Some(node) = node {
                     self.learn_remote_engine(engine, node);
-                }
-                let Some(p) = self.pending.remove(&engine) else {
-                    return;
-                };
-                for (header, wire) in p.messages {
-                    match node {
-                        Some(node) if !header.expiry.is_some_and(|e| e <= now.wall) => {
-                            self.send_remote(node, header, wire)
-                        }
-                        Some(_) => self.drop_header(&header, DropReason::Expired),
-                        None => self.drop_header(&header, DropReason::NoRoute),
-                    }
+                    self.release_pending(now, engine, node);
                 }
             }
             IdentityEvent::Updated {
                 id: AnyIdentity::Engine(engine),
                 record: IdentityRecord::Engine(r),
-            } => self.learn_remote_engine(engine, r.node),
+            } => {
+                self.learn_remote_engine(engine, r.node);
+                self.release_pending(now, engine, r.node);
+            }
             _ => {}
+        }
+    }
+
+    fn release_pending(&mut self, now: Now, engine: EngineIdentity, node: NodeIdentity) {
+        let Some(p) = self.pending.remove(&engine) else {
+            return;
+        };
+        for (header, wire) in p.messages {
+            if header.expiry.is_some_and(|e| e <= now.wall) {
+                self.drop_header(&header, DropReason::Expired);
+            } else {
+                self.send_remote(node, header, wire);
+            }
         }
     }
 

@@ -82,9 +82,74 @@ drop_reasons! {
     Shutdown = "shutdown",
 }
 
+/// Transport-level events that are not a dropped message: a peer breaking a connection rule, a
+/// refused connection, junk on the socket. Each has its own counter in [`NodeStats`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// A UDP datagram that is not a QUIC packet for a known or new connection.
+    JunkPacket,
+    /// A QUIC/TLS handshake that failed or timed out.
+    HandshakeFailed,
+    /// The dialled node presented a different identity (or an invalid certificate).
+    IdentityMismatch,
+    /// An unknown node was refused because only configured peers may connect.
+    UnknownPeerRefused,
+    /// A connection refused or closed by the connection limits.
+    ConnectionLimit,
+    /// A frame over the frame limit (its stream is stopped).
+    FrameTooLarge,
+    /// A bad or missing control frame (the connection is closed).
+    ProtocolViolation,
+    /// No protocol version in common.
+    VersionMismatch,
+    /// A second connection between the same two nodes, closed.
+    DuplicateConnection,
+    /// A connection replaced because the peer restarted.
+    StaleConnection,
+    /// Messages sent again after their connection was lost before acknowledging them.
+    Resent,
+}
+
+impl Fault {
+    /// Every fault, in counter order.
+    pub const ALL: &'static [Fault] = &[
+        Fault::JunkPacket,
+        Fault::HandshakeFailed,
+        Fault::IdentityMismatch,
+        Fault::UnknownPeerRefused,
+        Fault::ConnectionLimit,
+        Fault::FrameTooLarge,
+        Fault::ProtocolViolation,
+        Fault::VersionMismatch,
+        Fault::DuplicateConnection,
+        Fault::StaleConnection,
+        Fault::Resent,
+    ];
+
+    /// The counter name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::JunkPacket => "junk_packet",
+            Fault::HandshakeFailed => "handshake_failed",
+            Fault::IdentityMismatch => "identity_mismatch",
+            Fault::UnknownPeerRefused => "unknown_peer_refused",
+            Fault::ConnectionLimit => "connection_limit",
+            Fault::FrameTooLarge => "frame_too_large",
+            Fault::ProtocolViolation => "protocol_violation",
+            Fault::VersionMismatch => "version_mismatch",
+            Fault::DuplicateConnection => "duplicate_connection",
+            Fault::StaleConnection => "stale_connection",
+            Fault::Resent => "resent",
+        }
+    }
+}
+
 /// Counters of one node, shared by its threads.
 pub struct NodeStats {
     drops: Vec<AtomicU64>,
+    faults: Vec<AtomicU64>,
+    /// Connections that completed the connect exchange.
+    pub connections_established: AtomicU64,
     /// Messages delivered to local engines.
     pub delivered_local: AtomicU64,
     /// Messages handed to the Transport for another node.
@@ -105,6 +170,8 @@ impl Default for NodeStats {
     fn default() -> Self {
         NodeStats {
             drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            faults: Fault::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
+            connections_established: AtomicU64::new(0),
             delivered_local: AtomicU64::new(0),
             sent_remote: AtomicU64::new(0),
             received_remote: AtomicU64::new(0),
@@ -120,6 +187,16 @@ impl NodeStats {
     /// Counts one dropped message.
     pub fn dropped(&self, reason: DropReason) {
         self.drops[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one transport fault.
+    pub fn fault(&self, fault: Fault) {
+        self.faults[fault as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Faults of kind `fault` so far.
+    pub fn faults(&self, fault: Fault) -> u64 {
+        self.faults[fault as usize].load(Ordering::Relaxed)
     }
 
     /// Messages dropped for `reason` so far.
@@ -141,6 +218,12 @@ impl NodeStats {
                 .map(|&r| (r, self.drops(r)))
                 .filter(|(_, n)| *n > 0)
                 .collect(),
+            faults: Fault::ALL
+                .iter()
+                .map(|&f| (f, self.faults(f)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            connections_established: load(&self.connections_established),
             delivered_local: load(&self.delivered_local),
             sent_remote: load(&self.sent_remote),
             received_remote: load(&self.received_remote),
@@ -157,6 +240,10 @@ impl NodeStats {
 pub struct StatsSnapshot {
     /// Non-zero drop counters.
     pub drops: Vec<(DropReason, u64)>,
+    /// Non-zero fault counters.
+    pub faults: Vec<(Fault, u64)>,
+    /// Connections that completed the connect exchange.
+    pub connections_established: u64,
     /// Messages delivered to local engines.
     pub delivered_local: u64,
     /// Messages handed to the Transport.
@@ -177,6 +264,15 @@ impl StatsSnapshot {
     /// All drops, whatever the reason.
     pub fn total_drops(&self) -> u64 {
         self.drops.iter().map(|(_, n)| n).sum()
+    }
+
+    /// Faults counted of kind `fault`.
+    pub fn faults(&self, fault: Fault) -> u64 {
+        self.faults
+            .iter()
+            .find(|(f, _)| *f == fault)
+            .map(|(_, n)| *n)
+            .unwrap_or(0)
     }
 
     /// Drops counted for `reason`.
@@ -202,6 +298,16 @@ impl fmt::Display for StatsSnapshot {
             self.signed,
             self.engine_panics
         )?;
+        if self.connections_established > 0 || !self.faults.is_empty() {
+            write!(f, "connections={} faults:", self.connections_established)?;
+            if self.faults.is_empty() {
+                write!(f, " none")?;
+            }
+            for (x, n) in &self.faults {
+                write!(f, " {}={}", x.label(), n)?;
+            }
+            writeln!(f)?;
+        }
         if self.drops.is_empty() {
             write!(f, "drops: none")
         } else {

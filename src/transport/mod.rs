@@ -1,7 +1,13 @@
 //! The Transport: connections to other nodes over QUIC, and the requests and notifications
 //! local engines exchange with it (spec notes §5.2.1).
 
+pub mod control;
+pub mod frame;
+pub mod peers;
+pub(crate) mod quic;
 pub(crate) mod tls;
+
+pub use tls::ALPN;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,13 +1,21 @@
-//! The `netmachine` command: keys, adverts, nodes, pings, pub/sub and the local demo.
+//! The `netmachine` command: keys, adverts, nodes, pings and the local demo.
+//!
+//! Each subcommand lives in its own module; this file only parses the command line (clap) and
+//! maps results to exit codes. Errors go to stderr prefixed with `netmachine:`; exit status 1
+//! means the command failed, 2 that the command line was wrong.
 
 mod demo;
+mod node_cmd;
+mod ping;
+mod signals;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use netmachine::Keypair;
+use netmachine::{Keypair, NodeIdentity};
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +36,39 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Print the signed advert line of the node a configuration file describes, for other
+    /// nodes' `[[peers]]` tables.
+    Advert {
+        /// The node's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the node a configuration file describes until SIGINT or SIGTERM.
+    Run {
+        /// The node's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Start the node a configuration file describes and ping one of its peers.
+    Ping {
+        /// The node's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The peer to ping: its node identity (64 hex characters); it must be one of the
+        /// configuration's peers.
+        #[arg(long, value_name = "NODE_ID", value_parser = ping::parse_node)]
+        node: NodeIdentity,
+        /// Number of pings, sent one after another.
+        #[arg(long, value_name = "N", default_value_t = 10, value_parser = ping::parse_count)]
+        count: u32,
+        /// How long to wait for each reply, in milliseconds.
+        #[arg(long = "timeout-ms", value_name = "T", default_value_t = 5000,
+              value_parser = ping::parse_timeout_ms)]
+        timeout_ms: u64,
+        /// Bytes in each ping (at most 65536).
+        #[arg(long, value_name = "BYTES", default_value_t = 32, value_parser = ping::parse_size)]
+        size: usize,
+    },
     /// Run a demo cluster in this process and report what was delivered and how fast.
     Demo {
         /// Number of nodes.
@@ -43,10 +84,41 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    // A running node logs what it does; the one-shot commands only warn.
+    let default_filter = match cli.command {
+        Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
+        .init();
     match cli.command {
         Command::Keygen { out } => keygen(&out),
+        Command::Advert { config } => match node_cmd::advert(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Run { config } => match node_cmd::run(&config) {
+            Ok(code) => code,
+            Err(e) => fail(&e),
+        },
+        Command::Ping {
+            config,
+            node,
+            count,
+            timeout_ms,
+            size,
+        } => match ping::run(&ping::PingOptions {
+            config,
+            node,
+            count,
+            timeout: Duration::from_millis(timeout_ms),
+            size,
+        }) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(&e),
+        },
         Command::Demo {
             nodes,
             requests,

@@ -1,0 +1,206 @@
+//! What the Transport knows about each remote node: its addresses, its outbound queue, its
+//! connection, and when to dial it next.
+//!
+//! Queueing: a message for a node without a ready connection waits in the node's queue until it
+//! can be sent or its expiry passes. Every message counts against
+//! [`TransportLimits::max_peer_queue_bytes`](super::TransportLimits) from the moment it is queued
+//! until the peer acknowledges it.
+//!
+//! Dialling: addresses are tried in order of the advert's weights (highest first), one per
+//! attempt, with a delay between attempts that starts at `backoff_initial`, doubles per failed
+//! attempt up to `backoff_max`, and varies by ±20 % so that many nodes do not redial in step.
+//! A successful connection resets it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::RemoteSend;
+use crate::time::Timestamp;
+use crate::wire::{NodeAdvert, TransportPrefs};
+
+/// Identifies a connection inside the driver.
+pub type ConnId = u64;
+
+/// One remote node.
+#[derive(Debug, Default)]
+pub struct Peer {
+    /// Addresses from its advert, highest weight first.
+    pub addrs: Vec<SocketAddr>,
+    /// Version of its advert we hold.
+    pub advert_version: Option<u64>,
+    /// Transport preferences from its record.
+    pub tprefs: Option<TransportPrefs>,
+    /// Whether the connection is kept up.
+    pub permanent: bool,
+    /// Messages waiting for a connection, oldest first.
+    pub queue: VecDeque<RemoteSend>,
+    /// Bytes queued here or sent and not yet acknowledged.
+    pub bytes: usize,
+    /// The ready connection, if any.
+    pub active: Option<ConnId>,
+    /// A dial in progress, if any.
+    pub dialing: Option<ConnId>,
+    /// Failed attempts since the last success.
+    pub attempts: u32,
+    /// Earliest time of the next dial.
+    pub next_dial: Option<Instant>,
+    /// Index of the next address to try.
+    pub next_addr: usize,
+}
+
+impl Peer {
+    /// Takes the addresses and version of `advert`.
+    pub fn learn_advert(&mut self, advert: &NodeAdvert) {
+        let mut addrs: Vec<(SocketAddr, u8)> = advert
+            .addrs
+            .iter()
+            .map(|(a, w)| (a.socket_addr(), *w))
+            .collect();
+        addrs.sort_by(|a, b| b.1.cmp(&a.1));
+        self.addrs = addrs.into_iter().map(|(a, _)| a).collect();
+        self.advert_version = Some(advert.version);
+        self.next_addr = 0;
+    }
+
+    /// Whether a dial should start now: something to send (or permanent), no connection, no
+    /// dial in progress, an address known, and the backoff passed.
+    pub fn should_dial(&self, now: Instant) -> bool {
+        (self.permanent || !self.queue.is_empty())
+            && self.active.is_none()
+            && self.dialing.is_none()
+            && !self.addrs.is_empty()
+            && self.next_dial.is_none_or(|t| now >= t)
+    }
+
+    /// The address for the next attempt (advancing through the list).
+    pub fn next_address(&mut self) -> Option<SocketAddr> {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let addr = self.addrs[self.next_addr % self.addrs.len()];
+        self.next_addr = (self.next_addr + 1) % self.addrs.len();
+        Some(addr)
+    }
+
+    /// Records a failed attempt and schedules the next one. `jitter` is a uniform value in
+    /// [0, 1) from the caller's random source.
+    pub fn failed(&mut self, now: Instant, initial: Duration, max: Duration, jitter: f64) {
+        self.attempts = self.attempts.saturating_add(1);
+        self.next_dial = Some(now + backoff(self.attempts, initial, max, jitter));
+    }
+
+    /// Records a successful connection.
+    pub fn connected(&mut self, conn: ConnId) {
+        self.active = Some(conn);
+        self.attempts = 0;
+        self.next_dial = None;
+    }
+
+    /// Removes the queued messages whose expiry has passed.
+    pub fn take_expired(&mut self, now: Timestamp) -> Vec<RemoteSend> {
+        if !self
+            .queue
+            .iter()
+            .any(|m| m.header.expiry.is_some_and(|e| e <= now))
+        {
+            return Vec::new();
+        }
+        let (expired, kept): (Vec<_>, Vec<_>) = self
+            .queue
+            .drain(..)
+            .partition(|m| m.header.expiry.is_some_and(|e| e <= now));
+        self.queue = kept.into();
+        for m in &expired {
+            self.bytes = self.bytes.saturating_sub(m.wire.len());
+        }
+        expired
+    }
+}
+
+/// The delay before attempt `attempts + 1`: `initial · 2^(attempts-1)`, capped at `max`, times a
+/// factor in [0.8, 1.2).
+pub fn backoff(attempts: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = attempts.saturating_sub(1).min(30);
+    let base = initial.saturating_mul(1 << exp).min(max);
+    base.mul_f64(0.8 + 0.4 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
+    use crate::router::RouteHeader;
+    use crate::wire::{Destination, MessageId, TransportAddress};
+
+    fn send(expiry: u64) -> RemoteSend {
+        RemoteSend {
+            node: NodeIdentity([1; 32]),
+            header: RouteHeader {
+                src: EngineIdentity([2; 32]),
+                dst: Destination::Node(NodeIdentity([1; 32])),
+                id: MessageId(expiry),
+                expiry: Some(Timestamp(expiry)),
+                rprefs: None,
+                tprefs: None,
+                notify: false,
+            },
+            wire: vec![0; 10],
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_bounded_jitter() {
+        let i = Duration::from_millis(100);
+        let m = Duration::from_secs(5);
+        assert_eq!(backoff(1, i, m, 0.5), Duration::from_millis(100));
+        assert_eq!(backoff(2, i, m, 0.5), Duration::from_millis(200));
+        assert_eq!(backoff(4, i, m, 0.5), Duration::from_millis(800));
+        assert_eq!(backoff(20, i, m, 0.5), m);
+        assert!(backoff(3, i, m, 0.0) >= Duration::from_millis(320));
+        assert!(backoff(3, i, m, 0.999) < Duration::from_millis(480));
+    }
+
+    #[test]
+    fn addresses_by_weight_and_round_robin() {
+        let key = Keypair::generate();
+        let advert = NodeAdvert::new_signed(
+            &key,
+            vec![
+                (TransportAddress::quic("127.0.0.1:1".parse().unwrap()), 10),
+                (TransportAddress::quic("127.0.0.1:2".parse().unwrap()), 200),
+            ],
+            1,
+            Timestamp(1),
+            None,
+        );
+        let mut p = Peer::default();
+        p.learn_advert(&advert);
+        assert_eq!(p.next_address().unwrap().port(), 2);
+        assert_eq!(p.next_address().unwrap().port(), 1);
+        assert_eq!(p.next_address().unwrap().port(), 2);
+    }
+
+    #[test]
+    fn dial_rules_and_expiry() {
+        let now = Instant::now();
+        let mut p = Peer::default();
+        assert!(!p.should_dial(now), "nothing to send");
+        p.queue.push_back(send(5));
+        p.queue.push_back(send(50));
+        p.bytes = 20;
+        assert!(!p.should_dial(now), "no address");
+        p.addrs.push("127.0.0.1:9".parse().unwrap());
+        assert!(p.should_dial(now));
+        p.failed(now, Duration::from_millis(100), Duration::from_secs(1), 0.5);
+        assert!(!p.should_dial(now));
+        assert!(p.should_dial(now + Duration::from_millis(100)));
+        let expired = p.take_expired(Timestamp(10));
+        assert_eq!(expired.len(), 1);
+        assert_eq!(p.queue.len(), 1);
+        assert_eq!(p.bytes, 10);
+        p.connected(7);
+        assert!(!p.should_dial(now + Duration::from_secs(9)));
+        assert_eq!(p.attempts, 0);
+    }
+}
