@@ -513,6 +513,19 @@ impl Node {
         Ok(Client::new(ctx, Outlet::new(self.links.clone(), key), rx))
     }
 
+    /// Applies `update` to the Network Identity Store (a peer's advert, an engine's location,
+    /// local preferences) while the node runs; subscribers such as the Router and the Transport
+    /// are notified as usual. Returns false if the node has stopped.
+    pub fn learn(&self, update: IdentityUpdate) -> bool {
+        self.links
+            .nis
+            .send(NisMail::Request {
+                from: Party::Node,
+                req: IdentityRequest::Update(update),
+            })
+            .is_ok()
+    }
+
     /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]).
     pub fn ingress(&self) -> IngressHandle {
         IngressHandle {

@@ -201,6 +201,8 @@ pub enum Party {
     Transport,
     /// A local engine.
     Engine(EngineIdentity),
+    /// The node itself (configuration loaded at run time); answers are discarded.
+    Node,
 }
 
 /// The store's state machine.

@@ -61,6 +61,7 @@ impl NisShell {
                         t.send(TransportMail::Identity(event));
                     }
                 }
+                Party::Node => {}
                 Party::Engine(e) => {
                     if let Err(reason) = self.directory.deliver(&e, Input::Identity(event)) {
                         self.stats.dropped(reason);

@@ -1,11 +1,13 @@
 //! `netmachine demo`: a cluster in one process showing unicast request/response between engines
 //! and a topic with subscribers, with what was sent, delivered, and how fast.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use netmachine::identity_store::IdentityUpdate;
 use netmachine::router::topics::TopicEvent;
 use netmachine::wire::Protocol;
 use netmachine::{
@@ -14,6 +16,8 @@ use netmachine::{
 
 const REQUEST: Protocol = Protocol(Protocol::APP_BASE + 100);
 const EVENT: Protocol = Protocol(Protocol::APP_BASE + 101);
+/// Tells a requester to start once the nodes know each other.
+const GO: Protocol = Protocol(Protocol::APP_BASE + 102);
 
 /// Shared tallies the demo engines write and the demo reads.
 #[derive(Default)]
@@ -47,12 +51,9 @@ impl Requester {
 }
 
 impl Engine for Requester {
-    fn start(&mut self, ctx: &mut Context) {
-        self.fill(ctx);
-    }
-
     fn handle(&mut self, ctx: &mut Context, input: Input) {
         match input {
+            Input::Message(m) if m.protocol() == GO => self.fill(ctx),
             Input::Message(m) => {
                 if let Some(sent) = m.reply_to().and_then(|id| self.in_flight.remove(&id)) {
                     let rtt = ctx.now().instant.saturating_duration_since(sent);
@@ -144,10 +145,35 @@ pub fn run(opts: &DemoOptions) -> Result<bool, String> {
     let topic = Keypair::generate().topic_identity();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let nodes: Vec<Node> = start_nodes(&keys, &responders, topic, opts, &tally)?;
+    // Every node learns every other node's advert and where its responder runs.
     for (i, n) in nodes.iter().enumerate() {
-        println!("node {i}: {}", n.identity());
+        println!(
+            "node {i}: {} on {}",
+            n.identity(),
+            n.listen_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (j, other) in nodes.iter().enumerate() {
+            if i != j {
+                n.learn(IdentityUpdate::NodeAdvert(other.advert().clone()));
+                n.learn(IdentityUpdate::EngineLocation {
+                    engine: responders[j],
+                    node: other.identity(),
+                });
+            }
+        }
     }
     let started = Instant::now();
+    for n in &nodes {
+        let requester = n
+            .engine_identity("requester")
+            .ok_or("requester not running")?;
+        let mut go = n.client("go").map_err(|e| e.to_string())?;
+        go.send(requester, GO, Vec::new());
+    }
 
     // The publisher: a client on node 0, publishing once every subscriber is in place.
     let mut publisher = nodes[0].client("publisher").map_err(|e| e.to_string())?;
@@ -213,8 +239,12 @@ fn start_nodes(
     tally: &Arc<Mutex<Tally>>,
 ) -> Result<Vec<Node>, String> {
     let mut nodes = Vec::new();
+    let localhost: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
     for (i, key) in keys.iter().enumerate() {
-        let mut builder = NodeBuilder::new(key.clone()).engine("responder", Responder);
+        let mut builder = NodeBuilder::new(key.clone())
+            .name(&format!("demo{i}"))
+            .listen(localhost)
+            .engine("responder", Responder);
         if i == 0 {
             builder = builder.engine(
                 "subscriber",
