@@ -7,7 +7,7 @@
 //!
 //! ```toml
 //! # Required.
-//! key_file = "node1.key"            # PKCS#8 PEM key; relative paths start at this file's directory
+//! key_file = "node1.key"            # PKCS#8 PEM key, relative to this file's directory
 //! listen = ["127.0.0.1:7001"]       # UDP addresses for QUIC; may be empty (dial out only)
 //!
 //! # Optional.
@@ -38,8 +38,9 @@
 //! max_message_lifetime_s = 600
 //! ```
 //!
-//! The defaults come from [`TransportConfig`], [`TransportLimits`](crate::transport::TransportLimits)
-//! and [`NodeLimits`] (a unit test checks that the values above still match them).
+//! The defaults come from [`TransportConfig`],
+//! [`TransportLimits`](crate::transport::TransportLimits) and [`NodeLimits`] (a unit test checks
+//! that the values above still match them).
 //! `limits.mailbox_depth` is the default depth of engine mailboxes, `transport_mailbox_depth` the
 //! Transport's, and `max_message_lifetime_s` how far ahead a remote message's expiry may be.
 //! `max_frame_bytes` may not exceed the wire's hard limit ([`HARD_LIMIT_BYTES`], 64 MiB).
@@ -448,7 +449,8 @@ impl fmt::Display for ConfigError {
                 error,
             } => write!(
                 f,
-                "{}: key `{key}`: {value:?} is not a socket address like \"127.0.0.1:7001\" ({error})",
+                "{}: key `{key}`: {value:?} is not a socket address like \
+                 \"127.0.0.1:7001\" ({error})",
                 file.display()
             ),
             ConfigError::DuplicateAddress { file, key, addr } => write!(
@@ -659,7 +661,8 @@ mod tests {
 
     fn minimal(line: &str) -> String {
         format!(
-            "key_file = \"node.key\"\nlisten = [\"127.0.0.1:7001\"]\n\n[[peers]]\nadvert = \"{line}\"\n"
+            "key_file = \"node.key\"\nlisten = [\"127.0.0.1:7001\"]\n\n\
+             [[peers]]\nadvert = \"{line}\"\n"
         )
     }
 

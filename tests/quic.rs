@@ -197,10 +197,10 @@ fn run_unicast(total: u64, nodes: usize) {
         status.join("\n")
     );
     assert!(undeliverable.lock().is_empty());
-    for i in 0..nodes {
+    for (i, log) in logs.iter().enumerate() {
         let prev = (i + nodes - 1) % nodes;
         let src = keys[prev].derive_engine("source").engine_identity();
-        let log = logs[i].lock();
+        let log = log.lock();
         let seqs = &log[&src];
         let expected: Vec<u64> = (0..per_source).collect();
         assert_eq!(seqs.len() as u64, per_source, "node {i}: count");

@@ -110,6 +110,8 @@ pub struct Bounce {
 }
 
 /// What the Router asks its shell to do.
+// Outputs are drained at once; boxing the large variant would allocate per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RouterOutput {
     /// Put `input` in the mailbox of the engine at `slot`; if that fails, call

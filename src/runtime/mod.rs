@@ -33,6 +33,9 @@ pub const DEFAULT_MAILBOX_DEPTH: usize = 4096;
 pub const DEFAULT_ROUTER_MAILBOX_DEPTH: usize = 65_536;
 
 /// What an engine's mailbox carries.
+// Mail moves by value through a bounded channel: boxing the large variant would add an
+// allocation per message for no saving (the channel's slots are sized by the largest variant).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(crate) enum EngineMail {
     /// An input for the engine.

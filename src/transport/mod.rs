@@ -221,6 +221,7 @@ impl TransportLink {
     }
 
     /// Queues `mail` without waiting. Returns it back if the mailbox is full or closed.
+    #[allow(clippy::result_large_err)] // hands the mail back rather than dropping it
     pub(crate) fn try_send(&self, mail: TransportMail) -> Result<(), TransportMail> {
         match self.tx.try_send(mail) {
             Ok(()) => {

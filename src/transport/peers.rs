@@ -57,7 +57,7 @@ impl Peer {
             .iter()
             .map(|(a, w)| (a.socket_addr(), *w))
             .collect();
-        addrs.sort_by(|a, b| b.1.cmp(&a.1));
+        addrs.sort_by_key(|a| std::cmp::Reverse(a.1));
         self.addrs = addrs.into_iter().map(|(a, _)| a).collect();
         self.advert_version = Some(advert.version);
         self.next_addr = 0;

@@ -776,10 +776,7 @@ impl Driver {
 
     fn read_socket(&mut self, index: usize) {
         let mut buf = std::mem::take(&mut self.recv_buf);
-        loop {
-            let Some(sock) = self.sockets.get(index) else {
-                break;
-            };
+        while let Some(sock) = self.sockets.get(index) {
             match sock.udp.recv_from(&mut buf) {
                 Ok((n, from)) => self.handle_packet(index, &mut buf[..n], from),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,

@@ -226,6 +226,8 @@ impl EngineMessage {
     }
 
     /// Checks the signature with `verify_strict` against `key`, which must be the key of `src`.
+    /// On failure the message is handed back unchanged.
+    #[allow(clippy::result_large_err)]
     pub fn verify(self, key: &CheckedKey, scratch: &mut Vec<u8>) -> Result<Verified<Self>, Self> {
         let Some(sig) = self.sig else {
             return Err(self);
@@ -331,7 +333,8 @@ impl Unverified {
         &self.wire
     }
 
-    /// Checks the signature alone with `verify_strict`.
+    /// Checks the signature alone with `verify_strict`; on failure hands the message back.
+    #[allow(clippy::result_large_err)]
     pub fn verify(
         self,
         key: &CheckedKey,
@@ -410,6 +413,7 @@ impl BatchVerifier {
 
     /// Verifies `items` (each with the checked key of its source) and pushes one outcome per item,
     /// in order, onto `out`.
+    #[allow(clippy::result_large_err)]
     pub fn verify(&mut self, items: Vec<(Unverified, CheckedKey)>, out: &mut Vec<BatchOutcome>) {
         if items.len() < MIN_BATCH || !self.batch_ok(&items) {
             for (u, key) in items {

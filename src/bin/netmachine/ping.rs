@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use netmachine::config::Settings;
 use netmachine::wire::Protocol;
-use netmachine::{Input, NodeIdentity};
+use netmachine::{Input, NodeError, NodeIdentity};
 
 use crate::signals;
 
@@ -120,10 +120,18 @@ pub fn run(opts: &PingOptions) -> Result<bool, String> {
         .map(|(a, _)| a.socket_addr().to_string())
         .collect();
 
-    let node = settings
-        .node_builder()
-        .start()
-        .map_err(|e| format!("cannot start the node of {}: {e}", opts.config.display()))?;
+    let node = settings.node_builder().start().map_err(|e| {
+        let hint = match e {
+            NodeError::Transport(_) => {
+                " (ping runs this node itself: is `netmachine run` using the same file?)"
+            }
+            _ => "",
+        };
+        format!(
+            "cannot start the node of {}: {e}{hint}",
+            opts.config.display()
+        )
+    })?;
     let mut client = node
         .client(CLIENT_NAME)
         .map_err(|e| format!("cannot register the ping client: {e}"))?;
