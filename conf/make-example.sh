@@ -1,0 +1,53 @@
+#!/bin/sh
+# Regenerates the example three-node set in this directory: node{1,2,3}.key (new keys) and
+# node{1,2,3}.toml (each listing the other two as peers, with adverts made by `netmachine advert`).
+#
+# Usage: conf/make-example.sh            (builds the binary with cargo if needed)
+#        NETMACHINE=/path/to/netmachine conf/make-example.sh
+#
+# The keys are EXAMPLE keys, published with the source: never use them for a real node.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${NETMACHINE:-}" ]; then
+    cargo build --quiet --manifest-path "$here/../Cargo.toml" --bin netmachine
+    target=$(cargo metadata --format-version 1 --no-deps --manifest-path "$here/../Cargo.toml" |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    NETMACHINE="$target/debug/netmachine"
+fi
+
+header() {
+    cat <<END
+# Example configuration of node$1 of a three-node set on 127.0.0.1 (see conf/README.md).
+# node$1.key is an EXAMPLE key published with the source: never use it for a real node.
+# Regenerate the whole set with conf/make-example.sh.
+
+key_file = "node$1.key"
+listen = ["127.0.0.1:700$1"]
+name = "node$1"
+END
+}
+
+# Keys, then configurations without peers, from which the adverts are printed.
+for i in 1 2 3; do
+    rm -f "$here/node$i.key"
+    "$NETMACHINE" keygen --out "$here/node$i.key" >/dev/null
+    header "$i" >"$here/node$i.toml"
+done
+for i in 1 2 3; do
+    eval "advert$i=\$(\"\$NETMACHINE\" advert --config \"\$here/node\$i.toml\")"
+done
+
+# The full configurations: every node lists the other two.
+for i in 1 2 3; do
+    {
+        header "$i"
+        for j in 1 2 3; do
+            [ "$i" = "$j" ] && continue
+            eval "line=\$advert$j"
+            printf '\n[[peers]]  # node%s\nadvert = "%s"\n' "$j" "$line"
+        done
+    } >"$here/node$i.toml"
+    "$NETMACHINE" advert --config "$here/node$i.toml" >/dev/null
+done
+echo "wrote $here/node{1,2,3}.key and $here/node{1,2,3}.toml"
