@@ -36,6 +36,7 @@ pub mod engines;
 pub mod identity;
 pub mod identity_store;
 pub mod node;
+pub mod pubsub;
 pub mod router;
 pub mod runtime;
 pub mod time;

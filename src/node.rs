@@ -26,6 +26,7 @@ use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME}
 use crate::identity_store::{
     IdentityRequest, IdentityStore, IdentityUpdate, NisMail, NisShell, Party, DEFAULT_MAX_RECORDS,
 };
+use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::router::{Router, RouterLimits, RouterMail, RouterShell};
 use crate::runtime::client::Client;
 use crate::runtime::shell::{EngineFailure, EngineShell, Links, Outlet};
@@ -134,6 +135,7 @@ pub struct NodeBuilder {
     locations: Vec<(EngineIdentity, NodeIdentity)>,
     limits: NodeLimits,
     ping: bool,
+    pubsub: Option<PubSubLimits>,
     transport: Option<TransportConfig>,
     name: Option<String>,
 }
@@ -149,6 +151,7 @@ impl NodeBuilder {
             locations: Vec::new(),
             limits: NodeLimits::default(),
             ping: true,
+            pubsub: Some(PubSubLimits::default()),
             transport: None,
             name: None,
         }
@@ -220,6 +223,18 @@ impl NodeBuilder {
         self
     }
 
+    /// Leaves out the PubSub engine (nodes with a Transport run one by default).
+    pub fn without_pubsub(mut self) -> NodeBuilder {
+        self.pubsub = None;
+        self
+    }
+
+    /// Sets the PubSub engine's limits.
+    pub fn pubsub_limits(mut self, limits: PubSubLimits) -> NodeBuilder {
+        self.pubsub = Some(limits);
+        self
+    }
+
     /// Leaves out the built-in `ping` engine.
     pub fn without_ping(mut self) -> NodeBuilder {
         self.ping = false;
@@ -233,6 +248,17 @@ impl NodeBuilder {
             self.engines
                 .insert(0, (spec, Box::new(PingEngine::default())));
         }
+        let pubsub_stats = match self.pubsub {
+            Some(limits) if self.transport.is_some() => {
+                let stats = Arc::new(PubSubStats::default());
+                let key = self.key.derive_engine(PUBSUB_ENGINE_NAME);
+                let spec = EngineSpec::named(PUBSUB_ENGINE_NAME).serving(Protocol::PUBSUB);
+                let engine = PubSub::new(key, limits, Arc::clone(&stats));
+                self.engines.insert(0, (spec, Box::new(engine)));
+                Some(stats)
+            }
+            _ => None,
+        };
         let mut names = HashSet::new();
         for (spec, _) in &self.engines {
             if spec.name.is_empty() || spec.name == ROUTER_ENGINE_NAME {
@@ -393,6 +419,7 @@ impl NodeBuilder {
             stopped: false,
             advert,
             listen_addrs,
+            pubsub_stats,
         })
     }
 }
@@ -459,6 +486,7 @@ pub struct Node {
     stopped: bool,
     advert: NodeAdvert,
     listen_addrs: Vec<SocketAddr>,
+    pubsub_stats: Option<Arc<PubSubStats>>,
 }
 
 impl Node {
@@ -543,6 +571,11 @@ impl Node {
         Arc::clone(&self.links.stats)
     }
 
+    /// The PubSub engine's counters, if the node runs one.
+    pub fn pubsub_stats(&self) -> Option<&PubSubStats> {
+        self.pubsub_stats.as_deref()
+    }
+
     /// Engines that panicked so far.
     pub fn failures(&self) -> Vec<EngineFailure> {
         self.links.failures.lock().clone()
@@ -555,6 +588,16 @@ impl Node {
             out.push_str(&format!("  {name:<16} {id}\n"));
         }
         out.push_str(&format!("{}\n", self.stats()));
+        if let Some(p) = self.pubsub_stats() {
+            let counters = p.nonzero();
+            if !counters.is_empty() {
+                out.push_str("pubsub:");
+                for (name, v) in counters {
+                    out.push_str(&format!(" {name}={v}"));
+                }
+                out.push('\n');
+            }
+        }
         for f in self.failures() {
             out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
         }

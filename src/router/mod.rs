@@ -30,8 +30,9 @@ use std::time::{Duration, Instant};
 
 pub(crate) use shell::{RouterMail, RouterShell};
 
-use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::identity_store::{AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest};
+use crate::pubsub::{PubSubNotice, PubSubRequest};
 use crate::runtime::engine::{Input, Message, Outgoing, Undeliverable};
 use crate::runtime::stats::{DropReason, NodeStats};
 use crate::time::{Now, Timestamp};
@@ -189,6 +190,8 @@ pub struct Router {
     ingress: Ingress,
     admitted: Vec<Admitted>,
     pending: HashMap<EngineIdentity, PendingLookup>,
+    /// Local engines waiting for PubSub to complete a network subscription, per topic.
+    pending_net_subs: HashMap<TopicIdentity, Vec<EngineIdentity>>,
     has_transport: bool,
     outputs: VecDeque<RouterOutput>,
     next_housekeeping: Option<Instant>,
@@ -217,6 +220,7 @@ impl Router {
             topics: TopicTable::default(),
             admitted: Vec::new(),
             pending: HashMap::new(),
+            pending_net_subs: HashMap::new(),
             has_transport,
             outputs: VecDeque::new(),
             next_housekeeping: None,
@@ -594,26 +598,151 @@ impl Router {
     // -----------------------------------------------------------------------------------------
     // Requests and notifications.
 
+    /// The node's PubSub engine, if it runs one.
+    fn pubsub(&self) -> Option<(Slot, EngineIdentity)> {
+        let slot = *self.services.get(&Protocol::PUBSUB)?;
+        Some((slot, self.slots.get(slot).copied().flatten()?))
+    }
+
+    fn to_pubsub(&mut self, req: PubSubRequest) {
+        if let Some((slot, _)) = self.pubsub() {
+            self.outputs.push_back(RouterOutput::Deliver {
+                slot,
+                input: Input::PubSub(req),
+                bounce: None,
+            });
+        }
+    }
+
+    fn answer(&mut self, slot: Slot, event: TopicEvent) {
+        self.outputs.push_back(RouterOutput::Deliver {
+            slot,
+            input: Input::Topic(event),
+            bounce: None,
+        });
+    }
+
     /// A topic request from the local engine `from`.
     pub fn handle_topic(&mut self, from: EngineIdentity, req: TopicRequest) {
         let Some(slot) = self.slot_of(&from) else {
             return;
         };
-        // PubSub (issue: P2P pub/sub) plugs in here; until a node runs one, requests that need
-        // the network are answered with `NoPubSub` by the table.
-        let action = self.topics.handle(from, &req, false);
-        let result = match action {
-            TopicAction::Answer(r) => r,
-            TopicAction::NetworkSubscribe
-            | TopicAction::AnswerAndNetworkUnsubscribe
-            | TopicAction::AnswerAndStartAdvert
-            | TopicAction::AnswerAndStopAdvert => Ok(()),
-        };
-        self.outputs.push_back(RouterOutput::Deliver {
-            slot,
-            input: Input::Topic(TopicEvent::answer(&req, result)),
-            bounce: None,
-        });
+        let pubsub = self.pubsub();
+        let action = self.topics.handle(from, &req, pubsub.is_some());
+        let topic = req.topic();
+        match action {
+            TopicAction::Answer(r) => self.answer(slot, TopicEvent::answer(&req, r)),
+            TopicAction::NetworkSubscribe => {
+                let waiters = self.pending_net_subs.entry(topic).or_default();
+                if !waiters.contains(&from) {
+                    waiters.push(from);
+                }
+                if waiters.len() == 1 {
+                    self.to_pubsub(PubSubRequest::Subscribe { topic });
+                }
+            }
+            TopicAction::AnswerAndNetworkUnsubscribe => {
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+                self.to_pubsub(PubSubRequest::Unsubscribe { topic });
+            }
+            TopicAction::AnswerAndStartAdvert => {
+                if let (
+                    Some((_, ps)),
+                    TopicRequest::Create {
+                        advert: Some(advert),
+                        ..
+                    },
+                ) = (pubsub, &req)
+                {
+                    // PubSub hears local publications as a subscriber of the topic.
+                    self.topics.ensure_subscribed(topic, ps);
+                    let advert = advert.clone();
+                    self.to_pubsub(PubSubRequest::StartAdvert { advert });
+                }
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+            }
+            TopicAction::AnswerAndStopAdvert => {
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+                self.to_pubsub(PubSubRequest::StopAdvert { topic });
+            }
+        }
+    }
+
+    /// A notice from the PubSub engine.
+    pub fn handle_pubsub(&mut self, from: EngineIdentity, notice: PubSubNotice) {
+        if self.pubsub().map(|(_, id)| id) != Some(from) {
+            log::warn!(
+                "router: pubsub notice from {} ignored: not the PubSub engine",
+                from.short()
+            );
+            return;
+        }
+        match notice {
+            PubSubNotice::Subscribed { topic, result } => {
+                for waiter in self.pending_net_subs.remove(&topic).unwrap_or_default() {
+                    if result.is_ok() {
+                        self.topics.network_subscribed(topic, waiter);
+                    }
+                    if let Some(slot) = self.slot_of(&waiter) {
+                        self.answer(slot, TopicEvent::Subscribed { topic, result });
+                    }
+                }
+            }
+            PubSubNotice::Unsubscribed { .. } => {}
+            PubSubNotice::AdvertReceived { advert } => {
+                let waiters = self
+                    .pending_net_subs
+                    .get(&advert.topic)
+                    .cloned()
+                    .unwrap_or_default();
+                for w in waiters {
+                    if let Some(slot) = self.slot_of(&w) {
+                        self.answer(
+                            slot,
+                            TopicEvent::AdvertReceived {
+                                advert: advert.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+            PubSubNotice::Deliver {
+                publisher,
+                via,
+                message,
+            } => {
+                let Destination::Topic(t) = message.dst else {
+                    return self.stats.dropped(DropReason::Malformed);
+                };
+                let Some(topic) = self.topics.get(&t) else {
+                    return self.stats.dropped(DropReason::UnknownTopic);
+                };
+                let targets: Vec<Slot> = topic
+                    .subscribers
+                    .iter()
+                    .filter(|s| **s != from)
+                    .filter_map(|s| self.locals.get(s).map(|l| l.slot))
+                    .collect();
+                self.fan_out_message(targets, Message::from_topic(message, publisher, via), None);
+            }
+            PubSubNotice::Progress {
+                topic,
+                children,
+                published,
+            } => {
+                let creator = self.topics.get(&topic).and_then(|t| t.creator);
+                if let Some(slot) = creator.and_then(|c| self.slot_of(&c)) {
+                    self.answer(
+                        slot,
+                        TopicEvent::Progress {
+                            topic,
+                            peers: children,
+                            published,
+                        },
+                    );
+                }
+            }
+        }
     }
 
     /// An answer or notification from the Network Identity Store.

@@ -55,6 +55,13 @@ pub(crate) enum RouterMail {
         /// Its mailbox.
         mailbox: Sender<EngineMail>,
     },
+    /// A notice from the PubSub engine.
+    PubSub {
+        /// The engine that sent it (must be the node's PubSub engine).
+        from: EngineIdentity,
+        /// The notice.
+        notice: crate::pubsub::PubSubNotice,
+    },
     /// A local engine stopped.
     Unregister(EngineIdentity),
     /// Shut down.
@@ -130,6 +137,7 @@ impl RouterShell {
             RouterMail::Local(outbound) => self.router.handle_local(now, outbound),
             RouterMail::Remote { peer, wire } => self.router.handle_remote(now, peer, wire),
             RouterMail::Topic { from, req } => self.router.handle_topic(from, req),
+            RouterMail::PubSub { from, notice } => self.router.handle_pubsub(from, notice),
             RouterMail::Identity(event) => self.router.handle_identity(now, event),
             RouterMail::Register {
                 identity,

@@ -115,6 +115,21 @@ pub enum TopicEvent {
         /// OK, or why not.
         result: Result<(), TopicError>,
     },
+    /// A fresher advert for a topic this engine is subscribing to arrived from the network.
+    AdvertReceived {
+        /// The verified advert.
+        advert: TopicAdvert,
+    },
+    /// For the creator of a topic this node publishes: the subscribing peers and how far each
+    /// has acknowledged this node's events.
+    Progress {
+        /// The topic.
+        topic: TopicIdentity,
+        /// `(peer, next sequence number it waits for)`.
+        peers: Vec<(crate::identity::NodeIdentity, u64)>,
+        /// Events published so far.
+        published: u64,
+    },
 }
 
 impl TopicEvent {

@@ -50,6 +50,14 @@ pub enum Origin {
         /// The peer the message arrived from.
         via: NodeIdentity,
     },
+    /// A topic event from another node: the message's sender is vouched for by the signature of
+    /// `publisher`, an authorized publisher of the topic, checked by this node's PubSub engine.
+    Topic {
+        /// The publishing node's PubSub engine.
+        publisher: EngineIdentity,
+        /// The neighbour the event arrived from.
+        via: NodeIdentity,
+    },
 }
 
 /// A message delivered to an engine: either from a local engine, or verified.
@@ -65,6 +73,18 @@ impl Message {
         Message {
             inner,
             origin: Origin::Local,
+        }
+    }
+
+    /// A topic event's message, checked by the PubSub engine.
+    pub(crate) fn from_topic(
+        inner: EngineMessage,
+        publisher: EngineIdentity,
+        via: NodeIdentity,
+    ) -> Message {
+        Message {
+            inner,
+            origin: Origin::Topic { publisher, via },
         }
     }
 
@@ -158,6 +178,8 @@ pub enum Input {
     Transport(TransportEvent),
     /// A timer set with [`Context::set_timer`] expired.
     Timer(u64),
+    /// A request from the Router (only the PubSub engine receives these).
+    PubSub(crate::pubsub::PubSubRequest),
 }
 
 /// Options for [`Context::send_with`].
@@ -233,6 +255,8 @@ pub enum Output {
     },
     /// Stop this engine.
     Stop,
+    /// A PubSub engine's notice to its Router.
+    PubSub(crate::pubsub::PubSubNotice),
 }
 
 /// An engine's view of the node during one call: the time, its identity, and a place to record
@@ -407,6 +431,11 @@ impl Context {
     /// Cancels the timer with `token`, if set.
     pub fn cancel_timer(&mut self, token: u64) {
         self.outputs.push(Output::CancelTimer { token });
+    }
+
+    /// Sends a notice to the Router (used by the PubSub engine).
+    pub fn pubsub_notice(&mut self, notice: crate::pubsub::PubSubNotice) {
+        self.outputs.push(Output::PubSub(notice));
     }
 
     /// Stops this engine after the current call.

@@ -115,6 +115,10 @@ impl Outlet {
                 Output::SetTimer { token, at } => timers.set(token, at),
                 Output::CancelTimer { token } => timers.cancel(token),
                 Output::Stop => stop = true,
+                Output::PubSub(notice) => self.to_router(RouterMail::PubSub {
+                    from: self.identity,
+                    notice,
+                }),
             }
         }
         stop

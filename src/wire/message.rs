@@ -318,6 +318,12 @@ impl Unverified {
         })
     }
 
+    /// Decodes a message's signed fields alone (no version, no signature): the form events carry.
+    pub fn decode_fields(bytes: &[u8]) -> Result<EngineMessage, WireError> {
+        let DecodedFields(message) = super::decode_exact(bytes)?;
+        Ok(message)
+    }
+
     /// The decoded message (its signature unchecked).
     pub fn message(&self) -> &EngineMessage {
         &self.message

@@ -1,0 +1,423 @@
+//! The P2P pub/sub protocol's messages: the bodies of `Protocol::PUBSUB` messages between
+//! PubSub engines, and the signed [`Event`].
+//!
+//! A body is `u32 version (1) || u32 tag || fields`, in the crate's one bincode configuration.
+//! An event is signed by its publisher (the PubSub engine of an authorized publishing node) over
+//! `context::EVENT || topic || publisher || seq || deps || body`; its id is the SHA-256 of the same
+//! bytes without the context, so relays can deduplicate without verifying again.
+
+use bincode::de::Decoder;
+use bincode::enc::Encoder;
+use bincode::error::{DecodeError, EncodeError};
+use bincode::{Decode, Encode};
+
+use crate::identity::{CheckedKey, EngineIdentity, Keypair, Signature, TopicIdentity};
+use crate::wire::{
+    decode_bytes, decode_exact, decode_list, encode_bytes, encode_list, encode_to_vec,
+    unknown_version, TopicAdvert, WireError, HARD_LIMIT_BYTES,
+};
+
+/// The version of the pub/sub protocol this code speaks.
+pub const PUBSUB_VERSION: u32 = 1;
+/// Domain-separation tag of event signatures.
+pub const EVENT_CONTEXT: &[u8] = b"netmachine/v1/event\0";
+/// Most causal dependencies on one event.
+pub const MAX_DEPS: usize = 16;
+/// Most publisher positions in one subscribe acknowledgement.
+pub const MAX_POSITIONS: usize = 64;
+
+/// The id of an event: SHA-256 of its signed fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
+pub struct EventId(pub [u8; 32]);
+
+/// An event: one message published to a topic by an authorized publisher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// The topic.
+    pub topic: TopicIdentity,
+    /// The publishing node's PubSub engine (listed in the topic's advert).
+    pub publisher: EngineIdentity,
+    /// The publisher's sequence number for this topic, from 1, without gaps.
+    pub seq: u64,
+    /// Events this one causally depends on (the publisher's previous event).
+    pub deps: Vec<EventId>,
+    /// The published message: an `EngineMessage`'s signed fields, unsigned (the event's
+    /// signature vouches for it).
+    pub body: Vec<u8>,
+    /// The publisher's signature.
+    pub sig: Signature,
+}
+
+struct EventFields<'a>(&'a Event);
+
+impl Encode for EventFields<'_> {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        let ev = self.0;
+        ev.topic.encode(e)?;
+        ev.publisher.encode(e)?;
+        ev.seq.encode(e)?;
+        encode_list(&ev.deps, e)?;
+        encode_bytes(&ev.body, e)
+    }
+}
+
+impl Encode for Event {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        EventFields(self).encode(e)?;
+        self.sig.encode(e)
+    }
+}
+
+impl Decode<()> for Event {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        Ok(Event {
+            topic: Decode::decode(d)?,
+            publisher: Decode::decode(d)?,
+            seq: Decode::decode(d)?,
+            deps: decode_list(d, "list", MAX_DEPS)?,
+            body: decode_bytes(d, "body", HARD_LIMIT_BYTES)?,
+            sig: Decode::decode(d)?,
+        })
+    }
+}
+
+impl Event {
+    /// A new event signed by `key` (the publisher's PubSub engine key).
+    pub fn new_signed(
+        key: &Keypair,
+        topic: TopicIdentity,
+        seq: u64,
+        deps: Vec<EventId>,
+        body: Vec<u8>,
+    ) -> Event {
+        let mut ev = Event {
+            topic,
+            publisher: key.engine_identity(),
+            seq,
+            deps,
+            body,
+            sig: Signature([0; 64]),
+        };
+        let fields = encode_to_vec(&EventFields(&ev));
+        ev.sig = key.sign_with_context(EVENT_CONTEXT, &fields, &mut Vec::new());
+        ev
+    }
+
+    /// The event's id.
+    pub fn id(&self) -> EventId {
+        let fields = encode_to_vec(&EventFields(self));
+        let digest = ring::digest::digest(&ring::digest::SHA256, &fields);
+        EventId(digest.as_ref().try_into().expect("32-byte digest"))
+    }
+
+    /// Whether the signature verifies (strictly) under `key`, the publisher's key.
+    pub fn verify(&self, key: &CheckedKey) -> bool {
+        let fields = encode_to_vec(&EventFields(self));
+        key.verify_strict(EVENT_CONTEXT, &fields, &self.sig, &mut Vec::new())
+    }
+}
+
+/// A message between PubSub engines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PubSubMessage {
+    /// A topic's advert, flooded once per version. `hops` (not signed) is the sender's distance
+    /// from a publisher: 0 from the publisher itself.
+    Advert {
+        /// The signed advert.
+        advert: TopicAdvert,
+        /// The sender's distance from the publisher.
+        hops: u8,
+    },
+    /// Make the sender a child of the receiver for `topic`.
+    Subscribe {
+        /// The topic.
+        topic: TopicIdentity,
+    },
+    /// Answer to `Subscribe`: whether it was accepted, and from which sequence number of each
+    /// publisher the receiver will forward events.
+    SubscribeAck {
+        /// The topic.
+        topic: TopicIdentity,
+        /// Accepted (false: the receiver's child limit is reached).
+        accepted: bool,
+        /// `(publisher, next sequence number)` for each publisher the receiver has seen.
+        positions: Vec<(EngineIdentity, u64)>,
+    },
+    /// Stop being a child for `topic`.
+    Unsubscribe {
+        /// The topic.
+        topic: TopicIdentity,
+    },
+    /// Answer to `Unsubscribe`.
+    UnsubscribeAck {
+        /// The topic.
+        topic: TopicIdentity,
+    },
+    /// An event.
+    Event(Event),
+    /// A request for missing events `from..=to` of `publisher`.
+    EventReq {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The publisher.
+        publisher: EngineIdentity,
+        /// First sequence number wanted.
+        from: u64,
+        /// Last sequence number wanted.
+        to: u64,
+    },
+    /// Answer to `EventReq`: how many of the wanted events follow as `Event` messages.
+    EventResp {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The publisher.
+        publisher: EngineIdentity,
+        /// First sequence number asked for.
+        from: u64,
+        /// Last sequence number asked for.
+        to: u64,
+        /// How many of them are sent.
+        found: u64,
+    },
+    /// Cumulative acknowledgement from a child: every event of `publisher` below `next_seq` has
+    /// been received.
+    EventAck {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The publisher.
+        publisher: EngineIdentity,
+        /// The next sequence number the child waits for.
+        next_seq: u64,
+    },
+}
+
+impl Encode for PubSubMessage {
+    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
+        PUBSUB_VERSION.encode(e)?;
+        match self {
+            PubSubMessage::Advert { advert, hops } => {
+                0u32.encode(e)?;
+                advert.encode(e)?;
+                hops.encode(e)
+            }
+            PubSubMessage::Subscribe { topic } => {
+                1u32.encode(e)?;
+                topic.encode(e)
+            }
+            PubSubMessage::SubscribeAck {
+                topic,
+                accepted,
+                positions,
+            } => {
+                2u32.encode(e)?;
+                topic.encode(e)?;
+                accepted.encode(e)?;
+                encode_list(positions, e)
+            }
+            PubSubMessage::Unsubscribe { topic } => {
+                3u32.encode(e)?;
+                topic.encode(e)
+            }
+            PubSubMessage::UnsubscribeAck { topic } => {
+                4u32.encode(e)?;
+                topic.encode(e)
+            }
+            PubSubMessage::Event(ev) => {
+                5u32.encode(e)?;
+                ev.encode(e)
+            }
+            PubSubMessage::EventReq {
+                topic,
+                publisher,
+                from,
+                to,
+            } => {
+                6u32.encode(e)?;
+                (topic, publisher, from, to).encode(e)
+            }
+            PubSubMessage::EventResp {
+                topic,
+                publisher,
+                from,
+                to,
+                found,
+            } => {
+                7u32.encode(e)?;
+                (topic, publisher, from, to, found).encode(e)
+            }
+            PubSubMessage::EventAck {
+                topic,
+                publisher,
+                next_seq,
+            } => {
+                8u32.encode(e)?;
+                (topic, publisher, next_seq).encode(e)
+            }
+        }
+    }
+}
+
+impl Decode<()> for PubSubMessage {
+    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
+        let version = u32::decode(d)?;
+        if version != PUBSUB_VERSION {
+            return Err(unknown_version(version));
+        }
+        let tag = u32::decode(d)?;
+        Ok(match tag {
+            0 => PubSubMessage::Advert {
+                advert: Decode::decode(d)?,
+                hops: Decode::decode(d)?,
+            },
+            1 => PubSubMessage::Subscribe {
+                topic: Decode::decode(d)?,
+            },
+            2 => PubSubMessage::SubscribeAck {
+                topic: Decode::decode(d)?,
+                accepted: Decode::decode(d)?,
+                positions: decode_list(d, "list", MAX_POSITIONS)?,
+            },
+            3 => PubSubMessage::Unsubscribe {
+                topic: Decode::decode(d)?,
+            },
+            4 => PubSubMessage::UnsubscribeAck {
+                topic: Decode::decode(d)?,
+            },
+            5 => PubSubMessage::Event(Decode::decode(d)?),
+            6 => {
+                let (topic, publisher, from, to) = Decode::decode(d)?;
+                PubSubMessage::EventReq {
+                    topic,
+                    publisher,
+                    from,
+                    to,
+                }
+            }
+            7 => {
+                let (topic, publisher, from, to, found) = Decode::decode(d)?;
+                PubSubMessage::EventResp {
+                    topic,
+                    publisher,
+                    from,
+                    to,
+                    found,
+                }
+            }
+            8 => {
+                let (topic, publisher, next_seq) = Decode::decode(d)?;
+                PubSubMessage::EventAck {
+                    topic,
+                    publisher,
+                    next_seq,
+                }
+            }
+            other => {
+                return Err(DecodeError::UnexpectedVariant {
+                    type_name: "PubSubMessage",
+                    allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 8 },
+                    found: other,
+                })
+            }
+        })
+    }
+}
+
+impl PubSubMessage {
+    /// The encoded body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        encode_to_vec(self)
+    }
+
+    /// Decodes a body.
+    pub fn from_bytes(bytes: &[u8]) -> Result<PubSubMessage, WireError> {
+        decode_exact(bytes)
+    }
+
+    /// The topic the message is about.
+    pub fn topic(&self) -> TopicIdentity {
+        match self {
+            PubSubMessage::Advert { advert, .. } => advert.topic,
+            PubSubMessage::Event(e) => e.topic,
+            PubSubMessage::Subscribe { topic }
+            | PubSubMessage::SubscribeAck { topic, .. }
+            | PubSubMessage::Unsubscribe { topic }
+            | PubSubMessage::UnsubscribeAck { topic }
+            | PubSubMessage::EventReq { topic, .. }
+            | PubSubMessage::EventResp { topic, .. }
+            | PubSubMessage::EventAck { topic, .. } => *topic,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_sign_verify_and_round_trip() {
+        let node = Keypair::generate();
+        let key = node.derive_engine("pubsub");
+        let topic = TopicIdentity([5; 32]);
+        let e1 = Event::new_signed(&key, topic, 1, vec![], b"one".to_vec());
+        let e2 = Event::new_signed(&key, topic, 2, vec![e1.id()], b"two".to_vec());
+        let checked = CheckedKey::parse(key.engine_identity().as_bytes()).unwrap();
+        assert!(e2.verify(&checked));
+        let msg = PubSubMessage::Event(e2.clone());
+        let back = PubSubMessage::from_bytes(&msg.to_bytes()).unwrap();
+        assert_eq!(back, msg);
+        let mut forged = e2.clone();
+        forged.body = b"TWO".to_vec();
+        assert!(!forged.verify(&checked));
+        assert_ne!(forged.id(), e2.id());
+        let other =
+            CheckedKey::parse(node.derive_engine("x").engine_identity().as_bytes()).unwrap();
+        assert!(!e2.verify(&other));
+    }
+
+    #[test]
+    fn every_message_round_trips_and_bad_tags_fail() {
+        let t = TopicIdentity([1; 32]);
+        let p = EngineIdentity([2; 32]);
+        let msgs = vec![
+            PubSubMessage::Subscribe { topic: t },
+            PubSubMessage::SubscribeAck {
+                topic: t,
+                accepted: true,
+                positions: vec![(p, 7)],
+            },
+            PubSubMessage::Unsubscribe { topic: t },
+            PubSubMessage::UnsubscribeAck { topic: t },
+            PubSubMessage::EventReq {
+                topic: t,
+                publisher: p,
+                from: 3,
+                to: 9,
+            },
+            PubSubMessage::EventResp {
+                topic: t,
+                publisher: p,
+                from: 3,
+                to: 9,
+                found: 2,
+            },
+            PubSubMessage::EventAck {
+                topic: t,
+                publisher: p,
+                next_seq: 10,
+            },
+        ];
+        for m in msgs {
+            let bytes = m.to_bytes();
+            assert_eq!(PubSubMessage::from_bytes(&bytes).unwrap(), m);
+            assert!(PubSubMessage::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        }
+        let mut bad = PubSubMessage::Subscribe { topic: t }.to_bytes();
+        bad[4] = 99;
+        assert!(PubSubMessage::from_bytes(&bad).is_err());
+        bad[0] = 2;
+        assert_eq!(
+            PubSubMessage::from_bytes(&bad).unwrap_err(),
+            WireError::UnknownVersion(2)
+        );
+    }
+}
