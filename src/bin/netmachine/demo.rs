@@ -7,9 +7,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use netmachine::identity::Signature;
 use netmachine::identity_store::IdentityUpdate;
-use netmachine::router::topics::TopicEvent;
+use netmachine::pubsub::PUBSUB_ENGINE_NAME;
+use netmachine::router::topics::{TopicEvent, TopicRequest};
+use netmachine::time::wall_clock;
+use netmachine::transport::TransportRequest;
 use netmachine::wire::Protocol;
+use netmachine::wire::{Signed, TopicAdvert};
 use netmachine::{
     Context, Engine, EngineIdentity, Input, Keypair, Node, NodeBuilder, RoutingScope, TopicIdentity,
 };
@@ -142,7 +147,8 @@ pub fn run(opts: &DemoOptions) -> Result<bool, String> {
         .iter()
         .map(|k| k.derive_engine("responder").engine_identity())
         .collect();
-    let topic = Keypair::generate().topic_identity();
+    let topic_key = Keypair::generate();
+    let topic = topic_key.topic_identity();
     let tally = Arc::new(Mutex::new(Tally::default()));
     let nodes: Vec<Node> = start_nodes(&keys, &responders, topic, opts, &tally)?;
     // Every node learns every other node's advert and where its responder runs.
@@ -166,6 +172,14 @@ pub fn run(opts: &DemoOptions) -> Result<bool, String> {
             }
         }
     }
+    // Connect every pair (the smaller index dials), so topic adverts can flood.
+    for (i, n) in nodes.iter().enumerate() {
+        let mut c = n.client("connect").map_err(|e| e.to_string())?;
+        for other in &nodes[i + 1..] {
+            let node = other.identity();
+            c.with_context(|ctx| ctx.transport_request(TransportRequest::Connect { node }));
+        }
+    }
     let started = Instant::now();
     for n in &nodes {
         let requester = n
@@ -177,9 +191,25 @@ pub fn run(opts: &DemoOptions) -> Result<bool, String> {
 
     // The publisher: a client on node 0, publishing once every subscriber is in place.
     let mut publisher = nodes[0].client("publisher").map_err(|e| e.to_string())?;
-    publisher.create_topic(topic, RoutingScope::Local);
-    // Topics reach the subscriber on the publisher's node (the Router's local topic service).
-    let subscribers = 1;
+    let advert = TopicAdvert {
+        topic,
+        publishers: vec![nodes[0]
+            .engine_identity(PUBSUB_ENGINE_NAME)
+            .ok_or("pubsub not running")?],
+        tags: vec!["demo".into()],
+        version: 1,
+        created: wall_clock(),
+        sig: Signature([0; 64]),
+    }
+    .sign(&topic_key);
+    publisher.with_context(|ctx| {
+        ctx.topic_request(TopicRequest::Create {
+            topic,
+            scope: RoutingScope::Any,
+            advert: Some(advert),
+        })
+    });
+    let subscribers = opts.nodes as u64;
     let ready = wait_for(Duration::from_secs(10), || {
         tally.lock().subscribed >= subscribers
     });
@@ -241,21 +271,18 @@ fn start_nodes(
     let mut nodes = Vec::new();
     let localhost: SocketAddr = "127.0.0.1:0".parse().expect("valid address");
     for (i, key) in keys.iter().enumerate() {
-        let mut builder = NodeBuilder::new(key.clone())
+        let node = NodeBuilder::new(key.clone())
             .name(&format!("demo{i}"))
             .listen(localhost)
-            .engine("responder", Responder);
-        if i == 0 {
-            builder = builder.engine(
+            .engine("responder", Responder)
+            .engine(
                 "subscriber",
                 Subscriber {
                     topic,
-                    scope: RoutingScope::Local,
+                    scope: RoutingScope::Any,
                     tally: Arc::clone(tally),
                 },
-            );
-        }
-        let node = builder
+            )
             .engine(
                 "requester",
                 Requester {
