@@ -288,6 +288,13 @@ impl NodeBuilder {
                 NodeError::Transport(format!("cannot bind {:?}: {e}", config.listen))
             })?;
             listen_addrs = bound.local_addrs();
+            if listen_addrs.len() > crate::wire::advert::MAX_ADDRS {
+                return Err(NodeError::Transport(format!(
+                    "{} listen addresses; an advert carries at most {}",
+                    listen_addrs.len(),
+                    crate::wire::advert::MAX_ADDRS
+                )));
+            }
             let (tx, rx) = bounded(config.limits.mailbox_depth);
             let woken = Arc::new(AtomicBool::new(false));
             transport_link = Some(TransportLink::new(tx, bound.waker(), Arc::clone(&woken)));

@@ -67,7 +67,7 @@ impl Hello {
 }
 
 /// Most entries in one ACK frame.
-pub const MAX_ACK_ENTRIES: usize = 4096;
+pub const MAX_ACK_ENTRIES: usize = 2048;
 
 /// Cumulative acknowledgements: `(stream id, message frames received on it)`.
 #[derive(Clone, Debug, PartialEq, Eq)]

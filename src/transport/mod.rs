@@ -6,6 +6,7 @@ pub mod frame;
 pub mod peers;
 pub(crate) mod quic;
 pub(crate) mod tls;
+pub(crate) mod udp;
 
 pub use tls::ALPN;
 

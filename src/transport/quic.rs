@@ -34,6 +34,7 @@ use super::control::{self, close_code, Ack, Hello, VERSION_MAX, VERSION_MIN};
 use super::frame::{self, kind, FrameDecoder, FrameError};
 use super::peers::{ConnId, Peer};
 use super::tls::{self, QuicParams, TlsIdentity};
+use super::udp::{self, Offload};
 use super::{
     ConnectResult, RemoteSend, TransportConfig, TransportEvent, TransportMail, TransportRequest,
 };
@@ -222,6 +223,7 @@ impl Conn {
 struct Socket {
     udp: UdpSocket,
     local: SocketAddr,
+    offload: Offload,
 }
 
 /// What the Transport thread needs from the node.
@@ -271,7 +273,12 @@ impl Bound {
         self.poll
             .registry()
             .register(&mut udp, Token(index), Interest::READABLE)?;
-        self.sockets.push(Socket { udp, local });
+        let offload = Offload::probe(&udp);
+        self.sockets.push(Socket {
+            udp,
+            local,
+            offload,
+        });
         Ok(index)
     }
 
@@ -672,7 +679,12 @@ impl Driver {
             .registry()
             .register(&mut udp, Token(index), Interest::READABLE)
             .ok()?;
-        self.sockets.push(Socket { udp, local });
+        let offload = Offload::probe(&udp);
+        self.sockets.push(Socket {
+            udp,
+            local,
+            offload,
+        });
         Some(index)
     }
 
@@ -777,8 +789,16 @@ impl Driver {
     fn read_socket(&mut self, index: usize) {
         let mut buf = std::mem::take(&mut self.recv_buf);
         while let Some(sock) = self.sockets.get(index) {
-            match sock.udp.recv_from(&mut buf) {
-                Ok((n, from)) => self.handle_packet(index, &mut buf[..n], from),
+            match udp::recv(&sock.udp, &sock.offload, &mut buf) {
+                Ok((n, from, segment)) => {
+                    // A coalesced buffer (GRO) holds several datagrams of `segment` bytes.
+                    let mut off = 0;
+                    while off < n {
+                        let end = (off + segment.max(1)).min(n);
+                        self.handle_packet(index, &mut buf[off..end], from);
+                        off = end;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -1362,7 +1382,7 @@ impl Driver {
             return;
         }
         let Some(node) = conn.node else { return };
-        let mut buf = [0u8; 2048];
+        let mut buf = vec![0u8; RECV_BUF];
         loop {
             match conn.q.dgram_recv(&mut buf) {
                 Ok(n) if n >= 1 && buf[0] == kind::MESSAGE => {
@@ -1486,29 +1506,10 @@ impl Driver {
 
     fn send_packets(&mut self, conn: &mut Conn) {
         let mut out = std::mem::take(&mut self.send_buf);
-        loop {
-            match conn.q.send(&mut out) {
-                Ok((n, info)) => {
-                    let sock = &self.sockets[conn.sock];
-                    match sock.udp.send_to(&out[..n], info.to) {
-                        Ok(_) => {}
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                            // The socket buffer is full: treat as loss; QUIC retransmits.
-                            break;
-                        }
-                        Err(e) => {
-                            log::debug!("transport: send to {}: {e}", info.to);
-                            break;
-                        }
-                    }
-                }
-                Err(quiche::Error::Done) => break,
-                Err(e) => {
-                    log::debug!("transport: quiche send: {e}");
-                    conn.close(close_code::PROTOCOL_VIOLATION, "internal send error");
-                    break;
-                }
-            }
+        let sock = &mut self.sockets[conn.sock];
+        if let Err(e) = udp::flush(&mut conn.q, &sock.udp, &mut sock.offload, &mut out) {
+            log::warn!("transport: quiche send failed: {e}; closing");
+            conn.close(close_code::NORMAL, "internal send error");
         }
         self.send_buf = out;
     }

@@ -22,9 +22,6 @@
 //! run inside quiche calls, so they stay within the Transport's QUIC driver like every other
 //! quiche call.
 
-// Nothing outside the tests uses this module until the QUIC driver lands; remove this then.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -54,7 +51,7 @@ const CERT_COMMON_NAME: &str = "netmachine node";
 /// defaults that is 16 MiB + 1024 × 1350 B ≈ 17.3 MiB per connection in the worst case.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct QuicParams {
-    /// A connection with no traffic for this long is closed. Default 30 s.
+    /// A connection with no traffic for this long is closed. Default 10 s (the Transport sets it from `TransportConfig::idle_timeout`).
     pub idle_timeout: Duration,
     /// The largest UDP payload sent, and advertised as the largest accepted. Default 1350 bytes,
     /// which fits the usual 1500-byte Ethernet MTU with IPv6 headers to spare.
@@ -87,7 +84,7 @@ impl Default for QuicParams {
     fn default() -> Self {
         const MIB: u64 = 1024 * 1024;
         QuicParams {
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(10),
             max_udp_payload_bytes: 1350,
             initial_max_data_bytes: 16 * MIB,
             initial_max_stream_data_bidi_local_bytes: 4 * MIB,
@@ -131,11 +128,13 @@ impl TlsIdentity {
     }
 
     /// The node this identity belongs to.
+    #[cfg(test)]
     pub(crate) fn node_identity(&self) -> NodeIdentity {
         self.node
     }
 
     /// The node's self-signed certificate, DER.
+    #[cfg(test)]
     pub(crate) fn cert_der(&self) -> &[u8] {
         &self.cert_der
     }
@@ -676,7 +675,7 @@ mod tests {
     #[test]
     fn default_params_are_the_documented_ones() {
         let p = QuicParams::default();
-        assert_eq!(p.idle_timeout, Duration::from_secs(30));
+        assert_eq!(p.idle_timeout, Duration::from_secs(10));
         assert_eq!(p.max_udp_payload_bytes, 1350);
         assert_eq!(p.initial_max_data_bytes, 16 << 20);
         assert_eq!(p.initial_max_stream_data_uni_bytes, 4 << 20);

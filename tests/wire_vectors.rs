@@ -1,0 +1,1372 @@
+//! The test vectors of docs/wire.md, checked against the code.
+//!
+//! Every vector in the document sits in a fenced block right after an HTML comment naming it.
+//! Each test below finds its vectors by name (a missing or repeated vector fails), compares them
+//! with what the code produces from the same fixed inputs, and decodes them again with the
+//! crate's decoders. Where it is cheap, the expected bytes are also built a second time from the
+//! rules the document states (a reference encoder written here, plain Ed25519 and HMAC-SHA256),
+//! so a change of the format fails even if the document were regenerated alongside it.
+//!
+//! `print_vectors` (ignored) prints the vector section of the document, §15.1 to the end:
+//! `cargo test --release --test wire_vectors -- --ignored --nocapture print_vectors`. Its output
+//! replaces everything in docs/wire.md from the `### 15.1` heading on.
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::{Signer, SigningKey};
+use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
+use netmachine::router::ingress::{Ingress, IngressLimits};
+use netmachine::runtime::stats::NodeStats;
+use netmachine::time::{Now, Timestamp};
+use netmachine::transport::control::{self, Ack, Hello};
+use netmachine::transport::frame::{self, kind, FrameDecoder};
+use netmachine::wire::advert::IpAddress;
+use netmachine::wire::message::{BatchVerifier, Unverified};
+use netmachine::wire::{
+    self, decode_exact, encode_to_vec, DomainAdvert, EngineAdvert, NodeAdvert, Ordering,
+    Reliability, RoutingPrefs, RoutingScope, Security, Signed, TopicAdvert, TransportAddress,
+    TransportPrefs,
+};
+use netmachine::{
+    Destination, DomainIdentity, DropReason, EngineIdentity, EngineMessage, MessageId,
+    NodeIdentity, Protocol,
+};
+
+const DOC: &str = include_str!("../docs/wire.md");
+
+/// Every vector docs/wire.md must contain, and the only ones it may contain.
+const VECTORS: &[&str] = &[
+    "context-engine-message",
+    "context-node-advert",
+    "context-engine-advert",
+    "context-topic-advert",
+    "context-domain-advert",
+    "alpn",
+    "node-a-seed",
+    "node-a-identity",
+    "node-b-seed",
+    "node-b-identity",
+    "engine-a-echo-seed",
+    "engine-a-echo-identity",
+    "engine-b-ping-seed",
+    "engine-b-ping-identity",
+    "key-file-der",
+    "key-file-pem",
+    "enc-destination-topic",
+    "enc-routing-prefs-domain",
+    "enc-transport-prefs-datagram",
+    "message-signed-fields",
+    "message-signing-input",
+    "message-signature",
+    "message-wire",
+    "reply-wire",
+    "node-advert-signed-fields",
+    "node-advert-signing-input",
+    "node-advert-wire",
+    "node-advert-line",
+    "engine-advert-wire",
+    "topic-advert-wire",
+    "domain-advert-wire",
+    "hello-payload",
+    "hello-frame",
+    "ack-payload",
+    "ack-frame",
+    "message-frame",
+    "message-datagram",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Reading the document.
+
+const MARKER_OPEN: &str = "<!-- vector: ";
+const MARKER_CLOSE: &str = " -->";
+
+/// The names of every vector marker in the document, in order.
+fn doc_markers() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    let mut rest = DOC;
+    while let Some(at) = rest.find(MARKER_OPEN) {
+        let after = &rest[at + MARKER_OPEN.len()..];
+        let end = after
+            .find(MARKER_CLOSE)
+            .unwrap_or_else(|| panic!("unterminated vector marker near {:?}", &after[..20]));
+        names.push(&after[..end]);
+        rest = &after[end..];
+    }
+    names
+}
+
+/// The contents of the fenced block that follows the marker of vector `name`.
+fn block(name: &str) -> &'static str {
+    let marker = format!("{MARKER_OPEN}{name}{MARKER_CLOSE}");
+    let found: Vec<usize> = DOC.match_indices(&marker).map(|(i, _)| i).collect();
+    assert!(!found.is_empty(), "docs/wire.md has no vector {name:?}");
+    assert_eq!(found.len(), 1, "docs/wire.md has vector {name:?} twice");
+    let after = DOC[found[0] + marker.len()..].trim_start_matches([' ', '\t', '\r', '\n']);
+    assert!(
+        after.starts_with("```"),
+        "vector {name:?}: the marker must be followed by a fenced block"
+    );
+    let body_start = after.find('\n').expect("a newline after the opening fence") + 1;
+    let body = &after[body_start..];
+    let end = body
+        .find("\n```")
+        .unwrap_or_else(|| panic!("vector {name:?}: no closing fence"));
+    &body[..end]
+}
+
+/// A hex vector: whitespace removed, decoded.
+fn hex(name: &str) -> Vec<u8> {
+    let digits: String = block(name).split_whitespace().collect();
+    decode_hex(&digits).unwrap_or_else(|| panic!("vector {name:?} is not hex"))
+}
+
+/// A text vector: the block's lines, without the trailing newline.
+fn text(name: &str) -> String {
+    block(name).trim_end().to_string()
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compares a vector with the bytes the code produced, showing both in hex on failure.
+fn assert_vector(name: &str, produced: &[u8]) {
+    let expected = hex(name);
+    assert!(
+        expected == produced,
+        "vector {name:?} differs from the code\n  doc:  {}\n  code: {}",
+        to_hex(&expected),
+        to_hex(produced)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A reference encoder written from the document's rules, independent of the crate's codec. Each
+// value is a list of named fields so the generator can print the byte tables of the document.
+
+#[derive(Default)]
+struct Layout {
+    fields: Vec<(String, Vec<u8>)>,
+}
+
+impl Layout {
+    fn field(mut self, name: impl Into<String>, bytes: impl AsRef<[u8]>) -> Layout {
+        self.fields.push((name.into(), bytes.as_ref().to_vec()));
+        self
+    }
+
+    fn append(mut self, prefix: &str, other: Layout) -> Layout {
+        for (name, bytes) in other.fields {
+            self.fields.push((format!("{prefix}{name}"), bytes));
+        }
+        self
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        self.fields.iter().flat_map(|(_, b)| b.clone()).collect()
+    }
+
+    /// One line per field, long fields wrapped at 32 bytes.
+    fn hex_lines(&self) -> String {
+        let mut out = String::new();
+        for (_, bytes) in &self.fields {
+            for chunk in bytes.chunks(32) {
+                out.push_str(&to_hex(chunk));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// A Markdown table: offset, size, field, bytes.
+    fn table(&self) -> String {
+        let mut out =
+            String::from("| offset | size | field | bytes (hex) |\n|---:|---:|---|---|\n");
+        let mut offset = 0;
+        for (name, bytes) in &self.fields {
+            let shown = if bytes.len() > 32 {
+                format!("{}…", to_hex(&bytes[..16]))
+            } else {
+                to_hex(bytes)
+            };
+            out.push_str(&format!(
+                "| {offset} | {} | {name} | `{shown}` |\n",
+                bytes.len()
+            ));
+            offset += bytes.len();
+        }
+        out
+    }
+}
+
+fn u32le(v: u32) -> [u8; 4] {
+    v.to_le_bytes()
+}
+
+fn u64le(v: u64) -> [u8; 8] {
+    v.to_le_bytes()
+}
+
+fn ref_destination(d: &Destination) -> Layout {
+    let (tag, key, what) = match d {
+        Destination::Engine(e) => (0, e.0, "EngineIdentity"),
+        Destination::Node(n) => (1, n.0, "NodeIdentity"),
+        Destination::Topic(t) => (2, t.0, "TopicIdentity"),
+        Destination::Domain(x) => (3, x.0, "DomainIdentity"),
+    };
+    Layout::default()
+        .field(format!("tag (u32 {tag})"), u32le(tag))
+        .field(what, key)
+}
+
+fn ref_routing_prefs(p: &RoutingPrefs) -> Layout {
+    match p.scope {
+        RoutingScope::Local => Layout::default().field("scope tag (u32 0, Local)", u32le(0)),
+        RoutingScope::Domain(d) => Layout::default()
+            .field("scope tag (u32 1, Domain)", u32le(1))
+            .field("scope DomainIdentity", d.0),
+        RoutingScope::Any => Layout::default().field("scope tag (u32 2, Any)", u32le(2)),
+    }
+}
+
+fn ref_transport_prefs(p: &TransportPrefs) -> Layout {
+    let ordering = match p.ordering {
+        Ordering::Ordered => ("ordering (u32 0, Ordered)", 0),
+        Ordering::Unordered => ("ordering (u32 1, Unordered)", 1),
+    };
+    let reliability = match p.reliability {
+        Reliability::Reliable => ("reliability (u32 0, Reliable)", 0),
+        Reliability::Unreliable => ("reliability (u32 1, Unreliable)", 1),
+    };
+    let l = Layout::default()
+        .field(ordering.0, u32le(ordering.1))
+        .field(reliability.0, u32le(reliability.1));
+    match p.security {
+        Security::Direct => l.field("security (u32 0, Direct)", u32le(0)),
+        Security::OnionRouting(hops) => l
+            .field("security (u32 1, OnionRouting)", u32le(1))
+            .field("onion hops (u8)", [hops]),
+        Security::Mixnet => l.field("security (u32 2, Mixnet)", u32le(2)),
+    }
+}
+
+fn ref_bytes(name: &str, bytes: &[u8]) -> Layout {
+    Layout::default()
+        .field(format!("{name} length (u64)"), u64le(bytes.len() as u64))
+        .field(name, bytes)
+}
+
+fn ref_message_fields(m: &EngineMessage) -> Layout {
+    let mut l = Layout::default()
+        .field("src (EngineIdentity)", m.src.0)
+        .field("src_node (NodeIdentity)", m.src_node.0)
+        .append("dst ", ref_destination(&m.dst))
+        .field("id (u64)", u64le(m.id.0));
+    l = match m.reply_to {
+        None => l.field("reply_to: None", [0]),
+        Some(r) => l
+            .field("reply_to: Some", [1])
+            .field("reply_to (u64)", u64le(r.0)),
+    };
+    l = match m.expiry {
+        None => l.field("expiry: None", [0]),
+        Some(t) => l
+            .field("expiry: Some", [1])
+            .field("expiry (u64 ms)", u64le(t.0)),
+    };
+    l = match &m.rprefs {
+        None => l.field("rprefs: None", [0]),
+        Some(p) => l
+            .field("rprefs: Some", [1])
+            .append("rprefs ", ref_routing_prefs(p)),
+    };
+    l = match &m.tprefs {
+        None => l.field("tprefs: None", [0]),
+        Some(p) => l
+            .field("tprefs: Some", [1])
+            .append("tprefs ", ref_transport_prefs(p)),
+    };
+    l.field("protocol (u32)", u32le(m.protocol.0))
+        .append("", ref_bytes("body", &m.body))
+}
+
+fn ref_message_wire(m: &EngineMessage) -> Layout {
+    Layout::default()
+        .field("version (u32 1)", u32le(1))
+        .append("", ref_message_fields(m))
+        .field("signature", m.sig.expect("signed").0)
+}
+
+fn ref_transport_address(a: &TransportAddress) -> Layout {
+    let TransportAddress::Quic { ip, port } = a;
+    let l = Layout::default().field("tag (u32 0, Quic)", u32le(0));
+    let l = match ip {
+        IpAddress::V4(o) => l.field("ip tag (u32 0, V4)", u32le(0)).field("ip", o),
+        IpAddress::V6(o) => l.field("ip tag (u32 1, V6)", u32le(1)).field("ip", o),
+    };
+    l.field("port (u16)", port.to_le_bytes())
+}
+
+fn ref_node_advert_fields(a: &NodeAdvert) -> Layout {
+    let mut l = Layout::default()
+        .field("id (NodeIdentity)", a.id.0)
+        .field("addrs count (u64)", u64le(a.addrs.len() as u64));
+    for (i, (addr, weight)) in a.addrs.iter().enumerate() {
+        l = l
+            .append(&format!("addrs[{i}] "), ref_transport_address(addr))
+            .field(format!("addrs[{i}] weight (u8)"), [*weight]);
+    }
+    l = l
+        .field("version (u64)", u64le(a.version))
+        .field("created (u64 ms)", u64le(a.created.0));
+    match &a.name {
+        None => l.field("name: None", [0]),
+        Some(n) => l
+            .field("name: Some", [1])
+            .append("", ref_bytes("name", n.as_bytes())),
+    }
+}
+
+fn ref_engine_advert_fields(a: &EngineAdvert) -> Layout {
+    Layout::default()
+        .field("engine (EngineIdentity)", a.engine.0)
+        .field("node (NodeIdentity)", a.node.0)
+        .append("", ref_bytes("name", a.name.as_bytes()))
+        .field("version (u64)", u64le(a.version))
+        .field("created (u64 ms)", u64le(a.created.0))
+}
+
+fn ref_topic_advert_fields(a: &TopicAdvert) -> Layout {
+    let mut l = Layout::default()
+        .field("topic (TopicIdentity)", a.topic.0)
+        .field("publishers count (u64)", u64le(a.publishers.len() as u64));
+    for (i, p) in a.publishers.iter().enumerate() {
+        l = l.field(format!("publishers[{i}] (EngineIdentity)"), p.0);
+    }
+    l = l.field("tags count (u64)", u64le(a.tags.len() as u64));
+    for (i, t) in a.tags.iter().enumerate() {
+        l = l.append("", ref_bytes(&format!("tags[{i}]"), t.as_bytes()));
+    }
+    l.field("version (u64)", u64le(a.version))
+        .field("created (u64 ms)", u64le(a.created.0))
+}
+
+fn ref_domain_advert_fields(a: &DomainAdvert) -> Layout {
+    let mut l = Layout::default()
+        .field("id (DomainIdentity)", a.id.0)
+        .field("nodes count (u64)", u64le(a.nodes.len() as u64));
+    for (i, n) in a.nodes.iter().enumerate() {
+        l = l.field(format!("nodes[{i}] (NodeIdentity)"), n.0);
+    }
+    l.field("version (u64)", u64le(a.version))
+        .field("created (u64 ms)", u64le(a.created.0))
+}
+
+fn with_signature(fields: Layout, sig: &Signature) -> Layout {
+    fields.field("signature", sig.0)
+}
+
+fn ref_hello(h: &Hello) -> Layout {
+    let l = Layout::default()
+        .field("min_version (u32)", u32le(h.min_version))
+        .field("max_version (u32)", u32le(h.max_version))
+        .field("instance (u64)", u64le(h.instance))
+        .field("advert_version (u64)", u64le(h.advert_version));
+    match h.known_advert_version {
+        None => l.field("known_advert_version: None", [0]),
+        Some(v) => l
+            .field("known_advert_version: Some", [1])
+            .field("known_advert_version (u64)", u64le(v)),
+    }
+}
+
+fn ref_ack(a: &Ack) -> Layout {
+    let mut l = Layout::default().field("count (u64)", u64le(a.0.len() as u64));
+    for (i, (sid, n)) in a.0.iter().enumerate() {
+        l = l
+            .field(format!("[{i}] stream id (u64)"), u64le(*sid))
+            .field(format!("[{i}] frames received (u64)"), u64le(*n));
+    }
+    l
+}
+
+fn ref_frame(kind_name: &str, kind: u8, payload: Layout) -> Layout {
+    let len = payload.bytes().len() as u32;
+    Layout::default()
+        .field("length (u32, payload only)", u32le(len))
+        .field(format!("type (u8, {kind_name})"), [kind])
+        .append("payload: ", payload)
+}
+
+/// The HKDF-SHA256 of the document, spelled out with HMAC: one block of output.
+fn ref_engine_seed(node_seed: &[u8; 32], name: &str) -> [u8; 32] {
+    use ring::hmac;
+    let salt = hmac::Key::new(hmac::HMAC_SHA256, b"netmachine engine key v1");
+    let prk = hmac::sign(&salt, node_seed);
+    let prk = hmac::Key::new(hmac::HMAC_SHA256, prk.as_ref());
+    let mut info = name.as_bytes().to_vec();
+    info.push(0x01);
+    hmac::sign(&prk, &info)
+        .as_ref()
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// The Ed25519 public key of a 32-byte seed, computed with ed25519-dalek directly.
+fn ref_public(seed: &[u8; 32]) -> [u8; 32] {
+    SigningKey::from_bytes(seed).verifying_key().to_bytes()
+}
+
+/// An Ed25519 signature over `context || fields`, computed with ed25519-dalek directly.
+fn ref_sign(seed: &[u8; 32], context: &[u8], fields: &[u8]) -> [u8; 64] {
+    let mut input = context.to_vec();
+    input.extend_from_slice(fields);
+    SigningKey::from_bytes(seed).sign(&input).to_bytes()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fixed inputs of every vector.
+
+const NODE_A_SEED: [u8; 32] = [0x01; 32];
+const NODE_B_SEED: [u8; 32] = [0x02; 32];
+const TOPIC_SEED: [u8; 32] = [0x03; 32];
+const DOMAIN_SEED: [u8; 32] = [0x04; 32];
+/// 2023-11-14T22:13:20Z.
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+const CTX_ENGINE_MESSAGE: &[u8] = b"netmachine/v1/engine-message\0";
+const CTX_NODE_ADVERT: &[u8] = b"netmachine/v1/node-advert\0";
+const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v1/engine-advert\0";
+const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
+const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
+
+struct Fixture {
+    node_a: Keypair,
+    node_b: Keypair,
+    echo: Keypair,
+    ping_b: Keypair,
+    topic: Keypair,
+    domain: Keypair,
+    /// A ping from engine `echo` of node A to node B (signed).
+    request: EngineMessage,
+    /// Node B's ping engine's answer (signed).
+    reply: EngineMessage,
+    node_advert: NodeAdvert,
+    engine_advert: EngineAdvert,
+    topic_advert: TopicAdvert,
+    domain_advert: DomainAdvert,
+    hello: Hello,
+    ack: Ack,
+}
+
+fn signed(mut m: EngineMessage, key: &Keypair) -> EngineMessage {
+    let mut wire = Vec::new();
+    m.sign_into_wire(key, &mut wire, &mut Vec::new());
+    m
+}
+
+fn fixture() -> Fixture {
+    let node_a = Keypair::from_seed(&NODE_A_SEED);
+    let node_b = Keypair::from_seed(&NODE_B_SEED);
+    let echo = node_a.derive_engine("echo");
+    let ping_b = node_b.derive_engine("ping");
+    let topic = Keypair::from_seed(&TOPIC_SEED);
+    let domain = Keypair::from_seed(&DOMAIN_SEED);
+    let request = signed(
+        EngineMessage {
+            src: echo.engine_identity(),
+            src_node: node_a.node_identity(),
+            dst: Destination::Node(node_b.node_identity()),
+            id: MessageId(1_700_000_000_000_000_001),
+            reply_to: None,
+            expiry: Some(T0.after(Duration::from_secs(60))),
+            rprefs: Some(RoutingPrefs {
+                scope: RoutingScope::Any,
+            }),
+            tprefs: Some(TransportPrefs::RELIABLE_ORDERED),
+            protocol: Protocol::PING,
+            body: b"ping".to_vec(),
+            sig: None,
+        },
+        &echo,
+    );
+    let reply = signed(
+        EngineMessage {
+            src: ping_b.engine_identity(),
+            src_node: node_b.node_identity(),
+            dst: Destination::Engine(echo.engine_identity()),
+            id: MessageId(1_700_000_000_500_000_000),
+            reply_to: Some(request.id),
+            expiry: Some(Timestamp(T0.0 + 500).after(Duration::from_secs(60))),
+            rprefs: None,
+            tprefs: Some(TransportPrefs::RELIABLE_ORDERED),
+            protocol: Protocol::PING,
+            body: b"ping".to_vec(),
+            sig: None,
+        },
+        &ping_b,
+    );
+    let node_advert = NodeAdvert::new_signed(
+        &node_a,
+        vec![
+            (
+                TransportAddress::quic("192.0.2.1:7001".parse().unwrap()),
+                100,
+            ),
+            (
+                TransportAddress::quic("[2001:db8::1]:7001".parse().unwrap()),
+                50,
+            ),
+        ],
+        3,
+        T0,
+        Some("node-a".into()),
+    );
+    let engine_advert = EngineAdvert {
+        engine: echo.engine_identity(),
+        node: node_a.node_identity(),
+        name: "echo".into(),
+        version: 1,
+        created: T0,
+        sig: Signature([0; 64]),
+    }
+    .sign(&echo);
+    let topic_advert = TopicAdvert {
+        topic: topic.topic_identity(),
+        publishers: vec![
+            node_a.derive_engine("pubsub").engine_identity(),
+            node_b.derive_engine("pubsub").engine_identity(),
+        ],
+        tags: vec!["blocks".into(), "testnet".into()],
+        version: 1,
+        created: T0,
+        sig: Signature([0; 64]),
+    }
+    .sign(&topic);
+    let domain_advert = DomainAdvert {
+        id: domain.domain_identity(),
+        nodes: vec![node_a.node_identity(), node_b.node_identity()],
+        version: 1,
+        created: T0,
+        sig: Signature([0; 64]),
+    }
+    .sign(&domain);
+    let hello = Hello {
+        min_version: 1,
+        max_version: 1,
+        instance: 0x0123_4567_89ab_cdef,
+        advert_version: 3,
+        known_advert_version: Some(5),
+    };
+    let ack = Ack(vec![(6, 3), (10, 1)]);
+    Fixture {
+        node_a,
+        node_b,
+        echo,
+        ping_b,
+        topic,
+        domain,
+        request,
+        reply,
+        node_advert,
+        engine_advert,
+        topic_advert,
+        domain_advert,
+        hello,
+        ack,
+    }
+}
+
+fn unsigned(m: &EngineMessage) -> EngineMessage {
+    EngineMessage {
+        sig: None,
+        ..m.clone()
+    }
+}
+
+fn fields_of(m: &EngineMessage) -> Vec<u8> {
+    let mut out = Vec::new();
+    m.encode_signed_fields(&mut out);
+    out
+}
+
+fn checked(key: &Keypair) -> CheckedKey {
+    CheckedKey::parse(&key.public()).expect("a valid key")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks.
+
+#[test]
+fn doc_has_exactly_the_known_vectors() {
+    let found = doc_markers();
+    for name in &found {
+        assert!(
+            VECTORS.contains(name),
+            "docs/wire.md has vector {name:?}, which no test checks"
+        );
+    }
+    for name in VECTORS {
+        let n = found.iter().filter(|f| *f == name).count();
+        assert_eq!(n, 1, "vector {name:?} appears {n} times in docs/wire.md");
+        assert!(!block(name).trim().is_empty(), "vector {name:?} is empty");
+    }
+}
+
+#[test]
+fn context_and_alpn_vectors() {
+    let pairs: [(&str, &[u8], &[u8]); 5] = [
+        (
+            "context-engine-message",
+            wire::context::ENGINE_MESSAGE,
+            CTX_ENGINE_MESSAGE,
+        ),
+        (
+            "context-node-advert",
+            wire::context::NODE_ADVERT,
+            CTX_NODE_ADVERT,
+        ),
+        (
+            "context-engine-advert",
+            wire::context::ENGINE_ADVERT,
+            CTX_ENGINE_ADVERT,
+        ),
+        (
+            "context-topic-advert",
+            wire::context::TOPIC_ADVERT,
+            CTX_TOPIC_ADVERT,
+        ),
+        (
+            "context-domain-advert",
+            wire::context::DOMAIN_ADVERT,
+            CTX_DOMAIN_ADVERT,
+        ),
+    ];
+    for (name, code, literal) in pairs {
+        assert_vector(name, code);
+        assert_vector(name, literal);
+        assert_eq!(code.last(), Some(&0), "{name} ends with a NUL byte");
+    }
+    assert_vector("alpn", netmachine::transport::ALPN);
+    assert_vector("alpn", b"netmachine/1");
+}
+
+#[test]
+fn identity_vectors() {
+    let fx = fixture();
+    assert_vector("node-a-seed", &NODE_A_SEED);
+    assert_vector("node-b-seed", &NODE_B_SEED);
+    assert_vector("node-a-identity", fx.node_a.node_identity().as_bytes());
+    assert_vector("node-b-identity", fx.node_b.node_identity().as_bytes());
+    assert_vector("node-a-identity", &ref_public(&NODE_A_SEED));
+    assert_vector("node-b-identity", &ref_public(&NODE_B_SEED));
+
+    // Engine keys: HKDF-SHA256 of the node seed, salted, with the engine name as info.
+    assert_vector("engine-a-echo-seed", &fx.echo.seed());
+    assert_vector("engine-a-echo-seed", &ref_engine_seed(&NODE_A_SEED, "echo"));
+    assert_vector("engine-a-echo-identity", &fx.echo.public());
+    assert_vector(
+        "engine-a-echo-identity",
+        &ref_public(&ref_engine_seed(&NODE_A_SEED, "echo")),
+    );
+    assert_vector("engine-b-ping-seed", &fx.ping_b.seed());
+    assert_vector("engine-b-ping-seed", &ref_engine_seed(&NODE_B_SEED, "ping"));
+    assert_vector("engine-b-ping-identity", &fx.ping_b.public());
+
+    // The engine named "router" is the node itself.
+    assert_eq!(
+        fx.node_a.derive_engine(ROUTER_ENGINE_NAME).public(),
+        fx.node_a.public()
+    );
+    assert_eq!(
+        fx.node_a.node_identity().router(),
+        EngineIdentity(fx.node_a.public())
+    );
+
+    // The text form of an identity is its lowercase hex; either case parses.
+    let text = fx.node_a.node_identity().to_string();
+    assert_eq!(text, to_hex(&hex("node-a-identity")));
+    assert_eq!(
+        text.to_uppercase().parse::<NodeIdentity>().unwrap(),
+        fx.node_a.node_identity()
+    );
+}
+
+#[test]
+fn key_file_vectors() {
+    let fx = fixture();
+    assert_vector("key-file-der", &fx.node_a.to_pkcs8_der());
+    let der = hex("key-file-der");
+    assert_eq!(der.len(), 48);
+    assert_eq!(der[..16], netmachine::identity::PKCS8_ED25519_PREFIX);
+    assert_eq!(der[16..], NODE_A_SEED);
+
+    let pem = text("key-file-pem");
+    assert_eq!(format!("{pem}\n"), fx.node_a.to_pem());
+    let back = Keypair::from_pem(&pem).unwrap();
+    assert_eq!(back.public(), fx.node_a.public());
+}
+
+#[test]
+fn enum_encoding_vectors() {
+    let fx = fixture();
+    let topic = Destination::Topic(fx.topic.topic_identity());
+    assert_vector("enc-destination-topic", &encode_to_vec(&topic));
+    assert_vector("enc-destination-topic", &ref_destination(&topic).bytes());
+    assert_eq!(
+        decode_exact::<Destination>(&hex("enc-destination-topic")).unwrap(),
+        topic
+    );
+
+    let rprefs = RoutingPrefs {
+        scope: RoutingScope::Domain(fx.domain.domain_identity()),
+    };
+    assert_vector("enc-routing-prefs-domain", &encode_to_vec(&rprefs));
+    assert_vector(
+        "enc-routing-prefs-domain",
+        &ref_routing_prefs(&rprefs).bytes(),
+    );
+    assert_eq!(
+        decode_exact::<RoutingPrefs>(&hex("enc-routing-prefs-domain")).unwrap(),
+        rprefs
+    );
+
+    let tprefs = TransportPrefs {
+        ordering: Ordering::Unordered,
+        reliability: Reliability::Unreliable,
+        security: Security::OnionRouting(3),
+    };
+    assert_vector("enc-transport-prefs-datagram", &encode_to_vec(&tprefs));
+    assert_vector(
+        "enc-transport-prefs-datagram",
+        &ref_transport_prefs(&tprefs).bytes(),
+    );
+    assert_eq!(
+        decode_exact::<TransportPrefs>(&hex("enc-transport-prefs-datagram")).unwrap(),
+        tprefs
+    );
+
+    // Every other tag, against the reference encoder.
+    for d in [
+        Destination::Engine(EngineIdentity([9; 32])),
+        Destination::Node(NodeIdentity([9; 32])),
+        Destination::Domain(DomainIdentity([9; 32])),
+    ] {
+        assert_eq!(encode_to_vec(&d), ref_destination(&d).bytes(), "{d:?}");
+    }
+    for scope in [RoutingScope::Local, RoutingScope::Any] {
+        let p = RoutingPrefs { scope };
+        assert_eq!(encode_to_vec(&p), ref_routing_prefs(&p).bytes(), "{p:?}");
+    }
+    for security in [Security::Direct, Security::Mixnet] {
+        let p = TransportPrefs {
+            security,
+            ..TransportPrefs::RELIABLE_ORDERED
+        };
+        assert_eq!(encode_to_vec(&p), ref_transport_prefs(&p).bytes(), "{p:?}");
+    }
+    // An undefined tag is refused.
+    let mut bad = hex("enc-destination-topic");
+    bad[0] = 4;
+    assert!(decode_exact::<Destination>(&bad).is_err());
+}
+
+#[test]
+fn engine_message_vectors() {
+    let fx = fixture();
+    let m = &fx.request;
+    let fields = fields_of(m);
+    assert_vector("message-signed-fields", &fields);
+    assert_vector("message-signed-fields", &ref_message_fields(m).bytes());
+
+    let mut input = CTX_ENGINE_MESSAGE.to_vec();
+    input.extend_from_slice(&fields);
+    assert_vector("message-signing-input", &input);
+
+    let sig = m.sig.expect("signed");
+    assert_vector("message-signature", &sig.0);
+    assert_vector(
+        "message-signature",
+        &ref_sign(&fx.echo.seed(), CTX_ENGINE_MESSAGE, &fields),
+    );
+
+    let wire = m.to_wire().expect("signed");
+    assert_vector("message-wire", &wire);
+    assert_vector("message-wire", &ref_message_wire(m).bytes());
+    let mut again = unsigned(m);
+    let mut out = Vec::new();
+    again.sign_into_wire(&fx.echo, &mut out, &mut Vec::new());
+    assert_vector("message-wire", &out);
+
+    // Decoding the document's bytes gives the message back, and its signature verifies under
+    // the source engine's key only.
+    let doc_wire = hex("message-wire");
+    let u = Unverified::decode(doc_wire.clone()).unwrap();
+    assert_eq!(u.message(), &unsigned(m));
+    assert_eq!(u.signature().0, hex("message-signature")[..]);
+    assert_eq!(u.wire(), &doc_wire[..]);
+    let v = u.verify(&checked(&fx.echo), &mut Vec::new()).unwrap();
+    assert_eq!(v.into_inner(), *m);
+    let u = Unverified::decode(doc_wire.clone()).unwrap();
+    assert!(u.verify(&checked(&fx.node_a), &mut Vec::new()).is_err());
+
+    // Any flipped bit after the version either fails to decode or fails to verify.
+    for i in 4..doc_wire.len() {
+        let mut bad = doc_wire.clone();
+        bad[i] ^= 0x80;
+        if let Ok(u) = Unverified::decode(bad) {
+            assert!(
+                u.verify(&checked(&fx.echo), &mut Vec::new()).is_err(),
+                "flip at byte {i} verified"
+            );
+        }
+    }
+    // Another version, a truncated message and trailing bytes are refused.
+    let mut v2 = doc_wire.clone();
+    v2[0] = 2;
+    assert_eq!(
+        Unverified::decode(v2).unwrap_err(),
+        wire::WireError::UnknownVersion(2)
+    );
+    assert!(Unverified::decode(doc_wire[..doc_wire.len() - 65].to_vec()).is_err());
+    let mut long = doc_wire.clone();
+    long.insert(doc_wire.len() - 64, 0);
+    assert!(Unverified::decode(long).is_err());
+}
+
+#[test]
+fn reply_vector() {
+    let fx = fixture();
+    let m = &fx.reply;
+    assert_vector("reply-wire", &m.to_wire().unwrap());
+    assert_vector("reply-wire", &ref_message_wire(m).bytes());
+    let u = Unverified::decode(hex("reply-wire")).unwrap();
+    assert_eq!(u.message().reply_to, Some(fx.request.id));
+    assert_eq!(
+        u.message().dst,
+        Destination::Engine(fx.echo.engine_identity())
+    );
+    assert_eq!(u.message().body, fx.request.body);
+    let v = u.verify(&checked(&fx.ping_b), &mut Vec::new()).unwrap();
+    assert_eq!(v.into_inner(), *m);
+}
+
+#[test]
+fn batch_verification_accepts_the_vectors() {
+    let fx = fixture();
+    let mut items = Vec::new();
+    for _ in 0..2 {
+        items.push((
+            Unverified::decode(hex("message-wire")).unwrap(),
+            checked(&fx.echo),
+        ));
+        items.push((
+            Unverified::decode(hex("reply-wire")).unwrap(),
+            checked(&fx.ping_b),
+        ));
+    }
+    let mut out = Vec::new();
+    BatchVerifier::new().verify(items, &mut out);
+    assert_eq!(out.len(), 4);
+    assert!(out.iter().all(|r| r.is_ok()));
+}
+
+#[test]
+fn receiver_checks_on_the_message_vector() {
+    let fx = fixture();
+    let wire = hex("message-wire");
+    let a = fx.node_a.node_identity();
+    let b = fx.node_b.node_identity();
+    let expiry = fx.request.expiry.unwrap();
+    let at = |wall: Timestamp| Now {
+        instant: Instant::now(),
+        wall,
+    };
+    let stats = NodeStats::default();
+
+    // From the node it names, in date: admitted once, then a duplicate.
+    let mut ingress = Ingress::new(IngressLimits::default());
+    ingress.accept(at(T0), a, wire.clone()).unwrap();
+    let mut admitted = Vec::new();
+    ingress.flush(at(T0), &stats, &mut admitted, |r, _| {
+        panic!("dropped: {r:?}")
+    });
+    assert_eq!(admitted.len(), 1);
+    assert_eq!(admitted[0].1, a);
+    assert_eq!(stats.verified.load(AtomicOrdering::Relaxed), 1);
+    assert_eq!(
+        ingress.accept(at(T0), a, wire.clone()),
+        Err(DropReason::Duplicate)
+    );
+
+    let mut fresh = Ingress::new(IngressLimits::default());
+    // From another peer than its source node.
+    assert_eq!(
+        fresh.accept(at(T0), b, wire.clone()),
+        Err(DropReason::SourceNodeMismatch)
+    );
+    // At or after its expiry.
+    assert_eq!(
+        fresh.accept(at(expiry), a, wire.clone()),
+        Err(DropReason::Expired)
+    );
+    // Expiry further ahead than the maximum lifetime (600 s by default).
+    let early = Timestamp(expiry.0 - 600_000 - 1);
+    assert_eq!(
+        fresh.accept(at(early), a, wire.clone()),
+        Err(DropReason::ExpiryOutOfRange)
+    );
+    assert!(fresh
+        .accept(at(Timestamp(expiry.0 - 600_000)), a, wire.clone())
+        .is_ok());
+    // Undecodable and unknown-version bytes.
+    assert_eq!(
+        fresh.accept(at(T0), a, wire[..10].to_vec()),
+        Err(DropReason::Malformed)
+    );
+    let mut v2 = wire.clone();
+    v2[0] = 2;
+    assert_eq!(fresh.accept(at(T0), a, v2), Err(DropReason::UnknownVersion));
+}
+
+#[test]
+fn node_advert_vectors() {
+    let fx = fixture();
+    let a = &fx.node_advert;
+    let fields = a.signed_fields();
+    assert_vector("node-advert-signed-fields", &fields);
+    assert_vector(
+        "node-advert-signed-fields",
+        &ref_node_advert_fields(a).bytes(),
+    );
+    let mut input = CTX_NODE_ADVERT.to_vec();
+    input.extend_from_slice(&fields);
+    assert_vector("node-advert-signing-input", &input);
+    assert_eq!(
+        a.sig.0,
+        ref_sign(&NODE_A_SEED, CTX_NODE_ADVERT, &fields),
+        "node advert signature"
+    );
+    assert_vector("node-advert-wire", &encode_to_vec(a));
+    assert_vector(
+        "node-advert-wire",
+        &with_signature(ref_node_advert_fields(a), &a.sig).bytes(),
+    );
+
+    let back: NodeAdvert = decode_exact(&hex("node-advert-wire")).unwrap();
+    assert_eq!(back, *a);
+    assert_eq!(
+        back.addrs[0].0.socket_addr(),
+        "192.0.2.1:7001".parse().unwrap()
+    );
+    assert_eq!(
+        back.addrs[1].0.socket_addr(),
+        "[2001:db8::1]:7001".parse().unwrap()
+    );
+    assert_eq!(back.clone().verify().unwrap().into_inner(), *a);
+    let mut forged = back;
+    forged.version += 1;
+    assert!(forged.verify().is_err());
+
+    let line = text("node-advert-line");
+    assert_eq!(line, a.to_line());
+    assert_eq!(
+        line,
+        format!("nmadvert1:{}", to_hex(&hex("node-advert-wire")))
+    );
+    assert_eq!(NodeAdvert::from_line(&line).unwrap().into_inner(), *a);
+}
+
+#[test]
+fn engine_topic_and_domain_advert_vectors() {
+    let fx = fixture();
+
+    let e = &fx.engine_advert;
+    assert_vector("engine-advert-wire", &encode_to_vec(e));
+    assert_vector(
+        "engine-advert-wire",
+        &with_signature(ref_engine_advert_fields(e), &e.sig).bytes(),
+    );
+    assert_eq!(
+        e.sig.0,
+        ref_sign(&fx.echo.seed(), CTX_ENGINE_ADVERT, &e.signed_fields())
+    );
+    let back: EngineAdvert = decode_exact(&hex("engine-advert-wire")).unwrap();
+    assert_eq!(back.verify().unwrap().into_inner(), *e);
+
+    let t = &fx.topic_advert;
+    assert_vector("topic-advert-wire", &encode_to_vec(t));
+    assert_vector(
+        "topic-advert-wire",
+        &with_signature(ref_topic_advert_fields(t), &t.sig).bytes(),
+    );
+    assert_eq!(
+        t.sig.0,
+        ref_sign(&TOPIC_SEED, CTX_TOPIC_ADVERT, &t.signed_fields())
+    );
+    let back: TopicAdvert = decode_exact(&hex("topic-advert-wire")).unwrap();
+    assert_eq!(back.verify().unwrap().into_inner(), *t);
+
+    let d = &fx.domain_advert;
+    assert_vector("domain-advert-wire", &encode_to_vec(d));
+    assert_vector(
+        "domain-advert-wire",
+        &with_signature(ref_domain_advert_fields(d), &d.sig).bytes(),
+    );
+    assert_eq!(
+        d.sig.0,
+        ref_sign(&DOMAIN_SEED, CTX_DOMAIN_ADVERT, &d.signed_fields())
+    );
+    let back: DomainAdvert = decode_exact(&hex("domain-advert-wire")).unwrap();
+    assert_eq!(back.verify().unwrap().into_inner(), *d);
+}
+
+#[test]
+fn control_vectors() {
+    let fx = fixture();
+    let hello = control::encode(&fx.hello);
+    assert_vector("hello-payload", &hello);
+    assert_vector("hello-payload", &ref_hello(&fx.hello).bytes());
+    assert_eq!(
+        control::decode::<Hello>(&hex("hello-payload")).unwrap(),
+        fx.hello
+    );
+    let none = Hello {
+        known_advert_version: None,
+        ..fx.hello
+    };
+    assert_eq!(control::encode(&none), ref_hello(&none).bytes());
+
+    let mut hello_frame = Vec::new();
+    frame::encode(kind::HELLO, &hello, &mut hello_frame);
+    assert_vector("hello-frame", &hello_frame);
+    assert_vector(
+        "hello-frame",
+        &ref_frame("HELLO", 0x01, ref_hello(&fx.hello)).bytes(),
+    );
+
+    let ack = control::encode(&fx.ack);
+    assert_vector("ack-payload", &ack);
+    assert_vector("ack-payload", &ref_ack(&fx.ack).bytes());
+    assert_eq!(control::decode::<Ack>(&hex("ack-payload")).unwrap(), fx.ack);
+    let mut ack_frame = Vec::new();
+    frame::encode(kind::ACK, &ack, &mut ack_frame);
+    assert_vector("ack-frame", &ack_frame);
+    assert_vector(
+        "ack-frame",
+        &ref_frame("ACK", 0x03, ref_ack(&fx.ack)).bytes(),
+    );
+
+    // A control stream carrying both frames, split anywhere, yields them in order.
+    let mut stream = hex("hello-frame");
+    stream.extend_from_slice(&hex("ack-frame"));
+    for split in 0..stream.len() {
+        let mut d = FrameDecoder::new(64 << 10);
+        let mut got = Vec::new();
+        d.push(&stream[..split], |k, p| got.push((k, p))).unwrap();
+        d.push(&stream[split..], |k, p| got.push((k, p))).unwrap();
+        assert_eq!(
+            got,
+            vec![(0x01, hex("hello-payload")), (0x03, hex("ack-payload"))]
+        );
+        assert!(d.at_boundary());
+    }
+    assert_eq!(
+        (kind::HELLO, kind::ADVERT, kind::ACK, kind::MESSAGE),
+        (0x01, 0x02, 0x03, 0x10)
+    );
+}
+
+#[test]
+fn message_frame_and_datagram_vectors() {
+    let fx = fixture();
+    let wire = fx.request.to_wire().unwrap();
+    let mut f = Vec::new();
+    frame::encode(kind::MESSAGE, &wire, &mut f);
+    assert_vector("message-frame", &f);
+    let mut expected = (wire.len() as u32).to_le_bytes().to_vec();
+    expected.push(0x10);
+    expected.extend_from_slice(&hex("message-wire"));
+    assert_vector("message-frame", &expected);
+
+    let mut d = FrameDecoder::new(8 << 20);
+    let mut got = Vec::new();
+    d.push(&hex("message-frame"), |k, p| got.push((k, p)))
+        .unwrap();
+    assert_eq!(got, vec![(kind::MESSAGE, hex("message-wire"))]);
+    // A length over the limit is refused from the header alone.
+    let mut small = FrameDecoder::new(wire.len() - 1);
+    assert!(small.push(&hex("message-frame")[..5], |_, _| {}).is_err());
+
+    let mut datagram = vec![kind::MESSAGE];
+    datagram.extend_from_slice(&wire);
+    assert_vector("message-datagram", &datagram);
+    let dg = hex("message-datagram");
+    assert_eq!(dg[0], 0x10);
+    let u = Unverified::decode(dg[1..].to_vec()).unwrap();
+    assert!(u.verify(&checked(&fx.echo), &mut Vec::new()).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The generator of the document's vector section.
+
+fn print_hex_vector(name: &str, bytes: &[u8]) {
+    let lines: String = bytes
+        .chunks(32)
+        .map(|c| format!("{}\n", to_hex(c)))
+        .collect();
+    print_block(name, "hex", &lines);
+}
+
+fn print_layout_vector(name: &str, layout: &Layout, table: bool) {
+    if table {
+        println!("{}", layout.table());
+    }
+    print_block(name, "hex", &layout.hex_lines());
+}
+
+/// Prints a paragraph of prose wrapped at 100 columns, then a blank line.
+fn para(text: &str) {
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > 100 {
+            println!("{line}");
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    println!("{line}\n");
+}
+
+fn print_block(name: &str, lang: &str, body: &str) {
+    println!("{MARKER_OPEN}{name}{MARKER_CLOSE}");
+    println!("```{lang}");
+    print!("{body}");
+    println!("```");
+    println!();
+}
+
+#[test]
+#[ignore = "prints the vector section of docs/wire.md"]
+fn print_vectors() {
+    let fx = fixture();
+
+    println!("### 15.1 Domain-separation contexts and ALPN\n");
+    for (name, bytes) in [
+        ("context-engine-message", wire::context::ENGINE_MESSAGE),
+        ("context-node-advert", wire::context::NODE_ADVERT),
+        ("context-engine-advert", wire::context::ENGINE_ADVERT),
+        ("context-topic-advert", wire::context::TOPIC_ADVERT),
+        ("context-domain-advert", wire::context::DOMAIN_ADVERT),
+        ("alpn", netmachine::transport::ALPN),
+    ] {
+        println!(
+            "`{}`:\n",
+            String::from_utf8_lossy(bytes).replace('\0', "\\0")
+        );
+        print_hex_vector(name, bytes);
+    }
+
+    println!("### 15.2 Identities and engine keys\n");
+    println!("Node A (seed `01` × 32):\n");
+    print_hex_vector("node-a-seed", &NODE_A_SEED);
+    print_hex_vector("node-a-identity", fx.node_a.node_identity().as_bytes());
+    println!("Node B (seed `02` × 32):\n");
+    print_hex_vector("node-b-seed", &NODE_B_SEED);
+    print_hex_vector("node-b-identity", fx.node_b.node_identity().as_bytes());
+    println!("Engine `echo` of node A: its seed (the HKDF output) and its identity:\n");
+    print_hex_vector("engine-a-echo-seed", &fx.echo.seed());
+    print_hex_vector("engine-a-echo-identity", &fx.echo.public());
+    println!("Engine `ping` of node B:\n");
+    print_hex_vector("engine-b-ping-seed", &fx.ping_b.seed());
+    print_hex_vector("engine-b-ping-identity", &fx.ping_b.public());
+    println!("Other keys used below:\n");
+    println!(
+        "* topic key, seed `03` × 32: `{}`",
+        to_hex(&fx.topic.public())
+    );
+    println!(
+        "* domain key, seed `04` × 32: `{}`",
+        to_hex(&fx.domain.public())
+    );
+    println!(
+        "* engine `pubsub` of node A: `{}`",
+        fx.node_a.derive_engine("pubsub").engine_identity()
+    );
+    println!(
+        "* engine `pubsub` of node B: `{}`\n",
+        fx.node_b.derive_engine("pubsub").engine_identity()
+    );
+
+    println!("### 15.3 Key file\n");
+    println!("Node A's key as PKCS#8 v1 DER, and as the PEM key file:\n");
+    print_hex_vector("key-file-der", &fx.node_a.to_pkcs8_der());
+    print_block("key-file-pem", "text", &fx.node_a.to_pem());
+
+    println!("### 15.4 Enum encodings\n");
+    println!("`Destination::Topic(topic)`:\n");
+    let topic = Destination::Topic(fx.topic.topic_identity());
+    print_layout_vector("enc-destination-topic", &ref_destination(&topic), false);
+    println!("`RoutingPrefs {{ scope: Domain(domain) }}`:\n");
+    let rprefs = RoutingPrefs {
+        scope: RoutingScope::Domain(fx.domain.domain_identity()),
+    };
+    print_layout_vector(
+        "enc-routing-prefs-domain",
+        &ref_routing_prefs(&rprefs),
+        false,
+    );
+    para(
+        "`TransportPrefs { ordering: Unordered, reliability: Unreliable, \
+         security: OnionRouting(3) }`:\n",
+    );
+    let tprefs = TransportPrefs {
+        ordering: Ordering::Unordered,
+        reliability: Reliability::Unreliable,
+        security: Security::OnionRouting(3),
+    };
+    print_layout_vector(
+        "enc-transport-prefs-datagram",
+        &ref_transport_prefs(&tprefs),
+        false,
+    );
+
+    println!("### 15.5 EngineMessage\n");
+    para(&format!(
+        "A ping from engine `echo` of node A to node B: `dst = Node(B)`, id {}, no `reply_to`, \
+         expiry {} (T0 + 60 s), `rprefs = Some(Any)`, `tprefs = Some(reliable, ordered, direct)`, \
+         protocol 1 (ping), body `ping`. Signed by the `echo` engine key.\n",
+        fx.request.id.0,
+        fx.request.expiry.unwrap().0
+    ));
+    println!("Signed fields, one field per line:\n");
+    print_layout_vector(
+        "message-signed-fields",
+        &ref_message_fields(&fx.request),
+        true,
+    );
+    println!("Signing input (context, then the signed fields):\n");
+    let input = Layout::default()
+        .field("context", CTX_ENGINE_MESSAGE)
+        .append("", ref_message_fields(&fx.request));
+    print_layout_vector("message-signing-input", &input, false);
+    println!("Signature:\n");
+    print_hex_vector("message-signature", &fx.request.sig.unwrap().0);
+    println!("Wire form (version, signed fields, signature):\n");
+    print_layout_vector("message-wire", &ref_message_wire(&fx.request), false);
+    para(&format!(
+        "The ping engine's answer: from engine `ping` of node B to `Engine(echo)`, id {}, \
+         `reply_to = Some({})`, expiry {}, no `rprefs`, the request's `tprefs`, protocol 1, \
+         body `ping`. Wire form:\n",
+        fx.reply.id.0,
+        fx.request.id.0,
+        fx.reply.expiry.unwrap().0
+    ));
+    print_layout_vector("reply-wire", &ref_message_wire(&fx.reply), true);
+
+    println!("### 15.6 NodeAdvert\n");
+    para(
+        "Node A at `192.0.2.1:7001` (weight 100) and `[2001:db8::1]:7001` (weight 50), \
+         version 3, created T0, name `node-a`, signed by node A's key.\n",
+    );
+    let a = &fx.node_advert;
+    print_layout_vector(
+        "node-advert-signed-fields",
+        &ref_node_advert_fields(a),
+        true,
+    );
+    println!("Signing input:\n");
+    let input = Layout::default()
+        .field("context", CTX_NODE_ADVERT)
+        .append("", ref_node_advert_fields(a));
+    print_layout_vector("node-advert-signing-input", &input, false);
+    println!("Wire form (signed fields, then the signature):\n");
+    print_layout_vector(
+        "node-advert-wire",
+        &with_signature(ref_node_advert_fields(a), &a.sig),
+        false,
+    );
+    println!("Its one-line text form:\n");
+    print_block("node-advert-line", "text", &format!("{}\n", a.to_line()));
+
+    println!("### 15.7 EngineAdvert, TopicAdvert, DomainAdvert\n");
+    para(
+        "Engine `echo` runs on node A as `echo`, version 1, created T0, signed by the engine key:",
+    );
+    let e = &fx.engine_advert;
+    print_layout_vector(
+        "engine-advert-wire",
+        &with_signature(ref_engine_advert_fields(e), &e.sig),
+        true,
+    );
+    para(
+        "Topic (seed `03` × 32) with publishers `pubsub` of A and of B, tags `blocks` and \
+         `testnet`, version 1, created T0, signed by the topic key:\n",
+    );
+    let t = &fx.topic_advert;
+    print_layout_vector(
+        "topic-advert-wire",
+        &with_signature(ref_topic_advert_fields(t), &t.sig),
+        true,
+    );
+    para("Domain (seed `04` × 32) with nodes A and B, version 1, created T0, signed by the domain key:");
+    let d = &fx.domain_advert;
+    print_layout_vector(
+        "domain-advert-wire",
+        &with_signature(ref_domain_advert_fields(d), &d.sig),
+        true,
+    );
+
+    println!("### 15.8 Control and message frames\n");
+    para(
+        "`Hello { min_version: 1, max_version: 1, instance: 0x0123456789abcdef, \
+         advert_version: 3, known_advert_version: Some(5) }`:\n",
+    );
+    print_layout_vector("hello-payload", &ref_hello(&fx.hello), true);
+    println!("The same Hello as the first frame of a control stream:\n");
+    print_layout_vector(
+        "hello-frame",
+        &ref_frame("HELLO", 0x01, ref_hello(&fx.hello)),
+        false,
+    );
+    para(
+        "`Ack([(6, 3), (10, 1)])` — sent by a server: the client's message streams 6 and 10 \
+         have delivered 3 and 1 message frames:\n",
+    );
+    print_layout_vector("ack-payload", &ref_ack(&fx.ack), true);
+    print_layout_vector(
+        "ack-frame",
+        &ref_frame("ACK", 0x03, ref_ack(&fx.ack)),
+        false,
+    );
+    let wire = fx.request.to_wire().unwrap();
+    para(&format!(
+        "The ping request as a frame on a message stream (length {} = 0x{:x}):\n",
+        wire.len(),
+        wire.len()
+    ));
+    print_layout_vector(
+        "message-frame",
+        &ref_frame("MESSAGE", 0x10, ref_message_wire(&fx.request)),
+        false,
+    );
+    println!("The ping request as a QUIC DATAGRAM payload:\n");
+    let datagram = Layout::default()
+        .field("type (u8, MESSAGE)", [0x10])
+        .append("", ref_message_wire(&fx.request));
+    print_layout_vector("message-datagram", &datagram, false);
+}
