@@ -246,6 +246,58 @@ impl KeyCache {
 /// A message that passed ingress, with the peer it came from.
 pub type Admitted = (Verified<EngineMessage>, NodeIdentity);
 
+/// Messages that passed the cheap checks, waiting for their signatures to be checked.
+pub struct PendingBatch {
+    items: Vec<(Unverified, CheckedKey)>,
+    peers: Vec<NodeIdentity>,
+}
+
+impl PendingBatch {
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Checks every signature (pure computation: any thread may run it).
+    pub fn verify(self, verifier: &mut BatchVerifier) -> VerifiedBatch {
+        let mut outcomes = Vec::with_capacity(self.items.len());
+        verifier.verify(self.items, &mut outcomes);
+        VerifiedBatch {
+            outcomes,
+            peers: self.peers,
+        }
+    }
+}
+
+/// A batch whose signatures have been checked, ready for [`Ingress::complete`].
+pub struct VerifiedBatch {
+    outcomes: Vec<crate::wire::message::BatchOutcome>,
+    peers: Vec<NodeIdentity>,
+}
+
+impl std::fmt::Debug for VerifiedBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "VerifiedBatch({} messages)", self.outcomes.len())
+    }
+}
+
+impl VerifiedBatch {
+    /// Messages in the batch.
+    pub fn len(&self) -> usize {
+        self.outcomes.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.outcomes.is_empty()
+    }
+}
+
 /// The ingress pipeline.
 pub struct Ingress {
     limits: IngressLimits,
@@ -254,7 +306,6 @@ pub struct Ingress {
     verifier: BatchVerifier,
     pending: Vec<(Unverified, CheckedKey)>,
     pending_peers: Vec<NodeIdentity>,
-    outcomes: Vec<crate::wire::message::BatchOutcome>,
 }
 
 impl Ingress {
@@ -266,7 +317,6 @@ impl Ingress {
             verifier: BatchVerifier::new(),
             pending: Vec::with_capacity(limits.max_batch),
             pending_peers: Vec::with_capacity(limits.max_batch),
-            outcomes: Vec::with_capacity(limits.max_batch),
             limits,
         }
     }
@@ -314,25 +364,40 @@ impl Ingress {
         Ok(())
     }
 
-    /// Verifies the pending batch. Admitted messages are pushed onto `out` in arrival order;
-    /// each refusal is passed to `dropped` with its reason.
-    pub fn flush(
+    /// Takes the pending batch for verification (inline or on a verifier thread).
+    pub fn take_batch(&mut self) -> Option<PendingBatch> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(PendingBatch {
+            items: std::mem::replace(&mut self.pending, Vec::with_capacity(self.limits.max_batch)),
+            peers: std::mem::replace(
+                &mut self.pending_peers,
+                Vec::with_capacity(self.limits.max_batch),
+            ),
+        })
+    }
+
+    /// Verifies a batch on this thread.
+    pub fn verify_here(&mut self, batch: PendingBatch) -> VerifiedBatch {
+        batch.verify(&mut self.verifier)
+    }
+
+    /// Commits a verified batch: each verified id is recorded in its replay window (refusing a
+    /// duplicate verified in the same or an overlapping batch). Admitted messages are pushed onto
+    /// `out` in arrival order; each refusal is passed to `dropped` with its reason.
+    pub fn complete(
         &mut self,
         now: Now,
         stats: &NodeStats,
+        batch: VerifiedBatch,
         out: &mut Vec<Admitted>,
         mut dropped: impl FnMut(DropReason, &EngineMessage),
     ) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let items = std::mem::take(&mut self.pending);
         stats
             .verify_batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.outcomes.clear();
-        self.verifier.verify(items, &mut self.outcomes);
-        for (outcome, peer) in self.outcomes.drain(..).zip(self.pending_peers.drain(..)) {
+        for (outcome, peer) in batch.outcomes.into_iter().zip(batch.peers) {
             match outcome {
                 Ok(v) => match self.guard.commit(now.instant, v.src, v.dst, v.id) {
                     Ok(()) => {
@@ -346,7 +411,20 @@ impl Ingress {
                 Err(u) => dropped(DropReason::BadSignature, u.message()),
             }
         }
-        self.pending = Vec::with_capacity(self.limits.max_batch);
+    }
+
+    /// Verifies the pending batch here and commits it (see [`Ingress::complete`]).
+    pub fn flush(
+        &mut self,
+        now: Now,
+        stats: &NodeStats,
+        out: &mut Vec<Admitted>,
+        dropped: impl FnMut(DropReason, &EngineMessage),
+    ) {
+        if let Some(batch) = self.take_batch() {
+            let verified = self.verify_here(batch);
+            self.complete(now, stats, verified, out, dropped);
+        }
     }
 
     /// Periodic upkeep: forgets idle replay state.

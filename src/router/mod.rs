@@ -41,7 +41,7 @@ use crate::wire::message::Unverified;
 use crate::wire::{
     Destination, EngineMessage, MessageId, Protocol, RoutingPrefs, RoutingScope, TransportPrefs,
 };
-use ingress::{Admitted, Ingress, IngressLimits};
+use ingress::{Admitted, Ingress, IngressLimits, PendingBatch, VerifiedBatch};
 use topics::{TopicAction, TopicEvent, TopicRequest, TopicTable};
 
 /// Index of a local engine's mailbox in the Router shell.
@@ -144,6 +144,12 @@ pub struct RouterLimits {
     pub max_pending_destinations: usize,
     /// How long a message waits for a lookup answer (default 5 s).
     pub lookup_timeout: Duration,
+    /// Threads that check signatures besides the Router's own (default: the machine's cores, at
+    /// most 4; 0 = the Router thread verifies everything). Batches of 8 or more go to the
+    /// `nm-verify-<i>` threads while the Router keeps decoding, deduplicating and routing;
+    /// smaller ones (light load) are verified on the Router thread, which costs no hand-over
+    /// latency. Arrival order is kept either way.
+    pub verifier_threads: usize,
 }
 
 impl Default for RouterLimits {
@@ -154,6 +160,9 @@ impl Default for RouterLimits {
             max_pending_per_destination: 256,
             max_pending_destinations: 1024,
             lookup_timeout: Duration::from_secs(5),
+            verifier_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
         }
     }
 }
@@ -492,31 +501,55 @@ impl Router {
             );
             return;
         }
-        if self.ingress.batch_full() {
-            self.flush(now);
-        }
     }
 
-    /// Verifies what ingress has queued and routes what passes.
-    pub fn flush(&mut self, now: Now) {
-        if self.ingress.pending() == 0 {
-            return;
-        }
+    /// Verifier threads configured.
+    pub fn verifier_threads(&self) -> usize {
+        self.limits.verifier_threads
+    }
+
+    /// Checks a batch's signatures on this thread.
+    pub fn verify_here(&mut self, batch: PendingBatch) -> VerifiedBatch {
+        self.ingress.verify_here(batch)
+    }
+
+    /// Whether the ingress batch is full (the shell should verify it now).
+    pub fn ingress_batch_full(&self) -> bool {
+        self.ingress.batch_full()
+    }
+
+    /// Takes the pending ingress batch, to verify on another thread.
+    pub fn take_ingress_batch(&mut self) -> Option<PendingBatch> {
+        self.ingress.take_batch()
+    }
+
+    /// Commits a batch verified elsewhere and routes what passed. Batches must be completed in
+    /// the order they were taken.
+    pub fn complete_ingress_batch(&mut self, now: Now, batch: VerifiedBatch) {
         let stats = Arc::clone(&self.stats);
         let mut admitted = std::mem::take(&mut self.admitted);
-        self.ingress.flush(now, &stats, &mut admitted, |reason, m| {
-            stats.dropped(reason);
-            log::debug!(
-                "router: dropped message {} from {}: {}",
-                m.id.0,
-                m.src.short(),
-                reason.label()
-            );
-        });
+        self.ingress
+            .complete(now, &stats, batch, &mut admitted, |reason, m| {
+                stats.dropped(reason);
+                log::debug!(
+                    "router: dropped message {} from {}: {}",
+                    m.id.0,
+                    m.src.short(),
+                    reason.label()
+                );
+            });
         for (msg, peer) in admitted.drain(..) {
             self.route_admitted(now, msg, peer);
         }
         self.admitted = admitted;
+    }
+
+    /// Verifies what ingress has queued on this thread and routes what passes.
+    pub fn flush(&mut self, now: Now) {
+        if let Some(batch) = self.ingress.take_batch() {
+            let verified = self.ingress.verify_here(batch);
+            self.complete_ingress_batch(now, verified);
+        }
     }
 
     fn route_admitted(

@@ -10,6 +10,11 @@ use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
 
+use std::collections::BTreeMap;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::ingress::{PendingBatch, VerifiedBatch};
 use super::{Outbound, Router, RouterOutput, Slot};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::identity_store::{IdentityEvent, NisMail, Party};
@@ -18,7 +23,11 @@ use crate::runtime::stats::{DropReason, NodeStats};
 use crate::runtime::{EngineMail, Input};
 use crate::time::Now;
 use crate::transport::{TransportLink, TransportMail};
+use crate::wire::message::BatchVerifier;
 use crate::wire::Protocol;
+
+/// Batches smaller than this are verified on the Router thread even when verifier threads run.
+const POOL_MIN_BATCH: usize = 8;
 
 /// Most mails handled between two looks at the clock.
 const BURST: usize = 1024;
@@ -68,6 +77,70 @@ pub(crate) enum RouterMail {
     Stop,
 }
 
+/// Batches in flight to verifier threads, completed in the order they were taken.
+struct Batches {
+    jobs: Option<Sender<(u64, PendingBatch)>>,
+    results: Receiver<(u64, VerifiedBatch)>,
+    workers: Vec<JoinHandle<()>>,
+    capacity: usize,
+    next_seq: u64,
+    next_complete: u64,
+    in_flight: usize,
+    in_flight_messages: usize,
+    done: BTreeMap<u64, VerifiedBatch>,
+}
+
+impl Batches {
+    fn start(threads: usize) -> Batches {
+        let mut jobs = None;
+        let mut workers = Vec::new();
+        let (results_tx, results) = crossbeam_channel::bounded(threads * 2 + 1);
+        if threads > 0 {
+            let (tx, rx) = crossbeam_channel::bounded::<(u64, PendingBatch)>(threads * 2);
+            for i in 0..threads {
+                let rx = rx.clone();
+                let results_tx = results_tx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("nm-verify-{i}"))
+                    .spawn(move || {
+                        let mut verifier = BatchVerifier::new();
+                        for (seq, batch) in rx {
+                            let batch = batch.verify(&mut verifier);
+                            if results_tx.send((seq, batch)).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                match spawned {
+                    Ok(h) => workers.push(h),
+                    Err(e) => log::error!("router: cannot start verifier thread: {e}"),
+                }
+            }
+            if !workers.is_empty() {
+                jobs = Some(tx);
+            }
+        }
+        Batches {
+            capacity: workers.len() * 2,
+            results,
+            jobs,
+            workers,
+            next_seq: 0,
+            next_complete: 0,
+            in_flight: 0,
+            in_flight_messages: 0,
+            done: BTreeMap::new(),
+        }
+    }
+
+    fn stop(&mut self, stats: &NodeStats) {
+        self.jobs = None;
+        for _ in 0..self.in_flight_messages {
+            stats.dropped(DropReason::Shutdown);
+        }
+    }
+}
+
 /// The Router and its channels.
 pub(crate) struct RouterShell {
     pub(crate) router: Router,
@@ -95,47 +168,131 @@ impl RouterShell {
     }
 
     pub(crate) fn run(mut self) {
+        let mut batches = Batches::start(self.router.verifier_threads());
         loop {
-            let mail = match self.router.poll_timeout() {
-                Some(deadline) => match self.mailbox.recv_deadline(deadline) {
+            let deadline = self.router.poll_timeout();
+            let mail = if batches.in_flight > 0 {
+                // Wait for mail or for a verified batch, whichever comes first.
+                let timeout = deadline.map_or(Duration::from_secs(3600), |d| {
+                    d.saturating_duration_since(std::time::Instant::now())
+                });
+                crossbeam_channel::select! {
+                    recv(self.mailbox) -> m => match m {
+                        Ok(m) => Some(m),
+                        Err(_) => break,
+                    },
+                    recv(batches.results) -> r => {
+                        if let Ok((seq, batch)) = r {
+                            self.verified(Now::read(), seq, batch, &mut batches);
+                        }
+                        None
+                    },
+                    default(timeout) => None,
+                }
+            } else {
+                match crate::runtime::recv_spin(&self.mailbox, deadline) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.mailbox.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
-                },
+                }
             };
             let now = Now::read();
             let mut stop = false;
             if let Some(mail) = mail {
-                stop |= self.handle(now, mail);
+                stop |= self.handle(now, mail, &mut batches);
                 for _ in 0..BURST {
                     if stop {
                         break;
                     }
+                    while let Ok((seq, batch)) = batches.results.try_recv() {
+                        self.verified(now, seq, batch, &mut batches);
+                    }
                     match self.mailbox.try_recv() {
-                        Ok(mail) => stop |= self.handle(now, mail),
+                        Ok(mail) => stop |= self.handle(now, mail, &mut batches),
                         Err(_) => break,
                     }
                 }
             }
-            self.router.flush(now);
+            // The mailbox is empty (or a burst ended): verify what is queued.
+            self.dispatch(now, &mut batches);
             self.router.handle_timeout(now);
             self.carry_out();
             if stop {
                 break;
             }
         }
+        batches.stop(&self.stats);
+        drop(self.mailbox);
+        for w in batches.workers.drain(..) {
+            let _ = w.join();
+        }
         log::debug!("router stopped");
     }
 
+    /// Sends the pending ingress batch to a verifier thread (waiting for one to finish if all
+    /// are busy), or verifies it here when the node runs none; then completes every batch that is
+    /// next in order.
+    fn dispatch(&mut self, now: Now, batches: &mut Batches) {
+        let Some(batch) = self.router.take_ingress_batch() else {
+            return;
+        };
+        let seq = batches.next_seq;
+        batches.next_seq += 1;
+        let messages = batch.len();
+        let mut batch = Some(batch);
+        // A small batch is verified here: handing it over would cost more latency than it saves.
+        let pool = batches.jobs.clone().filter(|_| messages >= POOL_MIN_BATCH);
+        if let Some(jobs) = pool {
+            while batches.in_flight >= batches.capacity {
+                // All verifiers are busy: wait for one (the Router's own work is cheap).
+                match batches.results.recv() {
+                    Ok((s, b)) => self.verified(now, s, b, batches),
+                    Err(_) => break,
+                }
+            }
+            if let Some(b) = batch.take() {
+                match jobs.try_send((seq, b)) {
+                    Ok(()) => {
+                        batches.in_flight += 1;
+                        batches.in_flight_messages += messages;
+                        return;
+                    }
+                    Err(e) => batch = Some(e.into_inner().1),
+                }
+            }
+        }
+        if let Some(b) = batch {
+            let verified = self.router.verify_here(b);
+            batches.done.insert(seq, verified);
+            self.complete_in_order(now, batches);
+        }
+    }
+
+    fn verified(&mut self, now: Now, seq: u64, batch: VerifiedBatch, batches: &mut Batches) {
+        batches.in_flight -= 1;
+        batches.in_flight_messages = batches.in_flight_messages.saturating_sub(batch.len());
+        batches.done.insert(seq, batch);
+        self.complete_in_order(now, batches);
+    }
+
+    fn complete_in_order(&mut self, now: Now, batches: &mut Batches) {
+        while let Some(batch) = batches.done.remove(&batches.next_complete) {
+            batches.next_complete += 1;
+            self.router.complete_ingress_batch(now, batch);
+            self.carry_out();
+        }
+    }
+
     /// Handles one mail; returns true on `Stop`.
-    fn handle(&mut self, now: Now, mail: RouterMail) -> bool {
+    fn handle(&mut self, now: Now, mail: RouterMail, batches: &mut Batches) -> bool {
         match mail {
             RouterMail::Local(outbound) => self.router.handle_local(now, outbound),
-            RouterMail::Remote { peer, wire } => self.router.handle_remote(now, peer, wire),
+            RouterMail::Remote { peer, wire } => {
+                self.router.handle_remote(now, peer, wire);
+                if self.router.ingress_batch_full() {
+                    self.dispatch(now, batches);
+                }
+            }
             RouterMail::Topic { from, req } => self.router.handle_topic(from, req),
             RouterMail::PubSub { from, notice } => self.router.handle_pubsub(from, notice),
             RouterMail::Identity(event) => self.router.handle_identity(now, event),

@@ -180,16 +180,10 @@ impl EngineShell {
 
     fn event_loop(&mut self) {
         loop {
-            let mail = match self.timers.next_deadline() {
-                Some(deadline) => match self.mailbox.recv_deadline(deadline) {
-                    Ok(m) => Some(m),
-                    Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                },
-                None => match self.mailbox.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => return,
-                },
+            let mail = match super::recv_spin(&self.mailbox, self.timers.next_deadline()) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
             };
             let now = Now::read();
             self.ctx.set_now(now);

@@ -8,6 +8,8 @@ pub(crate) mod quic;
 pub(crate) mod tls;
 pub(crate) mod udp;
 
+pub use quic::raw_bulk_transfer;
+
 pub use tls::ALPN;
 
 use std::net::SocketAddr;

@@ -1,12 +1,14 @@
-//! The `netmachine` command: keys, adverts, nodes, pings and the local demo.
+//! The `netmachine` command: keys, adverts, nodes, pings, publish/subscribe and the local demo.
 //!
 //! Each subcommand lives in its own module; this file only parses the command line (clap) and
 //! maps results to exit codes. Errors go to stderr prefixed with `netmachine:`; exit status 1
 //! means the command failed, 2 that the command line was wrong.
 
+mod bench;
 mod demo;
 mod node_cmd;
 mod ping;
+mod pubsub_cmd;
 mod signals;
 
 use std::path::PathBuf;
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use netmachine::{Keypair, NodeIdentity};
+use netmachine::{Keypair, NodeIdentity, TopicIdentity};
 
 #[derive(Parser)]
 #[command(
@@ -69,10 +71,64 @@ enum Command {
         #[arg(long, value_name = "BYTES", default_value_t = 32, value_parser = ping::parse_size)]
         size: usize,
     },
+    /// Start the node a configuration file describes, subscribe to a topic through its peers and
+    /// print one line per event received.
+    ///
+    /// Prints one line starting with `subscribed` once the subscription is in place, then
+    /// `event <n> from <publisher> via <peer>: <len> bytes <hex of the first 16 bytes>` per event.
+    /// Every configured peer is kept connected.
+    Subscribe {
+        /// The node's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The topic: its identity (64 hex characters, as `netmachine keygen` printed for the
+        /// topic key).
+        #[arg(long, value_name = "TOPIC_ID", value_parser = pubsub_cmd::parse_topic)]
+        topic: TopicIdentity,
+        /// Exit (status 0) after this many events; without it, run until SIGINT or SIGTERM.
+        #[arg(long, value_name = "N", value_parser = pubsub_cmd::parse_count)]
+        count: Option<u64>,
+        /// Exit with status 1 if the --count events have not all arrived within this many
+        /// seconds of the start (subscribing included). Needs --count.
+        #[arg(long = "timeout-s", value_name = "S", requires = "count",
+              value_parser = pubsub_cmd::parse_timeout_s)]
+        timeout_s: Option<u64>,
+    },
+    /// Start the node a configuration file describes, advertise a topic, wait for subscribing
+    /// peers, publish events and wait until every subscribing peer acknowledged them all.
+    ///
+    /// Each event body is its sequence number (from 0, 8 bytes little-endian) followed by zeros
+    /// up to --size. Every configured peer is kept connected.
+    Publish {
+        /// The node's configuration file (TOML).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The topic key (a key file written by `netmachine keygen`); the topic identity is the
+        /// identity `keygen` printed for it.
+        #[arg(long = "topic-key", value_name = "KEYFILE")]
+        topic_key: PathBuf,
+        /// Number of events to publish.
+        #[arg(long, value_name = "N", default_value_t = 10, value_parser = pubsub_cmd::parse_count)]
+        count: u64,
+        /// Bytes in each event (8 to 1048576; the first 8 carry the sequence number).
+        #[arg(long, value_name = "BYTES", default_value_t = 64,
+              value_parser = pubsub_cmd::parse_size)]
+        size: usize,
+        /// Subscribing peers (direct neighbours subscribed to the topic) to wait for before
+        /// publishing.
+        #[arg(long = "wait-subscribers", value_name = "K", default_value_t = 1,
+              value_parser = pubsub_cmd::parse_wait_subscribers)]
+        wait_subscribers: usize,
+        /// Fail (status 1) if the whole run — subscribers, publishing, acknowledgements — takes
+        /// longer than this many seconds.
+        #[arg(long = "timeout-s", value_name = "S", default_value_t = 30,
+              value_parser = pubsub_cmd::parse_timeout_s)]
+        timeout_s: u64,
+    },
     /// Run a demo cluster in this process and report what was delivered and how fast.
     Demo {
         /// Number of nodes.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 3)]
         nodes: usize,
         /// Requests each node sends.
         #[arg(long, default_value_t = 10_000)]
@@ -80,6 +136,18 @@ enum Command {
         /// Events published to the demo topic.
         #[arg(long, default_value_t = 1_000)]
         events: u64,
+    },
+    /// Run a performance suite; each measures its own baseline in the same run.
+    Bench {
+        /// Which suite.
+        #[arg(value_enum)]
+        suite: bench::Suite,
+        /// Print one JSON object per figure.
+        #[arg(long)]
+        json: bool,
+        /// Rough duration of each suite's main measurement, in seconds.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
 }
 
@@ -119,6 +187,38 @@ fn main() -> ExitCode {
             Ok(false) => ExitCode::FAILURE,
             Err(e) => fail(&e),
         },
+        Command::Subscribe {
+            config,
+            topic,
+            count,
+            timeout_s,
+        } => match pubsub_cmd::subscribe(&pubsub_cmd::SubscribeOptions {
+            config,
+            topic,
+            count,
+            timeout: timeout_s.map(Duration::from_secs),
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
+        Command::Publish {
+            config,
+            topic_key,
+            count,
+            size,
+            wait_subscribers,
+            timeout_s,
+        } => match pubsub_cmd::publish(&pubsub_cmd::PublishOptions {
+            config,
+            topic_key,
+            count,
+            size,
+            wait_subscribers,
+            timeout: Duration::from_secs(timeout_s),
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        },
         Command::Demo {
             nodes,
             requests,
@@ -130,6 +230,18 @@ fn main() -> ExitCode {
         }) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(&e),
+        },
+        Command::Bench {
+            suite,
+            json,
+            seconds,
+        } => match bench::run(&bench::BenchOptions {
+            suite,
+            json,
+            seconds,
+        }) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },
     }
