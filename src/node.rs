@@ -252,7 +252,11 @@ impl NodeBuilder {
             Some(limits) if self.transport.is_some() => {
                 let stats = Arc::new(PubSubStats::default());
                 let key = self.key.derive_engine(PUBSUB_ENGINE_NAME);
-                let spec = EngineSpec::named(PUBSUB_ENGINE_NAME).serving(Protocol::PUBSUB);
+                // Deep enough for bursts of local publications (the Router never waits on it).
+                let spec = EngineSpec {
+                    mailbox_depth: 65_536,
+                    ..EngineSpec::named(PUBSUB_ENGINE_NAME).serving(Protocol::PUBSUB)
+                };
                 let engine = PubSub::new(key, limits, Arc::clone(&stats));
                 self.engines.insert(0, (spec, Box::new(engine)));
                 Some(stats)

@@ -520,9 +520,26 @@ impl PubSub {
             return;
         }
         t.upstream = Upstream::None;
+        // Acknowledge what arrived before leaving, so the parent knows it was received.
+        let acks: Vec<PubSubMessage> = if t.ack_dirty {
+            t.streams
+                .iter()
+                .map(|(publisher, s)| PubSubMessage::EventAck {
+                    topic,
+                    publisher: *publisher,
+                    next_seq: s.next,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        t.ack_dirty = false;
         t.streams.clear();
         let parents: Vec<NodeIdentity> = t.parents.iter().copied().collect();
         for p in parents {
+            for ack in &acks {
+                self.send(ctx, p, ack);
+            }
             self.send(ctx, p, &PubSubMessage::Unsubscribe { topic });
         }
     }
@@ -1303,7 +1320,7 @@ mod tests {
         }
 
         /// `msg` as it arrives from the parent node, verified.
-        fn from_parent(&mut self, msg: PubSubMessage) {
+        fn receive_from_parent(&mut self, msg: PubSubMessage) {
             let sender = self.parent.derive_engine(PUBSUB_ENGINE_NAME);
             let mut m = EngineMessage {
                 src: sender.engine_identity(),
@@ -1380,7 +1397,7 @@ mod tests {
                 &mut self.ctx,
                 Input::PubSub(PubSubRequest::Subscribe { topic }),
             );
-            self.from_parent(PubSubMessage::Advert {
+            self.receive_from_parent(PubSubMessage::Advert {
                 advert: self.advert(),
                 hops: 0,
             });
@@ -1390,7 +1407,7 @@ mod tests {
                 "{sent:?}"
             );
             let publisher = self.publisher_engine().engine_identity();
-            self.from_parent(PubSubMessage::SubscribeAck {
+            self.receive_from_parent(PubSubMessage::SubscribeAck {
                 topic,
                 accepted: true,
                 positions: vec![(publisher, 1)],
@@ -1409,7 +1426,7 @@ mod tests {
         );
         let (_, sent) = f.drain();
         assert!(sent.is_empty(), "no parent known yet: {sent:?}");
-        f.from_parent(PubSubMessage::Advert {
+        f.receive_from_parent(PubSubMessage::Advert {
             advert: f.advert(),
             hops: 0,
         });
@@ -1421,9 +1438,9 @@ mod tests {
     fn gaps_are_requested_and_delivery_stays_in_order() {
         let mut f = fixture();
         f.subscribed();
-        f.from_parent(PubSubMessage::Event(f.event(1)));
-        f.from_parent(PubSubMessage::Event(f.event(3)));
-        f.from_parent(PubSubMessage::Event(f.event(4)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(3)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(4)));
         let (delivered, _) = f.drain();
         assert_eq!(delivered, vec![1], "3 and 4 wait for 2");
         f.tick_after(Duration::from_millis(10));
@@ -1443,11 +1460,11 @@ mod tests {
             }),
             "{sent:?}"
         );
-        f.from_parent(PubSubMessage::Event(f.event(2)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(2)));
         let (delivered, _) = f.drain();
         assert_eq!(delivered, vec![2, 3, 4]);
         // A copy through another path is dropped.
-        f.from_parent(PubSubMessage::Event(f.event(3)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(3)));
         assert!(f.drain().0.is_empty());
         assert_eq!(f.engine.stats.duplicate.load(Ordering::Relaxed), 1);
     }
@@ -1456,8 +1473,8 @@ mod tests {
     fn a_gap_that_cannot_be_filled_is_skipped_and_counted() {
         let mut f = fixture();
         f.subscribed();
-        f.from_parent(PubSubMessage::Event(f.event(1)));
-        f.from_parent(PubSubMessage::Event(f.event(5)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(5)));
         f.drain();
         f.tick_after(Duration::from_secs(6));
         let (delivered, _) = f.drain();
@@ -1477,10 +1494,10 @@ mod tests {
         let rogue = Keypair::generate().derive_engine(PUBSUB_ENGINE_NAME);
         let mut unauthorized = f.event(1);
         unauthorized = Event::new_signed(&rogue, topic, 1, vec![], unauthorized.body);
-        f.from_parent(PubSubMessage::Event(unauthorized));
+        f.receive_from_parent(PubSubMessage::Event(unauthorized));
         let mut forged = f.event(1);
         forged.body[0] ^= 1;
-        f.from_parent(PubSubMessage::Event(forged));
+        f.receive_from_parent(PubSubMessage::Event(forged));
         let (delivered, sent) = f.drain();
         assert!(delivered.is_empty());
         assert!(
@@ -1490,7 +1507,7 @@ mod tests {
         assert_eq!(f.engine.stats.unauthorized.load(Ordering::Relaxed), 1);
         assert_eq!(f.engine.stats.bad_signature.load(Ordering::Relaxed), 1);
         // The genuine event is delivered and forwarded.
-        f.from_parent(PubSubMessage::Event(f.event(1)));
+        f.receive_from_parent(PubSubMessage::Event(f.event(1)));
         let (delivered, sent) = f.drain();
         assert_eq!(delivered, vec![1]);
         assert!(sent.iter().any(|m| matches!(m, PubSubMessage::Event(_))));

@@ -499,7 +499,6 @@ impl Router {
                 peer.short(),
                 reason.label()
             );
-            return;
         }
     }
 
@@ -637,7 +636,7 @@ impl Router {
         Some((slot, self.slots.get(slot).copied().flatten()?))
     }
 
-    fn to_pubsub(&mut self, req: PubSubRequest) {
+    fn ask_pubsub(&mut self, req: PubSubRequest) {
         if let Some((slot, _)) = self.pubsub() {
             self.outputs.push_back(RouterOutput::Deliver {
                 slot,
@@ -671,12 +670,12 @@ impl Router {
                     waiters.push(from);
                 }
                 if waiters.len() == 1 {
-                    self.to_pubsub(PubSubRequest::Subscribe { topic });
+                    self.ask_pubsub(PubSubRequest::Subscribe { topic });
                 }
             }
             TopicAction::AnswerAndNetworkUnsubscribe => {
                 self.answer(slot, TopicEvent::answer(&req, Ok(())));
-                self.to_pubsub(PubSubRequest::Unsubscribe { topic });
+                self.ask_pubsub(PubSubRequest::Unsubscribe { topic });
             }
             TopicAction::AnswerAndStartAdvert => {
                 if let (
@@ -690,13 +689,13 @@ impl Router {
                     // PubSub hears local publications as a subscriber of the topic.
                     self.topics.ensure_subscribed(topic, ps);
                     let advert = advert.clone();
-                    self.to_pubsub(PubSubRequest::StartAdvert { advert });
+                    self.ask_pubsub(PubSubRequest::StartAdvert { advert });
                 }
                 self.answer(slot, TopicEvent::answer(&req, Ok(())));
             }
             TopicAction::AnswerAndStopAdvert => {
                 self.answer(slot, TopicEvent::answer(&req, Ok(())));
-                self.to_pubsub(PubSubRequest::StopAdvert { topic });
+                self.ask_pubsub(PubSubRequest::StopAdvert { topic });
             }
         }
     }

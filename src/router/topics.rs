@@ -84,6 +84,22 @@ pub enum TopicError {
     NetworkFailed,
 }
 
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TopicError::AlreadyExists => "the topic already exists",
+            TopicError::UnknownTopic => "the topic does not exist on this node",
+            TopicError::NotCreator => "only the engine that created the topic may delete it",
+            TopicError::AlreadySubscribed => "already subscribed",
+            TopicError::NotSubscribed => "not subscribed",
+            TopicError::NoPubSub => "this node runs no PubSub engine",
+            TopicError::NetworkFailed => "the network subscription failed",
+        })
+    }
+}
+
+impl std::error::Error for TopicError {}
+
 /// The Router's answer to a [`TopicRequest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicEvent {

@@ -98,7 +98,8 @@ enum Command {
     /// peers, publish events and wait until every subscribing peer acknowledged them all.
     ///
     /// Each event body is its sequence number (from 0, 8 bytes little-endian) followed by zeros
-    /// up to --size. Every configured peer is kept connected.
+    /// up to --size. Every configured peer is kept connected. A peer that stops subscribing before
+    /// acknowledging everything no longer counts and is reported.
     Publish {
         /// The node's configuration file (TOML).
         #[arg(long, value_name = "FILE")]

@@ -163,6 +163,8 @@ pub fn parse_topic(s: &str) -> Result<TopicIdentity, String> {
 // Shared.
 
 /// What one wait for an input gave.
+// Returned by value and matched at once: boxing the input would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Wait {
     /// An input arrived.
     Input(Input),
