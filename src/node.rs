@@ -81,6 +81,9 @@ pub struct NodeLimits {
     pub router_mailbox_depth: usize,
     /// Most records in the Network Identity Store ([`DEFAULT_MAX_RECORDS`]).
     pub identity_records: usize,
+    /// How long the Router and engine threads poll an empty mailbox before parking
+    /// ([`DEFAULT_SPIN_BEFORE_PARK`](crate::runtime::DEFAULT_SPIN_BEFORE_PARK), 50 µs).
+    pub spin_before_park: Duration,
 }
 
 impl Default for NodeLimits {
@@ -90,6 +93,7 @@ impl Default for NodeLimits {
             mailbox_depth: DEFAULT_MAILBOX_DEPTH,
             router_mailbox_depth: DEFAULT_ROUTER_MAILBOX_DEPTH,
             identity_records: DEFAULT_MAX_RECORDS,
+            spin_before_park: crate::runtime::DEFAULT_SPIN_BEFORE_PARK,
         }
     }
 }
@@ -332,6 +336,7 @@ impl NodeBuilder {
             directory: Arc::clone(&directory),
             stats: Arc::clone(&stats),
             failures: Arc::clone(&failures),
+            spin: self.limits.spin_before_park,
         };
         let has_transport = transport_link.is_some();
         let mut router_shell = RouterShell {
@@ -341,6 +346,7 @@ impl NodeBuilder {
             nis: nis_tx.clone(),
             transport: transport_link.clone(),
             stats: Arc::clone(&stats),
+            spin: self.limits.spin_before_park,
         };
 
         let mut shells = Vec::new();

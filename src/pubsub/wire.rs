@@ -3,8 +3,9 @@
 //!
 //! A body is `u32 version (1) || u32 tag || fields`, in the crate's one bincode configuration.
 //! An event is signed by its publisher (the PubSub engine of an authorized publishing node) over
-//! `context::EVENT || topic || publisher || seq || deps || body`; its id is the SHA-256 of the same
-//! bytes without the context, so relays can deduplicate without verifying again.
+//! `EVENT_CONTEXT || topic || publisher || seq || deps || body length (u64) || SHA-256(body)`;
+//! its id is the SHA-256 of the same bytes without the context, so relays can deduplicate
+//! without verifying again.
 
 use bincode::de::Decoder;
 use bincode::enc::Encoder;
@@ -50,6 +51,7 @@ pub struct Event {
 
 struct EventFields<'a>(&'a Event);
 
+/// The signed fields of an event: the body is represented by its length and SHA-256.
 impl Encode for EventFields<'_> {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
         let ev = self.0;
@@ -57,13 +59,20 @@ impl Encode for EventFields<'_> {
         ev.publisher.encode(e)?;
         ev.seq.encode(e)?;
         encode_list(&ev.deps, e)?;
-        encode_bytes(&ev.body, e)
+        (ev.body.len() as u64).encode(e)?;
+        let digest = ring::digest::digest(&ring::digest::SHA256, &ev.body);
+        let digest: [u8; 32] = digest.as_ref().try_into().expect("32-byte digest");
+        digest.encode(e)
     }
 }
 
 impl Encode for Event {
     fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        EventFields(self).encode(e)?;
+        self.topic.encode(e)?;
+        self.publisher.encode(e)?;
+        self.seq.encode(e)?;
+        encode_list(&self.deps, e)?;
+        encode_bytes(&self.body, e)?;
         self.sig.encode(e)
     }
 }

@@ -149,6 +149,8 @@ pub(crate) struct RouterShell {
     pub(crate) nis: Sender<NisMail>,
     pub(crate) transport: Option<TransportLink>,
     pub(crate) stats: Arc<NodeStats>,
+    /// How long to poll an empty mailbox before parking.
+    pub(crate) spin: Duration,
 }
 
 impl RouterShell {
@@ -190,7 +192,7 @@ impl RouterShell {
                     default(timeout) => None,
                 }
             } else {
-                match crate::runtime::recv_spin(&self.mailbox, deadline) {
+                match crate::runtime::recv_spin(&self.mailbox, deadline, self.spin) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,

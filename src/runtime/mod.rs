@@ -44,21 +44,26 @@ pub(crate) enum EngineMail {
     Stop,
 }
 
-/// How long a thread shell polls its empty mailbox before it parks (default 20 µs). Waking a
-/// parked thread costs the sender a futex call and the receiver a scheduler round trip (tens of
-/// microseconds); polling briefly first keeps one-way latency low under light load, and a busy
-/// mailbox is never empty long enough for it to matter.
-pub const SPIN_BEFORE_PARK: std::time::Duration = std::time::Duration::from_micros(20);
+/// How long a thread shell polls its empty mailbox before it parks, by default (50 µs).
+///
+/// Waking a parked thread costs the sender a futex call and the receiver a scheduler round trip
+/// (tens of microseconds). Polling first keeps one-way latency at a few microseconds while
+/// messages arrive more often than this; a busy mailbox is never empty long enough for it to
+/// matter, and an idle node parks every thread. `NodeLimits::spin_before_park` sets it per
+/// node: raise it (hundreds of microseconds) for latency at the price of CPU, or set it to zero
+/// where CPU is scarcer than latency.
+pub const DEFAULT_SPIN_BEFORE_PARK: std::time::Duration = std::time::Duration::from_micros(50);
 
-/// Receives from `rx`, polling for up to [`SPIN_BEFORE_PARK`] before blocking until `deadline`
-/// (or forever without one).
+/// Receives from `rx`, polling for up to `spin` before blocking until `deadline` (or forever
+/// without one).
 pub(crate) fn recv_spin<T>(
     rx: &crossbeam_channel::Receiver<T>,
     deadline: Option<std::time::Instant>,
+    spin: std::time::Duration,
 ) -> Result<T, crossbeam_channel::RecvTimeoutError> {
     use crossbeam_channel::{RecvTimeoutError, TryRecvError};
     let start = std::time::Instant::now();
-    let spin_until = start + SPIN_BEFORE_PARK;
+    let spin_until = start + spin;
     loop {
         match rx.try_recv() {
             Ok(m) => return Ok(m),

@@ -47,6 +47,8 @@ pub(crate) struct Links {
     pub(crate) directory: Arc<Directory>,
     pub(crate) stats: Arc<NodeStats>,
     pub(crate) failures: Arc<Mutex<Vec<EngineFailure>>>,
+    /// How long shells poll an empty mailbox before parking.
+    pub(crate) spin: std::time::Duration,
 }
 
 /// Carries out an engine's outputs.
@@ -180,7 +182,11 @@ impl EngineShell {
 
     fn event_loop(&mut self) {
         loop {
-            let mail = match super::recv_spin(&self.mailbox, self.timers.next_deadline()) {
+            let mail = match super::recv_spin(
+                &self.mailbox,
+                self.timers.next_deadline(),
+                self.outlet.links().spin,
+            ) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,

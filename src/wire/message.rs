@@ -2,8 +2,12 @@
 //! to obtain a [`Verified`] message.
 //!
 //! A message that leaves its node is signed by its source engine over
-//! `context::ENGINE_MESSAGE || encoding of every field but the signature`. The fields include the
-//! source engine's node, so a receiver learns the engine → node binding from the message itself.
+//! `context::ENGINE_MESSAGE || encoding of every field before the body || body length (u64) ||
+//! SHA-256(body)`: every field but the signature, with the body represented by its digest. The
+//! digest keeps signing and verifying a large body to one SHA-256 pass (about 1.7 GB/s with the
+//! CPU's SHA extensions) instead of Ed25519's two SHA-512 passes (about 0.6 GB/s each). The fields
+//! include the source engine's node, so a receiver learns the engine → node binding from the
+//! message itself.
 //! Messages between engines of one node are neither signed nor verified: the mailbox they came
 //! from already says who sent them.
 //!
@@ -190,12 +194,21 @@ impl EngineMessage {
         super::encode_into(&SignedFields(self), out);
     }
 
+    /// The signing input after the context: the encoded fields before the body, the body's
+    /// length and its SHA-256.
+    pub fn signing_input(&self, out: &mut Vec<u8>) {
+        out.clear();
+        let mut fields = Vec::with_capacity(160 + self.body.len());
+        self.encode_signed_fields(&mut fields);
+        digest_input(&fields, self.body.len(), out);
+    }
+
     /// Signs the message with `key` (which must be the source engine's key) and stores the
     /// signature. `scratch` is reused between calls.
     pub fn sign(&mut self, key: &Keypair, scratch: &mut Vec<u8>) {
-        let mut fields = Vec::with_capacity(128 + self.body.len());
-        self.encode_signed_fields(&mut fields);
-        self.sig = Some(key.sign_with_context(context::ENGINE_MESSAGE, &fields, scratch));
+        let mut input = Vec::with_capacity(200);
+        self.signing_input(&mut input);
+        self.sig = Some(key.sign_with_context(context::ENGINE_MESSAGE, &input, scratch));
     }
 
     /// Signs the message and writes its wire form (`version || fields || signature`) to `out`,
@@ -209,7 +222,9 @@ impl EngineMessage {
         out.clear();
         out.extend_from_slice(&MESSAGE_VERSION.to_le_bytes());
         self.encode_signed_fields(out);
-        let sig = key.sign_with_context(context::ENGINE_MESSAGE, &out[4..], scratch);
+        let mut input = Vec::with_capacity(200);
+        digest_input(&out[4..], self.body.len(), &mut input);
+        let sig = key.sign_with_context(context::ENGINE_MESSAGE, &input, scratch);
         out.extend_from_slice(&sig.0);
         self.sig = Some(sig);
         sig
@@ -232,9 +247,9 @@ impl EngineMessage {
         let Some(sig) = self.sig else {
             return Err(self);
         };
-        let mut fields = Vec::with_capacity(128 + self.body.len());
-        self.encode_signed_fields(&mut fields);
-        if key.verify_strict(context::ENGINE_MESSAGE, &fields, &sig, scratch) {
+        let mut input = Vec::with_capacity(200);
+        self.signing_input(&mut input);
+        if key.verify_strict(context::ENGINE_MESSAGE, &input, &sig, scratch) {
             Ok(Verified(self))
         } else {
             Err(self)
@@ -259,6 +274,18 @@ impl Encode for SignedFields<'_> {
         m.protocol.encode(e)?;
         encode_bytes(&m.body, e)
     }
+}
+
+/// Appends the signing input (after the context) for encoded signed fields `fields` whose body
+/// is the last `body_len` bytes: the fields before the body's length prefix, the length, and the
+/// SHA-256 of the body.
+pub fn digest_input(fields: &[u8], body_len: usize, out: &mut Vec<u8>) {
+    let body_start = fields.len() - body_len;
+    let prefix_end = body_start - 8;
+    out.extend_from_slice(&fields[..prefix_end]);
+    out.extend_from_slice(&(body_len as u64).to_le_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, &fields[body_start..]);
+    out.extend_from_slice(digest.as_ref());
 }
 
 /// Decodes the signed fields; the result has `sig: None`.
@@ -346,16 +373,22 @@ impl Unverified {
         key: &CheckedKey,
         scratch: &mut Vec<u8>,
     ) -> Result<Verified<EngineMessage>, Unverified> {
-        if key.verify_strict(
-            context::ENGINE_MESSAGE,
-            &self.wire[self.fields.clone()],
-            &self.sig,
-            scratch,
-        ) {
+        let mut input = Vec::with_capacity(200);
+        self.digest_input(&mut input);
+        if key.verify_strict(context::ENGINE_MESSAGE, &input, &self.sig, scratch) {
             Ok(self.into_verified())
         } else {
             Err(self)
         }
+    }
+
+    /// Appends the signing input after the context (see [`digest_input`]).
+    fn digest_input(&self, out: &mut Vec<u8>) {
+        digest_input(
+            &self.wire[self.fields.clone()],
+            self.message.body.len(),
+            out,
+        );
     }
 
     fn into_verified(self) -> Verified<EngineMessage> {
@@ -442,7 +475,7 @@ impl BatchVerifier {
             }
             let start = self.arena.len();
             self.arena.extend_from_slice(context::ENGINE_MESSAGE);
-            self.arena.extend_from_slice(&u.wire[u.fields.clone()]);
+            u.digest_input(&mut self.arena);
             self.ranges.push(start..self.arena.len());
             self.sigs.push(u.sig.to_dalek());
             self.keys.push(*key.dalek());

@@ -337,10 +337,17 @@ fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().expect("valid")
 }
 
-/// Two nodes on 127.0.0.1, `a` keeping a connection to `b`; `b` runs `sink` if given.
-fn pair(sink: Option<Sink>, source: Option<Source>) -> Result<(Node, Node), String> {
+/// Two nodes on 127.0.0.1 with `limits`, `a` keeping a connection to `b`; `b` runs `sink` and
+/// `a` runs `source` if given.
+fn pair_with(
+    sink: Option<Sink>,
+    source: Option<Source>,
+    limits: netmachine::NodeLimits,
+) -> Result<(Node, Node), String> {
     let kb = Keypair::generate();
-    let mut b = NodeBuilder::new(kb.clone()).listen(localhost());
+    let mut b = NodeBuilder::new(kb.clone())
+        .limits(limits)
+        .listen(localhost());
     if let Some(s) = sink {
         let spec = EngineSpec {
             mailbox_depth: 65_536,
@@ -350,6 +357,7 @@ fn pair(sink: Option<Sink>, source: Option<Source>) -> Result<(Node, Node), Stri
     }
     let b = b.start().map_err(|e| e.to_string())?;
     let mut a = NodeBuilder::new(Keypair::generate())
+        .limits(limits)
         .listen(localhost())
         .peer(b.advert().clone())
         .permanent(b.identity())
@@ -374,7 +382,7 @@ fn pair(sink: Option<Sink>, source: Option<Source>) -> Result<(Node, Node), Stri
     Ok((a, b))
 }
 
-/// Like [`pair`], with the source's destination set to b's sink.
+/// Like [`pair_with`], with the source's destination set to b's sink.
 fn pair_with_sink_target(sink: Sink, mut source: Source) -> Result<(Node, Node), String> {
     let kb = Keypair::generate();
     source.dst = kb.derive_engine("sink").engine_identity();
@@ -583,11 +591,54 @@ fn local_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
     drop(client);
     node.shutdown();
 
-    // Latency under light load: one message about every 150 µs (a 100 µs sleep).
+    // Latency under light load: one message about every 150 µs (a 100 µs sleep), with the
+    // default polling before parking and with a latency-tuned node that polls for 1 ms.
+    for (spin, p50_name, p99_name) in [
+        (
+            netmachine::runtime::DEFAULT_SPIN_BEFORE_PARK,
+            "latency_p50",
+            "latency_p99",
+        ),
+        (
+            Duration::from_millis(1),
+            "latency_p50_spin_1ms",
+            "latency_p99_spin_1ms",
+        ),
+    ] {
+        let (p50, p99) = local_latency(secs / 4.0, spin)?;
+        out(Record {
+            suite: "local",
+            metric: p50_name,
+            value: p50,
+            unit: "us",
+            baseline: None,
+        });
+        out(Record {
+            suite: "local",
+            metric: p99_name,
+            value: p99,
+            unit: "us",
+            baseline: None,
+        });
+    }
+    Ok(())
+}
+
+/// One-way latency engine → Router → engine under light load: (p50, p99) in microseconds.
+fn local_latency(secs: f64, spin: Duration) -> Result<(f64, f64), String> {
+    let opts = SendOptions {
+        notify_undeliverable: false,
+        ..SendOptions::default()
+    };
     let lat = Arc::new(Mutex::new(Vec::new()));
     let epoch = Instant::now();
     let count = Arc::new(AtomicU64::new(0));
+    let limits = netmachine::NodeLimits {
+        spin_before_park: spin,
+        ..netmachine::NodeLimits::default()
+    };
     let node = NodeBuilder::new(Keypair::generate())
+        .limits(limits)
         .engine(
             "sink",
             Sink {
@@ -600,7 +651,7 @@ fn local_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let sink = node.engine_identity("sink").ok_or("no sink")?;
     let mut client = node.client("source").map_err(|e| e.to_string())?;
-    let samples = ((secs / 2.0) * 6_000.0) as u64;
+    let samples = (secs * 6_000.0) as u64;
     for _ in 0..samples.clamp(1000, 200_000) {
         let now = epoch.elapsed().as_nanos() as u64;
         client.send_with(sink, DATA, now.to_le_bytes().to_vec(), opts);
@@ -609,23 +660,12 @@ fn local_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
     std::thread::sleep(Duration::from_millis(50));
     let mut v = lat.lock().clone();
     v.sort_unstable();
-    out(Record {
-        suite: "local",
-        metric: "latency_p50",
-        value: percentile(&v, 0.5) as f64 / 1000.0,
-        unit: "us",
-        baseline: None,
-    });
-    out(Record {
-        suite: "local",
-        metric: "latency_p99",
-        value: percentile(&v, 0.99) as f64 / 1000.0,
-        unit: "us",
-        baseline: None,
-    });
     drop(client);
     node.shutdown();
-    Ok(())
+    Ok((
+        percentile(&v, 0.5) as f64 / 1000.0,
+        percentile(&v, 0.99) as f64 / 1000.0,
+    ))
 }
 
 /// Streams messages from an engine on one node to an engine on another for `secs`; returns
@@ -740,41 +780,54 @@ fn rtt_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
     let _ = echo.join();
     raw.sort_unstable();
 
-    let (a, b) = pair(None, None)?;
-    let mut client = a.client("pinger").map_err(|e| e.to_string())?;
-    let mut rtts = Vec::new();
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs_f64(secs) && rtts.len() < 100_000 {
-        let t = Instant::now();
-        let id = client.send(b.identity(), Protocol::PING, vec![7; 64]);
-        loop {
-            match client.recv(Duration::from_secs(5)) {
-                Some(Input::Message(m)) if m.reply_to() == Some(id) => break,
-                Some(_) => continue,
-                None => return Err("rtt: a ping was not answered".into()),
-            }
-        }
-        rtts.push(t.elapsed().as_nanos() as u64);
-    }
-    rtts.sort_unstable();
     let us = |v: u64| v as f64 / 1000.0;
-    out(Record {
-        suite: "rtt",
-        metric: "ping_p50",
-        value: us(percentile(&rtts, 0.5)),
-        unit: "us",
-        baseline: Some(("raw_udp_p50", us(percentile(&raw, 0.5)))),
-    });
-    out(Record {
-        suite: "rtt",
-        metric: "ping_p99",
-        value: us(percentile(&rtts, 0.99)),
-        unit: "us",
-        baseline: Some(("raw_udp_p99", us(percentile(&raw, 0.99)))),
-    });
-    drop(client);
-    a.shutdown();
-    b.shutdown();
+    for (spin, p50_name, p99_name) in [
+        (
+            netmachine::runtime::DEFAULT_SPIN_BEFORE_PARK,
+            "ping_p50",
+            "ping_p99",
+        ),
+        (Duration::ZERO, "ping_p50_no_spin", "ping_p99_no_spin"),
+    ] {
+        let limits = netmachine::NodeLimits {
+            spin_before_park: spin,
+            ..netmachine::NodeLimits::default()
+        };
+        let (a, b) = pair_with(None, None, limits)?;
+        let mut client = a.client("pinger").map_err(|e| e.to_string())?;
+        let mut rtts = Vec::new();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs_f64(secs / 2.0) && rtts.len() < 100_000 {
+            let t = Instant::now();
+            let id = client.send(b.identity(), Protocol::PING, vec![7; 64]);
+            loop {
+                match client.recv(Duration::from_secs(5)) {
+                    Some(Input::Message(m)) if m.reply_to() == Some(id) => break,
+                    Some(_) => continue,
+                    None => return Err("rtt: a ping was not answered".into()),
+                }
+            }
+            rtts.push(t.elapsed().as_nanos() as u64);
+        }
+        rtts.sort_unstable();
+        out(Record {
+            suite: "rtt",
+            metric: p50_name,
+            value: us(percentile(&rtts, 0.5)),
+            unit: "us",
+            baseline: Some(("raw_udp_p50", us(percentile(&raw, 0.5)))),
+        });
+        out(Record {
+            suite: "rtt",
+            metric: p99_name,
+            value: us(percentile(&rtts, 0.99)),
+            unit: "us",
+            baseline: Some(("raw_udp_p99", us(percentile(&raw, 0.99)))),
+        });
+        drop(client);
+        a.shutdown();
+        b.shutdown();
+    }
     Ok(())
 }
 
