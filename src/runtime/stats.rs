@@ -150,6 +150,8 @@ pub struct NodeStats {
     faults: Vec<AtomicU64>,
     /// Connections that completed the connect exchange.
     pub connections_established: AtomicU64,
+    /// Outbound connection attempts (dials), successful or not.
+    pub dials: AtomicU64,
     /// Messages delivered to local engines.
     pub delivered_local: AtomicU64,
     /// Messages handed to the Transport for another node.
@@ -172,6 +174,7 @@ impl Default for NodeStats {
             drops: DropReason::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             faults: Fault::ALL.iter().map(|_| AtomicU64::new(0)).collect(),
             connections_established: AtomicU64::new(0),
+            dials: AtomicU64::new(0),
             delivered_local: AtomicU64::new(0),
             sent_remote: AtomicU64::new(0),
             received_remote: AtomicU64::new(0),
@@ -224,6 +227,7 @@ impl NodeStats {
                 .filter(|(_, n)| *n > 0)
                 .collect(),
             connections_established: load(&self.connections_established),
+            dials: load(&self.dials),
             delivered_local: load(&self.delivered_local),
             sent_remote: load(&self.sent_remote),
             received_remote: load(&self.received_remote),
@@ -244,6 +248,8 @@ pub struct StatsSnapshot {
     pub faults: Vec<(Fault, u64)>,
     /// Connections that completed the connect exchange.
     pub connections_established: u64,
+    /// Outbound connection attempts.
+    pub dials: u64,
     /// Messages delivered to local engines.
     pub delivered_local: u64,
     /// Messages handed to the Transport.
@@ -299,7 +305,11 @@ impl fmt::Display for StatsSnapshot {
             self.engine_panics
         )?;
         if self.connections_established > 0 || !self.faults.is_empty() {
-            write!(f, "connections={} faults:", self.connections_established)?;
+            write!(
+                f,
+                "connections={} dials={} faults:",
+                self.connections_established, self.dials
+            )?;
             if self.faults.is_empty() {
                 write!(f, " none")?;
             }

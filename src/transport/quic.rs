@@ -734,6 +734,7 @@ impl Driver {
             }
         };
         let id = self.insert_conn(q, scid, sock, addr, true, Some(node));
+        self.stats.dials.fetch_add(1, Ordering::Relaxed);
         if let Some(p) = self.peers.get_mut(&node) {
             p.dialing = Some(id);
         }
