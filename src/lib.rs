@@ -31,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod chaos;
 pub mod config;
 pub mod engines;
 pub mod identity;

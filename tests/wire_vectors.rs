@@ -4,18 +4,23 @@
 //! Each test below finds its vectors by name (a missing or repeated vector fails), compares them
 //! with what the code produces from the same fixed inputs, and decodes them again with the
 //! crate's decoders. Where it is cheap, the expected bytes are also built a second time from the
-//! rules the document states (a reference encoder written here, plain Ed25519 and HMAC-SHA256),
-//! so a change of the format fails even if the document were regenerated alongside it.
+//! rules the document states (a reference encoder written here, plain Ed25519, SHA-256 and
+//! HMAC-SHA256 from ed25519-dalek and ring, never the crate's own signing-input or digest
+//! helpers), so a change of the format fails even if the document were regenerated alongside it.
 //!
-//! `print_vectors` (ignored) prints the vector section of the document, §15.1 to the end:
+//! `print_vectors` (ignored) prints the vector section of the document, §16.1 to the end:
 //! `cargo test --release --test wire_vectors -- --ignored --nocapture print_vectors`. Its output
-//! replaces everything in docs/wire.md from the `### 15.1` heading on.
+//! replaces everything in docs/wire.md from the `### 16.1` heading on.
 
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
+use netmachine::pubsub::wire::{
+    Event, EventId, PubSubMessage, EVENT_CONTEXT, MAX_DEPS, MAX_POSITIONS, PUBSUB_VERSION,
+};
+use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
 use netmachine::runtime::stats::NodeStats;
 use netmachine::time::{Now, Timestamp};
@@ -30,7 +35,7 @@ use netmachine::wire::{
 };
 use netmachine::{
     Destination, DomainIdentity, DropReason, EngineIdentity, EngineMessage, MessageId,
-    NodeIdentity, Protocol,
+    NodeIdentity, Protocol, TopicIdentity,
 };
 
 const DOC: &str = include_str!("../docs/wire.md");
@@ -42,6 +47,7 @@ const VECTORS: &[&str] = &[
     "context-engine-advert",
     "context-topic-advert",
     "context-domain-advert",
+    "context-event",
     "alpn",
     "node-a-seed",
     "node-a-identity",
@@ -74,6 +80,14 @@ const VECTORS: &[&str] = &[
     "ack-frame",
     "message-frame",
     "message-datagram",
+    "pubsub-advert-body",
+    "pubsub-subscribe-body",
+    "pubsub-subscribe-ack-body",
+    "event-published-message",
+    "event-signing-input",
+    "event-id",
+    "pubsub-event-body",
+    "pubsub-event-req-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -174,6 +188,22 @@ impl Layout {
         self
     }
 
+    /// Replaces field `name` by the fields of `parts`, which must hold the same bytes.
+    fn expand(mut self, name: &str, parts: Layout) -> Layout {
+        let at = self
+            .fields
+            .iter()
+            .position(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("no field {name:?}"));
+        assert_eq!(self.fields[at].1, parts.bytes(), "field {name:?}");
+        let parts = parts
+            .fields
+            .into_iter()
+            .map(|(n, b)| (format!("{name}: {n}"), b));
+        self.fields.splice(at..=at, parts);
+        self
+    }
+
     fn bytes(&self) -> Vec<u8> {
         self.fields.iter().flat_map(|(_, b)| b.clone()).collect()
     }
@@ -268,7 +298,8 @@ fn ref_bytes(name: &str, bytes: &[u8]) -> Layout {
         .field(name, bytes)
 }
 
-fn ref_message_fields(m: &EngineMessage) -> Layout {
+/// The signed fields of a message before the body: `src` to `protocol`.
+fn ref_message_head(m: &EngineMessage) -> Layout {
     let mut l = Layout::default()
         .field("src (EngineIdentity)", m.src.0)
         .field("src_node (NodeIdentity)", m.src_node.0)
@@ -299,7 +330,34 @@ fn ref_message_fields(m: &EngineMessage) -> Layout {
             .append("tprefs ", ref_transport_prefs(p)),
     };
     l.field("protocol (u32)", u32le(m.protocol.0))
-        .append("", ref_bytes("body", &m.body))
+}
+
+/// The signed fields of a message, as they appear on the wire.
+fn ref_message_fields(m: &EngineMessage) -> Layout {
+    ref_message_head(m).append("", ref_bytes("body", &m.body))
+}
+
+/// SHA-256, computed with ring directly.
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .expect("32 bytes")
+}
+
+/// What a message's signature covers after the context: the signed fields with the body
+/// replaced by its SHA-256 (the body's length stays).
+fn ref_message_digested(m: &EngineMessage) -> Layout {
+    ref_message_head(m)
+        .field("body length (u64)", u64le(m.body.len() as u64))
+        .field("SHA-256(body)", sha256(&m.body))
+}
+
+/// A message's whole signing input: the context, then [`ref_message_digested`].
+fn ref_message_signing_input(m: &EngineMessage) -> Layout {
+    Layout::default()
+        .field("context", CTX_ENGINE_MESSAGE)
+        .append("", ref_message_digested(m))
 }
 
 fn ref_message_wire(m: &EngineMessage) -> Layout {
@@ -410,6 +468,109 @@ fn ref_frame(kind_name: &str, kind: u8, payload: Layout) -> Layout {
         .append("payload: ", payload)
 }
 
+/// The fields of an event before the body: `topic` to `deps`.
+fn ref_event_head(ev: &Event) -> Layout {
+    let mut l = Layout::default()
+        .field("topic (TopicIdentity)", ev.topic.0)
+        .field("publisher (EngineIdentity)", ev.publisher.0)
+        .field("seq (u64)", u64le(ev.seq))
+        .field("deps count (u64)", u64le(ev.deps.len() as u64));
+    for (i, d) in ev.deps.iter().enumerate() {
+        l = l.field(format!("deps[{i}] (EventId)"), d.0);
+    }
+    l
+}
+
+/// What an event's signature covers after the context: the fields before the body, then the
+/// body's length and SHA-256.
+fn ref_event_digested(ev: &Event) -> Layout {
+    ref_event_head(ev)
+        .field("body length (u64)", u64le(ev.body.len() as u64))
+        .field("SHA-256(body)", sha256(&ev.body))
+}
+
+/// An event's whole signing input: the context, then [`ref_event_digested`].
+fn ref_event_signing_input(ev: &Event) -> Layout {
+    Layout::default()
+        .field("context", CTX_EVENT)
+        .append("", ref_event_digested(ev))
+}
+
+/// An event's id: SHA-256 of its signing input without the context.
+fn ref_event_id(ev: &Event) -> [u8; 32] {
+    sha256(&ref_event_digested(ev).bytes())
+}
+
+/// An event's encoding: its fields with the whole body, then the signature.
+fn ref_event(ev: &Event) -> Layout {
+    ref_event_head(ev)
+        .append("", ref_bytes("body", &ev.body))
+        .field("signature", ev.sig.0)
+}
+
+/// The body of a `Protocol::PUBSUB` message: version 1, the variant's tag, its fields.
+fn ref_pubsub(m: &PubSubMessage) -> Layout {
+    let head = |tag: u32, name: &str| {
+        Layout::default()
+            .field("version (u32 1)", u32le(1))
+            .field(format!("tag (u32 {tag}, {name})"), u32le(tag))
+    };
+    let topic = |l: Layout, t: &TopicIdentity| l.field("topic (TopicIdentity)", t.0);
+    let range = |l: Layout, p: &EngineIdentity, from: u64, to: u64| {
+        l.field("publisher (EngineIdentity)", p.0)
+            .field("from (u64)", u64le(from))
+            .field("to (u64)", u64le(to))
+    };
+    match m {
+        PubSubMessage::Advert { advert, hops } => head(0, "Advert")
+            .append(
+                "advert ",
+                with_signature(ref_topic_advert_fields(advert), &advert.sig),
+            )
+            .field("hops (u8)", [*hops]),
+        PubSubMessage::Subscribe { topic: t } => topic(head(1, "Subscribe"), t),
+        PubSubMessage::SubscribeAck {
+            topic: t,
+            accepted,
+            positions,
+        } => {
+            let mut l = topic(head(2, "SubscribeAck"), t)
+                .field("accepted (bool)", [u8::from(*accepted)])
+                .field("positions count (u64)", u64le(positions.len() as u64));
+            for (i, (p, next)) in positions.iter().enumerate() {
+                l = l
+                    .field(format!("positions[{i}] publisher (EngineIdentity)"), p.0)
+                    .field(format!("positions[{i}] next seq (u64)"), u64le(*next));
+            }
+            l
+        }
+        PubSubMessage::Unsubscribe { topic: t } => topic(head(3, "Unsubscribe"), t),
+        PubSubMessage::UnsubscribeAck { topic: t } => topic(head(4, "UnsubscribeAck"), t),
+        PubSubMessage::Event(ev) => head(5, "Event").append("", ref_event(ev)),
+        PubSubMessage::EventReq {
+            topic: t,
+            publisher,
+            from,
+            to,
+        } => range(topic(head(6, "EventReq"), t), publisher, *from, *to),
+        PubSubMessage::EventResp {
+            topic: t,
+            publisher,
+            from,
+            to,
+            found,
+        } => range(topic(head(7, "EventResp"), t), publisher, *from, *to)
+            .field("found (u64)", u64le(*found)),
+        PubSubMessage::EventAck {
+            topic: t,
+            publisher,
+            next_seq,
+        } => topic(head(8, "EventAck"), t)
+            .field("publisher (EngineIdentity)", publisher.0)
+            .field("next_seq (u64)", u64le(*next_seq)),
+    }
+}
+
 /// The HKDF-SHA256 of the document, spelled out with HMAC: one block of output.
 fn ref_engine_seed(node_seed: &[u8; 32], name: &str) -> [u8; 32] {
     use ring::hmac;
@@ -429,7 +590,9 @@ fn ref_public(seed: &[u8; 32]) -> [u8; 32] {
     SigningKey::from_bytes(seed).verifying_key().to_bytes()
 }
 
-/// An Ed25519 signature over `context || fields`, computed with ed25519-dalek directly.
+/// An Ed25519 signature over `context || fields`, computed with ed25519-dalek directly. For
+/// messages and events, `fields` is the digested form ([`ref_message_digested`],
+/// [`ref_event_digested`]).
 fn ref_sign(seed: &[u8; 32], context: &[u8], fields: &[u8]) -> [u8; 64] {
     let mut input = context.to_vec();
     input.extend_from_slice(fields);
@@ -450,6 +613,7 @@ const CTX_NODE_ADVERT: &[u8] = b"netmachine/v1/node-advert\0";
 const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v1/engine-advert\0";
 const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
 const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
+const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
 
 struct Fixture {
     node_a: Keypair,
@@ -468,6 +632,13 @@ struct Fixture {
     domain_advert: DomainAdvert,
     hello: Hello,
     ack: Ack,
+    /// The PubSub engines of nodes A and B (the topic's publishers).
+    pubsub_a: Keypair,
+    pubsub_b: Keypair,
+    /// Two messages engine `echo` of node A publishes on the topic (unsigned).
+    published: [EngineMessage; 2],
+    /// The events node A's PubSub makes of them: sequence numbers 1 and 2.
+    events: [Event; 2],
 }
 
 fn signed(mut m: EngineMessage, key: &Keypair) -> EngineMessage {
@@ -570,6 +741,36 @@ fn fixture() -> Fixture {
         known_advert_version: Some(5),
     };
     let ack = Ack(vec![(6, 3), (10, 1)]);
+    let pubsub_a = node_a.derive_engine(PUBSUB_ENGINE_NAME);
+    let pubsub_b = node_b.derive_engine(PUBSUB_ENGINE_NAME);
+    let publication = |n: u64| EngineMessage {
+        src: echo.engine_identity(),
+        src_node: node_a.node_identity(),
+        dst: Destination::Topic(topic.topic_identity()),
+        id: MessageId(1_700_000_000_000_000_010 + n),
+        reply_to: None,
+        expiry: Some(T0.after(Duration::from_secs(60))),
+        rprefs: None,
+        tprefs: None,
+        protocol: Protocol(Protocol::APP_BASE),
+        body: format!("block {n}").into_bytes(),
+        sig: None,
+    };
+    let published = [publication(1), publication(2)];
+    let first = Event::new_signed(
+        &pubsub_a,
+        topic.topic_identity(),
+        1,
+        vec![],
+        fields_of(&published[0]),
+    );
+    let second = Event::new_signed(
+        &pubsub_a,
+        topic.topic_identity(),
+        2,
+        vec![first.id()],
+        fields_of(&published[1]),
+    );
     Fixture {
         node_a,
         node_b,
@@ -585,6 +786,10 @@ fn fixture() -> Fixture {
         domain_advert,
         hello,
         ack,
+        pubsub_a,
+        pubsub_b,
+        published,
+        events: [first, second],
     }
 }
 
@@ -790,15 +995,40 @@ fn engine_message_vectors() {
     assert_vector("message-signed-fields", &fields);
     assert_vector("message-signed-fields", &ref_message_fields(m).bytes());
 
+    // The signing input: the context, the signed fields up to the body's length, the length,
+    // and SHA-256 of the body (not the body).
+    let mut after_context = Vec::new();
+    m.signing_input(&mut after_context);
     let mut input = CTX_ENGINE_MESSAGE.to_vec();
-    input.extend_from_slice(&fields);
+    input.extend_from_slice(&after_context);
     assert_vector("message-signing-input", &input);
+    assert_vector(
+        "message-signing-input",
+        &ref_message_signing_input(m).bytes(),
+    );
+    // The same, from the document's own bytes: its signed fields with the body's bytes replaced
+    // by their digest.
+    let doc_fields = hex("message-signed-fields");
+    let body_start = doc_fields.len() - m.body.len();
+    let mut from_doc = CTX_ENGINE_MESSAGE.to_vec();
+    from_doc.extend_from_slice(&doc_fields[..body_start]);
+    from_doc.extend_from_slice(&sha256(&doc_fields[body_start..]));
+    assert_vector("message-signing-input", &from_doc);
 
     let sig = m.sig.expect("signed");
     assert_vector("message-signature", &sig.0);
     assert_vector(
         "message-signature",
-        &ref_sign(&fx.echo.seed(), CTX_ENGINE_MESSAGE, &fields),
+        &ref_sign(
+            &fx.echo.seed(),
+            CTX_ENGINE_MESSAGE,
+            &ref_message_digested(m).bytes(),
+        ),
+    );
+    // Not a signature over the whole fields (the signing input before the body digest).
+    assert_ne!(
+        sig.0,
+        ref_sign(&fx.echo.seed(), CTX_ENGINE_MESSAGE, &fields)
     );
 
     let wire = m.to_wire().expect("signed");
@@ -860,6 +1090,83 @@ fn reply_vector() {
     assert_eq!(u.message().body, fx.request.body);
     let v = u.verify(&checked(&fx.ping_b), &mut Vec::new()).unwrap();
     assert_eq!(v.into_inner(), *m);
+    assert_eq!(
+        m.sig.unwrap().0,
+        ref_sign(
+            &fx.ping_b.seed(),
+            CTX_ENGINE_MESSAGE,
+            &ref_message_digested(m).bytes()
+        )
+    );
+}
+
+/// Messages signed here with the document's rules (reference encoder, SHA-256 and Ed25519 used
+/// directly) verify in the crate, and the crate signs them identically, for bodies of several
+/// sizes, with and without `reply_to`, `rprefs` and `tprefs`.
+#[test]
+fn independently_signed_messages_verify() {
+    let fx = fixture();
+    let bodies: [Vec<u8>; 4] = [
+        Vec::new(),
+        b"ping".to_vec(),
+        (0..=255).collect(),
+        vec![0xa5; 100_000],
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        for base in [&fx.request, &fx.reply, &fx.published[0]] {
+            let key = if base.src == fx.ping_b.engine_identity() {
+                &fx.ping_b
+            } else {
+                &fx.echo
+            };
+            let m = EngineMessage {
+                id: MessageId(base.id.0 + i as u64),
+                body: body.clone(),
+                sig: None,
+                ..base.clone()
+            };
+            let sig = Signature(ref_sign(
+                &key.seed(),
+                CTX_ENGINE_MESSAGE,
+                &ref_message_digested(&m).bytes(),
+            ));
+            let wire = Layout::default()
+                .field("version", u32le(1))
+                .append("", ref_message_fields(&m))
+                .field("signature", sig.0)
+                .bytes();
+
+            let mut ours = m.clone();
+            let mut out = Vec::new();
+            assert_eq!(ours.sign_into_wire(key, &mut out, &mut Vec::new()), sig);
+            let mut again = m.clone();
+            again.sign(key, &mut Vec::new());
+            assert_eq!(again.sig, Some(sig));
+            assert!(again.verify(&checked(key), &mut Vec::new()).is_ok());
+            assert_eq!(out, wire, "wire form, body of {} bytes", m.body.len());
+            let mut input = Vec::new();
+            m.signing_input(&mut input);
+            assert_eq!(input, ref_message_digested(&m).bytes());
+
+            let u = Unverified::decode(wire.clone()).unwrap();
+            let v = u.verify(&checked(key), &mut Vec::new()).unwrap();
+            assert_eq!(
+                v.into_inner(),
+                EngineMessage {
+                    sig: Some(sig),
+                    ..m
+                }
+            );
+            // A changed body byte breaks the signature.
+            if !body.is_empty() {
+                let mut bad = wire;
+                let at = bad.len() - 65;
+                bad[at] ^= 1;
+                let u = Unverified::decode(bad).unwrap();
+                assert!(u.verify(&checked(key), &mut Vec::new()).is_err());
+            }
+        }
+    }
 }
 
 #[test]
@@ -880,6 +1187,26 @@ fn batch_verification_accepts_the_vectors() {
     BatchVerifier::new().verify(items, &mut out);
     assert_eq!(out.len(), 4);
     assert!(out.iter().all(|r| r.is_ok()));
+
+    // A batch holding one message whose body was changed finds exactly that one.
+    let mut items = Vec::new();
+    for i in 0..6 {
+        let (name, key) = if i % 2 == 0 {
+            ("message-wire", &fx.echo)
+        } else {
+            ("reply-wire", &fx.ping_b)
+        };
+        let mut wire = hex(name);
+        if i == 3 {
+            let at = wire.len() - 65;
+            wire[at] ^= 0x20; // "ping" -> "pinG": still decodes
+        }
+        items.push((Unverified::decode(wire).unwrap(), checked(key)));
+    }
+    let mut out = Vec::new();
+    BatchVerifier::new().verify(items, &mut out);
+    let ok: Vec<bool> = out.iter().map(|r| r.is_ok()).collect();
+    assert_eq!(ok, [true, true, true, false, true, true]);
 }
 
 #[test]
@@ -1118,6 +1445,238 @@ fn message_frame_and_datagram_vectors() {
     assert!(u.verify(&checked(&fx.echo), &mut Vec::new()).is_ok());
 }
 
+/// The pub/sub bodies of the document, keyed by vector name.
+fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
+    let topic = fx.topic.topic_identity();
+    vec![
+        (
+            "pubsub-advert-body",
+            PubSubMessage::Advert {
+                advert: fx.topic_advert.clone(),
+                hops: 1,
+            },
+        ),
+        ("pubsub-subscribe-body", PubSubMessage::Subscribe { topic }),
+        (
+            "pubsub-subscribe-ack-body",
+            PubSubMessage::SubscribeAck {
+                topic,
+                accepted: true,
+                positions: vec![(fx.pubsub_a.engine_identity(), 3)],
+            },
+        ),
+        (
+            "pubsub-event-body",
+            PubSubMessage::Event(fx.events[1].clone()),
+        ),
+        (
+            "pubsub-event-req-body",
+            PubSubMessage::EventReq {
+                topic,
+                publisher: fx.pubsub_a.engine_identity(),
+                from: 1,
+                to: 2,
+            },
+        ),
+    ]
+}
+
+#[test]
+fn pubsub_body_vectors() {
+    let fx = fixture();
+    for (name, m) in pubsub_bodies(&fx) {
+        assert_vector(name, &m.to_bytes());
+        assert_vector(name, &ref_pubsub(&m).bytes());
+        let doc = hex(name);
+        assert_eq!(PubSubMessage::from_bytes(&doc).unwrap(), m, "{name}");
+        assert_eq!(m.topic(), fx.topic.topic_identity());
+        // Truncated or extended bodies are refused.
+        assert!(PubSubMessage::from_bytes(&doc[..doc.len() - 1]).is_err());
+        let mut long = doc.clone();
+        long.push(0);
+        assert!(PubSubMessage::from_bytes(&long).is_err());
+    }
+
+    // The advert inside the advert body is the topic advert of §15.7, and verifies.
+    let advert_body = hex("pubsub-advert-body");
+    assert_eq!(advert_body[..8], [1, 0, 0, 0, 0, 0, 0, 0]);
+    assert_eq!(
+        advert_body[8..advert_body.len() - 1],
+        hex("topic-advert-wire")
+    );
+    match PubSubMessage::from_bytes(&advert_body).unwrap() {
+        PubSubMessage::Advert { advert, hops } => {
+            assert_eq!(hops, 1);
+            assert_eq!(advert.verify().unwrap().into_inner(), fx.topic_advert);
+        }
+        other => panic!("not an advert: {other:?}"),
+    }
+
+    // The other variants, against the reference encoder.
+    let topic = fx.topic.topic_identity();
+    let publisher = fx.pubsub_b.engine_identity();
+    for m in [
+        PubSubMessage::SubscribeAck {
+            topic,
+            accepted: false,
+            positions: vec![],
+        },
+        PubSubMessage::Unsubscribe { topic },
+        PubSubMessage::UnsubscribeAck { topic },
+        PubSubMessage::EventResp {
+            topic,
+            publisher,
+            from: 4,
+            to: 9,
+            found: 2,
+        },
+        PubSubMessage::EventAck {
+            topic,
+            publisher,
+            next_seq: 10,
+        },
+        PubSubMessage::Event(fx.events[0].clone()),
+    ] {
+        assert_eq!(m.to_bytes(), ref_pubsub(&m).bytes(), "{m:?}");
+        assert_eq!(PubSubMessage::from_bytes(&m.to_bytes()).unwrap(), m);
+    }
+
+    // Version, tag and boolean are checked.
+    assert_eq!(PUBSUB_VERSION, 1);
+    let mut bad = hex("pubsub-subscribe-body");
+    bad[0] = 2;
+    assert_eq!(
+        PubSubMessage::from_bytes(&bad).unwrap_err(),
+        wire::WireError::UnknownVersion(2)
+    );
+    let mut bad = hex("pubsub-subscribe-body");
+    bad[4] = 9;
+    assert!(PubSubMessage::from_bytes(&bad).is_err());
+    let mut bad = hex("pubsub-subscribe-ack-body");
+    bad[8 + 32] = 2;
+    assert!(PubSubMessage::from_bytes(&bad).is_err());
+
+    // At most MAX_POSITIONS positions.
+    assert_eq!(MAX_POSITIONS, 64);
+    for n in [MAX_POSITIONS, MAX_POSITIONS + 1] {
+        let m = PubSubMessage::SubscribeAck {
+            topic,
+            accepted: true,
+            positions: vec![(publisher, 1); n],
+        };
+        let bytes = ref_pubsub(&m).bytes();
+        assert_eq!(bytes, m.to_bytes());
+        assert_eq!(
+            PubSubMessage::from_bytes(&bytes).is_ok(),
+            n <= MAX_POSITIONS,
+            "{n} positions"
+        );
+    }
+}
+
+#[test]
+fn event_vectors() {
+    let fx = fixture();
+    let ev = &fx.events[1];
+    let key = checked(&fx.pubsub_a);
+
+    assert_vector("context-event", EVENT_CONTEXT);
+    assert_vector("context-event", CTX_EVENT);
+
+    // The published message travels as its signed fields, unsigned.
+    assert_vector("event-published-message", &ev.body);
+    assert_vector("event-published-message", &fields_of(&fx.published[1]));
+    assert_vector(
+        "event-published-message",
+        &ref_message_fields(&fx.published[1]).bytes(),
+    );
+    let doc_body = hex("event-published-message");
+    assert_eq!(
+        Unverified::decode_fields(&doc_body).unwrap(),
+        fx.published[1]
+    );
+    assert_eq!(
+        EngineMessage::decode_unsigned(&doc_body).unwrap(),
+        fx.published[1]
+    );
+
+    // Signing input and id, from the reference encoder and from the document's own bytes.
+    assert_vector("event-signing-input", &ref_event_signing_input(ev).bytes());
+    let doc_input = hex("event-signing-input");
+    assert_eq!(doc_input[..CTX_EVENT.len()], *CTX_EVENT);
+    let tail = &doc_input[doc_input.len() - 40..];
+    assert_eq!(tail[..8], u64le(doc_body.len() as u64));
+    assert_eq!(tail[8..], sha256(&doc_body));
+    assert_vector("event-id", &ev.id().0);
+    assert_vector("event-id", &ref_event_id(ev));
+    assert_vector("event-id", &sha256(&doc_input[CTX_EVENT.len()..]));
+
+    // The crate's signature is the reference signature over that input, and verifies there.
+    assert_eq!(
+        ev.sig.0,
+        ref_sign(
+            &fx.pubsub_a.seed(),
+            CTX_EVENT,
+            &ref_event_digested(ev).bytes()
+        )
+    );
+    let sig = ev.sig;
+    assert!(key.verify_strict(
+        CTX_EVENT,
+        &doc_input[CTX_EVENT.len()..],
+        &sig,
+        &mut Vec::new()
+    ));
+
+    // The event body: version, tag 5, the event with its whole body and signature.
+    let doc = hex("pubsub-event-body");
+    assert_eq!(doc[..8], [1, 0, 0, 0, 5, 0, 0, 0]);
+    assert_eq!(doc[8..], ref_event(ev).bytes()[..]);
+    let PubSubMessage::Event(back) = PubSubMessage::from_bytes(&doc).unwrap() else {
+        panic!("not an event");
+    };
+    assert_eq!(back, *ev);
+    assert!(back.verify(&key));
+    assert_eq!(back.id().0, hex("event-id")[..]);
+    assert!(!back.verify(&checked(&fx.pubsub_b)));
+
+    // It depends on the publisher's first event, which has no dependencies.
+    let first = &fx.events[0];
+    assert_eq!((first.seq, first.deps.len(), ev.seq), (1, 0, 2));
+    assert_eq!(ev.deps, vec![EventId(ref_event_id(first))]);
+    assert_eq!(ev.publisher, fx.pubsub_a.engine_identity());
+    assert!(fx.topic_advert.publishers.contains(&ev.publisher));
+    assert!(first.verify(&key));
+
+    // Any changed byte of the event either fails to decode or fails to verify.
+    for i in 8..doc.len() {
+        let mut bad = doc.clone();
+        bad[i] ^= 0x01;
+        if let Ok(PubSubMessage::Event(e)) = PubSubMessage::from_bytes(&bad) {
+            assert!(!e.verify(&key), "flip at byte {i} verified");
+        }
+    }
+
+    // At most MAX_DEPS dependencies.
+    assert_eq!(MAX_DEPS, 16);
+    for n in [MAX_DEPS, MAX_DEPS + 1] {
+        let e = Event::new_signed(
+            &fx.pubsub_a,
+            fx.topic.topic_identity(),
+            3,
+            vec![ev.id(); n],
+            Vec::new(),
+        );
+        let bytes = PubSubMessage::Event(e.clone()).to_bytes();
+        assert_eq!(bytes[8..], ref_event(&e).bytes()[..]);
+        assert_eq!(
+            PubSubMessage::from_bytes(&bytes).is_ok(),
+            n <= MAX_DEPS,
+            "{n} deps"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The generator of the document's vector section.
 
@@ -1165,13 +1724,14 @@ fn print_block(name: &str, lang: &str, body: &str) {
 fn print_vectors() {
     let fx = fixture();
 
-    println!("### 15.1 Domain-separation contexts and ALPN\n");
+    println!("### 16.1 Domain-separation contexts and ALPN\n");
     for (name, bytes) in [
         ("context-engine-message", wire::context::ENGINE_MESSAGE),
         ("context-node-advert", wire::context::NODE_ADVERT),
         ("context-engine-advert", wire::context::ENGINE_ADVERT),
         ("context-topic-advert", wire::context::TOPIC_ADVERT),
         ("context-domain-advert", wire::context::DOMAIN_ADVERT),
+        ("context-event", EVENT_CONTEXT),
         ("alpn", netmachine::transport::ALPN),
     ] {
         println!(
@@ -1181,7 +1741,7 @@ fn print_vectors() {
         print_hex_vector(name, bytes);
     }
 
-    println!("### 15.2 Identities and engine keys\n");
+    println!("### 16.2 Identities and engine keys\n");
     println!("Node A (seed `01` × 32):\n");
     print_hex_vector("node-a-seed", &NODE_A_SEED);
     print_hex_vector("node-a-identity", fx.node_a.node_identity().as_bytes());
@@ -1212,12 +1772,12 @@ fn print_vectors() {
         fx.node_b.derive_engine("pubsub").engine_identity()
     );
 
-    println!("### 15.3 Key file\n");
+    println!("### 16.3 Key file\n");
     println!("Node A's key as PKCS#8 v1 DER, and as the PEM key file:\n");
     print_hex_vector("key-file-der", &fx.node_a.to_pkcs8_der());
     print_block("key-file-pem", "text", &fx.node_a.to_pem());
 
-    println!("### 15.4 Enum encodings\n");
+    println!("### 16.4 Enum encodings\n");
     println!("`Destination::Topic(topic)`:\n");
     let topic = Destination::Topic(fx.topic.topic_identity());
     print_layout_vector("enc-destination-topic", &ref_destination(&topic), false);
@@ -1245,7 +1805,7 @@ fn print_vectors() {
         false,
     );
 
-    println!("### 15.5 EngineMessage\n");
+    println!("### 16.5 EngineMessage\n");
     para(&format!(
         "A ping from engine `echo` of node A to node B: `dst = Node(B)`, id {}, no `reply_to`, \
          expiry {} (T0 + 60 s), `rprefs = Some(Any)`, `tprefs = Some(reliable, ordered, direct)`, \
@@ -1259,11 +1819,16 @@ fn print_vectors() {
         &ref_message_fields(&fx.request),
         true,
     );
-    println!("Signing input (context, then the signed fields):\n");
-    let input = Layout::default()
-        .field("context", CTX_ENGINE_MESSAGE)
-        .append("", ref_message_fields(&fx.request));
-    print_layout_vector("message-signing-input", &input, false);
+    para(&format!(
+        "Signing input: the context, the signed fields up to and including the body's length, \
+         then SHA-256 of the body (SHA-256(\"ping\") = `{}`) in place of the body:\n",
+        to_hex(&sha256(&fx.request.body))
+    ));
+    print_layout_vector(
+        "message-signing-input",
+        &ref_message_signing_input(&fx.request),
+        true,
+    );
     println!("Signature:\n");
     print_hex_vector("message-signature", &fx.request.sig.unwrap().0);
     println!("Wire form (version, signed fields, signature):\n");
@@ -1278,7 +1843,7 @@ fn print_vectors() {
     ));
     print_layout_vector("reply-wire", &ref_message_wire(&fx.reply), true);
 
-    println!("### 15.6 NodeAdvert\n");
+    println!("### 16.6 NodeAdvert\n");
     para(
         "Node A at `192.0.2.1:7001` (weight 100) and `[2001:db8::1]:7001` (weight 50), \
          version 3, created T0, name `node-a`, signed by node A's key.\n",
@@ -1303,7 +1868,7 @@ fn print_vectors() {
     println!("Its one-line text form:\n");
     print_block("node-advert-line", "text", &format!("{}\n", a.to_line()));
 
-    println!("### 15.7 EngineAdvert, TopicAdvert, DomainAdvert\n");
+    println!("### 16.7 EngineAdvert, TopicAdvert, DomainAdvert\n");
     para(
         "Engine `echo` runs on node A as `echo`, version 1, created T0, signed by the engine key:",
     );
@@ -1331,7 +1896,7 @@ fn print_vectors() {
         true,
     );
 
-    println!("### 15.8 Control and message frames\n");
+    println!("### 16.8 Control and message frames\n");
     para(
         "`Hello { min_version: 1, max_version: 1, instance: 0x0123456789abcdef, \
          advert_version: 3, known_advert_version: Some(5) }`:\n",
@@ -1369,4 +1934,74 @@ fn print_vectors() {
         .field("type (u8, MESSAGE)", [0x10])
         .append("", ref_message_wire(&fx.request));
     print_layout_vector("message-datagram", &datagram, false);
+
+    println!("### 16.9 Publish/subscribe\n");
+    let bodies = pubsub_bodies(&fx);
+    let body = |name: &str| {
+        let (_, m) = bodies.iter().find(|(n, _)| *n == name).expect("a body");
+        ref_pubsub(m)
+    };
+    para(
+        "The topic advert of §16.7 as node B forwards it after receiving it from the publisher, \
+         node A (`hops` 1). The advert's bytes are exactly `topic-advert-wire`:\n",
+    );
+    print_layout_vector("pubsub-advert-body", &body("pubsub-advert-body"), true);
+    println!("`Subscribe` for the topic:\n");
+    print_layout_vector(
+        "pubsub-subscribe-body",
+        &body("pubsub-subscribe-body"),
+        true,
+    );
+    para(
+        "`SubscribeAck`: accepted; the sender will forward the events of publisher `pubsub` of \
+         node A from sequence number 3:\n",
+    );
+    print_layout_vector(
+        "pubsub-subscribe-ack-body",
+        &body("pubsub-subscribe-ack-body"),
+        true,
+    );
+    let published = &fx.published[1];
+    para(&format!(
+        "Engine `echo` of node A publishes on the topic: id {}, `dst = Topic(topic)`, no \
+         `reply_to`, expiry {} (T0 + 60 s), no `rprefs`, no `tprefs`, protocol 0x10000, body \
+         `block 2`. Node A's PubSub carries it in an event as the message's signed fields (no \
+         version, no signature):\n",
+        published.id.0,
+        published.expiry.unwrap().0
+    ));
+    print_layout_vector(
+        "event-published-message",
+        &ref_message_fields(published),
+        true,
+    );
+    let ev = &fx.events[1];
+    para(&format!(
+        "The event: topic, publisher `pubsub` of node A, sequence number 2, one dependency (the \
+         id of the publisher's event 1, which carried message id {} with body `block 1` and had \
+         no dependencies), the message above as body. Its signing input (the context, then the \
+         fields with the body replaced by its length and SHA-256):\n",
+        fx.published[0].id.0
+    ));
+    print_layout_vector("event-signing-input", &ref_event_signing_input(ev), true);
+    println!("Its id, SHA-256 of the signing input without the context:\n");
+    print_hex_vector("event-id", &ref_event_id(ev));
+    para(
+        "The event as a pub/sub body (version, tag 5, the event with its whole body, then the \
+         publisher's signature):\n",
+    );
+    print_layout_vector(
+        "pubsub-event-body",
+        &body("pubsub-event-body").expand("body", ref_message_fields(published)),
+        true,
+    );
+    para(
+        "`EventReq`: a request for events 1 to 2 of publisher `pubsub` of node A, both \
+         included:\n",
+    );
+    print_layout_vector(
+        "pubsub-event-req-body",
+        &body("pubsub-event-req-body"),
+        true,
+    );
 }

@@ -57,16 +57,18 @@ impl NisShell {
         while let Some((to, event)) = self.store.poll_output() {
             match to {
                 Party::Router => {
-                    let _ = self.router.send(RouterMail::Identity(event));
+                    let _ = self.router.send(RouterMail::Identity(Box::new(event)));
                 }
                 Party::Transport => {
                     if let Some(t) = &self.transport {
-                        t.send(TransportMail::Identity(event));
+                        t.send(TransportMail::Identity(Box::new(event)));
                     }
                 }
                 Party::Node => {}
                 Party::Engine(e) => {
-                    if let Err(reason) = self.directory.deliver(&e, Input::Identity(event)) {
+                    if let Err(reason) =
+                        self.directory.deliver(&e, Input::Identity(Box::new(event)))
+                    {
                         self.stats.dropped(reason);
                         log::debug!(
                             "identity store: answer to {} dropped: {}",

@@ -1226,7 +1226,7 @@ impl Engine for PubSub {
 
     fn handle(&mut self, ctx: &mut Context, input: Input) {
         match input {
-            Input::PubSub(req) => self.handle_request(ctx, req),
+            Input::PubSub(req) => self.handle_request(ctx, *req),
             Input::Message(m) => match m.origin() {
                 Origin::Remote { via } if m.protocol() == Protocol::PUBSUB => {
                     self.handle_remote(ctx, via, m.body())
@@ -1395,7 +1395,7 @@ mod tests {
             let topic = self.topic();
             self.engine.handle(
                 &mut self.ctx,
-                Input::PubSub(PubSubRequest::Subscribe { topic }),
+                Input::PubSub(Box::new(PubSubRequest::Subscribe { topic })),
             );
             self.receive_from_parent(PubSubMessage::Advert {
                 advert: self.advert(),
@@ -1422,7 +1422,7 @@ mod tests {
         let topic = f.topic();
         f.engine.handle(
             &mut f.ctx,
-            Input::PubSub(PubSubRequest::Subscribe { topic }),
+            Input::PubSub(Box::new(PubSubRequest::Subscribe { topic })),
         );
         let (_, sent) = f.drain();
         assert!(sent.is_empty(), "no parent known yet: {sent:?}");

@@ -358,6 +358,7 @@ impl Router {
             msg,
             notify_undeliverable: notify,
         } = out;
+        let msg: Box<EngineMessage> = msg;
         let bounce = notify.then_some(Bounce {
             src: msg.src,
             id: msg.id,
@@ -368,7 +369,7 @@ impl Router {
         }
         match msg.dst {
             Destination::Engine(e) => match self.locals.get(&e) {
-                Some(local) => self.deliver(local.slot, Message::local(msg), bounce),
+                Some(local) => self.deliver(local.slot, Message::local_boxed(msg), bounce),
                 // Unsigned, so its sender's shell kept it on this node: either its scope is
                 // `Local`, or the engine was local when it was sent and has stopped since.
                 None if msg.scope() == RoutingScope::Local => {
@@ -377,7 +378,7 @@ impl Router {
                 None => self.drop_message(bounce, DropReason::EngineGone, &msg),
             },
             Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
-                Some(&slot) => self.deliver(slot, Message::local(msg), bounce),
+                Some(&slot) => self.deliver(slot, Message::local_boxed(msg), bounce),
                 None => self.drop_message(bounce, DropReason::NoRoute, &msg),
             },
             Destination::Node(_) if msg.scope() == RoutingScope::Local => {
@@ -394,7 +395,7 @@ impl Router {
                     .filter(|s| **s != msg.src)
                     .filter_map(|s| self.locals.get(s).map(|l| l.slot))
                     .collect();
-                self.fan_out_message(targets, Message::local(msg), bounce);
+                self.fan_out_message(targets, Message::local_boxed(msg), bounce);
             }
             Destination::Domain(_) => self.drop_message(bounce, DropReason::Unsupported, &msg),
         }
@@ -425,7 +426,7 @@ impl Router {
                 match Unverified::decode(wire) {
                     Ok(u) => {
                         let out = Outgoing {
-                            msg: u.message().clone(),
+                            msg: Box::new(u.message().clone()),
                             notify_undeliverable: header.notify,
                         };
                         self.route_local(now, out);
@@ -640,7 +641,7 @@ impl Router {
         if let Some((slot, _)) = self.pubsub() {
             self.outputs.push_back(RouterOutput::Deliver {
                 slot,
-                input: Input::PubSub(req),
+                input: Input::PubSub(Box::new(req)),
                 bounce: None,
             });
         }
@@ -732,7 +733,7 @@ impl Router {
                         self.answer(
                             slot,
                             TopicEvent::AdvertReceived {
-                                advert: advert.clone(),
+                                advert: Box::new(advert.clone()),
                             },
                         );
                     }

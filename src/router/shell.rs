@@ -49,10 +49,10 @@ pub(crate) enum RouterMail {
         /// The engine.
         from: EngineIdentity,
         /// The request.
-        req: TopicRequest,
+        req: Box<TopicRequest>,
     },
     /// From the Network Identity Store.
-    Identity(IdentityEvent),
+    Identity(Box<IdentityEvent>),
     /// A new local engine.
     Register {
         /// Its identity.
@@ -69,7 +69,7 @@ pub(crate) enum RouterMail {
         /// The engine that sent it (must be the node's PubSub engine).
         from: EngineIdentity,
         /// The notice.
-        notice: crate::pubsub::PubSubNotice,
+        notice: Box<crate::pubsub::PubSubNotice>,
     },
     /// A local engine stopped.
     Unregister(EngineIdentity),
@@ -295,9 +295,9 @@ impl RouterShell {
                     self.dispatch(now, batches);
                 }
             }
-            RouterMail::Topic { from, req } => self.router.handle_topic(from, req),
-            RouterMail::PubSub { from, notice } => self.router.handle_pubsub(from, notice),
-            RouterMail::Identity(event) => self.router.handle_identity(now, event),
+            RouterMail::Topic { from, req } => self.router.handle_topic(from, *req),
+            RouterMail::PubSub { from, notice } => self.router.handle_pubsub(from, *notice),
+            RouterMail::Identity(event) => self.router.handle_identity(now, *event),
             RouterMail::Register {
                 identity,
                 name,

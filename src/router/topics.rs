@@ -134,7 +134,7 @@ pub enum TopicEvent {
     /// A fresher advert for a topic this engine is subscribing to arrived from the network.
     AdvertReceived {
         /// The verified advert.
-        advert: TopicAdvert,
+        advert: Box<TopicAdvert>,
     },
     /// For the creator of a topic this node publishes: the subscribing peers and how far each
     /// has acknowledged this node's events.

@@ -63,13 +63,20 @@ pub enum Origin {
 /// A message delivered to an engine: either from a local engine, or verified.
 #[derive(Clone, Debug)]
 pub struct Message {
-    inner: EngineMessage,
+    // Boxed so that an `Input` — and so every mailbox slot — stays small.
+    inner: Box<EngineMessage>,
     origin: Origin,
 }
 
 impl Message {
     /// A message from an engine of this node.
+    #[cfg(test)]
     pub(crate) fn local(inner: EngineMessage) -> Message {
+        Message::local_boxed(Box::new(inner))
+    }
+
+    /// A message from an engine of this node, already boxed.
+    pub(crate) fn local_boxed(inner: Box<EngineMessage>) -> Message {
         Message {
             inner,
             origin: Origin::Local,
@@ -83,7 +90,7 @@ impl Message {
         via: NodeIdentity,
     ) -> Message {
         Message {
-            inner,
+            inner: Box::new(inner),
             origin: Origin::Topic { publisher, via },
         }
     }
@@ -91,7 +98,7 @@ impl Message {
     /// A message from another node whose signature was checked.
     pub fn remote(verified: Verified<EngineMessage>, via: NodeIdentity) -> Message {
         Message {
-            inner: verified.into_inner(),
+            inner: Box::new(verified.into_inner()),
             origin: Origin::Remote { via },
         }
     }
@@ -173,13 +180,13 @@ pub enum Input {
     /// The Router's answer to a topic request.
     Topic(TopicEvent),
     /// The Network Identity Store's answer to a request, or a change it notifies.
-    Identity(IdentityEvent),
+    Identity(Box<IdentityEvent>),
     /// A connection event or answer from the Transport.
     Transport(TransportEvent),
     /// A timer set with [`Context::set_timer`] expired.
     Timer(u64),
     /// A request from the Router (only the PubSub engine receives these).
-    PubSub(crate::pubsub::PubSubRequest),
+    PubSub(Box<crate::pubsub::PubSubRequest>),
 }
 
 /// Options for [`Context::send_with`].
@@ -224,8 +231,9 @@ impl SendOptions {
 /// A message an engine asked to send.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
-    /// The message (unsigned; the shell signs it if it must leave the node).
-    pub msg: EngineMessage,
+    /// The message (unsigned; the shell signs it if it must leave the node). Boxed: it moves
+    /// through mailboxes to its destination without being copied.
+    pub msg: Box<EngineMessage>,
     /// Whether the sender wants [`Input::Undeliverable`] on failure.
     pub notify_undeliverable: bool,
 }
@@ -352,7 +360,7 @@ impl Context {
             sig: None,
         };
         self.outputs.push(Output::Send(Outgoing {
-            msg,
+            msg: Box::new(msg),
             notify_undeliverable: opts.notify_undeliverable,
         }));
         id
@@ -463,7 +471,7 @@ mod tests {
             panic!()
         };
         assert_eq!(first.msg.expiry, Some(now.wall.after(DEFAULT_EXPIRY)));
-        let incoming = Message::local(first.msg.clone());
+        let incoming = Message::local((*first.msg).clone());
         ctx.reply(&incoming, b"r".to_vec());
         let Output::Send(reply) = &ctx.take_outputs()[0] else {
             panic!()

@@ -81,3 +81,15 @@ pub(crate) fn recv_spin<T>(
         None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Bounded channels allocate every slot up front, sized by the largest mail variant; large
+    /// payloads are boxed so a deep mailbox stays cheap (65,536 router slots ≈ 10 MiB).
+    #[test]
+    fn mailbox_slots_stay_small() {
+        assert!(std::mem::size_of::<crate::router::RouterMail>() <= 160);
+        assert!(std::mem::size_of::<super::EngineMail>() <= 112);
+        assert!(std::mem::size_of::<crate::transport::TransportMail>() <= 192);
+    }
+}

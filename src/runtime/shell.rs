@@ -89,7 +89,7 @@ impl Outlet {
                 Output::Send(out) => self.send(out),
                 Output::Topic(req) => self.to_router(RouterMail::Topic {
                     from: self.identity,
-                    req,
+                    req: Box::new(req),
                 }),
                 Output::Identity(req) => {
                     let mail = NisMail::Request {
@@ -119,7 +119,7 @@ impl Outlet {
                 Output::Stop => stop = true,
                 Output::PubSub(notice) => self.to_router(RouterMail::PubSub {
                     from: self.identity,
-                    notice,
+                    notice: Box::new(notice),
                 }),
             }
         }

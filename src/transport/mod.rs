@@ -190,7 +190,7 @@ pub(crate) enum TransportMail {
     /// A message from the Router for another node.
     Send(RemoteSend),
     /// A Network Identity Store notification (adverts of peers).
-    Identity(crate::identity_store::IdentityEvent),
+    Identity(Box<crate::identity_store::IdentityEvent>),
     /// Shut down.
     Stop,
 }

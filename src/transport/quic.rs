@@ -499,7 +499,7 @@ impl Driver {
         match mail {
             TransportMail::Send(send) => self.enqueue(send),
             TransportMail::Request { from, req } => self.handle_request(from, req),
-            TransportMail::Identity(event) => self.handle_identity(event),
+            TransportMail::Identity(event) => self.handle_identity(*event),
             TransportMail::Stop => return true,
         }
         false

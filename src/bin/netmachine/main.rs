@@ -10,6 +10,7 @@ mod node_cmd;
 mod ping;
 mod pubsub_cmd;
 mod signals;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -138,6 +139,22 @@ enum Command {
         #[arg(long, default_value_t = 1_000)]
         events: u64,
     },
+    /// Run nodes in this process exchanging traffic for a long time, reporting memory, file
+    /// descriptors, threads and delivered / lost counters at each interval.
+    Soak {
+        /// Number of nodes.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// How long to run, in minutes.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Seconds between report lines.
+        #[arg(long, default_value_t = 60)]
+        interval_s: u64,
+        /// Topic events published per second.
+        #[arg(long, default_value_t = 100)]
+        event_rate: u64,
+    },
     /// Run a performance suite; each measures its own baseline in the same run.
     Bench {
         /// Which suite.
@@ -228,6 +245,21 @@ fn main() -> ExitCode {
             nodes,
             requests,
             events,
+        }) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(&e),
+        },
+        Command::Soak {
+            nodes,
+            minutes,
+            interval_s,
+            event_rate,
+        } => match soak::run(&soak::SoakOptions {
+            nodes,
+            minutes,
+            interval_s: interval_s.max(1),
+            event_rate,
         }) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
