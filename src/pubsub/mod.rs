@@ -354,6 +354,8 @@ pub struct PubSub {
     seen_order: VecDeque<EventId>,
     cache_bytes: usize,
     bad: HashMap<NodeIdentity, u32>,
+    /// Events waiting to leave, per peer, with their body bytes.
+    outbox: HashMap<NodeIdentity, (Vec<Event>, usize)>,
 }
 
 impl PubSub {
@@ -371,6 +373,7 @@ impl PubSub {
             seen_order: VecDeque::new(),
             cache_bytes: 0,
             bad: HashMap::new(),
+            outbox: HashMap::new(),
         }
     }
 
@@ -574,6 +577,7 @@ impl PubSub {
             }
             PubSubMessage::UnsubscribeAck { .. } => {}
             PubSubMessage::Event(ev) => self.on_event(ctx, Some(via), ev),
+            PubSubMessage::Events(events) => self.on_events(ctx, Some(via), events),
             PubSubMessage::EventReq {
                 topic,
                 publisher,
@@ -803,7 +807,11 @@ impl PubSub {
         let found = events.len() as u64;
         for ev in events {
             self.count(&self.stats.resent);
-            self.send(ctx, via, &PubSubMessage::Event(ev));
+            self.queue_event(ctx, via, ev);
+        }
+        // The answer's events leave before the summary.
+        if let Some((events, _)) = self.outbox.remove(&via) {
+            self.send_events(ctx, via, events);
         }
         // Missing some: ask closer to the publisher (parents are strictly closer, so requests
         // cannot loop). What arrives is forwarded to the asking child like any event.
@@ -838,42 +846,75 @@ impl PubSub {
     }
 
     /// Accepts (or refuses) an event; forwards and delivers what it accepts. `via` is `None` for
-    /// this node's own publications.
+    /// this node's own publications (not verified).
     fn on_event(&mut self, ctx: &mut Context, via: Option<NodeIdentity>, ev: Event) {
-        let Some(t) = self.topics.get(&ev.topic) else {
-            self.count(&self.stats.no_advert);
-            return;
-        };
-        if t.advert.is_none() {
-            self.count(&self.stats.no_advert);
-            return;
-        }
-        if !t.authorized(&ev.publisher) {
-            self.count(&self.stats.unauthorized);
-            if let Some(v) = via {
-                self.bad_peer(ctx, v, "event from an unauthorized publisher");
+        self.on_events(ctx, via, vec![ev]);
+    }
+
+    /// Accepts (or refuses) events from `via`: cheap checks first, then every signature in one
+    /// batch verification; forwards and delivers what it accepts, in order.
+    fn on_events(&mut self, ctx: &mut Context, via: Option<NodeIdentity>, events: Vec<Event>) {
+        let mut candidates: Vec<(Event, EventId)> = Vec::with_capacity(events.len());
+        let mut batch_ids = HashSet::new();
+        for ev in events {
+            let Some(t) = self.topics.get(&ev.topic) else {
+                self.count(&self.stats.no_advert);
+                continue;
+            };
+            if t.advert.is_none() {
+                self.count(&self.stats.no_advert);
+                continue;
             }
-            return;
+            if !t.authorized(&ev.publisher) {
+                self.count(&self.stats.unauthorized);
+                if let Some(v) = via {
+                    self.bad_peer(ctx, v, "event from an unauthorized publisher");
+                }
+                continue;
+            }
+            let id = ev.id();
+            if self.seen.contains(&id) || !batch_ids.insert(id) {
+                self.count(&self.stats.duplicate);
+                continue;
+            }
+            candidates.push((ev, id));
         }
-        let id = ev.id();
-        if self.seen.contains(&id) {
-            self.count(&self.stats.duplicate);
-            return;
-        }
-        if via.is_some() {
-            let key = self
-                .keys
-                .entry(ev.publisher)
-                .or_insert_with(|| CheckedKey::parse(ev.publisher.as_bytes()).ok());
-            let ok = key.as_ref().is_some_and(|k| ev.verify(k));
+        let verdicts = match via {
+            None => vec![true; candidates.len()],
+            Some(_) => {
+                let mut keys: Vec<Option<CheckedKey>> = Vec::with_capacity(candidates.len());
+                for (ev, _) in &candidates {
+                    let key = self
+                        .keys
+                        .entry(ev.publisher)
+                        .or_insert_with(|| CheckedKey::parse(ev.publisher.as_bytes()).ok());
+                    keys.push(key.clone());
+                }
+                let (with_keys, keyed): (Vec<&Event>, Vec<&CheckedKey>) = candidates
+                    .iter()
+                    .zip(&keys)
+                    .filter_map(|((ev, _), k)| Some((ev, k.as_ref()?)))
+                    .unzip();
+                let mut checked = wire::verify_events(&with_keys, &keyed).into_iter();
+                keys.iter()
+                    .map(|k| k.is_some() && checked.next().unwrap_or(false))
+                    .collect()
+            }
+        };
+        for ((ev, id), ok) in candidates.into_iter().zip(verdicts) {
             if !ok {
                 self.count(&self.stats.bad_signature);
                 if let Some(v) = via {
                     self.bad_peer(ctx, v, "event with a bad signature");
                 }
-                return;
+                continue;
             }
+            self.accept(ctx, via, ev, id);
         }
+    }
+
+    /// An event that passed every check: remember, forward, cache, deliver in order.
+    fn accept(&mut self, ctx: &mut Context, via: Option<NodeIdentity>, ev: Event, id: EventId) {
         self.remember(id);
         let topic = ev.topic;
         let from = via.unwrap_or_else(|| ctx.node());
@@ -884,16 +925,43 @@ impl PubSub {
             .copied()
             .filter(|c| Some(*c) != via)
             .collect();
-        if !children.is_empty() {
-            let msg = PubSubMessage::Event(ev.clone());
-            for c in children {
-                self.count(&self.stats.forwarded);
-                self.send(ctx, c, &msg);
-            }
+        for c in children {
+            self.count(&self.stats.forwarded);
+            self.queue_event(ctx, c, ev.clone());
         }
         self.cache(&ev);
         if via.is_some() {
             self.sequence(ctx, from, ev);
+        }
+    }
+
+    /// Queues an event for `peer`; queued events leave as one `Events` message per peer at the
+    /// end of the burst (or as soon as a batch is full).
+    fn queue_event(&mut self, ctx: &mut Context, peer: NodeIdentity, ev: Event) {
+        let entry = self.outbox.entry(peer).or_default();
+        entry.1 += ev.body.len();
+        entry.0.push(ev);
+        if entry.0.len() >= wire::MAX_BATCH_EVENTS || entry.1 >= wire::BATCH_BODY_BYTES {
+            if let Some((events, _)) = self.outbox.remove(&peer) {
+                self.send_events(ctx, peer, events);
+            }
+        }
+    }
+
+    fn send_events(&self, ctx: &mut Context, peer: NodeIdentity, mut events: Vec<Event>) {
+        let msg = if events.len() == 1 {
+            PubSubMessage::Event(events.pop().expect("one event"))
+        } else {
+            PubSubMessage::Events(events)
+        };
+        self.send(ctx, peer, &msg);
+    }
+
+    /// Sends every queued batch.
+    fn flush_outbox(&mut self, ctx: &mut Context) {
+        let outbox = std::mem::take(&mut self.outbox);
+        for (peer, (events, _)) in outbox {
+            self.send_events(ctx, peer, events);
         }
     }
 
@@ -1155,7 +1223,7 @@ impl PubSub {
         }
         for (child, ev) in pushes {
             self.count(&self.stats.resent);
-            self.send(ctx, child, &PubSubMessage::Event(ev));
+            self.queue_event(ctx, child, ev);
         }
         if lost > 0 {
             self.stats.lost.fetch_add(lost, Ordering::Relaxed);
@@ -1248,6 +1316,10 @@ impl Engine for PubSub {
             Input::Timer(TICK_TOKEN) => self.tick(ctx),
             _ => {}
         }
+    }
+
+    fn flush(&mut self, ctx: &mut Context) {
+        self.flush_outbox(ctx);
     }
 }
 
@@ -1344,6 +1416,7 @@ mod tests {
                 .unwrap();
             let input = Input::Message(Message::remote(verified, self.parent.node_identity()));
             self.engine.handle(&mut self.ctx, input);
+            self.engine.flush(&mut self.ctx);
         }
 
         fn event(&self, seq: u64) -> Event {
@@ -1370,6 +1443,7 @@ mod tests {
             self.now = self.now.advanced(d);
             self.ctx.set_now(self.now);
             self.engine.handle(&mut self.ctx, Input::Timer(TICK_TOKEN));
+            self.engine.flush(&mut self.ctx);
         }
 
         /// Sequence numbers delivered, and the PubSub messages sent, since the last call.

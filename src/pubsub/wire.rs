@@ -26,6 +26,10 @@ pub const EVENT_CONTEXT: &[u8] = b"netmachine/v1/event\0";
 pub const MAX_DEPS: usize = 16;
 /// Most publisher positions in one subscribe acknowledgement.
 pub const MAX_POSITIONS: usize = 64;
+/// Most events in one `Events` message.
+pub const MAX_BATCH_EVENTS: usize = 256;
+/// A sender closes an `Events` message once its bodies reach this many bytes (256 KiB).
+pub const BATCH_BODY_BYTES: usize = 256 << 10;
 
 /// The id of an event: SHA-256 of its signed fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
@@ -126,6 +130,35 @@ impl Event {
     }
 }
 
+/// Checks the signatures of many events at once: one batch verification, falling back to
+/// `verify_strict` one by one when it fails (or when a signature's `R` is not acceptable).
+/// `keys[i]` is the key of `events[i]`'s publisher. Returns one verdict per event.
+pub fn verify_events(events: &[&Event], keys: &[&CheckedKey]) -> Vec<bool> {
+    debug_assert_eq!(events.len(), keys.len());
+    if events.len() >= 4
+        && events
+            .iter()
+            .all(|e| crate::identity::signature_r_is_acceptable(&e.sig))
+    {
+        let inputs: Vec<Vec<u8>> = events
+            .iter()
+            .map(|e| {
+                let mut v = EVENT_CONTEXT.to_vec();
+                crate::wire::encode_into(&EventFields(e), &mut v);
+                v
+            })
+            .collect();
+        let messages: Vec<&[u8]> = inputs.iter().map(|v| v.as_slice()).collect();
+        let sigs: Vec<ed25519_dalek::Signature> = events.iter().map(|e| e.sig.to_dalek()).collect();
+        let dalek_keys: Vec<ed25519_dalek::VerifyingKey> =
+            keys.iter().map(|k| *k.dalek()).collect();
+        if ed25519_dalek::verify_batch(&messages, &sigs, &dalek_keys).is_ok() {
+            return vec![true; events.len()];
+        }
+    }
+    events.iter().zip(keys).map(|(e, k)| e.verify(k)).collect()
+}
+
 /// A message between PubSub engines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PubSubMessage {
@@ -188,6 +221,8 @@ pub enum PubSubMessage {
         /// How many of them are sent.
         found: u64,
     },
+    /// Several events in one message (a sender batches what it forwards during a burst).
+    Events(Vec<Event>),
     /// Cumulative acknowledgement from a child: every event of `publisher` below `next_seq` has
     /// been received.
     EventAck {
@@ -262,6 +297,10 @@ impl Encode for PubSubMessage {
                 8u32.encode(e)?;
                 (topic, publisher, next_seq).encode(e)
             }
+            PubSubMessage::Events(events) => {
+                9u32.encode(e)?;
+                encode_list(events, e)
+            }
         }
     }
 }
@@ -320,10 +359,11 @@ impl Decode<()> for PubSubMessage {
                     next_seq,
                 }
             }
+            9 => PubSubMessage::Events(decode_list(d, "list", MAX_BATCH_EVENTS)?),
             other => {
                 return Err(DecodeError::UnexpectedVariant {
                     type_name: "PubSubMessage",
-                    allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 8 },
+                    allowed: &bincode::error::AllowedEnumVariants::Range { min: 0, max: 9 },
                     found: other,
                 })
             }
@@ -342,11 +382,12 @@ impl PubSubMessage {
         decode_exact(bytes)
     }
 
-    /// The topic the message is about.
-    pub fn topic(&self) -> TopicIdentity {
-        match self {
+    /// The topic the message is about (the first event's, for a batch; `None` for an empty one).
+    pub fn topic(&self) -> Option<TopicIdentity> {
+        Some(match self {
             PubSubMessage::Advert { advert, .. } => advert.topic,
             PubSubMessage::Event(e) => e.topic,
+            PubSubMessage::Events(events) => events.first()?.topic,
             PubSubMessage::Subscribe { topic }
             | PubSubMessage::SubscribeAck { topic, .. }
             | PubSubMessage::Unsubscribe { topic }
@@ -354,7 +395,7 @@ impl PubSubMessage {
             | PubSubMessage::EventReq { topic, .. }
             | PubSubMessage::EventResp { topic, .. }
             | PubSubMessage::EventAck { topic, .. } => *topic,
-        }
+        })
     }
 }
 

@@ -36,6 +36,11 @@ pub trait Engine: Send + 'static {
     /// Called for every input, in mailbox order.
     fn handle(&mut self, ctx: &mut Context, input: Input);
 
+    /// Called after each burst of inputs (everything that was waiting in the mailbox, up to a
+    /// bound), before the shell carries out the outputs: the place to coalesce work, e.g. send
+    /// one message for many inputs.
+    fn flush(&mut self, _ctx: &mut Context) {}
+
     /// Called once when the node shuts down or the engine asked to stop.
     fn stop(&mut self, _ctx: &mut Context) {}
 }

@@ -214,6 +214,9 @@ impl EngineShell {
                     return;
                 }
             }
+            if !self.call(|e, ctx| e.flush(ctx)) {
+                return;
+            }
             stop |= self.carry_out();
             while let Some(input) = self.own.pop_front() {
                 if !self.call(|e, ctx| e.handle(ctx, input)) {
