@@ -568,6 +568,9 @@ fn ref_pubsub(m: &PubSubMessage) -> Layout {
         } => topic(head(8, "EventAck"), t)
             .field("publisher (EngineIdentity)", publisher.0)
             .field("next_seq (u64)", u64le(*next_seq)),
+        // A variant added to the code but not yet to the document.
+        #[allow(unreachable_patterns)]
+        other => panic!("docs/wire.md §12.2 does not define {other:?}"),
     }
 }
 
@@ -1489,7 +1492,6 @@ fn pubsub_body_vectors() {
         assert_vector(name, &ref_pubsub(&m).bytes());
         let doc = hex(name);
         assert_eq!(PubSubMessage::from_bytes(&doc).unwrap(), m, "{name}");
-        assert_eq!(m.topic(), fx.topic.topic_identity());
         // Truncated or extended bodies are refused.
         assert!(PubSubMessage::from_bytes(&doc[..doc.len() - 1]).is_err());
         let mut long = doc.clone();
@@ -1550,7 +1552,7 @@ fn pubsub_body_vectors() {
         wire::WireError::UnknownVersion(2)
     );
     let mut bad = hex("pubsub-subscribe-body");
-    bad[4] = 9;
+    bad[4..8].copy_from_slice(&u32le(1000));
     assert!(PubSubMessage::from_bytes(&bad).is_err());
     let mut bad = hex("pubsub-subscribe-ack-body");
     bad[8 + 32] = 2;

@@ -641,12 +641,19 @@ impl PubSub {
         } else if !fresher || t.publishing {
             return;
         }
+        let new_version = t
+            .advert
+            .as_ref()
+            .is_none_or(|a| a.version != advert.version);
         t.advert = Some(advert.clone());
         t.distance = distance;
         t.parents.clear();
         t.parents.insert(via);
-        // Publishers no longer listed lose their streams.
-        t.streams.retain(|p, _| advert.publishers.contains(p));
+        if new_version {
+            // A new advert version (a publisher restarted or the publishers changed): sequence
+            // numbers start afresh, from the next event or acknowledgement.
+            t.streams.clear();
+        }
         ctx.identity_request(IdentityRequest::Update(IdentityUpdate::TopicAdvert(
             advert.clone(),
         )));
@@ -733,6 +740,10 @@ impl PubSub {
         let Some(t) = self.topics.get_mut(&topic) else {
             return;
         };
+        if !t.parents.contains(&via) {
+            // Only a parent (closer to the publisher) can feed this node.
+            return;
+        }
         if !accepted {
             log::info!(
                 "pubsub: {} refused our subscription to {}",
@@ -794,6 +805,10 @@ impl PubSub {
         from: u64,
         to: u64,
     ) {
+        if from == 0 || from > to {
+            self.count(&self.stats.malformed);
+            return self.bad_peer(ctx, via, "event request with an empty range");
+        }
         let to = to.min(from.saturating_add(MAX_RESEND - 1));
         let events: Vec<Event> = match self.topics.get(&topic) {
             Some(t) => t
@@ -815,7 +830,7 @@ impl PubSub {
         }
         // Missing some: ask closer to the publisher (parents are strictly closer, so requests
         // cannot loop). What arrives is forwarded to the asking child like any event.
-        if found < to + 1 - from {
+        if found < to - from + 1 {
             if let Some(t) = self.topics.get(&topic) {
                 if !t.parents.contains(&via) {
                     let parents: Vec<NodeIdentity> = t.parents.iter().copied().collect();

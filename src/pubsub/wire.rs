@@ -31,7 +31,8 @@ pub const MAX_BATCH_EVENTS: usize = 256;
 /// A sender closes an `Events` message once its bodies reach this many bytes (256 KiB).
 pub const BATCH_BODY_BYTES: usize = 256 << 10;
 
-/// The id of an event: SHA-256 of its signed fields.
+/// The id of an event: SHA-256 of its signing input without the context (its fields with the
+/// body replaced by the body's length and SHA-256).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
 pub struct EventId(pub [u8; 32]);
 
@@ -103,6 +104,7 @@ impl Event {
         deps: Vec<EventId>,
         body: Vec<u8>,
     ) -> Event {
+        debug_assert!(deps.len() <= MAX_DEPS);
         let mut ev = Event {
             topic,
             publisher: key.engine_identity(),

@@ -174,7 +174,8 @@ pub struct EngineMessage {
     pub protocol: Protocol,
     /// The body, opaque to netmachine.
     pub body: Vec<u8>,
-    /// The source engine's signature over all fields above; `None` on messages that stay local.
+    /// The source engine's signature over all fields above (the body by its SHA-256); `None` on
+    /// messages that stay local.
     pub sig: Option<Signature>,
 }
 

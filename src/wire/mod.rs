@@ -6,7 +6,8 @@
 //! checked against the bytes actually present before anything is allocated, so a forged length
 //! can cost at most the size of the frame that carried it.
 //!
-//! Every signed structure is signed over `context || encoding of its other fields`, where the
+//! Every signed structure is signed over `context || encoding of its other fields` — messages
+//! and events with their body replaced by its length and SHA-256 (see `message`) — where the
 //! context is a distinct ASCII tag per structure (see [`context`]), so a signature made for one
 //! kind of structure can never be replayed as another.
 
@@ -43,8 +44,8 @@ pub const CONFIG: WireConfig = bincode::config::standard()
     .with_fixed_int_encoding()
     .with_limit::<HARD_LIMIT_BYTES>();
 
-/// Domain-separation tags, one per signed structure. Each is prepended to the encoding of the
-/// signed fields to form the signing input.
+/// Domain-separation tags, one per signed structure. Each is prepended to the signed fields
+/// (for messages, with the body replaced by its length and SHA-256) to form the signing input.
 pub mod context {
     /// [`super::EngineMessage`] signatures.
     pub const ENGINE_MESSAGE: &[u8] = b"netmachine/v1/engine-message\0";
