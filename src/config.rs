@@ -36,6 +36,10 @@
 //! router_mailbox_depth = 65536
 //! identity_records = 100000
 //! max_message_lifetime_s = 600
+//!
+//! [performance]                     # every key optional
+//! verifier_threads = 2              # signature-checking threads; default: the cores, at most 4
+//! spin_before_park_us = 50          # poll an empty mailbox this long before parking
 //! ```
 //!
 //! The defaults come from [`TransportConfig`],
@@ -293,6 +297,27 @@ impl Settings {
             limits.router.ingress.max_lifetime =
                 Duration::from_secs(nonzero("limits.max_message_lifetime_s", s)?);
         }
+        let p = raw.performance;
+        if let Some(v) = p.verifier_threads {
+            if v > 64 {
+                return Err(ConfigError::TooLarge {
+                    file: file_buf,
+                    key: "performance.verifier_threads".into(),
+                    max: 64,
+                });
+            }
+            limits.router.verifier_threads = v;
+        }
+        if let Some(us) = p.spin_before_park_us {
+            if us > 1_000_000 {
+                return Err(ConfigError::TooLarge {
+                    file: file_buf,
+                    key: "performance.spin_before_park_us".into(),
+                    max: 1_000_000,
+                });
+            }
+            limits.spin_before_park = Duration::from_micros(us);
+        }
 
         Ok(Settings {
             key,
@@ -537,6 +562,16 @@ struct RawConfig {
     transport: RawTransport,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    performance: RawPerformance,
+}
+
+/// The `[performance]` table; an absent key keeps the default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPerformance {
+    verifier_threads: Option<usize>,
+    spin_before_park_us: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -729,6 +764,10 @@ mailbox_depth = 7
 router_mailbox_depth = 8
 identity_records = 9
 max_message_lifetime_s = 10
+
+[performance]
+verifier_threads = 3
+spin_before_park_us = 7
 "#
         );
         let s = Settings::load(&dir.write("full.toml", &text)).unwrap();
@@ -757,6 +796,8 @@ max_message_lifetime_s = 10
         assert_eq!(s.limits.mailbox_depth, 7);
         assert_eq!(s.limits.router_mailbox_depth, 8);
         assert_eq!(s.limits.identity_records, 9);
+        assert_eq!(s.limits.router.verifier_threads, 3);
+        assert_eq!(s.limits.spin_before_park, Duration::from_micros(7));
         assert_eq!(
             s.limits.router.ingress.max_lifetime,
             Duration::from_secs(10)
@@ -788,6 +829,9 @@ mailbox_depth = 4096
 router_mailbox_depth = 65536
 identity_records = 100000
 max_message_lifetime_s = 600
+
+[performance]
+spin_before_park_us = 50
 "#,
             minimal(&line)
         );
@@ -806,6 +850,7 @@ max_message_lifetime_s = 600
         assert_eq!(w.router_mailbox_depth, d.router_mailbox_depth);
         assert_eq!(w.identity_records, d.identity_records);
         assert_eq!(w.router.ingress.max_lifetime, d.router.ingress.max_lifetime);
+        assert_eq!(w.spin_before_park, d.spin_before_park);
     }
 
     #[test]
