@@ -123,7 +123,7 @@ impl ChaosConfig {
     }
 
     /// Checks the configuration: probabilities in [0, 1], delays at most [`MAX_DELAY_MS`],
-    /// blackhole periods positive, `forward` a usable address different from `listen`.
+    /// blackhole periods positive, `forward` a usable address that is not the proxy's own.
     pub fn validate(&self) -> Result<(), ChaosError> {
         for (name, p) in [
             ("loss", self.loss),
@@ -148,7 +148,10 @@ impl ChaosConfig {
         if self.forward.port() == 0 || self.forward.ip().is_unspecified() {
             return Err(ChaosError::Forward(self.forward));
         }
-        if self.forward == self.listen {
+        // Forwarding to the proxy's own socket would loop.
+        if self.forward.port() == self.listen.port()
+            && (self.forward.ip() == self.listen.ip() || self.listen.ip().is_unspecified())
+        {
             return Err(ChaosError::SameAddress(self.listen));
         }
         Ok(())
@@ -194,7 +197,8 @@ pub enum ChaosError {
     },
     /// A forward address with port 0 or an unspecified IP.
     Forward(SocketAddr),
-    /// `listen` and `forward` are the same address.
+    /// `forward` is the proxy's own `listen` address (the same address, or the same port when
+    /// listening on every address).
     SameAddress(SocketAddr),
 }
 
@@ -1432,6 +1436,11 @@ mod tests {
             ChaosError::Blackhole { .. }
         ));
         assert_eq!(bad(&|c| c.forward = a), ChaosError::SameAddress(a));
+        // Listening on every address at the forward port would relay to itself.
+        let any: SocketAddr = "0.0.0.0:4001".parse().unwrap();
+        assert_eq!(bad(&|c| c.listen = any), ChaosError::SameAddress(any));
+        let other_ip = ChaosConfig::new(a, "127.0.0.2:4000".parse().unwrap());
+        assert_eq!(other_ip.validate(), Ok(()));
         assert!(matches!(
             bad(&|c| c.forward = "0.0.0.0:5".parse().unwrap()),
             ChaosError::Forward(_)

@@ -1738,40 +1738,24 @@ pub fn raw_bulk_transfer(bytes: usize) -> Result<(usize, Duration), String> {
                     .poll(&mut events, Some(timeout))
                     .map_err(|e| e.to_string())?;
                 let sock = &mut bound.sockets[0];
-                loop {
-                    match udp::recv(&sock.udp, &sock.offload, &mut buf) {
-                        Ok((n, from, segment)) => {
-                            let mut off = 0;
-                            while off < n {
-                                let end = (off + segment.max(1)).min(n);
-                                let packet = &mut buf[off..end];
-                                off = end;
-                                if conn.is_none() {
-                                    let scid = [7u8; CID_LEN];
-                                    conn = quiche::accept(
-                                        &quiche::ConnectionId::from_ref(&scid),
-                                        None,
-                                        sock.local,
-                                        from,
-                                        &mut server_cfg,
-                                    )
-                                    .ok();
-                                }
-                                if let Some(c) = conn.as_mut() {
-                                    let _ = c.recv(
-                                        packet,
-                                        quiche::RecvInfo {
-                                            from,
-                                            to: sock.local,
-                                        },
-                                    );
-                                }
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e.to_string()),
+                let local = sock.local;
+                udp::recv_each(&sock.udp, &sock.offload, &mut buf, |packet, from| {
+                    if conn.is_none() {
+                        let scid = [7u8; CID_LEN];
+                        conn = quiche::accept(
+                            &quiche::ConnectionId::from_ref(&scid),
+                            None,
+                            local,
+                            from,
+                            &mut server_cfg,
+                        )
+                        .ok();
                     }
-                }
+                    if let Some(c) = conn.as_mut() {
+                        let _ = c.recv(packet, quiche::RecvInfo { from, to: local });
+                    }
+                })
+                .map_err(|e| e.to_string())?;
                 let Some(c) = conn.as_mut() else { continue };
                 c.on_timeout();
                 let readable: Vec<u64> = c.readable().collect();
@@ -1830,20 +1814,10 @@ pub fn raw_bulk_transfer(bytes: usize) -> Result<(usize, Duration), String> {
             .poll(&mut events, Some(timeout))
             .map_err(|e| e.to_string())?;
         let sock = &mut bound.sockets[0];
-        loop {
-            match udp::recv(&sock.udp, &sock.offload, &mut buf) {
-                Ok((n, from, segment)) => {
-                    let mut off = 0;
-                    while off < n {
-                        let end = (off + segment.max(1)).min(n);
-                        let _ = c.recv(&mut buf[off..end], quiche::RecvInfo { from, to: local });
-                        off = end;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(e.to_string()),
-            }
-        }
+        udp::recv_each(&sock.udp, &sock.offload, &mut buf, |packet, from| {
+            let _ = c.recv(packet, quiche::RecvInfo { from, to: local });
+        })
+        .map_err(|e| e.to_string())?;
         c.on_timeout();
         if c.is_closed() {
             return Err(format!(

@@ -327,3 +327,28 @@ fn recv_gro(socket: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAddr
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))?;
     Ok((n, from, segment))
 }
+
+/// Drains `socket` until it would block, calling `f` for each datagram (splitting buffers the
+/// kernel coalesced). Returns the first error other than `WouldBlock` / `Interrupted`.
+pub(crate) fn recv_each(
+    socket: &UdpSocket,
+    offload: &Offload,
+    buf: &mut [u8],
+    mut f: impl FnMut(&mut [u8], SocketAddr),
+) -> io::Result<()> {
+    loop {
+        match recv(socket, offload, buf) {
+            Ok((n, from, segment)) => {
+                let mut off = 0;
+                while off < n {
+                    let end = (off + segment.max(1)).min(n);
+                    f(&mut buf[off..end], from);
+                    off = end;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

@@ -7,14 +7,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use netmachine::identity::Signature;
-use netmachine::identity_store::IdentityUpdate;
-use netmachine::pubsub::PUBSUB_ENGINE_NAME;
-use netmachine::router::topics::{TopicEvent, TopicRequest};
-use netmachine::time::wall_clock;
-use netmachine::transport::TransportRequest;
+use netmachine::router::topics::TopicEvent;
 use netmachine::wire::Protocol;
-use netmachine::wire::{Signed, TopicAdvert};
 use netmachine::{
     Context, Engine, EngineIdentity, Input, Keypair, Node, NodeBuilder, RoutingScope, TopicIdentity,
 };
@@ -162,24 +156,8 @@ pub fn run(opts: &DemoOptions) -> Result<bool, String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        for (j, other) in nodes.iter().enumerate() {
-            if i != j {
-                n.learn(IdentityUpdate::NodeAdvert(other.advert().clone()));
-                n.learn(IdentityUpdate::EngineLocation {
-                    engine: responders[j],
-                    node: other.identity(),
-                });
-            }
-        }
     }
-    // Connect every pair (the smaller index dials), so topic adverts can flood.
-    for (i, n) in nodes.iter().enumerate() {
-        let mut c = n.client("connect").map_err(|e| e.to_string())?;
-        for other in &nodes[i + 1..] {
-            let node = other.identity();
-            c.with_context(|ctx| ctx.transport_request(TransportRequest::Connect { node }));
-        }
-    }
+    crate::cluster::introduce(&nodes, &responders)?;
     let started = Instant::now();
     for n in &nodes {
         let requester = n
@@ -190,25 +168,7 @@ pub fn run(opts: &DemoOptions) -> Result<bool, String> {
     }
 
     // The publisher: a client on node 0, publishing once every subscriber is in place.
-    let mut publisher = nodes[0].client("publisher").map_err(|e| e.to_string())?;
-    let advert = TopicAdvert {
-        topic,
-        publishers: vec![nodes[0]
-            .engine_identity(PUBSUB_ENGINE_NAME)
-            .ok_or("pubsub not running")?],
-        tags: vec!["demo".into()],
-        version: 1,
-        created: wall_clock(),
-        sig: Signature([0; 64]),
-    }
-    .sign(&topic_key);
-    publisher.with_context(|ctx| {
-        ctx.topic_request(TopicRequest::Create {
-            topic,
-            scope: RoutingScope::Any,
-            advert: Some(advert),
-        })
-    });
+    let mut publisher = crate::cluster::publisher(&nodes[0], &topic_key, "demo")?;
     let subscribers = opts.nodes as u64;
     let ready = wait_for(Duration::from_secs(10), || {
         tally.lock().subscribed >= subscribers

@@ -5,6 +5,8 @@
 //! means the command failed, 2 that the command line was wrong.
 
 mod bench;
+mod chaos_cmd;
+mod cluster;
 mod demo;
 mod node_cmd;
 mod ping;
@@ -155,6 +157,10 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         event_rate: u64,
     },
+    /// Run a UDP fault proxy in front of a node until SIGINT or SIGTERM: datagrams to --listen
+    /// go to --forward and replies come back, with loss, duplication, reordering, delay, jitter,
+    /// corruption and blackholes drawn from a seed (printed at start).
+    Chaos(chaos_cmd::ChaosArgs),
     /// Run a performance suite; each measures its own baseline in the same run.
     Bench {
         /// Which suite.
@@ -180,6 +186,7 @@ fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Keygen { out } => keygen(&out),
+        Command::Chaos(args) => chaos_cmd::run(&args),
         Command::Advert { config } => match node_cmd::advert(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

@@ -7,13 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netmachine::identity::Signature;
-use netmachine::identity_store::IdentityUpdate;
-use netmachine::pubsub::PUBSUB_ENGINE_NAME;
-use netmachine::router::topics::{TopicEvent, TopicRequest};
-use netmachine::time::wall_clock;
-use netmachine::transport::TransportRequest;
-use netmachine::wire::{Protocol, Signed, TopicAdvert};
+use netmachine::router::topics::TopicEvent;
+use netmachine::wire::Protocol;
 use netmachine::{
     Context, Engine, EngineIdentity, Input, Keypair, MessageId, Node, NodeBuilder, RoutingScope,
 };
@@ -198,43 +193,8 @@ pub fn run(opts: &SoakOptions) -> Result<bool, String> {
             .map_err(|e| e.to_string())?;
         nodes.push(node);
     }
-    for (i, n) in nodes.iter().enumerate() {
-        for (j, other) in nodes.iter().enumerate() {
-            if i != j {
-                n.learn(IdentityUpdate::NodeAdvert(other.advert().clone()));
-                n.learn(IdentityUpdate::EngineLocation {
-                    engine: responders[j],
-                    node: other.identity(),
-                });
-            }
-        }
-    }
-    for (i, n) in nodes.iter().enumerate() {
-        let mut c = n.client("connect").map_err(|e| e.to_string())?;
-        for other in &nodes[i + 1..] {
-            let node = other.identity();
-            c.with_context(|ctx| ctx.transport_request(TransportRequest::Connect { node }));
-        }
-    }
-    let mut publisher = nodes[0].client("publisher").map_err(|e| e.to_string())?;
-    let advert = TopicAdvert {
-        topic,
-        publishers: vec![nodes[0]
-            .engine_identity(PUBSUB_ENGINE_NAME)
-            .ok_or("pubsub not running")?],
-        tags: vec!["soak".into()],
-        version: 1,
-        created: wall_clock(),
-        sig: Signature([0; 64]),
-    }
-    .sign(&topic_key);
-    publisher.with_context(|ctx| {
-        ctx.topic_request(TopicRequest::Create {
-            topic,
-            scope: RoutingScope::Any,
-            advert: Some(advert),
-        })
-    });
+    crate::cluster::introduce(&nodes, &responders)?;
+    let mut publisher = crate::cluster::publisher(&nodes[0], &topic_key, "soak")?;
     println!(
         "soak: {} nodes, {} min, report every {} s; minute rss_kib fds threads sent answered undeliverable events_published events_delivered drops",
         opts.nodes, opts.minutes, opts.interval_s
