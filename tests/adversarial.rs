@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,13 +42,6 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-}
-
-fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
 }
 
 #[test]
@@ -169,7 +162,7 @@ fn ten_thousand_replays_deliver_nothing_twice() {
 #[test]
 fn junk_at_full_speed_does_not_stop_honest_traffic() {
     let (ka, kb) = (Keypair::generate(), Keypair::generate());
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (common::free_port(), common::free_port());
     let a = NodeBuilder::new(ka.clone())
         .listen(pa)
         .peer(NodeAdvert::for_listen(&kb, &[pb], None))
@@ -233,7 +226,7 @@ fn junk_at_full_speed_does_not_stop_honest_traffic() {
 #[test]
 fn a_connection_flood_is_capped() {
     let kb = Keypair::generate();
-    let pb = free_port();
+    let pb = common::free_port();
     let config = TransportConfig {
         listen: vec![pb],
         limits: TransportLimits {

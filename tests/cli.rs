@@ -4,8 +4,9 @@
 //! `ping_reaches_a_node_run_in_another_process` needs the QUIC Transport; the other tests only
 //! need configuration loading and the command line.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -67,13 +68,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A UDP port that was free a moment ago.
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port().port()
 }
 
 /// Runs `keygen --out <dir>/<name>` and returns the printed identity, checking the output and

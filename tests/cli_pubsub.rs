@@ -4,8 +4,9 @@
 //!
 //! `bad_options_exit_2` only needs the command line; the other tests need the QUIC Transport.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -61,13 +62,8 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// A UDP port that was free a moment ago.
 fn free_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::free_port().port()
 }
 
 /// Runs `keygen --out <dir>/<name>` and returns the printed identity.

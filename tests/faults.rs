@@ -83,13 +83,6 @@ fn scaled(n: u64) -> u64 {
     ((n as f64 * scale()).round() as u64).max(1)
 }
 
-fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 fn advert_for(key: &Keypair, addr: SocketAddr) -> NodeAdvert {
     NodeAdvert::for_listen(key, &[addr], None)
 }
@@ -296,7 +289,7 @@ fn proxied_pair(
     b_extra: impl FnOnce(NodeBuilder) -> NodeBuilder,
     a_extra: impl FnOnce(NodeBuilder) -> NodeBuilder,
 ) -> Pair {
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (common::free_port(), common::free_port());
     let b = b_extra(
         NodeBuilder::new(kb.clone())
             .transport(TransportConfig {
@@ -428,7 +421,7 @@ fn thirty_percent_loss_still_establishes_every_connection() {
     let seed = seed(test);
     let n = scaled(20) as usize;
     let kb = Keypair::generate();
-    let pb = free_port();
+    let pb = common::free_port();
     // Every proxied connection comes from the proxy's IP: lift the per-IP limit (default 64),
     // which half-open handshakes from retried dials could otherwise reach.
     let b = NodeBuilder::new(kb.clone())
@@ -928,8 +921,8 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
     let dir = TempDir::new("sigkill");
     let id_b = netmachine(&["keygen", "--out", dir.path("b.key").to_str().unwrap()]);
     let ka = Keypair::generate();
-    let pa = free_port();
-    let pb = free_port();
+    let pa = common::free_port();
+    let pb = common::free_port();
     let conf_b = dir.path("b.toml");
     std::fs::write(
         &conf_b,
@@ -1085,7 +1078,10 @@ fn the_chaos_command_validates_relays_and_reports() {
             .output()
             .unwrap()
     };
-    let (l, f) = (free_port().to_string(), free_port().to_string());
+    let (l, f) = (
+        common::free_port().to_string(),
+        common::free_port().to_string(),
+    );
     for (args, expect) in [
         (vec!["--loss", "1.5"], "not a probability"),
         (vec!["--corrupt", "-0.1"], "not a probability"),
@@ -1119,7 +1115,7 @@ fn the_chaos_command_validates_relays_and_reports() {
             }
         }
     });
-    let listen = free_port();
+    let listen = common::free_port();
     let mut child = std::process::Command::new(BIN)
         .args(["chaos", "--listen", &listen.to_string(), "--forward"])
         .arg(echo_addr.to_string())

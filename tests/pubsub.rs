@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use netmachine::pubsub::{Event, PubSubMessage, PUBSUB_ENGINE_NAME};
@@ -17,13 +17,6 @@ use netmachine::{Client, Input, Keypair, Node, NodeBuilder, Origin, RoutingScope
 use common::wait_until;
 
 const APP: Protocol = Protocol(Protocol::APP_BASE + 21);
-
-fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// Nodes connected along `edges` (the lower index dials and keeps the connection up).
 struct Cluster {
@@ -57,7 +50,7 @@ fn builder(
 
 fn cluster(n: usize, edges: &[(usize, usize)]) -> Cluster {
     let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
-    let addrs: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
+    let addrs: Vec<SocketAddr> = (0..n).map(|_| common::free_port()).collect();
     let nodes = (0..n)
         .map(|i| builder(&keys, &addrs, edges, i).start().unwrap())
         .collect();
@@ -364,7 +357,7 @@ fn a_lost_link_is_recovered_by_event_requests() {
     // 0 (publisher) → 1 → 2; node 2 redials slowly, so events published while its link is down
     // never reach it until it asks.
     let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate()).collect();
-    let addrs: Vec<SocketAddr> = (0..3).map(|_| free_port()).collect();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| common::free_port()).collect();
     let n0 = builder(&keys, &addrs, &[(0, 1)], 0).start().unwrap();
     // Node 1 knows node 2 but never dials it.
     let n1 = builder(&keys, &addrs, &[(0, 1)], 1)

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,13 +13,6 @@ use netmachine::wire::{NodeAdvert, Protocol};
 use netmachine::{Context, DropReason, Engine, EngineSpec, Input, NodeBuilder};
 
 use common::wait_until;
-
-fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// Handles one message per millisecond.
 struct Slow(Arc<AtomicU64>);
@@ -49,7 +41,7 @@ fn rss_kib() -> u64 {
 #[test]
 fn a_slow_consumer_keeps_memory_bounded() {
     let (ka, kb) = (Keypair::generate(), Keypair::generate());
-    let (pa, pb) = (free_port(), free_port());
+    let (pa, pb) = (common::free_port(), common::free_port());
     let handled = Arc::new(AtomicU64::new(0));
     let b = NodeBuilder::new(kb.clone())
         .listen(pb)

@@ -56,6 +56,8 @@ const CID_LEN: usize = 16;
 pub const TICK: Duration = Duration::from_millis(50);
 /// A dial not ready (TLS and hello) within this long is abandoned and retried.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection replaced by a duplicate may drain before it is closed.
+const RETIRE_GRACE: Duration = Duration::from_secs(2);
 /// Receive buffer: the largest UDP payload.
 const RECV_BUF: usize = 65_535;
 /// Socket buffer size requested from the kernel.
@@ -142,6 +144,8 @@ struct Conn {
     deadline: Option<Instant>,
     /// A dial given up on: closing, no longer tied to its peer.
     abandoned: bool,
+    /// Since when this connection has been replaced by a duplicate and is draining.
+    retiring: Option<Instant>,
     /// Why we closed it, if we did.
     close_reason: Option<String>,
 }
@@ -780,6 +784,7 @@ impl Driver {
                 keepalive: now,
                 deadline: None,
                 abandoned: false,
+                retiring: None,
                 close_reason: None,
             },
         );
@@ -924,6 +929,9 @@ impl Driver {
                 let _ = conn.q.send_ack_eliciting();
                 self.dirty.push(id);
             }
+            if conn.retiring.is_some() {
+                self.dirty.push(id);
+            }
             if conn.outbound
                 && conn.state != State::Ready
                 && !conn.abandoned
@@ -1002,6 +1010,15 @@ impl Driver {
             }
             self.send_acks(&mut conn);
             self.flush_streams(&mut conn);
+        }
+        if let Some(since) = conn.retiring {
+            let drained = conn
+                .out
+                .values()
+                .all(|s| s.control || (s.unconfirmed.is_empty() && s.off == s.buf.len()));
+            if drained || now.saturating_duration_since(since) >= RETIRE_GRACE {
+                conn.close(close_code::DUPLICATE, "duplicate connection");
+            }
         }
         self.send_packets(&mut conn);
         if conn.q.is_closed() {
@@ -1209,16 +1226,23 @@ impl Driver {
                     let keeper = self.node.min(node);
                     self.stats.fault(Fault::DuplicateConnection);
                     if initiator(conn) == keeper {
-                        other_conn.close(close_code::DUPLICATE, "duplicate connection");
+                        // The older connection retires: nothing new is sent on it, and it
+                        // closes once what it carries is acknowledged (or after a grace), so
+                        // nothing needs sending twice.
+                        other_conn.retiring = Some(now);
+                        self.dirty.push(other);
                     } else {
+                        // This one has sent nothing yet: close it at once.
                         conn.close(close_code::DUPLICATE, "duplicate connection");
                         self.dirty.push(other);
                         return;
                     }
                 }
-                let requeue = other_conn.take_unconfirmed();
-                self.dirty.push(other);
-                self.requeue(node, requeue);
+                if other_conn.retiring.is_none() {
+                    let requeue = other_conn.take_unconfirmed();
+                    self.dirty.push(other);
+                    self.requeue(node, requeue);
+                }
             }
         }
         let peer = self.peers.entry(node).or_default();

@@ -68,3 +68,20 @@ pub fn drain_bodies(client: &mut netmachine::Client, timeout: Duration) -> Vec<V
     }
     out
 }
+
+/// A UDP port on 127.0.0.1 that is free now, chosen outside the kernel's ephemeral range
+/// (32768–60999 by default) and never handed out twice by this process, so a node that binds
+/// it a moment later does not race sockets bound to port 0 by other tests.
+pub fn free_port() -> std::net::SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() % 97) * 120;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (base + n % 12_000) as u16;
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        if std::net::UdpSocket::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+}
