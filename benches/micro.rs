@@ -116,7 +116,7 @@ fn routing(c: &mut Criterion) {
                 w
             },
             |w| {
-                router.handle_remote(now, peer.node_identity(), w);
+                router.handle_remote(now, peer.node_identity(), w, None);
                 if router.ingress_batch_full() {
                     let _ = router.take_ingress_batch();
                 }

@@ -485,7 +485,13 @@ impl IngressHandle {
     /// Queues one wire message from `peer` (waits while the Router's mailbox is full). Returns
     /// false if the node has stopped.
     pub fn deliver(&self, peer: NodeIdentity, wire: Vec<u8>) -> bool {
-        self.router.send(RouterMail::Remote { peer, wire }).is_ok()
+        self.router
+            .send(RouterMail::Remote {
+                peer,
+                wire,
+                receipt: None,
+            })
+            .is_ok()
     }
 }
 

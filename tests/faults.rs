@@ -899,12 +899,12 @@ impl Pings {
 /// (its dead connection idles out after 10 s and its unacknowledged pings go to the new B),
 /// and 2 s more.
 ///
-/// Asserted: no ping is answered twice; every ping that was not in flight at a kill is
-/// answered exactly once; nothing is dropped or undeliverable on A. A ping in flight at a kill
-/// may go unanswered: B acknowledges a message once its Transport has handed it to the Router
-/// (docs/wire.md §10.3), so a message acknowledged and then lost in the crash is never sent
-/// again. Such losses are printed as "lost in the crash"; `NM_STRICT_KILL=1` makes them fail
-/// the test (the gap reported in docs/reliability.md).
+/// Asserted: every ping, including those in flight at a kill, is answered exactly once, and
+/// nothing is dropped or undeliverable on A. B acknowledges a message only once its Router has
+/// delivered it to the ping engine's mailbox (docs/wire.md §10.3); what the crash cut short is
+/// unacknowledged and sent again. A ping already in the ping engine's mailbox at the kill could
+/// still be lost; such pings are printed as "lost in the crash", and `NM_LENIENT_KILL=1` lets the
+/// test pass with them (for investigating).
 ///
 /// `NM_FAULT_SCALE=3` kills and restarts B three times.
 #[test]
@@ -916,7 +916,7 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
     let fixed_delay: Option<u64> = std::env::var("NM_KILL_DELAY_US")
         .ok()
         .map(|v| v.trim().parse().expect("NM_KILL_DELAY_US is a number"));
-    let strict = std::env::var("NM_STRICT_KILL").is_ok_and(|v| v == "1");
+    let strict = !std::env::var("NM_LENIENT_KILL").is_ok_and(|v| v == "1");
     let cycles = scale().round().max(1.0) as u32;
     let dir = TempDir::new("sigkill");
     let id_b = netmachine(&["keygen", "--out", dir.path("b.key").to_str().unwrap()]);
@@ -1043,7 +1043,7 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
     }
     assert!(
         !strict || lost_in_crash.is_empty(),
-        "NM_STRICT_KILL=1: {} pings lost in the crash\n{status}",
+        "{} pings lost in the crash (NM_LENIENT_KILL=1 to tolerate)\n{status}",
         lost_in_crash.len()
     );
     let s = a.stats();

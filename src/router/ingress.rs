@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crate::identity::{CheckedKey, EngineIdentity, KeyError, NodeIdentity};
 use crate::runtime::stats::{DropReason, NodeStats};
 use crate::time::Now;
+use crate::transport::Receipt;
 use crate::wire::message::{BatchVerifier, Unverified};
 use crate::wire::{Destination, EngineMessage, MessageId, Verified, WireError};
 
@@ -249,7 +250,7 @@ pub type Admitted = (Verified<EngineMessage>, NodeIdentity);
 /// Messages that passed the cheap checks, waiting for their signatures to be checked.
 pub struct PendingBatch {
     items: Vec<(Unverified, CheckedKey)>,
-    peers: Vec<NodeIdentity>,
+    peers: Vec<(NodeIdentity, Option<Receipt>)>,
 }
 
 impl PendingBatch {
@@ -277,7 +278,7 @@ impl PendingBatch {
 /// A batch whose signatures have been checked, ready for [`Ingress::complete`].
 pub struct VerifiedBatch {
     outcomes: Vec<crate::wire::message::BatchOutcome>,
-    peers: Vec<NodeIdentity>,
+    peers: Vec<(NodeIdentity, Option<Receipt>)>,
 }
 
 impl std::fmt::Debug for VerifiedBatch {
@@ -305,7 +306,7 @@ pub struct Ingress {
     keys: KeyCache,
     verifier: BatchVerifier,
     pending: Vec<(Unverified, CheckedKey)>,
-    pending_peers: Vec<NodeIdentity>,
+    pending_peers: Vec<(NodeIdentity, Option<Receipt>)>,
 }
 
 impl Ingress {
@@ -337,6 +338,7 @@ impl Ingress {
         now: Now,
         peer: NodeIdentity,
         wire: Vec<u8>,
+        receipt: Option<Receipt>,
     ) -> Result<(), DropReason> {
         let u = Unverified::decode(wire).map_err(|e| match e {
             WireError::UnknownVersion(_) => DropReason::UnknownVersion,
@@ -360,7 +362,7 @@ impl Ingress {
             KeyError::NotAPoint | KeyError::NonCanonical => DropReason::BadKey,
         })?;
         self.pending.push((u, key));
-        self.pending_peers.push(peer);
+        self.pending_peers.push((peer, receipt));
         Ok(())
     }
 
@@ -392,12 +394,14 @@ impl Ingress {
         stats: &NodeStats,
         batch: VerifiedBatch,
         out: &mut Vec<Admitted>,
+        receipts: &mut Vec<Receipt>,
         mut dropped: impl FnMut(DropReason, &EngineMessage),
     ) {
         stats
             .verify_batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        for (outcome, peer) in batch.outcomes.into_iter().zip(batch.peers) {
+        for (outcome, (peer, receipt)) in batch.outcomes.into_iter().zip(batch.peers) {
+            receipts.extend(receipt);
             match outcome {
                 Ok(v) => match self.guard.commit(now.instant, v.src, v.dst, v.id) {
                     Ok(()) => {
@@ -419,11 +423,12 @@ impl Ingress {
         now: Now,
         stats: &NodeStats,
         out: &mut Vec<Admitted>,
+        receipts: &mut Vec<Receipt>,
         dropped: impl FnMut(DropReason, &EngineMessage),
     ) {
         if let Some(batch) = self.take_batch() {
             let verified = self.verify_here(batch);
-            self.complete(now, stats, verified, out, dropped);
+            self.complete(now, stats, verified, out, receipts, dropped);
         }
     }
 

@@ -36,7 +36,7 @@ use crate::pubsub::{PubSubNotice, PubSubRequest};
 use crate::runtime::engine::{Input, Message, Outgoing, Undeliverable};
 use crate::runtime::stats::{DropReason, NodeStats};
 use crate::time::{Now, Timestamp};
-use crate::transport::RemoteSend;
+use crate::transport::{Receipt, RemoteSend};
 use crate::wire::message::Unverified;
 use crate::wire::{
     Destination, EngineMessage, MessageId, Protocol, RoutingPrefs, RoutingScope, TransportPrefs,
@@ -198,6 +198,7 @@ pub struct Router {
     topics: TopicTable,
     ingress: Ingress,
     admitted: Vec<Admitted>,
+    receipts: Vec<Receipt>,
     pending: HashMap<EngineIdentity, PendingLookup>,
     /// Local engines waiting for PubSub to complete a network subscription, per topic.
     pending_net_subs: HashMap<TopicIdentity, Vec<EngineIdentity>>,
@@ -228,6 +229,7 @@ impl Router {
             remote_order: VecDeque::new(),
             topics: TopicTable::default(),
             admitted: Vec::new(),
+            receipts: Vec::new(),
             pending: HashMap::new(),
             pending_net_subs: HashMap::new(),
             has_transport,
@@ -488,12 +490,21 @@ impl Router {
     // Remote traffic.
 
     /// A wire message from `peer`, as the Transport received it. Cheap checks run now; the
-    /// signature is checked at the next [`Router::flush`] (run automatically when the batch fills).
-    pub fn handle_remote(&mut self, now: Now, peer: NodeIdentity, wire: Vec<u8>) {
+    /// signature is checked when the shell takes the ingress batch (when it is full, or when the
+    /// mailbox is empty). `receipt`, if any, is handed back through [`Router::take_receipts`]
+    /// once the message has been delivered or dropped.
+    pub fn handle_remote(
+        &mut self,
+        now: Now,
+        peer: NodeIdentity,
+        wire: Vec<u8>,
+        receipt: Option<Receipt>,
+    ) {
         self.stats
             .received_remote
             .fetch_add(1, AtomicOrdering::Relaxed);
-        if let Err(reason) = self.ingress.accept(now, peer, wire) {
+        if let Err(reason) = self.ingress.accept(now, peer, wire, receipt) {
+            self.receipts.extend(receipt);
             self.stats.dropped(reason);
             log::debug!(
                 "router: dropped message from {}: {}",
@@ -501,6 +512,18 @@ impl Router {
                 reason.label()
             );
         }
+    }
+
+    /// Receipts of remote messages handled since the last call (admitted and delivered, or
+    /// dropped), for the Transport to acknowledge.
+    pub fn take_receipts(&mut self) -> Vec<Receipt> {
+        std::mem::take(&mut self.receipts)
+    }
+
+    /// Receipts that could not be handed over; they go first next time.
+    pub fn return_receipts(&mut self, mut back: Vec<Receipt>) {
+        back.append(&mut self.receipts);
+        self.receipts = back;
     }
 
     /// Verifier threads configured.
@@ -528,8 +551,13 @@ impl Router {
     pub fn complete_ingress_batch(&mut self, now: Now, batch: VerifiedBatch) {
         let stats = Arc::clone(&self.stats);
         let mut admitted = std::mem::take(&mut self.admitted);
-        self.ingress
-            .complete(now, &stats, batch, &mut admitted, |reason, m| {
+        self.ingress.complete(
+            now,
+            &stats,
+            batch,
+            &mut admitted,
+            &mut self.receipts,
+            |reason, m| {
                 stats.dropped(reason);
                 log::debug!(
                     "router: dropped message {} from {}: {}",
@@ -537,7 +565,8 @@ impl Router {
                     m.src.short(),
                     reason.label()
                 );
-            });
+            },
+        );
         for (msg, peer) in admitted.drain(..) {
             self.route_admitted(now, msg, peer);
         }

@@ -43,6 +43,8 @@ pub(crate) enum RouterMail {
         peer: NodeIdentity,
         /// The bytes.
         wire: Vec<u8>,
+        /// What to report to the Transport once the message is handled.
+        receipt: Option<crate::transport::Receipt>,
     },
     /// A topic request from a local engine.
     Topic {
@@ -289,8 +291,12 @@ impl RouterShell {
     fn handle(&mut self, now: Now, mail: RouterMail, batches: &mut Batches) -> bool {
         match mail {
             RouterMail::Local(outbound) => self.router.handle_local(now, outbound),
-            RouterMail::Remote { peer, wire } => {
-                self.router.handle_remote(now, peer, wire);
+            RouterMail::Remote {
+                peer,
+                wire,
+                receipt,
+            } => {
+                self.router.handle_remote(now, peer, wire, receipt);
                 if self.router.ingress_batch_full() {
                     self.dispatch(now, batches);
                 }
@@ -350,6 +356,19 @@ impl RouterShell {
                     if self.nis.try_send(mail).is_err() {
                         log::warn!("router: identity store mailbox full; lookup will time out");
                     }
+                }
+            }
+        }
+        // Deliveries made, receipts go back to the Transport, which acknowledges those messages
+        // to their senders; kept for the next round if its mailbox is full (the Router never
+        // waits).
+        if let Some(t) = &self.transport {
+            let receipts = self.router.take_receipts();
+            if !receipts.is_empty() {
+                if let Err(TransportMail::Processed(back)) =
+                    t.try_send(TransportMail::Processed(receipts))
+                {
+                    self.router.return_receipts(back);
                 }
             }
         }

@@ -191,8 +191,20 @@ pub(crate) enum TransportMail {
     Send(RemoteSend),
     /// A Network Identity Store notification (adverts of peers).
     Identity(Box<crate::identity_store::IdentityEvent>),
+    /// Messages the Router has finished with (admitted and delivered, or dropped): only now are
+    /// they acknowledged to the peer that sent them.
+    Processed(Vec<Receipt>),
     /// Shut down.
     Stop,
+}
+
+/// Identifies one received message frame, so the Router can tell the Transport when it is
+/// done with it: the connection, the stream and the frame's position on that stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub(crate) conn: u64,
+    pub(crate) stream: u64,
+    pub(crate) seq: u64,
 }
 
 /// A handle to the Transport's mailbox that wakes its poll loop, coalescing wakes: the loop is

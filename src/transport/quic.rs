@@ -112,13 +112,36 @@ impl OutStream {
     }
 }
 
+/// A received frame's stream and position on it.
+type FramePos = (u64, u64);
+
 /// One of the peer's streams.
 #[derive(Debug)]
 struct InStream {
     decoder: FrameDecoder,
-    /// Message frames handed to the Router.
-    frames: u64,
+    /// Message frames handed to the Router (the next frame's position).
+    handed: u64,
+    /// Frames the Router has finished with, as a prefix: everything below is acknowledged.
+    processed: u64,
+    /// Frames finished out of order, above `processed`.
+    done: std::collections::BTreeSet<u64>,
     finished: bool,
+}
+
+impl InStream {
+    /// Records that the Router finished with frame `seq`; returns whether the acknowledged
+    /// prefix grew.
+    fn processed(&mut self, seq: u64) -> bool {
+        if seq < self.processed {
+            return false;
+        }
+        self.done.insert(seq);
+        let before = self.processed;
+        while self.done.remove(&self.processed) {
+            self.processed += 1;
+        }
+        self.processed > before
+    }
 }
 
 struct Conn {
@@ -138,8 +161,8 @@ struct Conn {
     control_in: FrameDecoder,
     inbound: HashMap<u64, InStream>,
     ack_dirty: HashSet<u64>,
-    /// Frames (with their stream) waiting for room in the Router's mailbox.
-    inbox: VecDeque<(Option<u64>, Vec<u8>)>,
+    /// Frames (with their stream and position) waiting for room in the Router's mailbox.
+    inbox: VecDeque<(Option<FramePos>, Vec<u8>)>,
     keepalive: Instant,
     deadline: Option<Instant>,
     /// A dial given up on: closing, no longer tied to its peer.
@@ -504,6 +527,7 @@ impl Driver {
             TransportMail::Send(send) => self.enqueue(send),
             TransportMail::Request { from, req } => self.handle_request(from, req),
             TransportMail::Identity(event) => self.handle_identity(*event),
+            TransportMail::Processed(receipts) => self.processed(receipts),
             TransportMail::Stop => return true,
         }
         false
@@ -566,6 +590,22 @@ impl Driver {
     fn answer(&self, to: EngineIdentity, event: TransportEvent) {
         if let Err(r) = self.directory.deliver(&to, Input::Transport(event)) {
             log::debug!("transport: answer to {} dropped: {}", to.short(), r.label());
+        }
+    }
+
+    /// The Router finished with these frames: acknowledge them to their senders.
+    fn processed(&mut self, receipts: Vec<super::Receipt>) {
+        for r in receipts {
+            let Some(conn) = self.conns.get_mut(&r.conn) else {
+                continue;
+            };
+            let Some(stream) = conn.inbound.get_mut(&r.stream) else {
+                continue;
+            };
+            if stream.processed(r.seq) {
+                conn.ack_dirty.insert(r.stream);
+                self.dirty.push(r.conn);
+            }
         }
     }
 
@@ -1099,14 +1139,14 @@ impl Driver {
                     close_code::PROTOCOL_VIOLATION,
                 );
             } else if conn.state == State::Ready && conn.inbox.is_empty() {
-                self.read_message_stream(conn, sid, &mut buf);
+                self.read_message_stream(id, conn, sid, &mut buf);
             }
             if conn.q.is_closed() {
                 break;
             }
         }
         self.recv_buf = buf;
-        self.retry_inbox(conn);
+        self.retry_inbox(id, conn);
     }
 
     fn read_control(
@@ -1298,7 +1338,7 @@ impl Driver {
         }
     }
 
-    fn read_message_stream(&mut self, conn: &mut Conn, sid: u64, buf: &mut [u8]) {
+    fn read_message_stream(&mut self, id: ConnId, conn: &mut Conn, sid: u64, buf: &mut [u8]) {
         let max = self.config.limits.max_frame_bytes;
         let Some(node) = conn.node else { return };
         loop {
@@ -1307,7 +1347,9 @@ impl Driver {
             }
             let stream = conn.inbound.entry(sid).or_insert_with(|| InStream {
                 decoder: FrameDecoder::new(max),
-                frames: 0,
+                handed: 0,
+                processed: 0,
+                done: Default::default(),
                 finished: false,
             });
             let (n, fin) = match conn.q.stream_recv(sid, buf) {
@@ -1332,7 +1374,9 @@ impl Driver {
                     );
                 }
             }
-            for (k, payload) in frames {
+            let first = stream.handed;
+            stream.handed += frames.len() as u64;
+            for (i, (k, payload)) in frames.into_iter().enumerate() {
                 if k != kind::MESSAGE {
                     self.stats.fault(Fault::ProtocolViolation);
                     let _ = conn.q.stream_shutdown(
@@ -1343,7 +1387,7 @@ impl Driver {
                     conn.inbound.remove(&sid);
                     return;
                 }
-                self.to_router(conn, node, Some(sid), payload);
+                self.to_router(id, conn, node, Some((sid, first + i as u64)), payload);
             }
             if let Err(e) = pushed {
                 self.stats.fault(Fault::FrameTooLarge);
@@ -1365,39 +1409,59 @@ impl Driver {
         }
     }
 
-    /// Hands a received message to the Router, or parks it while the Router's mailbox is full.
-    fn to_router(&self, conn: &mut Conn, node: NodeIdentity, sid: Option<u64>, wire: Vec<u8>) {
+    /// Hands a received message to the Router (with a receipt: the frame is acknowledged once
+    /// the Router is done with it), or parks it while the Router's mailbox is full.
+    fn to_router(
+        &self,
+        id: ConnId,
+        conn: &mut Conn,
+        node: NodeIdentity,
+        pos: Option<FramePos>,
+        wire: Vec<u8>,
+    ) {
         if !conn.inbox.is_empty() {
-            conn.inbox.push_back((sid, wire));
+            conn.inbox.push_back((pos, wire));
             return;
         }
-        match self
-            .router
-            .try_send(RouterMail::Remote { peer: node, wire })
-        {
-            Ok(()) => count_received(conn, sid),
-            Err(TrySendError::Full(RouterMail::Remote { wire, .. })) => {
-                conn.inbox.push_back((sid, wire));
-            }
-            Err(_) => self.stats.dropped(DropReason::Shutdown),
+        if let Err(wire) = self.send_remote_mail(id, node, pos, wire) {
+            conn.inbox.push_back((pos, wire));
         }
     }
 
-    fn retry_inbox(&self, conn: &mut Conn) {
+    /// Tries to put one received message in the Router's mailbox; hands it back if full.
+    fn send_remote_mail(
+        &self,
+        id: ConnId,
+        node: NodeIdentity,
+        pos: Option<FramePos>,
+        wire: Vec<u8>,
+    ) -> Result<(), Vec<u8>> {
+        let receipt = pos.map(|(stream, seq)| super::Receipt {
+            conn: id,
+            stream,
+            seq,
+        });
+        let mail = RouterMail::Remote {
+            peer: node,
+            wire,
+            receipt,
+        };
+        match self.router.try_send(mail) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(RouterMail::Remote { wire, .. })) => Err(wire),
+            Err(_) => {
+                self.stats.dropped(DropReason::Shutdown);
+                Ok(())
+            }
+        }
+    }
+
+    fn retry_inbox(&self, id: ConnId, conn: &mut Conn) {
         let Some(node) = conn.node else { return };
-        while let Some((sid, wire)) = conn.inbox.pop_front() {
-            match self
-                .router
-                .try_send(RouterMail::Remote { peer: node, wire })
-            {
-                Ok(()) => count_received(conn, sid),
-                Err(TrySendError::Full(RouterMail::Remote { wire, .. })) => {
-                    conn.inbox.push_front((sid, wire));
-                    return;
-                }
-                Err(_) => {
-                    self.stats.dropped(DropReason::Shutdown);
-                }
+        while let Some((pos, wire)) = conn.inbox.pop_front() {
+            if let Err(wire) = self.send_remote_mail(id, node, pos, wire) {
+                conn.inbox.push_front((pos, wire));
+                return;
             }
         }
     }
@@ -1412,10 +1476,12 @@ impl Driver {
             match conn.q.dgram_recv(&mut buf) {
                 Ok(n) if n >= 1 && buf[0] == kind::MESSAGE => {
                     let wire = buf[1..n].to_vec();
-                    if let Err(TrySendError::Full(_)) = self
-                        .router
-                        .try_send(RouterMail::Remote { peer: node, wire })
-                    {
+                    let mail = RouterMail::Remote {
+                        peer: node,
+                        wire,
+                        receipt: None,
+                    };
+                    if let Err(TrySendError::Full(_)) = self.router.try_send(mail) {
                         self.stats.dropped(DropReason::MailboxFull);
                     }
                 }
@@ -1432,12 +1498,13 @@ impl Driver {
         let entries: Vec<(u64, u64)> = conn
             .ack_dirty
             .drain()
-            .filter_map(|sid| conn.inbound.get(&sid).map(|s| (sid, s.frames)))
+            .filter_map(|sid| conn.inbound.get(&sid).map(|s| (sid, s.processed)))
             .collect();
         for chunk in entries.chunks(control::MAX_ACK_ENTRIES) {
             conn.send_control(kind::ACK, &control::encode(&Ack(chunk.to_vec())));
         }
-        conn.inbound.retain(|_, s| !s.finished);
+        conn.inbound
+            .retain(|_, s| !(s.finished && s.processed == s.handed));
     }
 
     /// Moves the peer's queued messages onto the connection's streams.
@@ -1627,15 +1694,6 @@ impl Driver {
                     self.bounce(m, DropReason::Shutdown);
                 }
             }
-        }
-    }
-}
-
-fn count_received(conn: &mut Conn, sid: Option<u64>) {
-    if let Some(sid) = sid {
-        if let Some(s) = conn.inbound.get_mut(&sid) {
-            s.frames += 1;
-            conn.ack_dirty.insert(sid);
         }
     }
 }
