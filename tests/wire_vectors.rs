@@ -1227,47 +1227,50 @@ fn receiver_checks_on_the_message_vector() {
 
     // From the node it names, in date: admitted once, then a duplicate.
     let mut ingress = Ingress::new(IngressLimits::default());
-    ingress.accept(at(T0), a, wire.clone()).unwrap();
+    ingress.accept(at(T0), a, wire.clone(), None).unwrap();
     let mut admitted = Vec::new();
-    ingress.flush(at(T0), &stats, &mut admitted, |r, _| {
+    ingress.flush(at(T0), &stats, &mut admitted, &mut Vec::new(), |r, _| {
         panic!("dropped: {r:?}")
     });
     assert_eq!(admitted.len(), 1);
     assert_eq!(admitted[0].1, a);
     assert_eq!(stats.verified.load(AtomicOrdering::Relaxed), 1);
     assert_eq!(
-        ingress.accept(at(T0), a, wire.clone()),
+        ingress.accept(at(T0), a, wire.clone(), None),
         Err(DropReason::Duplicate)
     );
 
     let mut fresh = Ingress::new(IngressLimits::default());
     // From another peer than its source node.
     assert_eq!(
-        fresh.accept(at(T0), b, wire.clone()),
+        fresh.accept(at(T0), b, wire.clone(), None),
         Err(DropReason::SourceNodeMismatch)
     );
     // At or after its expiry.
     assert_eq!(
-        fresh.accept(at(expiry), a, wire.clone()),
+        fresh.accept(at(expiry), a, wire.clone(), None),
         Err(DropReason::Expired)
     );
     // Expiry further ahead than the maximum lifetime (600 s by default).
     let early = Timestamp(expiry.0 - 600_000 - 1);
     assert_eq!(
-        fresh.accept(at(early), a, wire.clone()),
+        fresh.accept(at(early), a, wire.clone(), None),
         Err(DropReason::ExpiryOutOfRange)
     );
     assert!(fresh
-        .accept(at(Timestamp(expiry.0 - 600_000)), a, wire.clone())
+        .accept(at(Timestamp(expiry.0 - 600_000)), a, wire.clone(), None)
         .is_ok());
     // Undecodable and unknown-version bytes.
     assert_eq!(
-        fresh.accept(at(T0), a, wire[..10].to_vec()),
+        fresh.accept(at(T0), a, wire[..10].to_vec(), None),
         Err(DropReason::Malformed)
     );
     let mut v2 = wire.clone();
     v2[0] = 2;
-    assert_eq!(fresh.accept(at(T0), a, v2), Err(DropReason::UnknownVersion));
+    assert_eq!(
+        fresh.accept(at(T0), a, v2, None),
+        Err(DropReason::UnknownVersion)
+    );
 }
 
 #[test]
