@@ -369,7 +369,6 @@ impl NodeBuilder {
             });
             engines.push(RunningEngine {
                 name: spec.name,
-                identity,
                 mailbox: tx,
                 thread: None,
             });
@@ -458,7 +457,6 @@ fn spawn(
 
 struct RunningEngine {
     name: String,
-    identity: EngineIdentity,
     mailbox: Sender<EngineMail>,
     thread: Option<JoinHandle<()>>,
 }
@@ -675,7 +673,6 @@ impl Node {
                     report.joined.push(thread_name);
                 }
             }
-            let _ = e.identity;
         }
         let _ = self.links.nis.send(NisMail::Stop);
         if let Some(t) = self.nis_thread.take() {

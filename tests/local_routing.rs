@@ -197,14 +197,11 @@ fn local_topics_follow_the_scope_rules() {
         }))
     ));
 
-    // The engine on its own thread subscribes through its context.
-    let sub_id = node.engine_identity("sub").unwrap();
     other.subscribe(topic, RoutingScope::Local);
     assert!(matches!(
         other.recv(Duration::from_secs(5)),
         Some(Input::Topic(TopicEvent::Subscribed { result: Ok(()), .. }))
     ));
-    let _ = sub_id;
 
     // Publish: the subscriber gets it, the publisher (not subscribed) does not.
     creator.publish(topic, APP, b"one".to_vec());

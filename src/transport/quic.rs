@@ -1908,8 +1908,7 @@ pub fn raw_bulk_transfer(bytes: usize) -> Result<(usize, Duration), String> {
             ));
         }
         if c.is_established() {
-            let t0 = *started.get_or_insert_with(Instant::now);
-            let _ = t0;
+            started.get_or_insert_with(Instant::now);
             while sent < bytes {
                 let n = (bytes - sent).min(chunk.len());
                 match c.stream_send(2, &chunk[..n], sent + n == bytes) {
