@@ -45,6 +45,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// The seed: `NM_SEED` if set, else a fresh one. Printed either way.
 fn seed(test: &str) -> u64 {
+    // `RUST_LOG=netmachine=debug` shows what the nodes did.
+    let _ = env_logger::builder().is_test(true).try_init();
     let seed = match std::env::var("NM_SEED") {
         Ok(s) => s
             .trim()

@@ -58,6 +58,14 @@ pub const TICK: Duration = Duration::from_millis(50);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection replaced by a duplicate may drain before it is closed.
 const RETIRE_GRACE: Duration = Duration::from_secs(2);
+/// Longest silence, after sending data, before a connection probes the peer for an
+/// acknowledgement (capped at a quarter of the idle timeout).
+///
+/// quiche backs its probe timeout off exponentially and resets it only when an acknowledgement
+/// arrives: after a lossy handshake the timer can reach tens of seconds, past the idle timeout,
+/// and a lost hello is then never resent. A tiny ack-eliciting probe every second while data is
+/// unanswered keeps loss recovery going at a bounded pace.
+const PROBE_AFTER: Duration = Duration::from_secs(1);
 /// Receive buffer: the largest UDP payload.
 const RECV_BUF: usize = 65_535;
 /// Socket buffer size requested from the kernel.
@@ -164,6 +172,10 @@ struct Conn {
     /// Frames (with their stream and position) waiting for room in the Router's mailbox.
     inbox: VecDeque<(Option<FramePos>, Vec<u8>)>,
     keepalive: Instant,
+    /// Since when data handed to quiche has gone without any packet from the peer.
+    unanswered_since: Option<Instant>,
+    /// When this connection last probed for an acknowledgement.
+    last_probe: Instant,
     deadline: Option<Instant>,
     /// A dial given up on: closing, no longer tied to its peer.
     abandoned: bool,
@@ -822,6 +834,8 @@ impl Driver {
                 ack_dirty: HashSet::new(),
                 inbox: VecDeque::new(),
                 keepalive: now,
+                unanswered_since: None,
+                last_probe: now,
                 deadline: None,
                 abandoned: false,
                 retiring: None,
@@ -918,7 +932,8 @@ impl Driver {
         };
         let info = quiche::RecvInfo { from, to: local };
         match conn.q.recv(packet, info) {
-            Ok(_) | Err(quiche::Error::Done) => {}
+            Ok(_) => conn.unanswered_since = None,
+            Err(quiche::Error::Done) => {}
             Err(e) => log::debug!("transport: packet from {from}: {e}"),
         }
         self.dirty.push(id);
@@ -958,6 +973,7 @@ impl Driver {
             }
         }
         let keepalive_every = self.config.idle_timeout / 3;
+        let probe_after = PROBE_AFTER.min(self.config.idle_timeout / 4);
         let mut abandon = Vec::new();
         for (&id, conn) in self.conns.iter_mut() {
             let permanent = conn
@@ -966,6 +982,15 @@ impl Driver {
                 .is_some_and(|p| p.permanent && p.active == Some(id));
             if permanent && now.saturating_duration_since(conn.keepalive) >= keepalive_every {
                 conn.keepalive = now;
+                let _ = conn.q.send_ack_eliciting();
+                self.dirty.push(id);
+            }
+            if conn.unanswered_since.is_some_and(|t| {
+                now.saturating_duration_since(t) >= probe_after
+                    && now.saturating_duration_since(conn.last_probe) >= probe_after
+            }) {
+                conn.last_probe = now;
+                log::trace!("transport: conn {id}: no answer for a while; probing");
                 let _ = conn.q.send_ack_eliciting();
                 self.dirty.push(id);
             }
@@ -1049,7 +1074,7 @@ impl Driver {
                 self.drain_queue(id, &mut conn, now);
             }
             self.send_acks(&mut conn);
-            self.flush_streams(&mut conn);
+            self.flush_streams(&mut conn, now);
         }
         if let Some(since) = conn.retiring {
             let drained = conn
@@ -1549,7 +1574,7 @@ impl Driver {
         }
     }
 
-    fn flush_streams(&mut self, conn: &mut Conn) {
+    fn flush_streams(&mut self, conn: &mut Conn, now: Instant) {
         let mut stopped = Vec::new();
         for (&sid, s) in conn.out.iter_mut() {
             if s.off == s.buf.len() && (!s.fin || s.fin_sent) {
@@ -1559,6 +1584,9 @@ impl Driver {
                 Ok(n) => {
                     s.opened = true;
                     s.off += n;
+                    if n > 0 && conn.unanswered_since.is_none() {
+                        conn.unanswered_since = Some(now);
+                    }
                     if s.off == s.buf.len() {
                         s.buf.clear();
                         s.off = 0;
