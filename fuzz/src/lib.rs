@@ -1,0 +1,320 @@
+//! The checks behind netmachine's fuzz targets, one public function per target.
+//!
+//! Each function takes arbitrary bytes as a peer could send them, runs them through one family
+//! of decoders, and panics only if netmachine misbehaves: a decoder panics, overflows or
+//! allocates without bound (libFuzzer reports those on its own), or a value that decoded does
+//! not survive a round trip (re-encoded, it must give back exactly the bytes it came from, and
+//! decoding those again must give an equal value), or two paths that must agree do not.
+//!
+//! This file is shared: the `fuzz_targets/*.rs` binaries call these functions under libFuzzer,
+//! and the main crate's `tests/fuzz_corpus.rs` includes this very file (`#[path]`) to replay
+//! the committed corpus under plain `cargo test`. It must therefore use nothing but `std` and
+//! `netmachine`, and must stay formatted and clippy-clean. See docs/fuzzing.md.
+
+use netmachine::identity::{to_hex, CheckedKey};
+use netmachine::pubsub::wire::MAX_BATCH_EVENTS;
+use netmachine::pubsub::{Event, PubSubMessage};
+use netmachine::time::Timestamp;
+use netmachine::transport::control::{self, Ack, Hello};
+use netmachine::transport::frame::{self, FrameDecoder, FrameError, HEADER_BYTES};
+use netmachine::wire::advert::{
+    DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress,
+};
+use netmachine::wire::message::{BatchVerifier, Unverified, MIN_BATCH};
+use netmachine::wire::{decode_exact, encode_to_vec};
+
+/// Bytes in an Ed25519 signature, the last field of every signed encoding.
+const SIGNATURE_BYTES: usize = 64;
+
+/// Target `engine_message`: an `EngineMessage` in wire form (`version || fields || signature`),
+/// as the Router's ingress decodes it from a message frame or datagram; and the same bytes as
+/// bare signed fields, the form a pub/sub event carries (`Unverified::decode_fields`).
+///
+/// A message that decodes must re-encode to the same bytes; if its claimed source key is valid,
+/// its signature is checked three ways that must agree: over the received bytes
+/// (`Unverified::verify`), over a re-encoding (`EngineMessage::verify`), and in a batch of
+/// [`MIN_BATCH`] copies (`BatchVerifier`).
+pub fn engine_message(data: &[u8]) {
+    if let Ok(u) = Unverified::decode(data.to_vec()) {
+        assert_eq!(u.wire(), data);
+        let mut message = u.message().clone();
+        message.sig = Some(*u.signature());
+        let _ = (message.scope(), message.is_expired(Timestamp(0)));
+        let wire = message
+            .to_wire()
+            .expect("a message with a signature has a wire form");
+        assert_eq!(wire, data, "a decoded message re-encodes to other bytes");
+        let again = Unverified::decode(wire).expect("a re-encoded message decodes");
+        assert_eq!(again.message(), u.message());
+        assert_eq!(again.signature(), u.signature());
+
+        if let Ok(key) = CheckedKey::parse(u.message().src.as_bytes()) {
+            let mut scratch = Vec::new();
+            let by_wire = u.verify(&key, &mut scratch);
+            let by_value = message.clone().verify(&key, &mut scratch);
+            assert_eq!(
+                by_wire.is_ok(),
+                by_value.is_ok(),
+                "the received bytes and their re-encoding verify differently"
+            );
+            if let Ok(verified) = &by_wire {
+                assert_eq!(**verified, message);
+            }
+
+            let items = (0..MIN_BATCH)
+                .map(|_| {
+                    let u = Unverified::decode(data.to_vec()).expect("decoded once already");
+                    (u, key.clone())
+                })
+                .collect();
+            let mut outcomes = Vec::new();
+            BatchVerifier::new().verify(items, &mut outcomes);
+            assert_eq!(outcomes.len(), MIN_BATCH);
+            for outcome in outcomes {
+                assert_eq!(
+                    outcome.is_ok(),
+                    by_wire.is_ok(),
+                    "a batch and a single check disagree"
+                );
+            }
+        }
+    }
+    message_fields(data);
+}
+
+/// The signed fields of a message alone (the body of a pub/sub event).
+fn message_fields(data: &[u8]) {
+    if let Ok(message) = Unverified::decode_fields(data) {
+        assert!(message.sig.is_none());
+        let mut bytes = Vec::new();
+        message.encode_signed_fields(&mut bytes);
+        assert_eq!(bytes, data, "decoded fields re-encode to other bytes");
+        let again = Unverified::decode_fields(&bytes).expect("re-encoded fields decode");
+        assert_eq!(again, message);
+    }
+}
+
+/// Frame limits the `frames` target picks from (by the input's first byte): tiny ones so the
+/// too-large path is reached often, and the transport's own (64 KiB control, 16 MiB default).
+pub const FRAME_LIMITS: [usize; 8] = [0, 1, 5, 64, 300, 4096, 64 << 10, 16 << 20];
+
+/// Target `frames`: the stream framing (`u32 length || u8 type || payload`) of control and
+/// message streams.
+///
+/// Input: byte 0 picks the frame limit, bytes 1 and 2 are two chunk sizes used alternately
+/// (0 pushes an empty slice), the rest is the stream. The stream is pushed in those chunks, as
+/// QUIC hands it over, stopping at the first error as the transport does. Checks: every frame is
+/// within the limit; chunked and one-shot decoding agree on frames and outcome; the frames,
+/// re-encoded with `frame::encode`, are exactly the stream's prefix that was consumed, and decode
+/// again to the same frames; what is left over is a partial frame or the oversized header.
+pub fn frames(data: &[u8]) {
+    let [limit, size_a, size_b, stream @ ..] = data else {
+        return;
+    };
+    let max = FRAME_LIMITS[*limit as usize % FRAME_LIMITS.len()];
+    let sizes = [*size_a as usize, *size_b as usize];
+
+    let mut decoder = FrameDecoder::new(max);
+    let mut got: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut result = Ok(());
+    let mut rest = stream;
+    let mut turn = 0;
+    while !rest.is_empty() {
+        let mut n = sizes[turn % 2].min(rest.len());
+        if sizes == [0, 0] {
+            n = rest.len();
+        }
+        let (chunk, tail) = rest.split_at(n);
+        result = decoder.push(chunk, |kind, payload| got.push((kind, payload)));
+        if result.is_err() {
+            break;
+        }
+        rest = tail;
+        turn += 1;
+    }
+
+    for (_, payload) in &got {
+        assert!(
+            payload.len() <= max,
+            "a frame of {} bytes passed a limit of {max}",
+            payload.len()
+        );
+    }
+
+    let mut whole = FrameDecoder::new(max);
+    let mut got_whole = Vec::new();
+    let result_whole = whole.push(stream, |kind, payload| got_whole.push((kind, payload)));
+    assert_eq!(got, got_whole, "chunked and one-shot decoding disagree");
+    assert_eq!(result, result_whole);
+    assert_eq!(decoder.at_boundary(), whole.at_boundary());
+
+    let mut encoded = Vec::new();
+    for (kind, payload) in &got {
+        frame::encode(*kind, payload, &mut encoded);
+    }
+    assert!(
+        stream.starts_with(&encoded),
+        "re-encoded frames are not what was consumed"
+    );
+    let left = &stream[encoded.len()..];
+    let announced = |header: &[u8]| u32::from_le_bytes(header[..4].try_into().expect("4 bytes"));
+    match result {
+        Ok(()) if decoder.at_boundary() => assert!(left.is_empty()),
+        Ok(()) => {
+            assert!(!left.is_empty());
+            if left.len() >= HEADER_BYTES {
+                let len = announced(left) as usize;
+                assert!(len <= max && left.len() < HEADER_BYTES + len);
+            }
+        }
+        Err(FrameError::TooLarge { len, max: m }) => {
+            assert_eq!(m, max);
+            assert!(left.len() >= HEADER_BYTES);
+            assert_eq!(u64::from(announced(left)), len);
+            assert!(len > max as u64);
+        }
+        Err(FrameError::Truncated) => panic!("push reported Truncated"),
+    }
+
+    let mut again = FrameDecoder::new(max);
+    let mut got_again = Vec::new();
+    again
+        .push(&encoded, |kind, payload| got_again.push((kind, payload)))
+        .expect("re-encoded frames decode");
+    assert!(again.at_boundary());
+    assert_eq!(got_again, got);
+}
+
+/// Target `control`: the payloads of control-stream frames, `Hello` and `Ack`.
+///
+/// A value that decodes must re-encode to the same bytes and decode to an equal value; version
+/// negotiation between a decoded Hello and this node's must be symmetric and pick a version in
+/// both ranges.
+pub fn control(data: &[u8]) {
+    if let Ok(hello) = control::decode::<Hello>(data) {
+        let bytes = control::encode(&hello);
+        assert_eq!(bytes, data, "a decoded Hello re-encodes to other bytes");
+        assert_eq!(control::decode::<Hello>(&bytes), Ok(hello));
+        let ours = Hello {
+            min_version: control::VERSION_MIN,
+            max_version: control::VERSION_MAX,
+            instance: 1,
+            advert_version: 1,
+            known_advert_version: None,
+        };
+        let v = hello.negotiate(&ours);
+        assert_eq!(v, ours.negotiate(&hello), "negotiation is not symmetric");
+        if let Some(v) = v {
+            assert!((hello.min_version..=hello.max_version).contains(&v));
+            assert!((ours.min_version..=ours.max_version).contains(&v));
+        }
+    }
+    if let Ok(ack) = control::decode::<Ack>(data) {
+        assert!(ack.0.len() <= control::MAX_ACK_ENTRIES);
+        let bytes = control::encode(&ack);
+        assert_eq!(bytes, data, "a decoded Ack re-encodes to other bytes");
+        assert_eq!(control::decode::<Ack>(&bytes), Ok(ack));
+    }
+}
+
+/// Decodes `$data` as the advert type `$t`; on success checks the round trip and the layout
+/// (signed fields, then the signature), runs `Signed::verify`, and evaluates to the advert.
+macro_rules! check_advert {
+    ($t:ty, $data:expr) => {{
+        let data: &[u8] = $data;
+        decode_exact::<$t>(data).ok().map(|advert| {
+            let bytes = encode_to_vec(&advert);
+            assert_eq!(
+                bytes,
+                data,
+                "a decoded {} re-encodes to other bytes",
+                stringify!($t)
+            );
+            let again: $t = decode_exact(&bytes).expect("a re-encoded advert decodes");
+            assert_eq!(again, advert);
+            let fields = advert.signed_fields();
+            assert_eq!(fields.len() + SIGNATURE_BYTES, data.len());
+            assert!(data.starts_with(&fields));
+            assert_eq!(&data[fields.len()..], &advert.signature().0[..]);
+            let _ = advert.freshness();
+            let verified = advert.clone().verify();
+            if let Ok(v) = &verified {
+                assert_eq!(**v, advert);
+            }
+            (advert, verified.is_ok())
+        })
+    }};
+}
+
+/// Target `adverts`: node, engine, topic and domain adverts in their wire encoding, and a node
+/// advert's one-line text form (`nmadvert1:<hex>`, as read from configuration files).
+///
+/// Each decoded advert must round-trip, and its signature is verified. The text form is tried
+/// twice: on the input read as (lossy) UTF-8, and on the input wrapped as `nmadvert1:<hex of
+/// input>`, which must be accepted exactly when the binary decode and verification succeed.
+pub fn adverts(data: &[u8]) {
+    if let Some((advert, verified)) = check_advert!(NodeAdvert, data) {
+        for (addr, _weight) in &advert.addrs {
+            let socket = addr.socket_addr();
+            assert_eq!(TransportAddress::quic(socket), *addr);
+            let _ = addr.to_string();
+        }
+        let line = advert.to_line();
+        assert_eq!(NodeAdvert::from_line(&line).is_ok(), verified);
+    }
+    check_advert!(EngineAdvert, data);
+    check_advert!(TopicAdvert, data);
+    check_advert!(DomainAdvert, data);
+
+    if let Ok(advert) = NodeAdvert::from_line(&String::from_utf8_lossy(data)) {
+        let back = NodeAdvert::from_line(&advert.to_line()).expect("a re-encoded line parses");
+        assert_eq!(*back, *advert);
+    }
+    let binary_ok = decode_exact::<NodeAdvert>(data)
+        .ok()
+        .is_some_and(|a| a.verify().is_ok());
+    let line = format!("nmadvert1:{}", to_hex(data));
+    assert_eq!(NodeAdvert::from_line(&line).is_ok(), binary_ok);
+}
+
+/// Target `pubsub`: bodies of `Protocol::PUBSUB` messages between PubSub engines.
+///
+/// A message that decodes must round-trip. For an event (alone or in a batch), its id is
+/// computed (and must survive the round trip), its signature is verified under the claimed publisher if that key is valid,
+/// and its body goes through the message-fields decoder the PubSub engine applies to it; an
+/// advert's signature is verified.
+pub fn pubsub(data: &[u8]) {
+    let Ok(msg) = PubSubMessage::from_bytes(data) else {
+        return;
+    };
+    let bytes = msg.to_bytes();
+    assert_eq!(
+        bytes, data,
+        "a decoded pub/sub message re-encodes to other bytes"
+    );
+    let again = PubSubMessage::from_bytes(&bytes).expect("a re-encoded message decodes");
+    assert_eq!(again, msg);
+    assert_eq!(again.topic(), msg.topic());
+    match (&msg, &again) {
+        (PubSubMessage::Event(ev), PubSubMessage::Event(ev_again)) => event(ev, ev_again),
+        (PubSubMessage::Events(evs), PubSubMessage::Events(evs_again)) => {
+            assert!(evs.len() <= MAX_BATCH_EVENTS);
+            for (ev, ev_again) in evs.iter().zip(evs_again) {
+                event(ev, ev_again);
+            }
+        }
+        (PubSubMessage::Advert { advert, .. }, _) => {
+            let _ = advert.clone().verify();
+        }
+        _ => {}
+    }
+}
+
+/// One decoded event (`ev`) and its decoding after a round trip (`ev_again`).
+fn event(ev: &Event, ev_again: &Event) {
+    assert_eq!(ev.id(), ev_again.id());
+    if let Ok(key) = CheckedKey::parse(ev.publisher.as_bytes()) {
+        assert_eq!(ev.verify(&key), ev_again.verify(&key));
+    }
+    message_fields(&ev.body);
+}
