@@ -27,6 +27,7 @@
 //!
 //! [limits]                          # every key optional; the values shown are the defaults;
 //! max_frame_bytes = 8388608         # none may be zero
+//! max_partial_frame_bytes = 67108864  # not below max_frame_bytes
 //! max_connections = 1024
 //! max_connections_per_ip = 64
 //! max_peer_queue_bytes = 33554432
@@ -269,6 +270,16 @@ impl Settings {
                 });
             }
         }
+        if let Some(v) = l.max_partial_frame_bytes {
+            tl.max_partial_frame_bytes = nonzero_usize("limits.max_partial_frame_bytes", v)?;
+        }
+        if tl.max_partial_frame_bytes < tl.max_frame_bytes {
+            return Err(ConfigError::PartialFrameLimit {
+                file: file_buf,
+                partial: tl.max_partial_frame_bytes,
+                frame: tl.max_frame_bytes,
+            });
+        }
         if let Some(v) = l.max_connections {
             tl.max_connections = nonzero_usize("limits.max_connections", v)?;
         }
@@ -450,6 +461,16 @@ pub enum ConfigError {
         /// The longest redial delay.
         max: Duration,
     },
+    /// `limits.max_partial_frame_bytes` is below `limits.max_frame_bytes` (a single frame of the
+    /// largest size could not be received).
+    PartialFrameLimit {
+        /// The file.
+        file: PathBuf,
+        /// `limits.max_partial_frame_bytes`.
+        partial: usize,
+        /// `limits.max_frame_bytes`.
+        frame: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -526,6 +547,16 @@ impl fmt::Display for ConfigError {
                 file.display(),
                 initial.as_millis(),
                 max.as_millis()
+            ),
+            ConfigError::PartialFrameLimit {
+                file,
+                partial,
+                frame,
+            } => write!(
+                f,
+                "{}: key `limits.max_partial_frame_bytes`: {partial} is below \
+                 `limits.max_frame_bytes` ({frame})",
+                file.display()
             ),
         }
     }
@@ -637,6 +668,7 @@ impl From<RawReliability> for Reliability {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_frame_bytes: Option<usize>,
+    max_partial_frame_bytes: Option<usize>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     max_peer_queue_bytes: Option<usize>,
@@ -755,6 +787,7 @@ default_reliability = "unreliable"
 
 [limits]
 max_frame_bytes = 1000
+max_partial_frame_bytes = 1500
 max_connections = 2
 max_connections_per_ip = 3
 max_peer_queue_bytes = 4000
@@ -786,6 +819,7 @@ spin_before_park_us = 7
             t.limits,
             TransportLimits {
                 max_frame_bytes: 1000,
+                max_partial_frame_bytes: 1500,
                 max_connections: 2,
                 max_connections_per_ip: 3,
                 max_peer_queue_bytes: 4000,
@@ -820,6 +854,7 @@ default_reliability = "reliable"
 
 [limits]
 max_frame_bytes = 8388608
+max_partial_frame_bytes = 67108864
 max_connections = 1024
 max_connections_per_ip = 64
 max_peer_queue_bytes = 33554432
@@ -1012,6 +1047,18 @@ spin_before_park_us = 50
             ),
         );
         assert!(load_err(&path).contains("limits.max_frame_bytes"));
+        let path = dir.write(
+            "p.toml",
+            &format!(
+                "{}\n[limits]\nmax_frame_bytes = 2000000\nmax_partial_frame_bytes = 1000000\n",
+                minimal(&line)
+            ),
+        );
+        let e = load_err(&path);
+        assert!(
+            e.contains("limits.max_partial_frame_bytes") && e.contains("below"),
+            "{e}"
+        );
         let path = dir.write(
             "b.toml",
             &format!(

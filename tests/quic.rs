@@ -351,6 +351,87 @@ fn an_oversized_frame_closes_only_its_stream() {
     );
 }
 
+/// Sends four 900 KiB messages at once, from four engines (four streams that QUIC interleaves),
+/// to a node accepting `partial_limit` bytes of incomplete frames per connection. Returns the
+/// receiving node's `partial_frame_limit` count and how many messages arrived.
+fn four_large_messages_at_once(partial_limit: usize) -> (u64, usize) {
+    let (ka, kb) = (Keypair::generate(), Keypair::generate());
+    let (pa, pb) = (common::free_port(), common::free_port());
+    let a = NodeBuilder::new(ka.clone())
+        .listen(pa)
+        .peer(advert_for(&kb, pb))
+        .engine_location(
+            kb.derive_engine("sink").engine_identity(),
+            kb.node_identity(),
+        )
+        .start()
+        .unwrap();
+    let log = Arc::new(Mutex::new(HashMap::new()));
+    let b = NodeBuilder::new(kb.clone())
+        .transport(TransportConfig {
+            listen: vec![pb],
+            limits: TransportLimits {
+                max_frame_bytes: 1 << 20,
+                max_partial_frame_bytes: partial_limit,
+                ..TransportLimits::default()
+            },
+            ..TransportConfig::default()
+        })
+        .peer(advert_for(&ka, pa))
+        .engine(
+            "sink",
+            Sink {
+                log: Arc::clone(&log),
+                answer: false,
+            },
+        )
+        .start()
+        .unwrap();
+    let sink = b.engine_identity("sink").unwrap();
+    let mut senders: Vec<_> = (0..4)
+        .map(|i| a.client(&format!("big{i}")).unwrap())
+        .collect();
+    // Connect first, so that the four messages leave together.
+    senders[0].send(sink, APP, u64::MAX.to_le_bytes().to_vec());
+    assert!(wait_until(Duration::from_secs(10), || log.lock().len() == 1));
+    for (i, s) in senders.iter_mut().enumerate() {
+        let mut body = (i as u64).to_le_bytes().to_vec();
+        body.resize(900 << 10, i as u8);
+        s.send(sink, APP, body);
+    }
+    let arrived = |log: &HashMap<EngineIdentity, Vec<u64>>| {
+        log.values()
+            .map(|v| v.iter().filter(|&&n| n < 4).count())
+            .sum::<usize>()
+    };
+    let done = wait_until(Duration::from_secs(5), || {
+        arrived(&log.lock()) == 4 || b.stats().faults(Fault::PartialFrameLimit) > 0
+    });
+    assert!(
+        done,
+        "neither delivered nor refused\n{}\n{}",
+        a.status(),
+        b.status()
+    );
+    let result = (
+        b.stats().faults(Fault::PartialFrameLimit),
+        arrived(&log.lock()),
+    );
+    a.shutdown();
+    b.shutdown();
+    result
+}
+
+#[test]
+fn incomplete_frames_over_the_connection_limit_close_the_connection() {
+    // 3.6 MiB of frames in progress at once: over a 1 MiB limit, the connection is closed...
+    let (refused, _) = four_large_messages_at_once(1 << 20);
+    assert!(refused >= 1);
+    // ...and within a 4 MiB one, everything arrives.
+    let (refused, arrived) = four_large_messages_at_once(4 << 20);
+    assert_eq!((refused, arrived), (0, 4));
+}
+
 #[test]
 fn a_restarted_peer_gets_what_was_sent_while_it_was_down() {
     let (ka, kb) = (Keypair::generate(), Keypair::generate());

@@ -100,6 +100,9 @@ pub enum Fault {
     FrameTooLarge,
     /// A bad or missing control frame (the connection is closed).
     ProtocolViolation,
+    /// More incomplete frames buffered for a connection than `max_partial_frame_bytes` (the
+    /// connection is closed).
+    PartialFrameLimit,
     /// No protocol version in common.
     VersionMismatch,
     /// A second connection between the same two nodes, closed.
@@ -120,6 +123,7 @@ impl Fault {
         Fault::ConnectionLimit,
         Fault::FrameTooLarge,
         Fault::ProtocolViolation,
+        Fault::PartialFrameLimit,
         Fault::VersionMismatch,
         Fault::DuplicateConnection,
         Fault::StaleConnection,
@@ -136,6 +140,7 @@ impl Fault {
             Fault::ConnectionLimit => "connection_limit",
             Fault::FrameTooLarge => "frame_too_large",
             Fault::ProtocolViolation => "protocol_violation",
+            Fault::PartialFrameLimit => "partial_frame_limit",
             Fault::VersionMismatch => "version_mismatch",
             Fault::DuplicateConnection => "duplicate_connection",
             Fault::StaleConnection => "stale_connection",

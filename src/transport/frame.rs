@@ -81,6 +81,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Bytes held for the frame being reassembled (header and payload so far).
+    pub fn buffered(&self) -> usize {
+        self.header_len + self.payload.len()
+    }
+
     /// Whether the decoder is between frames (the stream may end here).
     pub fn at_boundary(&self) -> bool {
         self.header_len == 0

@@ -25,6 +25,11 @@ pub struct TransportLimits {
     /// Largest frame (one message) accepted on a stream, checked on the length prefix before
     /// anything is buffered (default 8 MiB).
     pub max_frame_bytes: usize,
+    /// Most bytes of incomplete frames buffered for one connection, over all its streams
+    /// (default 64 MiB; at least `max_frame_bytes`). Reading a frame frees QUIC flow-control
+    /// credit before the frame is complete, so without this a peer could grow partial frames
+    /// on many streams without bound; a connection over it is closed as a protocol violation.
+    pub max_partial_frame_bytes: usize,
     /// Most connections at once, inbound and outbound (default 1,024).
     pub max_connections: usize,
     /// Most connections from one IP address (default 64).
@@ -43,6 +48,7 @@ impl Default for TransportLimits {
     fn default() -> Self {
         TransportLimits {
             max_frame_bytes: 8 << 20,
+            max_partial_frame_bytes: 64 << 20,
             max_connections: 1024,
             max_connections_per_ip: 64,
             max_peer_queue_bytes: 32 << 20,

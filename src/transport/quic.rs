@@ -168,6 +168,8 @@ struct Conn {
     pairs: HashMap<(EngineIdentity, Destination), u64>,
     control_in: FrameDecoder,
     inbound: HashMap<u64, InStream>,
+    /// Bytes of incomplete frames held by the `inbound` decoders.
+    partial_bytes: usize,
     ack_dirty: HashSet<u64>,
     /// Frames (with their stream and position) waiting for room in the Router's mailbox.
     inbox: VecDeque<(Option<FramePos>, Vec<u8>)>,
@@ -204,6 +206,13 @@ impl Conn {
         self.next_uni += 4;
         self.out.insert(sid, OutStream::new(now, control));
         sid
+    }
+
+    /// Forgets a stream the peer opened, with whatever partial frame it held.
+    fn remove_inbound(&mut self, sid: u64) {
+        if let Some(s) = self.inbound.remove(&sid) {
+            self.partial_bytes -= s.decoder.buffered();
+        }
     }
 
     fn unopened_streams(&self) -> u64 {
@@ -831,6 +840,7 @@ impl Driver {
                 pairs: HashMap::new(),
                 control_in: FrameDecoder::new(64 << 10),
                 inbound: HashMap::new(),
+                partial_bytes: 0,
                 ack_dirty: HashSet::new(),
                 inbox: VecDeque::new(),
                 keepalive: now,
@@ -1365,6 +1375,7 @@ impl Driver {
 
     fn read_message_stream(&mut self, id: ConnId, conn: &mut Conn, sid: u64, buf: &mut [u8]) {
         let max = self.config.limits.max_frame_bytes;
+        let max_partial = self.config.limits.max_partial_frame_bytes;
         let Some(node) = conn.node else { return };
         loop {
             if !conn.inbox.is_empty() {
@@ -1382,12 +1393,14 @@ impl Driver {
                 Err(quiche::Error::Done) => return,
                 Err(e) => {
                     log::debug!("transport: stream {sid} from {}: {e}", node.short());
-                    conn.inbound.remove(&sid);
+                    conn.remove_inbound(sid);
                     return;
                 }
             };
             let mut frames = Vec::new();
+            let before = stream.decoder.buffered();
             let pushed = stream.decoder.push(&buf[..n], |k, p| frames.push((k, p)));
+            conn.partial_bytes = (conn.partial_bytes + stream.decoder.buffered()) - before;
             if fin {
                 stream.finished = true;
                 if !stream.decoder.at_boundary() {
@@ -1409,7 +1422,7 @@ impl Driver {
                         quiche::Shutdown::Read,
                         close_code::PROTOCOL_VIOLATION,
                     );
-                    conn.inbound.remove(&sid);
+                    conn.remove_inbound(sid);
                     return;
                 }
                 self.to_router(id, conn, node, Some((sid, first + i as u64)), payload);
@@ -1425,7 +1438,20 @@ impl Driver {
                     quiche::Shutdown::Read,
                     close_code::FRAME_TOO_LARGE,
                 );
-                conn.inbound.remove(&sid);
+                conn.remove_inbound(sid);
+                return;
+            }
+            if conn.partial_bytes > max_partial {
+                self.stats.fault(Fault::PartialFrameLimit);
+                log::warn!(
+                    "transport: {} has {} bytes of incomplete frames buffered (limit {max_partial}); closing",
+                    node.short(),
+                    conn.partial_bytes
+                );
+                conn.close(
+                    close_code::PROTOCOL_VIOLATION,
+                    "too many bytes of incomplete frames",
+                );
                 return;
             }
             if fin {
@@ -1528,8 +1554,15 @@ impl Driver {
         for chunk in entries.chunks(control::MAX_ACK_ENTRIES) {
             conn.send_control(kind::ACK, &control::encode(&Ack(chunk.to_vec())));
         }
-        conn.inbound
-            .retain(|_, s| !(s.finished && s.processed == s.handed));
+        let mut freed = 0;
+        conn.inbound.retain(|_, s| {
+            let done = s.finished && s.processed == s.handed;
+            if done {
+                freed += s.decoder.buffered();
+            }
+            !done
+        });
+        conn.partial_bytes -= freed;
     }
 
     /// Moves the peer's queued messages onto the connection's streams.
