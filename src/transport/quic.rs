@@ -174,6 +174,8 @@ struct Conn {
     /// Frames (with their stream and position) waiting for room in the Router's mailbox.
     inbox: VecDeque<(Option<FramePos>, Vec<u8>)>,
     keepalive: Instant,
+    /// The stream id at which the next [`Driver::flush_streams`] pass starts.
+    flush_from: u64,
     /// Since when data handed to quiche has gone without any packet from the peer.
     unanswered_since: Option<Instant>,
     /// When this connection last probed for an acknowledgement.
@@ -844,6 +846,7 @@ impl Driver {
                 ack_dirty: HashSet::new(),
                 inbox: VecDeque::new(),
                 keepalive: now,
+                flush_from: 0,
                 unanswered_since: None,
                 last_probe: now,
                 deadline: None,
@@ -1607,18 +1610,26 @@ impl Driver {
         }
     }
 
+    /// Hands buffered stream data to quiche. quiche takes only what its congestion window allows,
+    /// so the stream served first gets the room: each pass starts after the stream that went
+    /// first last time, and a large message on one engine pair cannot starve the others.
     fn flush_streams(&mut self, conn: &mut Conn, now: Instant) {
         let mut stopped = Vec::new();
-        for (&sid, s) in conn.out.iter_mut() {
+        let start = conn.flush_from;
+        let mut first_writer = None;
+        let q = &mut conn.q;
+        let unanswered_since = &mut conn.unanswered_since;
+        let mut flush = |sid: u64, s: &mut OutStream| {
             if s.off == s.buf.len() && (!s.fin || s.fin_sent) {
-                continue;
+                return;
             }
-            match conn.q.stream_send(sid, &s.buf[s.off..], s.fin) {
+            match q.stream_send(sid, &s.buf[s.off..], s.fin) {
                 Ok(n) => {
                     s.opened = true;
                     s.off += n;
-                    if n > 0 && conn.unanswered_since.is_none() {
-                        conn.unanswered_since = Some(now);
+                    if n > 0 {
+                        first_writer.get_or_insert(sid);
+                        unanswered_since.get_or_insert(now);
                     }
                     if s.off == s.buf.len() {
                         s.buf.clear();
@@ -1635,6 +1646,15 @@ impl Driver {
                     stopped.push((sid, 0));
                 }
             }
+        };
+        for (&sid, s) in conn.out.range_mut(start..) {
+            flush(sid, s);
+        }
+        for (&sid, s) in conn.out.range_mut(..start) {
+            flush(sid, s);
+        }
+        if let Some(sid) = first_writer {
+            conn.flush_from = sid + 1;
         }
         for (sid, code) in stopped {
             if let Some(s) = conn.out.remove(&sid) {
