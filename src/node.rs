@@ -366,6 +366,7 @@ impl NodeBuilder {
                 mailbox: rx,
                 timers: Default::default(),
                 own: Default::default(),
+                receipts: Vec::new(),
             });
             engines.push(RunningEngine {
                 name: spec.name,

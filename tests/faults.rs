@@ -902,11 +902,10 @@ impl Pings {
 /// and 2 s more.
 ///
 /// Asserted: every ping, including those in flight at a kill, is answered exactly once, and
-/// nothing is dropped or undeliverable on A. B acknowledges a message only once its Router has
-/// delivered it to the ping engine's mailbox (docs/wire.md §10.3); what the crash cut short is
-/// unacknowledged and sent again. A ping already in the ping engine's mailbox at the kill could
-/// still be lost; such pings are printed as "lost in the crash", and `NM_LENIENT_KILL=1` lets the
-/// test pass with them (for investigating).
+/// nothing is dropped or undeliverable on A. B acknowledges a ping only once its ping engine has
+/// handled it and handed its answer on (docs/wire.md §10.3); what the crash cut short is
+/// unacknowledged and sent again. Pings acknowledged but never answered are printed as "lost in
+/// the crash"; `NM_LENIENT_KILL=1` lets the test pass with them (for investigating).
 ///
 /// `NM_FAULT_SCALE=3` kills and restarts B three times.
 #[test]

@@ -244,8 +244,9 @@ impl KeyCache {
     }
 }
 
-/// A message that passed ingress, with the peer it came from.
-pub type Admitted = (Verified<EngineMessage>, NodeIdentity);
+/// A message that passed ingress, with the peer it came from and its receipt (to hand back to
+/// the Transport once the message has been handled).
+pub type Admitted = (Verified<EngineMessage>, NodeIdentity, Option<Receipt>);
 
 /// Messages that passed the cheap checks, waiting for their signatures to be checked.
 pub struct PendingBatch {
@@ -387,7 +388,8 @@ impl Ingress {
 
     /// Commits a verified batch: each verified id is recorded in its replay window (refusing a
     /// duplicate verified in the same or an overlapping batch). Admitted messages are pushed onto
-    /// `out` in arrival order; each refusal is passed to `dropped` with its reason.
+    /// `out` in arrival order, with their receipts; each refusal is passed to `dropped` with its
+    /// reason, and its receipt goes to `receipts` at once.
     pub fn complete(
         &mut self,
         now: Now,
@@ -401,18 +403,23 @@ impl Ingress {
             .verify_batches
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         for (outcome, (peer, receipt)) in batch.outcomes.into_iter().zip(batch.peers) {
-            receipts.extend(receipt);
             match outcome {
                 Ok(v) => match self.guard.commit(now.instant, v.src, v.dst, v.id) {
                     Ok(()) => {
                         stats
                             .verified
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        out.push((v, peer));
+                        out.push((v, peer, receipt));
                     }
-                    Err(reason) => dropped(reason, &v),
+                    Err(reason) => {
+                        receipts.extend(receipt);
+                        dropped(reason, &v)
+                    }
                 },
-                Err(u) => dropped(DropReason::BadSignature, u.message()),
+                Err(u) => {
+                    receipts.extend(receipt);
+                    dropped(DropReason::BadSignature, u.message())
+                }
             }
         }
     }

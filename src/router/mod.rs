@@ -125,6 +125,18 @@ pub enum RouterOutput {
         /// Who to tell on failure.
         bounce: Option<Bounce>,
     },
+    /// Put a remote message in the mailbox of the engine at `slot`, with its receipt: the engine's
+    /// shell hands the receipt back (through [`Router::handled`]) once the engine has handled the
+    /// message. If the delivery fails, count the drop and hand the receipt to
+    /// [`Router::handled`] at once.
+    DeliverRemote {
+        /// The engine.
+        slot: Slot,
+        /// The message.
+        message: Message,
+        /// For the Transport, once the engine has handled the message.
+        receipt: Receipt,
+    },
     /// Hand a signed message to the Transport.
     Transport(RemoteSend),
     /// Send a request to the Network Identity Store.
@@ -520,6 +532,12 @@ impl Router {
         std::mem::take(&mut self.receipts)
     }
 
+    /// Receipts of remote messages that local engines have handled (or that could not be
+    /// delivered to them), for the Transport to acknowledge.
+    pub fn handled(&mut self, receipts: impl IntoIterator<Item = Receipt>) {
+        self.receipts.extend(receipts);
+    }
+
     /// Receipts that could not be handed over; they go first next time.
     pub fn return_receipts(&mut self, mut back: Vec<Receipt>) {
         back.append(&mut self.receipts);
@@ -567,8 +585,8 @@ impl Router {
                 );
             },
         );
-        for (msg, peer) in admitted.drain(..) {
-            self.route_admitted(now, msg, peer);
+        for (msg, peer, receipt) in admitted.drain(..) {
+            self.route_admitted(now, msg, peer, receipt);
         }
         self.admitted = admitted;
     }
@@ -581,17 +599,22 @@ impl Router {
         }
     }
 
+    /// Routes a remote message that passed ingress. A message for one local engine carries its
+    /// receipt to that engine (acknowledged once handled); otherwise the receipt is handed back
+    /// now, the message having been dropped or delivered to every subscriber's mailbox.
     fn route_admitted(
         &mut self,
         now: Now,
         msg: crate::wire::Verified<EngineMessage>,
         peer: NodeIdentity,
+        receipt: Option<Receipt>,
     ) {
         self.learn_remote_engine(msg.src, peer);
         if self.pending.contains_key(&msg.src) {
             self.release_pending(now, msg.src, peer);
         }
         let drop = |router: &mut Router, reason: DropReason| {
+            router.receipts.extend(receipt);
             router.stats.dropped(reason);
             log::debug!(
                 "router: dropped remote message {} from {}: {}",
@@ -607,12 +630,12 @@ impl Router {
             Destination::Engine(e) => match self.locals.get(&e) {
                 Some(l) => {
                     let slot = l.slot;
-                    self.deliver(slot, Message::remote(msg, peer), None)
+                    self.deliver_remote(slot, Message::remote(msg, peer), receipt)
                 }
                 None => drop(self, DropReason::NotForThisNode),
             },
             Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
-                Some(&slot) => self.deliver(slot, Message::remote(msg, peer), None),
+                Some(&slot) => self.deliver_remote(slot, Message::remote(msg, peer), receipt),
                 None => drop(self, DropReason::NoRoute),
             },
             Destination::Node(_) => drop(self, DropReason::NotForThisNode),
@@ -629,6 +652,7 @@ impl Router {
                         .collect();
                     let message = Message::remote(msg, peer);
                     self.fan_out_message(targets, message, None);
+                    self.receipts.extend(receipt);
                 }
             },
             Destination::Domain(_) => drop(self, DropReason::Unsupported),
@@ -860,6 +884,17 @@ impl Router {
         });
     }
 
+    fn deliver_remote(&mut self, slot: Slot, message: Message, receipt: Option<Receipt>) {
+        match receipt {
+            Some(receipt) => self.outputs.push_back(RouterOutput::DeliverRemote {
+                slot,
+                message,
+                receipt,
+            }),
+            None => self.deliver(slot, message, None),
+        }
+    }
+
     fn fan_out_message(&mut self, targets: Vec<Slot>, message: Message, bounce: Option<Bounce>) {
         let n = targets.len();
         let mut message = Some(message);
@@ -917,5 +952,88 @@ impl Router {
             dst: header.dst,
         });
         self.bounce(bounce, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Keypair;
+    use crate::wire::MessageId;
+
+    fn remote_wire(from: &Keypair, node: &Keypair, dst: EngineIdentity, id: u64) -> Vec<u8> {
+        let mut m = EngineMessage {
+            src: from.engine_identity(),
+            src_node: node.node_identity(),
+            dst: Destination::Engine(dst),
+            id: MessageId(id),
+            reply_to: None,
+            expiry: Some(crate::time::wall_clock().after(Duration::from_secs(60))),
+            rprefs: None,
+            tprefs: None,
+            protocol: Protocol(Protocol::APP_BASE + 1),
+            body: b"hello".to_vec(),
+            sig: None,
+        };
+        let mut wire = Vec::new();
+        m.sign_into_wire(from, &mut wire, &mut Vec::new());
+        wire
+    }
+
+    fn receipt(seq: u64) -> Receipt {
+        Receipt {
+            conn: 1,
+            stream: 2,
+            seq,
+        }
+    }
+
+    /// A remote message for a local engine travels with its receipt; the receipt comes back only
+    /// through `handled`. A refused one has its receipt back at once.
+    #[test]
+    fn receipts_wait_for_the_engine_unless_the_message_is_dropped() {
+        let stats = Arc::new(NodeStats::default());
+        let mut router = Router::new(
+            Keypair::generate().node_identity(),
+            Arc::clone(&stats),
+            RouterLimits::default(),
+            true,
+        );
+        let local = Keypair::generate().engine_identity();
+        let slot = router.add_local(local, "app", &[]);
+        let peer = Keypair::generate();
+        let from = peer.derive_engine("app");
+        let now = Now::read();
+
+        router.handle_remote(
+            now,
+            peer.node_identity(),
+            remote_wire(&from, &peer, local, 1),
+            Some(receipt(0)),
+        );
+        router.flush(now);
+        match router.poll_output() {
+            Some(RouterOutput::DeliverRemote {
+                slot: s,
+                receipt: r,
+                ..
+            }) => assert_eq!((s, r), (slot, receipt(0))),
+            other => panic!("expected a delivery with its receipt, got {other:?}"),
+        }
+        assert!(router.take_receipts().is_empty());
+        router.handled([receipt(0)]);
+        assert_eq!(router.take_receipts(), [receipt(0)]);
+
+        // The same id again: a duplicate, dropped, its receipt handed back at once.
+        router.handle_remote(
+            now,
+            peer.node_identity(),
+            remote_wire(&from, &peer, local, 1),
+            Some(receipt(1)),
+        );
+        router.flush(now);
+        assert!(router.poll_output().is_none());
+        assert_eq!(router.take_receipts(), [receipt(1)]);
+        assert_eq!(stats.drops(DropReason::Duplicate), 1);
     }
 }

@@ -20,9 +20,9 @@ use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::identity_store::{IdentityEvent, NisMail, Party};
 use crate::router::topics::TopicRequest;
 use crate::runtime::stats::{DropReason, NodeStats};
-use crate::runtime::{EngineMail, Input};
+use crate::runtime::{EngineMail, Input, Message};
 use crate::time::Now;
-use crate::transport::{TransportLink, TransportMail};
+use crate::transport::{Receipt, TransportLink, TransportMail};
 use crate::wire::message::BatchVerifier;
 use crate::wire::Protocol;
 
@@ -75,6 +75,10 @@ pub(crate) enum RouterMail {
     },
     /// A local engine stopped.
     Unregister(EngineIdentity),
+    /// Receipts of remote messages a local engine has handled (or will never handle), sent by
+    /// its shell after whatever the engine sent in response: the Router passes them to the
+    /// Transport behind those messages.
+    Handled(Vec<Receipt>),
     /// Shut down.
     Stop,
 }
@@ -318,6 +322,7 @@ impl RouterShell {
                     }
                 }
             }
+            RouterMail::Handled(receipts) => self.router.handled(receipts),
             RouterMail::Stop => return true,
         }
         self.carry_out();
@@ -332,6 +337,11 @@ impl RouterShell {
                     input,
                     bounce,
                 } => self.deliver(slot, input, bounce),
+                RouterOutput::DeliverRemote {
+                    slot,
+                    message,
+                    receipt,
+                } => self.deliver_remote(slot, message, receipt),
                 RouterOutput::Transport(send) => match &self.transport {
                     Some(t) => {
                         if let Err(TransportMail::Send(send)) =
@@ -376,20 +386,37 @@ impl RouterShell {
 
     fn deliver(&mut self, slot: Slot, input: Input, bounce: Option<super::Bounce>) {
         let is_message = matches!(input, Input::Message(_));
+        if let Err(reason) = self.put(slot, EngineMail::Input(input), is_message) {
+            self.router.bounce(bounce, reason);
+        }
+    }
+
+    /// A remote message for one engine, with the receipt its shell hands back once handled.
+    fn deliver_remote(&mut self, slot: Slot, message: Message, receipt: Receipt) {
+        let mail = EngineMail::Receipted(Input::Message(message), receipt);
+        if let Err(reason) = self.put(slot, mail, true) {
+            self.router.bounce(None, reason);
+            self.router.handled([receipt]);
+        }
+    }
+
+    /// Puts `mail` in the mailbox of the engine at `slot`, never waiting.
+    fn put(&mut self, slot: Slot, mail: EngineMail, is_message: bool) -> Result<(), DropReason> {
         let Some(Some(mailbox)) = self.engines.get(slot) else {
-            return self.router.bounce(bounce, DropReason::EngineGone);
+            return Err(DropReason::EngineGone);
         };
-        match mailbox.try_send(EngineMail::Input(input)) {
+        match mailbox.try_send(mail) {
             Ok(()) => {
                 if is_message {
                     self.stats.delivered_local.fetch_add(1, Ordering::Relaxed);
                 }
+                Ok(())
             }
-            Err(TrySendError::Full(_)) => self.router.bounce(bounce, DropReason::MailboxFull),
+            Err(TrySendError::Full(_)) => Err(DropReason::MailboxFull),
             Err(TrySendError::Disconnected(_)) => {
                 self.engines[slot] = None;
                 self.router.remove_local(slot);
-                self.router.bounce(bounce, DropReason::EngineGone);
+                Err(DropReason::EngineGone)
             }
         }
     }

@@ -126,6 +126,15 @@ impl Client {
                 .map_or(deadline, |t| t.min(deadline));
             match self.mailbox.recv_deadline(until) {
                 Ok(EngineMail::Input(input)) => return Some(input),
+                Ok(EngineMail::Receipted(input, receipt)) => {
+                    // Handed to the application: that is this client's "handled".
+                    let _ = self
+                        .outlet
+                        .links()
+                        .router
+                        .send(crate::router::RouterMail::Handled(vec![receipt]));
+                    return Some(input);
+                }
                 Ok(EngineMail::Stop) => {
                     self.closed = true;
                     return None;
@@ -153,5 +162,6 @@ impl Drop for Client {
         let _ = links
             .router
             .send(crate::router::RouterMail::Unregister(self.ctx.identity()));
+        super::shell::discard_mailbox(&self.mailbox, links);
     }
 }

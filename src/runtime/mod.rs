@@ -40,6 +40,9 @@ pub const DEFAULT_ROUTER_MAILBOX_DEPTH: usize = 65_536;
 pub(crate) enum EngineMail {
     /// An input for the engine.
     Input(Input),
+    /// A message from another node, with the receipt the shell hands back to the Router once the
+    /// engine has handled it (so that the sender's Transport is told only then).
+    Receipted(Input, crate::transport::Receipt),
     /// Stop after the inputs already queued.
     Stop,
 }
@@ -89,7 +92,8 @@ mod tests {
     #[test]
     fn mailbox_slots_stay_small() {
         assert!(std::mem::size_of::<crate::router::RouterMail>() <= 160);
-        assert!(std::mem::size_of::<super::EngineMail>() <= 112);
+        let engine_mail = std::mem::size_of::<super::EngineMail>();
+        assert!(engine_mail <= 120, "{engine_mail}");
         assert!(std::mem::size_of::<crate::transport::TransportMail>() <= 192);
     }
 }

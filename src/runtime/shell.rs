@@ -164,6 +164,8 @@ pub(crate) struct EngineShell {
     pub(crate) mailbox: Receiver<EngineMail>,
     pub(crate) timers: Timers,
     pub(crate) own: VecDeque<Input>,
+    /// Receipts of remote messages handled and not yet handed back.
+    pub(crate) receipts: Vec<crate::transport::Receipt>,
 }
 
 impl EngineShell {
@@ -224,6 +226,8 @@ impl EngineShell {
                 }
                 stop |= self.carry_out();
             }
+            // After the outputs: the Router forwards the receipts to the Transport behind them.
+            self.hand_back_receipts();
             if stop {
                 return;
             }
@@ -234,6 +238,13 @@ impl EngineShell {
     fn handle_mail(&mut self, mail: EngineMail) -> Option<bool> {
         match mail {
             EngineMail::Input(input) => self.call(|e, ctx| e.handle(ctx, input)).then_some(false),
+            EngineMail::Receipted(input, receipt) => {
+                // Handled even if the engine panicked on it: a message that crashes its engine
+                // must not come back.
+                let handled = self.call(|e, ctx| e.handle(ctx, input));
+                self.receipts.push(receipt);
+                handled.then_some(false)
+            }
             EngineMail::Stop => Some(true),
         }
     }
@@ -273,21 +284,54 @@ impl EngineShell {
     }
 
     fn unregister(&mut self) {
+        self.hand_back_receipts();
         let links = self.outlet.links().clone();
         links.directory.remove(&self.ctx.identity());
         let _ = links
             .router
             .send(RouterMail::Unregister(self.ctx.identity()));
-        // Count what was still queued: it will never be handled.
-        let mut lost = 0u64;
-        while let Ok(mail) = self.mailbox.try_recv() {
-            if matches!(mail, EngineMail::Input(Input::Message(_))) {
-                lost += 1;
-            }
-        }
-        for _ in 0..lost {
-            links.stats.dropped(DropReason::EngineGone);
-        }
+        discard_mailbox(&self.mailbox, &links);
         log::debug!("engine {} stopped at {:?}", self.name, Instant::now());
+    }
+
+    /// Hands the receipts of the messages handled so far to the Router, behind whatever the
+    /// engine sent while handling them.
+    fn hand_back_receipts(&mut self) {
+        if self.receipts.is_empty() {
+            return;
+        }
+        let receipts = std::mem::take(&mut self.receipts);
+        if self
+            .outlet
+            .links()
+            .router
+            .send(RouterMail::Handled(receipts))
+            .is_err()
+        {
+            log::debug!(
+                "engine {}: router gone; receipts not handed back",
+                self.name
+            );
+        }
+    }
+}
+
+/// Empties the mailbox of an engine that has stopped: each message in it is counted as dropped
+/// (`engine_gone`), and the receipts of remote ones go back to the Router so that their senders
+/// are not left waiting for an acknowledgement.
+pub(crate) fn discard_mailbox(mailbox: &Receiver<EngineMail>, links: &Links) {
+    let mut receipts = Vec::new();
+    while let Ok(mail) = mailbox.try_recv() {
+        match mail {
+            EngineMail::Input(Input::Message(_)) => links.stats.dropped(DropReason::EngineGone),
+            EngineMail::Receipted(_, receipt) => {
+                links.stats.dropped(DropReason::EngineGone);
+                receipts.push(receipt);
+            }
+            EngineMail::Input(_) | EngineMail::Stop => {}
+        }
+    }
+    if !receipts.is_empty() {
+        let _ = links.router.send(RouterMail::Handled(receipts));
     }
 }
