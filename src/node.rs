@@ -637,6 +637,9 @@ impl Node {
             return report;
         }
         self.stopped = true;
+        // Messages that reach the node from now on, or wait in a stopping engine's mailbox, are
+        // not acknowledged: their senders send them again when the node is back.
+        let _ = self.links.router.send(RouterMail::Stopping);
         for e in &self.engines {
             let _ = e
                 .mailbox

@@ -211,6 +211,8 @@ pub struct Router {
     ingress: Ingress,
     admitted: Vec<Admitted>,
     receipts: Vec<Receipt>,
+    /// Whether the node is shutting down.
+    stopping: bool,
     pending: HashMap<EngineIdentity, PendingLookup>,
     /// Local engines waiting for PubSub to complete a network subscription, per topic.
     pending_net_subs: HashMap<TopicIdentity, Vec<EngineIdentity>>,
@@ -242,6 +244,7 @@ impl Router {
             topics: TopicTable::default(),
             admitted: Vec::new(),
             receipts: Vec::new(),
+            stopping: false,
             pending: HashMap::new(),
             pending_net_subs: HashMap::new(),
             has_transport,
@@ -538,6 +541,21 @@ impl Router {
         self.receipts.extend(receipts);
     }
 
+    /// Receipts of remote messages dropped on their way to a local engine (gone, going, or its
+    /// mailbox full): handed back like [`Router::handled`] ones, except once the node is
+    /// stopping ([`Router::set_stopping`]), when they are withheld so that the senders send
+    /// those messages again to the restarted node.
+    pub fn not_handled(&mut self, receipts: impl IntoIterator<Item = Receipt>) {
+        if !self.stopping {
+            self.receipts.extend(receipts);
+        }
+    }
+
+    /// The node is shutting down (see [`Router::not_handled`]).
+    pub fn set_stopping(&mut self) {
+        self.stopping = true;
+    }
+
     /// Receipts that could not be handed over; they go first next time.
     pub fn return_receipts(&mut self, mut back: Vec<Receipt>) {
         back.append(&mut self.receipts);
@@ -614,7 +632,7 @@ impl Router {
             self.release_pending(now, msg.src, peer);
         }
         let drop = |router: &mut Router, reason: DropReason| {
-            router.receipts.extend(receipt);
+            router.not_handled(receipt);
             router.stats.dropped(reason);
             log::debug!(
                 "router: dropped remote message {} from {}: {}",

@@ -73,12 +73,24 @@ pub(crate) enum RouterMail {
         /// The notice.
         notice: Box<crate::pubsub::PubSubNotice>,
     },
-    /// A local engine stopped.
-    Unregister(EngineIdentity),
-    /// Receipts of remote messages a local engine has handled (or will never handle), sent by
-    /// its shell after whatever the engine sent in response: the Router passes them to the
-    /// Transport behind those messages.
+    /// A local engine stopped. The Router delivers nothing more to it, then answers on `done`.
+    Unregister {
+        /// The engine.
+        identity: EngineIdentity,
+        /// Told once the Router has forgotten the engine.
+        done: Sender<()>,
+    },
+    /// Receipts of remote messages a local engine has handled, sent by its shell after whatever
+    /// the engine sent in response: the Router passes them to the Transport behind those
+    /// messages.
     Handled(Vec<Receipt>),
+    /// Receipts of remote messages a stopped engine will never handle (counted as dropped).
+    /// Handed back like any drop, except while the node is stopping: then they are withheld, so
+    /// that the senders send those messages again when the node is back.
+    Discarded(Vec<Receipt>),
+    /// The node is shutting down: from now on, receipts of messages dropped because their
+    /// engine is gone or going are withheld (see [`RouterMail::Discarded`]).
+    Stopping,
     /// Shut down.
     Stop,
 }
@@ -314,15 +326,18 @@ impl RouterShell {
                 serves,
                 mailbox,
             } => self.register(identity, &name, &serves, mailbox),
-            RouterMail::Unregister(identity) => {
+            RouterMail::Unregister { identity, done } => {
                 if let Some(slot) = self.router.slot_of(&identity) {
                     self.router.remove_local(slot);
                     if let Some(m) = self.engines.get_mut(slot) {
                         *m = None;
                     }
                 }
+                let _ = done.try_send(());
             }
             RouterMail::Handled(receipts) => self.router.handled(receipts),
+            RouterMail::Discarded(receipts) => self.router.not_handled(receipts),
+            RouterMail::Stopping => self.router.set_stopping(),
             RouterMail::Stop => return true,
         }
         self.carry_out();
@@ -396,7 +411,7 @@ impl RouterShell {
         let mail = EngineMail::Receipted(Input::Message(message), receipt);
         if let Err(reason) = self.put(slot, mail, true) {
             self.router.bounce(None, reason);
-            self.router.handled([receipt]);
+            self.router.not_handled([receipt]);
         }
     }
 

@@ -157,11 +157,6 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        let links = self.outlet.links();
-        links.directory.remove(&self.ctx.identity());
-        let _ = links
-            .router
-            .send(crate::router::RouterMail::Unregister(self.ctx.identity()));
-        super::shell::discard_mailbox(&self.mailbox, links);
+        super::shell::leave(&self.mailbox, self.outlet.links(), self.ctx.identity());
     }
 }

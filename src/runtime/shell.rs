@@ -286,11 +286,7 @@ impl EngineShell {
     fn unregister(&mut self) {
         self.hand_back_receipts();
         let links = self.outlet.links().clone();
-        links.directory.remove(&self.ctx.identity());
-        let _ = links
-            .router
-            .send(RouterMail::Unregister(self.ctx.identity()));
-        discard_mailbox(&self.mailbox, &links);
+        leave(&self.mailbox, &links, self.ctx.identity());
         log::debug!("engine {} stopped at {:?}", self.name, Instant::now());
     }
 
@@ -316,10 +312,34 @@ impl EngineShell {
     }
 }
 
+/// Takes a stopped engine (or client) off the node: out of the directory, then out of the
+/// Router, emptying its mailbox until the Router confirms that it will deliver nothing more
+/// (so no message slips into a mailbox nobody reads, its receipt lost).
+pub(crate) fn leave(mailbox: &Receiver<EngineMail>, links: &Links, identity: EngineIdentity) {
+    links.directory.remove(&identity);
+    let (done, confirmed) = crossbeam_channel::bounded(1);
+    if links
+        .router
+        .send(RouterMail::Unregister { identity, done })
+        .is_ok()
+    {
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            discard_mailbox(mailbox, links);
+            match confirmed.recv_timeout(std::time::Duration::from_millis(1)) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) if Instant::now() >= deadline => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+        }
+    }
+    discard_mailbox(mailbox, links);
+}
+
 /// Empties the mailbox of an engine that has stopped: each message in it is counted as dropped
 /// (`engine_gone`), and the receipts of remote ones go back to the Router so that their senders
 /// are not left waiting for an acknowledgement.
-pub(crate) fn discard_mailbox(mailbox: &Receiver<EngineMail>, links: &Links) {
+fn discard_mailbox(mailbox: &Receiver<EngineMail>, links: &Links) {
     let mut receipts = Vec::new();
     while let Ok(mail) = mailbox.try_recv() {
         match mail {
@@ -332,6 +352,6 @@ pub(crate) fn discard_mailbox(mailbox: &Receiver<EngineMail>, links: &Links) {
         }
     }
     if !receipts.is_empty() {
-        let _ = links.router.send(RouterMail::Handled(receipts));
+        let _ = links.router.send(RouterMail::Discarded(receipts));
     }
 }

@@ -39,6 +39,10 @@ pub struct Peer {
     pub bytes: usize,
     /// The ready connection, if any.
     pub active: Option<ConnId>,
+    /// Older connections to this peer still delivering what they carry after a simultaneous
+    /// dial was resolved. Nothing new is sent while there are any, so that the messages of one
+    /// engine pair cannot overtake each other across two connections.
+    pub retiring: u32,
     /// A dial in progress, if any.
     pub dialing: Option<ConnId>,
     /// Failed attempts since the last success.

@@ -176,8 +176,11 @@ struct Conn {
     keepalive: Instant,
     /// The stream id at which the next [`Driver::flush_streams`] pass starts.
     flush_from: u64,
-    /// Since when data handed to quiche has gone without any packet from the peer.
+    /// Since when data handed to quiche has gone unacknowledged (no progress in quiche's
+    /// acknowledged bytes since `acked_mark`).
     unanswered_since: Option<Instant>,
+    /// quiche's acknowledged-bytes count when `unanswered_since` was set.
+    acked_mark: u64,
     /// When this connection last probed for an acknowledgement.
     last_probe: Instant,
     deadline: Option<Instant>,
@@ -848,6 +851,7 @@ impl Driver {
                 keepalive: now,
                 flush_from: 0,
                 unanswered_since: None,
+                acked_mark: 0,
                 last_probe: now,
                 deadline: None,
                 abandoned: false,
@@ -945,8 +949,7 @@ impl Driver {
         };
         let info = quiche::RecvInfo { from, to: local };
         match conn.q.recv(packet, info) {
-            Ok(_) => conn.unanswered_since = None,
-            Err(quiche::Error::Done) => {}
+            Ok(_) | Err(quiche::Error::Done) => {}
             Err(e) => log::debug!("transport: packet from {from}: {e}"),
         }
         self.dirty.push(id);
@@ -997,6 +1000,9 @@ impl Driver {
                 conn.keepalive = now;
                 let _ = conn.q.send_ack_eliciting();
                 self.dirty.push(id);
+            }
+            if conn.unanswered_since.is_some() && conn.q.stats().acked_bytes > conn.acked_mark {
+                conn.unanswered_since = None;
             }
             if conn.unanswered_since.is_some_and(|t| {
                 now.saturating_duration_since(t) >= probe_after
@@ -1308,6 +1314,7 @@ impl Driver {
                         // closes once what it carries is acknowledged (or after a grace), so
                         // nothing needs sending twice.
                         other_conn.retiring = Some(now);
+                        self.peers.entry(node).or_default().retiring += 1;
                         self.dirty.push(other);
                     } else {
                         // This one has sent nothing yet: close it at once.
@@ -1378,7 +1385,12 @@ impl Driver {
 
     fn read_message_stream(&mut self, id: ConnId, conn: &mut Conn, sid: u64, buf: &mut [u8]) {
         let max = self.config.limits.max_frame_bytes;
-        let max_partial = self.config.limits.max_partial_frame_bytes;
+        // Never below one frame of the largest size (with its header).
+        let max_partial = self
+            .config
+            .limits
+            .max_partial_frame_bytes
+            .max(max + frame::HEADER_BYTES);
         let Some(node) = conn.node else { return };
         loop {
             if !conn.inbox.is_empty() {
@@ -1407,6 +1419,9 @@ impl Driver {
             if fin {
                 stream.finished = true;
                 if !stream.decoder.at_boundary() {
+                    // The partial frame will never complete: let it go now.
+                    conn.partial_bytes -= stream.decoder.buffered();
+                    stream.decoder = FrameDecoder::new(max);
                     self.stats.fault(Fault::ProtocolViolation);
                     log::debug!(
                         "transport: stream {sid} from {}: {}",
@@ -1569,8 +1584,17 @@ impl Driver {
     }
 
     /// Moves the peer's queued messages onto the connection's streams.
-    fn drain_queue(&mut self, _id: ConnId, conn: &mut Conn, now: Instant) {
+    fn drain_queue(&mut self, id: ConnId, conn: &mut Conn, now: Instant) {
         let Some(node) = conn.node else { return };
+        // Only the peer's active connection takes new messages, and not while an older one is
+        // still delivering (see `Peer::retiring`).
+        if self
+            .peers
+            .get(&node)
+            .is_none_or(|p| p.active != Some(id) || p.retiring > 0)
+        {
+            return;
+        }
         let default = self.config.default_tprefs;
         let max_pairs = self.config.limits.max_pair_streams;
         let wall = wall_clock();
@@ -1616,10 +1640,11 @@ impl Driver {
     fn flush_streams(&mut self, conn: &mut Conn, now: Instant) {
         let mut stopped = Vec::new();
         let start = conn.flush_from;
+        let control = conn.control_out;
         let mut first_writer = None;
+        let mut wrote = false;
         let q = &mut conn.q;
-        let unanswered_since = &mut conn.unanswered_since;
-        let mut flush = |sid: u64, s: &mut OutStream| {
+        let mut flush = |sid: u64, s: &mut OutStream, first_writer: &mut Option<u64>| {
             if s.off == s.buf.len() && (!s.fin || s.fin_sent) {
                 return;
             }
@@ -1629,7 +1654,7 @@ impl Driver {
                     s.off += n;
                     if n > 0 {
                         first_writer.get_or_insert(sid);
-                        unanswered_since.get_or_insert(now);
+                        wrote = true;
                     }
                     if s.off == s.buf.len() {
                         s.buf.clear();
@@ -1647,14 +1672,28 @@ impl Driver {
                 }
             }
         };
+        // The control stream (hello, adverts, acknowledgements) always goes first.
+        if let Some(sid) = control {
+            if let Some(s) = conn.out.get_mut(&sid) {
+                flush(sid, s, &mut None);
+            }
+        }
         for (&sid, s) in conn.out.range_mut(start..) {
-            flush(sid, s);
+            if Some(sid) != control {
+                flush(sid, s, &mut first_writer);
+            }
         }
         for (&sid, s) in conn.out.range_mut(..start) {
-            flush(sid, s);
+            if Some(sid) != control {
+                flush(sid, s, &mut first_writer);
+            }
         }
         if let Some(sid) = first_writer {
             conn.flush_from = sid + 1;
+        }
+        if wrote && conn.unanswered_since.is_none() {
+            conn.unanswered_since = Some(now);
+            conn.acked_mark = conn.q.stats().acked_bytes;
         }
         for (sid, code) in stopped {
             if let Some(s) = conn.out.remove(&sid) {
@@ -1710,6 +1749,15 @@ impl Driver {
         };
         let unconfirmed = conn.take_unconfirmed();
         self.requeue(node, unconfirmed);
+        if conn.retiring.is_some() {
+            if let Some(peer) = self.peers.get_mut(&node) {
+                peer.retiring = peer.retiring.saturating_sub(1);
+                // The kept connection may send again, starting with what this one left.
+                if let Some(active) = peer.active {
+                    self.dirty.push(active);
+                }
+            }
+        }
         if conn.abandoned {
             return;
         }
