@@ -901,7 +901,10 @@ impl Pings {
 /// (its dead connection idles out after 10 s and its unacknowledged pings go to the new B),
 /// and 2 s more.
 ///
-/// Asserted: every ping, including those in flight at a kill, is answered exactly once, and
+/// Asserted: every ping, including those in flight at a kill, is answered, and only once, except
+/// that a ping around a kill (the burst and the 8 pings before it) may be answered twice: once
+/// before the kill and again by the restarted B, when the kill came after its answer left but
+/// before its acknowledgement did (delivery is at least once across a crash); and
 /// nothing is dropped or undeliverable on A. B acknowledges a ping only once its ping engine has
 /// handled it and handed its answer on (docs/wire.md §10.3); what the crash cut short is
 /// unacknowledged and sent again. Pings acknowledged but never answered are printed as "lost in
@@ -962,16 +965,20 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
     let deadline = started + Duration::from_secs(65);
     let phase = Duration::from_secs(2);
     let mut kills = Vec::new();
+    let mut around_kill: Vec<std::ops::Range<u64>> = Vec::new();
     for cycle in 0..cycles {
         // Up: until A is connected to this incarnation of B, then 2 s more.
         p.steady(phase, Some((&a, u64::from(cycle) + 1)), deadline);
-        // A burst, then SIGKILL a moment later, with the burst in flight.
+        // A burst, then SIGKILL a moment later, with the burst in flight. The pings around the
+        // kill: the burst and the steady pings of the 20 ms before it.
+        let around_from = p.seq.saturating_sub(8);
         for _ in 0..32 {
             p.ping();
         }
         let delay = fixed_delay.unwrap_or_else(|| rng.below(2000));
         p.receive_until(Instant::now() + Duration::from_micros(delay));
         b.kill();
+        around_kill.push(around_from..p.seq);
         let unanswered = p.unanswered();
         kills.push((started.elapsed(), delay, unanswered.len()));
         p.in_flight.extend(unanswered);
@@ -999,12 +1006,18 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
     missing.sort_unstable();
     let lost_in_crash: Vec<u64> = missing.iter().filter(|m| m.1).map(|m| m.0).collect();
     let lost_otherwise: Vec<u64> = missing.iter().filter(|m| !m.1).map(|m| m.0).collect();
-    let doubled: Vec<(u64, u32)> = p
+    let all_doubled: Vec<(u64, u32)> = p
         .replies
         .iter()
         .filter(|(_, n)| **n > 1)
         .map(|(id, n)| (p.sent.get(id).copied().unwrap_or(u64::MAX), *n))
         .collect();
+    // At least once across a crash: a ping B answered, but killed before its acknowledgement
+    // left, is sent again and answered again by the restarted B. Allowed only for pings around
+    // a kill, and only twice.
+    let (doubled_at_kill, doubled): (Vec<_>, Vec<_>) = all_doubled
+        .into_iter()
+        .partition(|&(seq, n)| n == 2 && around_kill.iter().any(|r| r.contains(&seq)));
     let unknown = p
         .replies
         .keys()
@@ -1034,6 +1047,14 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
         p.undeliverable
     );
     assert_eq!(a.stats().total_drops(), 0, "{status}");
+    if !doubled_at_kill.is_empty() {
+        eprintln!(
+            "{test}: {} ping(s) answered before the kill and again after the restart (their \
+             acknowledgement died with B): {:?} (seed {seed})",
+            doubled_at_kill.len(),
+            doubled_at_kill.iter().map(|d| d.0).collect::<Vec<_>>()
+        );
+    }
     if !lost_in_crash.is_empty() {
         eprintln!(
             "{test}: {} acknowledged ping(s) lost in the crash (acknowledged by B before its \
