@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::TempDir;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,34 +17,6 @@ use std::time::{Duration, Instant};
 use netmachine::wire::NodeAdvert;
 
 const BIN: &str = env!("CARGO_BIN_EXE_netmachine");
-
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "netmachine-cli-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A child process that is killed if the test ends before it exits.
 struct ChildGuard(Child);
@@ -132,7 +106,7 @@ fn two_nodes(dir: &TempDir) -> (PathBuf, PathBuf, String) {
 
 #[test]
 fn keygen_writes_a_private_key_and_prints_its_identity() {
-    let dir = TempDir::new("keygen");
+    let dir = TempDir::new("cli", "keygen");
     let id = keygen(&dir, "k.key");
     // Never overwrites.
     let out = netmachine(&["keygen", "--out", dir.path("k.key").to_str().unwrap()]);
@@ -144,7 +118,7 @@ fn keygen_writes_a_private_key_and_prints_its_identity() {
 
 #[test]
 fn advert_prints_one_verifiable_line() {
-    let dir = TempDir::new("advert");
+    let dir = TempDir::new("cli", "advert");
     let id = keygen(&dir, "n.key");
     let conf = dir.path("n.toml");
     write_config(&conf, "n.key", 7001, &[], "name = \"alpha\"\n");
@@ -165,7 +139,7 @@ fn advert_prints_one_verifiable_line() {
 
 #[test]
 fn run_refuses_an_unknown_config_key() {
-    let dir = TempDir::new("unknown-key");
+    let dir = TempDir::new("cli", "unknown-key");
     keygen(&dir, "n.key");
     let conf = dir.path("n.toml");
     write_config(&conf, "n.key", free_port(), &[], "listen_backlog = 5\n");
@@ -179,7 +153,7 @@ fn run_refuses_an_unknown_config_key() {
 
 #[test]
 fn ping_refuses_a_node_that_is_not_a_peer() {
-    let dir = TempDir::new("not-a-peer");
+    let dir = TempDir::new("cli", "not-a-peer");
     let (conf_a, _conf_b, _id_b) = two_nodes(&dir);
     let stranger = "ab".repeat(32);
     let out = netmachine(&[
@@ -209,7 +183,7 @@ fn ping_refuses_a_node_that_is_not_a_peer() {
 /// Needs the QUIC Transport.
 #[test]
 fn ping_reaches_a_node_run_in_another_process() {
-    let dir = TempDir::new("ping");
+    let dir = TempDir::new("cli", "ping");
     let (conf_a, conf_b, id_b) = two_nodes(&dir);
 
     let mut child = Command::new(BIN)

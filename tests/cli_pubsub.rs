@@ -6,8 +6,10 @@
 
 mod common;
 
+use common::TempDir;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -17,38 +19,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_netmachine");
 
 /// Events published in the relay test.
 const EVENTS: u64 = 20;
-
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "netmachine-cli-pubsub-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    fn arg(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn netmachine(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -212,7 +182,7 @@ fn event_seq(line: &str) -> u64 {
 /// Needs the QUIC Transport.
 #[test]
 fn publish_reaches_a_subscriber_through_a_relay() {
-    let dir = TempDir::new("relay");
+    let dir = TempDir::new("cli-pubsub", "relay");
     let id_b = keygen(&dir, "b.key");
     let id_p = keygen(&dir, "p.key");
     let id_s = keygen(&dir, "s.key");
@@ -346,7 +316,7 @@ fn publish_reaches_a_subscriber_through_a_relay() {
 /// Needs the QUIC Transport.
 #[test]
 fn publish_waits_until_a_subscribing_peer_acknowledged_everything() {
-    let dir = TempDir::new("acks");
+    let dir = TempDir::new("cli-pubsub", "acks");
     keygen(&dir, "b.key");
     keygen(&dir, "p.key");
     keygen(&dir, "s.key");
@@ -434,7 +404,7 @@ fn publish_waits_until_a_subscribing_peer_acknowledged_everything() {
 
 #[test]
 fn bad_options_exit_2() {
-    let dir = TempDir::new("options");
+    let dir = TempDir::new("cli-pubsub", "options");
     let conf = dir.arg("absent.toml");
     let key = dir.arg("absent.key");
     let topic = "ab".repeat(32);

@@ -32,7 +32,7 @@ use netmachine::{
     SendOptions,
 };
 
-use common::wait_until;
+use common::{wait_until, TempDir};
 
 const APP: Protocol = Protocol(Protocol::APP_BASE + 11);
 
@@ -705,34 +705,6 @@ fn corrupted_datagrams_never_reach_an_engine() {
 
 const BIN: &str = env!("CARGO_BIN_EXE_netmachine");
 
-/// A directory under the system temp dir, removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!(
-            "netmachine-faults-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// A node process, killed if still running when dropped.
 struct Process {
     child: std::process::Child,
@@ -922,7 +894,7 @@ fn a_peer_killed_and_restarted_answers_every_ping_once() {
         .map(|v| v.trim().parse().expect("NM_KILL_DELAY_US is a number"));
     let strict = !std::env::var("NM_LENIENT_KILL").is_ok_and(|v| v == "1");
     let cycles = scale().round().max(1.0) as u32;
-    let dir = TempDir::new("sigkill");
+    let dir = TempDir::new("faults", "sigkill");
     let id_b = netmachine(&["keygen", "--out", dir.path("b.key").to_str().unwrap()]);
     let ka = Keypair::generate();
     let pa = common::free_port();

@@ -48,6 +48,27 @@ impl Engine for Sink {
     }
 }
 
+/// A node with the given transport, one peer, and a `Sink` (not answering) logging into `log`.
+fn sink_node(
+    key: &Keypair,
+    transport: TransportConfig,
+    peer: NodeAdvert,
+    log: &Arc<Mutex<HashMap<EngineIdentity, Vec<u64>>>>,
+) -> Node {
+    NodeBuilder::new(key.clone())
+        .transport(transport)
+        .peer(peer)
+        .engine(
+            "sink",
+            Sink {
+                log: Arc::clone(log),
+                answer: false,
+            },
+        )
+        .start()
+        .unwrap()
+}
+
 /// Sends `total` messages to `dst`, at most `window` unanswered.
 struct Source {
     dst: EngineIdentity,
@@ -306,18 +327,7 @@ fn an_oversized_frame_closes_only_its_stream() {
         .start()
         .unwrap();
     let log = Arc::new(Mutex::new(HashMap::new()));
-    let b = NodeBuilder::new(kb.clone())
-        .transport(small)
-        .peer(advert_for(&ka, pa))
-        .engine(
-            "sink",
-            Sink {
-                log: Arc::clone(&log),
-                answer: false,
-            },
-        )
-        .start()
-        .unwrap();
+    let b = sink_node(&kb, small, advert_for(&ka, pa), &log);
     let sink = b.engine_identity("sink").unwrap();
     let mut big = a.client("big").unwrap();
     let mut small_sender = a.client("small").unwrap();
@@ -431,26 +441,16 @@ fn four_large_messages_at_once(partial_limit: usize) -> (u64, usize) {
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(a.stats().connections_established, 0);
     let log = Arc::new(Mutex::new(HashMap::new()));
-    let b = NodeBuilder::new(kb.clone())
-        .transport(TransportConfig {
-            listen: vec![pb],
-            limits: TransportLimits {
-                max_frame_bytes: 1 << 20,
-                max_partial_frame_bytes: partial_limit,
-                ..TransportLimits::default()
-            },
-            ..TransportConfig::default()
-        })
-        .peer(advert_for(&ka, pa))
-        .engine(
-            "sink",
-            Sink {
-                log: Arc::clone(&log),
-                answer: false,
-            },
-        )
-        .start()
-        .unwrap();
+    let limited = TransportConfig {
+        listen: vec![pb],
+        limits: TransportLimits {
+            max_frame_bytes: 1 << 20,
+            max_partial_frame_bytes: partial_limit,
+            ..TransportLimits::default()
+        },
+        ..TransportConfig::default()
+    };
+    let b = sink_node(&kb, limited, advert_for(&ka, pa), &log);
     let arrived = |log: &HashMap<EngineIdentity, Vec<u64>>| log.values().map(Vec::len).sum();
     let done = wait_until(Duration::from_secs(15), || {
         arrived(&log.lock()) == 4 || b.stats().faults(Fault::PartialFrameLimit) > 0
