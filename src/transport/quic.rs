@@ -1640,7 +1640,6 @@ impl Driver {
     fn flush_streams(&mut self, conn: &mut Conn, now: Instant) {
         let mut stopped = Vec::new();
         let start = conn.flush_from;
-        let control = conn.control_out;
         let mut first_writer = None;
         let mut wrote = false;
         let q = &mut conn.q;
@@ -1672,21 +1671,14 @@ impl Driver {
                 }
             }
         };
-        // The control stream (hello, adverts, acknowledgements) always goes first.
-        if let Some(sid) = control {
-            if let Some(s) = conn.out.get_mut(&sid) {
-                flush(sid, s, &mut None);
-            }
-        }
+        // The control stream takes its turn like the others: served first, its acknowledgements
+        // could leave ahead of the replies written in the same pass, and a crash in between
+        // would lose acknowledged requests (docs/wire.md §10.3).
         for (&sid, s) in conn.out.range_mut(start..) {
-            if Some(sid) != control {
-                flush(sid, s, &mut first_writer);
-            }
+            flush(sid, s, &mut first_writer);
         }
         for (&sid, s) in conn.out.range_mut(..start) {
-            if Some(sid) != control {
-                flush(sid, s, &mut first_writer);
-            }
+            flush(sid, s, &mut first_writer);
         }
         if let Some(sid) = first_writer {
             conn.flush_from = sid + 1;
