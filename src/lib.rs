@@ -36,6 +36,7 @@ pub mod config;
 pub mod engines;
 pub mod identity;
 pub mod identity_store;
+pub mod mail;
 pub mod node;
 pub mod pubsub;
 pub mod router;
@@ -45,10 +46,10 @@ pub mod transport;
 pub mod wire;
 
 pub use identity::{DomainIdentity, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
+pub use node::client::Client;
 pub use node::{
     EngineSpec, IngressHandle, Node, NodeBuilder, NodeError, NodeLimits, ShutdownReport,
 };
-pub use runtime::client::Client;
 pub use runtime::stats::{DropReason, StatsSnapshot};
 pub use runtime::{Context, Engine, Input, Message, Origin, SendOptions};
 pub use time::{Now, Timestamp};

@@ -40,82 +40,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::identity::{CheckedKey, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
-use crate::identity_store::{IdentityRequest, IdentityUpdate};
-use crate::router::topics::TopicError;
-use crate::runtime::{Context, Engine, Input, Message, Origin, SendOptions};
-use crate::transport::{TransportEvent, TransportRequest};
+use crate::mail::identity::{IdentityRequest, IdentityUpdate};
+pub use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
+use crate::mail::topic::TopicError;
+use crate::mail::transport::{TransportEvent, TransportRequest};
+use crate::mail::{Input, Message, Origin, SystemMail};
+use crate::runtime::{Context, Engine, SendOptions};
 use crate::wire::message::Unverified;
 use crate::wire::{Destination, EngineMessage, Protocol, Signed, TopicAdvert};
 pub use wire::{Event, EventId, PubSubMessage};
 
 /// The name the PubSub engine runs under.
 pub const PUBSUB_ENGINE_NAME: &str = "pubsub";
-
-/// A request from the Router to its node's PubSub engine.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PubSubRequest {
-    /// Local engines want the topic's events from the network.
-    Subscribe {
-        /// The topic.
-        topic: TopicIdentity,
-    },
-    /// No local engine wants them any more.
-    Unsubscribe {
-        /// The topic.
-        topic: TopicIdentity,
-    },
-    /// This node publishes the topic: flood its advert and carry local publications out.
-    StartAdvert {
-        /// The signed advert (listing this node's PubSub engine as a publisher).
-        advert: TopicAdvert,
-    },
-    /// Stop publishing the topic.
-    StopAdvert {
-        /// The topic.
-        topic: TopicIdentity,
-    },
-}
-
-/// What the PubSub engine tells its Router.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PubSubNotice {
-    /// A network subscription is in place (or failed).
-    Subscribed {
-        /// The topic.
-        topic: TopicIdentity,
-        /// OK, or why not.
-        result: Result<(), TopicError>,
-    },
-    /// A network subscription ended.
-    Unsubscribed {
-        /// The topic.
-        topic: TopicIdentity,
-    },
-    /// A fresher advert arrived.
-    AdvertReceived {
-        /// The verified advert.
-        advert: TopicAdvert,
-    },
-    /// Deliver an event's message to the topic's local subscribers.
-    Deliver {
-        /// The authorized publisher that signed the event.
-        publisher: EngineIdentity,
-        /// The neighbour it arrived from.
-        via: NodeIdentity,
-        /// The published message.
-        message: EngineMessage,
-    },
-    /// For a topic this node publishes: its children and how far each has acknowledged this
-    /// node's events (the next sequence number it waits for).
-    Progress {
-        /// The topic.
-        topic: TopicIdentity,
-        /// `(child, next sequence number)`.
-        children: Vec<(NodeIdentity, u64)>,
-        /// Events published so far.
-        published: u64,
-    },
-}
 
 /// Limits of the PubSub engine, with their defaults.
 #[derive(Clone, Copy, Debug)]
@@ -449,10 +385,12 @@ impl PubSub {
                 )));
                 if notify {
                     // A local subscription made before this node started publishing.
-                    ctx.pubsub_notice(PubSubNotice::Subscribed {
-                        topic,
-                        result: Ok(()),
-                    });
+                    ctx.system(SystemMail::PubSubNotice(Box::new(
+                        PubSubNotice::Subscribed {
+                            topic,
+                            result: Ok(()),
+                        },
+                    )));
                 }
                 let msg = PubSubMessage::Advert { advert, hops: 0 };
                 for peer in self.connected.clone() {
@@ -467,20 +405,24 @@ impl PubSub {
             }
             PubSubRequest::Subscribe { topic } => {
                 let Some(t) = self.topic_mut(topic) else {
-                    ctx.pubsub_notice(PubSubNotice::Subscribed {
-                        topic,
-                        result: Err(TopicError::NetworkFailed),
-                    });
+                    ctx.system(SystemMail::PubSubNotice(Box::new(
+                        PubSubNotice::Subscribed {
+                            topic,
+                            result: Err(TopicError::NetworkFailed),
+                        },
+                    )));
                     return;
                 };
                 t.local_interest = true;
                 t.notified_subscribed = false;
                 if t.fed() {
                     t.notified_subscribed = true;
-                    ctx.pubsub_notice(PubSubNotice::Subscribed {
-                        topic,
-                        result: Ok(()),
-                    });
+                    ctx.system(SystemMail::PubSubNotice(Box::new(
+                        PubSubNotice::Subscribed {
+                            topic,
+                            result: Ok(()),
+                        },
+                    )));
                 } else {
                     self.subscribe_upstream(ctx, topic);
                 }
@@ -491,7 +433,9 @@ impl PubSub {
                     t.notified_subscribed = false;
                 }
                 self.prune(ctx, topic);
-                ctx.pubsub_notice(PubSubNotice::Unsubscribed { topic });
+                ctx.system(SystemMail::PubSubNotice(Box::new(
+                    PubSubNotice::Unsubscribed { topic },
+                )));
             }
         }
     }
@@ -657,9 +601,11 @@ impl PubSub {
         ctx.identity_request(IdentityRequest::Update(IdentityUpdate::TopicAdvert(
             advert.clone(),
         )));
-        ctx.pubsub_notice(PubSubNotice::AdvertReceived {
-            advert: advert.clone(),
-        });
+        ctx.system(SystemMail::PubSubNotice(Box::new(
+            PubSubNotice::AdvertReceived {
+                advert: advert.clone(),
+            },
+        )));
         let wants = t.wants_upstream();
         let msg = PubSubMessage::Advert {
             advert,
@@ -789,10 +735,12 @@ impl PubSub {
             );
         }
         if notify {
-            ctx.pubsub_notice(PubSubNotice::Subscribed {
-                topic,
-                result: Ok(()),
-            });
+            ctx.system(SystemMail::PubSubNotice(Box::new(
+                PubSubNotice::Subscribed {
+                    topic,
+                    result: Ok(()),
+                },
+            )));
         }
     }
 
@@ -1069,11 +1017,11 @@ impl PubSub {
         match EngineMessage::decode_unsigned(&ev.body) {
             Ok(message) if message.dst == Destination::Topic(ev.topic) => {
                 self.count(&self.stats.delivered);
-                ctx.pubsub_notice(PubSubNotice::Deliver {
+                ctx.system(SystemMail::PubSubNotice(Box::new(PubSubNotice::Deliver {
                     publisher: ev.publisher,
                     via,
                     message,
-                });
+                })));
             }
             Ok(_) => self.count(&self.stats.malformed),
             Err(e) => {
@@ -1254,7 +1202,7 @@ impl PubSub {
             }
         }
         if let Some(p) = progress {
-            ctx.pubsub_notice(p);
+            ctx.system(SystemMail::PubSubNotice(Box::new(p)));
         }
     }
 
@@ -1309,7 +1257,9 @@ impl Engine for PubSub {
 
     fn handle(&mut self, ctx: &mut Context, input: Input) {
         match input {
-            Input::PubSub(req) => self.handle_request(ctx, *req),
+            Input::System(crate::mail::System(SystemMail::PubSubRequest(req))) => {
+                self.handle_request(ctx, *req)
+            }
             Input::Message(m) => match m.origin() {
                 Origin::Remote { via } if m.protocol() == Protocol::PUBSUB => {
                     self.handle_remote(ctx, via, m.body())
@@ -1350,7 +1300,7 @@ impl EngineMessage {
 mod tests {
     use super::*;
     use crate::identity::{CheckedKey, Signature};
-    use crate::runtime::Output;
+    use crate::mail::{Output, System};
     use crate::time::{wall_clock, Now};
     use crate::wire::MessageId;
 
@@ -1467,8 +1417,11 @@ mod tests {
             let mut sent = Vec::new();
             for out in self.ctx.take_outputs() {
                 match out {
-                    Output::PubSub(PubSubNotice::Deliver { message, .. }) => {
-                        delivered.push(u64::from_le_bytes(message.body[..8].try_into().unwrap()))
+                    Output::System(System(SystemMail::PubSubNotice(n))) => {
+                        if let PubSubNotice::Deliver { message, .. } = *n {
+                            delivered
+                                .push(u64::from_le_bytes(message.body[..8].try_into().unwrap()))
+                        }
                     }
                     Output::Send(o) if o.msg.protocol == Protocol::PUBSUB => {
                         sent.push(PubSubMessage::from_bytes(&o.msg.body).unwrap())
@@ -1484,7 +1437,9 @@ mod tests {
             let topic = self.topic();
             self.engine.handle(
                 &mut self.ctx,
-                Input::PubSub(Box::new(PubSubRequest::Subscribe { topic })),
+                Input::System(System(SystemMail::PubSubRequest(Box::new(
+                    PubSubRequest::Subscribe { topic },
+                )))),
             );
             self.receive_from_parent(PubSubMessage::Advert {
                 advert: self.advert(),
@@ -1511,7 +1466,9 @@ mod tests {
         let topic = f.topic();
         f.engine.handle(
             &mut f.ctx,
-            Input::PubSub(Box::new(PubSubRequest::Subscribe { topic })),
+            Input::System(System(SystemMail::PubSubRequest(Box::new(
+                PubSubRequest::Subscribe { topic },
+            )))),
         );
         let (_, sent) = f.drain();
         assert!(sent.is_empty(), "no parent known yet: {sent:?}");

@@ -20,7 +20,6 @@
 //! signed by their sending engine's thread before they get here; the Router never signs.
 
 pub mod ingress;
-mod shell;
 pub mod topics;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -28,87 +27,24 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub(crate) use shell::{RouterMail, RouterShell};
+pub use crate::mail::{Bounce, Outbound, RouteHeader};
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::identity_store::{AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest};
-use crate::pubsub::{PubSubNotice, PubSubRequest};
-use crate::runtime::engine::{Input, Message, Outgoing, Undeliverable};
-use crate::runtime::stats::{DropReason, NodeStats};
-use crate::time::{Now, Timestamp};
-use crate::transport::{Receipt, RemoteSend};
-use crate::wire::message::Unverified;
-use crate::wire::{
-    Destination, EngineMessage, MessageId, Protocol, RoutingPrefs, RoutingScope, TransportPrefs,
+use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest};
+use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
+use crate::mail::topic::{TopicEvent, TopicRequest};
+use crate::mail::{
+    DropReason, Input, Message, Outgoing, Receipt, RemoteSend, System, SystemMail, Undeliverable,
 };
+use crate::runtime::stats::NodeStats;
+use crate::time::Now;
+use crate::wire::message::Unverified;
+use crate::wire::{Destination, EngineMessage, Protocol, RoutingScope};
 use ingress::{Admitted, Ingress, IngressLimits, PendingBatch, VerifiedBatch};
-use topics::{TopicAction, TopicEvent, TopicRequest, TopicTable};
+use topics::{TopicAction, TopicTable};
 
 /// Index of a local engine's mailbox in the Router shell.
 pub type Slot = usize;
-
-/// What the Router and Transport need to know about a signed message without decoding it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RouteHeader {
-    /// The sending engine.
-    pub src: EngineIdentity,
-    /// The destination.
-    pub dst: Destination,
-    /// The message id.
-    pub id: MessageId,
-    /// When to give up.
-    pub expiry: Option<Timestamp>,
-    /// Routing preferences.
-    pub rprefs: Option<RoutingPrefs>,
-    /// Transport preferences.
-    pub tprefs: Option<TransportPrefs>,
-    /// Whether the sender wants to hear about a drop.
-    pub notify: bool,
-}
-
-impl RouteHeader {
-    /// The header of `msg`.
-    pub fn of(msg: &EngineMessage, notify: bool) -> RouteHeader {
-        RouteHeader {
-            src: msg.src,
-            dst: msg.dst,
-            id: msg.id,
-            expiry: msg.expiry,
-            rprefs: msg.rprefs,
-            tprefs: msg.tprefs,
-            notify,
-        }
-    }
-
-    fn scope(&self) -> RoutingScope {
-        self.rprefs.map(|p| p.scope).unwrap_or(RoutingScope::Any)
-    }
-}
-
-/// A message from a local engine.
-#[derive(Debug)]
-pub enum Outbound {
-    /// Unsigned: the sender's shell found the destination on this node.
-    Local(Outgoing),
-    /// Signed by the sender's shell, ready for the wire.
-    Signed {
-        /// Routing metadata.
-        header: RouteHeader,
-        /// The wire form.
-        wire: Vec<u8>,
-    },
-}
-
-/// Whom to tell if a delivery fails.
-#[derive(Clone, Copy, Debug)]
-pub struct Bounce {
-    /// The local sender.
-    pub src: EngineIdentity,
-    /// The message id.
-    pub id: MessageId,
-    /// Its destination.
-    pub dst: Destination,
-}
 
 /// What the Router asks its shell to do.
 // Outputs are drained at once; boxing the large variant would allocate per message.
@@ -712,7 +648,7 @@ impl Router {
         if let Some((slot, _)) = self.pubsub() {
             self.outputs.push_back(RouterOutput::Deliver {
                 slot,
-                input: Input::PubSub(Box::new(req)),
+                input: Input::System(System(SystemMail::PubSubRequest(Box::new(req)))),
                 bounce: None,
             });
         }
@@ -772,8 +708,21 @@ impl Router {
         }
     }
 
+    /// System mail from the built-in engine `from`.
+    pub fn handle_system(&mut self, from: EngineIdentity, mail: System) {
+        match mail.0 {
+            SystemMail::PubSubNotice(notice) => self.handle_pubsub(from, *notice),
+            SystemMail::PubSubRequest(_) => {
+                log::warn!(
+                    "router: a pubsub request from engine {} ignored: only the Router sends those",
+                    from.short()
+                );
+            }
+        }
+    }
+
     /// A notice from the PubSub engine.
-    pub fn handle_pubsub(&mut self, from: EngineIdentity, notice: PubSubNotice) {
+    fn handle_pubsub(&mut self, from: EngineIdentity, notice: PubSubNotice) {
         if self.pubsub().map(|(_, id)| id) != Some(from) {
             log::warn!(
                 "router: pubsub notice from {} ignored: not the PubSub engine",

@@ -11,14 +11,13 @@
 use std::time::{Duration, Instant};
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::identity_store::{IdentityEvent, IdentityRequest};
-use crate::router::topics::{TopicEvent, TopicRequest};
-use crate::runtime::stats::DropReason;
-use crate::time::{Now, Timestamp};
-use crate::transport::TransportEvent;
+use crate::mail::identity::IdentityRequest;
+use crate::mail::topic::TopicRequest;
+use crate::mail::transport::TransportRequest;
+use crate::mail::{Input, Message, Outgoing, Output, SystemMail};
+use crate::time::Now;
 use crate::wire::{
     Destination, EngineMessage, MessageId, Protocol, RoutingPrefs, RoutingScope, TransportPrefs,
-    Verified,
 };
 
 /// How long a message lives when the sender sets no expiry: 60 s.
@@ -43,155 +42,6 @@ pub trait Engine: Send + 'static {
 
     /// Called once when the node shuts down or the engine asked to stop.
     fn stop(&mut self, _ctx: &mut Context) {}
-}
-
-/// Where a delivered message came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// An engine of this node (not signed; its mailbox identified the sender).
-    Local,
-    /// Another node, over a connection authenticated as `via`; the signature was verified.
-    Remote {
-        /// The peer the message arrived from.
-        via: NodeIdentity,
-    },
-    /// A topic event from another node: the message's sender is vouched for by the signature of
-    /// `publisher`, an authorized publisher of the topic, checked by this node's PubSub engine.
-    Topic {
-        /// The publishing node's PubSub engine.
-        publisher: EngineIdentity,
-        /// The neighbour the event arrived from.
-        via: NodeIdentity,
-    },
-}
-
-/// A message delivered to an engine: either from a local engine, or verified.
-#[derive(Clone, Debug)]
-pub struct Message {
-    // Boxed so that an `Input` — and so every mailbox slot — stays small.
-    inner: Box<EngineMessage>,
-    origin: Origin,
-}
-
-impl Message {
-    /// A message from an engine of this node.
-    #[cfg(test)]
-    pub(crate) fn local(inner: EngineMessage) -> Message {
-        Message::local_boxed(Box::new(inner))
-    }
-
-    /// A message from an engine of this node, already boxed.
-    pub(crate) fn local_boxed(inner: Box<EngineMessage>) -> Message {
-        Message {
-            inner,
-            origin: Origin::Local,
-        }
-    }
-
-    /// A topic event's message, checked by the PubSub engine.
-    pub(crate) fn from_topic(
-        inner: EngineMessage,
-        publisher: EngineIdentity,
-        via: NodeIdentity,
-    ) -> Message {
-        Message {
-            inner: Box::new(inner),
-            origin: Origin::Topic { publisher, via },
-        }
-    }
-
-    /// A message from another node whose signature was checked.
-    pub fn remote(verified: Verified<EngineMessage>, via: NodeIdentity) -> Message {
-        Message {
-            inner: Box::new(verified.into_inner()),
-            origin: Origin::Remote { via },
-        }
-    }
-
-    /// The sending engine.
-    pub fn src(&self) -> EngineIdentity {
-        self.inner.src
-    }
-
-    /// The node the sending engine runs on.
-    pub fn src_node(&self) -> NodeIdentity {
-        self.inner.src_node
-    }
-
-    /// Where the message was addressed.
-    pub fn dst(&self) -> Destination {
-        self.inner.dst
-    }
-
-    /// The sender's id for this message.
-    pub fn id(&self) -> MessageId {
-        self.inner.id
-    }
-
-    /// The id of the message this one answers, if any.
-    pub fn reply_to(&self) -> Option<MessageId> {
-        self.inner.reply_to
-    }
-
-    /// What the body is.
-    pub fn protocol(&self) -> Protocol {
-        self.inner.protocol
-    }
-
-    /// The body.
-    pub fn body(&self) -> &[u8] {
-        &self.inner.body
-    }
-
-    /// The expiry the sender set.
-    pub fn expiry(&self) -> Option<Timestamp> {
-        self.inner.expiry
-    }
-
-    /// Where the message came from.
-    pub fn origin(&self) -> Origin {
-        self.origin
-    }
-
-    /// The whole message.
-    pub fn as_engine_message(&self) -> &EngineMessage {
-        &self.inner
-    }
-
-    /// The body, without copying.
-    pub fn into_body(self) -> Vec<u8> {
-        self.inner.body
-    }
-}
-
-/// A message this engine sent that could not be delivered.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Undeliverable {
-    /// The id the message was sent with.
-    pub id: MessageId,
-    /// Where it was going.
-    pub dst: Destination,
-    /// Why it was dropped.
-    pub reason: DropReason,
-}
-
-/// Everything an engine can receive.
-#[derive(Debug)]
-pub enum Input {
-    /// A message from another engine.
-    Message(Message),
-    /// A message this engine sent was dropped (sent with `notify_undeliverable`).
-    Undeliverable(Undeliverable),
-    /// The Router's answer to a topic request.
-    Topic(TopicEvent),
-    /// The Network Identity Store's answer to a request, or a change it notifies.
-    Identity(Box<IdentityEvent>),
-    /// A connection event or answer from the Transport.
-    Transport(TransportEvent),
-    /// A timer set with [`Context::set_timer`] expired.
-    Timer(u64),
-    /// A request from the Router (only the PubSub engine receives these).
-    PubSub(Box<crate::pubsub::PubSubRequest>),
 }
 
 /// Options for [`Context::send_with`].
@@ -233,45 +83,6 @@ impl SendOptions {
     }
 }
 
-/// A message an engine asked to send.
-#[derive(Clone, Debug)]
-pub struct Outgoing {
-    /// The message (unsigned; the shell signs it if it must leave the node). Boxed: it moves
-    /// through mailboxes to its destination without being copied.
-    pub msg: Box<EngineMessage>,
-    /// Whether the sender wants [`Input::Undeliverable`] on failure.
-    pub notify_undeliverable: bool,
-}
-
-/// What an engine asks its shell to do.
-#[derive(Clone, Debug)]
-pub enum Output {
-    /// Send a message.
-    Send(Outgoing),
-    /// A topic request to the Router.
-    Topic(TopicRequest),
-    /// A request to the Network Identity Store.
-    Identity(IdentityRequest),
-    /// A request to the Transport.
-    Transport(crate::transport::TransportRequest),
-    /// Fire [`Input::Timer`] with `token` at `at` (replaces an earlier timer with that token).
-    SetTimer {
-        /// The token the timer fires with.
-        token: u64,
-        /// When.
-        at: Instant,
-    },
-    /// Cancel the timer with `token`.
-    CancelTimer {
-        /// The token.
-        token: u64,
-    },
-    /// Stop this engine.
-    Stop,
-    /// A PubSub engine's notice to its Router.
-    PubSub(crate::pubsub::PubSubNotice),
-}
-
 /// An engine's view of the node during one call: the time, its identity, and a place to record
 /// what it wants done.
 pub struct Context {
@@ -292,7 +103,9 @@ impl Context {
             identity,
             node,
             name: name.to_string(),
-            next_id: crate::time::wall_clock_nanos(),
+            // Seeded from the time passed in (not read from the clock): ids keep increasing
+            // across restarts of the engine, and a simulator gets the same ids for the same run.
+            next_id: now.wall.0.saturating_mul(1_000_000),
             outputs: Vec::new(),
         }
     }
@@ -426,7 +239,7 @@ impl Context {
     }
 
     /// Sends a request to the Transport; answers arrive as [`Input::Transport`].
-    pub fn transport_request(&mut self, req: crate::transport::TransportRequest) {
+    pub fn transport_request(&mut self, req: TransportRequest) {
         self.outputs.push(Output::Transport(req));
     }
 
@@ -446,9 +259,17 @@ impl Context {
         self.outputs.push(Output::CancelTimer { token });
     }
 
-    /// Sends a notice to the Router (used by the PubSub engine).
-    pub fn pubsub_notice(&mut self, notice: crate::pubsub::PubSubNotice) {
-        self.outputs.push(Output::PubSub(notice));
+    /// Sends a request to the engine that serves it: a [`TopicRequest`] to the Router, an
+    /// [`IdentityRequest`] to the Network Identity Store, a [`TransportRequest`] to the
+    /// Transport (or any other request type of the vocabulary in [`crate::mail`]). The answer
+    /// arrives as an [`Input`].
+    pub fn request(&mut self, req: impl Into<Output>) {
+        self.outputs.push(req.into());
+    }
+
+    /// Mail to another built-in engine (the PubSub engine's notices to its Router).
+    pub(crate) fn system(&mut self, mail: SystemMail) {
+        self.outputs.push(Output::System(crate::mail::System(mail)));
     }
 
     /// Stops this engine after the current call.

@@ -35,16 +35,17 @@ use super::frame::{self, kind, FrameDecoder, FrameError};
 use super::peers::{ConnId, Peer};
 use super::tls::{self, QuicParams, TlsIdentity};
 use super::udp::{self, Offload};
-use super::{
-    ConnectResult, RemoteSend, TransportConfig, TransportEvent, TransportMail, TransportRequest,
-};
+use super::{ConnectResult, RemoteSend, TransportConfig, TransportEvent, TransportRequest};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::identity_store::{
-    IdentityEvent, IdentityRecord, IdentityRequest, IdentityUpdate, NisMail, Party, UpdateResult,
+    IdentityEvent, IdentityRecord, IdentityRequest, IdentityUpdate, Party, UpdateResult,
 };
-use crate::router::RouterMail;
+use crate::mail::{Input, Undeliverable};
+use crate::node::directory::Directory;
+use crate::node::nis_shell::NisMail;
+use crate::node::router_shell::RouterMail;
+use crate::node::transport_link::TransportMail;
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
-use crate::runtime::{Directory, Input, Undeliverable};
 use crate::time::wall_clock;
 use crate::wire::{Destination, NodeAdvert, Reliability, Security, TransportPrefs};
 

@@ -14,15 +14,19 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
-use super::engine::{Context, Engine, Input, Outgoing, Output};
-use super::stats::{DropReason, NodeStats};
-use super::timers::Timers;
-use super::{Directory, EngineMail};
+use super::directory::Directory;
+use super::mailbox::{recv_spin, EngineMail};
+use super::nis_shell::NisMail;
+use super::router_shell::RouterMail;
+use super::transport_link::{TransportLink, TransportMail};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
-use crate::identity_store::{NisMail, Party};
-use crate::router::{Outbound, RouteHeader, RouterMail};
+use crate::mail::identity::Party;
+use crate::mail::transport::TransportEvent;
+use crate::mail::{DropReason, Input, Outbound, Outgoing, Output, Receipt, RouteHeader};
+use crate::runtime::stats::NodeStats;
+use crate::runtime::timers::Timers;
+use crate::runtime::{Context, Engine};
 use crate::time::Now;
-use crate::transport::{TransportEvent, TransportLink, TransportMail};
 use crate::wire::{Destination, RoutingScope};
 
 /// Most inputs handled before outputs are carried out and timers checked.
@@ -117,9 +121,9 @@ impl Outlet {
                 Output::SetTimer { token, at } => timers.set(token, at),
                 Output::CancelTimer { token } => timers.cancel(token),
                 Output::Stop => stop = true,
-                Output::PubSub(notice) => self.to_router(RouterMail::PubSub {
+                Output::System(mail) => self.to_router(RouterMail::System {
                     from: self.identity,
-                    notice: Box::new(notice),
+                    mail,
                 }),
             }
         }
@@ -165,7 +169,7 @@ pub(crate) struct EngineShell {
     pub(crate) timers: Timers,
     pub(crate) own: VecDeque<Input>,
     /// Receipts of remote messages handled and not yet handed back.
-    pub(crate) receipts: Vec<crate::transport::Receipt>,
+    pub(crate) receipts: Vec<Receipt>,
 }
 
 impl EngineShell {
@@ -184,7 +188,7 @@ impl EngineShell {
 
     fn event_loop(&mut self) {
         loop {
-            let mail = match super::recv_spin(
+            let mail = match recv_spin(
                 &self.mailbox,
                 self.timers.next_deadline(),
                 self.outlet.links().spin,

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::{IdentityRequest, IdentityStore, Party};
-use crate::router::RouterMail;
+use super::directory::Directory;
+use super::router_shell::RouterMail;
+use super::transport_link::{TransportLink, TransportMail};
+use crate::identity_store::IdentityStore;
+use crate::mail::identity::{IdentityRequest, Party};
+use crate::mail::Input;
 use crate::runtime::stats::NodeStats;
-use crate::runtime::{Directory, Input};
-use crate::transport::{TransportLink, TransportMail};
 
 /// What the store's mailbox carries.
 // Mail moves by value through a bounded channel: boxing the large variant would add an

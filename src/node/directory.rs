@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::RwLock;
 
-use super::stats::DropReason;
-use super::{EngineMail, Input};
+use super::mailbox::EngineMail;
 use crate::identity::EngineIdentity;
+use crate::mail::{DropReason, Input};
 
 struct Entry {
     name: String,

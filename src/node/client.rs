@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
-use super::engine::{Context, Input, SendOptions};
-use super::shell::Outlet;
-use super::timers::Timers;
-use super::EngineMail;
+use super::engine_shell::Outlet;
+use super::mailbox::EngineMail;
+use super::router_shell::RouterMail;
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
+use crate::mail::Input;
+use crate::runtime::timers::Timers;
+use crate::runtime::{Context, SendOptions};
 use crate::time::Now;
 use crate::wire::{Destination, MessageId, Protocol, RoutingScope};
 
@@ -132,7 +134,7 @@ impl Client {
                         .outlet
                         .links()
                         .router
-                        .send(crate::router::RouterMail::Handled(vec![receipt]));
+                        .send(RouterMail::Handled(vec![receipt]));
                     return Some(input);
                 }
                 Ok(EngineMail::Stop) => {
@@ -157,6 +159,6 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
-        super::shell::leave(&self.mailbox, self.outlet.links(), self.ctx.identity());
+        super::engine_shell::leave(&self.mailbox, self.outlet.links(), self.ctx.identity());
     }
 }

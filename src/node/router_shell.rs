@@ -14,15 +14,17 @@ use std::collections::BTreeMap;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::ingress::{PendingBatch, VerifiedBatch};
-use super::{Outbound, Router, RouterOutput, Slot};
+use super::mailbox::{recv_spin, EngineMail};
+use super::nis_shell::NisMail;
+use super::transport_link::{TransportLink, TransportMail};
 use crate::identity::{EngineIdentity, NodeIdentity};
-use crate::identity_store::{IdentityEvent, NisMail, Party};
-use crate::router::topics::TopicRequest;
-use crate::runtime::stats::{DropReason, NodeStats};
-use crate::runtime::{EngineMail, Input, Message};
+use crate::mail::identity::{IdentityEvent, Party};
+use crate::mail::topic::TopicRequest;
+use crate::mail::{Bounce, DropReason, Input, Message, Outbound, Receipt, System};
+use crate::router::ingress::{PendingBatch, VerifiedBatch};
+use crate::router::{Router, RouterOutput, Slot};
+use crate::runtime::stats::NodeStats;
 use crate::time::Now;
-use crate::transport::{Receipt, TransportLink, TransportMail};
 use crate::wire::message::BatchVerifier;
 use crate::wire::Protocol;
 
@@ -44,7 +46,7 @@ pub(crate) enum RouterMail {
         /// The bytes.
         wire: Vec<u8>,
         /// What to report to the Transport once the message is handled.
-        receipt: Option<crate::transport::Receipt>,
+        receipt: Option<Receipt>,
     },
     /// A topic request from a local engine.
     Topic {
@@ -66,12 +68,12 @@ pub(crate) enum RouterMail {
         /// Its mailbox.
         mailbox: Sender<EngineMail>,
     },
-    /// A notice from the PubSub engine.
-    PubSub {
-        /// The engine that sent it (must be the node's PubSub engine).
+    /// System mail from a built-in engine (the PubSub engine's notices).
+    System {
+        /// The engine that sent it.
         from: EngineIdentity,
-        /// The notice.
-        notice: Box<crate::pubsub::PubSubNotice>,
+        /// The mail.
+        mail: System,
     },
     /// A local engine stopped. The Router delivers nothing more to it, then answers on `done`.
     Unregister {
@@ -210,7 +212,7 @@ impl RouterShell {
                     default(timeout) => None,
                 }
             } else {
-                match crate::runtime::recv_spin(&self.mailbox, deadline, self.spin) {
+                match recv_spin(&self.mailbox, deadline, self.spin) {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -318,7 +320,7 @@ impl RouterShell {
                 }
             }
             RouterMail::Topic { from, req } => self.router.handle_topic(from, *req),
-            RouterMail::PubSub { from, notice } => self.router.handle_pubsub(from, *notice),
+            RouterMail::System { from, mail } => self.router.handle_system(from, mail),
             RouterMail::Identity(event) => self.router.handle_identity(now, *event),
             RouterMail::Register {
                 identity,
@@ -362,7 +364,7 @@ impl RouterShell {
                         if let Err(TransportMail::Send(send)) =
                             t.try_send(TransportMail::Send(send))
                         {
-                            let bounce = send.header.notify.then_some(super::Bounce {
+                            let bounce = send.header.notify.then_some(Bounce {
                                 src: send.header.src,
                                 id: send.header.id,
                                 dst: send.header.dst,
@@ -399,7 +401,7 @@ impl RouterShell {
         }
     }
 
-    fn deliver(&mut self, slot: Slot, input: Input, bounce: Option<super::Bounce>) {
+    fn deliver(&mut self, slot: Slot, input: Input, bounce: Option<Bounce>) {
         let is_message = matches!(input, Input::Message(_));
         if let Err(reason) = self.put(slot, EngineMail::Input(input), is_message) {
             self.router.bounce(bounce, reason);

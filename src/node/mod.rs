@@ -21,23 +21,35 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::Mutex;
 
+pub mod client;
+pub(crate) mod directory;
+pub(crate) mod engine_shell;
+pub(crate) mod mailbox;
+pub(crate) mod nis_shell;
+pub(crate) mod router_shell;
+pub(crate) mod transport_link;
+
+pub use engine_shell::EngineFailure;
+
 use crate::engines::ping::{PingEngine, PING_ENGINE_NAME};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME};
-use crate::identity_store::{
-    IdentityRequest, IdentityStore, IdentityUpdate, NisMail, NisShell, Party, DEFAULT_MAX_RECORDS,
-};
+use crate::identity_store::{IdentityStore, DEFAULT_MAX_RECORDS};
+use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
-use crate::router::{Router, RouterLimits, RouterMail, RouterShell};
-use crate::runtime::client::Client;
-use crate::runtime::shell::{EngineFailure, EngineShell, Links, Outlet};
+use crate::router::{Router, RouterLimits};
 use crate::runtime::stats::{NodeStats, StatsSnapshot};
-use crate::runtime::{
-    Context, Directory, Engine, EngineMail, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH,
-};
+use crate::runtime::{Context, Engine, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH};
 use crate::time::Now;
 use crate::transport::quic::{Bound, Driver, DriverParts};
-use crate::transport::{TransportConfig, TransportLink, TransportMail};
+use crate::transport::TransportConfig;
 use crate::wire::{NodeAdvert, Protocol};
+use client::Client;
+use directory::Directory;
+use engine_shell::{EngineShell, Links, Outlet};
+use mailbox::EngineMail;
+use nis_shell::{NisMail, NisShell};
+use router_shell::{RouterMail, RouterShell};
+use transport_link::{TransportLink, TransportMail};
 
 /// How long shutdown waits for engines to stop: 5 s.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

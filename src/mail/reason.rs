@@ -1,0 +1,145 @@
+//! Why a message was dropped ([`DropReason`]) and what went wrong on a connection that is not a
+//! dropped message ([`Fault`]). Every engine counts its drops by these reasons; the counters live
+//! in the runtime's `NodeStats`.
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident = $label:literal,)*) => {
+        /// Why a message was dropped. Each reason has its own counter in `NodeStats`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum DropReason {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+
+            /// The counter name, as the status view and logs print it.
+            pub fn label(self) -> &'static str {
+                match self {
+                    $(DropReason::$name => $label,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    // A peer broke a rule.
+    /// The bytes did not decode as a message.
+    Malformed = "malformed",
+    /// The message uses a wire version this node does not speak.
+    UnknownVersion = "unknown_version",
+    /// The same (source, destination, id) was already delivered.
+    Duplicate = "duplicate",
+    /// The id is older than the replay window remembers.
+    Replay = "replay",
+    /// The signature does not verify.
+    BadSignature = "bad_signature",
+    /// The source key is of small order (anyone could sign for it).
+    WeakKey = "weak_key",
+    /// The source key is not a valid (canonical) Ed25519 point.
+    BadKey = "bad_key",
+    /// The message claims a source node other than the peer it came from.
+    SourceNodeMismatch = "source_node_mismatch",
+    /// The message carries no expiry, or one further ahead than the node accepts.
+    ExpiryOutOfRange = "expiry_out_of_range",
+    /// A remote message addressed to an engine this node does not run (no relaying).
+    NotForThisNode = "not_for_this_node",
+    /// The replay state is full of live entries; new sources are refused until some expire.
+    ReplayStateFull = "replay_state_full",
+    // Local routing and delivery.
+    /// The expiry passed before the message could be delivered or sent.
+    Expired = "expired",
+    /// No route to the destination is known.
+    NoRoute = "no_route",
+    /// The topic does not exist on this node.
+    UnknownTopic = "unknown_topic",
+    /// The destination engine's mailbox was full (see the mailbox-full policy).
+    MailboxFull = "mailbox_full",
+    /// The destination engine has stopped.
+    EngineGone = "engine_gone",
+    /// A message that must leave the node is not signed.
+    Unsigned = "unsigned",
+    /// The message's routing scope forbids where it would have to go.
+    ScopeViolation = "scope_violation",
+    /// The destination kind or preference is not supported by this version.
+    Unsupported = "unsupported",
+    /// No transport is running on this node.
+    NoTransport = "no_transport",
+    /// The per-peer outbound queue was full.
+    QueueFull = "queue_full",
+    /// The message is larger than the frame or datagram limit.
+    TooLarge = "too_large",
+    /// A lookup for the destination is already waiting with too many messages queued.
+    PendingFull = "pending_full",
+    /// The node was shutting down.
+    Shutdown = "shutdown",
+}
+
+/// Transport-level events that are not a dropped message: a peer breaking a connection rule, a
+/// refused connection, junk on the socket. Each has its own counter in `NodeStats`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// A UDP datagram that is not a QUIC packet for a known or new connection.
+    JunkPacket,
+    /// A QUIC/TLS handshake that failed or timed out.
+    HandshakeFailed,
+    /// The dialled node presented a different identity (or an invalid certificate).
+    IdentityMismatch,
+    /// An unknown node was refused because only configured peers may connect.
+    UnknownPeerRefused,
+    /// A connection refused or closed by the connection limits.
+    ConnectionLimit,
+    /// A frame over the frame limit (its stream is stopped).
+    FrameTooLarge,
+    /// A bad or missing control frame (the connection is closed).
+    ProtocolViolation,
+    /// More incomplete frames buffered for a connection than `max_partial_frame_bytes` (the
+    /// connection is closed).
+    PartialFrameLimit,
+    /// No protocol version in common.
+    VersionMismatch,
+    /// A second connection between the same two nodes, closed.
+    DuplicateConnection,
+    /// A connection replaced because the peer restarted.
+    StaleConnection,
+    /// Messages sent again after their connection was lost before acknowledging them.
+    Resent,
+}
+
+impl Fault {
+    /// Every fault, in counter order.
+    pub const ALL: &'static [Fault] = &[
+        Fault::JunkPacket,
+        Fault::HandshakeFailed,
+        Fault::IdentityMismatch,
+        Fault::UnknownPeerRefused,
+        Fault::ConnectionLimit,
+        Fault::FrameTooLarge,
+        Fault::ProtocolViolation,
+        Fault::PartialFrameLimit,
+        Fault::VersionMismatch,
+        Fault::DuplicateConnection,
+        Fault::StaleConnection,
+        Fault::Resent,
+    ];
+
+    /// The counter name.
+    pub fn label(self) -> &'static str {
+        match self {
+            Fault::JunkPacket => "junk_packet",
+            Fault::HandshakeFailed => "handshake_failed",
+            Fault::IdentityMismatch => "identity_mismatch",
+            Fault::UnknownPeerRefused => "unknown_peer_refused",
+            Fault::ConnectionLimit => "connection_limit",
+            Fault::FrameTooLarge => "frame_too_large",
+            Fault::ProtocolViolation => "protocol_violation",
+            Fault::PartialFrameLimit => "partial_frame_limit",
+            Fault::VersionMismatch => "version_mismatch",
+            Fault::DuplicateConnection => "duplicate_connection",
+            Fault::StaleConnection => "stale_connection",
+            Fault::Resent => "resent",
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The envelopes of routing: what the Router and the Transport know about a signed message
+//! without decoding it, whom to tell when a delivery fails, and the receipt that ties a received
+//! frame to its acknowledgement.
+
+use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::time::Timestamp;
+use crate::wire::{
+    Destination, EngineMessage, MessageId, RoutingPrefs, RoutingScope, TransportPrefs,
+};
+
+use super::envelope::Outgoing;
+
+/// What the Router and Transport need to know about a signed message without decoding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteHeader {
+    /// The sending engine.
+    pub src: EngineIdentity,
+    /// The destination.
+    pub dst: Destination,
+    /// The message id.
+    pub id: MessageId,
+    /// When to give up.
+    pub expiry: Option<Timestamp>,
+    /// Routing preferences.
+    pub rprefs: Option<RoutingPrefs>,
+    /// Transport preferences.
+    pub tprefs: Option<TransportPrefs>,
+    /// Whether the sender wants to hear about a drop.
+    pub notify: bool,
+}
+
+impl RouteHeader {
+    /// The header of `msg`.
+    pub fn of(msg: &EngineMessage, notify: bool) -> RouteHeader {
+        RouteHeader {
+            src: msg.src,
+            dst: msg.dst,
+            id: msg.id,
+            expiry: msg.expiry,
+            rprefs: msg.rprefs,
+            tprefs: msg.tprefs,
+            notify,
+        }
+    }
+
+    /// The routing scope (`Any` when the message sets none).
+    pub fn scope(&self) -> RoutingScope {
+        self.rprefs.map(|p| p.scope).unwrap_or(RoutingScope::Any)
+    }
+}
+
+/// A message from a local engine.
+#[derive(Debug)]
+pub enum Outbound {
+    /// Unsigned: the sender's shell found the destination on this node.
+    Local(Outgoing),
+    /// Signed by the sender's shell, ready for the wire.
+    Signed {
+        /// Routing metadata.
+        header: RouteHeader,
+        /// The wire form.
+        wire: Vec<u8>,
+    },
+}
+
+/// Whom to tell if a delivery fails.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounce {
+    /// The local sender.
+    pub src: EngineIdentity,
+    /// The message id.
+    pub id: MessageId,
+    /// Its destination.
+    pub dst: Destination,
+}
+
+/// A signed message the Router hands to the Transport for another node.
+#[derive(Clone, Debug)]
+pub struct RemoteSend {
+    /// The destination node.
+    pub node: NodeIdentity,
+    /// Routing metadata (the message itself is in `wire`).
+    pub header: RouteHeader,
+    /// The message's wire form.
+    pub wire: Vec<u8>,
+}
+
+/// Identifies one received message frame, so the Router can tell the Transport when it is
+/// done with it: the connection, the stream and the frame's position on that stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    pub(crate) conn: u64,
+    pub(crate) stream: u64,
+    pub(crate) seq: u64,
+}

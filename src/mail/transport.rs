@@ -1,0 +1,84 @@
+//! Requests from engines to the Transport, and its answers and connection notifications
+//! (spec notes §5.2.1).
+
+use std::net::SocketAddr;
+
+use crate::identity::NodeIdentity;
+
+/// A request from a local engine to the Transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportRequest {
+    /// Connect to `node` unless already connected.
+    Connect {
+        /// The node.
+        node: NodeIdentity,
+    },
+    /// Disconnect from `node` if connected.
+    Disconnect {
+        /// The node.
+        node: NodeIdentity,
+    },
+    /// List the connected nodes.
+    ConnectedNodes,
+    /// Receive connection notifications from now on.
+    Subscribe,
+}
+
+/// How a connect request went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectResult {
+    /// Already connected.
+    AlreadyConnected,
+    /// An address is known; connecting.
+    Connecting,
+    /// No address is known for the node.
+    NoAddress,
+}
+
+/// Notifications and answers from the Transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransportEvent {
+    /// A connection to `node` is up (after TLS and the connect exchange).
+    NodeConnected {
+        /// The peer.
+        node: NodeIdentity,
+        /// Its address.
+        addr: SocketAddr,
+    },
+    /// A connection attempt failed.
+    NodeConnectFailed {
+        /// The peer.
+        node: NodeIdentity,
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// A connection closed.
+    NodeDisconnected {
+        /// The peer.
+        node: NodeIdentity,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// Answer to [`TransportRequest::Connect`].
+    Connect {
+        /// The node.
+        node: NodeIdentity,
+        /// The outcome.
+        result: ConnectResult,
+    },
+    /// Answer to [`TransportRequest::Disconnect`]: whether it was connected.
+    Disconnect {
+        /// The node.
+        node: NodeIdentity,
+        /// Whether a connection was closed.
+        was_connected: bool,
+    },
+    /// Answer to [`TransportRequest::ConnectedNodes`].
+    ConnectedNodes(Vec<(NodeIdentity, SocketAddr)>),
+    /// The node runs no Transport, so the request cannot be served.
+    NotRunning,
+}
