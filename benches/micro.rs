@@ -71,7 +71,9 @@ fn routing(c: &mut Criterion) {
         .map(|i| node.derive_engine(&format!("e{i}")))
         .collect();
     for (i, e) in engines.iter().enumerate() {
-        router.add_local(e.engine_identity(), &format!("e{i}"), &[]);
+        router
+            .add_local(e.engine_identity(), &format!("e{i}"), &[])
+            .expect("unique names");
     }
     let src = &engines[0];
     let dst = Destination::Engine(engines[777].engine_identity());

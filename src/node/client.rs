@@ -15,7 +15,7 @@ use super::engine_shell::Outlet;
 use super::mailbox::EngineMail;
 use super::router_shell::RouterMail;
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::mail::Input;
+use crate::mail::{Input, Receipt};
 use crate::runtime::timers::Timers;
 use crate::runtime::{Context, SendOptions};
 use crate::time::Now;
@@ -28,6 +28,10 @@ pub struct Client {
     mailbox: Receiver<EngineMail>,
     timers: Timers,
     own: VecDeque<Input>,
+    /// Receipts of remote messages handed to the caller and not yet handed back: they go back
+    /// to the Router after whatever the caller sends next (its reply), as an engine's shell
+    /// hands receipts back after the engine's outputs.
+    receipts: Vec<Receipt>,
     closed: bool,
 }
 
@@ -39,6 +43,7 @@ impl Client {
             mailbox,
             timers: Timers::default(),
             own: VecDeque::new(),
+            receipts: Vec::new(),
             closed: false,
         }
     }
@@ -64,7 +69,21 @@ impl Client {
         {
             self.closed = true;
         }
+        self.hand_back_receipts();
         r
+    }
+
+    /// Hands back the receipts of the messages received so far, behind what was sent since.
+    fn hand_back_receipts(&mut self) {
+        if self.receipts.is_empty() {
+            return;
+        }
+        let receipts = std::mem::take(&mut self.receipts);
+        let _ = self
+            .outlet
+            .links()
+            .router
+            .send(RouterMail::Handled(receipts));
     }
 
     /// Sends `body` to `dst`.
@@ -112,7 +131,13 @@ impl Client {
 
     /// The next input, waiting at most `timeout`. Timers set through [`Client::with_context`]
     /// fire as [`Input::Timer`]. `None` on timeout or when the node has stopped.
+    ///
+    /// A message from another node is acknowledged to its sender once the caller has dealt
+    /// with it: after the next send (its reply, if any) or the next `recv`, whichever comes
+    /// first — the order an engine's shell keeps.
     pub fn recv(&mut self, timeout: Duration) -> Option<Input> {
+        // Whatever the caller did with the previous input is done.
+        self.hand_back_receipts();
         if let Some(input) = self.own.pop_front() {
             return Some(input);
         }
@@ -129,12 +154,7 @@ impl Client {
             match self.mailbox.recv_deadline(until) {
                 Ok(EngineMail::Input(input)) => return Some(input),
                 Ok(EngineMail::Receipted(input, receipt)) => {
-                    // Handed to the application: that is this client's "handled".
-                    let _ = self
-                        .outlet
-                        .links()
-                        .router
-                        .send(RouterMail::Handled(vec![receipt]));
+                    self.receipts.push(receipt);
                     return Some(input);
                 }
                 Ok(EngineMail::Stop) => {
@@ -159,6 +179,7 @@ impl Client {
 
 impl Drop for Client {
     fn drop(&mut self) {
+        self.hand_back_receipts();
         super::engine_shell::leave(&self.mailbox, self.outlet.links(), self.ctx.identity());
     }
 }

@@ -12,9 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
-use super::directory::Directory;
 use super::mailbox::{recv_spin, EngineMail};
 use super::nis_shell::NisMail;
 use super::router_shell::RouterMail;
@@ -23,6 +22,7 @@ use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::mail::identity::Party;
 use crate::mail::transport::TransportEvent;
 use crate::mail::{DropReason, Input, Outbound, Outgoing, Output, Receipt, RouteHeader};
+use crate::router::LocalEngines;
 use crate::runtime::stats::NodeStats;
 use crate::runtime::timers::Timers;
 use crate::runtime::{Context, Engine};
@@ -48,7 +48,8 @@ pub(crate) struct Links {
     pub(crate) router: Sender<RouterMail>,
     pub(crate) nis: Sender<NisMail>,
     pub(crate) transport: Option<TransportLink>,
-    pub(crate) directory: Arc<Directory>,
+    /// The Router's published table of local engines (read-only here).
+    pub(crate) locals: Arc<RwLock<Arc<LocalEngines>>>,
     pub(crate) stats: Arc<NodeStats>,
     pub(crate) failures: Arc<Mutex<Vec<EngineFailure>>>,
     /// How long shells poll an empty mailbox before parking.
@@ -134,7 +135,7 @@ impl Outlet {
         debug_assert_eq!(out.msg.src, self.identity, "Context sets src");
         let stays = out.msg.scope() == RoutingScope::Local
             || match out.msg.dst {
-                Destination::Engine(e) => self.links.directory.is_local(&e),
+                Destination::Engine(e) => self.links.locals.read().contains(&e),
                 Destination::Node(n) => n == self.links.node,
                 Destination::Topic(_) => true,
                 Destination::Domain(_) => false,
@@ -316,11 +317,9 @@ impl EngineShell {
     }
 }
 
-/// Takes a stopped engine (or client) off the node: out of the directory, then out of the
-/// Router, emptying its mailbox until the Router confirms that it will deliver nothing more
+/// Takes a stopped engine (or client) off the node: out of the Router's table, emptying its mailbox until the Router confirms that it will deliver nothing more
 /// (so no message slips into a mailbox nobody reads, its receipt lost).
 pub(crate) fn leave(mailbox: &Receiver<EngineMail>, links: &Links, identity: EngineIdentity) {
-    links.directory.remove(&identity);
     let (done, confirmed) = crossbeam_channel::bounded(1);
     if links
         .router

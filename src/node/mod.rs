@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 pub mod client;
 pub(crate) mod directory;
@@ -36,7 +36,7 @@ use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME}
 use crate::identity_store::{IdentityStore, DEFAULT_MAX_RECORDS};
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
-use crate::router::{Router, RouterLimits};
+use crate::router::{LocalEngines, Router, RouterLimits};
 use crate::runtime::stats::{NodeStats, StatsSnapshot};
 use crate::runtime::{Context, Engine, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH};
 use crate::time::Now;
@@ -290,7 +290,7 @@ impl NodeBuilder {
         }
         let node = self.key.node_identity();
         let stats = Arc::new(NodeStats::default());
-        let directory = Arc::new(Directory::default());
+        let locals = Arc::new(RwLock::new(Arc::new(LocalEngines::default())));
         let failures = Arc::new(Mutex::new(Vec::new()));
         let (router_tx, router_rx) = bounded(self.limits.router_mailbox_depth);
         let (nis_tx, nis_rx) = bounded(4096);
@@ -345,7 +345,7 @@ impl NodeBuilder {
             router: router_tx.clone(),
             nis: nis_tx.clone(),
             transport: transport_link.clone(),
-            directory: Arc::clone(&directory),
+            locals: Arc::clone(&locals),
             stats: Arc::clone(&stats),
             failures: Arc::clone(&failures),
             spin: self.limits.spin_before_park,
@@ -355,6 +355,7 @@ impl NodeBuilder {
             router: Router::new(node, Arc::clone(&stats), self.limits.router, has_transport),
             mailbox: router_rx,
             engines: Vec::new(),
+            published: Arc::clone(&locals),
             nis: nis_tx.clone(),
             transport: transport_link.clone(),
             stats: Arc::clone(&stats),
@@ -367,8 +368,9 @@ impl NodeBuilder {
             let key = self.key.derive_engine(&spec.name);
             let identity = key.engine_identity();
             let (tx, rx) = bounded(spec.mailbox_depth);
-            directory.insert(identity, &spec.name, tx.clone());
-            router_shell.register(identity, &spec.name, &spec.serves, tx.clone());
+            router_shell
+                .register(identity, &spec.name, &spec.serves, tx.clone())
+                .map_err(|_| NodeError::DuplicateEngine(spec.name.clone()))?;
             let ctx = Context::detached(Now::read(), identity, node, &spec.name);
             shells.push(EngineShell {
                 name: spec.name.clone(),
@@ -392,7 +394,6 @@ impl NodeBuilder {
             mailbox: nis_rx,
             router: router_tx.clone(),
             transport: transport_link.clone(),
-            directory: Arc::clone(&directory),
             stats: Arc::clone(&stats),
         };
         let driver = match transport_parts {
@@ -408,7 +409,7 @@ impl NodeBuilder {
                         woken,
                         router: router_tx.clone(),
                         nis: nis_tx.clone(),
-                        directory: Arc::clone(&directory),
+                        directory: Directory::new(router_tx.clone()),
                         stats: Arc::clone(&stats),
                     },
                 )
@@ -541,12 +542,12 @@ impl Node {
 
     /// The identity of the local engine called `name`, if it is running.
     pub fn engine_identity(&self, name: &str) -> Option<EngineIdentity> {
-        self.links.directory.find(name)
+        self.links.locals.read().find(name)
     }
 
     /// Names and identities of the running engines.
     pub fn engines(&self) -> Vec<(String, EngineIdentity)> {
-        self.links.directory.list()
+        self.links.locals.read().list()
     }
 
     /// Registers a [`Client`] named `name`: an engine driven by the calling thread. Returns once
@@ -555,13 +556,10 @@ impl Node {
         if name.is_empty() || name == ROUTER_ENGINE_NAME {
             return Err(NodeError::BadEngineName(name.to_string()));
         }
-        if self.links.directory.find(name).is_some() {
-            return Err(NodeError::DuplicateEngine(name.to_string()));
-        }
         let key = self.key.derive_engine(name);
         let identity = key.engine_identity();
         let (tx, rx) = bounded(self.limits.mailbox_depth);
-        self.links.directory.insert(identity, name, tx.clone());
+        let (done, registered) = bounded(1);
         self.links
             .router
             .send(RouterMail::Register {
@@ -569,8 +567,15 @@ impl Node {
                 name: name.to_string(),
                 serves: Vec::new(),
                 mailbox: tx,
+                done: Some(done),
             })
             .map_err(|_| NodeError::Stopped)?;
+        // The Router owns the table of local engines: it alone decides whether the name is free.
+        match registered.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(NodeError::DuplicateEngine(name.to_string())),
+            Err(_) => return Err(NodeError::Stopped),
+        }
         let ctx = Context::detached(Now::read(), identity, self.identity, name);
         Ok(Client::new(ctx, Outlet::new(self.links.clone(), key), rx))
     }

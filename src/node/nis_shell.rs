@@ -1,19 +1,19 @@
 //! The Network Identity Store's thread: requests in, answers and notifications out.
 //!
-//! Answers to engines never wait: a full engine mailbox drops the answer (counted as
-//! `mailbox_full`). Notifications to the Router wait for room, which is safe because the Router
-//! never waits on this thread.
+//! Answers to engines go through the Router (the one owner of the local engine table), which
+//! never waits on an engine: a full engine mailbox drops the answer, counted as `mailbox_full`.
+//! This thread waits for room in the Router's mailbox, which is safe because the Router never
+//! waits on this thread.
 
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
 
-use super::directory::Directory;
 use super::router_shell::RouterMail;
 use super::transport_link::{TransportLink, TransportMail};
 use crate::identity_store::IdentityStore;
 use crate::mail::identity::{IdentityRequest, Party};
-use crate::mail::Input;
+use crate::mail::{DropReason, Input};
 use crate::runtime::stats::NodeStats;
 
 /// What the store's mailbox carries.
@@ -38,7 +38,6 @@ pub(crate) struct NisShell {
     pub(crate) mailbox: Receiver<NisMail>,
     pub(crate) router: crossbeam_channel::Sender<RouterMail>,
     pub(crate) transport: Option<TransportLink>,
-    pub(crate) directory: Arc<Directory>,
     pub(crate) stats: Arc<NodeStats>,
 }
 
@@ -67,16 +66,15 @@ impl NisShell {
                     }
                 }
                 Party::Node => {}
+                // Through the Router, the one owner of the local engine table; it counts an
+                // answer it cannot deliver. Waiting is safe: the Router never waits on us.
                 Party::Engine(e) => {
-                    if let Err(reason) =
-                        self.directory.deliver(&e, Input::Identity(Box::new(event)))
-                    {
-                        self.stats.dropped(reason);
-                        log::debug!(
-                            "identity store: answer to {} dropped: {}",
-                            e.short(),
-                            reason.label()
-                        );
+                    let mail = RouterMail::ForEngine {
+                        to: e,
+                        input: Input::Identity(Box::new(event)),
+                    };
+                    if self.router.send(mail).is_err() {
+                        self.stats.dropped(DropReason::Shutdown);
                     }
                 }
             }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::RwLock;
 
 use std::collections::BTreeMap;
 use std::thread::JoinHandle;
@@ -20,9 +21,9 @@ use super::transport_link::{TransportLink, TransportMail};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{IdentityEvent, Party};
 use crate::mail::topic::TopicRequest;
-use crate::mail::{Bounce, DropReason, Input, Message, Outbound, Receipt, System};
+use crate::mail::{DropReason, Input, Outbound, Receipt, RouteHeader, System};
 use crate::router::ingress::{PendingBatch, VerifiedBatch};
-use crate::router::{Router, RouterOutput, Slot};
+use crate::router::{LocalEngines, RegisterError, Router, RouterOutput, Slot};
 use crate::runtime::stats::NodeStats;
 use crate::time::Now;
 use crate::wire::message::BatchVerifier;
@@ -67,6 +68,22 @@ pub(crate) enum RouterMail {
         serves: Vec<Protocol>,
         /// Its mailbox.
         mailbox: Sender<EngineMail>,
+        /// Told whether the Router took it (names are unique).
+        done: Option<Sender<Result<(), RegisterError>>>,
+    },
+    /// An answer or notification for a local engine from the Transport or the identity store.
+    ForEngine {
+        /// The engine.
+        to: EngineIdentity,
+        /// What to deliver.
+        input: Input,
+    },
+    /// A message the Transport dropped, to count and bounce to its sender.
+    Bounced {
+        /// The message's routing metadata.
+        header: RouteHeader,
+        /// Why.
+        reason: DropReason,
     },
     /// System mail from a built-in engine (the PubSub engine's notices).
     System {
@@ -165,7 +182,10 @@ impl Batches {
 pub(crate) struct RouterShell {
     pub(crate) router: Router,
     pub(crate) mailbox: Receiver<RouterMail>,
+    /// The mailbox of each slot the Router core assigned (the core owns the table).
     pub(crate) engines: Vec<Option<Sender<EngineMail>>>,
+    /// Where the core's snapshot of the local engines is published for other threads.
+    pub(crate) published: Arc<RwLock<Arc<LocalEngines>>>,
     pub(crate) nis: Sender<NisMail>,
     pub(crate) transport: Option<TransportLink>,
     pub(crate) stats: Arc<NodeStats>,
@@ -174,19 +194,21 @@ pub(crate) struct RouterShell {
 }
 
 impl RouterShell {
-    /// Registers a local engine before the thread starts.
+    /// Registers a local engine (before the thread starts, or on [`RouterMail::Register`]).
     pub(crate) fn register(
         &mut self,
         identity: EngineIdentity,
         name: &str,
         serves: &[Protocol],
         mailbox: Sender<EngineMail>,
-    ) {
-        let slot = self.router.add_local(identity, name, serves);
+    ) -> Result<(), RegisterError> {
+        let slot = self.router.add_local(identity, name, serves)?;
         if self.engines.len() <= slot {
             self.engines.resize(slot + 1, None);
         }
         self.engines[slot] = Some(mailbox);
+        self.carry_out();
+        Ok(())
     }
 
     pub(crate) fn run(mut self) {
@@ -327,16 +349,23 @@ impl RouterShell {
                 name,
                 serves,
                 mailbox,
-            } => self.register(identity, &name, &serves, mailbox),
-            RouterMail::Unregister { identity, done } => {
-                if let Some(slot) = self.router.slot_of(&identity) {
-                    self.router.remove_local(slot);
-                    if let Some(m) = self.engines.get_mut(slot) {
-                        *m = None;
-                    }
+                done,
+            } => {
+                let result = self.register(identity, &name, &serves, mailbox);
+                if let Err(e) = &result {
+                    log::warn!("router: engine {name} not registered: {e:?}");
                 }
+                if let Some(done) = done {
+                    let _ = done.try_send(result);
+                }
+            }
+            RouterMail::Unregister { identity, done } => {
+                self.router.unregister(&identity);
+                self.carry_out();
                 let _ = done.try_send(());
             }
+            RouterMail::ForEngine { to, input } => self.router.handle_for_engine(to, input),
+            RouterMail::Bounced { header, reason } => self.router.handle_bounce(header, reason),
             RouterMail::Handled(receipts) => self.router.handled(receipts),
             RouterMail::Discarded(receipts) => self.router.not_handled(receipts),
             RouterMail::Stopping => self.router.set_stopping(),
@@ -346,6 +375,7 @@ impl RouterShell {
         false
     }
 
+    /// Carries out the core's outputs in order; failures go back to the core as inputs.
     fn carry_out(&mut self) {
         while let Some(output) = self.router.poll_output() {
             match output {
@@ -353,24 +383,27 @@ impl RouterShell {
                     slot,
                     input,
                     bounce,
-                } => self.deliver(slot, input, bounce),
-                RouterOutput::DeliverRemote {
-                    slot,
-                    message,
                     receipt,
-                } => self.deliver_remote(slot, message, receipt),
+                } => {
+                    let is_message = matches!(input, Input::Message(_));
+                    let mail = match receipt {
+                        Some(r) => EngineMail::Receipted(input, r),
+                        None => EngineMail::Input(input),
+                    };
+                    match self.put(slot, mail) {
+                        Ok(()) if is_message => {
+                            self.stats.delivered_local.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(()) => {}
+                        Err(reason) => self.router.delivery_failed(slot, reason, bounce, receipt),
+                    }
+                }
                 RouterOutput::Transport(send) => match &self.transport {
                     Some(t) => {
                         if let Err(TransportMail::Send(send)) =
                             t.try_send(TransportMail::Send(send))
                         {
-                            let bounce = send.header.notify.then_some(Bounce {
-                                src: send.header.src,
-                                id: send.header.id,
-                                dst: send.header.dst,
-                            });
-                            self.stats.sent_remote.fetch_sub(1, Ordering::Relaxed);
-                            self.router.bounce(bounce, DropReason::QueueFull);
+                            self.router.transport_refused(send);
                         }
                     }
                     None => self.stats.dropped(DropReason::NoTransport),
@@ -384,57 +417,38 @@ impl RouterShell {
                         log::warn!("router: identity store mailbox full; lookup will time out");
                     }
                 }
-            }
-        }
-        // Deliveries made, receipts go back to the Transport, which acknowledges those messages
-        // to their senders; kept for the next round if its mailbox is full (the Router never
-        // waits).
-        if let Some(t) = &self.transport {
-            let receipts = self.router.take_receipts();
-            if !receipts.is_empty() {
-                if let Err(TransportMail::Processed(back)) =
-                    t.try_send(TransportMail::Processed(receipts))
-                {
-                    self.router.return_receipts(back);
+                RouterOutput::Published(table) => *self.published.write() = table,
+                RouterOutput::Detach(slot) => {
+                    if let Some(m) = self.engines.get_mut(slot) {
+                        *m = None;
+                    }
+                }
+                // Deliveries made, receipts go to the Transport, which acknowledges those
+                // messages to their senders; kept for the next round if its mailbox is full (the
+                // Router never waits).
+                RouterOutput::Acknowledge(receipts) => {
+                    if let Some(t) = &self.transport {
+                        if let Err(TransportMail::Processed(back)) =
+                            t.try_send(TransportMail::Processed(receipts))
+                        {
+                            self.router.return_receipts(back);
+                            break;
+                        }
+                    }
                 }
             }
-        }
-    }
-
-    fn deliver(&mut self, slot: Slot, input: Input, bounce: Option<Bounce>) {
-        let is_message = matches!(input, Input::Message(_));
-        if let Err(reason) = self.put(slot, EngineMail::Input(input), is_message) {
-            self.router.bounce(bounce, reason);
-        }
-    }
-
-    /// A remote message for one engine, with the receipt its shell hands back once handled.
-    fn deliver_remote(&mut self, slot: Slot, message: Message, receipt: Receipt) {
-        let mail = EngineMail::Receipted(Input::Message(message), receipt);
-        if let Err(reason) = self.put(slot, mail, true) {
-            self.router.bounce(None, reason);
-            self.router.not_handled([receipt]);
         }
     }
 
     /// Puts `mail` in the mailbox of the engine at `slot`, never waiting.
-    fn put(&mut self, slot: Slot, mail: EngineMail, is_message: bool) -> Result<(), DropReason> {
+    fn put(&mut self, slot: Slot, mail: EngineMail) -> Result<(), DropReason> {
         let Some(Some(mailbox)) = self.engines.get(slot) else {
             return Err(DropReason::EngineGone);
         };
         match mailbox.try_send(mail) {
-            Ok(()) => {
-                if is_message {
-                    self.stats.delivered_local.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(DropReason::MailboxFull),
-            Err(TrySendError::Disconnected(_)) => {
-                self.engines[slot] = None;
-                self.router.remove_local(slot);
-                Err(DropReason::EngineGone)
-            }
+            Err(TrySendError::Disconnected(_)) => Err(DropReason::EngineGone),
         }
     }
 }

@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::identity::{CheckedKey, EngineIdentity, KeyError, NodeIdentity};
+use crate::mail::Receipt;
 use crate::runtime::stats::{DropReason, NodeStats};
 use crate::time::Now;
-use crate::transport::Receipt;
 use crate::wire::message::{BatchVerifier, Unverified};
 use crate::wire::{Destination, EngineMessage, MessageId, Verified, WireError};
 

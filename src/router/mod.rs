@@ -2,13 +2,28 @@
 //! other nodes, and from other nodes after verification — and runs the local topic service
 //! (spec notes §5.1).
 //!
-//! [`Router`] is a sans-IO state machine; `shell.rs` runs it on its own thread.
+//! [`Router`] is a sans-IO state machine; the wiring layer (`node::router_shell`) runs it on its
+//! own thread. It is the one owner of the node's table of local engines: the shell keeps only the
+//! mailbox handle of each slot, and everyone else (engine shells deciding whether a message stays
+//! on the node, the node's status view) reads the [`LocalEngines`] snapshot the Router publishes.
 //!
-//! Drain contract: after any `handle_*` call (and after [`Router::flush`], which the shell calls
-//! whenever its mailbox is empty or the ingress batch is full), drain [`Router::poll_output`]
-//! until it returns `None`. Call [`Router::handle_timeout`] when [`Router::poll_timeout`] passes.
+//! # Drain contract
 //!
-//! Routing by destination:
+//! Inputs are the `handle_*` calls (local and remote messages, topic requests, system mail,
+//! identity events, answers for engines, bounces reported by the Transport, registrations) and
+//! the outcomes of the Router's own outputs: [`Router::delivery_failed`] when a mailbox was full
+//! or closed, [`Router::transport_refused`] when the Transport's queue was full,
+//! [`Router::return_receipts`] when receipts could not be handed over, and
+//! [`Router::handled`] / [`Router::not_handled`] for receipts coming back from engines.
+//!
+//! After any input (and after [`Router::flush`], which the shell calls whenever its mailbox is
+//! empty or the ingress batch is full), drain [`Router::poll_output`] until it returns `None`,
+//! carrying each output out in order. Receipts come last ([`RouterOutput::Acknowledge`]): the
+//! deliveries before them are in their mailboxes when the Transport acknowledges. Call
+//! [`Router::handle_timeout`] when [`Router::poll_timeout`] passes.
+//!
+//! # Routing by destination
+//!
 //! * `Engine(e)`: a local engine's mailbox; otherwise the node `e` is known to run on (learned
 //!   from verified messages, or looked up in the Network Identity Store), through the Transport.
 //! * `Node(n)`: for this node, the local engine serving the message's protocol; otherwise the
@@ -18,30 +33,39 @@
 //!
 //! A message with routing scope `Local` never leaves the node. Messages that must leave it are
 //! signed by their sending engine's thread before they get here; the Router never signs.
+//!
+//! # One bounce path
+//!
+//! Every message dropped on its way — by the Router itself, by a full or closed mailbox, or by
+//! the Transport ([`Router::handle_bounce`]) — is counted once with its reason, and its sender
+//! gets an [`Input::Undeliverable`] through [`Router::bounce`] if it asked.
 
 pub mod ingress;
+mod local;
+mod remote;
+mod services;
+mod table;
 pub mod topics;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use crate::mail::{Bounce, Outbound, RouteHeader};
+pub use table::LocalEngines;
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest};
-use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
-use crate::mail::topic::{TopicEvent, TopicRequest};
-use crate::mail::{
-    DropReason, Input, Message, Outgoing, Receipt, RemoteSend, System, SystemMail, Undeliverable,
-};
+use crate::mail::identity::IdentityRequest;
+use crate::mail::{DropReason, Input, Message, Receipt, RemoteSend, Undeliverable};
 use crate::runtime::stats::NodeStats;
 use crate::time::Now;
-use crate::wire::message::Unverified;
-use crate::wire::{Destination, EngineMessage, Protocol, RoutingScope};
-use ingress::{Admitted, Ingress, IngressLimits, PendingBatch, VerifiedBatch};
-use topics::{TopicAction, TopicTable};
+use crate::wire::{EngineMessage, Protocol};
+use ingress::{Admitted, Ingress, IngressLimits};
+use topics::TopicTable;
 
 /// Index of a local engine's mailbox in the Router shell.
 pub type Slot = usize;
@@ -51,8 +75,9 @@ pub type Slot = usize;
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum RouterOutput {
-    /// Put `input` in the mailbox of the engine at `slot`; if that fails, call
-    /// [`Router::bounce`] with `bounce` and the reason.
+    /// Put `input` in the mailbox of the engine at `slot` — with `receipt`, if any, for the
+    /// engine's shell to hand back (through [`Router::handled`]) once the engine has handled it.
+    /// If the mailbox is full or closed, report it with [`Router::delivery_failed`].
     Deliver {
         /// The engine.
         slot: Slot,
@@ -60,23 +85,30 @@ pub enum RouterOutput {
         input: Input,
         /// Who to tell on failure.
         bounce: Option<Bounce>,
-    },
-    /// Put a remote message in the mailbox of the engine at `slot`, with its receipt: the engine's
-    /// shell hands the receipt back (through [`Router::handled`]) once the engine has handled the
-    /// message. If the delivery fails, count the drop and hand the receipt to
-    /// [`Router::handled`] at once.
-    DeliverRemote {
-        /// The engine.
-        slot: Slot,
-        /// The message.
-        message: Message,
         /// For the Transport, once the engine has handled the message.
-        receipt: Receipt,
+        receipt: Option<Receipt>,
     },
-    /// Hand a signed message to the Transport.
+    /// Hand a signed message to the Transport; if its mailbox is full, report it with
+    /// [`Router::transport_refused`].
     Transport(RemoteSend),
     /// Send a request to the Network Identity Store.
     Identity(IdentityRequest),
+    /// The table of local engines changed: publish this snapshot to the readers.
+    Published(Arc<LocalEngines>),
+    /// The engine at `slot` is gone: drop its mailbox handle.
+    Detach(Slot),
+    /// Hand these receipts to the Transport, which acknowledges the messages to their senders;
+    /// if it cannot take them now, give them back with [`Router::return_receipts`].
+    Acknowledge(Vec<Receipt>),
+}
+
+/// Why an engine could not be registered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterError {
+    /// Another running engine has that name.
+    DuplicateName(String),
+    /// An engine with that identity is already registered.
+    DuplicateIdentity(EngineIdentity),
 }
 
 /// Limits of the Router.
@@ -125,7 +157,7 @@ struct PendingLookup {
     messages: Vec<(RouteHeader, Vec<u8>)>,
 }
 
-/// Most stopped engines remembered for `engine_gone` reports.
+/// Most stopped engines remembered for `engine_gone` reports (at most 4,096 × 32 bytes).
 const MAX_GONE: usize = 4096;
 
 /// How often idle replay state is swept and drop summaries are logged.
@@ -136,11 +168,12 @@ pub struct Router {
     node: NodeIdentity,
     stats: Arc<NodeStats>,
     limits: RouterLimits,
-    locals: HashMap<EngineIdentity, LocalEngine>,
+    locals: BTreeMap<EngineIdentity, LocalEngine>,
     /// Local engines that stopped, so messages to them report `engine_gone` (bounded).
-    gone: HashSet<EngineIdentity>,
+    gone: BTreeSet<EngineIdentity>,
     slots: Vec<Option<EngineIdentity>>,
-    services: HashMap<Protocol, Slot>,
+    services: BTreeMap<Protocol, Slot>,
+    /// Looked up by key only; never iterated.
     remote_engines: HashMap<EngineIdentity, NodeIdentity>,
     remote_order: VecDeque<EngineIdentity>,
     topics: TopicTable,
@@ -149,9 +182,9 @@ pub struct Router {
     receipts: Vec<Receipt>,
     /// Whether the node is shutting down.
     stopping: bool,
-    pending: HashMap<EngineIdentity, PendingLookup>,
+    pending: BTreeMap<EngineIdentity, PendingLookup>,
     /// Local engines waiting for PubSub to complete a network subscription, per topic.
-    pending_net_subs: HashMap<TopicIdentity, Vec<EngineIdentity>>,
+    pending_net_subs: BTreeMap<TopicIdentity, Vec<EngineIdentity>>,
     has_transport: bool,
     outputs: VecDeque<RouterOutput>,
     next_housekeeping: Option<Instant>,
@@ -171,18 +204,18 @@ impl Router {
             stats,
             ingress: Ingress::new(limits.ingress),
             limits,
-            locals: HashMap::new(),
-            gone: HashSet::new(),
+            locals: BTreeMap::new(),
+            gone: BTreeSet::new(),
             slots: Vec::new(),
-            services: HashMap::new(),
+            services: BTreeMap::new(),
             remote_engines: HashMap::new(),
             remote_order: VecDeque::new(),
             topics: TopicTable::default(),
             admitted: Vec::new(),
             receipts: Vec::new(),
             stopping: false,
-            pending: HashMap::new(),
-            pending_net_subs: HashMap::new(),
+            pending: BTreeMap::new(),
+            pending_net_subs: BTreeMap::new(),
             has_transport,
             outputs: VecDeque::new(),
             next_housekeeping: None,
@@ -200,9 +233,24 @@ impl Router {
         &self.topics
     }
 
+    // -----------------------------------------------------------------------------------------
+    // The table of local engines.
+
     /// Registers a local engine; returns its slot. `serves` lists the protocols it answers for
-    /// messages addressed to this node.
-    pub fn add_local(&mut self, identity: EngineIdentity, name: &str, serves: &[Protocol]) -> Slot {
+    /// messages addressed to this node. Names and identities are unique among running engines.
+    /// Publishes the new table ([`RouterOutput::Published`]).
+    pub fn add_local(
+        &mut self,
+        identity: EngineIdentity,
+        name: &str,
+        serves: &[Protocol],
+    ) -> Result<Slot, RegisterError> {
+        if self.locals.contains_key(&identity) {
+            return Err(RegisterError::DuplicateIdentity(identity));
+        }
+        if self.locals.values().any(|e| e.name == name) {
+            return Err(RegisterError::DuplicateName(name.to_string()));
+        }
         let slot = self.slots.len();
         self.slots.push(Some(identity));
         self.gone.remove(&identity);
@@ -216,10 +264,11 @@ impl Router {
         for &p in serves {
             self.services.insert(p, slot);
         }
-        slot
+        self.publish();
+        Ok(slot)
     }
 
-    /// Forgets a local engine (it stopped).
+    /// Forgets a local engine (it stopped, or its mailbox closed) and publishes the new table.
     pub fn remove_local(&mut self, slot: Slot) {
         let Some(Some(identity)) = self.slots.get(slot).copied() else {
             return;
@@ -234,6 +283,15 @@ impl Router {
         }
         self.services.retain(|_, s| *s != slot);
         self.topics.forget_engine(identity);
+        self.outputs.push_back(RouterOutput::Detach(slot));
+        self.publish();
+    }
+
+    /// A local engine asked to leave the node.
+    pub fn unregister(&mut self, identity: &EngineIdentity) {
+        if let Some(slot) = self.slot_of(identity) {
+            self.remove_local(slot);
+        }
     }
 
     /// The slot of a local engine.
@@ -241,9 +299,35 @@ impl Router {
         self.locals.get(identity).map(|e| e.slot)
     }
 
-    /// The next output to carry out.
+    /// A snapshot of the local engines, as published.
+    pub fn local_engines(&self) -> LocalEngines {
+        LocalEngines::new(
+            self.locals
+                .iter()
+                .map(|(id, e)| (*id, e.name.clone()))
+                .collect(),
+        )
+    }
+
+    fn publish(&mut self) {
+        let table = Arc::new(self.local_engines());
+        self.outputs.push_back(RouterOutput::Published(table));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Outputs and time.
+
+    /// The next output to carry out (see the drain contract in the module doc).
     pub fn poll_output(&mut self) -> Option<RouterOutput> {
-        self.outputs.pop_front()
+        if let Some(o) = self.outputs.pop_front() {
+            return Some(o);
+        }
+        if self.receipts.is_empty() {
+            return None;
+        }
+        Some(RouterOutput::Acknowledge(std::mem::take(
+            &mut self.receipts,
+        )))
     }
 
     /// When [`Router::handle_timeout`] should next run.
@@ -263,7 +347,7 @@ impl Router {
         let stale: Vec<EngineIdentity> = self
             .pending
             .iter()
-            .filter(|(_, p)| now.instant.saturating_duration_since(p.since) > timeout)
+            .filter(|(_, p)| now.instant.saturating_duration_since(p.since) >= timeout)
             .map(|(k, _)| *k)
             .collect();
         for key in stale {
@@ -296,183 +380,59 @@ impl Router {
     }
 
     // -----------------------------------------------------------------------------------------
-    // Local traffic.
+    // Outcomes of outputs, reported back by the shell.
 
-    /// A message from a local engine.
-    pub fn handle_local(&mut self, now: Now, outbound: Outbound) {
-        match outbound {
-            Outbound::Local(out) => self.route_local(now, out),
-            Outbound::Signed { header, wire } => self.route_signed(now, header, wire),
-        }
-    }
-
-    fn route_local(&mut self, now: Now, out: Outgoing) {
-        let Outgoing {
-            msg,
-            notify_undeliverable: notify,
-        } = out;
-        let msg: Box<EngineMessage> = msg;
-        let bounce = notify.then_some(Bounce {
-            src: msg.src,
-            id: msg.id,
-            dst: msg.dst,
-        });
-        if msg.is_expired(now.wall) {
-            return self.drop_message(bounce, DropReason::Expired, &msg);
-        }
-        match msg.dst {
-            Destination::Engine(e) => match self.locals.get(&e) {
-                Some(local) => self.deliver(local.slot, Message::local_boxed(msg), bounce),
-                // Unsigned, so its sender's shell kept it on this node: either its scope is
-                // `Local`, or the engine was local when it was sent and has stopped since.
-                None if msg.scope() == RoutingScope::Local => {
-                    self.drop_message(bounce, DropReason::ScopeViolation, &msg)
-                }
-                None => self.drop_message(bounce, DropReason::EngineGone, &msg),
-            },
-            Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
-                Some(&slot) => self.deliver(slot, Message::local_boxed(msg), bounce),
-                None => self.drop_message(bounce, DropReason::NoRoute, &msg),
-            },
-            Destination::Node(_) if msg.scope() == RoutingScope::Local => {
-                self.drop_message(bounce, DropReason::ScopeViolation, &msg)
-            }
-            Destination::Node(_) => self.drop_message(bounce, DropReason::Unsigned, &msg),
-            Destination::Topic(t) => {
-                let Some(topic) = self.topics.get(&t) else {
-                    return self.drop_message(bounce, DropReason::UnknownTopic, &msg);
-                };
-                let targets: Vec<Slot> = topic
-                    .subscribers
-                    .iter()
-                    .filter(|s| **s != msg.src)
-                    .filter_map(|s| self.locals.get(s).map(|l| l.slot))
-                    .collect();
-                self.fan_out_message(targets, Message::local_boxed(msg), bounce);
-            }
-            Destination::Domain(_) => self.drop_message(bounce, DropReason::Unsupported, &msg),
-        }
-    }
-
-    fn route_signed(&mut self, now: Now, header: RouteHeader, wire: Vec<u8>) {
-        if header.expiry.is_some_and(|e| e <= now.wall) {
-            return self.drop_header(&header, DropReason::Expired);
-        }
-        let to_node = match header.dst {
-            Destination::Engine(e) if self.locals.contains_key(&e) => None,
-            Destination::Engine(e) if self.gone.contains(&e) => {
-                return self.drop_header(&header, DropReason::EngineGone)
-            }
-            Destination::Engine(e) => match self.remote_engines.get(&e) {
-                Some(&node) => Some(node),
-                None => return self.park_for_lookup(now, e, header, wire),
-            },
-            Destination::Node(n) if n == self.node => None,
-            Destination::Node(n) => Some(n),
-            Destination::Topic(_) => None,
-            Destination::Domain(_) => return self.drop_header(&header, DropReason::Unsupported),
-        };
-        match to_node {
-            Some(node) => self.send_remote(node, header, wire),
-            None => {
-                // Signed but for this node after all: decode our own engine's message.
-                match Unverified::decode(wire) {
-                    Ok(u) => {
-                        let out = Outgoing {
-                            msg: Box::new(u.message().clone()),
-                            notify_undeliverable: header.notify,
-                        };
-                        self.route_local(now, out);
-                    }
-                    Err(e) => {
-                        debug_assert!(false, "a local engine produced undecodable wire: {e}");
-                        self.drop_header(&header, DropReason::Malformed);
-                    }
-                }
-            }
-        }
-    }
-
-    fn send_remote(&mut self, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
-        if header.scope() == RoutingScope::Local {
-            return self.drop_header(&header, DropReason::ScopeViolation);
-        }
-        if !self.has_transport {
-            return self.drop_header(&header, DropReason::NoTransport);
-        }
-        self.stats.sent_remote.fetch_add(1, AtomicOrdering::Relaxed);
-        self.outputs
-            .push_back(RouterOutput::Transport(RemoteSend { node, header, wire }));
-    }
-
-    fn park_for_lookup(
+    /// A [`RouterOutput::Deliver`] could not be made: the mailbox was full
+    /// ([`DropReason::MailboxFull`]) or closed ([`DropReason::EngineGone`], and the engine is
+    /// forgotten). The drop is counted, the sender told if it asked, and a receipt handed back
+    /// (or withheld while the node is stopping; see [`Router::not_handled`]).
+    pub fn delivery_failed(
         &mut self,
-        now: Now,
-        engine: EngineIdentity,
-        header: RouteHeader,
-        wire: Vec<u8>,
-    ) {
-        if let Some(p) = self.pending.get_mut(&engine) {
-            if p.messages.len() >= self.limits.max_pending_per_destination {
-                return self.drop_header(&header, DropReason::PendingFull);
-            }
-            p.messages.push((header, wire));
-            return;
-        }
-        if self.pending.len() >= self.limits.max_pending_destinations {
-            return self.drop_header(&header, DropReason::PendingFull);
-        }
-        self.pending.insert(
-            engine,
-            PendingLookup {
-                since: now.instant,
-                messages: vec![(header, wire)],
-            },
-        );
-        self.outputs
-            .push_back(RouterOutput::Identity(IdentityRequest::Lookup(
-                AnyIdentity::Engine(engine),
-            )));
-        let due = now.instant + self.limits.lookup_timeout;
-        self.next_housekeeping = Some(self.next_housekeeping.map_or(due, |t| t.min(due)));
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Remote traffic.
-
-    /// A wire message from `peer`, as the Transport received it. Cheap checks run now; the
-    /// signature is checked when the shell takes the ingress batch (when it is full, or when the
-    /// mailbox is empty). `receipt`, if any, is handed back through [`Router::take_receipts`]
-    /// once the message has been delivered or dropped.
-    pub fn handle_remote(
-        &mut self,
-        now: Now,
-        peer: NodeIdentity,
-        wire: Vec<u8>,
+        slot: Slot,
+        reason: DropReason,
+        bounce: Option<Bounce>,
         receipt: Option<Receipt>,
     ) {
-        self.stats
-            .received_remote
-            .fetch_add(1, AtomicOrdering::Relaxed);
-        if let Err(reason) = self.ingress.accept(now, peer, wire, receipt) {
-            self.receipts.extend(receipt);
-            self.stats.dropped(reason);
-            log::debug!(
-                "router: dropped message from {}: {}",
-                peer.short(),
-                reason.label()
-            );
+        if reason == DropReason::EngineGone {
+            self.remove_local(slot);
+        }
+        self.bounce(bounce, reason);
+        self.not_handled(receipt);
+    }
+
+    /// The Transport's mailbox was full: `send` is dropped as `queue_full`.
+    pub fn transport_refused(&mut self, send: RemoteSend) {
+        self.stats.sent_remote.fetch_sub(1, AtomicOrdering::Relaxed);
+        self.drop_header(&send.header, DropReason::QueueFull);
+    }
+
+    /// The Transport dropped a message a local engine sent (expired in its queue, queue full,
+    /// too large, shutdown, …): counted here and bounced to its sender if it asked — the one
+    /// bounce path of the node.
+    pub fn handle_bounce(&mut self, header: RouteHeader, reason: DropReason) {
+        self.drop_header(&header, reason);
+    }
+
+    /// An answer or notification for the local engine `to` from another part of the node (the
+    /// Transport's connection events, the identity store's answers). Dropped, counted, if the
+    /// engine is not running.
+    pub fn handle_for_engine(&mut self, to: EngineIdentity, input: Input) {
+        match self.slot_of(&to) {
+            Some(slot) => self.outputs.push_back(RouterOutput::Deliver {
+                slot,
+                input,
+                bounce: None,
+                receipt: None,
+            }),
+            None => {
+                self.stats.dropped(DropReason::EngineGone);
+                log::debug!("router: input for {} dropped: engine_gone", to.short());
+            }
         }
     }
 
-    /// Receipts of remote messages handled since the last call (admitted and delivered, or
-    /// dropped), for the Transport to acknowledge.
-    pub fn take_receipts(&mut self) -> Vec<Receipt> {
-        std::mem::take(&mut self.receipts)
-    }
-
-    /// Receipts of remote messages that local engines have handled (or that could not be
-    /// delivered to them), for the Transport to acknowledge.
+    /// Receipts of remote messages that local engines have handled, for the Transport to
+    /// acknowledge.
     pub fn handled(&mut self, receipts: impl IntoIterator<Item = Receipt>) {
         self.receipts.extend(receipts);
     }
@@ -498,348 +458,6 @@ impl Router {
         self.receipts = back;
     }
 
-    /// Verifier threads configured.
-    pub fn verifier_threads(&self) -> usize {
-        self.limits.verifier_threads
-    }
-
-    /// Checks a batch's signatures on this thread.
-    pub fn verify_here(&mut self, batch: PendingBatch) -> VerifiedBatch {
-        self.ingress.verify_here(batch)
-    }
-
-    /// Whether the ingress batch is full (the shell should verify it now).
-    pub fn ingress_batch_full(&self) -> bool {
-        self.ingress.batch_full()
-    }
-
-    /// Takes the pending ingress batch, to verify on another thread.
-    pub fn take_ingress_batch(&mut self) -> Option<PendingBatch> {
-        self.ingress.take_batch()
-    }
-
-    /// Commits a batch verified elsewhere and routes what passed. Batches must be completed in
-    /// the order they were taken.
-    pub fn complete_ingress_batch(&mut self, now: Now, batch: VerifiedBatch) {
-        let stats = Arc::clone(&self.stats);
-        let mut admitted = std::mem::take(&mut self.admitted);
-        self.ingress.complete(
-            now,
-            &stats,
-            batch,
-            &mut admitted,
-            &mut self.receipts,
-            |reason, m| {
-                stats.dropped(reason);
-                log::debug!(
-                    "router: dropped message {} from {}: {}",
-                    m.id.0,
-                    m.src.short(),
-                    reason.label()
-                );
-            },
-        );
-        for (msg, peer, receipt) in admitted.drain(..) {
-            self.route_admitted(now, msg, peer, receipt);
-        }
-        self.admitted = admitted;
-    }
-
-    /// Verifies what ingress has queued on this thread and routes what passes.
-    pub fn flush(&mut self, now: Now) {
-        if let Some(batch) = self.ingress.take_batch() {
-            let verified = self.ingress.verify_here(batch);
-            self.complete_ingress_batch(now, verified);
-        }
-    }
-
-    /// Routes a remote message that passed ingress. A message for one local engine carries its
-    /// receipt to that engine (acknowledged once handled); otherwise the receipt is handed back
-    /// now, the message having been dropped or delivered to every subscriber's mailbox.
-    fn route_admitted(
-        &mut self,
-        now: Now,
-        msg: crate::wire::Verified<EngineMessage>,
-        peer: NodeIdentity,
-        receipt: Option<Receipt>,
-    ) {
-        self.learn_remote_engine(msg.src, peer);
-        if self.pending.contains_key(&msg.src) {
-            self.release_pending(now, msg.src, peer);
-        }
-        let drop = |router: &mut Router, reason: DropReason| {
-            router.not_handled(receipt);
-            router.stats.dropped(reason);
-            log::debug!(
-                "router: dropped remote message {} from {}: {}",
-                msg.id.0,
-                msg.src.short(),
-                reason.label()
-            );
-        };
-        if msg.scope() == RoutingScope::Local {
-            return drop(self, DropReason::ScopeViolation);
-        }
-        match msg.dst {
-            Destination::Engine(e) => match self.locals.get(&e) {
-                Some(l) => {
-                    let slot = l.slot;
-                    self.deliver_remote(slot, Message::remote(msg, peer), receipt)
-                }
-                None => drop(self, DropReason::NotForThisNode),
-            },
-            Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
-                Some(&slot) => self.deliver_remote(slot, Message::remote(msg, peer), receipt),
-                None => drop(self, DropReason::NoRoute),
-            },
-            Destination::Node(_) => drop(self, DropReason::NotForThisNode),
-            Destination::Topic(t) => match self.topics.get(&t) {
-                None => drop(self, DropReason::UnknownTopic),
-                Some(topic) if topic.scope == RoutingScope::Local => {
-                    drop(self, DropReason::ScopeViolation)
-                }
-                Some(topic) => {
-                    let targets: Vec<Slot> = topic
-                        .subscribers
-                        .iter()
-                        .filter_map(|s| self.locals.get(s).map(|l| l.slot))
-                        .collect();
-                    let message = Message::remote(msg, peer);
-                    self.fan_out_message(targets, message, None);
-                    self.receipts.extend(receipt);
-                }
-            },
-            Destination::Domain(_) => drop(self, DropReason::Unsupported),
-        }
-    }
-
-    fn learn_remote_engine(&mut self, engine: EngineIdentity, node: NodeIdentity) {
-        if let Some(known) = self.remote_engines.get_mut(&engine) {
-            *known = node;
-            return;
-        }
-        while self.remote_engines.len() >= self.limits.max_remote_engines {
-            match self.remote_order.pop_front() {
-                Some(old) => {
-                    self.remote_engines.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.remote_engines.insert(engine, node);
-        self.remote_order.push_back(engine);
-    }
-
-    /// The node a remote engine is known to run on.
-    pub fn remote_engine_node(&self, engine: &EngineIdentity) -> Option<NodeIdentity> {
-        self.remote_engines.get(engine).copied()
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Requests and notifications.
-
-    /// The node's PubSub engine, if it runs one.
-    fn pubsub(&self) -> Option<(Slot, EngineIdentity)> {
-        let slot = *self.services.get(&Protocol::PUBSUB)?;
-        Some((slot, self.slots.get(slot).copied().flatten()?))
-    }
-
-    fn ask_pubsub(&mut self, req: PubSubRequest) {
-        if let Some((slot, _)) = self.pubsub() {
-            self.outputs.push_back(RouterOutput::Deliver {
-                slot,
-                input: Input::System(System(SystemMail::PubSubRequest(Box::new(req)))),
-                bounce: None,
-            });
-        }
-    }
-
-    fn answer(&mut self, slot: Slot, event: TopicEvent) {
-        self.outputs.push_back(RouterOutput::Deliver {
-            slot,
-            input: Input::Topic(event),
-            bounce: None,
-        });
-    }
-
-    /// A topic request from the local engine `from`.
-    pub fn handle_topic(&mut self, from: EngineIdentity, req: TopicRequest) {
-        let Some(slot) = self.slot_of(&from) else {
-            return;
-        };
-        let pubsub = self.pubsub();
-        let action = self.topics.handle(from, &req, pubsub.is_some());
-        let topic = req.topic();
-        match action {
-            TopicAction::Answer(r) => self.answer(slot, TopicEvent::answer(&req, r)),
-            TopicAction::NetworkSubscribe => {
-                let waiters = self.pending_net_subs.entry(topic).or_default();
-                if !waiters.contains(&from) {
-                    waiters.push(from);
-                }
-                if waiters.len() == 1 {
-                    self.ask_pubsub(PubSubRequest::Subscribe { topic });
-                }
-            }
-            TopicAction::AnswerAndNetworkUnsubscribe => {
-                self.answer(slot, TopicEvent::answer(&req, Ok(())));
-                self.ask_pubsub(PubSubRequest::Unsubscribe { topic });
-            }
-            TopicAction::AnswerAndStartAdvert => {
-                if let (
-                    Some((_, ps)),
-                    TopicRequest::Create {
-                        advert: Some(advert),
-                        ..
-                    },
-                ) = (pubsub, &req)
-                {
-                    // PubSub hears local publications as a subscriber of the topic.
-                    self.topics.ensure_subscribed(topic, ps);
-                    let advert = advert.clone();
-                    self.ask_pubsub(PubSubRequest::StartAdvert { advert });
-                }
-                self.answer(slot, TopicEvent::answer(&req, Ok(())));
-            }
-            TopicAction::AnswerAndStopAdvert => {
-                self.answer(slot, TopicEvent::answer(&req, Ok(())));
-                self.ask_pubsub(PubSubRequest::StopAdvert { topic });
-            }
-        }
-    }
-
-    /// System mail from the built-in engine `from`.
-    pub fn handle_system(&mut self, from: EngineIdentity, mail: System) {
-        match mail.0 {
-            SystemMail::PubSubNotice(notice) => self.handle_pubsub(from, *notice),
-            SystemMail::PubSubRequest(_) => {
-                log::warn!(
-                    "router: a pubsub request from engine {} ignored: only the Router sends those",
-                    from.short()
-                );
-            }
-        }
-    }
-
-    /// A notice from the PubSub engine.
-    fn handle_pubsub(&mut self, from: EngineIdentity, notice: PubSubNotice) {
-        if self.pubsub().map(|(_, id)| id) != Some(from) {
-            log::warn!(
-                "router: pubsub notice from {} ignored: not the PubSub engine",
-                from.short()
-            );
-            return;
-        }
-        match notice {
-            PubSubNotice::Subscribed { topic, result } => {
-                for waiter in self.pending_net_subs.remove(&topic).unwrap_or_default() {
-                    if result.is_ok() {
-                        self.topics.network_subscribed(topic, waiter);
-                    }
-                    if let Some(slot) = self.slot_of(&waiter) {
-                        self.answer(slot, TopicEvent::Subscribed { topic, result });
-                    }
-                }
-            }
-            PubSubNotice::Unsubscribed { .. } => {}
-            PubSubNotice::AdvertReceived { advert } => {
-                let waiters = self
-                    .pending_net_subs
-                    .get(&advert.topic)
-                    .cloned()
-                    .unwrap_or_default();
-                for w in waiters {
-                    if let Some(slot) = self.slot_of(&w) {
-                        self.answer(
-                            slot,
-                            TopicEvent::AdvertReceived {
-                                advert: Box::new(advert.clone()),
-                            },
-                        );
-                    }
-                }
-            }
-            PubSubNotice::Deliver {
-                publisher,
-                via,
-                message,
-            } => {
-                let Destination::Topic(t) = message.dst else {
-                    return self.stats.dropped(DropReason::Malformed);
-                };
-                let Some(topic) = self.topics.get(&t) else {
-                    return self.stats.dropped(DropReason::UnknownTopic);
-                };
-                let targets: Vec<Slot> = topic
-                    .subscribers
-                    .iter()
-                    .filter(|s| **s != from)
-                    .filter_map(|s| self.locals.get(s).map(|l| l.slot))
-                    .collect();
-                self.fan_out_message(targets, Message::from_topic(message, publisher, via), None);
-            }
-            PubSubNotice::Progress {
-                topic,
-                children,
-                published,
-            } => {
-                let creator = self.topics.get(&topic).and_then(|t| t.creator);
-                if let Some(slot) = creator.and_then(|c| self.slot_of(&c)) {
-                    self.answer(
-                        slot,
-                        TopicEvent::Progress {
-                            topic,
-                            peers: children,
-                            published,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    /// An answer or notification from the Network Identity Store.
-    pub fn handle_identity(&mut self, now: Now, event: IdentityEvent) {
-        match event {
-            IdentityEvent::Found {
-                id: AnyIdentity::Engine(engine),
-                record,
-            } => {
-                let node = match record {
-                    Some(IdentityRecord::Engine(r)) => Some(r.node),
-                    _ => None,
-                };
-                // Unknown: the messages stay parked until the binding is learned (from a verified
-                // message or a store update) or the lookup times out.
-                if let Some(node) = node {
-                    self.learn_remote_engine(engine, node);
-                    self.release_pending(now, engine, node);
-                }
-            }
-            IdentityEvent::Updated {
-                id: AnyIdentity::Engine(engine),
-                record: IdentityRecord::Engine(r),
-            } => {
-                self.learn_remote_engine(engine, r.node);
-                self.release_pending(now, engine, r.node);
-            }
-            _ => {}
-        }
-    }
-
-    fn release_pending(&mut self, now: Now, engine: EngineIdentity, node: NodeIdentity) {
-        let Some(p) = self.pending.remove(&engine) else {
-            return;
-        };
-        for (header, wire) in p.messages {
-            if header.expiry.is_some_and(|e| e <= now.wall) {
-                self.drop_header(&header, DropReason::Expired);
-            } else {
-                self.send_remote(node, header, wire);
-            }
-        }
-    }
-
     // -----------------------------------------------------------------------------------------
     // Delivery and drops.
 
@@ -848,18 +466,17 @@ impl Router {
             slot,
             input: Input::Message(message),
             bounce,
+            receipt: None,
         });
     }
 
     fn deliver_remote(&mut self, slot: Slot, message: Message, receipt: Option<Receipt>) {
-        match receipt {
-            Some(receipt) => self.outputs.push_back(RouterOutput::DeliverRemote {
-                slot,
-                message,
-                receipt,
-            }),
-            None => self.deliver(slot, message, None),
-        }
+        self.outputs.push_back(RouterOutput::Deliver {
+            slot,
+            input: Input::Message(message),
+            bounce: None,
+            receipt,
+        });
     }
 
     fn fan_out_message(&mut self, targets: Vec<Slot>, message: Message, bounce: Option<Bounce>) {
@@ -877,7 +494,7 @@ impl Router {
         }
     }
 
-    /// A delivery the shell could not make: count it, and tell the sender if it asked.
+    /// Counts a drop, and tells the sender if it asked.
     pub fn bounce(&mut self, bounce: Option<Bounce>, reason: DropReason) {
         self.stats.dropped(reason);
         let Some(b) = bounce else { return };
@@ -890,6 +507,7 @@ impl Router {
                     reason,
                 }),
                 bounce: None,
+                receipt: None,
             });
         }
     }
@@ -919,88 +537,5 @@ impl Router {
             dst: header.dst,
         });
         self.bounce(bounce, reason);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::identity::Keypair;
-    use crate::wire::MessageId;
-
-    fn remote_wire(from: &Keypair, node: &Keypair, dst: EngineIdentity, id: u64) -> Vec<u8> {
-        let mut m = EngineMessage {
-            src: from.engine_identity(),
-            src_node: node.node_identity(),
-            dst: Destination::Engine(dst),
-            id: MessageId(id),
-            reply_to: None,
-            expiry: Some(crate::time::wall_clock().after(Duration::from_secs(60))),
-            rprefs: None,
-            tprefs: None,
-            protocol: Protocol(Protocol::APP_BASE + 1),
-            body: b"hello".to_vec(),
-            sig: None,
-        };
-        let mut wire = Vec::new();
-        m.sign_into_wire(from, &mut wire, &mut Vec::new());
-        wire
-    }
-
-    fn receipt(seq: u64) -> Receipt {
-        Receipt {
-            conn: 1,
-            stream: 2,
-            seq,
-        }
-    }
-
-    /// A remote message for a local engine travels with its receipt; the receipt comes back only
-    /// through `handled`. A refused one has its receipt back at once.
-    #[test]
-    fn receipts_wait_for_the_engine_unless_the_message_is_dropped() {
-        let stats = Arc::new(NodeStats::default());
-        let mut router = Router::new(
-            Keypair::generate().node_identity(),
-            Arc::clone(&stats),
-            RouterLimits::default(),
-            true,
-        );
-        let local = Keypair::generate().engine_identity();
-        let slot = router.add_local(local, "app", &[]);
-        let peer = Keypair::generate();
-        let from = peer.derive_engine("app");
-        let now = Now::read();
-
-        router.handle_remote(
-            now,
-            peer.node_identity(),
-            remote_wire(&from, &peer, local, 1),
-            Some(receipt(0)),
-        );
-        router.flush(now);
-        match router.poll_output() {
-            Some(RouterOutput::DeliverRemote {
-                slot: s,
-                receipt: r,
-                ..
-            }) => assert_eq!((s, r), (slot, receipt(0))),
-            other => panic!("expected a delivery with its receipt, got {other:?}"),
-        }
-        assert!(router.take_receipts().is_empty());
-        router.handled([receipt(0)]);
-        assert_eq!(router.take_receipts(), [receipt(0)]);
-
-        // The same id again: a duplicate, dropped, its receipt handed back at once.
-        router.handle_remote(
-            now,
-            peer.node_identity(),
-            remote_wire(&from, &peer, local, 1),
-            Some(receipt(1)),
-        );
-        router.flush(now);
-        assert!(router.poll_output().is_none());
-        assert_eq!(router.take_receipts(), [receipt(1)]);
-        assert_eq!(stats.drops(DropReason::Duplicate), 1);
     }
 }

@@ -134,7 +134,7 @@ pub fn backoff(attempts: u32, initial: Duration, max: Duration, jitter: f64) -> 
 mod tests {
     use super::*;
     use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
-    use crate::router::RouteHeader;
+    use crate::mail::RouteHeader;
     use crate::wire::{Destination, MessageId, TransportAddress};
 
     fn send(expiry: u64) -> RemoteSend {

@@ -290,7 +290,7 @@ pub(crate) struct DriverParts {
     pub(crate) woken: Arc<AtomicBool>,
     pub(crate) router: Sender<RouterMail>,
     pub(crate) nis: Sender<NisMail>,
-    pub(crate) directory: Arc<Directory>,
+    pub(crate) directory: Directory,
     pub(crate) stats: Arc<NodeStats>,
 }
 
@@ -383,7 +383,7 @@ pub(crate) struct Driver {
     woken: Arc<AtomicBool>,
     router: Sender<RouterMail>,
     nis: Sender<NisMail>,
-    directory: Arc<Directory>,
+    directory: Directory,
     stats: Arc<NodeStats>,
     config: TransportConfig,
     params: QuicParams,

@@ -1,0 +1,154 @@
+//! Routing what local engines send: unsigned messages that stay on the node, signed ones for
+//! other nodes (through the Transport), and messages waiting for the Network Identity Store to
+//! say where their destination engine runs.
+
+use std::sync::atomic::Ordering as AtomicOrdering;
+
+use super::{Bounce, PendingLookup, RouteHeader, Router, RouterOutput, Slot};
+use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::mail::identity::{AnyIdentity, IdentityRequest};
+use crate::mail::{DropReason, Message, Outbound, Outgoing, RemoteSend};
+use crate::time::Now;
+use crate::wire::message::Unverified;
+use crate::wire::{Destination, EngineMessage, RoutingScope};
+
+impl Router {
+    /// A message from a local engine.
+    pub fn handle_local(&mut self, now: Now, outbound: Outbound) {
+        match outbound {
+            Outbound::Local(out) => self.route_local(now, out),
+            Outbound::Signed { header, wire } => self.route_signed(now, header, wire),
+        }
+    }
+
+    pub(super) fn route_local(&mut self, now: Now, out: Outgoing) {
+        let Outgoing {
+            msg,
+            notify_undeliverable: notify,
+        } = out;
+        let msg: Box<EngineMessage> = msg;
+        let bounce = notify.then_some(Bounce {
+            src: msg.src,
+            id: msg.id,
+            dst: msg.dst,
+        });
+        if msg.is_expired(now.wall) {
+            return self.drop_message(bounce, DropReason::Expired, &msg);
+        }
+        match msg.dst {
+            Destination::Engine(e) => match self.locals.get(&e) {
+                Some(local) => self.deliver(local.slot, Message::local_boxed(msg), bounce),
+                // Unsigned, so its sender's shell kept it on this node: either its scope is
+                // `Local`, or the engine was local when it was sent and has stopped since.
+                None if msg.scope() == RoutingScope::Local => {
+                    self.drop_message(bounce, DropReason::ScopeViolation, &msg)
+                }
+                None => self.drop_message(bounce, DropReason::EngineGone, &msg),
+            },
+            Destination::Node(n) if n == self.node => match self.services.get(&msg.protocol) {
+                Some(&slot) => self.deliver(slot, Message::local_boxed(msg), bounce),
+                None => self.drop_message(bounce, DropReason::NoRoute, &msg),
+            },
+            Destination::Node(_) if msg.scope() == RoutingScope::Local => {
+                self.drop_message(bounce, DropReason::ScopeViolation, &msg)
+            }
+            Destination::Node(_) => self.drop_message(bounce, DropReason::Unsigned, &msg),
+            Destination::Topic(t) => {
+                let Some(topic) = self.topics.get(&t) else {
+                    return self.drop_message(bounce, DropReason::UnknownTopic, &msg);
+                };
+                let targets: Vec<Slot> = topic
+                    .subscribers
+                    .iter()
+                    .filter(|s| **s != msg.src)
+                    .filter_map(|s| self.locals.get(s).map(|l| l.slot))
+                    .collect();
+                self.fan_out_message(targets, Message::local_boxed(msg), bounce);
+            }
+            Destination::Domain(_) => self.drop_message(bounce, DropReason::Unsupported, &msg),
+        }
+    }
+
+    pub(super) fn route_signed(&mut self, now: Now, header: RouteHeader, wire: Vec<u8>) {
+        if header.expiry.is_some_and(|e| e <= now.wall) {
+            return self.drop_header(&header, DropReason::Expired);
+        }
+        let to_node = match header.dst {
+            Destination::Engine(e) if self.locals.contains_key(&e) => None,
+            Destination::Engine(e) if self.gone.contains(&e) => {
+                return self.drop_header(&header, DropReason::EngineGone)
+            }
+            Destination::Engine(e) => match self.remote_engines.get(&e) {
+                Some(&node) => Some(node),
+                None => return self.park_for_lookup(now, e, header, wire),
+            },
+            Destination::Node(n) if n == self.node => None,
+            Destination::Node(n) => Some(n),
+            Destination::Topic(_) => None,
+            Destination::Domain(_) => return self.drop_header(&header, DropReason::Unsupported),
+        };
+        match to_node {
+            Some(node) => self.send_remote(node, header, wire),
+            None => {
+                // Signed but for this node after all: decode our own engine's message.
+                match Unverified::decode(wire) {
+                    Ok(u) => {
+                        let out = Outgoing {
+                            msg: Box::new(u.message().clone()),
+                            notify_undeliverable: header.notify,
+                        };
+                        self.route_local(now, out);
+                    }
+                    Err(e) => {
+                        debug_assert!(false, "a local engine produced undecodable wire: {e}");
+                        self.drop_header(&header, DropReason::Malformed);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn send_remote(&mut self, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
+        if header.scope() == RoutingScope::Local {
+            return self.drop_header(&header, DropReason::ScopeViolation);
+        }
+        if !self.has_transport {
+            return self.drop_header(&header, DropReason::NoTransport);
+        }
+        self.stats.sent_remote.fetch_add(1, AtomicOrdering::Relaxed);
+        self.outputs
+            .push_back(RouterOutput::Transport(RemoteSend { node, header, wire }));
+    }
+
+    pub(super) fn park_for_lookup(
+        &mut self,
+        now: Now,
+        engine: EngineIdentity,
+        header: RouteHeader,
+        wire: Vec<u8>,
+    ) {
+        if let Some(p) = self.pending.get_mut(&engine) {
+            if p.messages.len() >= self.limits.max_pending_per_destination {
+                return self.drop_header(&header, DropReason::PendingFull);
+            }
+            p.messages.push((header, wire));
+            return;
+        }
+        if self.pending.len() >= self.limits.max_pending_destinations {
+            return self.drop_header(&header, DropReason::PendingFull);
+        }
+        self.pending.insert(
+            engine,
+            PendingLookup {
+                since: now.instant,
+                messages: vec![(header, wire)],
+            },
+        );
+        self.outputs
+            .push_back(RouterOutput::Identity(IdentityRequest::Lookup(
+                AnyIdentity::Engine(engine),
+            )));
+        let due = now.instant + self.limits.lookup_timeout;
+        self.next_housekeeping = Some(self.next_housekeeping.map_or(due, |t| t.min(due)));
+    }
+}

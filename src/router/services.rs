@@ -1,0 +1,219 @@
+//! The Router's services to local engines: topic requests (with the PubSub engine for what
+//! needs the network), system mail from the PubSub engine, and engine locations from the
+//! Network Identity Store.
+
+use super::topics::TopicAction;
+use super::{Router, RouterOutput, Slot};
+use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord};
+use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
+use crate::mail::topic::{TopicEvent, TopicRequest};
+use crate::mail::{DropReason, Input, Message, System, SystemMail};
+use crate::time::Now;
+use crate::wire::{Destination, Protocol};
+
+impl Router {
+    /// The node's PubSub engine, if it runs one.
+    pub(super) fn pubsub(&self) -> Option<(Slot, EngineIdentity)> {
+        let slot = *self.services.get(&Protocol::PUBSUB)?;
+        Some((slot, self.slots.get(slot).copied().flatten()?))
+    }
+
+    pub(super) fn ask_pubsub(&mut self, req: PubSubRequest) {
+        if let Some((slot, _)) = self.pubsub() {
+            self.outputs.push_back(RouterOutput::Deliver {
+                slot,
+                input: Input::System(System(SystemMail::PubSubRequest(Box::new(req)))),
+                bounce: None,
+                receipt: None,
+            });
+        }
+    }
+
+    pub(super) fn answer(&mut self, slot: Slot, event: TopicEvent) {
+        self.outputs.push_back(RouterOutput::Deliver {
+            slot,
+            input: Input::Topic(event),
+            bounce: None,
+            receipt: None,
+        });
+    }
+
+    /// A topic request from the local engine `from`.
+    pub fn handle_topic(&mut self, from: EngineIdentity, req: TopicRequest) {
+        let Some(slot) = self.slot_of(&from) else {
+            return;
+        };
+        let pubsub = self.pubsub();
+        let action = self.topics.handle(from, &req, pubsub.is_some());
+        let topic = req.topic();
+        match action {
+            TopicAction::Answer(r) => self.answer(slot, TopicEvent::answer(&req, r)),
+            TopicAction::NetworkSubscribe => {
+                let waiters = self.pending_net_subs.entry(topic).or_default();
+                if !waiters.contains(&from) {
+                    waiters.push(from);
+                }
+                if waiters.len() == 1 {
+                    self.ask_pubsub(PubSubRequest::Subscribe { topic });
+                }
+            }
+            TopicAction::AnswerAndNetworkUnsubscribe => {
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+                self.ask_pubsub(PubSubRequest::Unsubscribe { topic });
+            }
+            TopicAction::AnswerAndStartAdvert => {
+                if let (
+                    Some((_, ps)),
+                    TopicRequest::Create {
+                        advert: Some(advert),
+                        ..
+                    },
+                ) = (pubsub, &req)
+                {
+                    // PubSub hears local publications as a subscriber of the topic.
+                    self.topics.ensure_subscribed(topic, ps);
+                    let advert = advert.clone();
+                    self.ask_pubsub(PubSubRequest::StartAdvert { advert });
+                }
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+            }
+            TopicAction::AnswerAndStopAdvert => {
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+                self.ask_pubsub(PubSubRequest::StopAdvert { topic });
+            }
+        }
+    }
+
+    /// System mail from the built-in engine `from`.
+    pub fn handle_system(&mut self, from: EngineIdentity, mail: System) {
+        match mail.0 {
+            SystemMail::PubSubNotice(notice) => self.handle_pubsub(from, *notice),
+            SystemMail::PubSubRequest(_) => {
+                log::warn!(
+                    "router: a pubsub request from engine {} ignored: only the Router sends those",
+                    from.short()
+                );
+            }
+        }
+    }
+
+    /// A notice from the PubSub engine.
+    pub(super) fn handle_pubsub(&mut self, from: EngineIdentity, notice: PubSubNotice) {
+        if self.pubsub().map(|(_, id)| id) != Some(from) {
+            log::warn!(
+                "router: pubsub notice from {} ignored: not the PubSub engine",
+                from.short()
+            );
+            return;
+        }
+        match notice {
+            PubSubNotice::Subscribed { topic, result } => {
+                for waiter in self.pending_net_subs.remove(&topic).unwrap_or_default() {
+                    if result.is_ok() {
+                        self.topics.network_subscribed(topic, waiter);
+                    }
+                    if let Some(slot) = self.slot_of(&waiter) {
+                        self.answer(slot, TopicEvent::Subscribed { topic, result });
+                    }
+                }
+            }
+            PubSubNotice::Unsubscribed { .. } => {}
+            PubSubNotice::AdvertReceived { advert } => {
+                let waiters = self
+                    .pending_net_subs
+                    .get(&advert.topic)
+                    .cloned()
+                    .unwrap_or_default();
+                for w in waiters {
+                    if let Some(slot) = self.slot_of(&w) {
+                        self.answer(
+                            slot,
+                            TopicEvent::AdvertReceived {
+                                advert: Box::new(advert.clone()),
+                            },
+                        );
+                    }
+                }
+            }
+            PubSubNotice::Deliver {
+                publisher,
+                via,
+                message,
+            } => {
+                let Destination::Topic(t) = message.dst else {
+                    return self.stats.dropped(DropReason::Malformed);
+                };
+                let Some(topic) = self.topics.get(&t) else {
+                    return self.stats.dropped(DropReason::UnknownTopic);
+                };
+                let targets: Vec<Slot> = topic
+                    .subscribers
+                    .iter()
+                    .filter(|s| **s != from)
+                    .filter_map(|s| self.locals.get(s).map(|l| l.slot))
+                    .collect();
+                self.fan_out_message(targets, Message::from_topic(message, publisher, via), None);
+            }
+            PubSubNotice::Progress {
+                topic,
+                children,
+                published,
+            } => {
+                let creator = self.topics.get(&topic).and_then(|t| t.creator);
+                if let Some(slot) = creator.and_then(|c| self.slot_of(&c)) {
+                    self.answer(
+                        slot,
+                        TopicEvent::Progress {
+                            topic,
+                            peers: children,
+                            published,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// An answer or notification from the Network Identity Store.
+    pub fn handle_identity(&mut self, now: Now, event: IdentityEvent) {
+        match event {
+            IdentityEvent::Found {
+                id: AnyIdentity::Engine(engine),
+                record,
+            } => {
+                let node = match record {
+                    Some(IdentityRecord::Engine(r)) => Some(r.node),
+                    _ => None,
+                };
+                // Unknown: the messages stay parked until the binding is learned (from a verified
+                // message or a store update) or the lookup times out.
+                if let Some(node) = node {
+                    self.learn_remote_engine(engine, node);
+                    self.release_pending(now, engine, node);
+                }
+            }
+            IdentityEvent::Updated {
+                id: AnyIdentity::Engine(engine),
+                record: IdentityRecord::Engine(r),
+            } => {
+                self.learn_remote_engine(engine, r.node);
+                self.release_pending(now, engine, r.node);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn release_pending(&mut self, now: Now, engine: EngineIdentity, node: NodeIdentity) {
+        let Some(p) = self.pending.remove(&engine) else {
+            return;
+        };
+        for (header, wire) in p.messages {
+            if header.expiry.is_some_and(|e| e <= now.wall) {
+                self.drop_header(&header, DropReason::Expired);
+            } else {
+                self.send_remote(node, header, wire);
+            }
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The read-only snapshot of a node's local engines that the Router publishes: engine shells
+//! read it to decide whether a message stays on the node (and so need not be signed), and the
+//! node's handles read it for names and status. The Router's own table is the only one that
+//! changes; a reader that sees an older snapshot is corrected by the Router (a signed message for
+//! an engine that turned out to be local is delivered locally all the same).
+
+use std::collections::BTreeMap;
+
+use crate::identity::EngineIdentity;
+
+/// The local engines of one node: identity → name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LocalEngines {
+    engines: BTreeMap<EngineIdentity, String>,
+}
+
+impl LocalEngines {
+    /// A snapshot of `engines`.
+    pub fn new(engines: BTreeMap<EngineIdentity, String>) -> LocalEngines {
+        LocalEngines { engines }
+    }
+
+    /// Whether `identity` runs on this node.
+    pub fn contains(&self, identity: &EngineIdentity) -> bool {
+        self.engines.contains_key(identity)
+    }
+
+    /// The identity of the engine called `name`.
+    pub fn find(&self, name: &str) -> Option<EngineIdentity> {
+        self.engines
+            .iter()
+            .find(|(_, n)| n.as_str() == name)
+            .map(|(id, _)| *id)
+    }
+
+    /// Names and identities, sorted by name.
+    pub fn list(&self) -> Vec<(String, EngineIdentity)> {
+        let mut out: Vec<_> = self
+            .engines
+            .iter()
+            .map(|(id, n)| (n.clone(), *id))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// How many engines run.
+    pub fn len(&self) -> usize {
+        self.engines.len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.engines.is_empty()
+    }
+}
