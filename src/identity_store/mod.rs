@@ -15,7 +15,7 @@
 //! Drain contract: call [`IdentityStore::handle`] for each request; then drain
 //! [`IdentityStore::poll_output`] until `None` and deliver each event to its recipient.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::identity::NodeIdentity;
 pub use crate::mail::identity::{
@@ -31,8 +31,10 @@ pub const DEFAULT_MAX_RECORDS: usize = 100_000;
 /// The store's state machine.
 #[derive(Debug)]
 pub struct IdentityStore {
+    /// Looked up by key only; never iterated.
     records: HashMap<AnyIdentity, IdentityRecord>,
-    subscribers: HashSet<Party>,
+    /// Iterated for notifications: ordered, so they go out in the same order every run.
+    subscribers: BTreeSet<Party>,
     outputs: VecDeque<(Party, IdentityEvent)>,
     max_records: usize,
 }
@@ -42,7 +44,7 @@ impl IdentityStore {
     pub fn new(max_records: usize) -> IdentityStore {
         IdentityStore {
             records: HashMap::new(),
-            subscribers: HashSet::new(),
+            subscribers: BTreeSet::new(),
             outputs: VecDeque::new(),
             max_records,
         }

@@ -6,7 +6,7 @@ use crate::wire::advert::{AdvertError, DomainAdvert};
 use crate::wire::{EngineAdvert, NodeAdvert, TopicAdvert, TransportPrefs};
 
 /// Any identity the store keeps records for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum AnyIdentity {
     /// A node.
     Node(NodeIdentity),
@@ -169,7 +169,7 @@ pub enum IdentityEvent {
 }
 
 /// Who a request came from, and so where the answer goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Party {
     /// The node's Router.
     Router,

@@ -209,7 +209,7 @@ struct Topic {
     waiting_children: Vec<NodeIdentity>,
     next_seq: u64,
     last_id: Option<EventId>,
-    streams: HashMap<EngineIdentity, Stream>,
+    streams: BTreeMap<EngineIdentity, Stream>,
     cache: VecDeque<Event>,
     ack_dirty: bool,
     progress_dirty: bool,
@@ -229,7 +229,7 @@ impl Topic {
             waiting_children: Vec::new(),
             next_seq: 1,
             last_id: None,
-            streams: HashMap::new(),
+            streams: BTreeMap::new(),
             cache: VecDeque::new(),
             ack_dirty: false,
             progress_dirty: false,
@@ -283,7 +283,7 @@ pub struct PubSub {
     me: EngineIdentity,
     limits: PubSubLimits,
     stats: Arc<PubSubStats>,
-    topics: HashMap<TopicIdentity, Topic>,
+    topics: BTreeMap<TopicIdentity, Topic>,
     connected: BTreeSet<NodeIdentity>,
     keys: HashMap<EngineIdentity, Option<CheckedKey>>,
     seen: HashSet<EventId>,
@@ -291,7 +291,7 @@ pub struct PubSub {
     cache_bytes: usize,
     bad: HashMap<NodeIdentity, u32>,
     /// Events waiting to leave, per peer, with their body bytes.
-    outbox: HashMap<NodeIdentity, (Vec<Event>, usize)>,
+    outbox: BTreeMap<NodeIdentity, (Vec<Event>, usize)>,
 }
 
 impl PubSub {
@@ -302,14 +302,14 @@ impl PubSub {
             key,
             limits,
             stats,
-            topics: HashMap::new(),
+            topics: BTreeMap::new(),
             connected: BTreeSet::new(),
             keys: HashMap::new(),
             seen: HashSet::new(),
             seen_order: VecDeque::new(),
             cache_bytes: 0,
             bad: HashMap::new(),
-            outbox: HashMap::new(),
+            outbox: BTreeMap::new(),
         }
     }
 

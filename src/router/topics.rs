@@ -13,7 +13,7 @@
 //! A topic created with scope `Local` never leaves the node: messages published to it are
 //! delivered to local subscribers only, and messages for it arriving from other nodes are refused.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::identity::{EngineIdentity, TopicIdentity};
 pub use crate::mail::topic::{TopicError, TopicEvent, TopicRequest};
@@ -48,7 +48,7 @@ pub enum TopicAction {
 /// The topic table.
 #[derive(Default, Debug)]
 pub struct TopicTable {
-    topics: HashMap<TopicIdentity, LocalTopic>,
+    topics: BTreeMap<TopicIdentity, LocalTopic>,
 }
 
 impl TopicTable {
