@@ -172,11 +172,19 @@ impl fmt::Debug for Keypair {
 }
 
 impl Keypair {
-    /// A new random key pair from the operating system's random source.
+    /// A new random key pair from the operating system's random source (for real nodes; a
+    /// simulation or a test draws its keys from a seed with [`Keypair::from_rng`]).
     pub fn generate() -> Keypair {
         Keypair {
             signing: SigningKey::generate(&mut rand_core::OsRng),
         }
+    }
+
+    /// A key pair drawn from `rng`: the same seeded generator gives the same keys.
+    pub fn from_rng(rng: &mut impl rand_core::RngCore) -> Keypair {
+        let mut seed = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut seed);
+        Keypair::from_seed(&seed)
     }
 
     /// The key pair whose secret is the 32-byte Ed25519 seed `seed`.
