@@ -58,6 +58,8 @@
 //! inputs and the seed of the injected RNG (`R`), which also draws the node's instance number.
 
 mod conn;
+#[cfg(test)]
+mod fake;
 pub mod peers;
 mod placement;
 mod recv;
