@@ -96,8 +96,8 @@ impl QuicConn for quiche::Connection {
         quiche::Connection::dgram_max_writable_len(self)
     }
 
-    fn dgram_send(&mut self, data: &[u8]) -> Result<(), ()> {
-        quiche::Connection::dgram_send(self, data).map_err(|_| ())
+    fn dgram_send(&mut self, data: &[u8]) -> bool {
+        quiche::Connection::dgram_send(self, data).is_ok()
     }
 
     fn dgram_recv(&mut self, buf: &mut [u8]) -> Option<usize> {

@@ -56,8 +56,8 @@ pub trait QuicConn {
     fn stream_stop(&mut self, sid: u64, code: u64);
     /// Largest datagram payload that can be sent now, if datagrams are available.
     fn dgram_max_writable_len(&self) -> Option<usize>;
-    /// Sends a datagram; `Err` if it cannot be queued.
-    fn dgram_send(&mut self, data: &[u8]) -> Result<(), ()>;
+    /// Sends a datagram; returns whether it could be queued.
+    fn dgram_send(&mut self, data: &[u8]) -> bool;
     /// Receives one datagram into `buf`: its length, or `None` when there are no more.
     fn dgram_recv(&mut self, buf: &mut [u8]) -> Option<usize>;
     /// Unidirectional streams the peer still lets us open.

@@ -183,9 +183,10 @@ fn place(
         dgram.push(kind::MESSAGE);
         dgram.extend_from_slice(&send.wire);
         let len = send.wire.len();
-        return match q.dgram_send(&dgram) {
-            Ok(()) => Placed::Datagram(len),
-            Err(()) => Placed::Bounce(send, DropReason::QueueFull),
+        return if q.dgram_send(&dgram) {
+            Placed::Datagram(len)
+        } else {
+            Placed::Bounce(send, DropReason::QueueFull)
         };
     }
     let ordered = prefs.ordering == crate::wire::Ordering::Ordered;

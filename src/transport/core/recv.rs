@@ -32,8 +32,10 @@ impl<R: RngCore> Core<R> {
                 self.read_control(id, conn, q, sid, &mut buf, now);
             } else if !conn.is_peer_uni(sid) {
                 q.stream_stop(sid, close_code::PROTOCOL_VIOLATION);
-            } else if conn.state == State::Ready && !paused {
-                if room == 0 {
+            } else if conn.state == State::Ready {
+                if paused || room == 0 {
+                    // Left in the connection for now; serviced again soon (see
+                    // `Core::handle_timeout`).
                     conn.read_blocked = true;
                 } else {
                     self.read_message_stream(id, conn, q, sid, &mut buf, &mut room);

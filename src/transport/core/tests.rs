@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::fake::{message, Net, TestNode};
-use super::RETIRE_GRACE;
+use super::{PARK_RETRY, RETIRE_GRACE};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::runtime::stats::{DropReason, Fault};
 use crate::transport::control::close_code;
@@ -331,4 +331,42 @@ fn a_large_message_on_one_pair_does_not_starve_another_pair() {
         vec![(2, 1, 100), (1, 0, 100_000)],
         "the small message of the second pair arrives first"
     );
+}
+
+#[test]
+fn frames_the_router_has_no_room_for_are_parked_in_order_and_reading_pauses() {
+    let mut net = Net::new(2, TransportConfig::default());
+    let (a, b) = (net.nodes[0].id, net.nodes[1].id);
+    connect(&mut net, 0, 1);
+    let theirs = net.live(1)[0];
+    net.nodes[1].refuse = true;
+    let now = net.now;
+    for k in 0..3 {
+        net.nodes[0]
+            .core
+            .handle_send(now, message(b, 1, k, body(1, k, 30)));
+    }
+    net.settle();
+    assert!(net.nodes[1].delivered.is_empty());
+    assert_eq!(net.nodes[1].core.conns[&theirs].inbox.len(), 3, "parked");
+    net.nodes[0]
+        .core
+        .handle_send(now, message(b, 1, 3, body(1, 3, 30)));
+    net.settle();
+    let unread: usize = net.nodes[1].conns[&theirs]
+        .inb
+        .values()
+        .map(|s| s.0.len())
+        .sum();
+    assert!(unread > 0, "reading paused while frames are parked");
+    assert_eq!(net.nodes[1].core.conns[&theirs].inbox.len(), 3);
+
+    net.nodes[1].refuse = false;
+    for _ in 0..3 {
+        net.advance(PARK_RETRY);
+        net.settle();
+    }
+    let want: Vec<_> = (0..4).map(|k| (1, k, 30)).collect();
+    assert_eq!(received(&net.nodes[1], a), want, "once each, in order");
+    assert_eq!(net.nodes[0].core.peers[&b].bytes, 0, "all acknowledged");
 }
