@@ -24,7 +24,8 @@
 //!
 //! Inputs are `handle_*` calls, each taking the time as [`Now`]: [`Core::handle_send`],
 //! [`Core::handle_request`], [`Core::handle_identity`], [`Core::handle_processed`],
-//! [`Core::handle_incoming`] (after [`Core::may_accept`]), [`Core::handle_dial_failed`],
+//! [`Core::handle_incoming`] (after [`Core::may_accept`]), [`Core::handle_activity`] (packets
+//! arrived or a timer of the connection fired), [`Core::handle_dial_failed`],
 //! [`Core::handle_timeout`], [`Core::handle_refused`], [`Core::handle_closed`] and
 //! [`Core::handle_shutdown`]. Servicing a connection, [`Core::service`], is where the core
 //! reads and writes through [`QuicConn`].

@@ -114,6 +114,10 @@ impl<R: RngCore> Core<R> {
                 self.on_established(id, &mut conn, q, now);
             }
             if conn.state != State::Handshake && !q.is_closed() {
+                // Acknowledgements since the last service end the silence the probe watches.
+                if conn.unanswered_since.is_some() && q.acked_bytes() > conn.acked_mark {
+                    conn.unanswered_since = None;
+                }
                 self.read_streams(id, &mut conn, q, now, router_room);
                 self.read_datagrams(id, &mut conn, q);
                 if conn.state == State::Ready {
@@ -136,9 +140,6 @@ impl<R: RngCore> Core<R> {
     fn keep_alive(&mut self, id: ConnId, conn: &mut Conn, q: &mut dyn QuicConn, now: Now) {
         if std::mem::take(&mut conn.keepalive_due) {
             q.send_ack_eliciting();
-        }
-        if conn.unanswered_since.is_some() && q.acked_bytes() > conn.acked_mark {
-            conn.unanswered_since = None;
         }
         if self.probe_due(conn, now) {
             conn.last_probe = now.instant;
