@@ -370,3 +370,35 @@ fn frames_the_router_has_no_room_for_are_parked_in_order_and_reading_pauses() {
     assert_eq!(received(&net.nodes[1], a), want, "once each, in order");
     assert_eq!(net.nodes[0].core.peers[&b].bytes, 0, "all acknowledged");
 }
+
+#[test]
+fn the_instance_and_the_backoff_jitter_come_from_the_seeded_rng() {
+    let schedule = |seed: u64| {
+        let mut net = Net::new(2, TransportConfig::default());
+        net.restart(0, TransportConfig::default(), seed);
+        let b = net.nodes[1].id;
+        net.nodes[1].answer_dials = false;
+        let now = net.now;
+        net.nodes[0]
+            .core
+            .handle_send(now, message(b, 1, 0, body(1, 0, 10)));
+        net.settle();
+        let c = net.live(0)[0];
+        net.nodes[0].conns.get_mut(&c).expect("conn").closed_by_peer = Some("refused".into());
+        net.nodes[0].core.handle_activity(c);
+        net.settle();
+        let next = net.nodes[0].core.peers[&b]
+            .next_dial
+            .expect("a redial is scheduled");
+        (net.nodes[0].core.instance(), next - now.instant)
+    };
+    assert_eq!(
+        schedule(5),
+        schedule(5),
+        "same seed, same instance and delay"
+    );
+    let (i5, d5) = schedule(5);
+    let (i6, d6) = schedule(6);
+    assert_ne!(i5, i6);
+    assert_ne!(d5, d6);
+}
