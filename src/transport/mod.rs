@@ -2,13 +2,15 @@
 //! local engines exchange with it (spec notes §5.2.1).
 
 pub mod control;
+pub mod core;
 pub mod frame;
-pub mod peers;
 pub(crate) mod quic;
+mod raw;
 pub(crate) mod tls;
 pub(crate) mod udp;
 
-pub use quic::raw_bulk_transfer;
+pub use self::core::peers;
+pub use raw::raw_bulk_transfer;
 
 pub use tls::ALPN;
 

@@ -3,7 +3,7 @@
 //!
 //! Queueing: a message for a node without a ready connection waits in the node's queue until it
 //! can be sent or its expiry passes. Every message counts against
-//! [`TransportLimits::max_peer_queue_bytes`](super::TransportLimits) from the moment it is queued
+//! [`TransportLimits::max_peer_queue_bytes`](crate::transport::TransportLimits) from the moment it is queued
 //! until the peer acknowledges it.
 //!
 //! Dialling: addresses are tried in order of the advert's weights (highest first), one per
@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::RemoteSend;
 use crate::time::Timestamp;
+use crate::transport::RemoteSend;
 use crate::wire::{NodeAdvert, TransportPrefs};
 
 /// Identifies a connection inside the driver.
