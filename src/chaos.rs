@@ -233,48 +233,13 @@ impl std::error::Error for ChaosError {}
 // ---------------------------------------------------------------------------------------------
 // The pseudo-random generator.
 
-/// SplitMix64 (Steele, Lea and Flood): a tiny, fast, seedable generator. Not for secrets; here
-/// it makes fault decisions replayable from a seed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SplitMix64 {
-    state: u64,
-}
+pub use crate::rng::SplitMix64;
 
-impl SplitMix64 {
-    /// A generator starting from `seed` (every seed, 0 included, is fine).
-    pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A uniform value in [0, 1) with 53 bits of precision.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A uniform value in `[0, n)` (`n` > 0; 0 when `n` is 0).
-    pub fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            return 0;
-        }
-        // Multiply-shift: bias below 2^-64 · n, irrelevant here.
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-
-    /// The seed of an independent stream for `(client, direction)` derived from `seed`.
-    pub fn stream_seed(seed: u64, client: u64, direction: Direction) -> u64 {
-        let lane = client.wrapping_mul(2).wrapping_add(direction as u64);
-        let mut g = SplitMix64::new(seed ^ lane.wrapping_mul(0xd1b5_4a32_d192_ed03));
-        g.next_u64()
-    }
+/// The seed of an independent stream for `(client, direction)` derived from `seed`.
+pub fn stream_seed(seed: u64, client: u64, direction: Direction) -> u64 {
+    let lane = client.wrapping_mul(2).wrapping_add(direction as u64);
+    let mut g = SplitMix64::new(seed ^ lane.wrapping_mul(0xd1b5_4a32_d192_ed03));
+    g.next_u64()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -976,9 +941,7 @@ impl Proxy {
         }
         self.next_client += 1;
         let number = self.counters.clients.fetch_add(1, Ordering::Relaxed);
-        let link = |d: Direction| {
-            FaultLink::new(self.settings, SplitMix64::stream_seed(self.seed, number, d))
-        };
+        let link = |d: Direction| FaultLink::new(self.settings, stream_seed(self.seed, number, d));
         let links = [link(Direction::Upstream), link(Direction::Downstream)];
         log::debug!(
             "chaos: client {number} at {from} relayed from {:?}",
@@ -1159,13 +1122,13 @@ mod tests {
 
     #[test]
     fn streams_differ_per_client_and_direction() {
-        let s = |c, d| SplitMix64::stream_seed(9, c, d);
+        let s = |c, d| stream_seed(9, c, d);
         assert_ne!(s(0, Direction::Upstream), s(0, Direction::Downstream));
         assert_ne!(s(0, Direction::Upstream), s(1, Direction::Upstream));
         assert_eq!(s(3, Direction::Downstream), s(3, Direction::Downstream));
         assert_ne!(
-            SplitMix64::stream_seed(9, 0, Direction::Upstream),
-            SplitMix64::stream_seed(10, 0, Direction::Upstream)
+            stream_seed(9, 0, Direction::Upstream),
+            stream_seed(10, 0, Direction::Upstream)
         );
     }
 

@@ -39,6 +39,7 @@ pub mod identity_store;
 pub mod mail;
 pub mod node;
 pub mod pubsub;
+pub mod rng;
 pub mod router;
 pub mod runtime;
 pub mod time;

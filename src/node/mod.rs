@@ -26,6 +26,7 @@ pub(crate) mod directory;
 pub(crate) mod engine_shell;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
+pub mod quic;
 pub(crate) mod router_shell;
 pub(crate) mod transport_link;
 
@@ -40,14 +41,14 @@ use crate::router::{LocalEngines, Router, RouterLimits};
 use crate::runtime::stats::{NodeStats, StatsSnapshot};
 use crate::runtime::{Context, Engine, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH};
 use crate::time::Now;
-use crate::transport::quic::{Bound, Driver, DriverParts};
 use crate::transport::TransportConfig;
 use crate::wire::{NodeAdvert, Protocol};
 use client::Client;
-use directory::Directory;
+use directory::EnginePost;
 use engine_shell::{EngineShell, Links, Outlet};
 use mailbox::EngineMail;
 use nis_shell::{NisMail, NisShell};
+use quic::driver::{Bound, Driver, DriverParts};
 use router_shell::{RouterMail, RouterShell};
 use transport_link::{TransportLink, TransportMail};
 
@@ -409,7 +410,7 @@ impl NodeBuilder {
                         woken,
                         router: router_tx.clone(),
                         nis: nis_tx.clone(),
-                        directory: Directory::new(router_tx.clone()),
+                        directory: EnginePost::new(router_tx.clone()),
                         stats: Arc::clone(&stats),
                     },
                 )

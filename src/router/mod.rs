@@ -407,10 +407,19 @@ impl Router {
     }
 
     /// The Transport dropped a message a local engine sent (expired in its queue, queue full,
-    /// too large, shutdown, …): counted here and bounced to its sender if it asked — the one
+    /// too large, shutdown, …) and counted it: the sender is told here, if it asked — the one
     /// bounce path of the node.
     pub fn handle_bounce(&mut self, header: RouteHeader, reason: DropReason) {
-        self.drop_header(&header, reason);
+        if header.notify {
+            self.tell_sender(
+                Bounce {
+                    src: header.src,
+                    id: header.id,
+                    dst: header.dst,
+                },
+                reason,
+            );
+        }
     }
 
     /// An answer or notification for the local engine `to` from another part of the node (the
@@ -497,7 +506,13 @@ impl Router {
     /// Counts a drop, and tells the sender if it asked.
     pub fn bounce(&mut self, bounce: Option<Bounce>, reason: DropReason) {
         self.stats.dropped(reason);
-        let Some(b) = bounce else { return };
+        if let Some(b) = bounce {
+            self.tell_sender(b, reason);
+        }
+    }
+
+    /// Delivers [`Input::Undeliverable`] to the sender of a dropped message.
+    fn tell_sender(&mut self, b: Bounce, reason: DropReason) {
         if let Some(slot) = self.slot_of(&b.src) {
             self.outputs.push_back(RouterOutput::Deliver {
                 slot,

@@ -1,18 +1,19 @@
-//! The Transport: connections to other nodes over QUIC, and the requests and notifications
-//! local engines exchange with it (spec notes §5.2.1).
+//! The Transport: connections to other nodes, as an engine core — the sans-IO connection core
+//! ([`core`]) with every connection policy, the control-stream and frame codecs, and the
+//! Transport's configuration and limits (spec notes §5.2.1). The requests and notifications
+//! engines exchange with it are in the vocabulary ([`crate::mail::transport`]).
+//!
+//! The QUIC driver that moves bytes between sockets, quiche and this core is part of the wiring
+//! layer (`node::quic`): quiche reads the clock itself, so no quiche call is made here.
 
 pub mod control;
 pub mod core;
 pub mod frame;
-pub(crate) mod quic;
-mod raw;
-pub(crate) mod tls;
-pub(crate) mod udp;
 
 pub use self::core::peers;
-pub use raw::raw_bulk_transfer;
 
-pub use tls::ALPN;
+/// The ALPN protocol id of netmachine's node-to-node protocol, version 1 (docs/wire.md).
+pub const ALPN: &[u8] = b"netmachine/1";
 
 use std::net::SocketAddr;
 use std::time::Duration;

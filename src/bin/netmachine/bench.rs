@@ -739,7 +739,7 @@ fn unicast_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
 fn bulk_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
     let mib = 1024.0 * 1024.0;
     let raw_bytes = 256 << 20;
-    let (bytes, elapsed) = netmachine::transport::raw_bulk_transfer(raw_bytes)?;
+    let (bytes, elapsed) = netmachine::node::quic::raw_bulk_transfer(raw_bytes)?;
     let raw = bytes as f64 / mib / elapsed.as_secs_f64();
     let (rate, status) = stream_between_nodes(secs, 1 << 20, 8, 1)?;
     log::info!("bulk: {status}");

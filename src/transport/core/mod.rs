@@ -149,40 +149,8 @@ pub enum Output {
     },
 }
 
-/// A small seeded random source (SplitMix64) for drivers that want reproducible runs: jitter
-/// and instance numbers need spread, not secrecy.
-#[derive(Clone, Debug)]
-pub struct SeededRng(u64);
-
-impl SeededRng {
-    /// A source starting from `seed`.
-    pub fn new(seed: u64) -> SeededRng {
-        SeededRng(seed)
-    }
-}
-
-impl RngCore for SeededRng {
-    fn next_u32(&mut self) -> u32 {
-        (self.next_u64() >> 32) as u32
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        rand_core::impls::fill_bytes_via_next(self, dest)
-    }
-
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
-    }
-}
+/// The seeded random source drivers give the core (see [`crate::rng`]).
+pub type SeededRng = crate::rng::SplitMix64;
 
 /// The Transport's connection core (see the module doc for its inputs, outputs and drain
 /// contract).

@@ -37,8 +37,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair as RcgenKeyPai
 
 use crate::identity::{Keypair, NodeIdentity, KEY_LEN, PKCS8_ED25519_PREFIX};
 
-/// The ALPN protocol id of netmachine's node-to-node protocol, version 1.
-pub const ALPN: &[u8] = b"netmachine/1";
+pub use crate::transport::ALPN;
 
 /// The common name in every node certificate. It carries no meaning: the key is the identity.
 const CERT_COMMON_NAME: &str = "netmachine node";

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mio::Events;
 
-use super::quic::{Bound, CID_LEN, RECV_BUF};
+use super::driver::{Bound, CID_LEN, RECV_BUF};
 use super::tls::{self, QuicParams, TlsIdentity};
 use super::udp;
 use crate::identity::Keypair;

@@ -1,5 +1,5 @@
 //! The QUIC driver: the Transport's thread. It moves bytes between non-blocking UDP sockets,
-//! quiche connections and the sans-IO connection core ([`super::core`]), which holds every
+//! quiche connections and the sans-IO connection core ([`crate::transport::core`]), which holds every
 //! connection policy. Every quiche call of the crate lives here and in `raw.rs` (quiche reads
 //! the clock itself, so its connections stay out of the core).
 //!
@@ -17,7 +17,7 @@
 //!
 //! Outputs map onto the node's channels: deliveries onto the Router's mailbox (a full mailbox
 //! hands the delivery back to the core, which parks it), adverts onto the identity store's, and
-//! bounces, answers and notifications through the [`Directory`].
+//! bounces, answers and notifications through the Router ([`EnginePost`]).
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -31,20 +31,21 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::core::peers::ConnId;
-use super::core::{Core, Delivery, Output, QuicConn, RecvError, SeededRng, SendError};
 use super::tls::{self, QuicParams, TlsIdentity};
 use super::udp::{self, Offload};
-use super::{control::close_code, TransportConfig};
 use crate::identity::{Keypair, NodeIdentity};
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
-use crate::mail::{Input, Undeliverable};
-use crate::node::directory::Directory;
+use crate::mail::Input;
+use crate::node::directory::EnginePost;
 use crate::node::nis_shell::NisMail;
 use crate::node::router_shell::RouterMail;
 use crate::node::transport_link::TransportMail;
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
 use crate::time::Now;
+use crate::transport::control::close_code;
+use crate::transport::core::peers::ConnId;
+use crate::transport::core::{Core, Delivery, Output, QuicConn, RecvError, SeededRng, SendError};
+use crate::transport::TransportConfig;
 use crate::wire::NodeAdvert;
 
 /// The waker's token; sockets use their index.
@@ -175,7 +176,7 @@ pub(crate) struct DriverParts {
     pub(crate) woken: Arc<AtomicBool>,
     pub(crate) router: Sender<RouterMail>,
     pub(crate) nis: Sender<NisMail>,
-    pub(crate) directory: Directory,
+    pub(crate) directory: EnginePost,
     pub(crate) stats: Arc<NodeStats>,
 }
 
@@ -267,7 +268,7 @@ pub(crate) struct Driver {
     woken: Arc<AtomicBool>,
     router: Sender<RouterMail>,
     nis: Sender<NisMail>,
-    directory: Directory,
+    directory: EnginePost,
     stats: Arc<NodeStats>,
     params: QuicParams,
     tls: TlsIdentity,
@@ -341,6 +342,7 @@ impl Driver {
             }
             self.woken.store(false, Ordering::Release);
             let now = Now::read();
+            self.directory.flush();
             let mut stop = false;
             loop {
                 match self.mailbox.try_recv() {
@@ -379,6 +381,9 @@ impl Driver {
             }
             next = next.min(t);
             break;
+        }
+        if self.directory.is_backlogged() {
+            next = next.min(now.instant + Duration::from_millis(1));
         }
         next.saturating_duration_since(now.instant)
     }
@@ -428,31 +433,17 @@ impl Driver {
                         Err(_) => self.stats.dropped(DropReason::Shutdown),
                     }
                 }
+                // Counted by the core; the sender hears of it through the Router's bounce path.
                 Output::Bounce { send, reason } => {
                     if send.header.notify {
-                        let input = Input::Undeliverable(Undeliverable {
-                            id: send.header.id,
-                            dst: send.header.dst,
-                            reason,
-                        });
-                        if let Err(r) = self.directory.deliver(&send.header.src, input) {
-                            self.stats.dropped(r);
-                        }
+                        self.directory.bounced(send.header, reason);
                     }
                 }
                 Output::Notify { to, event } => {
-                    if let Err(r) = self.directory.deliver(&to, Input::Transport(event)) {
-                        log::debug!(
-                            "transport: notification to {} dropped: {}",
-                            to.short(),
-                            r.label()
-                        );
-                    }
+                    self.directory.deliver(to, Input::Transport(event));
                 }
                 Output::Answer { to, event } => {
-                    if let Err(r) = self.directory.deliver(&to, Input::Transport(event)) {
-                        log::debug!("transport: answer to {} dropped: {}", to.short(), r.label());
-                    }
+                    self.directory.deliver(to, Input::Transport(event));
                 }
                 Output::StoreAdvert(advert) => {
                     let mail = NisMail::Request {
