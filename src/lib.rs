@@ -23,6 +23,12 @@
 //! * **Nothing lost silently.** Every dropped message increments exactly one
 //!   [`DropReason`] counter and is logged.
 //!
+//! Layers, bottom up (each imports only from those below; engines never import each other):
+//! [`identity`] and [`time`] < [`wire`] < [`mail`] (the one vocabulary of requests, events and
+//! envelopes) < [`runtime`] (the engine API, generic) < the engine cores ([`router`],
+//! [`transport`]'s sans-IO connection core, [`identity_store`], [`pubsub`], [`engines`]) <
+//! [`node`] (the wiring layer: thread shells, mailboxes, the QUIC driver) < the command line.
+//!
 //! Out of scope in this version: relaying through other nodes, domains and anycast (the
 //! `Domain` destination is refused with `unsupported`), onion routing and mixnets.
 //!

@@ -68,7 +68,7 @@ impl EnginePost {
         self.flush();
         if self.backlog.is_empty() {
             match self.router.try_send(mail) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
                 Err(TrySendError::Full(mail)) => self.backlog.push_back(mail),
             }
         } else if self.backlog.len() < MAX_BACKLOG {

@@ -1,0 +1,275 @@
+//! Unit tests of the PubSub engine, without threads.
+
+use super::*;
+use crate::identity::{CheckedKey, Signature};
+use crate::mail::{Output, System};
+use crate::time::{wall_clock, Now};
+use crate::wire::MessageId;
+
+struct Fixture {
+    engine: PubSub,
+    ctx: Context,
+    now: Now,
+    parent: Keypair,
+    publisher: Keypair,
+    topic_key: Keypair,
+}
+
+/// A subscriber node's PubSub with one parent (`parent`) and a topic published by
+/// `publisher`'s node.
+fn fixture() -> Fixture {
+    let me = Keypair::generate();
+    let key = me.derive_engine(PUBSUB_ENGINE_NAME);
+    let now = Now::read();
+    let ctx = Context::detached(now, key.engine_identity(), me.node_identity(), "pubsub");
+    let engine = PubSub::new(
+        key,
+        PubSubLimits::default(),
+        Arc::new(PubSubStats::default()),
+    );
+    Fixture {
+        engine,
+        ctx,
+        now,
+        parent: Keypair::generate(),
+        publisher: Keypair::generate(),
+        topic_key: Keypair::generate(),
+    }
+}
+
+impl Fixture {
+    fn topic(&self) -> TopicIdentity {
+        self.topic_key.topic_identity()
+    }
+
+    fn publisher_engine(&self) -> Keypair {
+        self.publisher.derive_engine(PUBSUB_ENGINE_NAME)
+    }
+
+    fn advert(&self) -> TopicAdvert {
+        TopicAdvert {
+            topic: self.topic(),
+            publishers: vec![self.publisher_engine().engine_identity()],
+            tags: vec![],
+            version: 1,
+            created: wall_clock(),
+            sig: Signature([0; 64]),
+        }
+        .sign(&self.topic_key)
+    }
+
+    /// `msg` as it arrives from the parent node, verified.
+    fn receive_from_parent(&mut self, msg: PubSubMessage) {
+        let sender = self.parent.derive_engine(PUBSUB_ENGINE_NAME);
+        let mut m = EngineMessage {
+            src: sender.engine_identity(),
+            src_node: self.parent.node_identity(),
+            dst: Destination::Node(self.ctx.node()),
+            id: MessageId(1),
+            reply_to: None,
+            expiry: None,
+            rprefs: None,
+            tprefs: None,
+            protocol: Protocol::PUBSUB,
+            body: msg.to_bytes(),
+            sig: None,
+        };
+        let mut wire = Vec::new();
+        m.sign_into_wire(&sender, &mut wire, &mut Vec::new());
+        let key = CheckedKey::parse(sender.engine_identity().as_bytes()).unwrap();
+        let verified = Unverified::decode(wire)
+            .unwrap()
+            .verify(&key, &mut Vec::new())
+            .unwrap();
+        let input = Input::Message(Message::remote(verified, self.parent.node_identity()));
+        self.engine.handle(&mut self.ctx, input);
+        self.engine.flush(&mut self.ctx);
+    }
+
+    fn event(&self, seq: u64) -> Event {
+        let src = self.publisher.derive_engine("app");
+        let m = EngineMessage {
+            src: src.engine_identity(),
+            src_node: self.publisher.node_identity(),
+            dst: Destination::Topic(self.topic()),
+            id: MessageId(seq),
+            reply_to: None,
+            expiry: None,
+            rprefs: None,
+            tprefs: None,
+            protocol: Protocol(Protocol::APP_BASE),
+            body: seq.to_le_bytes().to_vec(),
+            sig: None,
+        };
+        let mut body = Vec::new();
+        m.encode_signed_fields(&mut body);
+        Event::new_signed(&self.publisher_engine(), self.topic(), seq, vec![], body)
+    }
+
+    fn tick_after(&mut self, d: Duration) {
+        self.now = self.now.advanced(d);
+        self.ctx.set_now(self.now);
+        self.engine.handle(&mut self.ctx, Input::Timer(TICK_TOKEN));
+        self.engine.flush(&mut self.ctx);
+    }
+
+    /// Sequence numbers delivered, and the PubSub messages sent, since the last call.
+    fn drain(&mut self) -> (Vec<u64>, Vec<PubSubMessage>) {
+        let mut delivered = Vec::new();
+        let mut sent = Vec::new();
+        for out in self.ctx.take_outputs() {
+            match out {
+                Output::System(System(SystemMail::PubSubNotice(n))) => {
+                    if let PubSubNotice::Deliver { message, .. } = *n {
+                        delivered.push(u64::from_le_bytes(message.body[..8].try_into().unwrap()))
+                    }
+                }
+                Output::Send(o) if o.msg.protocol == Protocol::PUBSUB => {
+                    sent.push(PubSubMessage::from_bytes(&o.msg.body).unwrap())
+                }
+                _ => {}
+            }
+        }
+        (delivered, sent)
+    }
+
+    /// Subscribes locally and completes the subscription through the parent.
+    fn subscribed(&mut self) {
+        let topic = self.topic();
+        self.engine.handle(
+            &mut self.ctx,
+            Input::System(System(SystemMail::PubSubRequest(Box::new(
+                PubSubRequest::Subscribe { topic },
+            )))),
+        );
+        self.receive_from_parent(PubSubMessage::Advert {
+            advert: self.advert(),
+            hops: 0,
+        });
+        let (_, sent) = self.drain();
+        assert!(
+            sent.contains(&PubSubMessage::Subscribe { topic }),
+            "{sent:?}"
+        );
+        let publisher = self.publisher_engine().engine_identity();
+        self.receive_from_parent(PubSubMessage::SubscribeAck {
+            topic,
+            accepted: true,
+            positions: vec![(publisher, 1)],
+        });
+        self.drain();
+    }
+}
+
+#[test]
+fn a_subscription_waits_for_the_advert() {
+    let mut f = fixture();
+    let topic = f.topic();
+    f.engine.handle(
+        &mut f.ctx,
+        Input::System(System(SystemMail::PubSubRequest(Box::new(
+            PubSubRequest::Subscribe { topic },
+        )))),
+    );
+    let (_, sent) = f.drain();
+    assert!(sent.is_empty(), "no parent known yet: {sent:?}");
+    f.receive_from_parent(PubSubMessage::Advert {
+        advert: f.advert(),
+        hops: 0,
+    });
+    let (_, sent) = f.drain();
+    assert_eq!(sent, vec![PubSubMessage::Subscribe { topic }]);
+}
+
+#[test]
+fn gaps_are_requested_and_delivery_stays_in_order() {
+    let mut f = fixture();
+    f.subscribed();
+    f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+    f.receive_from_parent(PubSubMessage::Event(f.event(3)));
+    f.receive_from_parent(PubSubMessage::Event(f.event(4)));
+    let (delivered, _) = f.drain();
+    assert_eq!(delivered, vec![1], "3 and 4 wait for 2");
+    f.tick_after(Duration::from_millis(10));
+    let (_, sent) = f.drain();
+    assert!(!sent
+        .iter()
+        .any(|m| matches!(m, PubSubMessage::EventReq { .. })));
+    f.tick_after(Duration::from_millis(250));
+    let (_, sent) = f.drain();
+    let publisher = f.publisher_engine().engine_identity();
+    assert!(
+        sent.contains(&PubSubMessage::EventReq {
+            topic: f.topic(),
+            publisher,
+            from: 2,
+            to: 2
+        }),
+        "{sent:?}"
+    );
+    f.receive_from_parent(PubSubMessage::Event(f.event(2)));
+    let (delivered, _) = f.drain();
+    assert_eq!(delivered, vec![2, 3, 4]);
+    // A copy through another path is dropped.
+    f.receive_from_parent(PubSubMessage::Event(f.event(3)));
+    assert!(f.drain().0.is_empty());
+    assert_eq!(f.engine.stats.duplicate.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn a_gap_that_cannot_be_filled_is_skipped_and_counted() {
+    let mut f = fixture();
+    f.subscribed();
+    f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+    f.receive_from_parent(PubSubMessage::Event(f.event(5)));
+    f.drain();
+    f.tick_after(Duration::from_secs(6));
+    let (delivered, _) = f.drain();
+    assert_eq!(delivered, vec![5]);
+    assert_eq!(f.engine.stats.lost.load(Ordering::Relaxed), 3);
+}
+
+#[test]
+fn unauthorized_and_forged_events_are_neither_delivered_nor_forwarded() {
+    let mut f = fixture();
+    f.subscribed();
+    // A child, to see whether anything is forwarded.
+    let child = Keypair::generate().node_identity();
+    let topic = f.topic();
+    f.engine.on_subscribe(&mut f.ctx, child, topic);
+    f.drain();
+    let rogue = Keypair::generate().derive_engine(PUBSUB_ENGINE_NAME);
+    let mut unauthorized = f.event(1);
+    unauthorized = Event::new_signed(&rogue, topic, 1, vec![], unauthorized.body);
+    f.receive_from_parent(PubSubMessage::Event(unauthorized));
+    let mut forged = f.event(1);
+    forged.body[0] ^= 1;
+    f.receive_from_parent(PubSubMessage::Event(forged));
+    let (delivered, sent) = f.drain();
+    assert!(delivered.is_empty());
+    assert!(
+        !sent.iter().any(|m| matches!(m, PubSubMessage::Event(_))),
+        "{sent:?}"
+    );
+    assert_eq!(f.engine.stats.unauthorized.load(Ordering::Relaxed), 1);
+    assert_eq!(f.engine.stats.bad_signature.load(Ordering::Relaxed), 1);
+    // The genuine event is delivered and forwarded.
+    f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+    let (delivered, sent) = f.drain();
+    assert_eq!(delivered, vec![1]);
+    assert!(sent.iter().any(|m| matches!(m, PubSubMessage::Event(_))));
+}
+
+#[test]
+fn a_peer_sending_garbage_is_disconnected() {
+    let mut f = fixture();
+    for _ in 0..PubSubLimits::default().bad_message_limit {
+        f.engine
+            .handle_remote(&mut f.ctx, f.parent.node_identity(), b"junk");
+    }
+    let outs = f.ctx.take_outputs();
+    assert!(outs
+        .iter()
+        .any(|o| matches!(o, Output::Transport(TransportRequest::Disconnect { .. }))));
+    assert_eq!(f.engine.stats.malformed.load(Ordering::Relaxed), 16);
+}
