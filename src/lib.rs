@@ -48,6 +48,7 @@ pub mod pubsub;
 pub mod rng;
 pub mod router;
 pub mod runtime;
+pub mod sim;
 pub mod time;
 pub mod transport;
 pub mod wire;

@@ -63,6 +63,27 @@ pub enum Outbound {
     },
 }
 
+impl Outbound {
+    /// What a sending engine's shell hands to the Router: `out` as it is when it `stays` on the
+    /// node, otherwise signed with the engine's `key` into wire form (`wire` is taken, `scratch`
+    /// reused) — signing happens on the sender's thread, never on the Router's.
+    pub fn prepare(
+        mut out: Outgoing,
+        stays: bool,
+        key: &crate::identity::Keypair,
+        wire: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+    ) -> Outbound {
+        if stays {
+            return Outbound::Local(out);
+        }
+        let header = RouteHeader::of(&out.msg, out.notify_undeliverable);
+        out.msg.sign_into_wire(key, wire, scratch);
+        let wire = std::mem::replace(wire, Vec::with_capacity(256));
+        Outbound::Signed { header, wire }
+    }
+}
+
 /// Whom to tell if a delivery fails.
 #[derive(Clone, Copy, Debug)]
 pub struct Bounce {

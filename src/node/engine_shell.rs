@@ -21,13 +21,12 @@ use super::transport_link::{TransportLink, TransportMail};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::mail::identity::Party;
 use crate::mail::transport::TransportEvent;
-use crate::mail::{DropReason, Input, Outbound, Outgoing, Output, Receipt, RouteHeader};
+use crate::mail::{DropReason, Input, Outbound, Outgoing, Output, Receipt};
 use crate::router::LocalEngines;
 use crate::runtime::stats::NodeStats;
 use crate::runtime::timers::Timers;
 use crate::runtime::{Context, Engine};
 use crate::time::Now;
-use crate::wire::{Destination, RoutingScope};
 
 /// Most inputs handled before outputs are carried out and timers checked.
 const BURST: usize = 256;
@@ -131,26 +130,14 @@ impl Outlet {
         stop
     }
 
-    fn send(&mut self, mut out: Outgoing) {
+    fn send(&mut self, out: Outgoing) {
         debug_assert_eq!(out.msg.src, self.identity, "Context sets src");
-        let stays = out.msg.scope() == RoutingScope::Local
-            || match out.msg.dst {
-                Destination::Engine(e) => self.links.locals.read().contains(&e),
-                Destination::Node(n) => n == self.links.node,
-                Destination::Topic(_) => true,
-                Destination::Domain(_) => false,
-            };
-        let mail = if stays {
-            RouterMail::Local(Outbound::Local(out))
-        } else {
-            let header = RouteHeader::of(&out.msg, out.notify_undeliverable);
-            out.msg
-                .sign_into_wire(&self.key, &mut self.wire, &mut self.scratch);
+        let stays = self.links.locals.read().keeps(self.links.node, &out.msg);
+        if !stays {
             self.links.stats.signed.fetch_add(1, Ordering::Relaxed);
-            let wire = std::mem::replace(&mut self.wire, Vec::with_capacity(256));
-            RouterMail::Local(Outbound::Signed { header, wire })
-        };
-        self.to_router(mail);
+        }
+        let outbound = Outbound::prepare(out, stays, &self.key, &mut self.wire, &mut self.scratch);
+        self.to_router(RouterMail::Local(outbound));
     }
 
     fn to_router(&self, mail: RouterMail) {

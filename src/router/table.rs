@@ -6,7 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::identity::EngineIdentity;
+use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::wire::{Destination, EngineMessage, RoutingScope};
 
 /// The local engines of one node: identity → name.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -23,6 +24,18 @@ impl LocalEngines {
     /// Whether `identity` runs on this node.
     pub fn contains(&self, identity: &EngineIdentity) -> bool {
         self.engines.contains_key(identity)
+    }
+
+    /// Whether `msg`, sent by an engine of `node`, stays on the node (and so goes to the Router
+    /// unsigned): its scope is `Local`, or it is for a local engine, this node, or a topic.
+    pub fn keeps(&self, node: NodeIdentity, msg: &EngineMessage) -> bool {
+        msg.scope() == RoutingScope::Local
+            || match msg.dst {
+                Destination::Engine(e) => self.contains(&e),
+                Destination::Node(n) => n == node,
+                Destination::Topic(_) => true,
+                Destination::Domain(_) => false,
+            }
     }
 
     /// The identity of the engine called `name`.

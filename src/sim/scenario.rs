@@ -1,0 +1,789 @@
+//! Workloads for the simulator, with the invariants checked after every event and the summary
+//! of a run.
+//!
+//! * **pubsub**: `publishers` nodes publish `events` events each to one topic (one every
+//!   `interval`), every other node subscribes; nodes are linked in a random graph of average
+//!   degree `degree` (a ring plus random chords, all from the seed).
+//! * **unicast**: every node's client engine sends `requests` requests to the server engines of
+//!   its neighbours, which answer each.
+//!
+//! Invariants, checked on every step (a broken one fails the run with the seed and the step):
+//! no message is delivered twice to one incarnation of an engine; per publisher, events arrive
+//! in order; per engine pair, reliable ordered requests arrive in order. At the end the summary
+//! counts what was expected, what arrived, and every drop by its reason; for unicast, a request
+//! of a client that never crashed is `lost` if it was neither answered nor reported
+//! undeliverable to its sender (with a counted reason).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::net::LinkFaults;
+use super::node::{EngineSetup, NodeSetup};
+use super::{node_addr, World};
+use crate::identity::{Keypair, Signature};
+use crate::mail::topic::{TopicEvent, TopicRequest};
+use crate::mail::{Input, Origin};
+use crate::pubsub::PUBSUB_ENGINE_NAME;
+use crate::rng::SplitMix64;
+use crate::runtime::{Context, Engine, SendOptions};
+use crate::transport::TransportConfig;
+use crate::wire::{
+    Destination, NodeAdvert, Protocol, RoutingScope, Signed, TopicAdvert, TransportAddress,
+};
+
+/// The protocol of the workloads' application messages.
+pub const APP: Protocol = Protocol(Protocol::APP_BASE + 0x51);
+
+/// What every scenario shares.
+#[derive(Clone, Debug)]
+pub struct Common {
+    /// Nodes.
+    pub nodes: usize,
+    /// Average number of neighbours.
+    pub degree: usize,
+    /// The seed of every random decision.
+    pub seed: u64,
+    /// Link behaviour.
+    pub faults: LinkFaults,
+    /// Fraction of nodes that crash (and restart) during the run.
+    pub crash: f64,
+    /// A partition of half the nodes lasting this long, in the middle of the run (none: 0).
+    pub partition: Duration,
+    /// How long after the workload ends the run goes on, for stragglers.
+    pub drain: Duration,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            nodes: 16,
+            degree: 4,
+            seed: 1,
+            faults: LinkFaults::default(),
+            crash: 0.0,
+            partition: Duration::ZERO,
+            drain: Duration::from_secs(20),
+        }
+    }
+}
+
+/// A pub/sub run.
+#[derive(Clone, Debug)]
+pub struct PubSubScenario {
+    /// What every scenario shares.
+    pub common: Common,
+    /// Publishing nodes (the first ones).
+    pub publishers: usize,
+    /// Events per publisher.
+    pub events: u64,
+    /// Time between two events of a publisher.
+    pub interval: Duration,
+    /// When publishing starts (the tree forms first).
+    pub warmup: Duration,
+}
+
+impl Default for PubSubScenario {
+    fn default() -> Self {
+        PubSubScenario {
+            common: Common::default(),
+            publishers: 1,
+            events: 20,
+            interval: Duration::from_millis(100),
+            warmup: Duration::from_secs(3),
+        }
+    }
+}
+
+/// A request/response run.
+#[derive(Clone, Debug)]
+pub struct UnicastScenario {
+    /// What every scenario shares.
+    pub common: Common,
+    /// Requests per client.
+    pub requests: u64,
+    /// Time between two requests of a client.
+    pub interval: Duration,
+    /// When requests start.
+    pub warmup: Duration,
+}
+
+impl Default for UnicastScenario {
+    fn default() -> Self {
+        UnicastScenario {
+            common: Common::default(),
+            requests: 50,
+            interval: Duration::from_millis(20),
+            warmup: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The outcome of a run: every figure the summary line prints.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    /// `pubsub` or `unicast`.
+    pub scenario: String,
+    /// Nodes.
+    pub nodes: usize,
+    /// The seed.
+    pub seed: u64,
+    /// The signature scheme that ran.
+    pub crypto: String,
+    /// Simulated seconds.
+    pub sim_s: f64,
+    /// Wall-clock seconds.
+    pub wall_s: f64,
+    /// Events handled.
+    pub steps: u64,
+    /// Events published (pubsub).
+    pub events_published: u64,
+    /// Deliveries expected to subscribers that never crashed (pubsub).
+    pub deliveries_expected: u64,
+    /// Distinct deliveries to those subscribers (pubsub).
+    pub deliveries: u64,
+    /// Requests sent by clients that never crashed (unicast).
+    pub requests: u64,
+    /// Of those, answered (unicast).
+    pub answered: u64,
+    /// Of those, reported undeliverable to their sender with a reason (unicast).
+    pub bounced: u64,
+    /// Of those, neither answered nor reported (unicast): must be 0.
+    pub lost: u64,
+    /// A message delivered twice to one incarnation of an engine.
+    pub duplicates: u64,
+    /// A message that arrived before one sent earlier on the same ordered path.
+    pub order_violations: u64,
+    /// Every drop of every node, by reason.
+    pub drops_by_reason: BTreeMap<String, u64>,
+    /// Crashes (each followed by a restart).
+    pub crashes: u64,
+    /// Partitions (each healed).
+    pub partitions: u64,
+    /// Hash of the whole event trace.
+    pub trace_hash: String,
+    /// The first invariant broken, if any (the run stopped there).
+    pub failure: Option<String>,
+}
+
+impl Summary {
+    /// The summary as one JSON object.
+    pub fn to_json(&self) -> String {
+        let drops: Vec<String> = self
+            .drops_by_reason
+            .iter()
+            .map(|(k, v)| format!("\"{k}\":{v}"))
+            .collect();
+        let mut s = format!(
+            "{{\"scenario\":\"{}\",\"nodes\":{},\"seed\":{},\"crypto\":\"{}\",\"sim_s\":{:.3},\"wall_s\":{:.3},\"steps\":{}",
+            self.scenario, self.nodes, self.seed, self.crypto, self.sim_s, self.wall_s, self.steps
+        );
+        if self.scenario == "pubsub" {
+            s += &format!(
+                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{}",
+                self.events_published, self.deliveries_expected, self.deliveries
+            );
+        } else {
+            s += &format!(
+                ",\"requests\":{},\"answered\":{},\"bounced\":{},\"lost\":{}",
+                self.requests, self.answered, self.bounced, self.lost
+            );
+        }
+        s += &format!(
+            ",\"duplicates\":{},\"order_violations\":{},\"drops_by_reason\":{{{}}},\"crashes\":{},\"partitions\":{},\"trace_hash\":\"{}\"",
+            self.duplicates,
+            self.order_violations,
+            drops.join(","),
+            self.crashes,
+            self.partitions,
+            self.trace_hash
+        );
+        match &self.failure {
+            Some(f) => s += &format!(",\"failure\":\"{}\"}}", f.replace('"', "'")),
+            None => s += ",\"failure\":null}",
+        }
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topology and node setups.
+
+/// The edges of a connected random graph of average degree about `degree`: a ring plus random
+/// chords.
+pub fn topology(nodes: usize, degree: usize, rng: &mut SplitMix64) -> BTreeSet<(usize, usize)> {
+    let mut edges = BTreeSet::new();
+    if nodes < 2 {
+        return edges;
+    }
+    for i in 0..nodes {
+        let j = (i + 1) % nodes;
+        if i != j {
+            edges.insert((i.min(j), i.max(j)));
+        }
+    }
+    let chords = (nodes * degree.saturating_sub(2)) / 2;
+    let mut tries = 0;
+    while edges.len() < nodes + chords && tries < chords * 20 + 100 {
+        tries += 1;
+        let a = rng.below(nodes as u64) as usize;
+        let b = rng.below(nodes as u64) as usize;
+        if a != b {
+            edges.insert((a.min(b), a.max(b)));
+        }
+    }
+    edges
+}
+
+fn setups(
+    keys: &[Keypair],
+    edges: &BTreeSet<(usize, usize)>,
+    transport: &TransportConfig,
+) -> Vec<NodeSetup> {
+    let adverts: Vec<NodeAdvert> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            NodeAdvert::new_signed(
+                k,
+                vec![(TransportAddress::quic(node_addr(i)), 1)],
+                1,
+                super::WALL_EPOCH,
+                None,
+            )
+        })
+        .collect();
+    let mut peers: Vec<Vec<(NodeAdvert, bool)>> = vec![Vec::new(); keys.len()];
+    for &(a, b) in edges {
+        // The smaller index keeps the connection up; both know each other's advert.
+        peers[a].push((adverts[b].clone(), true));
+        peers[b].push((adverts[a].clone(), false));
+    }
+    keys.iter()
+        .enumerate()
+        .map(|(i, k)| NodeSetup {
+            key: k.clone(),
+            advert: adverts[i].clone(),
+            peers: std::mem::take(&mut peers[i]),
+            transport: transport.clone(),
+            pubsub: true,
+        })
+        .collect()
+}
+
+fn sim_transport() -> TransportConfig {
+    TransportConfig {
+        idle_timeout: Duration::from_secs(10),
+        ..TransportConfig::default()
+    }
+}
+
+/// Schedules the faults of `common` on `world`: crashes spread over `[from, to)`, and one
+/// partition of the first half of the nodes in the middle.
+fn schedule_faults(world: &mut World, common: &Common, from: Duration, to: Duration) {
+    let n = common.nodes;
+    let crashes = ((n as f64) * common.crash).round() as usize;
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = world.rng().below(i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    let span = to.saturating_sub(from).max(Duration::from_millis(1));
+    for &node in order.iter().take(crashes) {
+        let at = from + span.mul_f64(world.rng().next_f64());
+        world.crash_at(at, node);
+    }
+    if !common.partition.is_zero() {
+        let side: BTreeSet<usize> = (0..n / 2).collect();
+        let at = from + span / 2;
+        world.partition_at(at, side, common.partition);
+    }
+}
+
+fn drops(world: &World) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for node in world.nodes.iter().flatten() {
+        for (reason, n) in node.stats.snapshot().drops {
+            *out.entry(reason.label().to_string()).or_default() += n;
+        }
+    }
+    out
+}
+
+fn keys(n: usize, seed: u64) -> Vec<Keypair> {
+    let mut rng = SplitMix64::derive(seed, u64::MAX - 2);
+    (0..n).map(|_| Keypair::from_rng(&mut rng)).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// pubsub.
+
+/// What subscribers saw, shared by the engines of every node (one thread: no contention).
+#[derive(Default)]
+struct PubSubLog {
+    /// Per (node, incarnation, publisher): the last sequence number delivered.
+    last: BTreeMap<(usize, u32, u32), u64>,
+    /// Distinct (node, publisher, seq) delivered to nodes, for the count.
+    seen: BTreeSet<(usize, u32, u64)>,
+    duplicates: u64,
+    order_violations: u64,
+    first_violation: Option<String>,
+    published: u64,
+}
+
+struct Publisher {
+    topic: Keypair,
+    advert: TopicAdvert,
+    index: u32,
+    events: u64,
+    interval: Duration,
+    warmup: Duration,
+    next: u64,
+    log: Arc<Mutex<PubSubLog>>,
+}
+
+const PUBLISH_TIMER: u64 = 1;
+
+impl Engine for Publisher {
+    fn start(&mut self, ctx: &mut Context) {
+        ctx.topic_request(TopicRequest::Create {
+            topic: self.topic.topic_identity(),
+            scope: RoutingScope::Any,
+            advert: Some(self.advert.clone()),
+        });
+        ctx.set_timer_after(PUBLISH_TIMER, self.warmup);
+    }
+
+    fn handle(&mut self, ctx: &mut Context, input: Input) {
+        if let Input::Timer(PUBLISH_TIMER) = input {
+            if self.next >= self.events {
+                return;
+            }
+            let mut body = self.index.to_le_bytes().to_vec();
+            body.extend_from_slice(&self.next.to_le_bytes());
+            ctx.publish(self.topic.topic_identity(), APP, body);
+            self.next += 1;
+            self.log.lock().published += 1;
+            ctx.set_timer_after(PUBLISH_TIMER, self.interval);
+        }
+    }
+}
+
+struct Subscriber {
+    topic: crate::identity::TopicIdentity,
+    node: usize,
+    incarnation: u32,
+    log: Arc<Mutex<PubSubLog>>,
+}
+
+impl Engine for Subscriber {
+    fn start(&mut self, ctx: &mut Context) {
+        ctx.subscribe(self.topic, RoutingScope::Any);
+    }
+
+    fn handle(&mut self, ctx: &mut Context, input: Input) {
+        match input {
+            Input::Message(m) if matches!(m.origin(), Origin::Topic { .. }) => {
+                let b = m.body();
+                if b.len() < 12 {
+                    return;
+                }
+                let publisher = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
+                let seq = u64::from_le_bytes(b[4..12].try_into().expect("8 bytes"));
+                let mut log = self.log.lock();
+                let key = (self.node, self.incarnation, publisher);
+                match log.last.get(&key).copied() {
+                    Some(last) if seq == last => {
+                        log.duplicates += 1;
+                        log.first_violation.get_or_insert_with(|| {
+                            format!("node {} got event {publisher}/{seq} twice", self.node)
+                        });
+                    }
+                    Some(last) if seq < last => {
+                        log.order_violations += 1;
+                        log.first_violation.get_or_insert_with(|| {
+                            format!(
+                                "node {} got event {publisher}/{seq} after {publisher}/{last}",
+                                self.node
+                            )
+                        });
+                    }
+                    _ => {
+                        log.last.insert(key, seq);
+                        log.seen.insert((self.node, publisher, seq));
+                    }
+                }
+            }
+            // A subscription that failed (the advert was not known yet): try again.
+            Input::Topic(TopicEvent::Subscribed { result: Err(_), .. }) => {
+                ctx.set_timer_after(2, Duration::from_millis(500));
+            }
+            Input::Timer(2) => ctx.subscribe(self.topic, RoutingScope::Any),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a pub/sub scenario.
+pub fn run_pubsub(s: &PubSubScenario) -> Summary {
+    let started = std::time::Instant::now();
+    let c = &s.common;
+    let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
+    let edges = topology(c.nodes, c.degree, &mut rng);
+    let keys = keys(c.nodes, c.seed);
+    let setups = setups(&keys, &edges, &sim_transport());
+    let topic = Keypair::from_rng(&mut rng);
+    let publishers = s.publishers.clamp(1, c.nodes.max(1));
+    let advert = TopicAdvert {
+        topic: topic.topic_identity(),
+        publishers: keys[..publishers]
+            .iter()
+            .map(|k| k.derive_engine(PUBSUB_ENGINE_NAME).engine_identity())
+            .collect(),
+        tags: vec!["sim".into()],
+        version: 1,
+        created: super::WALL_EPOCH,
+        sig: Signature([0; 64]),
+    }
+    .sign(&topic);
+    let log = Arc::new(Mutex::new(PubSubLog::default()));
+    let (scenario, log2) = (s.clone(), Arc::clone(&log));
+    let apps: super::AppFactory = Box::new(move |node, incarnation| {
+        let engine: Box<dyn Engine> = if node < publishers {
+            Box::new(Publisher {
+                topic: topic.clone(),
+                advert: advert.clone(),
+                index: node as u32,
+                // A restarted publisher does not publish again: its sequence would restart.
+                events: if incarnation == 0 { scenario.events } else { 0 },
+                interval: scenario.interval,
+                warmup: scenario.warmup,
+                next: 0,
+                log: Arc::clone(&log2),
+            })
+        } else {
+            Box::new(Subscriber {
+                topic: topic.topic_identity(),
+                node,
+                incarnation,
+                log: Arc::clone(&log2),
+            })
+        };
+        vec![EngineSetup {
+            name: "app".into(),
+            serves: Vec::new(),
+            mailbox_depth: 65_536,
+            engine,
+        }]
+    });
+    let mut world = World::new(c.seed, setups, apps, c.faults);
+    let publish_end = s.warmup + s.interval * s.events as u32;
+    schedule_faults(
+        &mut world,
+        c,
+        s.warmup,
+        publish_end.max(s.warmup + c.partition),
+    );
+    let end = publish_end + c.partition + c.drain;
+    let log3 = Arc::clone(&log);
+    let result = world.run_until(
+        end,
+        &mut |_, _, _| {},
+        &mut |_| match &log3.lock().first_violation {
+            Some(v) => Err(v.clone()),
+            None => Ok(()),
+        },
+    );
+    let log = log.lock();
+    let live_subscribers = (publishers..c.nodes)
+        .filter(|n| !world.crashed.contains(n))
+        .count() as u64;
+    let deliveries = log
+        .seen
+        .iter()
+        .filter(|(n, _, _)| !world.crashed.contains(n))
+        .count() as u64;
+    Summary {
+        scenario: "pubsub".into(),
+        nodes: c.nodes,
+        seed: c.seed,
+        crypto: "ed25519".into(),
+        sim_s: world.elapsed().as_secs_f64(),
+        wall_s: started.elapsed().as_secs_f64(),
+        steps: world.steps,
+        events_published: log.published,
+        deliveries_expected: log.published * live_subscribers,
+        deliveries,
+        duplicates: log.duplicates,
+        order_violations: log.order_violations,
+        drops_by_reason: drops(&world),
+        crashes: world.crashes,
+        partitions: world.partitions,
+        trace_hash: world.trace_hash(),
+        failure: result.err(),
+        ..Summary::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// unicast.
+
+#[derive(Default)]
+struct UnicastLog {
+    /// Per (client node, client incarnation): requests sent, answered, bounced.
+    sent: BTreeMap<(usize, u32), u64>,
+    answered: BTreeSet<(usize, u32, u64)>,
+    bounced: BTreeSet<(usize, u32, u64)>,
+    /// Per (server node, server incarnation, client node, client incarnation): last request.
+    last: BTreeMap<(usize, u32, usize, u32), u64>,
+    duplicates: u64,
+    order_violations: u64,
+    first_violation: Option<String>,
+}
+
+struct Client {
+    node: usize,
+    incarnation: u32,
+    servers: Vec<crate::identity::NodeIdentity>,
+    requests: u64,
+    interval: Duration,
+    warmup: Duration,
+    next: u64,
+    /// Request id → request number.
+    pending: BTreeMap<u64, u64>,
+    log: Arc<Mutex<UnicastLog>>,
+}
+
+const REQUEST_TIMER: u64 = 1;
+
+impl Engine for Client {
+    fn start(&mut self, ctx: &mut Context) {
+        if !self.servers.is_empty() {
+            ctx.set_timer_after(REQUEST_TIMER, self.warmup);
+        }
+    }
+
+    fn handle(&mut self, ctx: &mut Context, input: Input) {
+        match input {
+            Input::Timer(REQUEST_TIMER) if self.next < self.requests => {
+                let server = self.servers[(self.next as usize) % self.servers.len()];
+                let mut body = (self.node as u32).to_le_bytes().to_vec();
+                body.extend_from_slice(&self.incarnation.to_le_bytes());
+                body.extend_from_slice(&self.next.to_le_bytes());
+                let opts = SendOptions {
+                    expiry: Duration::from_secs(60),
+                    ..SendOptions::default()
+                };
+                let id = ctx.send_with(Destination::Node(server), APP, body, opts);
+                self.pending.insert(id.0, self.next);
+                *self
+                    .log
+                    .lock()
+                    .sent
+                    .entry((self.node, self.incarnation))
+                    .or_default() += 1;
+                self.next += 1;
+                ctx.set_timer_after(REQUEST_TIMER, self.interval);
+            }
+            Input::Message(m) => {
+                if let Some(seq) = m.reply_to().and_then(|r| self.pending.remove(&r.0)) {
+                    self.log
+                        .lock()
+                        .answered
+                        .insert((self.node, self.incarnation, seq));
+                }
+            }
+            Input::Undeliverable(u) => {
+                if let Some(seq) = self.pending.remove(&u.id.0) {
+                    log::debug!(
+                        "sim: request {seq} of node {} dropped: {:?}",
+                        self.node,
+                        u.reason
+                    );
+                    self.log
+                        .lock()
+                        .bounced
+                        .insert((self.node, self.incarnation, seq));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+struct Server {
+    node: usize,
+    incarnation: u32,
+    log: Arc<Mutex<UnicastLog>>,
+}
+
+impl Engine for Server {
+    fn handle(&mut self, ctx: &mut Context, input: Input) {
+        let Input::Message(m) = input else { return };
+        let b = m.body();
+        if m.protocol() != APP || b.len() < 16 {
+            return;
+        }
+        let client = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
+        let cinc = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
+        let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+        {
+            let mut log = self.log.lock();
+            let key = (self.node, self.incarnation, client, cinc);
+            match log.last.get(&key).copied() {
+                Some(last) if seq == last => {
+                    log.duplicates += 1;
+                    log.first_violation.get_or_insert_with(|| {
+                        format!("server {} handled request {client}/{seq} twice", self.node)
+                    });
+                }
+                Some(last) if seq < last => {
+                    log.order_violations += 1;
+                    log.first_violation.get_or_insert_with(|| {
+                        format!(
+                            "server {} got request {client}/{seq} after {client}/{last}",
+                            self.node
+                        )
+                    });
+                }
+                _ => {
+                    log.last.insert(key, seq);
+                }
+            }
+        }
+        ctx.reply(&m, b.to_vec());
+    }
+}
+
+/// Runs a request/response scenario.
+pub fn run_unicast(s: &UnicastScenario) -> Summary {
+    let started = std::time::Instant::now();
+    let c = &s.common;
+    let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
+    let edges = topology(c.nodes, c.degree, &mut rng);
+    let keys = keys(c.nodes, c.seed);
+    let setups = setups(&keys, &edges, &sim_transport());
+    let mut neighbours: Vec<Vec<crate::identity::NodeIdentity>> = vec![Vec::new(); c.nodes];
+    for &(a, b) in &edges {
+        neighbours[a].push(keys[b].node_identity());
+        neighbours[b].push(keys[a].node_identity());
+    }
+    let log = Arc::new(Mutex::new(UnicastLog::default()));
+    let (scenario, log2) = (s.clone(), Arc::clone(&log));
+    let apps: super::AppFactory = Box::new(move |node, incarnation| {
+        vec![
+            EngineSetup {
+                name: "server".into(),
+                serves: vec![APP],
+                mailbox_depth: 65_536,
+                engine: Box::new(Server {
+                    node,
+                    incarnation,
+                    log: Arc::clone(&log2),
+                }),
+            },
+            EngineSetup {
+                name: "client".into(),
+                serves: Vec::new(),
+                mailbox_depth: 65_536,
+                engine: Box::new(Client {
+                    node,
+                    incarnation,
+                    servers: neighbours[node].clone(),
+                    requests: if incarnation == 0 {
+                        scenario.requests
+                    } else {
+                        0
+                    },
+                    interval: scenario.interval,
+                    warmup: scenario.warmup,
+                    next: 0,
+                    pending: BTreeMap::new(),
+                    log: Arc::clone(&log2),
+                }),
+            },
+        ]
+    });
+    let mut world = World::new(c.seed, setups, apps, c.faults);
+    let send_end = s.warmup + s.interval * s.requests as u32;
+    schedule_faults(
+        &mut world,
+        c,
+        s.warmup,
+        send_end.max(s.warmup + c.partition),
+    );
+    let end = send_end + c.partition + c.drain;
+    let log3 = Arc::clone(&log);
+    let result = world.run_until(
+        end,
+        &mut |_, _, _| {},
+        &mut |_| match &log3.lock().first_violation {
+            Some(v) => Err(v.clone()),
+            None => Ok(()),
+        },
+    );
+    let log = log.lock();
+    let live = |n: &usize| !world.crashed.contains(n);
+    let requests: u64 = log
+        .sent
+        .iter()
+        .filter(|((n, _), _)| live(n))
+        .map(|(_, v)| *v)
+        .sum();
+    let answered = log.answered.iter().filter(|(n, _, _)| live(n)).count() as u64;
+    let bounced = log.bounced.iter().filter(|(n, _, _)| live(n)).count() as u64;
+    Summary {
+        scenario: "unicast".into(),
+        nodes: c.nodes,
+        seed: c.seed,
+        crypto: "ed25519".into(),
+        sim_s: world.elapsed().as_secs_f64(),
+        wall_s: started.elapsed().as_secs_f64(),
+        steps: world.steps,
+        requests,
+        answered,
+        bounced,
+        lost: requests.saturating_sub(answered + bounced),
+        duplicates: log.duplicates,
+        order_violations: log.order_violations,
+        drops_by_reason: drops(&world),
+        crashes: world.crashes,
+        partitions: world.partitions,
+        trace_hash: world.trace_hash(),
+        failure: result.err(),
+        ..Summary::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_topology_is_connected_and_seeded() {
+        let a = topology(50, 6, &mut SplitMix64::new(3));
+        let b = topology(50, 6, &mut SplitMix64::new(3));
+        assert_eq!(a, b);
+        assert!(a.len() >= 50);
+        // Connected: a walk from 0 reaches every node.
+        let mut seen = BTreeSet::from([0usize]);
+        let mut todo = vec![0usize];
+        while let Some(n) = todo.pop() {
+            for &(x, y) in &a {
+                let other = if x == n {
+                    y
+                } else if y == n {
+                    x
+                } else {
+                    continue;
+                };
+                if seen.insert(other) {
+                    todo.push(other);
+                }
+            }
+        }
+        assert_eq!(seen.len(), 50);
+    }
+}
