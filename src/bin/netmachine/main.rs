@@ -12,6 +12,7 @@ mod node_cmd;
 mod ping;
 mod pubsub_cmd;
 mod signals;
+mod sim_cmd;
 mod soak;
 
 use std::path::PathBuf;
@@ -157,6 +158,10 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         event_rate: u64,
     },
+    /// Run a simulator scenario: many nodes on one thread, on a virtual clock, with faults
+    /// drawn from a seed (printed; the same seed replays the same run).
+    #[command(subcommand)]
+    Sim(sim_cmd::SimCommand),
     /// Run a UDP fault proxy in front of a node until SIGINT or SIGTERM: datagrams to --listen
     /// go to --forward and replies come back, with loss, duplication, reordering, delay, jitter,
     /// corruption and blackholes drawn from a seed (printed at start).
@@ -253,6 +258,11 @@ fn main() -> ExitCode {
             requests,
             events,
         }) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(&e),
+        },
+        Command::Sim(cmd) => match sim_cmd::run(&cmd) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => fail(&e),
