@@ -83,6 +83,10 @@ pub struct PubSubScenario {
     pub interval: Duration,
     /// When publishing starts (the tree forms first).
     pub warmup: Duration,
+    /// Fraction of the other nodes that are attackers: they inject forged events (from an
+    /// unauthorized publisher, and in the real publisher's name with a bad signature) to their
+    /// neighbours' PubSub engines, one every `interval`.
+    pub attackers: f64,
 }
 
 impl Default for PubSubScenario {
@@ -93,6 +97,7 @@ impl Default for PubSubScenario {
             events: 20,
             interval: Duration::from_millis(100),
             warmup: Duration::from_secs(3),
+            attackers: 0.0,
         }
     }
 }
@@ -164,6 +169,10 @@ pub struct Summary {
     pub partitions: u64,
     /// Hash of the whole event trace.
     pub trace_hash: String,
+    /// Forged events attackers sent (pubsub with attackers).
+    pub forged_sent: u64,
+    /// Forged events delivered to an honest subscriber: must be 0.
+    pub forged_deliveries: u64,
     /// The first invariant broken, if any (the run stopped there).
     pub failure: Option<String>,
 }
@@ -182,8 +191,12 @@ impl Summary {
         );
         if self.scenario == "pubsub" {
             s += &format!(
-                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{}",
-                self.events_published, self.deliveries_expected, self.deliveries
+                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{},\"forged_sent\":{},\"forged_deliveries\":{}",
+                self.events_published,
+                self.deliveries_expected,
+                self.deliveries,
+                self.forged_sent,
+                self.forged_deliveries
             );
         } else {
             s += &format!(
@@ -331,7 +344,12 @@ struct PubSubLog {
     order_violations: u64,
     first_violation: Option<String>,
     published: u64,
+    forged_sent: u64,
+    forged_deliveries: u64,
 }
+
+/// The publisher index forged events carry in their body.
+const FORGED: u32 = u32::MAX;
 
 struct Publisher {
     topic: Keypair,
@@ -393,6 +411,13 @@ impl Engine for Subscriber {
                 let publisher = u32::from_le_bytes(b[..4].try_into().expect("4 bytes"));
                 let seq = u64::from_le_bytes(b[4..12].try_into().expect("8 bytes"));
                 let mut log = self.log.lock();
+                if publisher == FORGED {
+                    log.forged_deliveries += 1;
+                    log.first_violation.get_or_insert_with(|| {
+                        format!("node {} got forged event {seq}", self.node)
+                    });
+                    return;
+                }
                 let key = (self.node, self.incarnation, publisher);
                 match log.last.get(&key).copied() {
                     Some(last) if seq == last => {
@@ -426,6 +451,87 @@ impl Engine for Subscriber {
     }
 }
 
+/// An attacker's engine: forged events to its neighbours' PubSub engines.
+struct Forger {
+    topic: crate::identity::TopicIdentity,
+    /// The real publisher's PubSub engine key (its identity is claimed; its secret is used
+    /// only to build the claimed event, whose signature is then replaced).
+    real: Keypair,
+    rogue: Keypair,
+    neighbours: Vec<crate::identity::NodeIdentity>,
+    interval: Duration,
+    warmup: Duration,
+    until: u64,
+    next: u64,
+    log: Arc<Mutex<PubSubLog>>,
+}
+
+const FORGE_TIMER: u64 = 3;
+
+impl Forger {
+    fn body(&self, ctx: &Context, seq: u64) -> Vec<u8> {
+        let mut payload = FORGED.to_le_bytes().to_vec();
+        payload.extend_from_slice(&seq.to_le_bytes());
+        let m = crate::wire::EngineMessage {
+            src: self.real.engine_identity(),
+            src_node: ctx.node(),
+            dst: Destination::Topic(self.topic),
+            id: crate::wire::MessageId(seq),
+            reply_to: None,
+            expiry: Some(ctx.now().wall.after(Duration::from_secs(60))),
+            rprefs: None,
+            tprefs: None,
+            protocol: APP,
+            body: payload,
+            sig: None,
+        };
+        let mut out = Vec::new();
+        m.encode_signed_fields(&mut out);
+        out
+    }
+}
+
+impl Engine for Forger {
+    fn start(&mut self, ctx: &mut Context) {
+        ctx.set_timer_after(FORGE_TIMER, self.warmup);
+    }
+
+    fn handle(&mut self, ctx: &mut Context, input: Input) {
+        if !matches!(input, Input::Timer(FORGE_TIMER)) || self.next >= self.until {
+            return;
+        }
+        use crate::pubsub::{Event, PubSubMessage};
+        let seq = self.next;
+        self.next += 1;
+        // From a publisher the advert does not list, correctly signed by itself.
+        let rogue = Event::new_signed(&self.rogue, self.topic, seq, vec![], self.body(ctx, seq));
+        // In the real publisher's name, ahead of its sequence, signed by the rogue key.
+        let mut claimed = Event::new_signed(
+            &self.real,
+            self.topic,
+            1_000 + seq,
+            vec![],
+            self.body(ctx, seq),
+        );
+        claimed.sig = Event::new_signed(
+            &self.rogue,
+            self.topic,
+            1_000 + seq,
+            vec![],
+            self.body(ctx, seq),
+        )
+        .sig;
+        for n in &self.neighbours {
+            for ev in [&rogue, &claimed] {
+                let bytes = PubSubMessage::Event(ev.clone()).to_bytes();
+                ctx.send(Destination::Node(*n), Protocol::PUBSUB, bytes);
+                self.log.lock().forged_sent += 1;
+            }
+        }
+        ctx.set_timer_after(FORGE_TIMER, self.interval);
+    }
+}
+
 /// Runs a pub/sub scenario.
 pub fn run_pubsub(s: &PubSubScenario) -> Summary {
     let started = std::time::Instant::now();
@@ -448,10 +554,32 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
         sig: Signature([0; 64]),
     }
     .sign(&topic);
+    let attackers =
+        (((c.nodes - publishers) as f64) * s.attackers.clamp(0.0, 1.0)).round() as usize;
+    let first_attacker = c.nodes - attackers;
+    let mut neighbours: Vec<Vec<crate::identity::NodeIdentity>> = vec![Vec::new(); c.nodes];
+    for &(a, b) in &edges {
+        neighbours[a].push(keys[b].node_identity());
+        neighbours[b].push(keys[a].node_identity());
+    }
+    let real = keys[0].derive_engine(PUBSUB_ENGINE_NAME);
+    let rogue = Keypair::from_rng(&mut rng);
     let log = Arc::new(Mutex::new(PubSubLog::default()));
     let (scenario, log2) = (s.clone(), Arc::clone(&log));
     let apps: super::AppFactory = Box::new(move |node, incarnation| {
-        let engine: Box<dyn Engine> = if node < publishers {
+        let engine: Box<dyn Engine> = if node >= first_attacker {
+            Box::new(Forger {
+                topic: topic.topic_identity(),
+                real: real.clone(),
+                rogue: rogue.clone(),
+                neighbours: neighbours[node].clone(),
+                interval: scenario.interval,
+                warmup: scenario.warmup,
+                until: if incarnation == 0 { scenario.events } else { 0 },
+                next: 0,
+                log: Arc::clone(&log2),
+            })
+        } else if node < publishers {
             Box::new(Publisher {
                 topic: topic.clone(),
                 advert: advert.clone(),
@@ -497,14 +625,9 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
         },
     );
     let log = log.lock();
-    let live_subscribers = (publishers..c.nodes)
-        .filter(|n| !world.crashed.contains(n))
-        .count() as u64;
-    let deliveries = log
-        .seen
-        .iter()
-        .filter(|(n, _, _)| !world.crashed.contains(n))
-        .count() as u64;
+    let honest = |n: &usize| *n >= publishers && *n < first_attacker && !world.crashed.contains(n);
+    let live_subscribers = (0..c.nodes).filter(honest).count() as u64;
+    let deliveries = log.seen.iter().filter(|(n, _, _)| honest(n)).count() as u64;
     Summary {
         scenario: "pubsub".into(),
         nodes: c.nodes,
@@ -516,6 +639,8 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
         events_published: log.published,
         deliveries_expected: log.published * live_subscribers,
         deliveries,
+        forged_sent: log.forged_sent,
+        forged_deliveries: log.forged_deliveries,
         duplicates: log.duplicates,
         order_violations: log.order_violations,
         drops_by_reason: drops(&world),

@@ -66,6 +66,9 @@ pub enum SimCommand {
         /// Seconds over which each publisher spreads its events (default: one every 100 ms).
         #[arg(long)]
         seconds: Option<f64>,
+        /// Fraction of the other nodes that are attackers injecting forged events.
+        #[arg(long, default_value_t = 0.0)]
+        attackers: f64,
     },
     /// Every node's client sends requests to its neighbours' servers, which answer.
     Unicast {
@@ -117,6 +120,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
             publishers,
             events,
             seconds,
+            attackers,
         } => {
             let c = common(a)?;
             announce(&c, a.json, "pubsub");
@@ -129,6 +133,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 publishers: *publishers,
                 events: *events,
                 interval,
+                attackers: *attackers,
                 ..PubSubScenario::default()
             };
             (run_pubsub(&s), a.json)
@@ -173,6 +178,7 @@ fn ok(s: &Summary) -> bool {
         && s.duplicates == 0
         && s.order_violations == 0
         && s.lost == 0
+        && s.forged_deliveries == 0
         && s.deliveries == s.deliveries_expected
 }
 
@@ -187,8 +193,8 @@ fn print_text(s: &Summary) {
     );
     if s.scenario == "pubsub" {
         println!(
-            "events published {}, deliveries {} of {} expected",
-            s.events_published, s.deliveries, s.deliveries_expected
+            "events published {}, deliveries {} of {} expected, forged events sent {} and delivered {}",
+            s.events_published, s.deliveries, s.deliveries_expected, s.forged_sent, s.forged_deliveries
         );
     } else {
         println!(
