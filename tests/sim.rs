@@ -66,5 +66,84 @@ fn unicast_answers_every_request() {
     assert_eq!(s.requests, 12 * 20);
     assert_eq!(s.answered, s.requests);
     assert_eq!(s.lost, 0);
-    let _ = Duration::ZERO;
+}
+
+/// The scenario at full size: 1,000 nodes, 10 % loss (datagrams lost, stream packets
+/// resent late), 5 % duplication, and a partition of half the nodes that outlasts the idle
+/// timeout and heals: every live subscriber gets every event once, in order.
+#[test]
+fn a_thousand_nodes_with_loss_duplication_and_a_partition_deliver_exactly_once_in_order() {
+    let s = run_pubsub(&PubSubScenario {
+        common: Common {
+            nodes: 1000,
+            degree: 6,
+            seed: seed(),
+            faults: LinkFaults {
+                loss: 0.10,
+                dup: 0.05,
+                ..LinkFaults::default()
+            },
+            partition: Duration::from_secs(12),
+            ..Common::default()
+        },
+        events: 10,
+        ..PubSubScenario::default()
+    });
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert_eq!(s.partitions, 1);
+    assert_eq!(s.events_published, 10);
+    assert_eq!(s.deliveries_expected, 10 * 999);
+    assert_eq!(s.deliveries, s.deliveries_expected);
+    assert_eq!((s.duplicates, s.order_violations), (0, 0));
+}
+
+/// A fifth of the nodes crash and restart while requests flow: every request of a client that
+/// did not crash is answered or reported undeliverable with a reason — nothing acknowledged (or
+/// not) is lost — and no server handles a request twice or out of order within one life.
+#[test]
+fn a_fifth_of_the_nodes_crashing_loses_nothing() {
+    let s = run_unicast(&UnicastScenario {
+        common: Common {
+            nodes: 50,
+            seed: seed(),
+            crash: 0.2,
+            faults: LinkFaults {
+                loss: 0.05,
+                ..LinkFaults::default()
+            },
+            ..Common::default()
+        },
+        requests: 40,
+        ..UnicastScenario::default()
+    });
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert_eq!(s.crashes, 10);
+    assert!(s.requests >= 40 * 40, "{}", s.requests);
+    assert_eq!(s.lost, 0);
+    assert_eq!(s.answered + s.bounced + s.answer_lost_in_crash, s.requests);
+    assert_eq!((s.duplicates, s.order_violations), (0, 0));
+}
+
+/// Attackers inject forged events to their neighbours: none reaches an honest subscriber, and
+/// the honest ones still get every real event.
+#[test]
+fn forged_events_reach_no_honest_subscriber() {
+    let s = run_pubsub(&PubSubScenario {
+        common: Common {
+            nodes: 60,
+            degree: 6,
+            seed: seed(),
+            ..Common::default()
+        },
+        events: 20,
+        attackers: 0.1,
+        ..PubSubScenario::default()
+    });
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert!(s.forged_sent > 0);
+    assert_eq!(s.forged_deliveries, 0);
+    assert_eq!(s.deliveries, s.deliveries_expected);
 }

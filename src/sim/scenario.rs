@@ -155,7 +155,11 @@ pub struct Summary {
     pub answered: u64,
     /// Of those, reported undeliverable to their sender with a reason (unicast).
     pub bounced: u64,
-    /// Of those, neither answered nor reported (unicast): must be 0.
+    /// Of those, handled by a server that crashed before its answer left (unicast): the
+    /// request was acknowledged once handled; the answer died with the server's memory.
+    pub answer_lost_in_crash: u64,
+    /// Of those, neither answered, nor reported undeliverable, nor handled (unicast): lost.
+    /// Must be 0.
     pub lost: u64,
     /// A message delivered twice to one incarnation of an engine.
     pub duplicates: u64,
@@ -200,8 +204,8 @@ impl Summary {
             );
         } else {
             s += &format!(
-                ",\"requests\":{},\"answered\":{},\"bounced\":{},\"lost\":{}",
-                self.requests, self.answered, self.bounced, self.lost
+                ",\"requests\":{},\"answered\":{},\"bounced\":{},\"answer_lost_in_crash\":{},\"lost\":{}",
+                self.requests, self.answered, self.bounced, self.answer_lost_in_crash, self.lost
             );
         }
         s += &format!(
@@ -663,6 +667,8 @@ struct UnicastLog {
     bounced: BTreeSet<(usize, u32, u64)>,
     /// Per (server node, server incarnation, client node, client incarnation): last request.
     last: BTreeMap<(usize, u32, usize, u32), u64>,
+    /// Requests some server handled, as (client node, client incarnation, number).
+    handled: BTreeSet<(usize, u32, u64)>,
     duplicates: u64,
     order_violations: u64,
     first_violation: Option<String>,
@@ -756,6 +762,7 @@ impl Engine for Server {
         let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
         {
             let mut log = self.log.lock();
+            log.handled.insert((client, cinc, seq));
             let key = (self.node, self.incarnation, client, cinc);
             match log.last.get(&key).copied() {
                 Some(last) if seq == last => {
@@ -859,6 +866,22 @@ pub fn run_unicast(s: &UnicastScenario) -> Summary {
         .sum();
     let answered = log.answered.iter().filter(|(n, _, _)| live(n)).count() as u64;
     let bounced = log.bounced.iter().filter(|(n, _, _)| live(n)).count() as u64;
+    let mut answer_lost_in_crash = 0;
+    let mut lost = 0;
+    for (&(n, inc), &count) in log.sent.iter().filter(|((n, _), _)| live(n)) {
+        for seq in 0..count {
+            let k = (n, inc, seq);
+            if log.answered.contains(&k) || log.bounced.contains(&k) {
+                continue;
+            }
+            if log.handled.contains(&k) {
+                answer_lost_in_crash += 1;
+            } else {
+                lost += 1;
+                log::warn!("sim: request {seq} of node {n} lost (seed {})", c.seed);
+            }
+        }
+    }
     Summary {
         scenario: "unicast".into(),
         nodes: c.nodes,
@@ -870,7 +893,8 @@ pub fn run_unicast(s: &UnicastScenario) -> Summary {
         requests,
         answered,
         bounced,
-        lost: requests.saturating_sub(answered + bounced),
+        answer_lost_in_crash,
+        lost,
         duplicates: log.duplicates,
         order_violations: log.order_violations,
         drops_by_reason: drops(&world),

@@ -198,8 +198,8 @@ fn print_text(s: &Summary) {
         );
     } else {
         println!(
-            "requests {}, answered {}, reported undeliverable {}, lost {}",
-            s.requests, s.answered, s.bounced, s.lost
+            "requests {}, answered {}, reported undeliverable {}, answer lost in a crash {}, lost {}",
+            s.requests, s.answered, s.bounced, s.answer_lost_in_crash, s.lost
         );
     }
     println!(
