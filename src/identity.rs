@@ -235,6 +235,9 @@ impl Keypair {
         scratch.clear();
         scratch.extend_from_slice(context);
         scratch.extend_from_slice(message);
+        if crate::stand_in::is_active() {
+            return Signature(crate::stand_in::sign(&self.seed(), &self.public(), scratch));
+        }
         Signature(self.signing.sign(scratch).to_bytes())
     }
 
@@ -320,6 +323,9 @@ impl CheckedKey {
         scratch.clear();
         scratch.extend_from_slice(context);
         scratch.extend_from_slice(message);
+        if crate::stand_in::is_active() {
+            return crate::stand_in::verify(self.key.as_bytes(), scratch, &sig.0);
+        }
         self.key.verify_strict(scratch, &sig.to_dalek()).is_ok()
     }
 }

@@ -49,6 +49,7 @@ pub mod rng;
 pub mod router;
 pub mod runtime;
 pub mod sim;
+pub mod stand_in;
 pub mod time;
 pub mod transport;
 pub mod wire;

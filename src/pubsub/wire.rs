@@ -138,6 +138,7 @@ impl Event {
 pub fn verify_events(events: &[&Event], keys: &[&CheckedKey]) -> Vec<bool> {
     debug_assert_eq!(events.len(), keys.len());
     if events.len() >= 4
+        && !crate::stand_in::is_active()
         && events
             .iter()
             .all(|e| crate::identity::signature_r_is_acceptable(&e.sig))

@@ -54,6 +54,32 @@ pub struct Common {
     pub partition: Duration,
     /// How long after the workload ends the run goes on, for stragglers.
     pub drain: Duration,
+    /// Real Ed25519, or the cheap stand-in ([`crate::stand_in`]) for large runs.
+    pub crypto: Crypto,
+}
+
+/// Which signatures a run makes and checks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Crypto {
+    /// Real Ed25519, as real nodes.
+    #[default]
+    Ed25519,
+    /// The keyed-hash stand-in: forgeries still rejected, thousands of times cheaper.
+    StandIn,
+}
+
+impl Crypto {
+    /// The name reports give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Crypto::Ed25519 => "ed25519",
+            Crypto::StandIn => crate::stand_in::NAME,
+        }
+    }
+
+    fn enable(self) -> Option<crate::stand_in::Enabled> {
+        (self == Crypto::StandIn).then(crate::stand_in::enable)
+    }
 }
 
 impl Default for Common {
@@ -66,6 +92,7 @@ impl Default for Common {
             crash: 0.0,
             partition: Duration::ZERO,
             drain: Duration::from_secs(20),
+            crypto: Crypto::Ed25519,
         }
     }
 }
@@ -167,6 +194,8 @@ pub struct Summary {
     pub order_violations: u64,
     /// Every drop of every node, by reason.
     pub drops_by_reason: BTreeMap<String, u64>,
+    /// The PubSub engines' counters, summed over the nodes running at the end.
+    pub pubsub: BTreeMap<String, u64>,
     /// Crashes (each followed by a restart).
     pub crashes: u64,
     /// Partitions (each healed).
@@ -209,10 +238,15 @@ impl Summary {
             );
         }
         s += &format!(
-            ",\"duplicates\":{},\"order_violations\":{},\"drops_by_reason\":{{{}}},\"crashes\":{},\"partitions\":{},\"trace_hash\":\"{}\"",
+            ",\"duplicates\":{},\"order_violations\":{},\"drops_by_reason\":{{{}}},\"pubsub\":{{{}}},\"crashes\":{},\"partitions\":{},\"trace_hash\":\"{}\"",
             self.duplicates,
             self.order_violations,
             drops.join(","),
+            self.pubsub
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":{v}"))
+                .collect::<Vec<_>>()
+                .join(","),
             self.crashes,
             self.partitions,
             self.trace_hash
@@ -324,6 +358,18 @@ fn drops(world: &World) -> BTreeMap<String, u64> {
     for node in world.nodes.iter().flatten() {
         for (reason, n) in node.stats.snapshot().drops {
             *out.entry(reason.label().to_string()).or_default() += n;
+        }
+    }
+    out
+}
+
+fn pubsub_counters(world: &World) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for node in world.nodes.iter().flatten() {
+        if let Some(p) = &node.pubsub_stats {
+            for (name, n) in p.nonzero() {
+                *out.entry(name.to_string()).or_default() += n;
+            }
         }
     }
     out
@@ -540,6 +586,7 @@ impl Engine for Forger {
 pub fn run_pubsub(s: &PubSubScenario) -> Summary {
     let started = std::time::Instant::now();
     let c = &s.common;
+    let _crypto = c.crypto.enable();
     let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
     let edges = topology(c.nodes, c.degree, &mut rng);
     let keys = keys(c.nodes, c.seed);
@@ -632,11 +679,23 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
     let honest = |n: &usize| *n >= publishers && *n < first_attacker && !world.crashed.contains(n);
     let live_subscribers = (0..c.nodes).filter(honest).count() as u64;
     let deliveries = log.seen.iter().filter(|(n, _, _)| honest(n)).count() as u64;
+    if log::log_enabled!(log::Level::Info) {
+        for n in (0..c.nodes).filter(honest) {
+            for p in 0..publishers as u32 {
+                let missing: Vec<u64> = (0..s.events)
+                    .filter(|q| !log.seen.contains(&(n, p, *q)))
+                    .collect();
+                if !missing.is_empty() {
+                    log::info!("sim: node {n} never got events {missing:?} of publisher {p}");
+                }
+            }
+        }
+    }
     Summary {
         scenario: "pubsub".into(),
         nodes: c.nodes,
         seed: c.seed,
-        crypto: "ed25519".into(),
+        crypto: c.crypto.name().into(),
         sim_s: world.elapsed().as_secs_f64(),
         wall_s: started.elapsed().as_secs_f64(),
         steps: world.steps,
@@ -648,6 +707,7 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
         duplicates: log.duplicates,
         order_violations: log.order_violations,
         drops_by_reason: drops(&world),
+        pubsub: pubsub_counters(&world),
         crashes: world.crashes,
         partitions: world.partitions,
         trace_hash: world.trace_hash(),
@@ -793,6 +853,7 @@ impl Engine for Server {
 pub fn run_unicast(s: &UnicastScenario) -> Summary {
     let started = std::time::Instant::now();
     let c = &s.common;
+    let _crypto = c.crypto.enable();
     let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
     let edges = topology(c.nodes, c.degree, &mut rng);
     let keys = keys(c.nodes, c.seed);
@@ -886,7 +947,7 @@ pub fn run_unicast(s: &UnicastScenario) -> Summary {
         scenario: "unicast".into(),
         nodes: c.nodes,
         seed: c.seed,
-        crypto: "ed25519".into(),
+        crypto: c.crypto.name().into(),
         sim_s: world.elapsed().as_secs_f64(),
         wall_s: started.elapsed().as_secs_f64(),
         steps: world.steps,
@@ -898,6 +959,7 @@ pub fn run_unicast(s: &UnicastScenario) -> Summary {
         duplicates: log.duplicates,
         order_violations: log.order_violations,
         drops_by_reason: drops(&world),
+        pubsub: pubsub_counters(&world),
         crashes: world.crashes,
         partitions: world.partitions,
         trace_hash: world.trace_hash(),

@@ -455,7 +455,8 @@ impl BatchVerifier {
     /// in order, onto `out`.
     #[allow(clippy::result_large_err)]
     pub fn verify(&mut self, items: Vec<(Unverified, CheckedKey)>, out: &mut Vec<BatchOutcome>) {
-        if items.len() < MIN_BATCH || !self.batch_ok(&items) {
+        let one_by_one = items.len() < MIN_BATCH || crate::stand_in::is_active();
+        if one_by_one || !self.batch_ok(&items) {
             for (u, key) in items {
                 out.push(u.verify(&key, &mut self.scratch));
             }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_pubsub, run_unicast, Common, PubSubScenario, Summary, UnicastScenario,
+    run_pubsub, run_unicast, Common, Crypto, PubSubScenario, Summary, UnicastScenario,
 };
 
 /// What every scenario takes.
@@ -45,9 +45,22 @@ pub struct CommonArgs {
     /// Seconds the run goes on after the workload, for stragglers.
     #[arg(long, default_value_t = 20.0)]
     drain_s: f64,
+    /// Signatures: real Ed25519, or the cheap keyed-hash stand-in for large runs (forgeries
+    /// are still rejected; every report names the scheme that ran).
+    #[arg(long, value_enum, default_value_t = CryptoArg::Ed25519)]
+    crypto: CryptoArg,
     /// Print JSON lines instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// `--crypto`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CryptoArg {
+    /// Real Ed25519 signatures.
+    Ed25519,
+    /// The keyed-hash stand-in.
+    StandIn,
 }
 
 /// The scenarios.
@@ -109,6 +122,10 @@ fn common(a: &CommonArgs) -> Result<Common, String> {
         crash: a.crash,
         partition: Duration::from_secs_f64(a.partition_s.max(0.0)),
         drain: Duration::from_secs_f64(a.drain_s.max(0.0)),
+        crypto: match a.crypto {
+            CryptoArg::Ed25519 => Crypto::Ed25519,
+            CryptoArg::StandIn => Crypto::StandIn,
+        },
     })
 }
 
