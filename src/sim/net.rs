@@ -6,6 +6,8 @@
 //! * **streams** are reliable and ordered, as QUIC makes them: a lost packet shows as delay (a
 //!   retransmission after `retransmit`, with probability `loss`), never as a gap, and bytes of
 //!   one stream never overtake each other;
+//! * **connections** are lost with probability `conn_loss` per burst of stream data: both ends
+//!   see it closed, and the bytes of that burst are gone;
 //! * **datagrams** are lost with probability `loss`, duplicated with probability `dup`, and
 //!   reordered by their jitter;
 //! * **partitions** cut the nodes of one side from the others: datagrams and new connections
@@ -41,6 +43,9 @@ pub struct LinkFaults {
     pub dup: f64,
     /// Extra delay of stream data whose packet was lost (QUIC's retransmission).
     pub retransmit: Duration,
+    /// Probability, per burst of stream data sent, that the connection is lost (both ends see
+    /// it closed; what was unacknowledged is sent again on the next connection).
+    pub conn_loss: f64,
 }
 
 impl Default for LinkFaults {
@@ -51,6 +56,7 @@ impl Default for LinkFaults {
             loss: 0.0,
             dup: 0.0,
             retransmit: Duration::from_millis(60),
+            conn_loss: 0.0,
         }
     }
 }
@@ -141,6 +147,7 @@ pub struct Net {
     pub(crate) lost: u64,
     pub(crate) duplicated: u64,
     pub(crate) delayed: u64,
+    pub(crate) conns_lost: u64,
 }
 
 impl Net {
@@ -163,6 +170,7 @@ impl Net {
             lost: 0,
             duplicated: 0,
             delayed: 0,
+            conns_lost: 0,
         }
     }
 
@@ -311,6 +319,16 @@ impl Net {
             (Some((_, heal_at)), Some(t)) if self.cut(from_node, t) => Some(*heal_at),
             _ => None,
         };
+        if !out.is_empty()
+            && self.faults.conn_loss > 0.0
+            && self.rng.next_f64() < self.faults.conn_loss
+        {
+            self.conns_lost += 1;
+            let latency = self.faults.latency;
+            self.close_later(ep, latency, "connection lost");
+            self.close_later(peer, latency, "connection lost");
+            return;
+        }
         for (sid, data, fin) in out {
             let mut at = self.t + self.delay();
             if self.rng.next_f64() < self.faults.loss {

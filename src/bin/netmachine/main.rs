@@ -183,8 +183,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // A running node logs what it does; the one-shot commands only warn.
+    // A simulation runs thousands of nodes: their own warnings (drop summaries) would drown the
+    // report, which counts every drop; the simulator's findings are warnings of `netmachine::sim`.
     let default_filter = match cli.command {
         Command::Run { .. } => "info",
+        Command::Sim(_) => "error,netmachine::sim=warn",
         _ => "warn",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_filter))
