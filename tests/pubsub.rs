@@ -119,12 +119,8 @@ fn receive(client: &mut Client, n: usize, timeout: Duration) -> Vec<u64> {
             got.push(u64::from_le_bytes(m.body()[..8].try_into().unwrap()));
         }
     }
-    // Nothing more (no duplicates) arrives shortly after.
-    while let Some(input) = client.recv(Duration::from_millis(200)) {
-        if let Input::Message(m) = input {
-            got.push(u64::from_le_bytes(m.body()[..8].try_into().unwrap()));
-        }
-    }
+    // That nothing more arrives afterwards (no duplicate) is not waited for here: the
+    // simulator checks it after every event of its runs (tests/sim.rs).
     got
 }
 
@@ -342,7 +338,9 @@ fn forged_and_unauthorized_events_are_dropped_and_not_forwarded() {
         s2.bad_signature.load(std::sync::atomic::Ordering::Relaxed),
         0
     );
-    assert!(receive(&mut sub, 0, Duration::from_millis(300)).is_empty());
+    // The subscriber on node 2 got the five real events and nothing else (the simulator's
+    // attacker run checks this after every event: tests/sim.rs).
+    assert_eq!(s2.delivered.load(std::sync::atomic::Ordering::Relaxed), 5);
     // Honest events still flow (the link comes back).
     publish(&mut publisher, topic, 5..10);
     assert_eq!(

@@ -56,6 +56,8 @@ pub struct Common {
     pub drain: Duration,
     /// Real Ed25519, or the cheap stand-in ([`crate::stand_in`]) for large runs.
     pub crypto: Crypto,
+    /// The links, if not the random graph (`(a, b)` with `a < b`).
+    pub edges: Option<Vec<(usize, usize)>>,
 }
 
 /// Which signatures a run makes and checks.
@@ -93,6 +95,7 @@ impl Default for Common {
             partition: Duration::ZERO,
             drain: Duration::from_secs(20),
             crypto: Crypto::Ed25519,
+            edges: None,
         }
     }
 }
@@ -590,7 +593,10 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
     let c = &s.common;
     let _crypto = c.crypto.enable();
     let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
-    let edges = topology(c.nodes, c.degree, &mut rng);
+    let edges = match &c.edges {
+        Some(e) => e.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect(),
+        None => topology(c.nodes, c.degree, &mut rng),
+    };
     let keys = keys(c.nodes, c.seed);
     let setups = setups(&keys, &edges, &sim_transport());
     let topic = Keypair::from_rng(&mut rng);
@@ -870,7 +876,10 @@ pub fn run_unicast(s: &UnicastScenario) -> Summary {
     let c = &s.common;
     let _crypto = c.crypto.enable();
     let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
-    let edges = topology(c.nodes, c.degree, &mut rng);
+    let edges = match &c.edges {
+        Some(e) => e.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect(),
+        None => topology(c.nodes, c.degree, &mut rng),
+    };
     let keys = keys(c.nodes, c.seed);
     let setups = setups(&keys, &edges, &sim_transport());
     let mut neighbours: Vec<Vec<crate::identity::NodeIdentity>> = vec![Vec::new(); c.nodes];

@@ -135,6 +135,7 @@ fn common(a: &CommonArgs) -> Result<Common, String> {
             CryptoArg::Ed25519 => Crypto::Ed25519,
             CryptoArg::StandIn => Crypto::StandIn,
         },
+        edges: None,
     })
 }
 
