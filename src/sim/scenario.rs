@@ -264,6 +264,50 @@ impl Summary {
     }
 }
 
+/// A progress report, every simulated second of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Progress {
+    /// Simulated seconds so far.
+    pub sim_s: f64,
+    /// Wall-clock seconds so far.
+    pub wall_s: f64,
+    /// Events handled so far.
+    pub steps: u64,
+    /// Deliveries (pubsub) or answers (unicast) so far.
+    pub done: u64,
+}
+
+impl Progress {
+    /// As one JSON object.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"sim_s\":{:.3},\"wall_s\":{:.3},\"steps\":{},\"done\":{}}}",
+            self.sim_s, self.wall_s, self.steps, self.done
+        )
+    }
+}
+
+/// Calls `report` once per simulated second, from a run's per-step check.
+struct Reporter<'a> {
+    report: &'a mut dyn FnMut(&Progress),
+    next: Duration,
+    started: std::time::Instant,
+}
+
+impl Reporter<'_> {
+    fn tick(&mut self, world: &World, done: u64) {
+        if world.elapsed() >= self.next {
+            self.next = world.elapsed() + Duration::from_secs(1);
+            (self.report)(&Progress {
+                sim_s: world.elapsed().as_secs_f64(),
+                wall_s: self.started.elapsed().as_secs_f64(),
+                steps: world.steps,
+                done,
+            });
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Topology and node setups.
 
@@ -589,6 +633,11 @@ impl Engine for Forger {
 
 /// Runs a pub/sub scenario.
 pub fn run_pubsub(s: &PubSubScenario) -> Summary {
+    run_pubsub_with(s, &mut |_| {})
+}
+
+/// Runs a pub/sub scenario, reporting progress every simulated second.
+pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) -> Summary {
     let started = std::time::Instant::now();
     let c = &s.common;
     let _crypto = c.crypto.enable();
@@ -675,14 +724,19 @@ pub fn run_pubsub(s: &PubSubScenario) -> Summary {
     );
     let end = publish_end + c.partition + c.drain;
     let log3 = Arc::clone(&log);
-    let result = world.run_until(
-        end,
-        &mut |_, _, _| {},
-        &mut |_| match &log3.lock().first_violation {
+    let mut reporter = Reporter {
+        report,
+        next: Duration::ZERO,
+        started,
+    };
+    let result = world.run_until(end, &mut |_, _, _| {}, &mut |w| {
+        let log = log3.lock();
+        reporter.tick(w, log.seen.len() as u64);
+        match &log.first_violation {
             Some(v) => Err(v.clone()),
             None => Ok(()),
-        },
-    );
+        }
+    });
     let log = log.lock();
     let honest = |n: &usize| *n >= publishers && *n < first_attacker && !world.crashed.contains(n);
     let live_subscribers = (0..c.nodes).filter(honest).count() as u64;
@@ -872,6 +926,11 @@ impl Engine for Server {
 
 /// Runs a request/response scenario.
 pub fn run_unicast(s: &UnicastScenario) -> Summary {
+    run_unicast_with(s, &mut |_| {})
+}
+
+/// Runs a request/response scenario, reporting progress every simulated second.
+pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) -> Summary {
     let started = std::time::Instant::now();
     let c = &s.common;
     let _crypto = c.crypto.enable();
@@ -933,14 +992,19 @@ pub fn run_unicast(s: &UnicastScenario) -> Summary {
     );
     let end = send_end + c.partition + c.drain;
     let log3 = Arc::clone(&log);
-    let result = world.run_until(
-        end,
-        &mut |_, _, _| {},
-        &mut |_| match &log3.lock().first_violation {
+    let mut reporter = Reporter {
+        report,
+        next: Duration::ZERO,
+        started,
+    };
+    let result = world.run_until(end, &mut |_, _, _| {}, &mut |w| {
+        let log = log3.lock();
+        reporter.tick(w, log.answered.len() as u64);
+        match &log.first_violation {
             Some(v) => Err(v.clone()),
             None => Ok(()),
-        },
-    );
+        }
+    });
     let log = log.lock();
     let live = |n: &usize| !world.crashed.contains(n);
     let requests: u64 = log

@@ -2,14 +2,23 @@
 //! prints its summary — one JSON object per line with `--json`, the last line being the
 //! summary.
 
+use std::io::Write;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_pubsub, run_unicast, Common, Crypto, PubSubScenario, Summary, UnicastScenario,
+    run_pubsub_with, run_unicast_with, Common, Crypto, Progress, PubSubScenario, Summary,
+    UnicastScenario,
 };
+
+/// Prints a line to stdout; a closed pipe (the reader went away) is not an error worth a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
 
 /// What every scenario takes.
 #[derive(Args, Clone, Debug)]
@@ -163,7 +172,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 attackers: *attackers,
                 ..PubSubScenario::default()
             };
-            (run_pubsub(&s), a.json)
+            (run_pubsub_with(&s, &mut reporter(a.json)), a.json)
         }
         SimCommand::Unicast {
             common: a,
@@ -178,25 +187,39 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 interval: Duration::from_secs_f64(interval_ms.max(0.0) / 1000.0),
                 ..UnicastScenario::default()
             };
-            (run_unicast(&s), a.json)
+            (run_unicast_with(&s, &mut reporter(a.json)), a.json)
         }
     };
     if json {
-        println!("{}", summary.to_json());
+        say!("{}", summary.to_json());
     } else {
         print_text(&summary);
     }
     Ok(ok(&summary))
 }
 
+/// Prints a JSON progress line every simulated second with `--json`, and every ten in text.
+fn reporter(json: bool) -> impl FnMut(&Progress) {
+    move |p: &Progress| {
+        if json {
+            say!("{}", p.to_json());
+        } else if (p.sim_s.round() as u64) % 10 == 0 {
+            say!(
+                "  t = {:>4.0} s simulated, {:>7.1} s wall, {} steps, {} done",
+                p.sim_s, p.wall_s, p.steps, p.done
+            );
+        }
+    }
+}
+
 fn announce(c: &Common, json: bool, scenario: &str) {
     if json {
-        println!(
+        say!(
             "{{\"start\":\"{scenario}\",\"nodes\":{},\"seed\":{}}}",
             c.nodes, c.seed
         );
     } else {
-        println!("sim {scenario}: {} nodes, seed {}", c.nodes, c.seed);
+        say!("sim {scenario}: {} nodes, seed {}", c.nodes, c.seed);
     }
 }
 
@@ -210,7 +233,7 @@ fn ok(s: &Summary) -> bool {
 }
 
 fn print_text(s: &Summary) {
-    println!(
+    say!(
         "{} simulated seconds in {:.2} s of wall time ({:.1}× real time), {} steps, crypto {}",
         s.sim_s,
         s.wall_s,
@@ -219,17 +242,17 @@ fn print_text(s: &Summary) {
         s.crypto
     );
     if s.scenario == "pubsub" {
-        println!(
+        say!(
             "events published {}, deliveries {} of {} expected ({} missing without a counted reason), forged events sent {} and delivered {}",
             s.events_published, s.deliveries, s.deliveries_expected, s.lost, s.forged_sent, s.forged_deliveries
         );
     } else {
-        println!(
+        say!(
             "requests {}, answered {}, reported undeliverable {}, answer lost in a crash {}, lost {}",
             s.requests, s.answered, s.bounced, s.answer_lost_in_crash, s.lost
         );
     }
-    println!(
+    say!(
         "duplicates {}, order violations {}, crashes {}, partitions {}",
         s.duplicates, s.order_violations, s.crashes, s.partitions
     );
@@ -238,7 +261,7 @@ fn print_text(s: &Summary) {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    println!(
+    say!(
         "drops: {}",
         if drops.is_empty() {
             "none".into()
@@ -246,8 +269,8 @@ fn print_text(s: &Summary) {
             drops.join(" ")
         }
     );
-    println!("trace hash {} (seed {})", s.trace_hash, s.seed);
+    say!("trace hash {} (seed {})", s.trace_hash, s.seed);
     if let Some(f) = &s.failure {
-        println!("FAILED: {f}");
+        say!("FAILED: {f}");
     }
 }
