@@ -292,9 +292,15 @@ impl World {
                 if e.q.closed_by_us.is_some() {
                     return;
                 }
+                let n = data.len() as u64;
                 let s = e.q.inb.entry(sid).or_default();
                 s.0.extend(data);
                 s.1 |= fin;
+                // The sender's QUIC learns of it one latency later; nothing in the core depends
+                // on that delay (only on progress), so it is credited now.
+                if let Some(sender) = self.net.endpoints.get_mut(&from) {
+                    sender.q.acked += n;
+                }
                 self.touch(to);
             }
             Event::Stop { to, sid, code } => {
@@ -309,11 +315,6 @@ impl World {
                 if let Some(e) = self.net.endpoints.get_mut(&to) {
                     e.q.dgrams_in.push_back(data);
                     self.touch(to);
-                }
-            }
-            Event::Acked { to, n } => {
-                if let Some(e) = self.net.endpoints.get_mut(&to) {
-                    e.q.acked += n;
                 }
             }
             Event::Close { to, reason } => {

@@ -98,8 +98,6 @@ pub(crate) enum Event {
     Stop { to: EndpointId, sid: u64, code: u64 },
     /// A datagram arrives.
     Dgram { to: EndpointId, data: Vec<u8> },
-    /// The peer acknowledged `n` more bytes.
-    Acked { to: EndpointId, n: u64 },
     /// The connection is closed under `to`.
     Close { to: EndpointId, reason: String },
     /// A node's own deadline.
@@ -341,7 +339,6 @@ impl Net {
             let last = self.stream_last.entry((peer, sid)).or_default();
             at = at.max(*last);
             *last = at;
-            let n = data.len() as u64;
             self.queue.push(
                 at,
                 Event::Bytes {
@@ -352,9 +349,6 @@ impl Net {
                     fin,
                 },
             );
-            // The acknowledgement travels back.
-            let back = at + self.faults.latency;
-            self.queue.push(back, Event::Acked { to: ep, n });
             if fin {
                 self.stream_last.remove(&(peer, sid));
             }
