@@ -28,6 +28,8 @@
 //! envelopes) < [`runtime`] (the engine API, generic) < the engine cores ([`router`],
 //! [`transport`]'s sans-IO connection core, [`identity_store`], [`pubsub`], [`engines`]) <
 //! [`node`] (the wiring layer: thread shells, mailboxes, the QUIC driver) < the command line.
+//! The simulator ([`sim`]) is a second wiring layer: it runs the same engine cores for many
+//! nodes on one thread, over simulated connections, on a virtual clock.
 //!
 //! Out of scope in this version: relaying through other nodes, domains and anycast (the
 //! `Domain` destination is refused with `unsupported`), onion routing and mixnets.
