@@ -37,6 +37,14 @@ pub struct SimConn {
     pub(crate) dgrams_out: Vec<Vec<u8>>,
     pub(crate) opened: u64,
     pub(crate) acked: u64,
+    /// Bytes the connection still takes before the next refill, standing in for flow and
+    /// congestion control; `None` is unlimited.
+    pub(crate) budget: Option<usize>,
+    /// Stops put on the wire (for the Transport core's tests).
+    #[cfg(test)]
+    pub(crate) stops_seen: Vec<(u64, u64)>,
+    /// Ack-eliciting probes asked for.
+    pub(crate) probes: usize,
 }
 
 impl QuicConn for SimConn {
@@ -86,13 +94,22 @@ impl QuicConn for SimConn {
         if self.is_closed() {
             return Err(SendError::Failed("connection closed".into()));
         }
+        let n = self.budget.map_or(data.len(), |b| b.min(data.len()));
+        if n == 0 && !data.is_empty() {
+            return Err(SendError::Blocked);
+        }
+        if let Some(b) = self.budget.as_mut() {
+            *b -= n;
+        }
         let s = self.out.entry(sid).or_insert_with(|| {
             self.opened += 1;
             (Vec::new(), false)
         });
-        s.0.extend_from_slice(data);
-        s.1 |= fin;
-        Ok(data.len())
+        s.0.extend_from_slice(&data[..n]);
+        if fin && n == data.len() {
+            s.1 = true;
+        }
+        Ok(n)
     }
 
     fn stream_stop(&mut self, sid: u64, code: u64) {
@@ -129,7 +146,9 @@ impl QuicConn for SimConn {
         }
     }
 
-    fn send_ack_eliciting(&mut self) {}
+    fn send_ack_eliciting(&mut self) {
+        self.probes += 1;
+    }
 
     fn acked_bytes(&self) -> u64 {
         self.acked

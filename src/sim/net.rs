@@ -190,6 +190,13 @@ impl Net {
         self.faults.latency + j
     }
 
+    fn add_endpoint(&mut self, e: Endpoint) -> EndpointId {
+        let ep = self.next_endpoint;
+        self.next_endpoint += 1;
+        self.endpoints.insert(ep, e);
+        ep
+    }
+
     /// Starts a connection from node `from` to the node listening at `addr` (whose identity
     /// is `to`); returns the dialer's endpoint.
     pub(crate) fn dial(
@@ -203,18 +210,13 @@ impl Net {
     ) -> Option<EndpointId> {
         let &node = self.by_identity.get(&from)?;
         let target = self.by_addr.get(&addr).copied();
-        let ep = self.next_endpoint;
-        self.next_endpoint += 1;
-        self.endpoints.insert(
-            ep,
-            Endpoint {
-                node,
-                incarnation,
-                conn,
-                peer: None,
-                q: SimConn::default(),
-            },
-        );
+        let ep = self.add_endpoint(Endpoint {
+            node,
+            incarnation,
+            conn,
+            peer: None,
+            q: SimConn::default(),
+        });
         // A dial to an address nobody has, to a node that is down, or across a partition is
         // never answered: the core gives up on it after its connect timeout.
         if let Some(t) = target {
@@ -247,22 +249,17 @@ impl Net {
         conn: ConnId,
         identity: NodeIdentity,
     ) -> EndpointId {
-        let ep = self.next_endpoint;
-        self.next_endpoint += 1;
-        self.endpoints.insert(
-            ep,
-            Endpoint {
-                node,
-                incarnation: self.incarnation[node],
-                conn,
-                peer: Some(dialer),
-                q: SimConn {
-                    established: true,
-                    identity: Some(identity),
-                    ..SimConn::default()
-                },
+        let ep = self.add_endpoint(Endpoint {
+            node,
+            incarnation: self.incarnation[node],
+            conn,
+            peer: Some(dialer),
+            q: SimConn {
+                established: true,
+                identity: Some(identity),
+                ..SimConn::default()
             },
-        );
+        });
         let at = self.t + self.delay();
         self.queue.push(
             at,

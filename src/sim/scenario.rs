@@ -402,6 +402,32 @@ fn schedule_faults(world: &mut World, common: &Common, from: Duration, to: Durat
     }
 }
 
+/// Schedules the faults, then runs `world` until the workload (from `warmup` to `work_end`),
+/// the partition and the drain are over. `probe` says after every event how much is done and
+/// whether an invariant broke.
+fn run_world(
+    world: &mut World,
+    c: &Common,
+    warmup: Duration,
+    work_end: Duration,
+    started: std::time::Instant,
+    report: &mut dyn FnMut(&Progress),
+    probe: &mut dyn FnMut() -> (u64, Option<String>),
+) -> Result<(), String> {
+    schedule_faults(world, c, warmup, work_end.max(warmup + c.partition));
+    let end = work_end + c.partition + c.drain;
+    let mut reporter = Reporter {
+        report,
+        next: Duration::ZERO,
+        started,
+    };
+    world.run_until(end, &mut |_, _, _| {}, &mut |w| {
+        let (done, violation) = probe();
+        reporter.tick(w, done);
+        violation.map_or(Ok(()), Err)
+    })
+}
+
 fn drops(world: &World) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for node in world.nodes.iter().flatten() {
@@ -716,27 +742,19 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
     });
     let mut world = World::new(c.seed, setups, apps, c.faults);
     let publish_end = s.warmup + s.interval * s.events as u32;
-    schedule_faults(
+    let log3 = Arc::clone(&log);
+    let result = run_world(
         &mut world,
         c,
         s.warmup,
-        publish_end.max(s.warmup + c.partition),
-    );
-    let end = publish_end + c.partition + c.drain;
-    let log3 = Arc::clone(&log);
-    let mut reporter = Reporter {
-        report,
-        next: Duration::ZERO,
+        publish_end,
         started,
-    };
-    let result = world.run_until(end, &mut |_, _, _| {}, &mut |w| {
-        let log = log3.lock();
-        reporter.tick(w, log.seen.len() as u64);
-        match &log.first_violation {
-            Some(v) => Err(v.clone()),
-            None => Ok(()),
-        }
-    });
+        report,
+        &mut || {
+            let log = log3.lock();
+            (log.seen.len() as u64, log.first_violation.clone())
+        },
+    );
     let log = log.lock();
     let honest = |n: &usize| *n >= publishers && *n < first_attacker && !world.crashed.contains(n);
     let live_subscribers = (0..c.nodes).filter(honest).count() as u64;
@@ -984,27 +1002,19 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
     });
     let mut world = World::new(c.seed, setups, apps, c.faults);
     let send_end = s.warmup + s.interval * s.requests as u32;
-    schedule_faults(
+    let log3 = Arc::clone(&log);
+    let result = run_world(
         &mut world,
         c,
         s.warmup,
-        send_end.max(s.warmup + c.partition),
-    );
-    let end = send_end + c.partition + c.drain;
-    let log3 = Arc::clone(&log);
-    let mut reporter = Reporter {
-        report,
-        next: Duration::ZERO,
+        send_end,
         started,
-    };
-    let result = world.run_until(end, &mut |_, _, _| {}, &mut |w| {
-        let log = log3.lock();
-        reporter.tick(w, log.answered.len() as u64);
-        match &log.first_violation {
-            Some(v) => Err(v.clone()),
-            None => Ok(()),
-        }
-    });
+        report,
+        &mut || {
+            let log = log3.lock();
+            (log.answered.len() as u64, log.first_violation.clone())
+        },
+    );
     let log = log.lock();
     let live = |n: &usize| !world.crashed.contains(n);
     let requests: u64 = log

@@ -206,7 +206,10 @@ fn reporter(json: bool) -> impl FnMut(&Progress) {
         } else if (p.sim_s.round() as u64) % 10 == 0 {
             say!(
                 "  t = {:>4.0} s simulated, {:>7.1} s wall, {} steps, {} done",
-                p.sim_s, p.wall_s, p.steps, p.done
+                p.sim_s,
+                p.wall_s,
+                p.steps,
+                p.done
             );
         }
     }
@@ -216,7 +219,8 @@ fn announce(c: &Common, json: bool, scenario: &str) {
     if json {
         say!(
             "{{\"start\":\"{scenario}\",\"nodes\":{},\"seed\":{}}}",
-            c.nodes, c.seed
+            c.nodes,
+            c.seed
         );
     } else {
         say!("sim {scenario}: {} nodes, seed {}", c.nodes, c.seed);
@@ -254,7 +258,10 @@ fn print_text(s: &Summary) {
     }
     say!(
         "duplicates {}, order violations {}, crashes {}, partitions {}",
-        s.duplicates, s.order_violations, s.crashes, s.partitions
+        s.duplicates,
+        s.order_violations,
+        s.crashes,
+        s.partitions
     );
     let drops: Vec<String> = s
         .drops_by_reason

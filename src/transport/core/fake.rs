@@ -1,13 +1,13 @@
-//! A fake connection and a small network of cores for the core's tests: connections are
-//! in-memory streams and datagrams moved by [`Net::pump`], with an optional byte budget per
-//! connection standing in for flow and congestion control.
+//! A small network of cores for the core's tests: connections are the simulator's in-memory
+//! streams and datagrams, moved at once by [`Net::pump`] (no delay, no faults), with an
+//! optional byte budget per connection standing in for flow and congestion control.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::conn::{QuicConn, RecvError, SendError};
+use super::conn::QuicConn;
 use super::peers::ConnId;
 use super::{Core, Delivery, Output, SeededRng};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
@@ -17,138 +17,9 @@ use crate::time::{Now, Timestamp};
 use crate::transport::{RemoteSend, TransportConfig, TransportEvent};
 use crate::wire::{Destination, MessageId, NodeAdvert, TransportAddress};
 
-/// One end of an in-memory connection.
-#[derive(Debug, Default)]
-pub(crate) struct FakeConn {
-    pub(crate) established: bool,
-    pub(crate) identity: Option<NodeIdentity>,
-    /// Our close, if we closed it.
-    pub(crate) closed_by_us: Option<(u64, String)>,
-    /// The peer's close (or a lost connection).
-    pub(crate) closed_by_peer: Option<String>,
-    /// Bytes written and not yet moved to the peer, and whether the stream is finished.
-    pub(crate) out: BTreeMap<u64, (Vec<u8>, bool)>,
-    /// Bytes to read, whether the stream finished, and whether the finish was read.
-    pub(crate) inb: BTreeMap<u64, (VecDeque<u8>, bool, bool)>,
-    /// Bytes the connection still takes before the next refill; `None` is unlimited.
-    pub(crate) budget: Option<usize>,
-    /// Our streams the peer stopped, with its code.
-    pub(crate) stopped: BTreeMap<u64, u64>,
-    /// Peer streams we stopped, with our code (moved to the peer by the pump).
-    pub(crate) stops: Vec<(u64, u64)>,
-    pub(crate) stops_seen: Vec<(u64, u64)>,
-    pub(crate) dgrams_in: VecDeque<Vec<u8>>,
-    pub(crate) dgrams_out: Vec<Vec<u8>>,
-    pub(crate) probes: usize,
-    pub(crate) acked: u64,
-}
-
-impl QuicConn for FakeConn {
-    fn is_established(&self) -> bool {
-        self.established
-    }
-
-    fn is_closed(&self) -> bool {
-        self.closed_by_us.is_some() || self.closed_by_peer.is_some()
-    }
-
-    fn peer_identity(&self) -> Result<NodeIdentity, String> {
-        self.identity.ok_or_else(|| "no certificate".into())
-    }
-
-    fn readable(&mut self) -> Vec<u64> {
-        self.inb
-            .iter()
-            .filter(|(_, (b, fin, fin_read))| !b.is_empty() || (*fin && !*fin_read))
-            .map(|(sid, _)| *sid)
-            .collect()
-    }
-
-    fn stream_recv(&mut self, sid: u64, buf: &mut [u8]) -> Result<(usize, bool), RecvError> {
-        let Some((bytes, fin, fin_read)) = self.inb.get_mut(&sid) else {
-            return Err(RecvError::Done);
-        };
-        if bytes.is_empty() && (!*fin || *fin_read) {
-            return Err(RecvError::Done);
-        }
-        let n = bytes.len().min(buf.len());
-        for (i, b) in bytes.drain(..n).enumerate() {
-            buf[i] = b;
-        }
-        let done = *fin && bytes.is_empty();
-        if done {
-            *fin_read = true;
-        }
-        Ok((n, done))
-    }
-
-    fn stream_send(&mut self, sid: u64, data: &[u8], fin: bool) -> Result<usize, SendError> {
-        if let Some(code) = self.stopped.get(&sid) {
-            return Err(SendError::Stopped(*code));
-        }
-        let n = self.budget.map_or(data.len(), |b| b.min(data.len()));
-        if n == 0 && !data.is_empty() {
-            return Err(SendError::Blocked);
-        }
-        if let Some(b) = self.budget.as_mut() {
-            *b -= n;
-        }
-        let s = self.out.entry(sid).or_default();
-        s.0.extend_from_slice(&data[..n]);
-        if fin && n == data.len() {
-            s.1 = true;
-        }
-        Ok(n)
-    }
-
-    fn stream_stop(&mut self, sid: u64, code: u64) {
-        self.stops.push((sid, code));
-        self.inb.remove(&sid);
-    }
-
-    fn dgram_max_writable_len(&self) -> Option<usize> {
-        Some(1200)
-    }
-
-    fn dgram_send(&mut self, data: &[u8]) -> bool {
-        self.dgrams_out.push(data.to_vec());
-        true
-    }
-
-    fn dgram_recv(&mut self, buf: &mut [u8]) -> Option<usize> {
-        let d = self.dgrams_in.pop_front()?;
-        buf[..d.len()].copy_from_slice(&d);
-        Some(d.len())
-    }
-
-    fn peer_streams_left_uni(&self) -> u64 {
-        100
-    }
-
-    fn close(&mut self, code: u64, reason: &str) {
-        if self.closed_by_us.is_none() {
-            self.closed_by_us = Some((code, reason.into()));
-        }
-    }
-
-    fn send_ack_eliciting(&mut self) {
-        self.probes += 1;
-    }
-
-    fn acked_bytes(&self) -> u64 {
-        self.acked
-    }
-
-    fn close_description(&self) -> String {
-        self.closed_by_peer
-            .clone()
-            .unwrap_or_else(|| "closed".into())
-    }
-
-    fn identity_mismatch(&self) -> bool {
-        false
-    }
-}
+/// One end of an in-memory connection: the simulator's connection end, whose `budget`
+/// stands in for flow and congestion control.
+pub(crate) type FakeConn = crate::sim::conn::SimConn;
 
 /// A node of the test network.
 pub(crate) struct TestNode {
