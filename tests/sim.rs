@@ -200,3 +200,30 @@ fn lost_connections_lose_nothing_and_duplicate_nothing() {
     assert_eq!((s.lost, s.duplicates, s.order_violations), (0, 0, 0));
     assert!(s.drops_by_reason.get("duplicate").copied().unwrap_or(0) > 0);
 }
+
+/// A fifth of the nodes crash while events flow. Seed 4 found that a subscriber whose parent
+/// restarted kept waiting on it, unaware (the restarted parent's new connection came as a
+/// second `NodeConnected` with no `NodeDisconnected` between), and silently missed the end of
+/// the stream. Now every event a live subscriber misses is one its PubSub engine counted as
+/// given up.
+#[test]
+fn pubsub_under_crashes_loses_nothing_silently() {
+    for seed in [4, seed()] {
+        let s = run_pubsub(&PubSubScenario {
+            common: Common {
+                nodes: 100,
+                degree: 6,
+                seed,
+                crash: 0.2,
+                ..Common::default()
+            },
+            events: 50,
+            ..PubSubScenario::default()
+        });
+        println!("{}", s.to_json());
+        assert_eq!(s.failure, None);
+        assert_eq!(s.crashes, 20);
+        assert_eq!(s.lost, 0, "missing without a counted reason");
+        assert_eq!((s.duplicates, s.order_violations), (0, 0));
+    }
+}

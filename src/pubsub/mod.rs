@@ -30,6 +30,11 @@
 //!   what a child is missing. A gap that cannot be filled within
 //!   [`PubSubLimits::give_up_after`] is skipped and counted as lost.
 //!
+//! * **A restarted neighbour starts over.** A second `NodeConnected` for a peer with no
+//!   `NodeDisconnected` between means the peer restarted (its new connection replaced the old):
+//!   it is handled as a disconnection followed by a connection, so parents are subscribed to
+//!   again and children re-attach (found by the simulator: docs/simulation.md).
+//!
 //! All state is bounded by [`PubSubLimits`].
 
 mod remote;
@@ -384,14 +389,14 @@ impl Engine for PubSub {
                 _ => {}
             },
             Input::Transport(TransportEvent::NodeConnected { node, .. }) => {
-                self.on_connected(ctx, node)
+                self.on_connected(ctx, node, true)
             }
             Input::Transport(TransportEvent::NodeDisconnected { node, .. }) => {
                 self.on_disconnected(ctx, node)
             }
             Input::Transport(TransportEvent::ConnectedNodes(nodes)) => {
                 for (node, _) in nodes {
-                    self.on_connected(ctx, node);
+                    self.on_connected(ctx, node, false);
                 }
             }
             Input::Timer(TICK_TOKEN) => self.tick(ctx),

@@ -150,10 +150,23 @@ impl PubSub {
         }
     }
 
-    pub(super) fn on_connected(&mut self, ctx: &mut Context, peer: NodeIdentity) {
-        if !self.connected.insert(peer) {
-            return;
+    /// A connection to `peer` is up. `event` says it came as a `NodeConnected` notification (not
+    /// from the list asked for at start): one for a peer already connected means it restarted —
+    /// its new instance replaced the old connection — and lost what it knew of us, so it is
+    /// treated as a disconnection followed by a connection (children re-attach, parents are
+    /// subscribed to again).
+    pub(super) fn on_connected(&mut self, ctx: &mut Context, peer: NodeIdentity, event: bool) {
+        if self.connected.contains(&peer) {
+            if !event {
+                return;
+            }
+            log::info!(
+                "pubsub: {} connected again without a disconnection: it restarted",
+                peer.short()
+            );
+            self.on_disconnected(ctx, peer);
         }
+        self.connected.insert(peer);
         let adverts: Vec<(TopicAdvert, u8)> = self
             .topics
             .values()

@@ -68,6 +68,7 @@ impl World {
     pub fn new(seed: u64, setups: Vec<NodeSetup>, apps: AppFactory, faults: LinkFaults) -> World {
         let mut net = Net::new(faults, SplitMix64::derive(seed, u64::MAX));
         for (i, s) in setups.iter().enumerate() {
+            log::debug!("sim: node {i} is {}", s.key.node_identity().short());
             net.by_identity.insert(s.key.node_identity(), i);
             let addr = node_addr(i);
             net.by_addr.insert(addr, i);
