@@ -227,3 +227,35 @@ fn pubsub_under_crashes_loses_nothing_silently() {
         assert_eq!((s.duplicates, s.order_violations), (0, 0));
     }
 }
+
+/// Every third request travels as an unreliable datagram over links that lose 10 % and
+/// duplicate 5 % of them: some never arrive (as datagrams may not), the duplicates are dropped by
+/// the receiving Router's replay window and counted, and no server handles one twice; the
+/// reliable requests beside them are all answered.
+#[test]
+fn datagrams_lost_and_duplicated_are_never_handled_twice() {
+    let s = run_unicast(&UnicastScenario {
+        common: Common {
+            nodes: 30,
+            seed: seed(),
+            faults: LinkFaults {
+                loss: 0.10,
+                dup: 0.05,
+                ..LinkFaults::default()
+            },
+            ..Common::default()
+        },
+        requests: 60,
+        unreliable_every: 3,
+        ..UnicastScenario::default()
+    });
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert_eq!(s.datagrams_sent, 30 * 20);
+    assert!(s.datagrams_handled < s.datagrams_sent, "{}", s.datagrams_handled);
+    assert!(s.datagrams_handled > s.datagrams_sent / 2, "{}", s.datagrams_handled);
+    assert!(s.drops_by_reason.get("duplicate").copied().unwrap_or(0) > 0);
+    assert_eq!(s.duplicates, 0);
+    assert_eq!(s.answered, s.requests);
+    assert_eq!(s.lost, 0);
+}

@@ -143,6 +143,10 @@ pub struct UnicastScenario {
     pub interval: Duration,
     /// When requests start.
     pub warmup: Duration,
+    /// Every `unreliable_every`-th request (and its answer) goes as an unreliable datagram, which
+    /// the links may lose, duplicate and reorder (0: none). They are counted apart: a lost one is
+    /// not `lost`, but a duplicate one handled twice is a duplicate.
+    pub unreliable_every: u64,
 }
 
 impl Default for UnicastScenario {
@@ -152,6 +156,7 @@ impl Default for UnicastScenario {
             requests: 50,
             interval: Duration::from_millis(20),
             warmup: Duration::from_secs(1),
+            unreliable_every: 0,
         }
     }
 }
@@ -206,6 +211,10 @@ pub struct Summary {
     pub partitions: u64,
     /// Hash of the whole event trace.
     pub trace_hash: String,
+    /// Unreliable requests sent, and handled by a server (unicast with datagrams).
+    pub datagrams_sent: u64,
+    /// Of those, handled (the others were lost on the way, which datagrams may be).
+    pub datagrams_handled: u64,
     /// Forged events attackers sent (pubsub with attackers).
     pub forged_sent: u64,
     /// Forged events delivered to an honest subscriber: must be 0.
@@ -238,8 +247,14 @@ impl Summary {
             );
         } else {
             s += &format!(
-                ",\"requests\":{},\"answered\":{},\"bounced\":{},\"answer_lost_in_crash\":{},\"lost\":{}",
-                self.requests, self.answered, self.bounced, self.answer_lost_in_crash, self.lost
+                ",\"requests\":{},\"answered\":{},\"bounced\":{},\"answer_lost_in_crash\":{},\"lost\":{},\"datagrams_sent\":{},\"datagrams_handled\":{}",
+                self.requests,
+                self.answered,
+                self.bounced,
+                self.answer_lost_in_crash,
+                self.lost,
+                self.datagrams_sent,
+                self.datagrams_handled
             );
         }
         s += &format!(
@@ -814,14 +829,18 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
 
 #[derive(Default)]
 struct UnicastLog {
-    /// Per (client node, client incarnation): requests sent, answered, bounced.
-    sent: BTreeMap<(usize, u32), u64>,
+    /// Reliable requests sent, answered, bounced, as (client node, incarnation, number).
+    sent: BTreeSet<(usize, u32, u64)>,
     answered: BTreeSet<(usize, u32, u64)>,
     bounced: BTreeSet<(usize, u32, u64)>,
     /// Per (server node, server incarnation, client node, client incarnation): last request.
     last: BTreeMap<(usize, u32, usize, u32), u64>,
     /// Requests some server handled, as (client node, client incarnation, number).
     handled: BTreeSet<(usize, u32, u64)>,
+    /// Unreliable requests sent, and (server node, server incarnation, client, incarnation,
+    /// number) of those handled.
+    unreliable_sent: u64,
+    unreliable_handled: BTreeSet<(usize, u32, usize, u32, u64)>,
     duplicates: u64,
     order_violations: u64,
     first_violation: Option<String>,
@@ -835,12 +854,18 @@ struct Client {
     interval: Duration,
     warmup: Duration,
     next: u64,
+    unreliable_every: u64,
     /// Request id → request number.
     pending: BTreeMap<u64, u64>,
     log: Arc<Mutex<UnicastLog>>,
 }
 
 const REQUEST_TIMER: u64 = 1;
+
+/// Whether request `seq` goes as a datagram.
+fn unreliable(seq: u64, every: u64) -> bool {
+    every > 0 && seq % every == every - 1
+}
 
 impl Engine for Client {
     fn start(&mut self, ctx: &mut Context) {
@@ -856,18 +881,26 @@ impl Engine for Client {
                 let mut body = (self.node as u32).to_le_bytes().to_vec();
                 body.extend_from_slice(&self.incarnation.to_le_bytes());
                 body.extend_from_slice(&self.next.to_le_bytes());
+                let datagram = unreliable(self.next, self.unreliable_every);
+                body.push(datagram as u8);
                 let opts = SendOptions {
                     expiry: Duration::from_secs(60),
+                    tprefs: datagram.then_some(crate::wire::TransportPrefs {
+                        ordering: crate::wire::Ordering::Unordered,
+                        reliability: crate::wire::Reliability::Unreliable,
+                        security: crate::wire::Security::Direct,
+                    }),
                     ..SendOptions::default()
                 };
                 let id = ctx.send_with(Destination::Node(server), APP, body, opts);
-                self.pending.insert(id.0, self.next);
-                *self
-                    .log
-                    .lock()
-                    .sent
-                    .entry((self.node, self.incarnation))
-                    .or_default() += 1;
+                let mut log = self.log.lock();
+                if datagram {
+                    log.unreliable_sent += 1;
+                } else {
+                    self.pending.insert(id.0, self.next);
+                    log.sent.insert((self.node, self.incarnation, self.next));
+                }
+                drop(log);
                 self.next += 1;
                 ctx.set_timer_after(REQUEST_TIMER, self.interval);
             }
@@ -907,12 +940,29 @@ impl Engine for Server {
     fn handle(&mut self, ctx: &mut Context, input: Input) {
         let Input::Message(m) = input else { return };
         let b = m.body();
-        if m.protocol() != APP || b.len() < 16 {
+        if m.protocol() != APP || b.len() < 17 {
             return;
         }
         let client = u32::from_le_bytes(b[..4].try_into().expect("4 bytes")) as usize;
         let cinc = u32::from_le_bytes(b[4..8].try_into().expect("4 bytes"));
         let seq = u64::from_le_bytes(b[8..16].try_into().expect("8 bytes"));
+        if b[16] == 1 {
+            // A datagram: may be lost or reordered, never handled twice.
+            let mut log = self.log.lock();
+            if !log
+                .unreliable_handled
+                .insert((self.node, self.incarnation, client, cinc, seq))
+            {
+                log.duplicates += 1;
+                log.first_violation.get_or_insert_with(|| {
+                    format!(
+                        "server {} handled datagram request {client}/{seq} twice",
+                        self.node
+                    )
+                });
+            }
+            return;
+        }
         {
             let mut log = self.log.lock();
             log.handled.insert((client, cinc, seq));
@@ -994,6 +1044,7 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
                     interval: scenario.interval,
                     warmup: scenario.warmup,
                     next: 0,
+                    unreliable_every: scenario.unreliable_every,
                     pending: BTreeMap::new(),
                     log: Arc::clone(&log2),
                 }),
@@ -1017,28 +1068,25 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
     );
     let log = log.lock();
     let live = |n: &usize| !world.crashed.contains(n);
-    let requests: u64 = log
-        .sent
-        .iter()
-        .filter(|((n, _), _)| live(n))
-        .map(|(_, v)| *v)
-        .sum();
+    let requests = log.sent.iter().filter(|(n, _, _)| live(n)).count() as u64;
     let answered = log.answered.iter().filter(|(n, _, _)| live(n)).count() as u64;
     let bounced = log.bounced.iter().filter(|(n, _, _)| live(n)).count() as u64;
     let mut answer_lost_in_crash = 0;
     let mut lost = 0;
-    for (&(n, inc), &count) in log.sent.iter().filter(|((n, _), _)| live(n)) {
-        for seq in 0..count {
-            let k = (n, inc, seq);
-            if log.answered.contains(&k) || log.bounced.contains(&k) {
-                continue;
-            }
-            if log.handled.contains(&k) {
-                answer_lost_in_crash += 1;
-            } else {
-                lost += 1;
-                log::warn!("sim: request {seq} of node {n} lost (seed {})", c.seed);
-            }
+    for &k in log.sent.iter().filter(|(n, _, _)| live(n)) {
+        if log.answered.contains(&k) || log.bounced.contains(&k) {
+            continue;
+        }
+        if log.handled.contains(&k) {
+            answer_lost_in_crash += 1;
+        } else {
+            lost += 1;
+            log::warn!(
+                "sim: request {} of node {} lost (seed {})",
+                k.2,
+                k.0,
+                c.seed
+            );
         }
     }
     Summary {
@@ -1054,6 +1102,8 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
         bounced,
         answer_lost_in_crash,
         lost,
+        datagrams_sent: log.unreliable_sent,
+        datagrams_handled: log.unreliable_handled.len() as u64,
         duplicates: log.duplicates,
         order_violations: log.order_violations,
         drops_by_reason: drops(&world),

@@ -105,6 +105,9 @@ pub enum SimCommand {
         /// Milliseconds between two requests of a client.
         #[arg(long, default_value_t = 20.0)]
         interval_ms: f64,
+        /// Every N-th request goes as an unreliable datagram (0: none).
+        #[arg(long, default_value_t = 0)]
+        datagram_every: u64,
     },
 }
 
@@ -178,6 +181,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
             common: a,
             requests,
             interval_ms,
+            datagram_every,
         } => {
             let c = common(a)?;
             announce(&c, a.json, "unicast");
@@ -185,6 +189,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 common: c,
                 requests: *requests,
                 interval: Duration::from_secs_f64(interval_ms.max(0.0) / 1000.0),
+                unreliable_every: *datagram_every,
                 ..UnicastScenario::default()
             };
             (run_unicast_with(&s, &mut reporter(a.json)), a.json)
@@ -252,8 +257,8 @@ fn print_text(s: &Summary) {
         );
     } else {
         say!(
-            "requests {}, answered {}, reported undeliverable {}, answer lost in a crash {}, lost {}",
-            s.requests, s.answered, s.bounced, s.answer_lost_in_crash, s.lost
+            "requests {}, answered {}, reported undeliverable {}, answer lost in a crash {}, lost {}; datagrams {} sent, {} handled",
+            s.requests, s.answered, s.bounced, s.answer_lost_in_crash, s.lost, s.datagrams_sent, s.datagrams_handled
         );
     }
     say!(
