@@ -252,8 +252,16 @@ fn datagrams_lost_and_duplicated_are_never_handled_twice() {
     println!("{}", s.to_json());
     assert_eq!(s.failure, None);
     assert_eq!(s.datagrams_sent, 30 * 20);
-    assert!(s.datagrams_handled < s.datagrams_sent, "{}", s.datagrams_handled);
-    assert!(s.datagrams_handled > s.datagrams_sent / 2, "{}", s.datagrams_handled);
+    assert!(
+        s.datagrams_handled < s.datagrams_sent,
+        "{}",
+        s.datagrams_handled
+    );
+    assert!(
+        s.datagrams_handled > s.datagrams_sent / 2,
+        "{}",
+        s.datagrams_handled
+    );
     assert!(s.drops_by_reason.get("duplicate").copied().unwrap_or(0) > 0);
     assert_eq!(s.duplicates, 0);
     assert_eq!(s.answered, s.requests);

@@ -20,7 +20,7 @@
 //! bounces, answers and notifications through the Router ([`EnginePost`]).
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -274,7 +274,9 @@ pub(crate) struct Driver {
     tls: TlsIdentity,
     server_config: quiche::Config,
     core: Core<SeededRng>,
-    conns: HashMap<ConnId, QConn>,
+    /// Iterated at shutdown: ordered.
+    conns: BTreeMap<ConnId, QConn>,
+    /// Looked up by key only.
     by_cid: HashMap<Vec<u8>, ConnId>,
     deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
     recv_buf: Vec<u8>,
@@ -314,7 +316,7 @@ impl Driver {
             tls,
             server_config,
             core,
-            conns: HashMap::new(),
+            conns: BTreeMap::new(),
             by_cid: HashMap::new(),
             deadlines: BinaryHeap::new(),
             recv_buf: vec![0; RECV_BUF],
@@ -405,6 +407,7 @@ impl Driver {
     /// not fit in the Router's mailbox, it and every later one of that connection are handed
     /// back, so parked frames keep their order.
     fn drain_outputs(&mut self, now: Now) {
+        // Looked up only.
         let mut refused: HashSet<ConnId> = HashSet::new();
         while let Some(out) = self.core.poll_output() {
             match out {
