@@ -262,6 +262,14 @@ impl World {
             Event::Accepted { dialer, listener } => {
                 self.trace(2);
                 let Some(e) = self.net.endpoints.get_mut(&dialer) else {
+                    // The dialer gave up (or crashed) meanwhile: the listener's end hears
+                    // nothing more and closes, as QUIC's idle timeout would close it.
+                    let idle = self
+                        .setups
+                        .first()
+                        .map_or(Duration::from_secs(10), |s| s.transport.idle_timeout);
+                    self.net
+                        .close_later(listener, idle, "idle timeout (dialer gone)");
                     return;
                 };
                 e.q.established = true;
