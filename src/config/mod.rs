@@ -1,0 +1,63 @@
+//! Node configuration files: TOML text → [`Settings`] (validated) →
+//! [`NodeBuilder`](crate::node::NodeBuilder).
+//!
+//! The file is read into a raw struct that mirrors the TOML exactly (unknown keys are refused at
+//! every level), then [`Settings::load`] turns it into values the node can use — the key read
+//! from its file, addresses parsed, peer adverts verified, limits checked — or a
+//! [`ConfigError`] that names the file and the offending key. Nothing downstream re-checks.
+//!
+//! ```toml
+//! # Required.
+//! key_file = "node1.key"            # PKCS#8 PEM key, relative to this file's directory
+//! listen = ["127.0.0.1:7001"]       # UDP addresses for QUIC; may be empty (dial out only)
+//!
+//! # Optional.
+//! name = "node1"                    # carried in this node's advert, at most 64 bytes
+//! accept_unknown_peers = true       # let nodes that are not listed below connect (default true)
+//!
+//! [[peers]]                         # one table per peer
+//! advert = "nmadvert1:..."          # the line `netmachine advert --config <its file>` prints
+//! permanent = false                 # keep a connection up and redial it (default false)
+//!
+//! [transport]                       # every key optional; the values shown are the defaults
+//! idle_timeout_ms = 10000
+//! backoff_initial_ms = 100
+//! backoff_max_ms = 5000
+//! default_ordering = "ordered"      # or "unordered"
+//! default_reliability = "reliable"  # or "unreliable"
+//!
+//! [limits]                          # every key optional; the values shown are the defaults;
+//! max_frame_bytes = 8388608         # none may be zero
+//! max_partial_frame_bytes = 67108864  # not below max_frame_bytes
+//! max_connections = 1024
+//! max_connections_per_ip = 64
+//! max_peer_queue_bytes = 33554432
+//! max_pair_streams = 256
+//! transport_mailbox_depth = 65536
+//! mailbox_depth = 4096
+//! router_mailbox_depth = 65536
+//! identity_records = 100000
+//! max_message_lifetime_s = 600
+//!
+//! [performance]                     # every key optional
+//! verifier_threads = 2              # signature-checking threads; default: the cores, at most 4
+//! spin_before_park_us = 50          # poll an empty mailbox this long before parking
+//! ```
+//!
+//! The defaults come from [`TransportConfig`](crate::transport::TransportConfig),
+//! [`TransportLimits`](crate::transport::TransportLimits) and
+//! [`NodeLimits`](crate::node::NodeLimits) (a unit test checks that the values above still match
+//! them).
+//! `limits.mailbox_depth` is the default depth of engine mailboxes, `transport_mailbox_depth` the
+//! Transport's, and `max_message_lifetime_s` how far ahead a remote message's expiry may be.
+//! `max_frame_bytes` may not exceed the wire's hard limit
+//! ([`HARD_LIMIT_BYTES`](crate::wire::HARD_LIMIT_BYTES), 64 MiB).
+
+mod error;
+mod raw;
+mod settings;
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+pub use settings::Settings;

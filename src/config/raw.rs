@@ -1,0 +1,111 @@
+//! The raw file, exactly as written: structs that mirror the TOML, refusing unknown keys at
+//! every level, which [`Settings::load`](super::Settings::load) then validates.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::wire::{Ordering, Reliability};
+
+/// The top level of the file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub(super) key_file: PathBuf,
+    pub(super) listen: Vec<String>,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default = "default_true")]
+    pub(super) accept_unknown_peers: bool,
+    #[serde(default)]
+    pub(super) peers: Vec<RawPeer>,
+    #[serde(default)]
+    pub(super) transport: RawTransport,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) performance: RawPerformance,
+}
+
+/// The `[performance]` table; an absent key keeps the default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPerformance {
+    pub(super) verifier_threads: Option<usize>,
+    pub(super) spin_before_park_us: Option<u64>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// One `[[peers]]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPeer {
+    pub(super) advert: String,
+    #[serde(default)]
+    pub(super) permanent: bool,
+}
+
+/// The `[transport]` table; an absent key keeps the [`TransportConfig`] default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTransport {
+    pub(super) idle_timeout_ms: Option<u64>,
+    pub(super) backoff_initial_ms: Option<u64>,
+    pub(super) backoff_max_ms: Option<u64>,
+    pub(super) default_ordering: Option<RawOrdering>,
+    pub(super) default_reliability: Option<RawReliability>,
+}
+
+/// `transport.default_ordering`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawOrdering {
+    Ordered,
+    Unordered,
+}
+
+impl From<RawOrdering> for Ordering {
+    fn from(o: RawOrdering) -> Ordering {
+        match o {
+            RawOrdering::Ordered => Ordering::Ordered,
+            RawOrdering::Unordered => Ordering::Unordered,
+        }
+    }
+}
+
+/// `transport.default_reliability`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawReliability {
+    Reliable,
+    Unreliable,
+}
+
+impl From<RawReliability> for Reliability {
+    fn from(r: RawReliability) -> Reliability {
+        match r {
+            RawReliability::Reliable => Reliability::Reliable,
+            RawReliability::Unreliable => Reliability::Unreliable,
+        }
+    }
+}
+
+/// The `[limits]` table; an absent key keeps the default of the limit it sets.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub(super) max_frame_bytes: Option<usize>,
+    pub(super) max_partial_frame_bytes: Option<usize>,
+    pub(super) max_connections: Option<usize>,
+    pub(super) max_connections_per_ip: Option<usize>,
+    pub(super) max_peer_queue_bytes: Option<usize>,
+    pub(super) max_pair_streams: Option<usize>,
+    pub(super) transport_mailbox_depth: Option<usize>,
+    pub(super) mailbox_depth: Option<usize>,
+    pub(super) router_mailbox_depth: Option<usize>,
+    pub(super) identity_records: Option<usize>,
+    pub(super) max_message_lifetime_s: Option<u64>,
+}

@@ -1,0 +1,291 @@
+//! The validated [`Settings`]: [`Settings::load`] reads the file into the raw structs and checks
+//! every value (the key read from its file, addresses parsed, peer adverts verified, limits
+//! checked), then [`Settings::node_builder`] hands them to a [`NodeBuilder`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::identity::{Keypair, NodeIdentity};
+use crate::node::{NodeBuilder, NodeLimits};
+use crate::transport::TransportConfig;
+use crate::wire::advert::MAX_NAME_BYTES;
+use crate::wire::{NodeAdvert, HARD_LIMIT_BYTES};
+
+use super::raw::RawConfig;
+use super::*;
+
+/// A node configuration that has passed every check: ready to build a node from.
+#[derive(Debug)]
+pub struct Settings {
+    /// The node key, read from `key_path`.
+    pub key: Keypair,
+    /// Where the key was read from (resolved against the configuration file's directory).
+    pub key_path: PathBuf,
+    /// Addresses to listen on, in file order, without duplicates.
+    pub listen: Vec<SocketAddr>,
+    /// The name carried in this node's advert.
+    pub name: Option<String>,
+    /// Peers' verified adverts, each with whether its connection is kept up (`permanent`).
+    /// Never contains this node, never the same node twice.
+    pub peers: Vec<(NodeAdvert, bool)>,
+    /// The Transport's configuration (its `listen` equals [`Settings::listen`]).
+    pub transport: TransportConfig,
+    /// The node's limits.
+    pub limits: NodeLimits,
+}
+
+impl Settings {
+    /// Reads, parses and checks the configuration file at `path`.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            file: path.to_path_buf(),
+            error,
+        })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            file: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        Settings::from_raw(raw, path)
+    }
+
+    /// A builder for the node these settings describe: its key, Transport, limits, name and
+    /// peers (permanent ones marked so).
+    pub fn node_builder(&self) -> NodeBuilder {
+        let mut builder = NodeBuilder::new(self.key.clone())
+            .transport(self.transport.clone())
+            .limits(self.limits);
+        if let Some(name) = &self.name {
+            builder = builder.name(name);
+        }
+        for (advert, permanent) in &self.peers {
+            builder = builder.peer(advert.clone());
+            if *permanent {
+                builder = builder.permanent(advert.id);
+            }
+        }
+        builder
+    }
+
+    /// This node's advert for its configured listen addresses and name, freshly signed.
+    pub fn advert(&self) -> NodeAdvert {
+        NodeAdvert::for_listen(&self.key, &self.listen, self.name.clone())
+    }
+
+    /// The identity of the configured node.
+    pub fn node_identity(&self) -> NodeIdentity {
+        self.key.node_identity()
+    }
+
+    /// The configured peer `node`, with whether it is permanent.
+    pub fn peer(&self, node: NodeIdentity) -> Option<&(NodeAdvert, bool)> {
+        self.peers.iter().find(|(advert, _)| advert.id == node)
+    }
+
+    fn from_raw(raw: RawConfig, file: &Path) -> Result<Settings, ConfigError> {
+        let file_buf = file.to_path_buf();
+        let base = file.parent().unwrap_or_else(|| Path::new(""));
+        let key_path = base.join(&raw.key_file);
+        let key = Keypair::read_file(&key_path).map_err(|error| ConfigError::KeyFile {
+            file: file_buf.clone(),
+            path: key_path.clone(),
+            error,
+        })?;
+        let me = key.node_identity();
+
+        let mut listen = Vec::with_capacity(raw.listen.len());
+        for (i, text) in raw.listen.iter().enumerate() {
+            let key = format!("listen[{i}]");
+            let addr: SocketAddr =
+                text.trim()
+                    .parse()
+                    .map_err(|error| ConfigError::BadAddress {
+                        file: file_buf.clone(),
+                        key: key.clone(),
+                        value: text.clone(),
+                        error,
+                    })?;
+            if listen.contains(&addr) {
+                return Err(ConfigError::DuplicateAddress {
+                    file: file_buf,
+                    key,
+                    addr,
+                });
+            }
+            listen.push(addr);
+        }
+
+        if let Some(name) = &raw.name {
+            if name.is_empty() || name.len() > MAX_NAME_BYTES {
+                return Err(ConfigError::BadName {
+                    file: file_buf,
+                    len: name.len(),
+                });
+            }
+        }
+
+        let mut peers: Vec<(NodeAdvert, bool)> = Vec::with_capacity(raw.peers.len());
+        let mut seen: HashMap<NodeIdentity, usize> = HashMap::new();
+        for (i, peer) in raw.peers.into_iter().enumerate() {
+            let key = format!("peers[{i}].advert");
+            let advert = NodeAdvert::from_line(&peer.advert)
+                .map_err(|error| ConfigError::BadAdvert {
+                    file: file_buf.clone(),
+                    key: key.clone(),
+                    error,
+                })?
+                .into_inner();
+            if advert.id == me {
+                return Err(ConfigError::OwnAdvert {
+                    file: file_buf,
+                    key,
+                });
+            }
+            if let Some(first) = seen.insert(advert.id, i) {
+                return Err(ConfigError::DuplicatePeer {
+                    file: file_buf,
+                    key,
+                    first: format!("peers[{first}].advert"),
+                    node: advert.id,
+                });
+            }
+            if peer.permanent && advert.addrs.is_empty() {
+                return Err(ConfigError::PermanentWithoutAddress {
+                    file: file_buf,
+                    key: format!("peers[{i}].permanent"),
+                    node: advert.id,
+                });
+            }
+            peers.push((advert, peer.permanent));
+        }
+
+        let nonzero = |key: &str, value: u64| -> Result<u64, ConfigError> {
+            if value == 0 {
+                Err(ConfigError::Zero {
+                    file: file.to_path_buf(),
+                    key: key.to_string(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let nonzero_usize = |key: &str, value: usize| -> Result<usize, ConfigError> {
+            nonzero(key, value as u64).map(|_| value)
+        };
+
+        let mut transport = TransportConfig {
+            listen: listen.clone(),
+            accept_unknown_peers: raw.accept_unknown_peers,
+            ..TransportConfig::default()
+        };
+        let t = raw.transport;
+        if let Some(ms) = t.idle_timeout_ms {
+            transport.idle_timeout =
+                Duration::from_millis(nonzero("transport.idle_timeout_ms", ms)?);
+        }
+        if let Some(ms) = t.backoff_initial_ms {
+            transport.backoff_initial =
+                Duration::from_millis(nonzero("transport.backoff_initial_ms", ms)?);
+        }
+        if let Some(ms) = t.backoff_max_ms {
+            transport.backoff_max = Duration::from_millis(nonzero("transport.backoff_max_ms", ms)?);
+        }
+        if transport.backoff_initial > transport.backoff_max {
+            return Err(ConfigError::BackoffOrder {
+                file: file_buf,
+                initial: transport.backoff_initial,
+                max: transport.backoff_max,
+            });
+        }
+        if let Some(o) = t.default_ordering {
+            transport.default_tprefs.ordering = o.into();
+        }
+        if let Some(r) = t.default_reliability {
+            transport.default_tprefs.reliability = r.into();
+        }
+
+        let l = raw.limits;
+        let tl = &mut transport.limits;
+        let mut limits = NodeLimits::default();
+        if let Some(v) = l.max_frame_bytes {
+            tl.max_frame_bytes = nonzero_usize("limits.max_frame_bytes", v)?;
+            if v > HARD_LIMIT_BYTES {
+                return Err(ConfigError::TooLarge {
+                    file: file_buf,
+                    key: "limits.max_frame_bytes".into(),
+                    max: HARD_LIMIT_BYTES as u64,
+                });
+            }
+        }
+        if let Some(v) = l.max_partial_frame_bytes {
+            tl.max_partial_frame_bytes = nonzero_usize("limits.max_partial_frame_bytes", v)?;
+        }
+        if tl.max_partial_frame_bytes < tl.max_frame_bytes {
+            return Err(ConfigError::PartialFrameLimit {
+                file: file_buf,
+                partial: tl.max_partial_frame_bytes,
+                frame: tl.max_frame_bytes,
+            });
+        }
+        if let Some(v) = l.max_connections {
+            tl.max_connections = nonzero_usize("limits.max_connections", v)?;
+        }
+        if let Some(v) = l.max_connections_per_ip {
+            tl.max_connections_per_ip = nonzero_usize("limits.max_connections_per_ip", v)?;
+        }
+        if let Some(v) = l.max_peer_queue_bytes {
+            tl.max_peer_queue_bytes = nonzero_usize("limits.max_peer_queue_bytes", v)?;
+        }
+        if let Some(v) = l.max_pair_streams {
+            tl.max_pair_streams = nonzero_usize("limits.max_pair_streams", v)?;
+        }
+        if let Some(v) = l.transport_mailbox_depth {
+            tl.mailbox_depth = nonzero_usize("limits.transport_mailbox_depth", v)?;
+        }
+        if let Some(v) = l.mailbox_depth {
+            limits.mailbox_depth = nonzero_usize("limits.mailbox_depth", v)?;
+        }
+        if let Some(v) = l.router_mailbox_depth {
+            limits.router_mailbox_depth = nonzero_usize("limits.router_mailbox_depth", v)?;
+        }
+        if let Some(v) = l.identity_records {
+            limits.identity_records = nonzero_usize("limits.identity_records", v)?;
+        }
+        if let Some(s) = l.max_message_lifetime_s {
+            limits.router.ingress.max_lifetime =
+                Duration::from_secs(nonzero("limits.max_message_lifetime_s", s)?);
+        }
+        let p = raw.performance;
+        if let Some(v) = p.verifier_threads {
+            if v > 64 {
+                return Err(ConfigError::TooLarge {
+                    file: file_buf,
+                    key: "performance.verifier_threads".into(),
+                    max: 64,
+                });
+            }
+            limits.router.verifier_threads = v;
+        }
+        if let Some(us) = p.spin_before_park_us {
+            if us > 1_000_000 {
+                return Err(ConfigError::TooLarge {
+                    file: file_buf,
+                    key: "performance.spin_before_park_us".into(),
+                    max: 1_000_000,
+                });
+            }
+            limits.spin_before_park = Duration::from_micros(us);
+        }
+
+        Ok(Settings {
+            key,
+            key_path,
+            listen,
+            name: raw.name,
+            peers,
+            transport,
+            limits,
+        })
+    }
+}
