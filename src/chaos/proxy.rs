@@ -30,7 +30,7 @@ impl Chaos {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let std_listen = std::net::UdpSocket::bind(config.listen)?;
         std_listen.set_nonblocking(true)?;
-        set_buffer_sizes(&std_listen);
+        crate::node::quic::udp::set_buffer_sizes(&std_listen, SOCKET_BUFFER_BYTES);
         let listen_addr = std_listen.local_addr()?;
         let mut listen = UdpSocket::from_std(std_listen);
         let poll = Poll::new()?;
@@ -325,7 +325,7 @@ impl Proxy {
                 return None;
             }
         };
-        set_buffer_sizes(&socket);
+        crate::node::quic::udp::set_buffer_sizes(&socket, SOCKET_BUFFER_BYTES);
         let mut upstream = UdpSocket::from_std(socket);
         let id = self.next_client;
         if let Err(e) = self
@@ -444,30 +444,3 @@ impl Proxy {
         }
     }
 }
-
-#[cfg(target_os = "linux")]
-fn set_buffer_sizes(socket: &std::net::UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size = SOCKET_BUFFER_BYTES as libc::c_int;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: a valid socket descriptor and a pointer to a c_int of the given length.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            log::debug!(
-                "chaos: setsockopt buffer size: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_buffer_sizes(_socket: &std::net::UdpSocket) {}

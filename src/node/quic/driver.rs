@@ -219,7 +219,7 @@ impl Bound {
 fn open_socket(poll: &Poll, addr: SocketAddr, index: usize) -> io::Result<Socket> {
     let std = std::net::UdpSocket::bind(addr)?;
     std.set_nonblocking(true)?;
-    set_buffer_sizes(&std);
+    udp::set_buffer_sizes(&std, SOCKET_BUFFER_BYTES);
     let local = std.local_addr()?;
     let mut udp = UdpSocket::from_std(std);
     poll.registry()
@@ -231,33 +231,6 @@ fn open_socket(poll: &Poll, addr: SocketAddr, index: usize) -> io::Result<Socket
         offload,
     })
 }
-
-#[cfg(target_os = "linux")]
-fn set_buffer_sizes(socket: &std::net::UdpSocket) {
-    use std::os::fd::AsRawFd;
-    let size = SOCKET_BUFFER_BYTES as libc::c_int;
-    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
-        // SAFETY: a valid socket descriptor and a pointer to a c_int of the given length.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                opt,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc != 0 {
-            log::debug!(
-                "transport: setsockopt buffer size: {}",
-                io::Error::last_os_error()
-            );
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn set_buffer_sizes(_socket: &std::net::UdpSocket) {}
 
 /// The Transport's thread state: sockets, quiche connections and the core.
 pub(crate) struct Driver {

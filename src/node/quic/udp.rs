@@ -352,3 +352,33 @@ pub(crate) fn recv_each(
         }
     }
 }
+
+/// Asks the kernel for send and receive buffers of `bytes` each (best effort: a refusal is
+/// logged at debug level, and the socket works with what it has).
+#[cfg(target_os = "linux")]
+pub(crate) fn set_buffer_sizes(socket: &std::net::UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let size = bytes as libc::c_int;
+    for opt in [libc::SO_RCVBUF, libc::SO_SNDBUF] {
+        // SAFETY: a valid socket descriptor and a pointer to a c_int of the given length.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                opt,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            log::debug!(
+                "setsockopt buffer size: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+/// Asks the kernel for larger socket buffers (not done on this platform).
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn set_buffer_sizes(_socket: &std::net::UdpSocket, _bytes: usize) {}

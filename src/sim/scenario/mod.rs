@@ -425,6 +425,55 @@ pub(super) fn schedule_faults(world: &mut World, common: &Common, from: Duration
     }
 }
 
+/// The invariants a workload's engines check as messages arrive: what broke, and the first
+/// break (which stops the run).
+#[derive(Default)]
+pub(super) struct Violations {
+    pub(super) duplicates: u64,
+    pub(super) order_violations: u64,
+    pub(super) first: Option<String>,
+}
+
+impl Violations {
+    /// `seq` arrived on the ordered path `key` (`what` names it for the report): whether it is
+    /// new and in order after the last one on that path.
+    pub(super) fn ordered<K: Ord>(
+        &mut self,
+        last: &mut BTreeMap<K, u64>,
+        key: K,
+        seq: u64,
+        what: impl Fn() -> String,
+    ) -> bool {
+        match last.get(&key).copied() {
+            Some(l) if seq == l => {
+                self.duplicates += 1;
+                self.broke(|| format!("{} twice", what()));
+                false
+            }
+            Some(l) if seq < l => {
+                self.order_violations += 1;
+                self.broke(|| format!("{} after {l}", what()));
+                false
+            }
+            _ => {
+                last.insert(key, seq);
+                true
+            }
+        }
+    }
+
+    /// A message handled twice (on a path without order).
+    pub(super) fn duplicate(&mut self, what: impl FnOnce() -> String) {
+        self.duplicates += 1;
+        self.broke(|| format!("{} twice", what()));
+    }
+
+    /// Any other broken invariant.
+    pub(super) fn broke(&mut self, what: impl FnOnce() -> String) {
+        self.first.get_or_insert_with(what);
+    }
+}
+
 /// Schedules the faults, then runs `world` until the workload (from `warmup` to `work_end`),
 /// the partition and the drain are over. `probe` says after every event how much is done and
 /// whether an invariant broke.

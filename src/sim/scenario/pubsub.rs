@@ -16,9 +16,7 @@ struct PubSubLog {
     last: BTreeMap<(usize, u32, u32), u64>,
     /// Distinct (node, publisher, seq) delivered to nodes, for the count.
     seen: BTreeSet<(usize, u32, u64)>,
-    duplicates: u64,
-    order_violations: u64,
-    first_violation: Option<String>,
+    v: Violations,
     published: u64,
     forged_sent: u64,
     forged_deliveries: u64,
@@ -89,32 +87,17 @@ impl Engine for Subscriber {
                 let mut log = self.log.lock();
                 if publisher == FORGED {
                     log.forged_deliveries += 1;
-                    log.first_violation.get_or_insert_with(|| {
-                        format!("node {} got forged event {seq}", self.node)
-                    });
+                    log.v
+                        .broke(|| format!("node {} got forged event {seq}", self.node));
                     return;
                 }
                 let key = (self.node, self.incarnation, publisher);
-                match log.last.get(&key).copied() {
-                    Some(last) if seq == last => {
-                        log.duplicates += 1;
-                        log.first_violation.get_or_insert_with(|| {
-                            format!("node {} got event {publisher}/{seq} twice", self.node)
-                        });
-                    }
-                    Some(last) if seq < last => {
-                        log.order_violations += 1;
-                        log.first_violation.get_or_insert_with(|| {
-                            format!(
-                                "node {} got event {publisher}/{seq} after {publisher}/{last}",
-                                self.node
-                            )
-                        });
-                    }
-                    _ => {
-                        log.last.insert(key, seq);
-                        log.seen.insert((self.node, publisher, seq));
-                    }
+                let node = self.node;
+                let PubSubLog { last, v, seen, .. } = &mut *log;
+                if v.ordered(last, key, seq, || {
+                    format!("node {node} got event {publisher}/{seq}")
+                }) {
+                    seen.insert((node, publisher, seq));
                 }
             }
             // A subscription that failed (the advert was not known yet): try again.
@@ -303,7 +286,7 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
         report,
         &mut || {
             let log = log3.lock();
-            (log.seen.len() as u64, log.first_violation.clone())
+            (log.seen.len() as u64, log.v.first.clone())
         },
     );
     let log = log.lock();
@@ -348,8 +331,8 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
         lost: unexplained,
         forged_sent: log.forged_sent,
         forged_deliveries: log.forged_deliveries,
-        duplicates: log.duplicates,
-        order_violations: log.order_violations,
+        duplicates: log.v.duplicates,
+        order_violations: log.v.order_violations,
         drops_by_reason: drops(&world),
         pubsub: pubsub_counters(&world),
         crashes: world.crashes,

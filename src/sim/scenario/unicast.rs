@@ -23,9 +23,7 @@ struct UnicastLog {
     /// number) of those handled.
     unreliable_sent: u64,
     unreliable_handled: BTreeSet<(usize, u32, usize, u32, u64)>,
-    duplicates: u64,
-    order_violations: u64,
-    first_violation: Option<String>,
+    v: Violations,
 }
 
 struct Client {
@@ -135,13 +133,9 @@ impl Engine for Server {
                 .unreliable_handled
                 .insert((self.node, self.incarnation, client, cinc, seq))
             {
-                log.duplicates += 1;
-                log.first_violation.get_or_insert_with(|| {
-                    format!(
-                        "server {} handled datagram request {client}/{seq} twice",
-                        self.node
-                    )
-                });
+                let node = self.node;
+                log.v
+                    .duplicate(|| format!("server {node} handled datagram request {client}/{seq}"));
             }
             return;
         }
@@ -149,26 +143,11 @@ impl Engine for Server {
             let mut log = self.log.lock();
             log.handled.insert((client, cinc, seq));
             let key = (self.node, self.incarnation, client, cinc);
-            match log.last.get(&key).copied() {
-                Some(last) if seq == last => {
-                    log.duplicates += 1;
-                    log.first_violation.get_or_insert_with(|| {
-                        format!("server {} handled request {client}/{seq} twice", self.node)
-                    });
-                }
-                Some(last) if seq < last => {
-                    log.order_violations += 1;
-                    log.first_violation.get_or_insert_with(|| {
-                        format!(
-                            "server {} got request {client}/{seq} after {client}/{last}",
-                            self.node
-                        )
-                    });
-                }
-                _ => {
-                    log.last.insert(key, seq);
-                }
-            }
+            let node = self.node;
+            let UnicastLog { last, v, .. } = &mut *log;
+            v.ordered(last, key, seq, || {
+                format!("server {node} got request {client}/{seq}")
+            });
         }
         ctx.reply(&m, b.to_vec());
     }
@@ -245,7 +224,7 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
         report,
         &mut || {
             let log = log3.lock();
-            (log.answered.len() as u64, log.first_violation.clone())
+            (log.answered.len() as u64, log.v.first.clone())
         },
     );
     let log = log.lock();
@@ -286,8 +265,8 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
         lost,
         datagrams_sent: log.unreliable_sent,
         datagrams_handled: log.unreliable_handled.len() as u64,
-        duplicates: log.duplicates,
-        order_violations: log.order_violations,
+        duplicates: log.v.duplicates,
+        order_violations: log.v.order_violations,
         drops_by_reason: drops(&world),
         pubsub: pubsub_counters(&world),
         crashes: world.crashes,
