@@ -360,6 +360,36 @@ pub fn topology(nodes: usize, degree: usize, rng: &mut SplitMix64) -> BTreeSet<(
     edges
 }
 
+/// The nodes of a run: keys, setups and neighbours, from the seed (or the given edges).
+pub(super) struct Network {
+    /// What else the workload draws (after the topology).
+    pub(super) rng: SplitMix64,
+    pub(super) keys: Vec<Keypair>,
+    pub(super) setups: Vec<NodeSetup>,
+    pub(super) neighbours: Vec<Vec<crate::identity::NodeIdentity>>,
+}
+
+pub(super) fn network(c: &Common) -> Network {
+    let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
+    let edges = match &c.edges {
+        Some(e) => e.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect(),
+        None => topology(c.nodes, c.degree, &mut rng),
+    };
+    let keys = keys(c.nodes, c.seed);
+    let setups = setups(&keys, &edges, &sim_transport());
+    let mut neighbours = vec![Vec::new(); c.nodes];
+    for &(a, b) in &edges {
+        neighbours[a].push(keys[b].node_identity());
+        neighbours[b].push(keys[a].node_identity());
+    }
+    Network {
+        rng,
+        keys,
+        setups,
+        neighbours,
+    }
+}
+
 pub(super) fn setups(
     keys: &[Keypair],
     edges: &BTreeSet<(usize, usize)>,

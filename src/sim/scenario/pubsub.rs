@@ -201,13 +201,12 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
     let started = std::time::Instant::now();
     let c = &s.common;
     let _crypto = c.crypto.enable();
-    let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
-    let edges = match &c.edges {
-        Some(e) => e.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect(),
-        None => topology(c.nodes, c.degree, &mut rng),
-    };
-    let keys = keys(c.nodes, c.seed);
-    let setups = setups(&keys, &edges, &sim_transport());
+    let Network {
+        mut rng,
+        keys,
+        setups,
+        neighbours,
+    } = network(c);
     let topic = Keypair::from_rng(&mut rng);
     let publishers = s.publishers.clamp(1, c.nodes.max(1));
     let advert = TopicAdvert {
@@ -225,11 +224,6 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
     let attackers =
         (((c.nodes - publishers) as f64) * s.attackers.clamp(0.0, 1.0)).round() as usize;
     let first_attacker = c.nodes - attackers;
-    let mut neighbours: Vec<Vec<crate::identity::NodeIdentity>> = vec![Vec::new(); c.nodes];
-    for &(a, b) in &edges {
-        neighbours[a].push(keys[b].node_identity());
-        neighbours[b].push(keys[a].node_identity());
-    }
     let real = keys[0].derive_engine(PUBSUB_ENGINE_NAME);
     let rogue = Keypair::from_rng(&mut rng);
     let log = Arc::new(Mutex::new(PubSubLog::default()));

@@ -163,18 +163,9 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
     let started = std::time::Instant::now();
     let c = &s.common;
     let _crypto = c.crypto.enable();
-    let mut rng = SplitMix64::derive(c.seed, u64::MAX - 3);
-    let edges = match &c.edges {
-        Some(e) => e.iter().map(|&(a, b)| (a.min(b), a.max(b))).collect(),
-        None => topology(c.nodes, c.degree, &mut rng),
-    };
-    let keys = keys(c.nodes, c.seed);
-    let setups = setups(&keys, &edges, &sim_transport());
-    let mut neighbours: Vec<Vec<crate::identity::NodeIdentity>> = vec![Vec::new(); c.nodes];
-    for &(a, b) in &edges {
-        neighbours[a].push(keys[b].node_identity());
-        neighbours[b].push(keys[a].node_identity());
-    }
+    let Network {
+        setups, neighbours, ..
+    } = network(c);
     let log = Arc::new(Mutex::new(UnicastLog::default()));
     let (scenario, log2) = (s.clone(), Arc::clone(&log));
     let apps: crate::sim::AppFactory = Box::new(move |node, incarnation| {
