@@ -11,7 +11,7 @@ use super::conn::QuicConn;
 use super::peers::ConnId;
 use super::{Core, Delivery, Output, SeededRng};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
-use crate::router::RouteHeader;
+use crate::mail::RouteHeader;
 use crate::runtime::stats::{DropReason, NodeStats};
 use crate::time::{Now, Timestamp};
 use crate::transport::{RemoteSend, TransportConfig, TransportEvent};

@@ -80,7 +80,7 @@ use rand_core::RngCore;
 use self::conn::Conn;
 use self::peers::{ConnId, Peer};
 use crate::identity::{EngineIdentity, NodeIdentity};
-use crate::identity_store::{ConnectionPrefs, IdentityEvent, IdentityRecord, UpdateResult};
+use crate::mail::identity::{ConnectionPrefs, IdentityEvent, IdentityRecord, UpdateResult};
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
 use crate::time::Now;
 use crate::transport::control::close_code;
