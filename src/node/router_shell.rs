@@ -214,7 +214,12 @@ impl RouterShell {
     pub(crate) fn run(mut self) {
         let mut batches = Batches::start(self.router.verifier_threads());
         loop {
-            let deadline = self.router.poll_timeout();
+            let mut deadline = self.router.poll_timeout();
+            if self.router.has_receipts() {
+                // The Transport's mailbox was full: hand the receipts over again soon.
+                let soon = std::time::Instant::now() + Duration::from_millis(1);
+                deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
+            }
             let mail = if batches.in_flight > 0 {
                 // Wait for mail or for a verified batch, whichever comes first.
                 let timeout = deadline.map_or(Duration::from_secs(3600), |d| {
@@ -266,6 +271,14 @@ impl RouterShell {
             }
         }
         batches.stop(&self.stats);
+        // What is still waiting for a lookup, or still in the mailbox, will never be routed.
+        self.router.handle_shutdown();
+        self.carry_out();
+        while let Ok(mail) = self.mailbox.try_recv() {
+            if matches!(mail, RouterMail::Local(_) | RouterMail::Remote { .. }) {
+                self.stats.dropped(DropReason::Shutdown);
+            }
+        }
         drop(self.mailbox);
         for w in batches.workers.drain(..) {
             let _ = w.join();

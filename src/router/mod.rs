@@ -16,8 +16,12 @@
 //! [`Router::return_receipts`] when receipts could not be handed over, and
 //! [`Router::handled`] / [`Router::not_handled`] for receipts coming back from engines.
 //!
-//! After any input (and after [`Router::flush`], which the shell calls whenever its mailbox is
-//! empty or the ingress batch is full), drain [`Router::poll_output`] until it returns `None`,
+//! Remote messages queue in the ingress batch; when the batch is full or the mailbox is empty,
+//! the shell takes it ([`Router::take_ingress_batch`]), has it verified (here with
+//! [`Router::verify_here`], or on a verifier thread) and hands it back in the order taken
+//! ([`Router::complete_ingress_batch`]); [`Router::flush`] does all three on the calling
+//! thread. After any input and after each completed batch, drain [`Router::poll_output`] until it
+//! returns `None`,
 //! carrying each output out in order. Receipts come last ([`RouterOutput::Acknowledge`]): the
 //! deliveries before them are in their mailboxes when the Transport acknowledges. Call
 //! [`Router::handle_timeout`] when [`Router::poll_timeout`] passes.
@@ -333,6 +337,22 @@ impl Router {
     /// When [`Router::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_housekeeping
+    }
+
+    /// Whether receipts wait to be handed over (the Transport's mailbox was full): the shell
+    /// should come back soon, not only at the next mail or housekeeping.
+    pub fn has_receipts(&self) -> bool {
+        !self.receipts.is_empty()
+    }
+
+    /// The node is stopping for good: messages still waiting for a lookup are dropped as
+    /// `shutdown` (and their senders told, if they still run).
+    pub fn handle_shutdown(&mut self) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            for (header, _) in p.messages {
+                self.drop_header(&header, DropReason::Shutdown);
+            }
+        }
     }
 
     /// Periodic upkeep: lookups that waited too long, idle replay state, drop summaries.

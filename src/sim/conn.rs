@@ -11,7 +11,8 @@ use crate::transport::core::{QuicConn, RecvError, SendError};
 /// Largest datagram payload a simulated connection carries (as a 1,350-byte QUIC packet would).
 pub const MAX_DATAGRAM: usize = 1200;
 
-/// Unidirectional streams a simulated peer lets a connection open (as quiche's default, 1,024).
+/// Unidirectional streams a simulated peer lets a connection have open at once (as quiche's
+/// default, 1,024); a finished stream gives its credit back.
 pub const MAX_STREAMS: u64 = 1024;
 
 /// One end of a simulated connection.
@@ -36,6 +37,9 @@ pub struct SimConn {
     pub(crate) dgrams_in: VecDeque<Vec<u8>>,
     pub(crate) dgrams_out: Vec<Vec<u8>>,
     pub(crate) opened: u64,
+    /// Our streams finished: their credit comes back, as QUIC gives it back once the peer has
+    /// read a finished stream.
+    pub(crate) finished: u64,
     pub(crate) acked: u64,
     /// Bytes the connection still takes before the next refill, standing in for flow and
     /// congestion control; `None` is unlimited.
@@ -107,6 +111,9 @@ impl QuicConn for SimConn {
         });
         s.0.extend_from_slice(&data[..n]);
         if fin && n == data.len() {
+            if !s.1 {
+                self.finished += 1;
+            }
             s.1 = true;
         }
         Ok(n)
@@ -137,7 +144,7 @@ impl QuicConn for SimConn {
     }
 
     fn peer_streams_left_uni(&self) -> u64 {
-        MAX_STREAMS.saturating_sub(self.opened)
+        MAX_STREAMS.saturating_sub(self.opened.saturating_sub(self.finished))
     }
 
     fn close(&mut self, code: u64, reason: &str) {
@@ -166,5 +173,24 @@ impl QuicConn for SimConn {
 
     fn identity_mismatch(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A finished stream gives its credit back, so per-message streams never run out.
+    #[test]
+    fn finished_streams_give_their_credit_back() {
+        let mut q = SimConn::default();
+        for i in 0..2 * MAX_STREAMS {
+            let sid = 2 + 4 * i;
+            assert!(q.peer_streams_left_uni() > 0, "stream {i}");
+            assert_eq!(q.stream_send(sid, b"x", true), Ok(1));
+        }
+        assert_eq!(q.peer_streams_left_uni(), MAX_STREAMS);
+        assert_eq!(q.stream_send(1_000_002, b"open", false), Ok(4));
+        assert_eq!(q.peer_streams_left_uni(), MAX_STREAMS - 1);
     }
 }

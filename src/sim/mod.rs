@@ -9,7 +9,8 @@
 //! topology, keys, the Transport cores' jitter — comes from the run's seed, so the same seed
 //! gives the same run, and the hash of the event trace ([`World::trace_hash`]) proves it.
 //!
-//! Signatures are real Ed25519: the nodes sign and verify exactly as real nodes do.
+//! Signatures are real Ed25519 by default: the nodes sign and verify exactly as real nodes do.
+//! Large runs may use the cheap stand-in ([`crate::stand_in`]); every report names the scheme.
 //!
 //! [`scenario`] holds the workloads (`pubsub`, `unicast`) with their invariants, checked after
 //! every event; `netmachine sim` runs them from the command line.
@@ -59,6 +60,11 @@ pub struct World {
     pub partitions: u64,
     /// Nodes that crashed at least once.
     pub crashed: BTreeSet<usize>,
+    /// The drop counters (by reason label) and PubSub counters of node incarnations that
+    /// crashed, kept for the report.
+    pub retired_drops: std::collections::BTreeMap<String, u64>,
+    /// See `retired_drops`.
+    pub retired_pubsub: std::collections::BTreeMap<String, u64>,
     downtime: Duration,
 }
 
@@ -91,6 +97,8 @@ impl World {
             crashes: 0,
             partitions: 0,
             crashed: BTreeSet::new(),
+            retired_drops: Default::default(),
+            retired_pubsub: Default::default(),
             downtime: Duration::from_secs(2),
         };
         let now = w.now();
@@ -359,7 +367,19 @@ impl World {
                 self.trace(node as u64);
                 self.crashes += 1;
                 self.crashed.insert(node);
-                self.nodes[node] = None;
+                if let Some(old) = self.nodes[node].take() {
+                    for (reason, n) in old.stats.snapshot().drops {
+                        *self
+                            .retired_drops
+                            .entry(reason.label().to_string())
+                            .or_default() += n;
+                    }
+                    if let Some(p) = &old.pubsub_stats {
+                        for (name, n) in p.nonzero() {
+                            *self.retired_pubsub.entry(name.to_string()).or_default() += n;
+                        }
+                    }
+                }
                 self.net.up[node] = false;
                 self.wakes[node] = None;
                 let idle = self.setups[node].transport.idle_timeout;
@@ -380,6 +400,11 @@ impl World {
             }
             Event::Partition { side, heal_at } => {
                 self.trace(10);
+                if self.net.partition.is_some() {
+                    // One partition at a time: a second one while the first lasts is ignored.
+                    log::warn!("sim: a partition while another lasts is ignored");
+                    return;
+                }
                 self.partitions += 1;
                 self.net.partition = Some((side, heal_at));
                 let idle = self
@@ -387,12 +412,17 @@ impl World {
                     .first()
                     .map_or(Duration::from_secs(10), |s| s.transport.idle_timeout);
                 if self.net.t + idle < heal_at {
-                    self.net.queue.push(self.net.t + idle, Event::PartitionIdle);
+                    self.net
+                        .queue
+                        .push(self.net.t + idle, Event::PartitionIdle { heal_at });
                 }
-                self.net.queue.push(heal_at, Event::Heal);
+                self.net.queue.push(heal_at, Event::Heal { heal_at });
             }
-            Event::PartitionIdle => {
+            Event::PartitionIdle { heal_at } => {
                 self.trace(11);
+                if self.net.partition.as_ref().map(|p| p.1) != Some(heal_at) {
+                    return;
+                }
                 let cut: Vec<u64> = self
                     .net
                     .endpoints
@@ -409,9 +439,11 @@ impl World {
                         .close_later(ep, Duration::ZERO, "idle timeout (partition)");
                 }
             }
-            Event::Heal => {
+            Event::Heal { heal_at } => {
                 self.trace(12);
-                self.net.partition = None;
+                if self.net.partition.as_ref().map(|p| p.1) == Some(heal_at) {
+                    self.net.partition = None;
+                }
             }
             Event::App { node, token } => {
                 self.trace(13);

@@ -111,10 +111,11 @@ pub(crate) enum Event {
         side: BTreeSet<usize>,
         heal_at: Duration,
     },
-    /// The idle timeout passed during a partition: connections across it close.
-    PartitionIdle,
-    /// The partition heals.
-    Heal,
+    /// The idle timeout passed during the partition healing at `heal_at`: connections across
+    /// it close.
+    PartitionIdle { heal_at: Duration },
+    /// The partition that heals at `heal_at` heals.
+    Heal { heal_at: Duration },
     /// The workload's own event (scenario defined).
     App { node: usize, token: u64 },
 }
@@ -351,7 +352,10 @@ impl Net {
             }
         }
         for (sid, code) in stops {
-            let at = self.t + self.delay();
+            let mut at = self.t + self.delay();
+            if let Some(h) = heal {
+                at = at.max(h + self.faults.latency);
+            }
             self.queue.push(
                 at,
                 Event::Stop {
@@ -381,7 +385,10 @@ impl Net {
             self.queue.push(at, Event::Dgram { to: peer, data });
         }
         if let Some(reason) = close {
-            let at = self.t + self.delay();
+            let mut at = self.t + self.delay();
+            if let Some(h) = heal {
+                at = at.max(h + self.faults.latency);
+            }
             self.queue.push(at, Event::Close { to: peer, reason });
         }
     }

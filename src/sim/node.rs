@@ -1,8 +1,10 @@
 //! One simulated node: the very same Router, Network Identity Store, PubSub and engine state
 //! machines as a real node, and the same Transport core, wired together on the simulator's
-//! thread instead of by mailboxes and threads. What the thread shells do — signing messages
+//! thread instead of by mailboxes and threads. What the engine shells do — signing messages
 //! that leave the node on the sender's behalf, handing receipts back after an engine's outputs,
-//! refusing input to a full mailbox — is done here in the same order.
+//! refusing input to a full engine mailbox, emptying the mailbox of an engine that stopped — is
+//! done here in the same order. The Router's and the Transport's own mailboxes are not modelled:
+//! they never refuse here (their refusal paths are covered by the unit tests of the cores).
 //!
 //! [`SimNode::settle`] runs the node until nothing is left to do at the current instant;
 //! [`SimNode::next_deadline`] says when it next has something to do by itself.
@@ -302,7 +304,7 @@ impl SimNode {
                 RouterOutput::Published(table) => self.locals = table,
                 RouterOutput::Detach(slot) => {
                     if let Some(&i) = self.slots.get(&slot) {
-                        self.engines[i].stopped = true;
+                        self.retire(i);
                     }
                 }
                 RouterOutput::Acknowledge(receipts) => self.core.handle_processed(receipts),
@@ -406,6 +408,22 @@ impl SimNode {
         any
     }
 
+    /// Engine `i` has stopped: as its thread shell does, what is left in its mailbox is counted
+    /// as dropped (`engine_gone`) and the receipts of remote messages in it go back to the
+    /// Router, so their senders are not left waiting for an acknowledgement.
+    fn retire(&mut self, i: usize) {
+        let e = &mut self.engines[i];
+        e.stopped = true;
+        let mut receipts = Vec::new();
+        for (input, receipt) in e.mailbox.drain(..) {
+            if matches!(input, Input::Message(_)) {
+                self.stats.dropped(DropReason::EngineGone);
+            }
+            receipts.extend(receipt);
+        }
+        self.router.not_handled(receipts);
+    }
+
     /// Carries out engine `i`'s outputs as its thread shell would, then hands `receipts` back.
     fn carry_out(&mut self, i: usize, now: Now, receipts: Vec<Receipt>) {
         let outputs = self.engines[i].ctx.take_outputs();
@@ -430,11 +448,10 @@ impl SimNode {
                 Output::SetTimer { token, at } => self.engines[i].timers.set(token, at),
                 Output::CancelTimer { token } => self.engines[i].timers.cancel(token),
                 Output::Stop => {
-                    let e = &mut self.engines[i];
-                    if !e.stopped {
-                        e.stopped = true;
-                        log::debug!("sim: engine {} stopped", e.name);
+                    if !self.engines[i].stopped {
+                        log::debug!("sim: engine {} stopped", self.engines[i].name);
                         self.router.unregister(&from);
+                        self.retire(i);
                     }
                 }
                 Output::System(mail) => self.router.handle_system(from, mail),

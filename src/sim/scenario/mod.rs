@@ -211,7 +211,7 @@ pub struct Summary {
     pub order_violations: u64,
     /// Every drop of every node, by reason.
     pub drops_by_reason: BTreeMap<String, u64>,
-    /// The PubSub engines' counters, summed over the nodes running at the end.
+    /// The PubSub engines' counters, summed over every node incarnation (crashed ones too).
     pub pubsub: BTreeMap<String, u64>,
     /// Crashes (each followed by a restart).
     pub crashes: u64,
@@ -531,7 +531,7 @@ pub(super) fn run_world(
 }
 
 pub(super) fn drops(world: &World) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
+    let mut out = world.retired_drops.clone();
     for node in world.nodes.iter().flatten() {
         for (reason, n) in node.stats.snapshot().drops {
             *out.entry(reason.label().to_string()).or_default() += n;
@@ -541,7 +541,7 @@ pub(super) fn drops(world: &World) -> BTreeMap<String, u64> {
 }
 
 pub(super) fn pubsub_counters(world: &World) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
+    let mut out = world.retired_pubsub.clone();
     for node in world.nodes.iter().flatten() {
         if let Some(p) = &node.pubsub_stats {
             for (name, n) in p.nonzero() {
