@@ -443,8 +443,9 @@ impl Router {
     }
 
     /// An answer or notification for the local engine `to` from another part of the node (the
-    /// Transport's connection events, the identity store's answers). Dropped, counted, if the
-    /// engine is not running.
+    /// Transport's connection events, the identity store's answers). If the engine is no longer
+    /// running it is logged and let go: it is not a message (a stopping node's Transport, for
+    /// one, still notifies engines that have already stopped).
     pub fn handle_for_engine(&mut self, to: EngineIdentity, input: Input) {
         match self.slot_of(&to) {
             Some(slot) => self.outputs.push_back(RouterOutput::Deliver {
@@ -453,10 +454,10 @@ impl Router {
                 bounce: None,
                 receipt: None,
             }),
-            None => {
-                self.stats.dropped(DropReason::EngineGone);
-                log::debug!("router: input for {} dropped: engine_gone", to.short());
-            }
+            None => log::debug!(
+                "router: input for {}, which has stopped, let go",
+                to.short()
+            ),
         }
     }
 
