@@ -168,6 +168,9 @@ pub struct Core<R> {
     known: BTreeSet<NodeIdentity>,
     subscribers: BTreeSet<EngineIdentity>,
     dirty: BTreeSet<ConnId>,
+    /// Connections with frames parked for the Router, or whose reading is paused for it: kept
+    /// so that time passing need not scan every connection.
+    parked: BTreeSet<ConnId>,
     next_tick: Option<Instant>,
     outputs: VecDeque<Output>,
     buf: Vec<u8>,
@@ -200,6 +203,7 @@ impl<R: RngCore> Core<R> {
             known: BTreeSet::new(),
             subscribers: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            parked: BTreeSet::new(),
             next_tick: None,
             outputs: VecDeque::new(),
             buf: vec![0; READ_BUF],
@@ -241,11 +245,7 @@ impl<R: RngCore> Core<R> {
     /// [`PARK_RETRY`] while frames are parked for the Router.
     pub fn poll_timeout(&self, now: Now) -> Instant {
         let mut next = self.next_tick.unwrap_or(now.instant);
-        if self
-            .conns
-            .values()
-            .any(|c| !c.inbox.is_empty() || c.read_blocked)
-        {
+        if !self.parked.is_empty() {
             next = next.min(now.instant + PARK_RETRY);
         }
         next
@@ -386,8 +386,16 @@ impl<R: RngCore> Core<R> {
             self.stats.dropped(DropReason::MailboxFull);
             return;
         }
-        if let Some(conn) = self.conns.get_mut(&delivery.conn) {
-            conn.inbox.push_back(delivery);
+        match self.conns.get_mut(&delivery.conn) {
+            Some(conn) => {
+                self.parked.insert(delivery.conn);
+                conn.inbox.push_back(delivery);
+            }
+            // Closed meanwhile: it was never acknowledged, so its sender sends it again.
+            None => log::debug!(
+                "transport: a refused delivery's connection {} closed; its sender resends it",
+                delivery.conn
+            ),
         }
     }
 
@@ -398,11 +406,7 @@ impl<R: RngCore> Core<R> {
             self.next_tick = Some(now.instant + TICK);
             self.tick(now);
         }
-        for (&id, c) in &self.conns {
-            if !c.inbox.is_empty() || c.read_blocked {
-                self.dirty.insert(id);
-            }
-        }
+        self.dirty.extend(self.parked.iter().copied());
     }
 
     /// Shuts down: closes every connection (`conns` yields each with its id) and bounces
@@ -419,6 +423,7 @@ impl<R: RngCore> Core<R> {
                 }
             }
         }
+        self.parked.clear();
         for conn in std::mem::take(&mut self.conns).into_values() {
             let mut conn = conn;
             for m in conn.take_unconfirmed() {

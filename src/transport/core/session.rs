@@ -58,6 +58,7 @@ impl<R: RngCore> Core<R> {
             return;
         };
         self.dirty.remove(&conn);
+        self.parked.remove(&conn);
         self.stats.dials.fetch_sub(1, Ordering::Relaxed);
         let Some(p) = c.node.and_then(|n| self.peers.get_mut(&n)) else {
             return;
@@ -132,6 +133,11 @@ impl<R: RngCore> Core<R> {
                     conn.close(q, close_code::DUPLICATE, "duplicate connection");
                 }
             }
+        }
+        if conn.inbox.is_empty() && !conn.read_blocked {
+            self.parked.remove(&id);
+        } else {
+            self.parked.insert(id);
         }
         self.conns.insert(id, conn);
     }
@@ -305,6 +311,7 @@ impl<R: RngCore> Core<R> {
             return;
         };
         self.dirty.remove(&id);
+        self.parked.remove(&id);
         if !conn.outbound {
             if let Some(n) = self.per_ip.get_mut(&conn.peer_addr.ip()) {
                 *n -= 1;
