@@ -306,10 +306,11 @@ fn forged_and_unauthorized_events_are_dropped_and_not_forwarded() {
         attacker.send(
             c.nodes[1].identity(),
             Protocol::PUBSUB,
-            PubSubMessage::Event(ev).to_bytes(),
+            PubSubMessage::Event(ev.into_inner()).to_bytes(),
         );
         // Claims the real publisher, but the signature is the rogue's.
-        let mut forged = Event::new_signed(&real, topic, 6 + i, vec![], body(2000 + i));
+        let mut forged =
+            Event::new_signed(&real, topic, 6 + i, vec![], body(2000 + i)).into_inner();
         forged.sig = Event::new_signed(&rogue, topic, 6 + i, vec![], body(2000 + i)).sig;
         attacker.send(
             c.nodes[1].identity(),

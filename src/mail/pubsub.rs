@@ -2,8 +2,10 @@
 //! publications need from the network, and what the network brought. Not part of the engine
 //! API: applications reach topics through topic requests ([`super::topic`]).
 
-use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::wire::{EngineMessage, TopicAdvert};
+use crate::identity::{NodeIdentity, TopicIdentity};
+use crate::wire::TopicAdvert;
+
+use super::envelope::Message;
 
 use super::topic::TopicError;
 
@@ -33,7 +35,7 @@ pub enum PubSubRequest {
 }
 
 /// What the PubSub engine tells its Router.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum PubSubNotice {
     /// A network subscription is in place (or failed).
     Subscribed {
@@ -54,12 +56,9 @@ pub enum PubSubNotice {
     },
     /// Deliver an event's message to the topic's local subscribers.
     Deliver {
-        /// The authorized publisher that signed the event.
-        publisher: EngineIdentity,
-        /// The neighbour it arrived from.
-        via: NodeIdentity,
-        /// The published message.
-        message: EngineMessage,
+        /// The published message, built from the verified event (its origin names the
+        /// publisher and the neighbour the event came from).
+        message: Message,
     },
     /// For a topic this node publishes: its children and how far each has acknowledged this
     /// node's events (the next sequence number it waits for).

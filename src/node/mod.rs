@@ -488,12 +488,15 @@ pub struct ShutdownReport {
 }
 
 /// Feeds wire messages to the Router as if the Transport had received them from a peer — for
-/// tests, benchmarks and custom transports. The peer identity is trusted as authenticated.
+/// tests and benchmarks only. The peer identity is trusted as authenticated without any proof,
+/// so it exists only with the `testing` feature, never in a deployed node.
+#[cfg(feature = "testing")]
 #[derive(Clone)]
 pub struct IngressHandle {
     router: Sender<RouterMail>,
 }
 
+#[cfg(feature = "testing")]
 impl IngressHandle {
     /// Queues one wire message from `peer` (waits while the Router's mailbox is full). Returns
     /// false if the node has stopped.
@@ -594,7 +597,9 @@ impl Node {
             .is_ok()
     }
 
-    /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]).
+    /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]; only
+    /// with the `testing` feature).
+    #[cfg(feature = "testing")]
     pub fn ingress(&self) -> IngressHandle {
         IngressHandle {
             router: self.links.router.clone(),

@@ -58,7 +58,7 @@ use crate::mail::transport::{TransportEvent, TransportRequest};
 use crate::mail::{Input, Message, Origin, SystemMail};
 use crate::runtime::{Context, Engine, SendOptions};
 use crate::wire::message::Unverified;
-use crate::wire::{Destination, EngineMessage, Protocol, Signed, TopicAdvert};
+use crate::wire::{Destination, EngineMessage, Protocol, Signed, TopicAdvert, Verified};
 pub use wire::{Event, EventId, PubSubMessage};
 
 /// The name the PubSub engine runs under.
@@ -171,7 +171,7 @@ struct Stream {
     next: u64,
     /// Events below this are known to exist (from a parent's position).
     horizon: u64,
-    buffer: BTreeMap<u64, Event>,
+    buffer: BTreeMap<u64, Verified<Event>>,
     gap_since: Option<Instant>,
     /// When the gap was last asked for.
     last_request: Option<Instant>,
@@ -221,7 +221,7 @@ struct Topic {
     next_seq: u64,
     last_id: Option<EventId>,
     streams: BTreeMap<EngineIdentity, Stream>,
-    cache: VecDeque<Event>,
+    cache: VecDeque<Verified<Event>>,
     ack_dirty: bool,
     progress_dirty: bool,
 }

@@ -52,7 +52,7 @@ impl PubSub {
         }
         // Gaps: ask parents, give up after a while.
         let mut lost = 0;
-        let mut skipped: Vec<Event> = Vec::new();
+        let mut skipped: Vec<Verified<Event>> = Vec::new();
         for (publisher, s) in t.streams.iter_mut() {
             let Some(since) = s.gap_since else { continue };
             let waited = now.saturating_duration_since(since);
@@ -103,7 +103,7 @@ impl PubSub {
                     && ev.seq < frontier
                     && (ev.seq - acked) < MAX_RESEND
                 {
-                    pushes.push((*child, ev.clone()));
+                    pushes.push((*child, Event::clone(ev)));
                 }
             }
             c.last_progress = now;

@@ -8,7 +8,7 @@ use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord};
 use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
 use crate::mail::topic::{TopicEvent, TopicRequest};
-use crate::mail::{DropReason, Input, Message, System, SystemMail};
+use crate::mail::{DropReason, Input, System, SystemMail};
 use crate::time::Now;
 use crate::wire::{Destination, Protocol};
 
@@ -136,12 +136,8 @@ impl Router {
                     }
                 }
             }
-            PubSubNotice::Deliver {
-                publisher,
-                via,
-                message,
-            } => {
-                let Destination::Topic(t) = message.dst else {
+            PubSubNotice::Deliver { message } => {
+                let Destination::Topic(t) = message.dst() else {
                     return self.stats.dropped(DropReason::Malformed);
                 };
                 let Some(topic) = self.topics.get(&t) else {
@@ -153,7 +149,7 @@ impl Router {
                     .filter(|s| **s != from)
                     .filter_map(|s| self.locals.get(s).map(|l| l.slot))
                     .collect();
-                self.fan_out_message(targets, Message::from_topic(message, publisher, via), None);
+                self.fan_out_message(targets, message, None);
             }
             PubSubNotice::Progress {
                 topic,

@@ -348,7 +348,10 @@ fn receive_events(
         match next(client, deadline) {
             Wait::Input(Input::Message(m)) => {
                 let Origin::Topic { publisher, via } = m.origin() else {
-                    log::debug!("ignored a message from {} (not a topic event)", m.src());
+                    log::debug!(
+                        "ignored a message from {} (not a topic event)",
+                        m.sender().named()
+                    );
                     continue;
                 };
                 if m.dst() != Destination::Topic(topic) {

@@ -163,7 +163,8 @@ impl Engine for Forger {
         let seq = self.next;
         self.next += 1;
         // From a publisher the advert does not list, correctly signed by itself.
-        let rogue = Event::new_signed(&self.rogue, self.topic, seq, vec![], self.body(ctx, seq));
+        let rogue = Event::new_signed(&self.rogue, self.topic, seq, vec![], self.body(ctx, seq))
+            .into_inner();
         // In the real publisher's name, ahead of its sequence, signed by the rogue key.
         let mut claimed = Event::new_signed(
             &self.real,
@@ -171,7 +172,8 @@ impl Engine for Forger {
             1_000 + seq,
             vec![],
             self.body(ctx, seq),
-        );
+        )
+        .into_inner();
         claimed.sig = Event::new_signed(
             &self.rogue,
             self.topic,

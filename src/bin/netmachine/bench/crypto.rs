@@ -1,5 +1,6 @@
 //! The `verify` suite (single and batch verification, signing) and the `router` suite (remote
-//! messages through Router ingress to a local engine).
+//! messages through Router ingress to a local engine; needs the `testing` feature, which gives
+//! the direct ingress handle).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,6 +38,18 @@ pub(super) fn verify_suite(secs: f64, out: &impl Fn(Record)) {
     });
 }
 
+/// Without the `testing` feature there is no way to feed Router ingress directly.
+#[cfg(not(feature = "testing"))]
+pub(super) fn router_suite(_secs: f64, _out: &impl Fn(Record)) -> Result<(), String> {
+    Err(ROUTER_NEEDS_TESTING.into())
+}
+
+/// Why the router suite is missing from this build.
+pub(super) const ROUTER_NEEDS_TESTING: &str = "the router suite feeds Router ingress directly, \
+     which only a build with the `testing` feature allows: \
+     cargo build --release --features testing";
+
+#[cfg(feature = "testing")]
 pub(super) fn router_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
     let (single, _, _) = verify_rates(1.0);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -20,7 +20,7 @@ mod pubsub;
 mod quic;
 mod shared;
 
-use crypto::{router_suite, verify_suite};
+use crypto::{router_suite, verify_suite, ROUTER_NEEDS_TESTING};
 use local::local_suite;
 use pubsub::pubsub_suite;
 use quic::{bulk_suite, rtt_suite, unicast_suite};
@@ -116,6 +116,9 @@ pub fn run(opts: &BenchOptions) -> Result<(), String> {
     for s in suites {
         match s {
             Suite::Verify => verify_suite(opts.seconds, &out),
+            Suite::Router if opts.suite == Suite::All && !cfg!(feature = "testing") => {
+                eprintln!("bench: skipping the router suite: {ROUTER_NEEDS_TESTING}")
+            }
             Suite::Router => router_suite(opts.seconds, &out)?,
             Suite::Local => local_suite(opts.seconds, &out)?,
             Suite::Unicast => unicast_suite(opts.seconds, &out)?,
