@@ -18,12 +18,14 @@ mod crypto;
 mod local;
 mod pubsub;
 mod quic;
+mod router;
 mod shared;
 
-use crypto::{router_suite, verify_suite, ROUTER_NEEDS_TESTING};
+use crypto::verify_suite;
 use local::local_suite;
 use pubsub::pubsub_suite;
 use quic::{bulk_suite, rtt_suite, unicast_suite};
+use router::{router_suite, ROUTER_NEEDS_TESTING};
 
 /// The suites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
