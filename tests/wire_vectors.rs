@@ -59,6 +59,7 @@ const VECTORS: &[&str] = &[
     "engine-b-ping-identity",
     "key-file-der",
     "key-file-pem",
+    "node-cert-der",
     "enc-destination-topic",
     "enc-routing-prefs-domain",
     "enc-transport-prefs-datagram",
@@ -574,6 +575,114 @@ fn ref_pubsub(m: &PubSubMessage) -> Layout {
     }
 }
 
+/// A DER tag and length (X.690 §8.1: short form below 128, else `0x80 | n` and n length bytes).
+fn der_header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// A whole DER value: header, then `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = der_header(tag, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// The node certificate of §7.3, built from the document's rules with a hand-written DER
+/// encoder and ed25519-dalek (not rcgen): each part of the certificate is one field.
+fn ref_node_certificate(seed: &[u8; 32]) -> Layout {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const INTEGER: u8 = 0x02;
+    const BIT_STRING: u8 = 0x03;
+    const OID: u8 = 0x06;
+    const UTF8_STRING: u8 = 0x0c;
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    let public = ref_public(seed);
+    let ed25519 = der(SEQUENCE, &der(OID, &[0x2b, 0x65, 0x70])); // 1.3.101.112, no parameters
+    let name = {
+        let cn = [
+            der(OID, &[0x55, 0x04, 0x03]),
+            der(UTF8_STRING, b"netmachine node"),
+        ]
+        .concat();
+        der(SEQUENCE, &der(SET, &der(SEQUENCE, &cn)))
+    };
+    let mut serial = sha256(&public)[..20].to_vec();
+    serial[0] &= 0x7f;
+    let serial: Vec<u8> = match serial.iter().position(|b| *b != 0) {
+        Some(first) => serial[first..].to_vec(),
+        None => vec![0],
+    };
+    let validity = der(
+        SEQUENCE,
+        &[
+            der(UTC_TIME, b"240101000000Z"),
+            der(GENERALIZED_TIME, b"40960101000000Z"),
+        ]
+        .concat(),
+    );
+    let mut spki_head = der_header(SEQUENCE, ed25519.len() + 3 + 32);
+    spki_head.extend_from_slice(&ed25519);
+    spki_head.extend_from_slice(&der_header(BIT_STRING, 33));
+    spki_head.push(0); // no unused bits
+    let tbs_body = Layout::default()
+        .field(
+            "version: [0] INTEGER 2 (v3)",
+            der(0xa0, &der(INTEGER, &[2])),
+        )
+        .field(
+            "serialNumber: INTEGER, SHA-256(public key)[..20] with the top bit cleared",
+            der(INTEGER, &serial),
+        )
+        .field("signature: AlgorithmIdentifier Ed25519", &ed25519)
+        .field("issuer: CN=netmachine node (UTF8String)", &name)
+        .field(
+            "validity: UTCTime 2024-01-01 00:00:00Z, GeneralizedTime 4096-01-01 00:00:00Z",
+            &validity,
+        )
+        .field("subject: CN=netmachine node (UTF8String)", &name)
+        .field(
+            "subjectPublicKeyInfo: SEQUENCE, AlgorithmIdentifier Ed25519, BIT STRING header",
+            spki_head,
+        )
+        .field("subjectPublicKey (the node identity)", public);
+    let tbs = Layout::default()
+        .field(
+            "tbsCertificate: SEQUENCE header",
+            der_header(SEQUENCE, tbs_body.bytes().len()),
+        )
+        .append("", tbs_body);
+    let tbs_bytes = tbs.bytes();
+    let signature = SigningKey::from_bytes(seed).sign(&tbs_bytes).to_bytes();
+    let mut sig_head = ed25519.clone();
+    sig_head.extend_from_slice(&der_header(BIT_STRING, 65));
+    sig_head.push(0);
+    let rest = Layout::default()
+        .field(
+            "signatureAlgorithm: Ed25519; signatureValue: BIT STRING header",
+            sig_head,
+        )
+        .field("signature (Ed25519 over tbsCertificate)", signature);
+    let len = tbs_bytes.len() + rest.bytes().len();
+    Layout::default()
+        .field("Certificate: SEQUENCE header", der_header(SEQUENCE, len))
+        .append("", tbs)
+        .append("", rest)
+}
+
 /// The HKDF-SHA256 of the document, spelled out with HMAC: one block of output.
 fn ref_engine_seed(node_seed: &[u8; 32], name: &str) -> [u8; 32] {
     use ring::hmac;
@@ -924,6 +1033,62 @@ fn key_file_vectors() {
     assert_eq!(format!("{pem}\n"), fx.node_a.to_pem());
     let back = Keypair::from_pem(&pem).unwrap();
     assert_eq!(back.public(), fx.node_a.public());
+}
+
+#[test]
+fn node_certificate_vector() {
+    let fx = fixture();
+    let cert = netmachine::node::quic::node_certificate_der(&fx.node_a).unwrap();
+    assert_vector("node-cert-der", &cert);
+    assert_vector("node-cert-der", &ref_node_certificate(&NODE_A_SEED).bytes());
+    // The key alone decides the bytes: the same again, and node B's follows the same rules.
+    assert_eq!(
+        netmachine::node::quic::node_certificate_der(&fx.node_a).unwrap(),
+        cert
+    );
+    assert_eq!(
+        netmachine::node::quic::node_certificate_der(&fx.node_b).unwrap(),
+        ref_node_certificate(&NODE_B_SEED).bytes()
+    );
+
+    // The document's bytes: node A's key at its place, and a signature over the tbsCertificate
+    // that verifies under that key.
+    let doc = hex("node-cert-der");
+    let layout = ref_node_certificate(&NODE_A_SEED);
+    let at = |name: &str| {
+        let mut offset = 0;
+        for (n, b) in &layout.fields {
+            if n == name {
+                return offset..offset + b.len();
+            }
+            offset += b.len();
+        }
+        panic!("no field {name:?}");
+    };
+    assert_eq!(
+        doc[at("subjectPublicKey (the node identity)")],
+        hex("node-a-identity")[..]
+    );
+    let tbs =
+        at("tbsCertificate: SEQUENCE header").start..at("subjectPublicKey (the node identity)").end;
+    let sig: [u8; 64] = doc[at("signature (Ed25519 over tbsCertificate)")]
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&fx.node_a.public()).unwrap();
+    key.verify_strict(
+        &doc[tbs.clone()],
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .expect("the certificate is validly self-signed");
+    let mut other = doc[tbs].to_vec();
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    assert!(key
+        .verify_strict(&other, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_err());
+    // One DER value spanning the whole vector (a 3-byte header: 0x30, then 0x81 and one length
+    // byte).
+    assert_eq!(doc[..3], der_header(0x30, doc.len() - 3)[..]);
 }
 
 #[test]
@@ -1777,10 +1942,20 @@ fn print_vectors() {
         fx.node_b.derive_engine("pubsub").engine_identity()
     );
 
-    println!("### 16.3 Key file\n");
+    println!("### 16.3 Key file and node certificate\n");
     println!("Node A's key as PKCS#8 v1 DER, and as the PEM key file:\n");
     print_hex_vector("key-file-der", &fx.node_a.to_pkcs8_der());
     print_block("key-file-pem", "text", &fx.node_a.to_pem());
+    para(
+        "Node A's certificate (§7.3), DER. It depends on the node key only, so these are the \
+         bytes node A presents in every TLS handshake:\n",
+    );
+    let cert = ref_node_certificate(&NODE_A_SEED);
+    println!("{}", cert.table());
+    print_hex_vector(
+        "node-cert-der",
+        &netmachine::node::quic::node_certificate_der(&fx.node_a).unwrap(),
+    );
 
     println!("### 16.4 Enum encodings\n");
     println!("`Destination::Topic(topic)`:\n");
