@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
-    Event, EventId, PubSubMessage, EVENT_CONTEXT, MAX_DEPS, MAX_POSITIONS, PUBSUB_VERSION,
+    Event, EventId, PubSubMessage, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS, MAX_POSITIONS,
+    PUBSUB_VERSION,
 };
 use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
@@ -89,6 +90,11 @@ const VECTORS: &[&str] = &[
     "event-id",
     "pubsub-event-body",
     "pubsub-event-req-body",
+    "pubsub-unsubscribe-body",
+    "pubsub-unsubscribe-ack-body",
+    "pubsub-event-resp-body",
+    "pubsub-event-ack-body",
+    "pubsub-events-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -569,6 +575,13 @@ fn ref_pubsub(m: &PubSubMessage) -> Layout {
         } => topic(head(8, "EventAck"), t)
             .field("publisher (EngineIdentity)", publisher.0)
             .field("next_seq (u64)", u64le(*next_seq)),
+        PubSubMessage::Events(events) => {
+            let mut l = head(9, "Events").field("events count (u64)", u64le(events.len() as u64));
+            for (i, ev) in events.iter().enumerate() {
+                l = l.append(&format!("events[{i}] "), ref_event(ev));
+            }
+            l
+        }
         // A variant added to the code but not yet to the document.
         #[allow(unreachable_patterns)]
         other => panic!("docs/wire.md §12.2 does not define {other:?}"),
@@ -1649,6 +1662,36 @@ fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
                 to: 2,
             },
         ),
+        (
+            "pubsub-unsubscribe-body",
+            PubSubMessage::Unsubscribe { topic },
+        ),
+        (
+            "pubsub-unsubscribe-ack-body",
+            PubSubMessage::UnsubscribeAck { topic },
+        ),
+        (
+            "pubsub-event-resp-body",
+            PubSubMessage::EventResp {
+                topic,
+                publisher: fx.pubsub_a.engine_identity(),
+                from: 1,
+                to: 2,
+                found: 2,
+            },
+        ),
+        (
+            "pubsub-event-ack-body",
+            PubSubMessage::EventAck {
+                topic,
+                publisher: fx.pubsub_a.engine_identity(),
+                next_seq: 3,
+            },
+        ),
+        (
+            "pubsub-events-body",
+            PubSubMessage::Events(fx.events.to_vec()),
+        ),
     ]
 }
 
@@ -1742,6 +1785,35 @@ fn pubsub_body_vectors() {
             "{n} positions"
         );
     }
+
+    // The Events body: the events' encodings one after the other, each exactly as in an Event
+    // body; at most MAX_BATCH_EVENTS of them.
+    let doc = hex("pubsub-events-body");
+    assert_eq!(doc[..16], [1, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let event_body = hex("pubsub-event-body");
+    assert_eq!(doc[doc.len() - (event_body.len() - 8)..], event_body[8..]);
+    let PubSubMessage::Events(back) = PubSubMessage::from_bytes(&doc).unwrap() else {
+        panic!("not an Events body");
+    };
+    let key = checked(&fx.pubsub_a);
+    assert!(back.iter().all(|e| e.verify(&key)));
+    assert_eq!(back[1].deps, vec![back[0].id()]);
+    assert_eq!(MAX_BATCH_EVENTS, 256);
+    let small = Event::new_signed(&fx.pubsub_b, topic, 1, Vec::new(), Vec::new());
+    for n in [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS + 1] {
+        let m = PubSubMessage::Events(vec![small.clone(); n]);
+        let bytes = ref_pubsub(&m).bytes();
+        assert_eq!(bytes, m.to_bytes());
+        assert_eq!(
+            PubSubMessage::from_bytes(&bytes).is_ok(),
+            n <= MAX_BATCH_EVENTS,
+            "{n} events"
+        );
+    }
+    // Tag 9 is the highest: 10 is refused.
+    let mut bad = hex("pubsub-unsubscribe-body");
+    bad[4..8].copy_from_slice(&u32le(10));
+    assert!(PubSubMessage::from_bytes(&bad).is_err());
 }
 
 #[test]
@@ -2182,6 +2254,49 @@ fn print_vectors() {
     print_layout_vector(
         "pubsub-event-req-body",
         &body("pubsub-event-req-body"),
+        true,
+    );
+    para(
+        "`EventResp`: the answer to that request, sent after the events it found (both, as \
+         `Event` messages):\n",
+    );
+    print_layout_vector(
+        "pubsub-event-resp-body",
+        &body("pubsub-event-resp-body"),
+        true,
+    );
+    para(
+        "`EventAck`: the sender has received (or given up on) every event of publisher `pubsub` \
+         of node A below sequence number 3:\n",
+    );
+    print_layout_vector(
+        "pubsub-event-ack-body",
+        &body("pubsub-event-ack-body"),
+        true,
+    );
+    println!("`Unsubscribe` for the topic:\n");
+    print_layout_vector(
+        "pubsub-unsubscribe-body",
+        &body("pubsub-unsubscribe-body"),
+        true,
+    );
+    println!("`UnsubscribeAck` for the topic:\n");
+    print_layout_vector(
+        "pubsub-unsubscribe-ack-body",
+        &body("pubsub-unsubscribe-ack-body"),
+        true,
+    );
+    para(
+        "`Events`: the publisher's events 1 and 2 in one message (version, tag 9, the count, then \
+         each event encoded as in an `Event` body: fields, whole body, signature). Event 2 is the \
+         event of `pubsub-event-body`; event 1 carries the message with body `block 1` and has \
+         no dependencies:\n",
+    );
+    print_layout_vector(
+        "pubsub-events-body",
+        &body("pubsub-events-body")
+            .expand("events[0] body", ref_message_fields(&fx.published[0]))
+            .expand("events[1] body", ref_message_fields(&fx.published[1])),
         true,
     );
 }
