@@ -1597,6 +1597,29 @@ fn control_vectors() {
         (kind::HELLO, kind::ADVERT, kind::ACK, kind::MESSAGE),
         (0x01, 0x02, 0x03, 0x10)
     );
+
+    // At most 2048 entries in one ACK (§10.3), and the largest ACK fits the control stream's
+    // 64 KiB frame limit.
+    assert_eq!(control::MAX_ACK_ENTRIES, 2048);
+    for n in [2048u64, 2049] {
+        let ack = Ack((0..n).map(|i| (4 * i + 2, i)).collect());
+        let bytes = ref_ack(&ack).bytes();
+        assert_eq!(control::encode(&ack), bytes);
+        assert_eq!(
+            control::decode::<Ack>(&bytes).is_ok(),
+            n <= 2048,
+            "{n} entries"
+        );
+        if n == 2048 {
+            assert_eq!(bytes.len(), 32_776);
+            let mut f = Vec::new();
+            frame::encode(kind::ACK, &bytes, &mut f);
+            let mut d = FrameDecoder::new(64 << 10);
+            let mut got = 0;
+            d.push(&f, |_, _| got += 1).unwrap();
+            assert_eq!(got, 1);
+        }
+    }
 }
 
 #[test]
