@@ -162,6 +162,8 @@ counters! {
     topics_full,
     /// Peers disconnected for sending bad messages.
     peers_disconnected,
+    /// `UnsubscribeAck`s received: a parent confirmed that this node left a topic.
+    unsubscribe_acks,
 }
 
 /// The state of one publisher's events at this node.

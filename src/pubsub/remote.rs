@@ -30,7 +30,7 @@ impl PubSub {
                 self.send(ctx, via, &PubSubMessage::UnsubscribeAck { topic });
                 self.prune(ctx, topic);
             }
-            PubSubMessage::UnsubscribeAck { .. } => {}
+            PubSubMessage::UnsubscribeAck { .. } => self.count(&self.stats.unsubscribe_acks),
             PubSubMessage::Event(ev) => self.on_event(ctx, Some(via), ev),
             PubSubMessage::Events(events) => self.on_events(ctx, Some(via), events),
             PubSubMessage::EventReq {
