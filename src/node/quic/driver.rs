@@ -521,6 +521,10 @@ impl Driver {
         let local = self.sockets[sock].local;
         let Ok(hdr) = quiche::Header::from_slice(packet, CID_LEN) else {
             self.stats.fault(Fault::JunkPacket);
+            log::debug!(
+                "transport: junk packet from {from} ({} bytes): no QUIC header",
+                packet.len()
+            );
             return;
         };
         let id = match self.by_cid.get(hdr.dcid.as_ref()) {
@@ -528,6 +532,11 @@ impl Driver {
             None => {
                 if hdr.ty != quiche::Type::Initial {
                     self.stats.fault(Fault::JunkPacket);
+                    log::debug!(
+                        "transport: junk packet from {from} ({} bytes): {:?} packet for no connection",
+                        packet.len(),
+                        hdr.ty
+                    );
                     return;
                 }
                 if !quiche::version_is_supported(hdr.version) {

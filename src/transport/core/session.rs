@@ -230,6 +230,15 @@ impl<R: RngCore> Core<R> {
         };
         if ours.negotiate(&hello).is_none() {
             self.stats.fault(Fault::VersionMismatch);
+            log::info!(
+                "transport: {} speaks versions {}..={}, this node {}..={}: closing",
+                conn.node
+                    .map_or_else(|| "a peer".to_string(), |n| n.short()),
+                hello.min_version,
+                hello.max_version,
+                VERSION_MIN,
+                VERSION_MAX
+            );
             conn.close(q, close_code::INCOMPATIBLE, "no common protocol version");
             return;
         }
