@@ -308,6 +308,7 @@ impl SimNode {
                     }
                 }
                 RouterOutput::Acknowledge(receipts) => self.core.handle_processed(receipts),
+                RouterOutput::CutOff(cut) => self.core.handle_cut_off(now, cut),
             }
         }
         any

@@ -369,6 +369,7 @@ impl Driver {
             TransportMail::Request { from, req } => self.core.handle_request(now, from, req),
             TransportMail::Identity(event) => self.core.handle_identity(*event),
             TransportMail::Processed(receipts) => self.core.handle_processed(receipts),
+            TransportMail::CutOff(cut) => self.core.handle_cut_off(now, cut),
             TransportMail::Stop => {}
         }
     }
