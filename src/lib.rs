@@ -59,7 +59,8 @@ pub mod wire;
 pub use identity::{DomainIdentity, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
 pub use node::client::Client;
 pub use node::{
-    EngineSpec, IngressHandle, Node, NodeBuilder, NodeError, NodeLimits, ShutdownReport,
+    EgressHandle, EngineSpec, IngressHandle, Node, NodeBuilder, NodeError, NodeLimits,
+    ShutdownReport,
 };
 pub use runtime::stats::{DropReason, StatsSnapshot};
 pub use runtime::{Context, Engine, Input, Message, Origin, SendOptions};
