@@ -13,7 +13,8 @@
 //! identity events, answers for engines, bounces reported by the Transport, registrations) and
 //! the outcomes of the Router's own outputs: [`Router::delivery_failed`] when a mailbox was full
 //! or closed, [`Router::transport_refused`] when the Transport's queue was full,
-//! [`Router::return_receipts`] when receipts could not be handed over, and
+//! [`Router::return_receipts`] when receipts could not be handed over,
+//! [`Router::cut_off_refused`] when the Transport could not take a [`RouterOutput::CutOff`], and
 //! [`Router::handled`] / [`Router::not_handled`] for receipts coming back from engines.
 //!
 //! Remote messages queue in the ingress batch; when the batch is full or the mailbox is empty,
