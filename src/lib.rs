@@ -59,7 +59,7 @@ pub mod wire;
 pub use identity::{DomainIdentity, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
 pub use node::client::Client;
 #[cfg(feature = "testing")]
-pub use node::IngressHandle;
+pub use node::{EgressHandle, IngressHandle};
 pub use node::{EngineSpec, Node, NodeBuilder, NodeError, NodeLimits, ShutdownReport};
 pub use runtime::stats::{DropReason, StatsSnapshot};
 pub use runtime::{Context, Engine, Input, Message, Origin, SendOptions, Sender};

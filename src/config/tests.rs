@@ -130,6 +130,10 @@ fn every_key_is_applied() {
         Duration::from_secs(10)
     );
     assert_eq!(s.advert().name.as_deref(), Some("alpha"));
+    assert_eq!(s.trust, vec![(other.node_identity(), 0)]);
+    let conduct = s.limits.router.conduct;
+    assert_eq!(conduct.bad_messages_before_disconnect, 11);
+    assert_eq!(conduct.backoff, Duration::from_secs(12));
 }
 
 /// A file that sets every key (none at its default), with peer advert `line`.
@@ -143,6 +147,7 @@ accept_unknown_peers = false
 [[peers]]
 advert = "{line}"
 permanent = true
+trust = 0
 
 [transport]
 idle_timeout_ms = 3000
@@ -163,6 +168,8 @@ mailbox_depth = 7
 router_mailbox_depth = 8
 identity_records = 9
 max_message_lifetime_s = 10
+bad_messages_before_disconnect = 11
+misbehaving_peer_backoff_s = 12
 
 [performance]
 verifier_threads = 3
@@ -274,6 +281,44 @@ fn documented_defaults_match_the_code() {
     assert_eq!(w.identity_records, d.identity_records);
     assert_eq!(w.router.ingress.max_lifetime, d.router.ingress.max_lifetime);
     assert_eq!(w.spin_before_park, d.spin_before_park);
+    assert_eq!(w.router.conduct, d.router.conduct);
+    assert!(defaults.trust.is_empty(), "no trust key, no trust set");
+}
+
+#[test]
+fn peer_trust_and_misbehaviour_limits_are_checked() {
+    let (dir, _key, _other, line) = setup("trust");
+    let text = minimal(&line).replace(
+        &format!("advert = \"{line}\""),
+        &format!("advert = \"{line}\"\ntrust = 256"),
+    );
+    let e = load_err(&dir.write("t.toml", &text));
+    assert!(e.contains("peers[0].trust") && e.contains("255"), "{e}");
+    for key in [
+        "bad_messages_before_disconnect",
+        "misbehaving_peer_backoff_s",
+    ] {
+        let text = format!("{}\n[limits]\n{key} = 0\n", minimal(&line));
+        let e = load_err(&dir.write("z.toml", &text));
+        assert!(
+            e.contains(&format!("limits.{key}")) && e.contains("zero"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_examples_load_with_their_trust_and_limits() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    for i in 1..=3 {
+        let s = Settings::load(&conf.join(format!("node{i}.toml"))).unwrap();
+        assert_eq!(s.trust.len(), 2, "node{i}");
+        assert!(s.trust.iter().all(|(_, t)| *t == 128));
+        assert_eq!(
+            s.limits.router.conduct,
+            NodeLimits::default().router.conduct
+        );
+    }
 }
 
 #[test]
