@@ -155,7 +155,7 @@ fn outcome(target: &str, data: &[u8]) -> String {
         },
         "adverts" => {
             if let Ok(text) = std::str::from_utf8(data) {
-                if text.starts_with("nmadvert1:") {
+                if text.starts_with("nmadvert2:") {
                     return verified(NodeAdvert::from_line(text).is_ok());
                 }
             }
@@ -401,15 +401,18 @@ impl Seeds {
             ],
             3,
             Timestamp(1_700_000_000_000),
-            Some("alpha".into()),
+            Timestamp(1_700_086_400_000),
+            Some("alpha-1".into()),
         );
-        let node_advert_bare = NodeAdvert::new_signed(&key(4), Vec::new(), 1, Timestamp(0), None);
+        let node_advert_bare =
+            NodeAdvert::new_signed(&key(4), Vec::new(), 1, Timestamp(0), Timestamp(1), None);
         let engine_advert = EngineAdvert {
             engine: engine.engine_identity(),
             node: node.node_identity(),
             name: "app".into(),
             version: 1,
             created: Timestamp(1_700_000_000_000),
+            expires: Timestamp(1_700_086_400_000),
             sig: Signature([0; 64]),
         }
         .sign(&engine);
@@ -567,8 +570,10 @@ impl Seeds {
         let topic = encode_to_vec(&self.topic_advert);
         let n = node.len();
         // Node advert: id 32, address count 8, addresses (V4: 4+4+4+2+1, V6: 4+4+16+2+1),
-        // version 8, created 8, name tag 1, name length 8, name 5, signature 64.
-        let name_tag_at = n - 64 - 5 - 8 - 1;
+        // version 8, created 8, expires 8, name tag 1, name length 8, name 7, signature 64 (186
+        // bytes: not the 184 of a domain advert with two nodes, which a mutated seed would then
+        // also decode as).
+        let name_tag_at = n - 64 - 7 - 8 - 1;
         vec![
             ("valid-node-advert", node.clone()),
             (
