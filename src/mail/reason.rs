@@ -106,6 +106,9 @@ pub enum Fault {
     StaleConnection,
     /// Messages sent again after their connection was lost before acknowledging them.
     Resent,
+    /// Identity-exchange frames (lookups, engine adverts) a peer sent over its rate, or that the
+    /// identity store had no room for: dropped, the connection kept.
+    ExchangeOverRate,
 }
 
 impl Fault {
@@ -123,6 +126,7 @@ impl Fault {
         Fault::DuplicateConnection,
         Fault::StaleConnection,
         Fault::Resent,
+        Fault::ExchangeOverRate,
     ];
 
     /// The counter name.
@@ -140,6 +144,7 @@ impl Fault {
             Fault::DuplicateConnection => "duplicate_connection",
             Fault::StaleConnection => "stale_connection",
             Fault::Resent => "resent",
+            Fault::ExchangeOverRate => "exchange_over_rate",
         }
     }
 }
