@@ -235,6 +235,8 @@ pub(crate) struct Conn {
     /// A close decided while another connection was being serviced, applied at the next
     /// service of this one.
     pub(crate) pending_close: Option<(u64, String)>,
+    /// What the peer may still send of the identity exchange.
+    pub(crate) exchange: super::exchange::Budget,
 }
 
 impl Conn {
@@ -271,6 +273,7 @@ impl Conn {
             retiring: None,
             close_reason: None,
             pending_close: None,
+            exchange: super::exchange::Budget::new(now),
         }
     }
 
