@@ -369,6 +369,7 @@ impl Driver {
             TransportMail::Request { from, req } => self.core.handle_request(now, from, req),
             TransportMail::Identity(event) => self.core.handle_identity(*event),
             TransportMail::Processed(receipts) => self.core.handle_processed(receipts),
+            TransportMail::Exchange(req) => self.core.handle_exchange(now, *req),
             TransportMail::Stop => {}
         }
     }
@@ -428,6 +429,14 @@ impl Driver {
                     };
                     if self.nis.try_send(mail).is_err() {
                         log::debug!("transport: identity store busy; peer advert not stored");
+                    }
+                }
+                // The store never waits on us, nor we on it: what does not fit is counted.
+                Output::Exchange(mail) => {
+                    if self.nis.try_send(NisMail::FromPeer(mail)).is_err() {
+                        self.stats
+                            .fault(crate::runtime::stats::Fault::ExchangeOverRate);
+                        log::debug!("transport: identity store busy; identity exchange dropped");
                     }
                 }
                 Output::Dial { conn, node, addr } => {
