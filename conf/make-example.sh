@@ -38,6 +38,10 @@ for i in 1 2 3; do
     eval "advert$i=\$(\"\$NETMACHINE\" advert --config \"\$here/node\$i.toml\")"
 done
 
+# An engine of node3 that node1 knows where to find without asking (its PubSub engine; any
+# engine node3 runs, reachable or not, can be listed so).
+engine3=$("$NETMACHINE" advert --config "$here/node3.toml" --engine pubsub 2>/dev/null)
+
 # The full configurations: every node lists the other two.
 for i in 1 2 3; do
     {
@@ -47,6 +51,9 @@ for i in 1 2 3; do
             eval "line=\$advert$j"
             printf '\n[[peers]]  # node%s\nadvert = "%s"\n' "$j" "$line"
         done
+        if [ "$i" = 1 ]; then
+            printf '\n[[engines]]  # the pubsub engine of node3\nadvert = "%s"\n' "$engine3"
+        fi
     } >"$here/node$i.toml"
     "$NETMACHINE" advert --config "$here/node$i.toml" >/dev/null
 done

@@ -192,6 +192,14 @@ router_mailbox_depth = 65536
 identity_records = 100000
 max_message_lifetime_s = 600
 
+[identity]
+advert_lifetime_s = 86400
+max_lookups = 256
+lookup_timeout_ms = 3000
+lookup_fanout = 8
+negative_cache_s = 10
+max_engines_per_node = 4096
+
 [performance]
 spin_before_park_us = 50
 "#,
@@ -213,6 +221,122 @@ spin_before_park_us = 50
     assert_eq!(w.identity_records, d.identity_records);
     assert_eq!(w.router.ingress.max_lifetime, d.router.ingress.max_lifetime);
     assert_eq!(w.spin_before_park, d.spin_before_park);
+    assert_eq!(w.identity, d.identity);
+}
+
+#[test]
+fn engines_and_identity_limits_are_read() {
+    let (dir, key, other, line) = setup("engines");
+    let far = crate::time::wall_clock().after(Duration::from_secs(3600));
+    let remote = other.derive_engine("app");
+    let signed = crate::wire::EngineAdvert::new_signed(
+        &remote,
+        other.node_identity(),
+        "app",
+        1,
+        crate::time::wall_clock(),
+        far,
+    );
+    let bare = Keypair::generate().engine_identity();
+    let text = format!(
+        r#"{}
+[[engines]]
+engine = "{bare}"
+node = "{}"
+
+[[engines]]
+advert = "{}"
+
+[[engines]]
+engine = "{}"
+node = "{}"
+advert = "{}"
+
+[identity]
+advert_lifetime_s = 600
+max_lookups = 3
+lookup_timeout_ms = 700
+lookup_fanout = 2
+negative_cache_s = 0
+max_engines_per_node = 9
+"#,
+        minimal(&line),
+        other.node_identity(),
+        signed.to_line(),
+        remote.engine_identity(),
+        other.node_identity(),
+        signed.to_line(),
+    );
+    let s = Settings::load(&dir.write("e.toml", &text)).unwrap();
+    assert_eq!(s.engines.len(), 3);
+    assert_eq!(
+        s.engines[0],
+        KnownEngine {
+            engine: bare,
+            node: other.node_identity(),
+            advert: None
+        }
+    );
+    assert_eq!(s.engines[1].engine, remote.engine_identity());
+    assert_eq!(s.engines[1].advert.as_ref(), Some(&signed));
+    assert_eq!(s.engines[2], s.engines[1]);
+    let i = s.limits.identity;
+    assert_eq!(i.advert_lifetime, Duration::from_secs(600));
+    assert_eq!(
+        (
+            i.lookups.max_outstanding,
+            i.lookups.fanout,
+            i.max_engines_per_node
+        ),
+        (3, 2, 9)
+    );
+    assert_eq!(i.lookups.timeout, Duration::from_millis(700));
+    assert_eq!(i.lookups.negative_ttl, Duration::ZERO);
+    let _ = s.node_builder();
+
+    // Refusals name the entry.
+    let with = |body: &str| format!("{}\n[[engines]]\n{body}\n", minimal(&line));
+    let e = load_err(&dir.write("x.toml", &with(&format!("engine = \"{bare}\""))));
+    assert!(e.contains("engines[0]") && e.contains("needs"), "{e}");
+    let e = load_err(&dir.write("x.toml", &with("engine = \"zz\"\nnode = \"zz\"")));
+    assert!(
+        e.contains("engines[0].engine") && e.contains("64 hex"),
+        "{e}"
+    );
+    let e = load_err(&dir.write(
+        "x.toml",
+        &with(&format!(
+            "engine = \"{bare}\"\nadvert = \"{}\"",
+            signed.to_line()
+        )),
+    ));
+    assert!(
+        e.contains("engines[0]") && e.contains("advert names"),
+        "{e}"
+    );
+    let mut forged = signed.clone();
+    forged.version += 1;
+    let e = load_err(&dir.write(
+        "x.toml",
+        &with(&format!("advert = \"{}\"", forged.to_line())),
+    ));
+    assert!(
+        e.contains("engines[0].advert") && e.contains("signature"),
+        "{e}"
+    );
+    let e = load_err(&dir.write(
+        "x.toml",
+        &with(&format!(
+            "engine = \"{bare}\"\nnode = \"{}\"",
+            key.node_identity()
+        )),
+    ));
+    assert!(e.contains("this node itself"), "{e}");
+    let e = load_err(&dir.write(
+        "x.toml",
+        &format!("{}\n[identity]\nmax_lookups = 0\n", minimal(&line)),
+    ));
+    assert!(e.contains("identity.max_lookups"), "{e}");
 }
 
 #[test]
@@ -330,7 +454,7 @@ fn tampered_advert_is_refused() {
     );
     let e = load_err(&dir.write("x.toml", &minimal("hello")));
     assert!(
-        e.contains("peers[0].advert") && e.contains("nmadvert1"),
+        e.contains("peers[0].advert") && e.contains("nmadvert2"),
         "{e}"
     );
 }
