@@ -14,7 +14,8 @@ use netmachine::identity_store::{AnyIdentity, IdentityRecord};
 use netmachine::node::EngineSpec;
 use netmachine::wire::{NodeAdvert, Protocol, TransportAddress};
 use netmachine::{
-    Context, DropReason, Engine, EngineIdentity, Input, Keypair, Node, NodeBuilder, Origin,
+    Context, DropReason, Engine, EngineIdentity, Input, Keypair, Node, NodeBuilder, NodeError,
+    Origin, Timestamp,
 };
 
 use common::{free_port, wait_until};
@@ -85,19 +86,16 @@ fn an_engine_is_reached_knowing_only_its_nodes_advert() {
         .peer(advert(&kc, pc))
         .start()
         .unwrap();
-    let took = round_trip(&a, echo, b"first").unwrap_or_else(|e| {
-        panic!(
-            "no answer: {e}\nA: {}\nC: {}",
-            a.status(),
-            c.status()
-        )
-    });
+    let took = round_trip(&a, echo, b"first")
+        .unwrap_or_else(|e| panic!("no answer: {e}\nA: {}\nC: {}", a.status(), c.status()));
     assert!(took < Duration::from_secs(5), "took {took:?}");
     assert_eq!(a.stats().total_drops(), 0, "{}", a.status());
     assert_eq!(engine_record(&a, echo), Some(kc.node_identity()));
     // C advertised echo and pubsub; ping is reached as the node, so it is not advertised.
     assert_eq!(
-        c.identity_stats().engine_adverts_signed.load(Ordering::Relaxed),
+        c.identity_stats()
+            .engine_adverts_signed
+            .load(Ordering::Relaxed),
         2
     );
     let ping = kc.derive_engine("ping").engine_identity();
@@ -108,7 +106,11 @@ fn an_engine_is_reached_knowing_only_its_nodes_advert() {
 
 #[test]
 fn a_peer_answers_a_lookup_from_its_store() {
-    let (ka, kb, kc) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
+    let (ka, kb, kc) = (
+        Keypair::generate(),
+        Keypair::generate(),
+        Keypair::generate(),
+    );
     let (pa, pb, pc) = (free_port(), free_port(), free_port());
     let c = echo_node(&kc, pc, &[]);
     // B keeps a connection to C, so it holds echo's advert and C's.
@@ -145,7 +147,10 @@ fn a_peer_answers_a_lookup_from_its_store() {
         )
     });
     assert_eq!(a.stats().total_drops(), 0, "{}", a.status());
-    let answered = b.identity_stats().peer_queries_known.load(Ordering::Relaxed);
+    let answered = b
+        .identity_stats()
+        .peer_queries_known
+        .load(Ordering::Relaxed);
     assert!(answered >= 1, "B answered no lookup: {}", b.status());
     assert!(
         a.identity_stats().lookups_found.load(Ordering::Relaxed) >= 1,
@@ -268,6 +273,23 @@ fn engines_registered_and_stopped_later_are_advertised_and_withdrawn() {
 }
 
 #[test]
+fn a_node_refuses_to_start_with_an_expired_peer_advert() {
+    let stale = NodeAdvert::new_signed(
+        &Keypair::generate(),
+        vec![(TransportAddress::quic(free_port()), 100)],
+        1,
+        Timestamp(1),
+        Timestamp(2),
+        None,
+    );
+    match NodeBuilder::new(Keypair::generate()).peer(stale).start() {
+        Err(NodeError::BadPeerAdvert(e)) => assert!(e.contains("expired"), "{e}"),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("started with an expired peer advert"),
+    }
+}
+
+#[test]
 fn new_addresses_are_advertised_to_connected_peers() {
     let (ka, kb) = (Keypair::generate(), Keypair::generate());
     let (pa, pb) = (free_port(), free_port());
@@ -283,9 +305,11 @@ fn new_addresses_are_advertised_to_connected_peers() {
     let public: SocketAddr = "192.0.2.7:7001".parse().unwrap();
     b.set_addresses(&[public, pb]).unwrap();
     let has_public = |n: &Node| match n.lookup(AnyIdentity::Node(kb.node_identity())).unwrap() {
-        Some(IdentityRecord::Node(r)) => r
-            .advert
-            .is_some_and(|ad| ad.addrs.iter().any(|(t, _)| *t == TransportAddress::quic(public))),
+        Some(IdentityRecord::Node(r)) => r.advert.is_some_and(|ad| {
+            ad.addrs
+                .iter()
+                .any(|(t, _)| *t == TransportAddress::quic(public))
+        }),
         _ => false,
     };
     assert!(
@@ -298,7 +322,9 @@ fn new_addresses_are_advertised_to_connected_peers() {
     assert!(after.version > before.version);
     assert_eq!(after.addrs[0].0, TransportAddress::quic(public));
     assert_eq!(
-        b.identity_stats().node_adverts_signed.load(Ordering::Relaxed),
+        b.identity_stats()
+            .node_adverts_signed
+            .load(Ordering::Relaxed),
         2
     );
     a.shutdown();

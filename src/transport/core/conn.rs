@@ -309,6 +309,13 @@ impl Conn {
         self.out.values().filter(|s| !s.opened).count() as u64
     }
 
+    /// Bytes queued on the control stream that the peer has not taken yet.
+    pub(crate) fn control_backlog(&self) -> usize {
+        self.control_out
+            .and_then(|sid| self.out.get(&sid))
+            .map_or(0, |s| s.buf.len() - s.off)
+    }
+
     pub(crate) fn send_control(&mut self, kind: u8, payload: &[u8]) {
         if let Some(sid) = self.control_out {
             if let Some(s) = self.out.get_mut(&sid) {

@@ -7,8 +7,10 @@
 //! alone can tell: an engine advert a peer hands over must name that peer as its node (else the
 //! connection is closed with `PROTOCOL_VIOLATION`, like an advert of another node), and each
 //! connection has a budget per second for lookups and engine adverts ([`Budget`]); what exceeds
-//! it is dropped and counted ([`Fault::ExchangeOverRate`]), the connection stays up. Signatures,
-//! expiry and whether an answer was asked for are the store's to check.
+//! it is dropped and counted ([`Fault::ExchangeOverRate`]), the connection stays up. Answers are
+//! not queued for a peer that leaves more than [`MAX_CONTROL_BACKLOG_FOR_ANSWERS`] unread on the
+//! control stream (counted the same way). Signatures, expiry and whether an answer was asked
+//! for are the store's to check.
 
 use std::time::Instant;
 
@@ -35,6 +37,9 @@ pub const PEER_LOOKUPS_PER_S: u32 = 64;
 pub const PEER_ENGINE_ADVERTS_BURST: u32 = 1024;
 /// Refill rate of the engine-advert budget.
 pub const PEER_ENGINE_ADVERTS_REFILL_PER_S: u32 = 16;
+/// Answers to a peer's lookups are dropped (counted) while this many bytes wait on the control
+/// stream to it: a peer that asks without reading its answers cannot grow our buffers.
+pub const MAX_CONTROL_BACKLOG_FOR_ANSWERS: usize = 256 << 10;
 
 /// A token bucket.
 #[derive(Debug, Clone, Copy)]
@@ -139,6 +144,14 @@ impl<R: RngCore> Core<R> {
                 match self.ready_conn_of(&to) {
                     Some(id) => {
                         if let Some(c) = self.conns.get_mut(&id) {
+                            if c.control_backlog() >= MAX_CONTROL_BACKLOG_FOR_ANSWERS {
+                                self.stats.fault(Fault::ExchangeOverRate);
+                                log::debug!(
+                                    "transport: {} does not read its answers; one dropped",
+                                    to.short()
+                                );
+                                return;
+                            }
                             c.send_control(kind::FOUND, &control::encode(&found));
                             self.dirty.insert(id);
                         }

@@ -34,6 +34,8 @@ pub(crate) struct TestNode {
     pub(crate) events: Vec<TransportEvent>,
     /// What the core handed the identity store.
     pub(crate) exchange: Vec<FromPeer>,
+    /// Peers' adverts the core handed the identity store.
+    pub(crate) adverts: Vec<NodeAdvert>,
     /// Whether deliveries are processed (and so acknowledged) at once.
     pub(crate) process: bool,
     /// Whether the Router refuses deliveries (mailbox full).
@@ -144,6 +146,7 @@ impl Net {
             bounced: Vec::new(),
             events: Vec::new(),
             exchange: Vec::new(),
+            adverts: Vec::new(),
             process: true,
             refuse: false,
             answer_dials: true,
@@ -187,7 +190,7 @@ impl Net {
                 Output::Notify { event, .. } | Output::Answer { event, .. } => {
                     node.events.push(event)
                 }
-                Output::StoreAdvert(_) => {}
+                Output::StoreAdvert(a) => node.adverts.push(a),
                 Output::Exchange(m) => node.exchange.push(m),
                 Output::Dial {
                     conn, node: peer, ..

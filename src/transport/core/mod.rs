@@ -62,6 +62,8 @@
 mod conn;
 mod exchange;
 #[cfg(test)]
+mod exchange_tests;
+#[cfg(test)]
 mod fake;
 pub mod peers;
 mod placement;
@@ -72,7 +74,8 @@ mod tests;
 
 pub use conn::{Delivery, QuicConn, RecvError, SendError};
 pub use exchange::{
-    PEER_ENGINE_ADVERTS_BURST, PEER_ENGINE_ADVERTS_REFILL_PER_S, PEER_LOOKUPS_PER_S,
+    MAX_CONTROL_BACKLOG_FOR_ANSWERS, PEER_ENGINE_ADVERTS_BURST, PEER_ENGINE_ADVERTS_REFILL_PER_S,
+    PEER_LOOKUPS_PER_S,
 };
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
