@@ -432,13 +432,16 @@ impl Driver {
                     }
                 }
                 // The store never waits on us, nor we on it: what does not fit is counted.
-                Output::Exchange(mail) => {
-                    if self.nis.try_send(NisMail::FromPeer(mail)).is_err() {
+                Output::Exchange(mail) => match self.nis.try_send(NisMail::FromPeer(mail)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
                         self.stats
                             .fault(crate::runtime::stats::Fault::ExchangeOverRate);
                         log::debug!("transport: identity store busy; identity exchange dropped");
                     }
-                }
+                    // The store stops before the Transport at shutdown.
+                    Err(TrySendError::Disconnected(_)) => {}
+                },
                 Output::Dial { conn, node, addr } => {
                     if let Err(e) = self.dial(conn, node, addr) {
                         log::warn!("transport: cannot dial {addr}: {e}");
