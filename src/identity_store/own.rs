@@ -23,6 +23,9 @@ use crate::identity::{EngineIdentity, Keypair};
 use crate::time::Timestamp;
 use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};
 
+/// The shortest lifetime of the node's own adverts: 2 s.
+pub const MIN_LIFETIME: Duration = Duration::from_secs(2);
+
 /// This node's adverts (see the module doc).
 pub struct OwnAdverts {
     key: Keypair,
@@ -33,7 +36,8 @@ pub struct OwnAdverts {
 }
 
 impl OwnAdverts {
-    /// Signs the node's first advert, for `addrs`, at `now`.
+    /// Signs the node's first advert, for `addrs`, at `now`. A `lifetime` under
+    /// [`MIN_LIFETIME`] is raised to it (re-signing would otherwise never stop).
     pub fn new(
         key: Keypair,
         addrs: Vec<(TransportAddress, u8)>,
@@ -41,6 +45,7 @@ impl OwnAdverts {
         lifetime: Duration,
         now: Timestamp,
     ) -> OwnAdverts {
+        let lifetime = lifetime.max(MIN_LIFETIME);
         let node =
             NodeAdvert::new_signed(&key, addrs, now.0, now, now.after(lifetime), name.clone());
         OwnAdverts {
