@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
-    Event, EventId, PubSubMessage, EVENT_CONTEXT, MAX_DEPS, MAX_POSITIONS, PUBSUB_VERSION,
+    Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_DEPS, MAX_POSITIONS,
+    PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
 };
 use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
@@ -48,6 +49,7 @@ const VECTORS: &[&str] = &[
     "context-topic-advert",
     "context-domain-advert",
     "context-event",
+    "context-withdrawal",
     "alpn",
     "node-a-seed",
     "node-a-identity",
@@ -88,6 +90,7 @@ const VECTORS: &[&str] = &[
     "event-id",
     "pubsub-event-body",
     "pubsub-event-req-body",
+    "pubsub-withdraw-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -508,6 +511,14 @@ fn ref_event(ev: &Event) -> Layout {
         .field("signature", ev.sig.0)
 }
 
+/// What a withdrawal's signature covers after the context.
+fn ref_withdrawal_fields(w: &Withdrawal) -> Layout {
+    Layout::default()
+        .field("topic (TopicIdentity)", w.topic.0)
+        .field("publisher (EngineIdentity)", w.publisher.0)
+        .field("version (u64)", u64le(w.version))
+}
+
 /// The body of a `Protocol::PUBSUB` message: version 1, the variant's tag, its fields.
 fn ref_pubsub(m: &PubSubMessage) -> Layout {
     let head = |tag: u32, name: &str| {
@@ -522,13 +533,31 @@ fn ref_pubsub(m: &PubSubMessage) -> Layout {
             .field("to (u64)", u64le(to))
     };
     match m {
-        PubSubMessage::Advert { advert, hops } => head(0, "Advert")
+        PubSubMessage::Advert {
+            advert,
+            publisher,
+            hops,
+        } => head(0, "Advert")
             .append(
                 "advert ",
                 with_signature(ref_topic_advert_fields(advert), &advert.sig),
             )
+            .field("publisher (EngineIdentity)", publisher.0)
             .field("hops (u8)", [*hops]),
-        PubSubMessage::Subscribe { topic: t } => topic(head(1, "Subscribe"), t),
+        PubSubMessage::Subscribe {
+            topic: t,
+            publishers,
+        } => {
+            let mut l = topic(head(1, "Subscribe"), t)
+                .field("publishers count (u64)", u64le(publishers.len() as u64));
+            for (i, p) in publishers.iter().enumerate() {
+                l = l.field(format!("publishers[{i}] (EngineIdentity)"), p.0);
+            }
+            l
+        }
+        PubSubMessage::Withdraw(w) => head(10, "Withdraw")
+            .append("", ref_withdrawal_fields(w))
+            .field("signature", w.sig.0),
         PubSubMessage::SubscribeAck {
             topic: t,
             accepted,
@@ -617,6 +646,7 @@ const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v1/engine-advert\0";
 const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
 const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
 const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
+const CTX_WITHDRAWAL: &[u8] = b"netmachine/v1/withdrawal\0";
 
 struct Fixture {
     node_a: Keypair,
@@ -1459,10 +1489,17 @@ fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
             "pubsub-advert-body",
             PubSubMessage::Advert {
                 advert: fx.topic_advert.clone(),
+                publisher: fx.pubsub_a.engine_identity(),
                 hops: 1,
             },
         ),
-        ("pubsub-subscribe-body", PubSubMessage::Subscribe { topic }),
+        (
+            "pubsub-subscribe-body",
+            PubSubMessage::Subscribe {
+                topic,
+                publishers: vec![fx.pubsub_a.engine_identity(), fx.pubsub_b.engine_identity()],
+            },
+        ),
         (
             "pubsub-subscribe-ack-body",
             PubSubMessage::SubscribeAck {
@@ -1483,6 +1520,10 @@ fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
                 from: 1,
                 to: 2,
             },
+        ),
+        (
+            "pubsub-withdraw-body",
+            PubSubMessage::Withdraw(Withdrawal::new_signed(&fx.pubsub_b, topic, 1)),
         ),
     ]
 }
@@ -1506,15 +1547,40 @@ fn pubsub_body_vectors() {
     let advert_body = hex("pubsub-advert-body");
     assert_eq!(advert_body[..8], [1, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(
-        advert_body[8..advert_body.len() - 1],
+        advert_body[8..advert_body.len() - 33],
         hex("topic-advert-wire")
     );
     match PubSubMessage::from_bytes(&advert_body).unwrap() {
-        PubSubMessage::Advert { advert, hops } => {
+        PubSubMessage::Advert {
+            advert,
+            publisher,
+            hops,
+        } => {
             assert_eq!(hops, 1);
+            assert_eq!(publisher, fx.pubsub_a.engine_identity());
             assert_eq!(advert.verify().unwrap().into_inner(), fx.topic_advert);
         }
         other => panic!("not an advert: {other:?}"),
+    }
+
+    // The withdrawal is signed by node B's PubSub over its fields, with its own context.
+    assert_vector("context-withdrawal", WITHDRAWAL_CONTEXT);
+    assert_vector("context-withdrawal", CTX_WITHDRAWAL);
+    let doc = hex("pubsub-withdraw-body");
+    let fields = &doc[8..8 + 72];
+    assert_eq!(
+        doc[8 + 72..],
+        ref_sign(&fx.pubsub_b.seed(), CTX_WITHDRAWAL, fields)
+    );
+    match PubSubMessage::from_bytes(&doc).unwrap() {
+        PubSubMessage::Withdraw(w) => {
+            assert!(w.verify(&checked(&fx.pubsub_b)));
+            assert!(!w.verify(&checked(&fx.pubsub_a)));
+            let mut later = w.clone();
+            later.version = 2;
+            assert!(!later.verify(&checked(&fx.pubsub_b)));
+        }
+        other => panic!("not a withdrawal: {other:?}"),
     }
 
     // The other variants, against the reference encoder.
@@ -1525,6 +1591,10 @@ fn pubsub_body_vectors() {
             topic,
             accepted: false,
             positions: vec![],
+        },
+        PubSubMessage::Subscribe {
+            topic,
+            publishers: vec![],
         },
         PubSubMessage::Unsubscribe { topic },
         PubSubMessage::UnsubscribeAck { topic },
@@ -1737,6 +1807,7 @@ fn print_vectors() {
         ("context-topic-advert", wire::context::TOPIC_ADVERT),
         ("context-domain-advert", wire::context::DOMAIN_ADVERT),
         ("context-event", EVENT_CONTEXT),
+        ("context-withdrawal", WITHDRAWAL_CONTEXT),
         ("alpn", netmachine::transport::ALPN),
     ] {
         println!(
@@ -1947,11 +2018,15 @@ fn print_vectors() {
         ref_pubsub(m)
     };
     para(
-        "The topic advert of §16.7 as node B forwards it after receiving it from the publisher, \
-         node A (`hops` 1). The advert's bytes are exactly `topic-advert-wire`:\n",
+        "The topic advert of §16.7 as node B forwards it after receiving it from the publisher \
+         `pubsub` of node A, its neighbour (`hops` 1: B is one hop from that publisher). The \
+         advert's bytes are exactly `topic-advert-wire`:\n",
     );
     print_layout_vector("pubsub-advert-body", &body("pubsub-advert-body"), true);
-    println!("`Subscribe` for the topic:\n");
+    para(
+        "`Subscribe` for the topic, to a neighbour that is a parent towards both publishers, \
+         `pubsub` of node A and of node B:\n",
+    );
     print_layout_vector(
         "pubsub-subscribe-body",
         &body("pubsub-subscribe-body"),
@@ -2009,4 +2084,10 @@ fn print_vectors() {
         &body("pubsub-event-req-body"),
         true,
     );
+    para(
+        "`Withdraw`: node B's PubSub withdraws from version 1 of the topic's advert (its topic was \
+         deleted). The signature is by `pubsub` of node B over the context \
+         `netmachine/v1/withdrawal\\0` then the three fields before it:\n",
+    );
+    print_layout_vector("pubsub-withdraw-body", &body("pubsub-withdraw-body"), true);
 }

@@ -142,16 +142,20 @@ impl Fixture {
                 PubSubRequest::Subscribe { topic },
             )))),
         );
+        let publisher = self.publisher_engine().engine_identity();
         self.receive_from_parent(PubSubMessage::Advert {
             advert: self.advert(),
+            publisher,
             hops: 0,
         });
         let (_, sent) = self.drain();
         assert!(
-            sent.contains(&PubSubMessage::Subscribe { topic }),
+            sent.contains(&PubSubMessage::Subscribe {
+                topic,
+                publishers: vec![publisher]
+            }),
             "{sent:?}"
         );
-        let publisher = self.publisher_engine().engine_identity();
         self.receive_from_parent(PubSubMessage::SubscribeAck {
             topic,
             accepted: true,
@@ -173,12 +177,20 @@ fn a_subscription_waits_for_the_advert() {
     );
     let (_, sent) = f.drain();
     assert!(sent.is_empty(), "no parent known yet: {sent:?}");
+    let publisher = f.publisher_engine().engine_identity();
     f.receive_from_parent(PubSubMessage::Advert {
         advert: f.advert(),
+        publisher,
         hops: 0,
     });
     let (_, sent) = f.drain();
-    assert_eq!(sent, vec![PubSubMessage::Subscribe { topic }]);
+    assert_eq!(
+        sent,
+        vec![PubSubMessage::Subscribe {
+            topic,
+            publishers: vec![publisher]
+        }]
+    );
 }
 
 #[test]
@@ -236,7 +248,7 @@ fn unauthorized_and_forged_events_are_neither_delivered_nor_forwarded() {
     // A child, to see whether anything is forwarded.
     let child = Keypair::generate().node_identity();
     let topic = f.topic();
-    f.engine.on_subscribe(&mut f.ctx, child, topic);
+    f.engine.on_subscribe(&mut f.ctx, child, topic, vec![]);
     f.drain();
     let rogue = Keypair::generate().derive_engine(PUBSUB_ENGINE_NAME);
     let mut unauthorized = f.event(1);

@@ -82,6 +82,23 @@ impl Router {
                 self.answer(slot, TopicEvent::answer(&req, Ok(())));
                 self.ask_pubsub(PubSubRequest::StopAdvert { topic });
             }
+            TopicAction::AnswerAndValidator { on } => {
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+                self.ask_pubsub(PubSubRequest::Validator {
+                    topic,
+                    engine: from,
+                    on,
+                });
+            }
+            TopicAction::PassVerdict => {
+                if let TopicRequest::Validated { token, verdict, .. } = req {
+                    self.ask_pubsub(PubSubRequest::Validated {
+                        engine: from,
+                        token,
+                        verdict,
+                    });
+                }
+            }
         }
     }
 
@@ -154,6 +171,57 @@ impl Router {
                     .filter_map(|s| self.locals.get(s).map(|l| l.slot))
                     .collect();
                 self.fan_out_message(targets, Message::from_topic(message, publisher, via), None);
+            }
+            PubSubNotice::Validate {
+                validator,
+                token,
+                topic,
+                publisher,
+                via,
+                message,
+            } => match self.slot_of(&validator) {
+                Some(slot) => self.answer(
+                    slot,
+                    TopicEvent::Validate {
+                        topic,
+                        token,
+                        publisher,
+                        via,
+                        message: Box::new(message),
+                    },
+                ),
+                // The validator stopped: PubSub stops waiting for it.
+                None => self.ask_pubsub(PubSubRequest::Validator {
+                    topic,
+                    engine: validator,
+                    on: false,
+                }),
+            },
+            PubSubNotice::Withdrawn {
+                topic,
+                publisher,
+                last,
+            } => {
+                let mut told: Vec<EngineIdentity> = self
+                    .topics
+                    .get(&topic)
+                    .map(|t| t.subscribers.clone())
+                    .unwrap_or_default();
+                told.extend(self.pending_net_subs.get(&topic).into_iter().flatten());
+                let mut once = std::collections::BTreeSet::new();
+                told.retain(|e| once.insert(*e));
+                for engine in told.into_iter().filter(|e| *e != from) {
+                    if let Some(slot) = self.slot_of(&engine) {
+                        self.answer(
+                            slot,
+                            TopicEvent::Withdrawn {
+                                topic,
+                                publisher,
+                                last,
+                            },
+                        );
+                    }
+                }
             }
             PubSubNotice::Progress {
                 topic,

@@ -9,6 +9,8 @@
 //!   answers once the network subscription is in place.
 //! * Unsubscribe: removes the requester; when the topic was subscribed with a non-local scope
 //!   and no local subscriber is left, PubSub is told to unsubscribe on the network.
+//! * Validate: the requester validates the topic's events from the network (PubSub holds each
+//!   one for it); needs a PubSub engine. Its verdicts (`Validated`) go to PubSub unanswered.
 //!
 //! A topic created with scope `Local` never leaves the node: messages published to it are
 //! delivered to local subscribers only, and messages for it arriving from other nodes are refused.
@@ -43,6 +45,13 @@ pub enum TopicAction {
     AnswerAndStartAdvert,
     /// Answer now, and ask PubSub to stop advertising.
     AnswerAndStopAdvert,
+    /// Answer now, and tell PubSub the requester validates the topic (`on`) or stops.
+    AnswerAndValidator {
+        /// Start or stop.
+        on: bool,
+    },
+    /// Pass a validator's verdict to PubSub; no answer.
+    PassVerdict,
 }
 
 /// The topic table.
@@ -144,6 +153,11 @@ impl TopicTable {
                 }
                 TopicAction::Answer(Ok(()))
             }
+            TopicRequest::Validate { on, .. } if has_pubsub => {
+                TopicAction::AnswerAndValidator { on }
+            }
+            TopicRequest::Validate { .. } => TopicAction::Answer(Err(TopicError::NoPubSub)),
+            TopicRequest::Validated { .. } => TopicAction::PassVerdict,
         }
     }
 
