@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
-    Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_DEPS, MAX_POSITIONS,
-    PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
+    Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_DEPS, MAX_DEP_POSITIONS,
+    MAX_POSITIONS, PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
 };
 use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
@@ -481,6 +481,18 @@ fn ref_event_head(ev: &Event) -> Layout {
     for (i, d) in ev.deps.iter().enumerate() {
         l = l.field(format!("deps[{i}] (EventId)"), d.0);
     }
+    l = l.field(
+        "dep_positions count (u64)",
+        u64le(ev.dep_positions.len() as u64),
+    );
+    for (i, (p, seq)) in ev.dep_positions.iter().enumerate() {
+        l = l
+            .field(
+                format!("dep_positions[{i}] publisher (EngineIdentity)"),
+                p.0,
+            )
+            .field(format!("dep_positions[{i}] seq (u64)"), u64le(*seq));
+    }
     l
 }
 
@@ -797,11 +809,15 @@ fn fixture() -> Fixture {
         vec![],
         fields_of(&published[0]),
     );
-    let second = Event::new_signed(
+    // Node B's PubSub published its event 4 on the topic (body `b`), which node A delivered
+    // before publishing its event 2.
+    let of_b = Event::new_signed(&pubsub_b, topic.topic_identity(), 4, vec![], b"b".to_vec());
+    let second = Event::new_signed_after(
         &pubsub_a,
         topic.topic_identity(),
         2,
-        vec![first.id()],
+        vec![first.id(), of_b.id()],
+        vec![(pubsub_b.engine_identity(), 4)],
         fields_of(&published[1]),
     );
     Fixture {
@@ -1715,10 +1731,22 @@ fn event_vectors() {
     assert_eq!(back.id().0, hex("event-id")[..]);
     assert!(!back.verify(&checked(&fx.pubsub_b)));
 
-    // It depends on the publisher's first event, which has no dependencies.
+    // It depends on the publisher's first event, which has no dependencies, then on node B's
+    // event 4, whose position is its causal frontier.
     let first = &fx.events[0];
     assert_eq!((first.seq, first.deps.len(), ev.seq), (1, 0, 2));
-    assert_eq!(ev.deps, vec![EventId(ref_event_id(first))]);
+    let of_b = Event::new_signed(
+        &fx.pubsub_b,
+        fx.topic.topic_identity(),
+        4,
+        vec![],
+        b"b".to_vec(),
+    );
+    assert_eq!(
+        ev.deps,
+        vec![EventId(ref_event_id(first)), EventId(ref_event_id(&of_b))]
+    );
+    assert_eq!(ev.dep_positions, vec![(fx.pubsub_b.engine_identity(), 4)]);
     assert_eq!(ev.publisher, fx.pubsub_a.engine_identity());
     assert!(fx.topic_advert.publishers.contains(&ev.publisher));
     assert!(first.verify(&key));
@@ -1730,6 +1758,26 @@ fn event_vectors() {
         if let Ok(PubSubMessage::Event(e)) = PubSubMessage::from_bytes(&bad) {
             assert!(!e.verify(&key), "flip at byte {i} verified");
         }
+    }
+
+    // At most MAX_DEP_POSITIONS positions.
+    assert_eq!(MAX_DEP_POSITIONS, 64);
+    for n in [MAX_DEP_POSITIONS, MAX_DEP_POSITIONS + 1] {
+        let e = Event::new_signed_after(
+            &fx.pubsub_a,
+            fx.topic.topic_identity(),
+            3,
+            vec![ev.id()],
+            vec![(fx.pubsub_b.engine_identity(), 9); n],
+            Vec::new(),
+        );
+        let bytes = PubSubMessage::Event(e.clone()).to_bytes();
+        assert_eq!(bytes[8..], ref_event(&e).bytes()[..]);
+        assert_eq!(
+            PubSubMessage::from_bytes(&bytes).is_ok(),
+            n <= MAX_DEP_POSITIONS,
+            "{n} positions"
+        );
     }
 
     // At most MAX_DEPS dependencies.
@@ -2057,10 +2105,12 @@ fn print_vectors() {
     );
     let ev = &fx.events[1];
     para(&format!(
-        "The event: topic, publisher `pubsub` of node A, sequence number 2, one dependency (the \
-         id of the publisher's event 1, which carried message id {} with body `block 1` and had \
-         no dependencies), the message above as body. Its signing input (the context, then the \
-         fields with the body replaced by its length and SHA-256):\n",
+        "The event: topic, publisher `pubsub` of node A, sequence number 2, two dependencies — \
+         the id of the publisher's event 1 (which carried message id {} with body `block 1` and \
+         had no dependencies), and the id of event 4 of publisher `pubsub` of node B (body `b`, \
+         no dependencies), which node A had delivered — with that event's position, `(pubsub of \
+         B, 4)`, as the causal frontier; the message above as body. Its signing input (the \
+         context, then the fields with the body replaced by its length and SHA-256):\n",
         fx.published[0].id.0
     ));
     print_layout_vector("event-signing-input", &ref_event_signing_input(ev), true);

@@ -139,7 +139,8 @@ impl PubSub {
         if new_version {
             // Sequence numbers start afresh, from the next event or acknowledgement.
             t.streams.clear();
-            t.leaves.clear();
+            t.frontier.clear();
+            t.waived.clear();
             for c in t.children.values_mut() {
                 c.told.clear();
                 c.acked.clear();
@@ -329,7 +330,7 @@ impl PubSub {
         t.withdrawn.insert(publisher, w);
         t.routes.remove(&publisher);
         t.streams.remove(&publisher);
-        t.leaves.remove(&publisher);
+        t.frontier.remove(&publisher);
         for c in t.children.values_mut() {
             c.acked.remove(&publisher);
             c.told.remove(&publisher);
@@ -340,7 +341,7 @@ impl PubSub {
             t.cache.clear();
             t.streams.clear();
             t.children.clear();
-            t.leaves.clear();
+            t.frontier.clear();
             t.closed_since = Some(now);
             t.progress_dirty = true;
         } else {

@@ -119,7 +119,7 @@ pub struct PubSubLimits {
     pub max_topics: usize,
     /// Most children per topic (default 64).
     pub max_children: usize,
-    /// Event ids remembered for deduplication and as delivered (default 65,536: about 5 MiB).
+    /// Event ids remembered for deduplication (default 65,536: about 3 MiB).
     pub seen_ids: usize,
     /// Events held per publisher, out of order or waiting for their causal dependencies
     /// (default 1,024).
@@ -341,9 +341,12 @@ struct Topic {
     fed_since: Option<Instant>,
     next_seq: u64,
     last_id: Option<EventId>,
-    /// Latest event of each other publisher delivered since this node's last publication: the
-    /// causal dependencies of its next one.
-    leaves: BTreeMap<EngineIdentity, EventId>,
+    /// The latest event (`seq`, id) of each other publisher delivered here: the causal
+    /// frontier this node's next publication depends on.
+    frontier: BTreeMap<EngineIdentity, (u64, EventId)>,
+    /// Per publisher, positions below which dependencies no longer hold events back (an event
+    /// waited for them past `give_up_after`).
+    waived: BTreeMap<EngineIdentity, u64>,
     streams: BTreeMap<EngineIdentity, Stream>,
     cache: VecDeque<Event>,
     ack_dirty: bool,
@@ -369,7 +372,8 @@ impl Topic {
             fed_since: None,
             next_seq: 1,
             last_id: None,
-            leaves: BTreeMap::new(),
+            frontier: BTreeMap::new(),
+            waived: BTreeMap::new(),
             streams: BTreeMap::new(),
             cache: VecDeque::new(),
             ack_dirty: false,
@@ -457,16 +461,6 @@ impl Topic {
     }
 }
 
-/// What this node knows of an event id it accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Fate {
-    /// Accepted (forwarded, cached), not yet through the delivery stage.
-    Received,
-    /// Delivered, skipped, or passed by a node that does not deliver: it satisfies the
-    /// dependencies of later events.
-    Passed,
-}
-
 /// Timer token of the periodic upkeep.
 const TICK_TOKEN: u64 = 1;
 /// Period of the upkeep: acknowledgements, retries, gap requests, progress.
@@ -477,8 +471,6 @@ const SUBSCRIBE_RETRY: Duration = Duration::from_secs(1);
 const CHILD_LAG: Duration = Duration::from_millis(300);
 /// Most events sent in answer to one request or push.
 const MAX_RESEND: u64 = 1024;
-/// Most dependencies given up on that are remembered (never to be delivered late).
-const MAX_ABANDONED: usize = 4096;
 
 /// The PubSub engine.
 pub struct PubSub {
@@ -489,11 +481,8 @@ pub struct PubSub {
     topics: BTreeMap<TopicIdentity, Topic>,
     connected: BTreeSet<NodeIdentity>,
     keys: HashMap<EngineIdentity, Option<CheckedKey>>,
-    seen: HashMap<EventId, Fate>,
+    seen: HashSet<EventId>,
     seen_order: VecDeque<EventId>,
-    /// Dependencies an event was delivered without: never delivered afterwards.
-    abandoned: HashSet<EventId>,
-    abandoned_order: VecDeque<EventId>,
     cache_bytes: usize,
     bad: HashMap<NodeIdentity, u32>,
     /// Events waiting to leave, per peer, with their body bytes.
@@ -516,10 +505,8 @@ impl PubSub {
             topics: BTreeMap::new(),
             connected: BTreeSet::new(),
             keys: HashMap::new(),
-            seen: HashMap::new(),
+            seen: HashSet::new(),
             seen_order: VecDeque::new(),
-            abandoned: HashSet::new(),
-            abandoned_order: VecDeque::new(),
             cache_bytes: 0,
             bad: HashMap::new(),
             outbox: BTreeMap::new(),
@@ -578,35 +565,13 @@ impl PubSub {
         }
     }
 
-    /// Remembers an accepted event id (deduplication, and dependencies of later events).
-    fn remember(&mut self, id: EventId, fate: Fate) {
-        match self.seen.insert(id, fate) {
-            Some(Fate::Passed) => {
-                self.seen.insert(id, Fate::Passed);
-            }
-            Some(Fate::Received) => {}
-            None => {
-                self.seen_order.push_back(id);
-                while self.seen_order.len() > self.limits.seen_ids {
-                    if let Some(old) = self.seen_order.pop_front() {
-                        self.seen.remove(&old);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Whether an event's dependency `id` is satisfied here.
-    fn passed(&self, id: &EventId) -> bool {
-        self.seen.get(id) == Some(&Fate::Passed) || self.abandoned.contains(id)
-    }
-
-    fn abandon(&mut self, id: EventId) {
-        if self.abandoned.insert(id) {
-            self.abandoned_order.push_back(id);
-            while self.abandoned_order.len() > MAX_ABANDONED {
-                if let Some(old) = self.abandoned_order.pop_front() {
-                    self.abandoned.remove(&old);
+    /// Remembers an accepted event id, for deduplication.
+    fn remember(&mut self, id: EventId) {
+        if self.seen.insert(id) {
+            self.seen_order.push_back(id);
+            while self.seen_order.len() > self.limits.seen_ids {
+                if let Some(old) = self.seen_order.pop_front() {
+                    self.seen.remove(&old);
                 }
             }
         }

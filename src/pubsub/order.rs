@@ -14,12 +14,13 @@ pub(super) enum Entry {
         via: NodeIdentity,
     },
     /// A sequence number this node does not deliver: a validator rejected or ignored its event.
-    Skip(EventId),
+    Skip,
 }
 
 /// An entry in sequence, waiting for its dependencies.
 #[derive(Debug)]
 pub(super) struct Ready {
+    seq: u64,
     entry: Entry,
     /// When it came into sequence.
     since: Instant,
@@ -57,15 +58,49 @@ impl Stream {
             None => None,
         }
     }
+
+    /// Every sequence number below this has been delivered, skipped, given up on, or was
+    /// published before this node's stream began; 0 while the stream has not begun.
+    fn passed(&self) -> u64 {
+        self.ready.front().map_or(self.next, |r| r.seq)
+    }
+}
+
+impl Topic {
+    /// Whether the dependency at `position` no longer holds an event of `publisher` back.
+    fn dep_met(
+        &self,
+        publisher: &EngineIdentity,
+        position: &(EngineIdentity, u64),
+        me: EngineIdentity,
+    ) -> bool {
+        let (q, seq) = position;
+        // Its own earlier events come first anyway; this node's own were delivered locally; a
+        // publisher that may not publish (any more) has nothing to wait for.
+        if q == publisher || *q == me || !self.authorized(q) {
+            return true;
+        }
+        if self.waived.get(q).is_some_and(|w| seq < w) {
+            return true;
+        }
+        self.streams
+            .get(q)
+            .is_some_and(|s| s.next > 0 && s.passed() > *seq)
+    }
+
+    fn deps_met(&self, ev: &Event, me: EngineIdentity) -> bool {
+        ev.dep_positions
+            .iter()
+            .all(|p| self.dep_met(&ev.publisher, p, me))
+    }
 }
 
 impl PubSub {
     /// Records that a verified remote event holds its publisher's sequence number; whether it
     /// equivocates — another event already holds that number, or it claims this node's own
     /// PubSub as publisher without this node having published it. An equivocating event is
-    /// counted and logged, remembered (its copies are duplicates, and it satisfies the
-    /// dependencies of events that name it: they depend on that sequence number), and must be
-    /// neither forwarded nor delivered.
+    /// counted and logged, remembered (its copies are duplicates), and must be neither
+    /// forwarded nor delivered.
     pub(super) fn equivocates(&mut self, ev: &Event, id: EventId) -> bool {
         let window = self.limits.cache_events;
         let other = if ev.publisher == self.me {
@@ -103,7 +138,7 @@ impl PubSub {
                 ev.seq
             ),
         }
-        self.remember(id, Fate::Passed);
+        self.remember(id);
         true
     }
 
@@ -148,52 +183,36 @@ impl PubSub {
         s.horizon = s.horizon.max(s.next);
         s.gap_since = s.gap_end().map(|_| now);
         t.ack_dirty = true;
-        self.pass_in_order(topic, publisher, run, now);
+        self.pass_in_order(topic, publisher, seq, run, now);
         self.drain_ready(ctx, topic);
     }
 
-    /// Entries now in sequence: queued for causal delivery where this node delivers the topic,
-    /// passed at once where it does not.
+    /// Entries now in sequence (`run`, from `first`): queued for causal delivery where this
+    /// node delivers the topic, passed at once where it does not.
     pub(super) fn pass_in_order(
         &mut self,
         topic: TopicIdentity,
         publisher: EngineIdentity,
+        first: u64,
         run: Vec<Entry>,
         now: Instant,
     ) {
         let Some(t) = self.topics.get_mut(&topic) else {
             return;
         };
-        let delivers = t.delivers();
-        let mut passed = Vec::new();
+        if !t.delivers() {
+            return;
+        }
         let s = t.streams.entry(publisher).or_default();
-        for entry in run {
-            if delivers {
-                s.ready.push_back(Ready {
-                    entry,
-                    since: now,
-                    waited: false,
-                    released: false,
-                });
-            } else {
-                passed.push(match entry {
-                    Entry::Event { id, .. } | Entry::Skip(id) => id,
-                });
-            }
+        for (seq, entry) in (first..).zip(run) {
+            s.ready.push_back(Ready {
+                seq,
+                entry,
+                since: now,
+                waited: false,
+                released: false,
+            });
         }
-        for id in passed {
-            self.remember(id, Fate::Passed);
-        }
-    }
-
-    /// Whether every dependency of `ev` has been delivered or skipped here. The first
-    /// dependency of an event after its publisher's first is its publisher's previous event,
-    /// which per-publisher sequencing has already passed (delivered, or given up on).
-    fn deps_met(&self, ev: &Event) -> bool {
-        ev.deps
-            .iter()
-            .enumerate()
-            .all(|(i, d)| (i == 0 && ev.seq > 1) || self.passed(d))
     }
 
     /// Takes the head of `publisher`'s causal queue if it can be delivered now.
@@ -202,18 +221,14 @@ impl PubSub {
         topic: &TopicIdentity,
         publisher: &EngineIdentity,
     ) -> Option<Ready> {
-        let head = self
-            .topics
-            .get(topic)?
-            .streams
-            .get(publisher)?
-            .ready
-            .front()?;
+        let me = self.me;
+        let t = self.topics.get_mut(topic)?;
+        let head = t.streams.get(publisher)?.ready.front()?;
         let ok = match &head.entry {
-            Entry::Skip(_) => true,
-            Entry::Event { ev, .. } => head.released || self.deps_met(ev),
+            Entry::Skip => true,
+            Entry::Event { ev, .. } => head.released || t.deps_met(ev, me),
         };
-        let s = self.topics.get_mut(topic)?.streams.get_mut(publisher)?;
+        let s = t.streams.get_mut(publisher)?;
         if ok {
             s.ready.pop_front()
         } else {
@@ -251,25 +266,13 @@ impl PubSub {
     }
 
     fn pass_ready(&mut self, ctx: &mut Context, topic: TopicIdentity, ready: Ready) {
-        let (ev, id, via) = match ready.entry {
-            Entry::Skip(id) => return self.remember(id, Fate::Passed),
-            Entry::Event { ev, id, via } => (ev, id, via),
-        };
-        self.remember(id, Fate::Passed);
-        if self.abandoned.remove(&id) {
-            // An event delivered earlier depends on this one and went without it.
-            self.count(&self.stats.lost);
-            log::debug!(
-                "pubsub: event {} of {} came after an event that depends on it: not delivered",
-                ev.seq,
-                ev.publisher.short()
-            );
+        let Entry::Event { ev, id, via } = ready.entry else {
             return;
-        }
+        };
         let me = self.me;
         if let Some(t) = self.topics.get_mut(&topic) {
-            if t.publishing && ev.publisher != me {
-                t.leaves.insert(ev.publisher, id);
+            if ev.publisher != me {
+                t.frontier.insert(ev.publisher, (ev.seq, id));
             }
         }
         if ready.waited && !ready.released {
@@ -279,7 +282,8 @@ impl PubSub {
     }
 
     /// Delivers, without their missing dependencies, the queued events that waited for them
-    /// past `give_up_after`; those dependencies are never delivered afterwards.
+    /// past `give_up_after`; those positions no longer hold later events back (the events there
+    /// are still delivered if they come).
     pub(super) fn release_waiting(
         &mut self,
         ctx: &mut Context,
@@ -287,22 +291,22 @@ impl PubSub {
         now: Instant,
     ) {
         let give_up = self.limits.give_up_after;
-        let Some(t) = self.topics.get(&topic) else {
+        let me = self.me;
+        let Some(t) = self.topics.get_mut(&topic) else {
             return;
         };
-        let mut due: Vec<(EngineIdentity, Vec<EventId>)> = Vec::new();
+        let mut due: Vec<(EngineIdentity, Vec<(EngineIdentity, u64)>)> = Vec::new();
         for (p, s) in &t.streams {
             let Some(head) = s.ready.front() else {
                 continue;
             };
             if let Entry::Event { ev, .. } = &head.entry {
                 if !head.released && now.saturating_duration_since(head.since) >= give_up {
-                    let missing: Vec<EventId> = ev
-                        .deps
+                    let missing: Vec<(EngineIdentity, u64)> = ev
+                        .dep_positions
                         .iter()
-                        .enumerate()
-                        .filter(|(i, d)| !((*i == 0 && ev.seq > 1) || self.passed(d)))
-                        .map(|(_, d)| *d)
+                        .filter(|d| !t.dep_met(&ev.publisher, d, me))
+                        .copied()
                         .collect();
                     if !missing.is_empty() {
                         due.push((*p, missing));
@@ -314,22 +318,18 @@ impl PubSub {
             return;
         }
         for (p, missing) in due {
-            self.count(&self.stats.causal_timeout);
+            self.stats.causal_timeout.fetch_add(1, Ordering::Relaxed);
             log::warn!(
-                "pubsub: an event of {} on topic {} waited {give_up:?} for {} events it depends on: delivered without them",
+                "pubsub: an event of {} on topic {} waited {give_up:?} for {} events of other publishers it depends on: delivered without them",
                 p.short(),
                 topic.short(),
                 missing.len()
             );
-            for d in missing {
-                self.abandon(d);
+            for (q, seq) in missing {
+                let w = t.waived.entry(q).or_insert(0);
+                *w = (*w).max(seq + 1);
             }
-            if let Some(head) = self
-                .topics
-                .get_mut(&topic)
-                .and_then(|t| t.streams.get_mut(&p))
-                .and_then(|s| s.ready.front_mut())
-            {
+            if let Some(head) = t.streams.get_mut(&p).and_then(|s| s.ready.front_mut()) {
                 head.released = true;
             }
         }

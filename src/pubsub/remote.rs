@@ -166,7 +166,7 @@ impl PubSub {
                 continue;
             }
             let id = ev.id();
-            if self.seen.contains_key(&id)
+            if self.seen.contains(&id)
                 || self.pending_ids.contains_key(&id)
                 || !batch_ids.insert(id)
             {
@@ -242,14 +242,7 @@ impl PubSub {
         ev: Event,
         id: EventId,
     ) {
-        self.remember(
-            id,
-            if via.is_some() {
-                Fate::Received
-            } else {
-                Fate::Passed
-            },
-        );
+        self.remember(id);
         let topic = ev.topic;
         let Some(t) = self.topics.get(&topic) else {
             return;
@@ -381,13 +374,18 @@ impl PubSub {
         }
         let mut body = Vec::with_capacity(200 + m.body().len());
         m.as_engine_message().encode_signed_fields(&mut body);
-        // The previous own event first, then the latest event of each other publisher
-        // delivered since (those that do not fit wait for the next event).
+        // The previous own event first, then the latest event of other publishers delivered
+        // here; their positions (the whole frontier) are what receivers wait for.
         let mut deps: Vec<EventId> = t.last_id.into_iter().collect();
         let room = wire::MAX_DEPS - deps.len();
-        let others: Vec<EngineIdentity> = t.leaves.keys().take(room).copied().collect();
-        deps.extend(others.iter().filter_map(|p| t.leaves.remove(p)));
-        let ev = Event::new_signed(&self.key, topic, t.next_seq, deps, body);
+        deps.extend(t.frontier.values().take(room).map(|(_, id)| *id));
+        let positions: Vec<(EngineIdentity, u64)> = t
+            .frontier
+            .iter()
+            .take(wire::MAX_DEP_POSITIONS)
+            .map(|(p, (seq, _))| (*p, *seq))
+            .collect();
+        let ev = Event::new_signed_after(&self.key, topic, t.next_seq, deps, positions, body);
         t.next_seq += 1;
         t.last_id = Some(ev.id());
         t.progress_dirty = true;

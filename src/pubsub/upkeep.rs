@@ -78,7 +78,7 @@ impl PubSub {
         }
         // Gaps: ask the publisher's parents, give up after a while.
         let mut lost = 0;
-        let mut skipped: Vec<(EngineIdentity, Vec<Entry>)> = Vec::new();
+        let mut skipped: Vec<(EngineIdentity, u64, Vec<Entry>)> = Vec::new();
         let Topic {
             streams, routes, ..
         } = t;
@@ -92,6 +92,7 @@ impl PubSub {
             if waited >= limits.give_up_after {
                 lost += first - s.next;
                 s.next = first;
+                let from = first;
                 let mut run = Vec::new();
                 while let Some(entry) = s.buffer.remove(&s.next) {
                     run.push(entry);
@@ -99,7 +100,7 @@ impl PubSub {
                 }
                 s.horizon = s.horizon.max(s.next);
                 s.gap_since = s.gap_end().map(|_| now);
-                skipped.push((*publisher, run));
+                skipped.push((*publisher, from, run));
             } else if waited >= limits.gap_wait
                 && s.last_request
                     .is_none_or(|t| now.saturating_duration_since(t) >= limits.gap_wait)
@@ -182,8 +183,8 @@ impl PubSub {
             );
         }
         if !skipped.is_empty() {
-            for (publisher, run) in skipped {
-                self.pass_in_order(topic, publisher, run, now);
+            for (publisher, from, run) in skipped {
+                self.pass_in_order(topic, publisher, from, run, now);
             }
             self.drain_ready(ctx, topic);
         }

@@ -77,9 +77,9 @@ impl PubSub {
             _ => {
                 // Nothing a validator could look at: not forwarded, not delivered.
                 self.count(&self.stats.malformed);
-                self.remember(id, Fate::Received);
+                self.remember(id);
                 let (publisher, seq) = (ev.publisher, ev.seq);
-                return self.sequence(ctx, topic, publisher, seq, Entry::Skip(id));
+                return self.sequence(ctx, topic, publisher, seq, Entry::Skip);
             }
         };
         let validators = self
@@ -178,9 +178,9 @@ impl PubSub {
                 } else {
                     self.count(&self.stats.validation_ignored);
                 }
-                self.remember(p.id, Fate::Received);
+                self.remember(p.id);
                 let (publisher, seq) = (p.event.publisher, p.event.seq);
-                self.sequence(ctx, p.topic, publisher, seq, Entry::Skip(p.id));
+                self.sequence(ctx, p.topic, publisher, seq, Entry::Skip);
             }
         }
     }
