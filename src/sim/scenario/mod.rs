@@ -237,6 +237,10 @@ pub struct Summary {
     pub forged_sent: u64,
     /// Forged events delivered to an honest subscriber: must be 0.
     pub forged_deliveries: u64,
+    /// Pubsub: events at the end of a crashed publisher's stream that a live receiver never got
+    /// — it crashed before they spread, and with no later event from it nothing could tell
+    /// the receiver they exist.
+    pub lost_with_publisher: u64,
     /// Second events for a publisher's sequence numbers an equivocator sent (pubsub).
     pub equivocations_sent: u64,
     /// Deliveries out of causal order at nodes whose PubSub counted a causal timeout (it
@@ -261,13 +265,14 @@ impl Summary {
         );
         if self.scenario == "pubsub" {
             s += &format!(
-                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{},\"missing_without_reason\":{},\"forged_sent\":{},\"forged_deliveries\":{},\"equivocations_sent\":{},\"causal_late_excused\":{}",
+                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{},\"missing_without_reason\":{},\"forged_sent\":{},\"forged_deliveries\":{},\"lost_with_publisher\":{},\"equivocations_sent\":{},\"causal_late_excused\":{}",
                 self.events_published,
                 self.deliveries_expected,
                 self.deliveries,
                 self.lost,
                 self.forged_sent,
                 self.forged_deliveries,
+                self.lost_with_publisher,
                 self.equivocations_sent,
                 self.causal_late_excused
             );
