@@ -52,8 +52,11 @@ fn event_body(index: u32, seq: u64, received: &BTreeMap<u32, u64>) -> Vec<u8> {
     body
 }
 
+/// A publisher index and one of its sequence numbers.
+type Position = (u32, u64);
+
 /// What an [`event_body`] says: publisher index, sequence number, and what it had received.
-type Body = (u32, u64, Vec<(u32, u64)>);
+type Body = (u32, u64, Vec<Position>);
 
 /// The parts of [`event_body`]; `None` if it is not one.
 fn parse_body(b: &[u8]) -> Option<Body> {
@@ -504,7 +507,7 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
         let wanted = expected(n);
         deliveries_expected += wanted.len() as u64;
         let last_got = |p: u32| log.last.get(&(n, 0, p)).copied();
-        let (tail, missing): (Vec<(u32, u64)>, Vec<(u32, u64)>) = wanted
+        let (tail, missing): (Vec<Position>, Vec<Position>) = wanted
             .into_iter()
             .filter(|(p, q)| !log.seen.contains(&(n, *p, *q)))
             .partition(|(p, q)| crashed_publisher(*p) && last_got(*p).is_none_or(|l| *q > l));
