@@ -46,7 +46,16 @@ for i in 1 2 3; do
             [ "$i" = "$j" ] && continue
             eval "line=\$advert$j"
             printf '\n[[peers]]  # node%s\nadvert = "%s"\n' "$j" "$line"
+            echo 'trust = 128  # 0 bans the peer; 255 is full trust'
         done
+        cat <<END
+
+[limits]
+# A peer whose messages fail verification this many times is cut off: disconnected with close
+# code 0x8, neither dialled nor accepted for misbehaving_peer_backoff_s seconds.
+bad_messages_before_disconnect = 16
+misbehaving_peer_backoff_s = 300
+END
     } >"$here/node$i.toml"
     "$NETMACHINE" advert --config "$here/node$i.toml" >/dev/null
 done

@@ -307,6 +307,16 @@ impl CheckedKey {
         Ok(CheckedKey { key })
     }
 
+    /// The key's 32 bytes: the identity of whoever holds its secret.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        self.key.as_bytes()
+    }
+
+    /// Whether this is the key of the identity whose bytes are `id`.
+    pub fn is_key_of(&self, id: &[u8; KEY_LEN]) -> bool {
+        self.key.as_bytes() == id
+    }
+
     /// The dalek verifying key.
     pub fn dalek(&self) -> &VerifyingKey {
         &self.key

@@ -58,10 +58,10 @@ pub mod wire;
 
 pub use identity::{DomainIdentity, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
 pub use node::client::Client;
-pub use node::{
-    EngineSpec, IngressHandle, Node, NodeBuilder, NodeError, NodeLimits, ShutdownReport,
-};
+#[cfg(feature = "testing")]
+pub use node::{EgressHandle, IngressHandle};
+pub use node::{EngineSpec, Node, NodeBuilder, NodeError, NodeLimits, ShutdownReport};
 pub use runtime::stats::{DropReason, StatsSnapshot};
-pub use runtime::{Context, Engine, Input, Message, Origin, SendOptions};
+pub use runtime::{Context, Engine, Input, Message, Origin, SendOptions, Sender};
 pub use time::{Now, Timestamp};
 pub use wire::{Destination, EngineMessage, MessageId, Protocol, RoutingScope, Verified};

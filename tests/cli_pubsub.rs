@@ -20,6 +20,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_netmachine");
 /// Events published in the relay test.
 const EVENTS: u64 = 20;
 
+/// What `subscribe` logs (at `info`) once a parent has confirmed that it left the topic.
+const LEFT: &str = "a parent confirmed the unsubscription";
+
 fn netmachine(args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
@@ -262,6 +265,9 @@ fn publish_reaches_a_subscriber_through_a_relay() {
         s_rest.is_empty(),
         "subscriber printed more than {EVENTS} events: {s_rest:?}"
     );
+    // On exit it left the topic: its final EventAck and Unsubscribe reached the relay, which
+    // answered UnsubscribeAck before the subscriber shut its node down.
+    assert!(s_log.contains(LEFT), "subscriber did not leave:\n{s_log}");
 
     let p_status = p.wait(deadline);
     let p_out = p.rest();
@@ -393,6 +399,7 @@ fn publish_waits_until_a_subscribing_peer_acknowledged_everything() {
         "subscriber exited with {s_status:?}:\n{s_log}"
     );
     assert!(s_rest.is_empty(), "{s_rest:?}");
+    assert!(s_log.contains(LEFT), "subscriber did not leave:\n{s_log}");
     b.sigterm();
     let b_status = b.wait(Instant::now() + Duration::from_secs(10));
     let b_log = b.log();

@@ -175,11 +175,11 @@ fn outcome(target: &str, data: &[u8]) -> String {
         "pubsub" => match PubSubMessage::from_bytes(data) {
             Ok(PubSubMessage::Event(ev)) => {
                 let key = CheckedKey::parse(ev.publisher.as_bytes()).expect("a valid key");
-                verified(ev.verify(&key))
+                verified(ev.verify(&key).is_ok())
             }
-            Ok(PubSubMessage::Events(evs)) => verified(evs.iter().all(|ev| {
+            Ok(PubSubMessage::Events(evs)) => verified(evs.into_iter().all(|ev| {
                 let key = CheckedKey::parse(ev.publisher.as_bytes()).expect("a valid key");
-                ev.verify(&key)
+                ev.verify(&key).is_ok()
             })),
             Ok(PubSubMessage::Advert { advert, .. }) => verified(advert.verify().is_ok()),
             Ok(PubSubMessage::Withdraw(w)) => {
@@ -464,8 +464,8 @@ impl Seeds {
             engine_advert,
             topic_advert,
             domain_advert,
-            event,
-            event_first: first,
+            event: event.into_inner(),
+            event_first: first.into_inner(),
             publisher: pubsub,
         }
     }

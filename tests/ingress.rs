@@ -37,7 +37,7 @@ fn each_kind_of_bad_message_is_refused_with_its_reason() {
         Some(Input::Message(m)) => {
             assert_eq!(m.body(), b"honest");
             assert_eq!(m.origin(), Origin::Remote { via: from });
-            assert_eq!(m.src(), remote.engine_identity());
+            assert_eq!(m.sender().verified(), Some(remote.engine_identity()));
         }
         other => panic!("expected the honest message, got {other:?}"),
     }

@@ -71,7 +71,7 @@ impl Engine for Peer {
                 self.log
                     .lock()
                     .received
-                    .entry(m.src())
+                    .entry(m.sender().verified().expect("a local sender"))
                     .or_default()
                     .push(seq);
                 ctx.reply(&m, Vec::new());

@@ -329,10 +329,11 @@ fn forged_and_unauthorized_events_are_dropped_and_not_forwarded() {
         attacker.send(
             c.nodes[1].identity(),
             Protocol::PUBSUB,
-            PubSubMessage::Event(ev).to_bytes(),
+            PubSubMessage::Event(ev.into_inner()).to_bytes(),
         );
         // Claims the real publisher, but the signature is the rogue's.
-        let mut forged = Event::new_signed(&real, topic, 6 + i, vec![], body(2000 + i));
+        let mut forged =
+            Event::new_signed(&real, topic, 6 + i, vec![], body(2000 + i)).into_inner();
         forged.sig = Event::new_signed(&rogue, topic, 6 + i, vec![], body(2000 + i)).sig;
         attacker.send(
             c.nodes[1].identity(),
@@ -663,7 +664,7 @@ fn an_equivocating_publisher_is_caught_at_the_first_hop() {
     m.dst = netmachine::Destination::Topic(topic);
     let mut body = Vec::new();
     m.encode_signed_fields(&mut body);
-    let second = Event::new_signed(&key, topic, 2, vec![], body);
+    let second = Event::new_signed(&key, topic, 2, vec![], body).into_inner();
     attacker.send(
         c.nodes[1].identity(),
         Protocol::PUBSUB,
@@ -715,8 +716,11 @@ fn a_validator_keeps_rejected_events_from_being_forwarded_or_delivered() {
             let Some(input) = validator.recv(Duration::from_secs(20)) else {
                 panic!("the validator saw {answered} events");
             };
-            if let Input::Topic(TopicEvent::Validate { token, message, .. }) = input {
-                let n = u64::from_le_bytes(message.body[..8].try_into().unwrap());
+            if let Input::Topic(TopicEvent::Validate(v)) = input {
+                let (token, n) = (
+                    v.token,
+                    u64::from_le_bytes(v.message.body[..8].try_into().unwrap()),
+                );
                 let verdict = if n == 3 || n == 7 {
                     Validation::Reject
                 } else {

@@ -40,7 +40,11 @@ impl Engine for Sink {
         if let Input::Message(m) = input {
             assert!(matches!(m.origin(), Origin::Remote { .. }));
             let seq = u64::from_le_bytes(m.body()[..8].try_into().unwrap());
-            self.log.lock().entry(m.src()).or_default().push(seq);
+            self.log
+                .lock()
+                .entry(m.sender().verified().expect("verified"))
+                .or_default()
+                .push(seq);
             if self.answer {
                 ctx.reply(&m, Vec::new());
             }
@@ -139,7 +143,9 @@ fn ping_across_two_nodes() {
             Some(Input::Message(m)) => {
                 assert_eq!(m.reply_to(), Some(id));
                 assert_eq!(m.body(), i.to_le_bytes());
-                assert_eq!(m.src_node(), b.identity());
+                assert!(
+                    matches!(m.sender(), netmachine::Sender::Engine { node, .. } if node == b.identity())
+                );
                 assert_eq!(m.origin(), Origin::Remote { via: b.identity() });
             }
             other => panic!("ping {i}: {other:?}\nA: {}\nB: {}", a.status(), b.status()),

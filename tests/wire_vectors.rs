@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
-    Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_DEPS, MAX_DEP_POSITIONS,
-    MAX_POSITIONS, PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
+    Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS,
+    MAX_DEP_POSITIONS, MAX_POSITIONS, PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
 };
 use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
@@ -61,6 +61,7 @@ const VECTORS: &[&str] = &[
     "engine-b-ping-identity",
     "key-file-der",
     "key-file-pem",
+    "node-cert-der",
     "enc-destination-topic",
     "enc-routing-prefs-domain",
     "enc-transport-prefs-datagram",
@@ -90,6 +91,11 @@ const VECTORS: &[&str] = &[
     "event-id",
     "pubsub-event-body",
     "pubsub-event-req-body",
+    "pubsub-unsubscribe-body",
+    "pubsub-unsubscribe-ack-body",
+    "pubsub-event-resp-body",
+    "pubsub-event-ack-body",
+    "pubsub-events-body",
     "pubsub-withdraw-body",
 ];
 
@@ -609,10 +615,125 @@ fn ref_pubsub(m: &PubSubMessage) -> Layout {
         } => topic(head(8, "EventAck"), t)
             .field("publisher (EngineIdentity)", publisher.0)
             .field("next_seq (u64)", u64le(*next_seq)),
+        PubSubMessage::Events(events) => {
+            let mut l = head(9, "Events").field("events count (u64)", u64le(events.len() as u64));
+            for (i, ev) in events.iter().enumerate() {
+                l = l.append(&format!("events[{i}] "), ref_event(ev));
+            }
+            l
+        }
         // A variant added to the code but not yet to the document.
         #[allow(unreachable_patterns)]
         other => panic!("docs/wire.md §12.2 does not define {other:?}"),
     }
+}
+
+/// A DER tag and length (X.690 §8.1: short form below 128, else `0x80 | n` and n length bytes).
+fn der_header(tag: u8, len: usize) -> Vec<u8> {
+    let mut out = vec![tag];
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
+
+/// A whole DER value: header, then `content`.
+fn der(tag: u8, content: &[u8]) -> Vec<u8> {
+    let mut out = der_header(tag, content.len());
+    out.extend_from_slice(content);
+    out
+}
+
+/// The node certificate of §7.3, built from the document's rules with a hand-written DER
+/// encoder and ed25519-dalek (not rcgen): each part of the certificate is one field.
+fn ref_node_certificate(seed: &[u8; 32]) -> Layout {
+    const SEQUENCE: u8 = 0x30;
+    const SET: u8 = 0x31;
+    const INTEGER: u8 = 0x02;
+    const BIT_STRING: u8 = 0x03;
+    const OID: u8 = 0x06;
+    const UTF8_STRING: u8 = 0x0c;
+    const UTC_TIME: u8 = 0x17;
+    const GENERALIZED_TIME: u8 = 0x18;
+    let public = ref_public(seed);
+    let ed25519 = der(SEQUENCE, &der(OID, &[0x2b, 0x65, 0x70])); // 1.3.101.112, no parameters
+    let name = {
+        let cn = [
+            der(OID, &[0x55, 0x04, 0x03]),
+            der(UTF8_STRING, b"netmachine node"),
+        ]
+        .concat();
+        der(SEQUENCE, &der(SET, &der(SEQUENCE, &cn)))
+    };
+    let mut serial = sha256(&public)[..20].to_vec();
+    serial[0] &= 0x7f;
+    let serial: Vec<u8> = match serial.iter().position(|b| *b != 0) {
+        Some(first) => serial[first..].to_vec(),
+        None => vec![0],
+    };
+    let validity = der(
+        SEQUENCE,
+        &[
+            der(UTC_TIME, b"240101000000Z"),
+            der(GENERALIZED_TIME, b"40960101000000Z"),
+        ]
+        .concat(),
+    );
+    let mut spki_head = der_header(SEQUENCE, ed25519.len() + 3 + 32);
+    spki_head.extend_from_slice(&ed25519);
+    spki_head.extend_from_slice(&der_header(BIT_STRING, 33));
+    spki_head.push(0); // no unused bits
+    let tbs_body = Layout::default()
+        .field(
+            "version: [0] INTEGER 2 (v3)",
+            der(0xa0, &der(INTEGER, &[2])),
+        )
+        .field(
+            "serialNumber: INTEGER, SHA-256(public key)[..20] with the top bit cleared",
+            der(INTEGER, &serial),
+        )
+        .field("signature: AlgorithmIdentifier Ed25519", &ed25519)
+        .field("issuer: CN=netmachine node (UTF8String)", &name)
+        .field(
+            "validity: UTCTime 2024-01-01 00:00:00Z, GeneralizedTime 4096-01-01 00:00:00Z",
+            &validity,
+        )
+        .field("subject: CN=netmachine node (UTF8String)", &name)
+        .field(
+            "subjectPublicKeyInfo: SEQUENCE, AlgorithmIdentifier Ed25519, BIT STRING header",
+            spki_head,
+        )
+        .field("subjectPublicKey (the node identity)", public);
+    let tbs = Layout::default()
+        .field(
+            "tbsCertificate: SEQUENCE header",
+            der_header(SEQUENCE, tbs_body.bytes().len()),
+        )
+        .append("", tbs_body);
+    let tbs_bytes = tbs.bytes();
+    let signature = SigningKey::from_bytes(seed).sign(&tbs_bytes).to_bytes();
+    let mut sig_head = ed25519.clone();
+    sig_head.extend_from_slice(&der_header(BIT_STRING, 65));
+    sig_head.push(0);
+    let rest = Layout::default()
+        .field(
+            "signatureAlgorithm: Ed25519; signatureValue: BIT STRING header",
+            sig_head,
+        )
+        .field("signature (Ed25519 over tbsCertificate)", signature);
+    let len = tbs_bytes.len() + rest.bytes().len();
+    Layout::default()
+        .field("Certificate: SEQUENCE header", der_header(SEQUENCE, len))
+        .append("", tbs)
+        .append("", rest)
 }
 
 /// The HKDF-SHA256 of the document, spelled out with HMAC: one block of output.
@@ -838,7 +959,7 @@ fn fixture() -> Fixture {
         pubsub_a,
         pubsub_b,
         published,
-        events: [first, second],
+        events: [first.into_inner(), second.into_inner()],
     }
 }
 
@@ -970,6 +1091,62 @@ fn key_file_vectors() {
     assert_eq!(format!("{pem}\n"), fx.node_a.to_pem());
     let back = Keypair::from_pem(&pem).unwrap();
     assert_eq!(back.public(), fx.node_a.public());
+}
+
+#[test]
+fn node_certificate_vector() {
+    let fx = fixture();
+    let cert = netmachine::node::quic::node_certificate_der(&fx.node_a).unwrap();
+    assert_vector("node-cert-der", &cert);
+    assert_vector("node-cert-der", &ref_node_certificate(&NODE_A_SEED).bytes());
+    // The key alone decides the bytes: the same again, and node B's follows the same rules.
+    assert_eq!(
+        netmachine::node::quic::node_certificate_der(&fx.node_a).unwrap(),
+        cert
+    );
+    assert_eq!(
+        netmachine::node::quic::node_certificate_der(&fx.node_b).unwrap(),
+        ref_node_certificate(&NODE_B_SEED).bytes()
+    );
+
+    // The document's bytes: node A's key at its place, and a signature over the tbsCertificate
+    // that verifies under that key.
+    let doc = hex("node-cert-der");
+    let layout = ref_node_certificate(&NODE_A_SEED);
+    let at = |name: &str| {
+        let mut offset = 0;
+        for (n, b) in &layout.fields {
+            if n == name {
+                return offset..offset + b.len();
+            }
+            offset += b.len();
+        }
+        panic!("no field {name:?}");
+    };
+    assert_eq!(
+        doc[at("subjectPublicKey (the node identity)")],
+        hex("node-a-identity")[..]
+    );
+    let tbs =
+        at("tbsCertificate: SEQUENCE header").start..at("subjectPublicKey (the node identity)").end;
+    let sig: [u8; 64] = doc[at("signature (Ed25519 over tbsCertificate)")]
+        .try_into()
+        .unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&fx.node_a.public()).unwrap();
+    key.verify_strict(
+        &doc[tbs.clone()],
+        &ed25519_dalek::Signature::from_bytes(&sig),
+    )
+    .expect("the certificate is validly self-signed");
+    let mut other = doc[tbs].to_vec();
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    assert!(key
+        .verify_strict(&other, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_err());
+    // One DER value spanning the whole vector (a 3-byte header: 0x30, then 0x81 and one length
+    // byte).
+    assert_eq!(doc[..3], der_header(0x30, doc.len() - 3)[..]);
 }
 
 #[test]
@@ -1191,7 +1368,10 @@ fn independently_signed_messages_verify() {
             let mut again = m.clone();
             again.sign(key, &mut Vec::new());
             assert_eq!(again.sig, Some(sig));
-            assert!(again.verify(&checked(key), &mut Vec::new()).is_ok());
+            assert!(Unverified::decode(out.clone())
+                .unwrap()
+                .verify(&checked(key), &mut Vec::new())
+                .is_ok());
             assert_eq!(out, wire, "wire form, body of {} bytes", m.body.len());
             let mut input = Vec::new();
             m.signing_input(&mut input);
@@ -1465,6 +1645,29 @@ fn control_vectors() {
         (kind::HELLO, kind::ADVERT, kind::ACK, kind::MESSAGE),
         (0x01, 0x02, 0x03, 0x10)
     );
+
+    // At most 2048 entries in one ACK (§10.3), and the largest ACK fits the control stream's
+    // 64 KiB frame limit.
+    assert_eq!(control::MAX_ACK_ENTRIES, 2048);
+    for n in [2048u64, 2049] {
+        let ack = Ack((0..n).map(|i| (4 * i + 2, i)).collect());
+        let bytes = ref_ack(&ack).bytes();
+        assert_eq!(control::encode(&ack), bytes);
+        assert_eq!(
+            control::decode::<Ack>(&bytes).is_ok(),
+            n <= 2048,
+            "{n} entries"
+        );
+        if n == 2048 {
+            assert_eq!(bytes.len(), 32_776);
+            let mut f = Vec::new();
+            frame::encode(kind::ACK, &bytes, &mut f);
+            let mut d = FrameDecoder::new(64 << 10);
+            let mut got = 0;
+            d.push(&f, |_, _| got += 1).unwrap();
+            assert_eq!(got, 1);
+        }
+    }
 }
 
 #[test]
@@ -1536,6 +1739,36 @@ fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
                 from: 1,
                 to: 2,
             },
+        ),
+        (
+            "pubsub-unsubscribe-body",
+            PubSubMessage::Unsubscribe { topic },
+        ),
+        (
+            "pubsub-unsubscribe-ack-body",
+            PubSubMessage::UnsubscribeAck { topic },
+        ),
+        (
+            "pubsub-event-resp-body",
+            PubSubMessage::EventResp {
+                topic,
+                publisher: fx.pubsub_a.engine_identity(),
+                from: 1,
+                to: 2,
+                found: 2,
+            },
+        ),
+        (
+            "pubsub-event-ack-body",
+            PubSubMessage::EventAck {
+                topic,
+                publisher: fx.pubsub_a.engine_identity(),
+                next_seq: 3,
+            },
+        ),
+        (
+            "pubsub-events-body",
+            PubSubMessage::Events(fx.events.to_vec()),
         ),
         (
             "pubsub-withdraw-body",
@@ -1663,6 +1896,35 @@ fn pubsub_body_vectors() {
             "{n} positions"
         );
     }
+
+    // The Events body: the events' encodings one after the other, each exactly as in an Event
+    // body; at most MAX_BATCH_EVENTS of them.
+    let doc = hex("pubsub-events-body");
+    assert_eq!(doc[..16], [1, 0, 0, 0, 9, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    let event_body = hex("pubsub-event-body");
+    assert_eq!(doc[doc.len() - (event_body.len() - 8)..], event_body[8..]);
+    let PubSubMessage::Events(back) = PubSubMessage::from_bytes(&doc).unwrap() else {
+        panic!("not an Events body");
+    };
+    let key = checked(&fx.pubsub_a);
+    assert!(back.iter().all(|e| e.clone().verify(&key).is_ok()));
+    assert_eq!(back[1].deps[0], back[0].id());
+    assert_eq!(MAX_BATCH_EVENTS, 256);
+    let small = Event::new_signed(&fx.pubsub_b, topic, 1, Vec::new(), Vec::new()).into_inner();
+    for n in [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS + 1] {
+        let m = PubSubMessage::Events(vec![small.clone(); n]);
+        let bytes = ref_pubsub(&m).bytes();
+        assert_eq!(bytes, m.to_bytes());
+        assert_eq!(
+            PubSubMessage::from_bytes(&bytes).is_ok(),
+            n <= MAX_BATCH_EVENTS,
+            "{n} events"
+        );
+    }
+    // Tag 9 is the highest: 10 is refused.
+    let mut bad = hex("pubsub-unsubscribe-body");
+    bad[4..8].copy_from_slice(&u32le(10));
+    assert!(PubSubMessage::from_bytes(&bad).is_err());
 }
 
 #[test]
@@ -1727,9 +1989,9 @@ fn event_vectors() {
         panic!("not an event");
     };
     assert_eq!(back, *ev);
-    assert!(back.verify(&key));
+    assert!(back.clone().verify(&key).is_ok());
     assert_eq!(back.id().0, hex("event-id")[..]);
-    assert!(!back.verify(&checked(&fx.pubsub_b)));
+    assert!(back.clone().verify(&checked(&fx.pubsub_b)).is_err());
 
     // It depends on the publisher's first event, which has no dependencies, then on node B's
     // event 4, whose position is its causal frontier.
@@ -1749,14 +2011,14 @@ fn event_vectors() {
     assert_eq!(ev.dep_positions, vec![(fx.pubsub_b.engine_identity(), 4)]);
     assert_eq!(ev.publisher, fx.pubsub_a.engine_identity());
     assert!(fx.topic_advert.publishers.contains(&ev.publisher));
-    assert!(first.verify(&key));
+    assert!(first.clone().verify(&key).is_ok());
 
     // Any changed byte of the event either fails to decode or fails to verify.
     for i in 8..doc.len() {
         let mut bad = doc.clone();
         bad[i] ^= 0x01;
         if let Ok(PubSubMessage::Event(e)) = PubSubMessage::from_bytes(&bad) {
-            assert!(!e.verify(&key), "flip at byte {i} verified");
+            assert!(e.verify(&key).is_err(), "flip at byte {i} verified");
         }
     }
 
@@ -1771,7 +2033,7 @@ fn event_vectors() {
             vec![(fx.pubsub_b.engine_identity(), 9); n],
             Vec::new(),
         );
-        let bytes = PubSubMessage::Event(e.clone()).to_bytes();
+        let bytes = PubSubMessage::Event(Event::clone(&e)).to_bytes();
         assert_eq!(bytes[8..], ref_event(&e).bytes()[..]);
         assert_eq!(
             PubSubMessage::from_bytes(&bytes).is_ok(),
@@ -1790,7 +2052,7 @@ fn event_vectors() {
             vec![ev.id(); n],
             Vec::new(),
         );
-        let bytes = PubSubMessage::Event(e.clone()).to_bytes();
+        let bytes = PubSubMessage::Event(Event::clone(&e)).to_bytes();
         assert_eq!(bytes[8..], ref_event(&e).bytes()[..]);
         assert_eq!(
             PubSubMessage::from_bytes(&bytes).is_ok(),
@@ -1896,10 +2158,20 @@ fn print_vectors() {
         fx.node_b.derive_engine("pubsub").engine_identity()
     );
 
-    println!("### 16.3 Key file\n");
+    println!("### 16.3 Key file and node certificate\n");
     println!("Node A's key as PKCS#8 v1 DER, and as the PEM key file:\n");
     print_hex_vector("key-file-der", &fx.node_a.to_pkcs8_der());
     print_block("key-file-pem", "text", &fx.node_a.to_pem());
+    para(
+        "Node A's certificate (§7.3), DER. It depends on the node key only, so these are the \
+         bytes node A presents in every TLS handshake:\n",
+    );
+    let cert = ref_node_certificate(&NODE_A_SEED);
+    println!("{}", cert.table());
+    print_hex_vector(
+        "node-cert-der",
+        &netmachine::node::quic::node_certificate_der(&fx.node_a).unwrap(),
+    );
 
     println!("### 16.4 Enum encodings\n");
     println!("`Destination::Topic(topic)`:\n");
@@ -2132,6 +2404,49 @@ fn print_vectors() {
     print_layout_vector(
         "pubsub-event-req-body",
         &body("pubsub-event-req-body"),
+        true,
+    );
+    para(
+        "`EventResp`: the answer to that request, sent after the events it found (both, as \
+         `Event` messages):\n",
+    );
+    print_layout_vector(
+        "pubsub-event-resp-body",
+        &body("pubsub-event-resp-body"),
+        true,
+    );
+    para(
+        "`EventAck`: the sender has received (or given up on) every event of publisher `pubsub` \
+         of node A below sequence number 3:\n",
+    );
+    print_layout_vector(
+        "pubsub-event-ack-body",
+        &body("pubsub-event-ack-body"),
+        true,
+    );
+    println!("`Unsubscribe` for the topic:\n");
+    print_layout_vector(
+        "pubsub-unsubscribe-body",
+        &body("pubsub-unsubscribe-body"),
+        true,
+    );
+    println!("`UnsubscribeAck` for the topic:\n");
+    print_layout_vector(
+        "pubsub-unsubscribe-ack-body",
+        &body("pubsub-unsubscribe-ack-body"),
+        true,
+    );
+    para(
+        "`Events`: the publisher's events 1 and 2 in one message (version, tag 9, the count, then \
+         each event encoded as in an `Event` body: fields, whole body, signature). Event 2 is the \
+         event of `pubsub-event-body`; event 1 carries the message with body `block 1` and has \
+         no dependencies:\n",
+    );
+    print_layout_vector(
+        "pubsub-events-body",
+        &body("pubsub-events-body")
+            .expand("events[0] body", ref_message_fields(&fx.published[0]))
+            .expand("events[1] body", ref_message_fields(&fx.published[1])),
         true,
     );
     para(

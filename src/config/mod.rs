@@ -18,6 +18,7 @@
 //! [[peers]]                         # one table per peer
 //! advert = "nmadvert1:..."          # the line `netmachine advert --config <its file>` prints
 //! permanent = false                 # keep a connection up and redial it (default false)
+//! trust = 128                       # 0 (banned: never connected, refused) ..= 255 (default 128)
 //!
 //! [transport]                       # every key optional; the values shown are the defaults
 //! idle_timeout_ms = 10000
@@ -38,6 +39,8 @@
 //! router_mailbox_depth = 65536
 //! identity_records = 100000
 //! max_message_lifetime_s = 600
+//! bad_messages_before_disconnect = 16  # messages failing verification before a peer is cut off
+//! misbehaving_peer_backoff_s = 300  # a cut-off peer is neither dialled nor accepted this long
 //!
 //! [performance]                     # every key optional
 //! verifier_threads = 2              # signature-checking threads; default: the cores, at most 4
@@ -50,6 +53,8 @@
 //! them).
 //! `limits.mailbox_depth` is the default depth of engine mailboxes, `transport_mailbox_depth` the
 //! Transport's, and `max_message_lifetime_s` how far ahead a remote message's expiry may be.
+//! `bad_messages_before_disconnect` counts a peer's messages that fail verification in ways only
+//! a misbehaving peer can cause (see [`router::conduct`](crate::router::conduct)).
 //! `max_frame_bytes` may not exceed the wire's hard limit
 //! ([`HARD_LIMIT_BYTES`](crate::wire::HARD_LIMIT_BYTES), 64 MiB).
 

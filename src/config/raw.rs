@@ -46,6 +46,9 @@ pub(super) struct RawPeer {
     pub(super) advert: String,
     #[serde(default)]
     pub(super) permanent: bool,
+    /// 0 (banned) ..= 255; checked in `Settings::load`.
+    #[serde(default)]
+    pub(super) trust: Option<u64>,
 }
 
 /// The `[transport]` table; an absent key keeps the [`TransportConfig`] default.
@@ -108,4 +111,6 @@ pub(super) struct RawLimits {
     pub(super) router_mailbox_depth: Option<usize>,
     pub(super) identity_records: Option<usize>,
     pub(super) max_message_lifetime_s: Option<u64>,
+    pub(super) bad_messages_before_disconnect: Option<u32>,
+    pub(super) misbehaving_peer_backoff_s: Option<u64>,
 }

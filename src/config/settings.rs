@@ -30,6 +30,9 @@ pub struct Settings {
     /// Peers' verified adverts, each with whether its connection is kept up (`permanent`).
     /// Never contains this node, never the same node twice.
     pub peers: Vec<(NodeAdvert, bool)>,
+    /// Trust set in `[[peers]]` tables (`trust = 0..255`; 0 bans the peer), by node, in file
+    /// order. Peers without a `trust` key keep the default (128).
+    pub trust: Vec<(NodeIdentity, u8)>,
     /// The Transport's configuration (its `listen` equals [`Settings::listen`]).
     pub transport: TransportConfig,
     /// The node's limits.
@@ -64,6 +67,9 @@ impl Settings {
             if *permanent {
                 builder = builder.permanent(advert.id);
             }
+        }
+        for &(node, trust) in &self.trust {
+            builder = builder.trust(node, trust);
         }
         builder
     }
@@ -126,6 +132,7 @@ impl Settings {
         }
 
         let mut peers: Vec<(NodeAdvert, bool)> = Vec::with_capacity(raw.peers.len());
+        let mut trust = Vec::new();
         let mut seen: HashMap<NodeIdentity, usize> = HashMap::new();
         for (i, peer) in raw.peers.into_iter().enumerate() {
             let key = format!("peers[{i}].advert");
@@ -156,6 +163,14 @@ impl Settings {
                     key: format!("peers[{i}].permanent"),
                     node: advert.id,
                 });
+            }
+            if let Some(t) = peer.trust {
+                let t = u8::try_from(t).map_err(|_| ConfigError::TooLarge {
+                    file: file_buf.clone(),
+                    key: format!("peers[{i}].trust"),
+                    max: u64::from(u8::MAX),
+                })?;
+                trust.push((advert.id, t));
             }
             peers.push((advert, peer.permanent));
         }
@@ -256,6 +271,14 @@ impl Settings {
             limits.router.ingress.max_lifetime =
                 Duration::from_secs(nonzero("limits.max_message_lifetime_s", s)?);
         }
+        if let Some(n) = l.bad_messages_before_disconnect {
+            limits.router.conduct.bad_messages_before_disconnect =
+                nonzero("limits.bad_messages_before_disconnect", u64::from(n))? as u32;
+        }
+        if let Some(s) = l.misbehaving_peer_backoff_s {
+            limits.router.conduct.backoff =
+                Duration::from_secs(nonzero("limits.misbehaving_peer_backoff_s", s)?);
+        }
         let p = raw.performance;
         if let Some(v) = p.verifier_threads {
             if v > 64 {
@@ -284,6 +307,7 @@ impl Settings {
             listen,
             name: raw.name,
             peers,
+            trust,
             transport,
             limits,
         })

@@ -95,41 +95,7 @@ fn minimal_file_works() {
 #[test]
 fn every_key_is_applied() {
     let (dir, _key, other, line) = setup("full");
-    let text = format!(
-        r#"key_file = "node.key"
-listen = ["127.0.0.1:7001", "[::1]:7001"]
-name = "alpha"
-accept_unknown_peers = false
-
-[[peers]]
-advert = "{line}"
-permanent = true
-
-[transport]
-idle_timeout_ms = 3000
-backoff_initial_ms = 50
-backoff_max_ms = 2000
-default_ordering = "unordered"
-default_reliability = "unreliable"
-
-[limits]
-max_frame_bytes = 1000
-max_partial_frame_bytes = 1500
-max_connections = 2
-max_connections_per_ip = 3
-max_peer_queue_bytes = 4000
-max_pair_streams = 5
-transport_mailbox_depth = 6
-mailbox_depth = 7
-router_mailbox_depth = 8
-identity_records = 9
-max_message_lifetime_s = 10
-
-[performance]
-verifier_threads = 3
-spin_before_park_us = 7
-"#
-    );
+    let text = full_config(&line);
     let s = Settings::load(&dir.write("full.toml", &text)).unwrap();
     assert_eq!(s.listen.len(), 2);
     assert_eq!(s.name.as_deref(), Some("alpha"));
@@ -164,39 +130,141 @@ spin_before_park_us = 7
         Duration::from_secs(10)
     );
     assert_eq!(s.advert().name.as_deref(), Some("alpha"));
+    assert_eq!(s.trust, vec![(other.node_identity(), 0)]);
+    let conduct = s.limits.router.conduct;
+    assert_eq!(conduct.bad_messages_before_disconnect, 11);
+    assert_eq!(conduct.backoff, Duration::from_secs(12));
+}
+
+/// A file that sets every key (none at its default), with peer advert `line`.
+fn full_config(line: &str) -> String {
+    format!(
+        r#"key_file = "node.key"
+listen = ["127.0.0.1:7001", "[::1]:7001"]
+name = "alpha"
+accept_unknown_peers = false
+
+[[peers]]
+advert = "{line}"
+permanent = true
+trust = 0
+
+[transport]
+idle_timeout_ms = 3000
+backoff_initial_ms = 50
+backoff_max_ms = 2000
+default_ordering = "unordered"
+default_reliability = "unreliable"
+
+[limits]
+max_frame_bytes = 1000
+max_partial_frame_bytes = 1500
+max_connections = 2
+max_connections_per_ip = 3
+max_peer_queue_bytes = 4000
+max_pair_streams = 5
+transport_mailbox_depth = 6
+mailbox_depth = 7
+router_mailbox_depth = 8
+identity_records = 9
+max_message_lifetime_s = 10
+bad_messages_before_disconnect = 11
+misbehaving_peer_backoff_s = 12
+
+[performance]
+verifier_threads = 3
+spin_before_park_us = 7
+"#
+    )
+}
+
+/// The keys of a TOML text, as `table.key` (top-level keys bare; for an array of tables, the
+/// keys of its tables), in order.
+fn keys_of(text: &str) -> Vec<String> {
+    let table: toml::Table = toml::from_str(text).expect("TOML");
+    let mut keys = Vec::new();
+    for (k, v) in &table {
+        let inner: Vec<&toml::Table> = match v {
+            toml::Value::Table(t) => vec![t],
+            toml::Value::Array(a) if a.iter().all(|x| x.is_table()) && !a.is_empty() => {
+                a.iter().filter_map(|x| x.as_table()).collect()
+            }
+            _ => {
+                keys.push(k.clone());
+                continue;
+            }
+        };
+        for t in inner {
+            for sub in t.keys() {
+                let name = format!("{k}.{sub}");
+                if !keys.contains(&name) {
+                    keys.push(name);
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The TOML listing of the module documentation (`src/config/mod.rs`).
+fn listing() -> String {
+    let listing: String = include_str!("mod.rs")
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| *l != "```toml")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        !listing.is_empty(),
+        "no ```toml listing in src/config/mod.rs"
+    );
+    listing
+}
+
+/// The keys of the listing in the module documentation.
+fn documented_keys() -> Vec<String> {
+    keys_of(&listing())
+}
+
+#[test]
+fn the_listing_and_docs_operations_name_every_key() {
+    let mut documented = documented_keys();
+    // The complete file sets every key the code reads (it loads, so each is a real key).
+    let mut real = keys_of(&full_config("nmadvert1:00"));
+    documented.sort();
+    real.sort();
+    assert_eq!(documented, real, "the listing of src/config/mod.rs");
+    let operations = include_str!("../../docs/operations.md");
+    for key in &documented {
+        let bare = key.rsplit('.').next().expect("a key");
+        assert!(
+            operations.contains(&format!("`{key}`")) || operations.contains(&format!("`{bare}`")),
+            "docs/operations.md does not name the key {key}"
+        );
+    }
 }
 
 #[test]
 fn documented_defaults_match_the_code() {
     let (dir, _key, _other, line) = setup("doc-defaults");
-    // The [transport] and [limits] tables of the module documentation.
-    let text = format!(
-        r#"{}
-[transport]
-idle_timeout_ms = 10000
-backoff_initial_ms = 100
-backoff_max_ms = 5000
-default_ordering = "ordered"
-default_reliability = "reliable"
-
-[limits]
-max_frame_bytes = 8388608
-max_partial_frame_bytes = 67108864
-max_connections = 1024
-max_connections_per_ip = 64
-max_peer_queue_bytes = 33554432
-max_pair_streams = 256
-transport_mailbox_depth = 65536
-mailbox_depth = 4096
-router_mailbox_depth = 65536
-identity_records = 100000
-max_message_lifetime_s = 600
-
-[performance]
-spin_before_park_us = 50
-"#,
-        minimal(&line)
-    );
+    // The listing of the module documentation, with this test's key file, address and peer in
+    // place of its examples, and without the one default that depends on the machine
+    // (`verifier_threads`).
+    let mut table: toml::Table = toml::from_str(&listing()).expect("the listing is TOML");
+    for example in ["key_file", "listen", "name", "peers"] {
+        assert!(table.remove(example).is_some(), "{example}");
+    }
+    let performance = table
+        .get_mut("performance")
+        .and_then(|p| p.as_table_mut())
+        .expect("[performance]");
+    assert!(performance.remove("verifier_threads").is_some());
+    let minimal_table: toml::Table = toml::from_str(&minimal(&line)).expect("TOML");
+    table.extend(minimal_table);
+    let text = toml::to_string(&table).expect("TOML");
     let written = Settings::load(&dir.write("doc.toml", &text)).unwrap();
     let defaults = Settings::load(&dir.write("min.toml", &minimal(&line))).unwrap();
     assert_eq!(written.transport, defaults.transport);
@@ -213,6 +281,44 @@ spin_before_park_us = 50
     assert_eq!(w.identity_records, d.identity_records);
     assert_eq!(w.router.ingress.max_lifetime, d.router.ingress.max_lifetime);
     assert_eq!(w.spin_before_park, d.spin_before_park);
+    assert_eq!(w.router.conduct, d.router.conduct);
+    assert!(defaults.trust.is_empty(), "no trust key, no trust set");
+}
+
+#[test]
+fn peer_trust_and_misbehaviour_limits_are_checked() {
+    let (dir, _key, _other, line) = setup("trust");
+    let text = minimal(&line).replace(
+        &format!("advert = \"{line}\""),
+        &format!("advert = \"{line}\"\ntrust = 256"),
+    );
+    let e = load_err(&dir.write("t.toml", &text));
+    assert!(e.contains("peers[0].trust") && e.contains("255"), "{e}");
+    for key in [
+        "bad_messages_before_disconnect",
+        "misbehaving_peer_backoff_s",
+    ] {
+        let text = format!("{}\n[limits]\n{key} = 0\n", minimal(&line));
+        let e = load_err(&dir.write("z.toml", &text));
+        assert!(
+            e.contains(&format!("limits.{key}")) && e.contains("zero"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn the_shipped_examples_load_with_their_trust_and_limits() {
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    for i in 1..=3 {
+        let s = Settings::load(&conf.join(format!("node{i}.toml"))).unwrap();
+        assert_eq!(s.trust.len(), 2, "node{i}");
+        assert!(s.trust.iter().all(|(_, t)| *t == 128));
+        assert_eq!(
+            s.limits.router.conduct,
+            NodeLimits::default().router.conduct
+        );
+    }
 }
 
 #[test]

@@ -7,7 +7,11 @@
 //!   fresher: a higher `version`, or the same version with a later `created`.
 //! * Local metadata (`trust`, `reputation`, transport and connection preferences) is merged field
 //!   by field: a field left `None` in an update keeps its stored value.
+//! * Reputation also changes relatively ([`IdentityUpdate::Reputation`]): the Router lowers it
+//!   by one for each message from the node that failed verification, saturating at 0.
 //! * Every change is announced to subscribers (the Router and the Transport subscribe at start).
+//! * [`IdentityRequest::Standing`] lists the nodes whose trust or reputation is set (kept in an
+//!   ordered index, a subset of the records and so within the same bound), for status views.
 //!
 //! The store is bounded by [`IdentityStore::new`]'s `max_records` (default
 //! [`DEFAULT_MAX_RECORDS`]); updates that would add a record beyond it are refused.
@@ -16,6 +20,8 @@
 //! [`IdentityStore::poll_output`] until `None` and deliver each event to its recipient.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use crate::mail::identity::{NodeStanding, DEFAULT_REPUTATION, MAX_STANDING};
 
 use crate::identity::NodeIdentity;
 pub use crate::mail::identity::{
@@ -37,6 +43,8 @@ pub struct IdentityStore {
     subscribers: BTreeSet<Party>,
     outputs: VecDeque<(Party, IdentityEvent)>,
     max_records: usize,
+    /// Nodes whose trust or reputation is set, for [`IdentityRequest::Standing`].
+    rated: BTreeSet<NodeIdentity>,
 }
 
 impl IdentityStore {
@@ -47,6 +55,7 @@ impl IdentityStore {
             subscribers: BTreeSet::new(),
             outputs: VecDeque::new(),
             max_records,
+            rated: BTreeSet::new(),
         }
     }
 
@@ -85,7 +94,32 @@ impl IdentityStore {
             IdentityRequest::Unsubscribe => {
                 self.subscribers.remove(&from);
             }
+            IdentityRequest::Standing => {
+                let standing = self.standing();
+                self.outputs
+                    .push_back((from, IdentityEvent::Standing(standing)));
+            }
         }
+    }
+
+    /// The nodes whose trust or reputation is set, lowest reputation first (then by identity),
+    /// at most [`MAX_STANDING`].
+    pub fn standing(&self) -> Vec<NodeStanding> {
+        let mut list: Vec<NodeStanding> = self
+            .rated
+            .iter()
+            .filter_map(|id| match self.records.get(&AnyIdentity::Node(*id)) {
+                Some(IdentityRecord::Node(r)) => Some(NodeStanding {
+                    id: r.id,
+                    trust: r.trust,
+                    reputation: r.reputation,
+                }),
+                _ => None,
+            })
+            .collect();
+        list.sort_by_key(|s| (s.reputation.unwrap_or(DEFAULT_REPUTATION), s.id));
+        list.truncate(MAX_STANDING);
+        list
     }
 
     /// Applies an update without answering anyone (configuration loading); subscribers are
@@ -191,7 +225,25 @@ impl IdentityStore {
                 }
                 IdentityRecord::Node(record)
             }
+            IdentityUpdate::Reputation { id: node, change } => {
+                let mut record = match existing {
+                    Some(IdentityRecord::Node(r)) => r.clone(),
+                    _ => empty_node(node),
+                };
+                let old = record.reputation_or_default();
+                let new = (i32::from(old) + i32::from(change)).clamp(0, 255) as u8;
+                if record.reputation == Some(new) {
+                    return UpdateResult::Unchanged;
+                }
+                record.reputation = Some(new);
+                IdentityRecord::Node(record)
+            }
         };
+        if let IdentityRecord::Node(r) = &new_record {
+            if r.trust.is_some() || r.reputation.is_some() {
+                self.rated.insert(r.id);
+            }
+        }
         self.records.insert(id, new_record.clone());
         for &party in &self.subscribers {
             self.outputs.push_back((
@@ -305,6 +357,50 @@ mod tests {
         };
         assert_eq!(r.trust, Some(200));
         assert_eq!(r.cprefs, Some(ConnectionPrefs::Permanent));
+    }
+
+    #[test]
+    fn reputation_changes_saturate_and_standing_lists_rated_nodes() {
+        let mut s = IdentityStore::new(10);
+        let (a, b, c) = (
+            NodeIdentity([1; 32]),
+            NodeIdentity([2; 32]),
+            NodeIdentity([3; 32]),
+        );
+        let lower = |id, by: i16| IdentityUpdate::Reputation { id, change: -by };
+        assert_eq!(s.apply(lower(a, 5)), UpdateResult::Stored);
+        let rep = |s: &IdentityStore, id| match s.get(&AnyIdentity::Node(id)) {
+            Some(IdentityRecord::Node(r)) => r.reputation,
+            _ => None,
+        };
+        assert_eq!(rep(&s, a), Some(DEFAULT_REPUTATION - 5));
+        assert_eq!(s.apply(lower(a, 1000)), UpdateResult::Stored);
+        assert_eq!(rep(&s, a), Some(0));
+        assert_eq!(s.apply(lower(a, 1)), UpdateResult::Unchanged, "floor");
+        assert_eq!(s.apply(lower(b, -1000)), UpdateResult::Stored);
+        assert_eq!(rep(&s, b), Some(255));
+        // A node with trust only, and one with neither (not listed).
+        s.apply(IdentityUpdate::NodeLocal {
+            id: c,
+            trust: Some(0),
+            reputation: None,
+            tprefs: None,
+            cprefs: None,
+        });
+        s.apply(IdentityUpdate::EngineLocation {
+            engine: EngineIdentity([9; 32]),
+            node: NodeIdentity([4; 32]),
+        });
+        s.handle(Party::Node, IdentityRequest::Standing);
+        let Some((Party::Node, IdentityEvent::Standing(list))) = s.poll_output() else {
+            panic!("answered")
+        };
+        let order: Vec<_> = list.iter().map(|n| (n.id, n.trust, n.reputation)).collect();
+        assert_eq!(
+            order,
+            vec![(a, None, Some(0)), (c, Some(0), None), (b, None, Some(255))],
+            "lowest reputation first"
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::time::Timestamp;
-use crate::wire::{Destination, EngineMessage, MessageId, Protocol, Verified};
+use crate::wire::event::Event;
+use crate::wire::message::Unverified;
+use crate::wire::{Destination, EngineMessage, MessageId, Protocol, Verified, WireError};
 
 use super::identity::{IdentityEvent, IdentityRequest};
 use super::pubsub::{PubSubNotice, PubSubRequest};
@@ -28,8 +30,9 @@ pub enum Origin {
         /// The peer the message arrived from.
         via: NodeIdentity,
     },
-    /// A topic event from another node: the message's sender is vouched for by the signature of
-    /// `publisher`, an authorized publisher of the topic, checked by this node's PubSub engine.
+    /// A topic event from another node, signed by `publisher` (an authorized publisher of the
+    /// topic; the signature was checked by this node's PubSub engine). The sender the message
+    /// names is only claimed: see [`Sender::Publisher`].
     Topic {
         /// The publishing node's PubSub engine.
         publisher: EngineIdentity,
@@ -38,12 +41,114 @@ pub enum Origin {
     },
 }
 
-/// A message delivered to an engine: either from a local engine, or verified.
+/// Who sent a delivered message, and how far that is vouched for.
+///
+/// Code that acts on a sender's identity (access control, replies that matter) should take
+/// [`Sender::verified`]; a topic event's inner sender is only what its publisher claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sender {
+    /// An engine whose identity is established: an engine of this node (its mailbox identified
+    /// it), or an engine of another node whose signature over this message was verified with
+    /// its own key.
+    Engine {
+        /// The sending engine.
+        engine: EngineIdentity,
+        /// The node it runs on (for a remote sender, the authenticated peer it came from).
+        node: NodeIdentity,
+    },
+    /// A topic event: `publisher` (an authorized publisher of the topic) signed the event, and
+    /// vouches for nothing more than that it published it. `claimed` and `claimed_node` are
+    /// what the published message names as its sender, unchecked: a publishing node can put
+    /// any engine there.
+    Publisher {
+        /// The authorized publisher whose signature was verified.
+        publisher: EngineIdentity,
+        /// The sender the published message claims.
+        claimed: EngineIdentity,
+        /// The node the published message claims its sender runs on.
+        claimed_node: NodeIdentity,
+    },
+}
+
+impl Sender {
+    /// The sending engine, if its identity was established (not for a topic event's claim).
+    pub fn verified(&self) -> Option<EngineIdentity> {
+        match self {
+            Sender::Engine { engine, .. } => Some(*engine),
+            Sender::Publisher { .. } => None,
+        }
+    }
+
+    /// The engine the message names as its sender: verified for [`Sender::Engine`], only
+    /// claimed for [`Sender::Publisher`]. The address to answer, not a proof.
+    pub fn named(&self) -> EngineIdentity {
+        match self {
+            Sender::Engine { engine, .. } => *engine,
+            Sender::Publisher { claimed, .. } => *claimed,
+        }
+    }
+
+    /// The node the message names as its sender's: verified for [`Sender::Engine`], only
+    /// claimed for [`Sender::Publisher`].
+    pub fn named_node(&self) -> NodeIdentity {
+        match self {
+            Sender::Engine { node, .. } => *node,
+            Sender::Publisher { claimed_node, .. } => *claimed_node,
+        }
+    }
+}
+
+/// A message delivered to an engine: from a local engine, verified, or carried by a verified
+/// topic event.
+///
+/// Only three ways make one, and none takes unverified remote data:
+///
+/// ```compile_fail,E0308
+/// use netmachine::{mail::Message, wire::message::Unverified};
+/// fn forge(u: Unverified, via: netmachine::NodeIdentity) -> Message {
+///     // An unverified message is not a `Verified<EngineMessage>`…
+///     Message::remote(u, via)
+/// }
+/// ```
+///
+/// ```compile_fail,E0423
+/// use netmachine::{mail::Message, wire::EngineMessage, wire::Verified};
+/// fn forge(m: EngineMessage, via: netmachine::NodeIdentity) -> Message {
+///     // …and only verification makes a `Verified`.
+///     Message::remote(Verified(m), via)
+/// }
+/// ```
+///
+/// ```compile_fail,E0308
+/// use netmachine::{mail::Message, pubsub::Event};
+/// fn forge(e: Event, via: netmachine::NodeIdentity) -> Message {
+///     // An event must be verified (against its publisher's key) before it becomes a message.
+///     Message::from_event(&e, via).unwrap()
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Message {
     // Boxed so that an `Input` — and so every mailbox slot — stays small.
     inner: Box<EngineMessage>,
     origin: Origin,
+}
+
+/// Why a verified event's body is not a message for its topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventBodyError {
+    /// The body does not decode as a message's signed fields.
+    Malformed(WireError),
+    /// The message inside is addressed to something other than the event's topic.
+    WrongTopic,
+}
+
+impl std::fmt::Display for EventBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EventBodyError::Malformed(e) => write!(f, "the body is not a message: {e}"),
+            EventBodyError::WrongTopic => f.write_str("the message inside is for another topic"),
+        }
+    }
 }
 
 impl Message {
@@ -61,16 +166,24 @@ impl Message {
         }
     }
 
-    /// A topic event's message, checked by the PubSub engine.
-    pub(crate) fn from_topic(
-        inner: EngineMessage,
-        publisher: EngineIdentity,
+    /// The message a verified topic event carries, arrived from `via`. Its sender is reported
+    /// as [`Sender::Publisher`]: the event's signature vouches for the publisher, not for the
+    /// sender the message names.
+    pub fn from_event(
+        event: &Verified<Event>,
         via: NodeIdentity,
-    ) -> Message {
-        Message {
-            inner: Box::new(inner),
-            origin: Origin::Topic { publisher, via },
+    ) -> Result<Message, EventBodyError> {
+        let inner = Unverified::decode_fields(&event.body).map_err(EventBodyError::Malformed)?;
+        if inner.dst != Destination::Topic(event.topic) {
+            return Err(EventBodyError::WrongTopic);
         }
+        Ok(Message {
+            inner: Box::new(inner),
+            origin: Origin::Topic {
+                publisher: event.publisher,
+                via,
+            },
+        })
     }
 
     /// A message from another node whose signature was checked.
@@ -81,14 +194,19 @@ impl Message {
         }
     }
 
-    /// The sending engine.
-    pub fn src(&self) -> EngineIdentity {
-        self.inner.src
-    }
-
-    /// The node the sending engine runs on.
-    pub fn src_node(&self) -> NodeIdentity {
-        self.inner.src_node
+    /// Who sent the message, and how far that is vouched for.
+    pub fn sender(&self) -> Sender {
+        match self.origin {
+            Origin::Local | Origin::Remote { .. } => Sender::Engine {
+                engine: self.inner.src,
+                node: self.inner.src_node,
+            },
+            Origin::Topic { publisher, .. } => Sender::Publisher {
+                publisher,
+                claimed: self.inner.src,
+                claimed_node: self.inner.src_node,
+            },
+        }
     }
 
     /// Where the message was addressed.
@@ -126,8 +244,9 @@ impl Message {
         self.origin
     }
 
-    /// The whole message.
-    pub fn as_engine_message(&self) -> &EngineMessage {
+    /// The whole message, as it was sent. Its `src` and `src_node` are verified only when
+    /// [`Message::sender`] says so.
+    pub(crate) fn as_engine_message(&self) -> &EngineMessage {
         &self.inner
     }
 

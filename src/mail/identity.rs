@@ -27,6 +27,14 @@ pub enum ConnectionPrefs {
     Permanent,
 }
 
+/// Trust of a node whose record sets none: 128 (spec notes §3.7). Trust 0 bans a node: it is
+/// never dialled and its connections are refused.
+pub const DEFAULT_TRUST: u8 = 128;
+
+/// Reputation of a node whose record sets none: 128, the middle of the scale. Each message from
+/// the node that fails verification lowers it by one (down to 0).
+pub const DEFAULT_REPUTATION: u8 = 128;
+
 /// What is known about a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeRecord {
@@ -34,14 +42,38 @@ pub struct NodeRecord {
     pub id: NodeIdentity,
     /// Its latest verified advert.
     pub advert: Option<NodeAdvert>,
-    /// Local trust, 0 (banned) .. 255 (fully trusted); 128 is the default.
+    /// Local trust, 0 (banned) .. 255 (fully trusted); `None` means [`DEFAULT_TRUST`].
     pub trust: Option<u8>,
-    /// Local reputation, 0 .. 255.
+    /// Local reputation, 0 .. 255, lowered by misbehaviour; `None` means
+    /// [`DEFAULT_REPUTATION`].
     pub reputation: Option<u8>,
     /// Transport preferences for messages to this node.
     pub tprefs: Option<TransportPrefs>,
     /// Whether the connection is kept up.
     pub cprefs: Option<ConnectionPrefs>,
+}
+
+impl NodeRecord {
+    /// The node's trust, or [`DEFAULT_TRUST`] when none is set.
+    pub fn trust_or_default(&self) -> u8 {
+        self.trust.unwrap_or(DEFAULT_TRUST)
+    }
+
+    /// The node's reputation, or [`DEFAULT_REPUTATION`] when none is set.
+    pub fn reputation_or_default(&self) -> u8 {
+        self.reputation.unwrap_or(DEFAULT_REPUTATION)
+    }
+}
+
+/// A node's trust and reputation, as the store holds them (for status views).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NodeStanding {
+    /// The node.
+    pub id: NodeIdentity,
+    /// Its trust, if set.
+    pub trust: Option<u8>,
+    /// Its reputation, if set.
+    pub reputation: Option<u8>,
 }
 
 /// What is known about an engine.
@@ -100,6 +132,15 @@ pub enum IdentityUpdate {
         /// Connection preferences.
         cprefs: Option<ConnectionPrefs>,
     },
+    /// Raises (`change` > 0) or lowers a node's reputation by `change`, from its stored value
+    /// or [`DEFAULT_REPUTATION`], saturating at 0 and 255. The Router lowers it for messages
+    /// that fail verification.
+    Reputation {
+        /// The node.
+        id: NodeIdentity,
+        /// By how much.
+        change: i16,
+    },
 }
 
 impl IdentityUpdate {
@@ -111,6 +152,7 @@ impl IdentityUpdate {
             IdentityUpdate::TopicAdvert(a) => AnyIdentity::Topic(a.topic),
             IdentityUpdate::DomainAdvert(a) => AnyIdentity::Domain(a.id),
             IdentityUpdate::NodeLocal { id, .. } => AnyIdentity::Node(*id),
+            IdentityUpdate::Reputation { id, .. } => AnyIdentity::Node(*id),
             IdentityUpdate::EngineLocation { engine, .. } => AnyIdentity::Engine(*engine),
         }
     }
@@ -127,6 +169,8 @@ pub enum IdentityRequest {
     Subscribe,
     /// Stop receiving them.
     Unsubscribe,
+    /// Answered with [`IdentityEvent::Standing`]: the nodes whose trust or reputation is set.
+    Standing,
 }
 
 /// The outcome of an update.
@@ -166,7 +210,13 @@ pub enum IdentityEvent {
         /// Its new record.
         record: IdentityRecord,
     },
+    /// Answer to [`IdentityRequest::Standing`]: the nodes whose trust or reputation is set,
+    /// lowest reputation first, at most [`MAX_STANDING`].
+    Standing(Vec<NodeStanding>),
 }
+
+/// Most nodes in one [`IdentityEvent::Standing`]: 256.
+pub const MAX_STANDING: usize = 256;
 
 /// Who a request came from, and so where the answer goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -24,6 +24,8 @@ pub mod topic;
 pub mod transport;
 
 pub(crate) use envelope::SystemMail;
-pub use envelope::{Input, Message, Origin, Outgoing, Output, System, Undeliverable};
+pub use envelope::{
+    EventBodyError, Input, Message, Origin, Outgoing, Output, Sender, System, Undeliverable,
+};
 pub use reason::{DropReason, Fault};
 pub use route::{Bounce, Outbound, Receipt, RemoteSend, RouteHeader};

@@ -3,7 +3,9 @@
 //! API: applications reach topics through topic requests ([`super::topic`]).
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::wire::{EngineMessage, TopicAdvert};
+use crate::wire::TopicAdvert;
+
+use super::envelope::Message;
 
 use super::topic::{TopicError, Validation};
 
@@ -51,7 +53,7 @@ pub enum PubSubRequest {
 }
 
 /// What the PubSub engine tells its Router.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum PubSubNotice {
     /// A network subscription is in place (or failed).
     Subscribed {
@@ -72,12 +74,9 @@ pub enum PubSubNotice {
     },
     /// Deliver an event's message to the topic's local subscribers.
     Deliver {
-        /// The authorized publisher that signed the event.
-        publisher: EngineIdentity,
-        /// The neighbour it arrived from.
-        via: NodeIdentity,
-        /// The published message.
-        message: EngineMessage,
+        /// The published message, built from the verified event (its origin names the
+        /// publisher and the neighbour the event came from).
+        message: Message,
     },
     /// Show a remote event to a validator before it is forwarded or delivered.
     Validate {
@@ -85,14 +84,9 @@ pub enum PubSubNotice {
         validator: EngineIdentity,
         /// Names the event in the verdict.
         token: u64,
-        /// The topic.
-        topic: TopicIdentity,
-        /// The authorized publisher that signed the event.
-        publisher: EngineIdentity,
-        /// The neighbour it arrived from.
-        via: NodeIdentity,
-        /// The published message.
-        message: EngineMessage,
+        /// The published message, built from the verified event (its destination is the topic;
+        /// its origin names the publisher and the neighbour the event came from).
+        message: Message,
     },
     /// A publisher withdrew from a topic.
     Withdrawn {

@@ -75,6 +75,9 @@ drop_reasons! {
     PendingFull = "pending_full",
     /// The node was shutting down.
     Shutdown = "shutdown",
+    /// The destination node is refused by this node: banned (trust 0) or cut off for sending
+    /// messages that failed verification, for its backoff. Nothing is sent to it meanwhile.
+    PeerRefused = "peer_refused",
 }
 
 /// Transport-level events that are not a dropped message: a peer breaking a connection rule, a
@@ -106,6 +109,13 @@ pub enum Fault {
     StaleConnection,
     /// Messages sent again after their connection was lost before acknowledging them.
     Resent,
+    /// A peer disconnected for sending too many messages that failed verification
+    /// (`bad_messages_before_disconnect`); it is neither redialled nor accepted for its backoff.
+    PeerCutOff,
+    /// A connection from a peer that is cut off, refused during its backoff.
+    CutOffPeerRefused,
+    /// A connection from a banned peer (trust 0), refused.
+    BannedPeerRefused,
 }
 
 impl Fault {
@@ -123,6 +133,9 @@ impl Fault {
         Fault::DuplicateConnection,
         Fault::StaleConnection,
         Fault::Resent,
+        Fault::PeerCutOff,
+        Fault::CutOffPeerRefused,
+        Fault::BannedPeerRefused,
     ];
 
     /// The counter name.
@@ -140,6 +153,9 @@ impl Fault {
             Fault::DuplicateConnection => "duplicate_connection",
             Fault::StaleConnection => "stale_connection",
             Fault::Resent => "resent",
+            Fault::PeerCutOff => "peers_cut_off",
+            Fault::CutOffPeerRefused => "cut_off_peer_refused",
+            Fault::BannedPeerRefused => "banned_peer_refused",
         }
     }
 }

@@ -117,6 +117,21 @@ impl std::fmt::Display for TopicError {
 
 impl std::error::Error for TopicError {}
 
+/// A topic event shown to a validator ([`TopicEvent::Validate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToValidate {
+    /// The topic.
+    pub topic: TopicIdentity,
+    /// Names the event in the answer.
+    pub token: u64,
+    /// The authorized publisher that signed it.
+    pub publisher: EngineIdentity,
+    /// The neighbour it arrived from.
+    pub via: NodeIdentity,
+    /// The published message.
+    pub message: EngineMessage,
+}
+
 /// The Router's answer to a [`TopicRequest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TopicEvent {
@@ -171,20 +186,9 @@ pub enum TopicEvent {
         result: Result<(), TopicError>,
     },
     /// For a validator of the topic: an event from the network, neither forwarded nor delivered
-    /// until every validator accepts it. Answer with [`TopicRequest::Validated`] and `token`
+    /// until every validator accepts it. Answer with [`TopicRequest::Validated`] and its `token`
     /// within the node's validation timeout (1 s by default), after which it is ignored.
-    Validate {
-        /// The topic.
-        topic: TopicIdentity,
-        /// Names the event in the answer.
-        token: u64,
-        /// The authorized publisher that signed it.
-        publisher: EngineIdentity,
-        /// The neighbour it arrived from.
-        via: NodeIdentity,
-        /// The published message.
-        message: Box<EngineMessage>,
-    },
+    Validate(Box<ToValidate>),
     /// A publisher of a topic this engine subscribes to withdrew (its topic was deleted).
     Withdrawn {
         /// The topic.

@@ -2,8 +2,10 @@
 //! (spec notes §5.2.1).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::identity::NodeIdentity;
+use crate::mail::DropReason;
 
 /// A request from a local engine to the Transport.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +35,24 @@ pub enum ConnectResult {
     Connecting,
     /// No address is known for the node.
     NoAddress,
+    /// The node is refused: banned (trust 0) or cut off for misbehaving, for its backoff.
+    Refused,
+}
+
+/// The Router's order to the Transport to cut a misbehaving peer off: close its connections
+/// with `MISBEHAVING` (0x8), and neither dial it nor accept it for `backoff`. Sent once the
+/// peer has sent `bad_messages_before_disconnect` messages that failed verification; the
+/// Transport counts it (`peers_cut_off`) and logs it unless the peer is cut off already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CutOff {
+    /// The peer.
+    pub node: NodeIdentity,
+    /// Bad messages counted from it since it was last cut off (or first seen).
+    pub bad_messages: u32,
+    /// Why the last of them failed.
+    pub reason: DropReason,
+    /// How long it is neither dialled nor accepted.
+    pub backoff: Duration,
 }
 
 /// Notifications and answers from the Transport.

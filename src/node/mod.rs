@@ -23,6 +23,8 @@ use parking_lot::{Mutex, RwLock};
 
 pub mod client;
 pub(crate) mod directory;
+#[cfg(feature = "testing")]
+mod egress;
 pub(crate) mod engine_shell;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
@@ -30,12 +32,14 @@ pub mod quic;
 pub(crate) mod router_shell;
 pub(crate) mod transport_link;
 
+#[cfg(feature = "testing")]
+pub use egress::EgressHandle;
 pub use engine_shell::EngineFailure;
 
 use crate::engines::ping::{PingEngine, PING_ENGINE_NAME};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME};
 use crate::identity_store::{IdentityStore, DEFAULT_MAX_RECORDS};
-use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
+use crate::mail::identity::{IdentityEvent, IdentityRequest, IdentityUpdate, Party};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::router::{LocalEngines, Router, RouterLimits};
 use crate::runtime::stats::{NodeStats, StatsSnapshot};
@@ -51,6 +55,9 @@ use nis_shell::{NisMail, NisShell};
 use quic::driver::{Bound, Driver, DriverParts};
 use router_shell::{RouterMail, RouterShell};
 use transport_link::{TransportLink, TransportMail};
+
+/// How long [`Node::status`] waits for the identity store's answer: 1 s.
+const STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for engines to stop: 5 s.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -149,6 +156,7 @@ pub struct NodeBuilder {
     engines: Vec<(EngineSpec, Box<dyn Engine>)>,
     peers: Vec<NodeAdvert>,
     permanent: Vec<NodeIdentity>,
+    trust: Vec<(NodeIdentity, u8)>,
     locations: Vec<(EngineIdentity, NodeIdentity)>,
     limits: NodeLimits,
     ping: bool,
@@ -165,6 +173,7 @@ impl NodeBuilder {
             engines: Vec::new(),
             peers: Vec::new(),
             permanent: Vec::new(),
+            trust: Vec::new(),
             locations: Vec::new(),
             limits: NodeLimits::default(),
             ping: true,
@@ -194,6 +203,15 @@ impl NodeBuilder {
     /// The node's advert must be given with [`NodeBuilder::peer`].
     pub fn permanent(mut self, node: NodeIdentity) -> NodeBuilder {
         self.permanent.push(node);
+        self
+    }
+
+    /// Sets the local trust of `node`, stored in the Network Identity Store at start: 0 bans it
+    /// (never dialled, its connections refused, messages for it bounced as `peer_refused`),
+    /// 128 is the default, 255 full trust.
+    pub fn trust(mut self, node: NodeIdentity, trust: u8) -> NodeBuilder {
+        self.trust.retain(|(n, _)| *n != node);
+        self.trust.push((node, trust));
         self
     }
 
@@ -331,6 +349,15 @@ impl NodeBuilder {
         for (engine, node) in self.locations {
             store.apply(IdentityUpdate::EngineLocation { engine, node });
         }
+        for &(id, trust) in &self.trust {
+            store.apply(IdentityUpdate::NodeLocal {
+                id,
+                trust: Some(trust),
+                reputation: None,
+                tprefs: None,
+                cprefs: None,
+            });
+        }
         for advert in self.peers {
             let id = advert.id;
             match store.apply(IdentityUpdate::NodeAdvert(advert)) {
@@ -396,6 +423,7 @@ impl NodeBuilder {
             router: router_tx.clone(),
             transport: transport_link.clone(),
             stats: Arc::clone(&stats),
+            reply: None,
         };
         let driver = match transport_parts {
             Some((bound, config, mailbox, woken)) => Some(
@@ -406,6 +434,7 @@ impl NodeBuilder {
                         config,
                         advert: advert.clone(),
                         peers: peer_list,
+                        trust: self.trust,
                         mailbox,
                         woken,
                         router: router_tx.clone(),
@@ -488,12 +517,15 @@ pub struct ShutdownReport {
 }
 
 /// Feeds wire messages to the Router as if the Transport had received them from a peer — for
-/// tests, benchmarks and custom transports. The peer identity is trusted as authenticated.
+/// tests and benchmarks only. The peer identity is trusted as authenticated without any proof,
+/// so it exists only with the `testing` feature, never in a deployed node.
+#[cfg(feature = "testing")]
 #[derive(Clone)]
 pub struct IngressHandle {
     router: Sender<RouterMail>,
 }
 
+#[cfg(feature = "testing")]
 impl IngressHandle {
     /// Queues one wire message from `peer` (waits while the Router's mailbox is full). Returns
     /// false if the node has stopped.
@@ -594,7 +626,39 @@ impl Node {
             .is_ok()
     }
 
-    /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]).
+    /// Asks the Network Identity Store `req` and waits up to `timeout` for the answer: a
+    /// lookup's record (a node's trust and reputation among it), an update's result, the
+    /// standing of the nodes whose trust or reputation is set. `None` if the node has stopped,
+    /// the store did not answer in time, or `req` has no answer (`Subscribe`, `Unsubscribe`).
+    pub fn ask_identity_store(
+        &self,
+        req: IdentityRequest,
+        timeout: Duration,
+    ) -> Option<IdentityEvent> {
+        if matches!(
+            req,
+            IdentityRequest::Subscribe | IdentityRequest::Unsubscribe
+        ) {
+            return None;
+        }
+        let (reply, answer) = bounded(1);
+        self.links
+            .nis
+            .send_timeout(NisMail::Query { req, reply }, timeout)
+            .ok()?;
+        answer.recv_timeout(timeout).ok()
+    }
+
+    /// A handle to send wire bytes to other nodes as they are (see [`EgressHandle`]; only
+    /// with the `testing` feature).
+    #[cfg(feature = "testing")]
+    pub fn egress(&self) -> EgressHandle {
+        EgressHandle::new(self.links.transport.clone())
+    }
+
+    /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]; only
+    /// with the `testing` feature).
+    #[cfg(feature = "testing")]
     pub fn ingress(&self) -> IngressHandle {
         IngressHandle {
             router: self.links.router.clone(),
@@ -640,6 +704,22 @@ impl Node {
         }
         for f in self.failures() {
             out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
+        }
+        match self.ask_identity_store(IdentityRequest::Standing, STATUS_WAIT) {
+            Some(IdentityEvent::Standing(list)) if !list.is_empty() => {
+                out.push_str("peers with a trust or reputation set:\n");
+                for s in list {
+                    out.push_str(&format!(
+                        "  {} trust={} reputation={}\n",
+                        s.id,
+                        s.trust.unwrap_or(crate::mail::identity::DEFAULT_TRUST),
+                        s.reputation
+                            .unwrap_or(crate::mail::identity::DEFAULT_REPUTATION)
+                    ));
+                }
+            }
+            Some(_) => {}
+            None => out.push_str("peers: the identity store did not answer\n"),
         }
         out
     }

@@ -7,12 +7,12 @@
 
 use std::sync::Arc;
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 
 use super::router_shell::RouterMail;
 use super::transport_link::{TransportLink, TransportMail};
 use crate::identity_store::IdentityStore;
-use crate::mail::identity::{IdentityRequest, Party};
+use crate::mail::identity::{IdentityEvent, IdentityRequest, Party};
 use crate::mail::{DropReason, Input};
 use crate::runtime::stats::NodeStats;
 
@@ -29,6 +29,13 @@ pub(crate) enum NisMail {
         /// The request.
         req: IdentityRequest,
     },
+    /// A request from the node itself (status views), answered on `reply`.
+    Query {
+        /// The request.
+        req: IdentityRequest,
+        /// Where the answer goes.
+        reply: Sender<IdentityEvent>,
+    },
     /// Shut down.
     Stop,
 }
@@ -39,6 +46,8 @@ pub(crate) struct NisShell {
     pub(crate) router: crossbeam_channel::Sender<RouterMail>,
     pub(crate) transport: Option<TransportLink>,
     pub(crate) stats: Arc<NodeStats>,
+    /// Where the answer to the [`NisMail::Query`] being handled goes.
+    pub(crate) reply: Option<Sender<IdentityEvent>>,
 }
 
 impl NisShell {
@@ -47,6 +56,12 @@ impl NisShell {
         while let Ok(mail) = self.mailbox.recv() {
             match mail {
                 NisMail::Request { from, req } => self.store.handle(from, req),
+                // The outputs are drained after every mail, so the next answer to the node is
+                // this query's.
+                NisMail::Query { req, reply } => {
+                    self.reply = Some(reply);
+                    self.store.handle(Party::Node, req);
+                }
                 NisMail::Stop => break,
             }
             self.carry_out();
@@ -65,7 +80,11 @@ impl NisShell {
                         t.send(TransportMail::Identity(Box::new(event)));
                     }
                 }
-                Party::Node => {}
+                Party::Node => {
+                    if let Some(reply) = self.reply.take() {
+                        let _ = reply.try_send(event);
+                    }
+                }
                 // Through the Router, the one owner of the local engine table; it counts an
                 // answer it cannot deliver. Waiting is safe: the Router never waits on us.
                 Party::Engine(e) => {

@@ -430,6 +430,20 @@ impl RouterShell {
                         log::warn!("router: identity store mailbox full; lookup will time out");
                     }
                 }
+                RouterOutput::CutOff(cut) => match &self.transport {
+                    Some(t) => {
+                        if let Err(TransportMail::CutOff(cut)) =
+                            t.try_send(TransportMail::CutOff(cut))
+                        {
+                            self.router.cut_off_refused(cut);
+                        }
+                    }
+                    // No connections to close: the messages came in through an IngressHandle.
+                    None => log::debug!(
+                        "router: {} would be cut off, but the node runs no Transport",
+                        cut.node.short()
+                    ),
+                },
                 RouterOutput::Published(table) => *self.published.write() = table,
                 RouterOutput::Detach(slot) => {
                     if let Some(m) = self.engines.get_mut(slot) {

@@ -3,7 +3,7 @@
 
 use crate::identity::EngineIdentity;
 use crate::mail::identity::IdentityEvent;
-use crate::mail::transport::TransportRequest;
+use crate::mail::transport::{CutOff, TransportRequest};
 use crate::mail::{Receipt, RemoteSend};
 
 /// What the Transport's mailbox carries.
@@ -23,6 +23,8 @@ pub(crate) enum TransportMail {
     /// Messages the Router has finished with (admitted and delivered, or dropped): only now are
     /// they acknowledged to the peer that sent them.
     Processed(Vec<Receipt>),
+    /// The Router's order to cut a misbehaving peer off.
+    CutOff(CutOff),
     /// Shut down.
     Stop,
 }

@@ -103,7 +103,7 @@ use crate::mail::transport::{TransportEvent, TransportRequest};
 use crate::mail::{Input, Message, Origin, SystemMail};
 use crate::runtime::{Context, Engine, SendOptions};
 use crate::wire::message::Unverified;
-use crate::wire::{Destination, EngineMessage, Protocol, Signed, TopicAdvert};
+use crate::wire::{Destination, EngineMessage, Protocol, Signed, TopicAdvert, Verified};
 pub use wire::{Event, EventId, PubSubMessage, Withdrawal};
 
 use order::{Entry, Stream};
@@ -263,6 +263,8 @@ counters! {
     /// Events dropped because too many were waiting for validation (not remembered: a copy
     /// may be validated later).
     validation_full,
+    /// `UnsubscribeAck`s received: a parent confirmed that this node left a topic.
+    unsubscribe_acks,
 }
 
 impl PubSubStats {
@@ -348,7 +350,7 @@ struct Topic {
     /// waited for them past `give_up_after`).
     waived: BTreeMap<EngineIdentity, u64>,
     streams: BTreeMap<EngineIdentity, Stream>,
-    cache: VecDeque<Event>,
+    cache: VecDeque<Verified<Event>>,
     ack_dirty: bool,
     progress_dirty: bool,
     /// Signed withdrawals, by publisher.

@@ -9,7 +9,7 @@ use super::*;
 pub(super) enum Entry {
     /// An event to deliver, with its id and the neighbour it came from.
     Event {
-        ev: Box<Event>,
+        ev: Box<Verified<Event>>,
         id: EventId,
         via: NodeIdentity,
     },

@@ -29,7 +29,7 @@ impl PubSub {
                 positions,
             } => self.on_subscribe_ack(ctx, via, topic, accepted, positions),
             PubSubMessage::Unsubscribe { topic } => self.on_unsubscribe(ctx, via, topic),
-            PubSubMessage::UnsubscribeAck { .. } => {}
+            PubSubMessage::UnsubscribeAck { .. } => self.count(&self.stats.unsubscribe_acks),
             PubSubMessage::Event(ev) => self.on_event(ctx, Some(via), ev),
             PubSubMessage::Events(events) => self.on_events(ctx, Some(via), events),
             PubSubMessage::EventReq {
@@ -79,7 +79,7 @@ impl PubSub {
                 .cache
                 .iter()
                 .filter(|e| e.publisher == publisher && e.seq >= from && e.seq <= to)
-                .cloned()
+                .map(|e| Event::clone(e))
                 .collect(),
             None => Vec::new(),
         };
@@ -175,37 +175,36 @@ impl PubSub {
             }
             candidates.push((ev, id));
         }
-        let verdicts = match via {
-            None => vec![true; candidates.len()],
-            Some(_) => {
-                let mut keys: Vec<Option<CheckedKey>> = Vec::with_capacity(candidates.len());
-                for (ev, _) in &candidates {
-                    let key = self
-                        .keys
-                        .entry(ev.publisher)
-                        .or_insert_with(|| CheckedKey::parse(ev.publisher.as_bytes()).ok());
-                    keys.push(key.clone());
-                }
-                let (with_keys, keyed): (Vec<&Event>, Vec<&CheckedKey>) = candidates
-                    .iter()
-                    .zip(&keys)
-                    .filter_map(|((ev, _), k)| Some((ev, k.as_ref()?)))
-                    .unzip();
-                let mut checked = wire::verify_events(&with_keys, &keyed).into_iter();
-                keys.iter()
-                    .map(|k| k.is_some() && checked.next().unwrap_or(false))
-                    .collect()
+        // Every signature in one batch; an event whose publisher's key does not parse fails.
+        let mut keys: Vec<Option<CheckedKey>> = Vec::with_capacity(candidates.len());
+        for (ev, _) in &candidates {
+            let key = self
+                .keys
+                .entry(ev.publisher)
+                .or_insert_with(|| CheckedKey::parse(ev.publisher.as_bytes()).ok());
+            keys.push(key.clone());
+        }
+        let (keyed, unkeyed): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .zip(keys)
+            .partition(|(_, k)| k.is_some());
+        let bad = unkeyed.len();
+        let (events, ids): (Vec<Event>, Vec<EventId>) =
+            keyed.iter().map(|((e, id), _)| (e.clone(), *id)).unzip();
+        let key_refs: Vec<&CheckedKey> = keyed.iter().filter_map(|(_, k)| k.as_ref()).collect();
+        let outcomes = wire::verify_events(events, &key_refs);
+        let mut refused = bad;
+        for (outcome, id) in outcomes.into_iter().zip(ids) {
+            match outcome {
+                Ok(ev) => self.accept(ctx, via, ev, id),
+                Err(_) => refused += 1,
             }
-        };
-        for ((ev, id), ok) in candidates.into_iter().zip(verdicts) {
-            if !ok {
-                self.count(&self.stats.bad_signature);
-                if let Some(v) = via {
-                    self.bad_peer(ctx, v, "event with a bad signature");
-                }
-                continue;
+        }
+        for _ in 0..refused {
+            self.count(&self.stats.bad_signature);
+            if let Some(v) = via {
+                self.bad_peer(ctx, v, "event with a bad signature");
             }
-            self.accept(ctx, via, ev, id);
         }
     }
 
@@ -215,7 +214,7 @@ impl PubSub {
         &mut self,
         ctx: &mut Context,
         via: Option<NodeIdentity>,
-        ev: Event,
+        ev: Verified<Event>,
         id: EventId,
     ) {
         if let Some(v) = via {
@@ -239,7 +238,7 @@ impl PubSub {
         &mut self,
         ctx: &mut Context,
         via: Option<NodeIdentity>,
-        ev: Event,
+        ev: Verified<Event>,
         id: EventId,
     ) {
         self.remember(id);
@@ -256,7 +255,7 @@ impl PubSub {
             .collect();
         for c in children {
             self.count(&self.stats.forwarded);
-            self.queue_event(ctx, c, ev.clone());
+            self.queue_event(ctx, c, Event::clone(&ev));
         }
         self.cache(&ev);
         if let Some(via) = via {
@@ -310,7 +309,7 @@ impl PubSub {
         }
     }
 
-    pub(super) fn cache(&mut self, ev: &Event) {
+    pub(super) fn cache(&mut self, ev: &Verified<Event>) {
         let max = self.limits.cache_events;
         let Some(t) = self.topics.get_mut(&ev.topic) else {
             return;
@@ -339,23 +338,21 @@ impl PubSub {
         }
     }
 
-    pub(super) fn deliver(&mut self, ctx: &mut Context, via: NodeIdentity, ev: Event) {
-        match EngineMessage::decode_unsigned(&ev.body) {
-            Ok(message) if message.dst == Destination::Topic(ev.topic) => {
+    pub(super) fn deliver(&mut self, ctx: &mut Context, via: NodeIdentity, ev: Verified<Event>) {
+        match Message::from_event(&ev, via) {
+            Ok(message) => {
                 self.count(&self.stats.delivered);
                 ctx.system(SystemMail::PubSubNotice(Box::new(PubSubNotice::Deliver {
-                    publisher: ev.publisher,
-                    via,
                     message,
                 })));
             }
-            Ok(_) => self.count(&self.stats.malformed),
             Err(e) => {
                 self.count(&self.stats.malformed);
                 log::debug!(
-                    "pubsub: event {} of {} has a bad body: {e}",
+                    "pubsub: event {} of {} from {} is not delivered: {e}",
                     ev.seq,
-                    ev.publisher.short()
+                    ev.publisher.short(),
+                    via.short()
                 );
             }
         }
@@ -387,9 +384,10 @@ impl PubSub {
             .collect();
         let ev = Event::new_signed_after(&self.key, topic, t.next_seq, deps, positions, body);
         t.next_seq += 1;
-        t.last_id = Some(ev.id());
+        let id = ev.id();
+        t.last_id = Some(id);
         t.progress_dirty = true;
         self.count(&self.stats.published);
-        self.on_event(ctx, None, ev);
+        self.accept(ctx, None, ev, id);
     }
 }

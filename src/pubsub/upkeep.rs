@@ -146,7 +146,7 @@ impl PubSub {
                     && ev.seq < frontier
                     && (ev.seq - acked) < MAX_RESEND
                 {
-                    pushes.push((*child, ev.clone()));
+                    pushes.push((*child, Event::clone(ev)));
                 }
             }
             c.last_progress = now;

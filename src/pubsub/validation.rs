@@ -9,7 +9,7 @@ use super::*;
 #[derive(Debug)]
 pub(super) struct Pending {
     pub(super) topic: TopicIdentity,
-    pub(super) event: Event,
+    pub(super) event: Verified<Event>,
     id: EventId,
     via: NodeIdentity,
     awaiting: BTreeSet<EngineIdentity>,
@@ -57,7 +57,7 @@ impl PubSub {
         &mut self,
         ctx: &mut Context,
         via: NodeIdentity,
-        ev: Event,
+        ev: Verified<Event>,
         id: EventId,
     ) {
         let topic = ev.topic;
@@ -72,9 +72,9 @@ impl PubSub {
             );
             return;
         }
-        let message = match EngineMessage::decode_unsigned(&ev.body) {
-            Ok(m) if m.dst == Destination::Topic(topic) => m,
-            _ => {
+        let message = match Message::from_event(&ev, via) {
+            Ok(m) => m,
+            Err(_) => {
                 // Nothing a validator could look at: not forwarded, not delivered.
                 self.count(&self.stats.malformed);
                 self.remember(id);
@@ -95,9 +95,6 @@ impl PubSub {
                 PubSubNotice::Validate {
                     validator: *v,
                     token,
-                    topic,
-                    publisher: ev.publisher,
-                    via,
                     message: message.clone(),
                 },
             );

@@ -1,13 +1,10 @@
 //! The P2P pub/sub protocol's messages: the bodies of `Protocol::PUBSUB` messages between
-//! PubSub engines, and the signed [`Event`].
+//! PubSub engines. The signed [`Event`] they carry is defined with the other signed structures
+//! in `crate::wire::event` and re-exported here.
 //!
 //! A body is `u32 version (1) || u32 tag || fields`, in the crate's one bincode configuration.
-//! An event is signed by its publisher (the PubSub engine of an authorized publishing node) over
-//! `EVENT_CONTEXT || topic || publisher || seq || deps || dep_positions || body length (u64) ||
-//! SHA-256(body)`;
-//! its id is the SHA-256 of the same bytes without the context, so relays can deduplicate
-//! without verifying again. A publisher that stops publishing a topic floods a [`Withdrawal`],
-//! signed by the same key over `WITHDRAWAL_CONTEXT || topic || publisher || version`.
+//! A publisher that stops publishing a topic floods a [`Withdrawal`], signed by its key over
+//! `WITHDRAWAL_CONTEXT || topic || publisher || version`.
 
 use bincode::de::Decoder;
 use bincode::enc::Encoder;
@@ -16,181 +13,23 @@ use bincode::{Decode, Encode};
 
 use crate::identity::{CheckedKey, EngineIdentity, Keypair, Signature, TopicIdentity};
 use crate::wire::advert::MAX_PUBLISHERS;
+pub use crate::wire::event::{
+    verify_events, Event, EventId, EVENT_CONTEXT, MAX_DEPS, MAX_DEP_POSITIONS,
+};
 use crate::wire::{
-    decode_bytes, decode_exact, decode_list, encode_bytes, encode_list, encode_to_vec,
-    unknown_version, TopicAdvert, WireError, HARD_LIMIT_BYTES,
+    decode_exact, decode_list, encode_list, encode_to_vec, unknown_version, TopicAdvert, WireError,
 };
 
 /// The version of the pub/sub protocol this code speaks.
 pub const PUBSUB_VERSION: u32 = 1;
-/// Domain-separation tag of event signatures.
-pub const EVENT_CONTEXT: &[u8] = b"netmachine/v1/event\0";
 /// Domain-separation tag of withdrawal signatures.
 pub const WITHDRAWAL_CONTEXT: &[u8] = b"netmachine/v1/withdrawal\0";
-/// Most causal dependencies (event ids) on one event.
-pub const MAX_DEPS: usize = 16;
-/// Most positions in an event's causal frontier (one per other publisher of the topic).
-pub const MAX_DEP_POSITIONS: usize = MAX_PUBLISHERS;
 /// Most publisher positions in one subscribe acknowledgement.
 pub const MAX_POSITIONS: usize = 64;
 /// Most events in one `Events` message.
 pub const MAX_BATCH_EVENTS: usize = 256;
 /// A sender closes an `Events` message once its bodies reach this many bytes (256 KiB).
 pub const BATCH_BODY_BYTES: usize = 256 << 10;
-
-/// The id of an event: SHA-256 of its signing input without the context (its fields with the
-/// body replaced by the body's length and SHA-256).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Encode, Decode)]
-pub struct EventId(pub [u8; 32]);
-
-/// An event: one message published to a topic by an authorized publisher.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Event {
-    /// The topic.
-    pub topic: TopicIdentity,
-    /// The publishing node's PubSub engine (listed in the topic's advert).
-    pub publisher: EngineIdentity,
-    /// The publisher's sequence number for this topic, from 1, without gaps.
-    pub seq: u64,
-    /// Events this one causally depends on: the publisher's previous event first, then the
-    /// latest event of other publishers its node had delivered (at most [`MAX_DEPS`] in all).
-    pub deps: Vec<EventId>,
-    /// The publishing node's causal frontier: for each other publisher whose events it had
-    /// delivered, the sequence number of the latest (at most [`MAX_DEP_POSITIONS`]). Receivers
-    /// deliver the event only once they have delivered (or skipped) every one.
-    pub dep_positions: Vec<(EngineIdentity, u64)>,
-    /// The published message: an `EngineMessage`'s signed fields, unsigned (the event's
-    /// signature vouches for it).
-    pub body: Vec<u8>,
-    /// The publisher's signature.
-    pub sig: Signature,
-}
-
-struct EventFields<'a>(&'a Event);
-
-/// The signed fields of an event: the body is represented by its length and SHA-256.
-impl Encode for EventFields<'_> {
-    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        let ev = self.0;
-        ev.topic.encode(e)?;
-        ev.publisher.encode(e)?;
-        ev.seq.encode(e)?;
-        encode_list(&ev.deps, e)?;
-        encode_list(&ev.dep_positions, e)?;
-        (ev.body.len() as u64).encode(e)?;
-        let digest = ring::digest::digest(&ring::digest::SHA256, &ev.body);
-        let digest: [u8; 32] = digest.as_ref().try_into().expect("32-byte digest");
-        digest.encode(e)
-    }
-}
-
-impl Encode for Event {
-    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        self.topic.encode(e)?;
-        self.publisher.encode(e)?;
-        self.seq.encode(e)?;
-        encode_list(&self.deps, e)?;
-        encode_list(&self.dep_positions, e)?;
-        encode_bytes(&self.body, e)?;
-        self.sig.encode(e)
-    }
-}
-
-impl Decode<()> for Event {
-    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
-        Ok(Event {
-            topic: Decode::decode(d)?,
-            publisher: Decode::decode(d)?,
-            seq: Decode::decode(d)?,
-            deps: decode_list(d, "list", MAX_DEPS)?,
-            dep_positions: decode_list(d, "list", MAX_DEP_POSITIONS)?,
-            body: decode_bytes(d, "body", HARD_LIMIT_BYTES)?,
-            sig: Decode::decode(d)?,
-        })
-    }
-}
-
-impl Event {
-    /// A new event signed by `key` (the publisher's PubSub engine key), with no dependency on
-    /// other publishers' events.
-    pub fn new_signed(
-        key: &Keypair,
-        topic: TopicIdentity,
-        seq: u64,
-        deps: Vec<EventId>,
-        body: Vec<u8>,
-    ) -> Event {
-        Event::new_signed_after(key, topic, seq, deps, Vec::new(), body)
-    }
-
-    /// A new event signed by `key`, depending on `deps` and after the other publishers' events
-    /// up to `dep_positions`.
-    pub fn new_signed_after(
-        key: &Keypair,
-        topic: TopicIdentity,
-        seq: u64,
-        deps: Vec<EventId>,
-        dep_positions: Vec<(EngineIdentity, u64)>,
-        body: Vec<u8>,
-    ) -> Event {
-        debug_assert!(deps.len() <= MAX_DEPS && dep_positions.len() <= MAX_DEP_POSITIONS);
-        let mut ev = Event {
-            topic,
-            publisher: key.engine_identity(),
-            seq,
-            deps,
-            dep_positions,
-            body,
-            sig: Signature([0; 64]),
-        };
-        let fields = encode_to_vec(&EventFields(&ev));
-        ev.sig = key.sign_with_context(EVENT_CONTEXT, &fields, &mut Vec::new());
-        ev
-    }
-
-    /// The event's id.
-    pub fn id(&self) -> EventId {
-        let fields = encode_to_vec(&EventFields(self));
-        let digest = ring::digest::digest(&ring::digest::SHA256, &fields);
-        EventId(digest.as_ref().try_into().expect("32-byte digest"))
-    }
-
-    /// Whether the signature verifies (strictly) under `key`, the publisher's key.
-    pub fn verify(&self, key: &CheckedKey) -> bool {
-        let fields = encode_to_vec(&EventFields(self));
-        key.verify_strict(EVENT_CONTEXT, &fields, &self.sig, &mut Vec::new())
-    }
-}
-
-/// Checks the signatures of many events at once: one batch verification, falling back to
-/// `verify_strict` one by one when it fails (or when a signature's `R` is not acceptable).
-/// `keys[i]` is the key of `events[i]`'s publisher. Returns one verdict per event.
-pub fn verify_events(events: &[&Event], keys: &[&CheckedKey]) -> Vec<bool> {
-    debug_assert_eq!(events.len(), keys.len());
-    if events.len() >= 4
-        && !crate::stand_in::is_active()
-        && events
-            .iter()
-            .all(|e| crate::identity::signature_r_is_acceptable(&e.sig))
-    {
-        let inputs: Vec<Vec<u8>> = events
-            .iter()
-            .map(|e| {
-                let mut v = EVENT_CONTEXT.to_vec();
-                crate::wire::encode_into(&EventFields(e), &mut v);
-                v
-            })
-            .collect();
-        let messages: Vec<&[u8]> = inputs.iter().map(|v| v.as_slice()).collect();
-        let sigs: Vec<ed25519_dalek::Signature> = events.iter().map(|e| e.sig.to_dalek()).collect();
-        let dalek_keys: Vec<ed25519_dalek::VerifyingKey> =
-            keys.iter().map(|k| *k.dalek()).collect();
-        if ed25519_dalek::verify_batch(&messages, &sigs, &dalek_keys).is_ok() {
-            return vec![true; events.len()];
-        }
-    }
-    events.iter().zip(keys).map(|(e, k)| e.verify(k)).collect()
-}
 
 /// A publisher's signed statement that it no longer publishes a topic: remote nodes drop their
 /// routes towards it (and the whole topic's routing state once no publisher is left) and refuse
@@ -224,14 +63,16 @@ impl Withdrawal {
         w
     }
 
-    /// Whether the signature verifies (strictly) under `key`, the publisher's key.
+    /// Whether the signature verifies (strictly) under `key`, which must be the publisher's
+    /// key (any other key fails).
     pub fn verify(&self, key: &CheckedKey) -> bool {
-        key.verify_strict(
-            WITHDRAWAL_CONTEXT,
-            &self.signed_fields(),
-            &self.sig,
-            &mut Vec::new(),
-        )
+        key.is_key_of(self.publisher.as_bytes())
+            && key.verify_strict(
+                WITHDRAWAL_CONTEXT,
+                &self.signed_fields(),
+                &self.sig,
+                &mut Vec::new(),
+            )
     }
 }
 
@@ -519,26 +360,17 @@ impl PubSubMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Keypair;
 
     #[test]
-    fn events_sign_verify_and_round_trip() {
-        let node = Keypair::generate();
-        let key = node.derive_engine("pubsub");
+    fn an_event_round_trips() {
+        let key = Keypair::generate().derive_engine("pubsub");
         let topic = TopicIdentity([5; 32]);
         let e1 = Event::new_signed(&key, topic, 1, vec![], b"one".to_vec());
         let e2 = Event::new_signed(&key, topic, 2, vec![e1.id()], b"two".to_vec());
-        let checked = CheckedKey::parse(key.engine_identity().as_bytes()).unwrap();
-        assert!(e2.verify(&checked));
-        let msg = PubSubMessage::Event(e2.clone());
+        let msg = PubSubMessage::Event(e2.into_inner());
         let back = PubSubMessage::from_bytes(&msg.to_bytes()).unwrap();
         assert_eq!(back, msg);
-        let mut forged = e2.clone();
-        forged.body = b"TWO".to_vec();
-        assert!(!forged.verify(&checked));
-        assert_ne!(forged.id(), e2.id());
-        let other =
-            CheckedKey::parse(node.derive_engine("x").engine_identity().as_bytes()).unwrap();
-        assert!(!e2.verify(&other));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! identity events, answers for engines, bounces reported by the Transport, registrations) and
 //! the outcomes of the Router's own outputs: [`Router::delivery_failed`] when a mailbox was full
 //! or closed, [`Router::transport_refused`] when the Transport's queue was full,
-//! [`Router::return_receipts`] when receipts could not be handed over, and
+//! [`Router::return_receipts`] when receipts could not be handed over,
+//! [`Router::cut_off_refused`] when the Transport could not take a [`RouterOutput::CutOff`], and
 //! [`Router::handled`] / [`Router::not_handled`] for receipts coming back from engines.
 //!
 //! Remote messages queue in the ingress batch; when the batch is full or the mailbox is empty,
@@ -38,12 +39,20 @@
 //! A message with routing scope `Local` never leaves the node. Messages that must leave it are
 //! signed by their sending engine's thread before they get here; the Router never signs.
 //!
+//! # Misbehaving peers
+//!
+//! Messages from a peer that fail verification in ways only a misbehaving peer can cause are
+//! tallied per peer ([`conduct`]): each lowers the peer's reputation in the identity store
+//! (an [`IdentityUpdate::Reputation`] per peer per drain), and the one that brings the tally to
+//! `bad_messages_before_disconnect` produces [`RouterOutput::CutOff`] for the Transport.
+//!
 //! # One bounce path
 //!
 //! Every message dropped on its way — by the Router itself, by a full or closed mailbox, or by
 //! the Transport ([`Router::handle_bounce`]) — is counted once with its reason, and its sender
 //! gets an [`Input::Undeliverable`] through [`Router::bounce`] if it asked.
 
+pub mod conduct;
 pub mod ingress;
 mod local;
 mod remote;
@@ -63,11 +72,13 @@ pub use crate::mail::{Bounce, Outbound, RouteHeader};
 pub use table::LocalEngines;
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::mail::identity::IdentityRequest;
+use crate::mail::identity::{IdentityRequest, IdentityUpdate};
+use crate::mail::transport::CutOff;
 use crate::mail::{DropReason, Input, Message, Receipt, RemoteSend, Undeliverable};
 use crate::runtime::stats::NodeStats;
 use crate::time::Now;
 use crate::wire::{EngineMessage, Protocol};
+use conduct::{Conduct, ConductLimits};
 use ingress::{Admitted, Ingress, IngressLimits};
 use topics::TopicTable;
 
@@ -104,6 +115,9 @@ pub enum RouterOutput {
     /// Hand these receipts to the Transport, which acknowledges the messages to their senders;
     /// if it cannot take them now, give them back with [`Router::return_receipts`].
     Acknowledge(Vec<Receipt>),
+    /// Cut a misbehaving peer off (see [`conduct`]); if the Transport's mailbox is full, give
+    /// it back with [`Router::cut_off_refused`].
+    CutOff(CutOff),
 }
 
 /// Why an engine could not be registered.
@@ -134,6 +148,8 @@ pub struct RouterLimits {
     /// smaller ones (light load) are verified on the Router thread, which costs no hand-over
     /// latency. Arrival order is kept either way.
     pub verifier_threads: usize,
+    /// Misbehaving peers: when they are cut off and for how long (see [`conduct`]).
+    pub conduct: ConductLimits,
 }
 
 impl Default for RouterLimits {
@@ -147,6 +163,7 @@ impl Default for RouterLimits {
             verifier_threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
                 .min(4),
+            conduct: ConductLimits::default(),
         }
     }
 }
@@ -182,6 +199,7 @@ pub struct Router {
     remote_order: VecDeque<EngineIdentity>,
     topics: TopicTable,
     ingress: Ingress,
+    conduct: Conduct,
     admitted: Vec<Admitted>,
     receipts: Vec<Receipt>,
     /// Whether the node is shutting down.
@@ -207,6 +225,7 @@ impl Router {
             node,
             stats,
             ingress: Ingress::new(limits.ingress),
+            conduct: Conduct::new(limits.conduct),
             limits,
             locals: BTreeMap::new(),
             gone: BTreeSet::new(),
@@ -326,6 +345,14 @@ impl Router {
         if let Some(o) = self.outputs.pop_front() {
             return Some(o);
         }
+        if let Some((node, loss)) = self.conduct.take_report() {
+            return Some(RouterOutput::Identity(IdentityRequest::Update(
+                IdentityUpdate::Reputation {
+                    id: node,
+                    change: -i16::from(loss),
+                },
+            )));
+        }
         if self.receipts.is_empty() {
             return None;
         }
@@ -363,6 +390,7 @@ impl Router {
         }
         self.next_housekeeping = Some(now.instant + HOUSEKEEPING_EVERY);
         self.ingress.sweep(now.instant);
+        self.conduct.sweep(now.instant);
         let timeout = self.limits.lookup_timeout;
         let stale: Vec<EngineIdentity> = self
             .pending
@@ -424,6 +452,29 @@ impl Router {
     pub fn transport_refused(&mut self, send: RemoteSend) {
         self.stats.sent_remote.fetch_sub(1, AtomicOrdering::Relaxed);
         self.drop_header(&send.header, DropReason::QueueFull);
+    }
+
+    /// The Transport's mailbox was full: `cut` is ordered again at the peer's next bad message.
+    pub fn cut_off_refused(&mut self, cut: CutOff) {
+        log::debug!(
+            "router: the Transport is busy; cutting off {} waits for its next bad message",
+            cut.node.short()
+        );
+        self.conduct.refused(&cut);
+    }
+
+    /// Bad messages counted from `peer` towards its next cut-off, if it has a tally (for status
+    /// views and tests).
+    pub fn bad_messages(&self, peer: &NodeIdentity) -> Option<u32> {
+        self.conduct.bad_messages(peer)
+    }
+
+    /// A message from `peer` was dropped for `reason` before it was verified or while being
+    /// verified: tallied if it is misconduct (see [`conduct`]).
+    fn misbehaved(&mut self, now: Now, peer: NodeIdentity, reason: DropReason) {
+        if let Some(cut) = self.conduct.record(now.instant, peer, reason) {
+            self.outputs.push_back(RouterOutput::CutOff(cut));
+        }
     }
 
     /// The Transport dropped a message a local engine sent (expired in its queue, queue full,

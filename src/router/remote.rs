@@ -34,6 +34,7 @@ impl Router {
                 peer.short(),
                 reason.label()
             );
+            self.misbehaved(now, peer, reason);
         }
     }
 
@@ -62,6 +63,9 @@ impl Router {
     pub fn complete_ingress_batch(&mut self, now: Now, batch: VerifiedBatch) {
         let stats = Arc::clone(&self.stats);
         let mut admitted = std::mem::take(&mut self.admitted);
+        // Ingress admitted to the batch only messages whose source node is the peer they came
+        // from, so `src_node` names the peer a failure is held against.
+        let mut bad = Vec::new();
         self.ingress.complete(
             now,
             &stats,
@@ -76,8 +80,12 @@ impl Router {
                     m.src.short(),
                     reason.label()
                 );
+                bad.push((m.src_node, reason));
             },
         );
+        for (peer, reason) in bad {
+            self.misbehaved(now, peer, reason);
+        }
         for (msg, peer, receipt) in admitted.drain(..) {
             self.route_admitted(now, msg, peer, receipt);
         }

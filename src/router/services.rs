@@ -7,8 +7,8 @@ use super::{Router, RouterOutput, Slot};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord};
 use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
-use crate::mail::topic::{TopicEvent, TopicRequest};
-use crate::mail::{DropReason, Input, Message, System, SystemMail};
+use crate::mail::topic::{ToValidate, TopicEvent, TopicRequest};
+use crate::mail::{DropReason, Input, Origin, System, SystemMail};
 use crate::time::Now;
 use crate::wire::{Destination, Protocol};
 
@@ -153,12 +153,8 @@ impl Router {
                     }
                 }
             }
-            PubSubNotice::Deliver {
-                publisher,
-                via,
-                message,
-            } => {
-                let Destination::Topic(t) = message.dst else {
+            PubSubNotice::Deliver { message } => {
+                let Destination::Topic(t) = message.dst() else {
                     return self.stats.dropped(DropReason::Malformed);
                 };
                 let Some(topic) = self.topics.get(&t) else {
@@ -170,33 +166,37 @@ impl Router {
                     .filter(|s| **s != from)
                     .filter_map(|s| self.locals.get(s).map(|l| l.slot))
                     .collect();
-                self.fan_out_message(targets, Message::from_topic(message, publisher, via), None);
+                self.fan_out_message(targets, message, None);
             }
             PubSubNotice::Validate {
                 validator,
                 token,
-                topic,
-                publisher,
-                via,
                 message,
-            } => match self.slot_of(&validator) {
-                Some(slot) => self.answer(
-                    slot,
-                    TopicEvent::Validate {
+            } => {
+                let (Destination::Topic(topic), Origin::Topic { publisher, via }) =
+                    (message.dst(), message.origin())
+                else {
+                    return self.stats.dropped(DropReason::Malformed);
+                };
+                match self.slot_of(&validator) {
+                    Some(slot) => self.answer(
+                        slot,
+                        TopicEvent::Validate(Box::new(ToValidate {
+                            topic,
+                            token,
+                            publisher,
+                            via,
+                            message: message.as_engine_message().clone(),
+                        })),
+                    ),
+                    // The validator stopped: PubSub stops waiting for it.
+                    None => self.ask_pubsub(PubSubRequest::Validator {
                         topic,
-                        token,
-                        publisher,
-                        via,
-                        message: Box::new(message),
-                    },
-                ),
-                // The validator stopped: PubSub stops waiting for it.
-                None => self.ask_pubsub(PubSubRequest::Validator {
-                    topic,
-                    engine: validator,
-                    on: false,
-                }),
-            },
+                        engine: validator,
+                        on: false,
+                    }),
+                }
+            }
             PubSubNotice::Withdrawn {
                 topic,
                 publisher,

@@ -169,7 +169,7 @@ fn routes_by_destination() {
     let d = f.deliveries();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].0, slot_b);
-    assert!(matches!(&d[0].1, Input::Message(m) if m.src() == a));
+    assert!(matches!(&d[0].1, Input::Message(m) if m.sender().verified() == Some(a)));
 
     // To this node: the engine serving the protocol.
     let node = f.node.node_identity();

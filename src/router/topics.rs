@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use crate::identity::{EngineIdentity, TopicIdentity};
-pub use crate::mail::topic::{TopicError, TopicEvent, TopicRequest, Validation};
+pub use crate::mail::topic::{ToValidate, TopicError, TopicEvent, TopicRequest, Validation};
 use crate::wire::RoutingScope;
 
 /// A topic as the Router knows it.

@@ -184,14 +184,15 @@ impl Context {
         id
     }
 
-    /// Answers `to` with `body`, to its sender, with the same protocol.
+    /// Answers `to` with `body`, to the sender it names, with the same protocol. For a topic
+    /// event that is the sender its publisher claims ([`crate::mail::Sender::named`]).
     pub fn reply(&mut self, to: &Message, body: Vec<u8>) -> MessageId {
         let opts = SendOptions {
             reply_to: Some(to.id()),
             tprefs: to.as_engine_message().tprefs,
             ..SendOptions::default()
         };
-        self.send_with(to.src(), to.protocol(), body, opts)
+        self.send_with(to.sender().named(), to.protocol(), body, opts)
     }
 
     /// Publishes `body` to `topic` (delivered to the topic's subscribers).

@@ -20,7 +20,7 @@ pub mod engine;
 pub mod stats;
 pub(crate) mod timers;
 
-pub use crate::mail::{Input, Message, Origin, Outgoing, Output, Undeliverable};
+pub use crate::mail::{Input, Message, Origin, Outgoing, Output, Sender, Undeliverable};
 pub use engine::{Context, Engine, SendOptions};
 
 /// Default depth of an engine's mailbox: 4,096 inputs.

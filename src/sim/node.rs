@@ -18,7 +18,7 @@ use super::net::{EndpointId, Net};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::identity_store::IdentityStore;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
-use crate::mail::{DropReason, Input, Outbound, Output, Receipt};
+use crate::mail::{DropReason, Input, Outbound, Output, Receipt, RouteHeader};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::rng::SplitMix64;
 use crate::router::{LocalEngines, Router, RouterLimits, RouterOutput, Slot};
@@ -191,6 +191,13 @@ impl SimNode {
         self.core.instance()
     }
 
+    /// Hands `wire` to this node's Transport core for `node`, as it is — what a real node's
+    /// `EgressHandle` does: a simulated node can forge, and its peers judge it.
+    pub fn inject(&mut self, now: Now, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
+        self.core
+            .handle_send(now, crate::mail::RemoteSend { node, header, wire });
+    }
+
     /// A new connection from another node arrived at this one (if the core admits it): its id.
     pub(crate) fn accept(&mut self, now: Now, from: std::net::SocketAddr) -> Option<ConnId> {
         if !self.core.may_accept(from) {
@@ -308,6 +315,7 @@ impl SimNode {
                     }
                 }
                 RouterOutput::Acknowledge(receipts) => self.core.handle_processed(receipts),
+                RouterOutput::CutOff(cut) => self.core.handle_cut_off(now, cut),
             }
         }
         any

@@ -40,6 +40,9 @@ pub mod close_code {
     pub const FRAME_TOO_LARGE: u64 = 0x6;
     /// A connection the peer restarted since (a newer connection replaces it).
     pub const STALE: u64 = 0x7;
+    /// The peer sent too many messages that failed verification; it is neither dialled nor
+    /// accepted for a backoff period (also used to refuse it during that period).
+    pub const MISBEHAVING: u64 = 0x8;
 }
 
 /// The first frame on each control stream.

@@ -240,22 +240,6 @@ impl EngineMessage {
         out.extend_from_slice(&sig.0);
         Some(out)
     }
-
-    /// Checks the signature with `verify_strict` against `key`, which must be the key of `src`.
-    /// On failure the message is handed back unchanged.
-    #[allow(clippy::result_large_err)]
-    pub fn verify(self, key: &CheckedKey, scratch: &mut Vec<u8>) -> Result<Verified<Self>, Self> {
-        let Some(sig) = self.sig else {
-            return Err(self);
-        };
-        let mut input = Vec::with_capacity(200);
-        self.signing_input(&mut input);
-        if key.verify_strict(context::ENGINE_MESSAGE, &input, &sig, scratch) {
-            Ok(Verified(self))
-        } else {
-            Err(self)
-        }
-    }
 }
 
 /// The signed part of a message, for encoding.
@@ -367,13 +351,18 @@ impl Unverified {
         &self.wire
     }
 
-    /// Checks the signature alone with `verify_strict`; on failure hands the message back.
+    /// Checks the signature alone with `verify_strict` under `key`, which must be the key of the
+    /// message's `src`: a key of any other engine fails, whatever the signature. On failure
+    /// hands the message back.
     #[allow(clippy::result_large_err)]
     pub fn verify(
         self,
         key: &CheckedKey,
         scratch: &mut Vec<u8>,
     ) -> Result<Verified<EngineMessage>, Unverified> {
+        if !key.is_key_of(self.message.src.as_bytes()) {
+            return Err(self);
+        }
         let mut input = Vec::with_capacity(200);
         self.digest_input(&mut input);
         if key.verify_strict(context::ENGINE_MESSAGE, &input, &self.sig, scratch) {
@@ -401,7 +390,7 @@ impl Unverified {
 
 /// A value whose signature has been checked. Only verification produces one.
 #[derive(Debug, Clone)]
-pub struct Verified<T>(T);
+pub struct Verified<T>(pub(super) T);
 
 impl<T> Verified<T> {
     /// The verified value.
@@ -452,10 +441,15 @@ impl BatchVerifier {
     }
 
     /// Verifies `items` (each with the checked key of its source) and pushes one outcome per item,
-    /// in order, onto `out`.
+    /// in order, onto `out`. An item whose key is not its message's `src` fails (the batch then
+    /// falls back to single checks, which refuse it).
     #[allow(clippy::result_large_err)]
     pub fn verify(&mut self, items: Vec<(Unverified, CheckedKey)>, out: &mut Vec<BatchOutcome>) {
-        let one_by_one = items.len() < MIN_BATCH || crate::stand_in::is_active();
+        let one_by_one = items.len() < MIN_BATCH
+            || crate::stand_in::is_active()
+            || items
+                .iter()
+                .any(|(u, k)| !k.is_key_of(u.message.src.as_bytes()));
         if one_by_one || !self.batch_ok(&items) {
             for (u, key) in items {
                 out.push(u.verify(&key, &mut self.scratch));
@@ -574,6 +568,32 @@ mod tests {
         for (i, r) in out.iter().enumerate() {
             assert_eq!(r.is_ok(), i != 9, "item {i}");
         }
+    }
+
+    #[test]
+    fn verification_needs_the_key_of_src() {
+        // A message naming `victim` as its source, signed by `forger` with a valid signature:
+        // checked under the forger's key (as a careless caller might), it must still fail.
+        let node = Keypair::generate();
+        let victim = node.derive_engine("victim");
+        let forger = node.derive_engine("forger");
+        let mut scratch = Vec::new();
+        let forger_key = CheckedKey::parse(forger.engine_identity().as_bytes()).unwrap();
+        let mut items = Vec::new();
+        for i in 0..8u64 {
+            let mut m = sample(&victim, &node, i);
+            let mut wire = Vec::new();
+            m.sign_into_wire(&forger, &mut wire, &mut scratch);
+            let u = Unverified::decode(wire.clone()).unwrap();
+            assert_eq!(u.message().src, victim.engine_identity());
+            assert!(u.verify(&forger_key, &mut scratch).is_err());
+            items.push((Unverified::decode(wire).unwrap(), forger_key.clone()));
+        }
+        // In a batch (which would pass: every signature is valid under the key given) too.
+        let mut out = Vec::new();
+        BatchVerifier::new().verify(items, &mut out);
+        assert_eq!(out.len(), 8);
+        assert!(out.iter().all(|o| o.is_err()));
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! kind of structure can never be replayed as another.
 
 pub mod advert;
+pub mod event;
 pub mod message;
 
 use std::fmt;

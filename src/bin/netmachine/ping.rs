@@ -174,7 +174,7 @@ pub fn run(opts: &PingOptions) -> Result<bool, String> {
                     }
                     break Outcome::Failed(format!(
                         "reply from {} does not echo the {} bytes sent ({} bytes)",
-                        m.src_node().short(),
+                        m.sender().named_node().short(),
                         body.len(),
                         m.body().len()
                     ));

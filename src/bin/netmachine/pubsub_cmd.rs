@@ -9,7 +9,11 @@
 //! * `subscribe` subscribes a client engine to a topic with scope `Any`, prints one line starting
 //!   with `subscribed` once the network subscription is in place, then one line per event:
 //!   `event <n> from <publisher> via <neighbour>: <len> bytes <hex of the first 16 bytes>`
-//!   (`n` counts from 1; publisher and neighbour are short identities).
+//!   (`n` counts from 1; publisher and neighbour are short identities). Before it exits (the
+//!   count reached, a stop signal, the timeout) it unsubscribes, so its PubSub engine sends its
+//!   parents a final `EventAck` for what arrived and then `Unsubscribe` (docs/wire.md §12.4),
+//!   and it waits up to [`LEAVE_WAIT`] for a parent's `UnsubscribeAck` before shutting the node
+//!   down, so those messages are not cut off by the shutdown.
 //! * `publish` signs a topic advert with the topic key (listing this node's PubSub engine as the
 //!   only publisher), creates the topic, waits for subscribing peers, publishes events whose body
 //!   is the event's sequence number (from 0, 8 bytes little-endian) followed by zero filler, and
@@ -71,6 +75,9 @@ const PUBLISH_CLIENT: &str = "publish-cli";
 
 /// Longest single wait, so a stop signal is noticed promptly.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
+
+/// Longest wait, when `subscribe` leaves, for a parent to confirm the unsubscription.
+pub const LEAVE_WAIT: Duration = Duration::from_secs(2);
 
 /// Least time between two acknowledgement progress lines of `publish`.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
@@ -293,15 +300,46 @@ pub fn subscribe(opts: &SubscribeOptions) -> Result<(), String> {
     let result = node
         .client(SUBSCRIBE_CLIENT)
         .map_err(|e| format!("cannot register the subscribe client: {e}"))
-        .and_then(|mut client| receive_events(&mut client, node.identity(), opts, deadline));
+        .and_then(|mut client| receive_events(&mut client, &node, opts, deadline));
     finish(node, result)
 }
 
+/// Leaves `topic` before the command exits: unsubscribes the client, which makes the node's
+/// PubSub engine send its parents a final `EventAck` and `Unsubscribe`, then waits (at most
+/// [`LEAVE_WAIT`]) until a parent has answered `UnsubscribeAck`, so that the shutdown that follows
+/// does not cut those messages off. Inputs arriving meanwhile (late events) are let go.
+fn leave(client: &mut Client, node: &Node, topic: TopicIdentity) {
+    let confirmed = || {
+        node.pubsub_stats()
+            .map_or(0, |s| s.unsubscribe_acks.load(Ordering::Relaxed))
+    };
+    let before = confirmed();
+    client.with_context(|ctx| ctx.unsubscribe(topic, RoutingScope::Any));
+    let deadline = Instant::now() + LEAVE_WAIT;
+    while confirmed() == before {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || client.is_closed() {
+            log::warn!(
+                "no parent confirmed leaving {} within {} s; stopping anyway",
+                topic.short(),
+                LEAVE_WAIT.as_secs()
+            );
+            return;
+        }
+        let _ = client.recv(left.min(Duration::from_millis(10)));
+    }
+    log::info!(
+        "left {}: a parent confirmed the unsubscription",
+        topic.short()
+    );
+}
+
 /// Subscribes, then prints events until the count is reached, the deadline passes or a signal
-/// arrives.
+/// arrives; once subscribed, it [`leave`]s the topic whichever way it ends (unless the node
+/// stopped).
 fn receive_events(
     client: &mut Client,
-    node: NodeIdentity,
+    node: &Node,
     opts: &SubscribeOptions,
     deadline: Option<Instant>,
 ) -> Result<(), String> {
@@ -338,8 +376,26 @@ fn receive_events(
             Wait::Closed => return Err(STOPPED.into()),
         }
     }
-    out(&format!("subscribed to {topic} on node {node}"))?;
+    let result = out(&format!(
+        "subscribed to {topic} on node {}",
+        node.identity()
+    ))
+    .and_then(|()| print_events(client, opts, deadline));
+    if !client.is_closed() {
+        leave(client, node, topic);
+    }
+    result
+}
 
+/// Prints one line per event of the subscription until the count is reached, the deadline passes
+/// or a signal arrives.
+fn print_events(
+    client: &mut Client,
+    opts: &SubscribeOptions,
+    deadline: Option<Instant>,
+) -> Result<(), String> {
+    let topic = opts.topic;
+    let timeout_s = opts.timeout.map_or(0, |t| t.as_secs());
     let mut received = 0u64;
     loop {
         if opts.count.is_some_and(|n| received >= n) {
@@ -348,7 +404,10 @@ fn receive_events(
         match next(client, deadline) {
             Wait::Input(Input::Message(m)) => {
                 let Origin::Topic { publisher, via } = m.origin() else {
-                    log::debug!("ignored a message from {} (not a topic event)", m.src());
+                    log::debug!(
+                        "ignored a message from {} (not a topic event)",
+                        m.sender().named()
+                    );
                     continue;
                 };
                 if m.dst() != Destination::Topic(topic) {

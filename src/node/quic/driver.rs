@@ -172,6 +172,8 @@ pub(crate) struct DriverParts {
     pub(crate) config: TransportConfig,
     pub(crate) advert: NodeAdvert,
     pub(crate) peers: Vec<(NodeAdvert, bool)>,
+    /// Trust set in the configuration, per node (0 bans).
+    pub(crate) trust: Vec<(NodeIdentity, u8)>,
     pub(crate) mailbox: Receiver<TransportMail>,
     pub(crate) woken: Arc<AtomicBool>,
     pub(crate) router: Sender<RouterMail>,
@@ -267,7 +269,7 @@ impl Driver {
         };
         let server_config = tls::server_config(&tls, &params).map_err(|e| e.to_string())?;
         let seed = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
-        let core = Core::new(
+        let mut core = Core::new(
             parts.key.node_identity(),
             parts.advert,
             parts.config,
@@ -275,6 +277,9 @@ impl Driver {
             Arc::clone(&parts.stats),
             SeededRng::new(seed),
         );
+        for (node, trust) in parts.trust {
+            core.set_trust(node, trust);
+        }
         Ok(Driver {
             poll: bound.poll,
             events: Events::with_capacity(256),
@@ -369,6 +374,7 @@ impl Driver {
             TransportMail::Request { from, req } => self.core.handle_request(now, from, req),
             TransportMail::Identity(event) => self.core.handle_identity(*event),
             TransportMail::Processed(receipts) => self.core.handle_processed(receipts),
+            TransportMail::CutOff(cut) => self.core.handle_cut_off(now, cut),
             TransportMail::Stop => {}
         }
     }
@@ -521,6 +527,10 @@ impl Driver {
         let local = self.sockets[sock].local;
         let Ok(hdr) = quiche::Header::from_slice(packet, CID_LEN) else {
             self.stats.fault(Fault::JunkPacket);
+            log::debug!(
+                "transport: junk packet from {from} ({} bytes): no QUIC header",
+                packet.len()
+            );
             return;
         };
         let id = match self.by_cid.get(hdr.dcid.as_ref()) {
@@ -528,6 +538,11 @@ impl Driver {
             None => {
                 if hdr.ty != quiche::Type::Initial {
                     self.stats.fault(Fault::JunkPacket);
+                    log::debug!(
+                        "transport: junk packet from {from} ({} bytes): {:?} packet for no connection",
+                        packet.len(),
+                        hdr.ty
+                    );
                     return;
                 }
                 if !quiche::version_is_supported(hdr.version) {

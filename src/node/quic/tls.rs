@@ -33,7 +33,10 @@ use boring::ssl::{
     SslVerifyError, SslVerifyMode, SslVersion,
 };
 use boring::x509::{X509Ref, X509};
-use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair as RcgenKeyPair, PKCS_ED25519};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, KeyPair as RcgenKeyPair, SerialNumber,
+    PKCS_ED25519,
+};
 
 use crate::identity::{Keypair, NodeIdentity, KEY_LEN, PKCS8_ED25519_PREFIX};
 
@@ -191,8 +194,11 @@ impl From<quiche::Error> for TlsError {
 
 /// Makes the node's self-signed X.509 certificate (DER) from its Ed25519 key.
 ///
-/// The certificate has no subject alternative name, a fixed common name and a validity from
-/// 2024-01-01 to 4096-01-01: only the key in it matters.
+/// The certificate has no subject alternative name and no extensions, a fixed common name, a
+/// validity from 2024-01-01 to 4096-01-01 and a serial number derived from the key
+/// ([`certificate_serial`]): only the key in it matters. Nothing in it depends on the clock or
+/// on randomness and Ed25519 signatures are deterministic, so one key always gives the same bytes
+/// (docs/wire.md §7.3 and its vector `node-cert-der`).
 pub(crate) fn certificate_der(key: &Keypair) -> Result<Vec<u8>, TlsError> {
     let pkcs8 = key.to_pkcs8_der();
     debug_assert_eq!(pkcs8[..PKCS8_ED25519_PREFIX.len()], PKCS8_ED25519_PREFIX);
@@ -205,10 +211,22 @@ pub(crate) fn certificate_der(key: &Keypair) -> Result<Vec<u8>, TlsError> {
     params.distinguished_name = name;
     params.not_before = rcgen::date_time_ymd(2024, 1, 1);
     params.not_after = rcgen::date_time_ymd(4096, 1, 1);
+    params.serial_number = Some(certificate_serial(key));
     let cert = params
         .self_signed(&signer)
         .map_err(|e| TlsError::CertBuild(e.to_string()))?;
     Ok(cert.der().to_vec())
+}
+
+/// The serial number of the node certificate: the first 20 bytes of SHA-256 of the raw 32-byte
+/// public key, with the top bit cleared so that it is a positive INTEGER of at most 20 bytes
+/// (RFC 5280 §4.1.2.2). This is what rcgen would pick by itself; it is set explicitly so that
+/// the certificate's bytes do not depend on a library default.
+fn certificate_serial(key: &Keypair) -> SerialNumber {
+    let digest = ring::digest::digest(&ring::digest::SHA256, &key.public());
+    let mut serial = digest.as_ref()[..20].to_vec();
+    serial[0] &= 0x7f;
+    SerialNumber::from(serial)
 }
 
 /// Checks a peer's certificate (DER) and returns its node identity: the key must be Ed25519, the

@@ -145,7 +145,7 @@ impl Fixture {
         let mut body = Vec::new();
         m.encode_signed_fields(&mut body);
         let key = node.derive_engine(PUBSUB_ENGINE_NAME);
-        Event::new_signed_after(&key, self.topic(), seq, vec![], after, body)
+        Event::new_signed_after(&key, self.topic(), seq, vec![], after, body).into_inner()
     }
 
     /// A signed advert of the topic listing the PubSub engines of `nodes`.
@@ -188,12 +188,15 @@ impl Fixture {
         for out in self.ctx.take_outputs() {
             match out {
                 Output::System(System(SystemMail::PubSubNotice(n))) => match *n {
-                    PubSubNotice::Deliver {
-                        publisher, message, ..
-                    } => seen.delivered.push((
-                        publisher,
-                        u64::from_le_bytes(message.body[..8].try_into().unwrap()),
-                    )),
+                    PubSubNotice::Deliver { message } => {
+                        let Origin::Topic { publisher, .. } = message.origin() else {
+                            panic!("delivered as {:?}", message.origin());
+                        };
+                        seen.delivered.push((
+                            publisher,
+                            u64::from_le_bytes(message.body()[..8].try_into().unwrap()),
+                        ))
+                    }
                     other => seen.notices.push(other),
                 },
                 Output::Send(o) if o.msg.protocol == Protocol::PUBSUB => {
@@ -228,7 +231,7 @@ impl Fixture {
             match out {
                 Output::System(System(SystemMail::PubSubNotice(n))) => {
                     if let PubSubNotice::Deliver { message, .. } = *n {
-                        delivered.push(u64::from_le_bytes(message.body[..8].try_into().unwrap()))
+                        delivered.push(u64::from_le_bytes(message.body()[..8].try_into().unwrap()))
                     }
                 }
                 Output::Send(o) if o.msg.protocol == Protocol::PUBSUB => {
@@ -359,7 +362,7 @@ fn unauthorized_and_forged_events_are_neither_delivered_nor_forwarded() {
     f.drain();
     let rogue = Keypair::generate().derive_engine(PUBSUB_ENGINE_NAME);
     let mut unauthorized = f.event(1);
-    unauthorized = Event::new_signed(&rogue, topic, 1, vec![], unauthorized.body);
+    unauthorized = Event::new_signed(&rogue, topic, 1, vec![], unauthorized.body).into_inner();
     f.receive_from_parent(PubSubMessage::Event(unauthorized));
     let mut forged = f.event(1);
     forged.body[0] ^= 1;
@@ -391,4 +394,60 @@ fn a_peer_sending_garbage_is_disconnected() {
         .iter()
         .any(|o| matches!(o, Output::Transport(TransportRequest::Disconnect { .. }))));
     assert_eq!(f.engine.stats.malformed.load(Ordering::Relaxed), 16);
+}
+
+#[test]
+fn a_forged_sender_inside_an_authorized_event_is_reported_as_claimed() {
+    let mut f = fixture();
+    f.subscribed();
+    // The publishing node names an engine of an unrelated node as the sender of what it
+    // publishes. The event itself is correctly signed by the authorized publisher.
+    let victim = Keypair::generate();
+    let victim_engine = victim.derive_engine("wallet").engine_identity();
+    let m = EngineMessage {
+        src: victim_engine,
+        src_node: victim.node_identity(),
+        dst: Destination::Topic(f.topic()),
+        id: MessageId(1),
+        reply_to: None,
+        expiry: None,
+        rprefs: None,
+        tprefs: None,
+        protocol: Protocol(Protocol::APP_BASE),
+        body: b"pay me".to_vec(),
+        sig: None,
+    };
+    let mut body = Vec::new();
+    m.encode_signed_fields(&mut body);
+    let ev = Event::new_signed(&f.publisher_engine(), f.topic(), 1, vec![], body).into_inner();
+    f.receive_from_parent(PubSubMessage::Event(ev));
+    let delivered: Vec<Message> = f
+        .ctx
+        .take_outputs()
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::System(System(SystemMail::PubSubNotice(n))) => match *n {
+                PubSubNotice::Deliver { message } => Some(message),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delivered.len(), 1);
+    let sender = delivered[0].sender();
+    assert_eq!(
+        sender,
+        crate::mail::Sender::Publisher {
+            publisher: f.publisher_engine().engine_identity(),
+            claimed: victim_engine,
+            claimed_node: victim.node_identity(),
+        }
+    );
+    assert_eq!(sender.verified(), None, "a claim is not a verified sender");
+    assert_eq!(sender.named(), victim_engine);
+    assert!(matches!(
+        delivered[0].origin(),
+        Origin::Topic { publisher, via } if publisher == f.publisher_engine().engine_identity()
+            && via == f.parent.node_identity()
+    ));
 }

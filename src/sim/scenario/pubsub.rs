@@ -257,7 +257,8 @@ impl Engine for Forger {
         let seq = self.next;
         self.next += 1;
         // From a publisher the advert does not list, correctly signed by itself.
-        let rogue = Event::new_signed(&self.rogue, self.topic, seq, vec![], self.body(ctx, seq));
+        let rogue = Event::new_signed(&self.rogue, self.topic, seq, vec![], self.body(ctx, seq))
+            .into_inner();
         // In the real publisher's name, ahead of its sequence, signed by the rogue key.
         let mut claimed = Event::new_signed(
             &self.real,
@@ -265,7 +266,8 @@ impl Engine for Forger {
             1_000 + seq,
             vec![],
             self.body(ctx, seq),
-        );
+        )
+        .into_inner();
         claimed.sig = Event::new_signed(
             &self.rogue,
             self.topic,
@@ -321,7 +323,7 @@ impl Engine for Equivocator {
         let payload = event_body(self.index, n, &BTreeMap::new());
         let me = ctx.identity();
         let body = topic_message(ctx, self.topic, me, u64::MAX - n, payload);
-        let ev = Event::new_signed(&self.key, self.topic, n + 1, vec![], body);
+        let ev = Event::new_signed(&self.key, self.topic, n + 1, vec![], body).into_inner();
         let bytes = PubSubMessage::Event(ev).to_bytes();
         for peer in &self.neighbours {
             ctx.send(Destination::Node(*peer), Protocol::PUBSUB, bytes.clone());

@@ -226,7 +226,7 @@ pub(crate) struct Conn {
     pub(crate) acked_mark: u64,
     /// When this connection last probed for an acknowledgement.
     pub(crate) last_probe: Instant,
-    /// A dial given up on: closing, no longer tied to its peer.
+    /// A dial given up on, or a connection refused: closing, no longer tied to its peer.
     pub(crate) abandoned: bool,
     /// Since when this connection has been replaced by a duplicate and is draining.
     pub(crate) retiring: Option<Instant>,

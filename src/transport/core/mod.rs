@@ -26,8 +26,9 @@
 //! [`Core::handle_request`], [`Core::handle_identity`], [`Core::handle_processed`],
 //! [`Core::handle_incoming`] (after [`Core::may_accept`]), [`Core::handle_activity`] (packets
 //! arrived or a timer of the connection fired), [`Core::handle_dial_failed`],
-//! [`Core::handle_timeout`], [`Core::handle_refused`], [`Core::handle_closed`] and
-//! [`Core::handle_shutdown`]. Servicing a connection, [`Core::service`], is where the core
+//! [`Core::handle_timeout`], [`Core::handle_refused`], [`Core::handle_closed`],
+//! [`Core::handle_cut_off`] (the Router's order to cut a misbehaving peer off; see `refusal`)
+//! and [`Core::handle_shutdown`]; [`Core::set_trust`] sets a peer's trust (0 bans it). Servicing a connection, [`Core::service`], is where the core
 //! reads and writes through [`QuicConn`].
 //!
 //! Outputs are drained with [`Core::poll_output`] ([`Output`]: deliveries to the Router,
@@ -64,6 +65,7 @@ mod fake;
 pub mod peers;
 mod placement;
 mod recv;
+mod refusal;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -262,6 +264,9 @@ impl<R: RngCore> Core<R> {
         if node == self.node {
             return self.bounce(send, DropReason::NoRoute);
         }
+        if self.is_refused(now, &node) {
+            return self.bounce(send, DropReason::PeerRefused);
+        }
         let peer = self.peers.entry(node).or_default();
         if peer.active.is_none() && peer.dialing.is_none() && peer.addrs.is_empty() {
             return self.bounce(send, DropReason::NoRoute);
@@ -283,7 +288,9 @@ impl<R: RngCore> Core<R> {
         match req {
             TransportRequest::Connect { node } => {
                 let peer = self.peers.entry(node).or_default();
-                let result = if peer.active.is_some() {
+                let result = if peer.refused(now.instant) {
+                    ConnectResult::Refused
+                } else if peer.active.is_some() {
                     ConnectResult::AlreadyConnected
                 } else if peer.dialing.is_some() {
                     ConnectResult::Connecting
@@ -342,6 +349,11 @@ impl<R: RngCore> Core<R> {
                 }
                 if r.cprefs == Some(ConnectionPrefs::Permanent) {
                     peer.permanent = true;
+                }
+                if let Some(trust) = r.trust {
+                    if peer.trust != Some(trust) {
+                        self.set_trust(r.id, trust);
+                    }
                 }
             }
             IdentityEvent::UpdateResult {

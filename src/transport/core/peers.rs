@@ -10,6 +10,10 @@
 //! attempt, with a delay between attempts that starts at `backoff_initial`, doubles per failed
 //! attempt up to `backoff_max`, and varies by ±20 % so that many nodes do not redial in step.
 //! A successful connection resets it.
+//!
+//! Refusal: a peer with trust 0 (banned), or cut off for misbehaving until its backoff passes,
+//! is never dialled ([`Peer::refused`]); the core also refuses its connections and bounces what
+//! is queued for it.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -51,6 +55,10 @@ pub struct Peer {
     pub next_dial: Option<Instant>,
     /// Index of the next address to try.
     pub next_addr: usize,
+    /// Local trust (configuration or the identity store); `Some(0)` bans the peer.
+    pub trust: Option<u8>,
+    /// Until when the peer is cut off for misbehaving.
+    pub cut_until: Option<Instant>,
 }
 
 impl Peer {
@@ -67,10 +75,26 @@ impl Peer {
         self.next_addr = 0;
     }
 
-    /// Whether a dial should start now: something to send (or permanent), no connection, no
-    /// dial in progress, an address known, and the backoff passed.
+    /// Whether the peer is banned (trust 0).
+    pub fn banned(&self) -> bool {
+        self.trust == Some(0)
+    }
+
+    /// Whether the peer is cut off for misbehaving at `now`.
+    pub fn cut_off(&self, now: Instant) -> bool {
+        self.cut_until.is_some_and(|t| now < t)
+    }
+
+    /// Whether the peer is refused at `now`: banned, or cut off.
+    pub fn refused(&self, now: Instant) -> bool {
+        self.banned() || self.cut_off(now)
+    }
+
+    /// Whether a dial should start now: something to send (or permanent), not refused, no
+    /// connection, no dial in progress, an address known, and the backoff passed.
     pub fn should_dial(&self, now: Instant) -> bool {
         (self.permanent || !self.queue.is_empty())
+            && !self.refused(now)
             && self.active.is_none()
             && self.dialing.is_none()
             && !self.addrs.is_empty()
@@ -99,6 +123,15 @@ impl Peer {
         self.active = Some(conn);
         self.attempts = 0;
         self.next_dial = None;
+    }
+
+    /// Removes every queued message.
+    pub fn take_queue(&mut self) -> Vec<RemoteSend> {
+        let taken: Vec<RemoteSend> = self.queue.drain(..).collect();
+        for m in &taken {
+            self.bytes = self.bytes.saturating_sub(m.wire.len());
+        }
+        taken
     }
 
     /// Removes the queued messages whose expiry has passed.
@@ -183,6 +216,26 @@ mod tests {
         assert_eq!(p.next_address().unwrap().port(), 2);
         assert_eq!(p.next_address().unwrap().port(), 1);
         assert_eq!(p.next_address().unwrap().port(), 2);
+    }
+
+    #[test]
+    fn a_refused_peer_is_not_dialled_until_its_backoff_passes() {
+        let now = Instant::now();
+        let mut p = Peer {
+            permanent: true,
+            addrs: vec!["127.0.0.1:9".parse().unwrap()],
+            ..Peer::default()
+        };
+        assert!(p.should_dial(now));
+        p.cut_until = Some(now + Duration::from_secs(30));
+        assert!(p.refused(now) && !p.should_dial(now));
+        assert!(!p.should_dial(now + Duration::from_millis(29_999)));
+        assert!(!p.refused(now + Duration::from_secs(30)));
+        assert!(p.should_dial(now + Duration::from_secs(30)));
+        p.trust = Some(0);
+        assert!(p.banned() && !p.should_dial(now + Duration::from_secs(3600)));
+        p.trust = Some(1);
+        assert!(p.should_dial(now + Duration::from_secs(3600)));
     }
 
     #[test]

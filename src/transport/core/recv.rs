@@ -200,6 +200,11 @@ impl<R: RngCore> Core<R> {
             for (i, (k, payload)) in frames.into_iter().enumerate() {
                 if k != kind::MESSAGE {
                     self.stats.fault(Fault::ProtocolViolation);
+                    log::debug!(
+                        "transport: stream {sid} from {}: frame type 0x{k:02x} on a message \
+                         stream; stopping that stream",
+                        node.short()
+                    );
                     q.stream_stop(sid, close_code::PROTOCOL_VIOLATION);
                     conn.remove_inbound(sid);
                     return;
@@ -262,6 +267,14 @@ impl<R: RngCore> Core<R> {
                 }));
             } else {
                 self.stats.fault(Fault::ProtocolViolation);
+                log::debug!(
+                    "transport: datagram from {}: {}; dropped",
+                    node.short(),
+                    match buf[..n].first() {
+                        Some(t) => format!("unknown type 0x{t:02x}"),
+                        None => "empty".to_string(),
+                    }
+                );
             }
         }
         self.buf = buf;

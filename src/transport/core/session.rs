@@ -178,6 +178,9 @@ impl<R: RngCore> Core<R> {
             }
         }
         let Some(node) = conn.node else { return };
+        if !conn.outbound && self.refuse_incoming(conn, q, now, node) {
+            return;
+        }
         if !conn.outbound && !self.config.accept_unknown_peers && !self.known.contains(&node) {
             self.stats.fault(Fault::UnknownPeerRefused);
             log::info!(
@@ -230,6 +233,15 @@ impl<R: RngCore> Core<R> {
         };
         if ours.negotiate(&hello).is_none() {
             self.stats.fault(Fault::VersionMismatch);
+            log::info!(
+                "transport: {} speaks versions {}..={}, this node {}..={}: closing",
+                conn.node
+                    .map_or_else(|| "a peer".to_string(), |n| n.short()),
+                hello.min_version,
+                hello.max_version,
+                VERSION_MIN,
+                VERSION_MAX
+            );
             conn.close(q, close_code::INCOMPATIBLE, "no common protocol version");
             return;
         }
@@ -333,7 +345,13 @@ impl<R: RngCore> Core<R> {
             return;
         };
         let unconfirmed = conn.take_unconfirmed();
-        self.requeue(node, unconfirmed);
+        if self.is_refused(now, &node) {
+            for m in unconfirmed {
+                self.bounce(m, crate::runtime::stats::DropReason::PeerRefused);
+            }
+        } else {
+            self.requeue(node, unconfirmed);
+        }
         if conn.retiring.is_some() {
             if let Some(peer) = self.peers.get_mut(&node) {
                 peer.retiring = peer.retiring.saturating_sub(1);
@@ -395,6 +413,10 @@ impl<R: RngCore> Core<R> {
             };
             for m in expired {
                 self.bounce(m, crate::runtime::stats::DropReason::Expired);
+            }
+            // What a refused peer's closed connections left unacknowledged is not kept for it.
+            if self.is_refused(now, &node) {
+                self.bounce_queue(node);
             }
             // A peer without an address (it connected to us once) keeps its queue until the
             // messages expire, in case it connects again.

@@ -402,3 +402,53 @@ fn the_instance_and_the_backoff_jitter_come_from_the_seeded_rng() {
     assert_ne!(i5, i6);
     assert_ne!(d5, d6);
 }
+
+#[test]
+fn datagrams_before_the_hello_wait_and_a_datagram_of_unknown_type_is_counted() {
+    let mut net = Net::new(2, TransportConfig::default());
+    let a = net.nodes[0].id;
+    let b = net.nodes[1].id;
+    let now = net.now;
+    net.nodes[0].core.handle_request(
+        now,
+        EngineIdentity([9; 32]),
+        TransportRequest::Connect { node: b },
+    );
+    // A dials and sends its hello; B's end exists but has not heard the hello yet.
+    net.run_node(0);
+    let theirs = *net.nodes[1].conns.keys().next().expect("B's end");
+    let mut early = vec![kind::MESSAGE];
+    early.extend_from_slice(b"early");
+    let q = net.nodes[1].conns.get_mut(&theirs).expect("conn");
+    q.dgrams_in.push_back(early);
+    net.run_node(1);
+    let node = &net.nodes[1];
+    assert!(node.delivered.is_empty(), "not read before the hello");
+    assert_eq!(
+        node.conns[&theirs].dgrams_in.len(),
+        1,
+        "left waiting in QUIC"
+    );
+
+    // The hello arrives: the waiting datagram is read and delivered, unacknowledged.
+    net.settle();
+    let node = &net.nodes[1];
+    assert_eq!(node.delivered.len(), 1);
+    assert_eq!(node.delivered[0].peer, a);
+    assert_eq!(node.delivered[0].wire, b"early");
+    assert!(node.delivered[0].receipt.is_none());
+    assert_eq!(node.stats.faults(Fault::ProtocolViolation), 0);
+
+    // A datagram of another type, and an empty one, are dropped and counted; the connection
+    // stays up.
+    for bad in [vec![kind::ACK, 1, 2], Vec::new()] {
+        let q = net.nodes[1].conns.get_mut(&theirs).expect("conn");
+        q.dgrams_in.push_back(bad);
+        net.nodes[1].core.handle_activity(theirs);
+        net.run_node(1);
+    }
+    let node = &net.nodes[1];
+    assert_eq!(node.stats.faults(Fault::ProtocolViolation), 2);
+    assert_eq!(node.delivered.len(), 1);
+    assert_eq!(net.live(1), vec![theirs]);
+}

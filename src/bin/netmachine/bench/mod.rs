@@ -18,12 +18,14 @@ mod crypto;
 mod local;
 mod pubsub;
 mod quic;
+mod router;
 mod shared;
 
-use crypto::{router_suite, verify_suite};
+use crypto::verify_suite;
 use local::local_suite;
 use pubsub::pubsub_suite;
 use quic::{bulk_suite, rtt_suite, unicast_suite};
+use router::{router_suite, ROUTER_NEEDS_TESTING};
 
 /// The suites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -116,6 +118,9 @@ pub fn run(opts: &BenchOptions) -> Result<(), String> {
     for s in suites {
         match s {
             Suite::Verify => verify_suite(opts.seconds, &out),
+            Suite::Router if opts.suite == Suite::All && !cfg!(feature = "testing") => {
+                eprintln!("bench: skipping the router suite: {ROUTER_NEEDS_TESTING}")
+            }
             Suite::Router => router_suite(opts.seconds, &out)?,
             Suite::Local => local_suite(opts.seconds, &out)?,
             Suite::Unicast => unicast_suite(opts.seconds, &out)?,

@@ -163,7 +163,7 @@ impl Engine for Sink {
                     notify_undeliverable: false,
                     ..SendOptions::default()
                 };
-                ctx.send_with(m.src(), CREDIT, n.to_le_bytes().to_vec(), opts);
+                ctx.send_with(m.sender().named(), CREDIT, n.to_le_bytes().to_vec(), opts);
             }
         }
     }
