@@ -17,6 +17,9 @@
 //!   are always strictly closer to it, so no publisher's parent relation has cycles. A fresher
 //!   advert version replaces the routes (every publisher floods it again); an older one is
 //!   refused and counted (`stale_advert`). Newly connected peers are sent every route known.
+//!   A publisher's sequence numbers start at 1 for each advert version: a publisher that
+//!   restarts without its state must publish a new version, or receivers take its new events
+//!   for equivocation.
 //! * **Subscriptions travel towards every publisher.** A node *wants* a publisher's events when
 //!   it delivers the topic (local subscribers, or it publishes the topic itself: a publishing
 //!   node receives the other publishers' events too) or a child wants them. It sends each
