@@ -276,6 +276,27 @@ mod tests {
     }
 
     #[test]
+    fn validation_needs_pubsub_and_verdicts_pass_through() {
+        let mut t = TopicTable::default();
+        let on = TopicRequest::Validate { topic: T, on: true };
+        assert_eq!(
+            t.handle(A, &on, false),
+            TopicAction::Answer(Err(TopicError::NoPubSub))
+        );
+        assert_eq!(
+            t.handle(A, &on, true),
+            TopicAction::AnswerAndValidator { on: true }
+        );
+        let verdict = TopicRequest::Validated {
+            topic: T,
+            token: 7,
+            verdict: Validation::Reject,
+        };
+        assert_eq!(t.handle(A, &verdict, true), TopicAction::PassVerdict);
+        assert!(t.get(&T).is_none(), "validating creates no topic here");
+    }
+
+    #[test]
     fn last_network_subscriber_leaving_unsubscribes_upstream() {
         let mut t = TopicTable::default();
         t.network_subscribed(T, A);
