@@ -349,9 +349,10 @@ struct Topic {
     /// The latest event (`seq`, id) of each other publisher delivered here: the causal
     /// frontier this node's next publication depends on.
     frontier: BTreeMap<EngineIdentity, (u64, EventId)>,
-    /// Per publisher, positions below which dependencies no longer hold events back (an event
-    /// waited for them past `give_up_after`).
-    waived: BTreeMap<EngineIdentity, u64>,
+    /// Per (publisher, other publisher): positions of the other below which the publisher's
+    /// events no longer wait (one of them waited for such a position past `give_up_after`).
+    /// At most one entry per pair of listed publishers.
+    waived: BTreeMap<(EngineIdentity, EngineIdentity), u64>,
     streams: BTreeMap<EngineIdentity, Stream>,
     cache: VecDeque<Verified<Event>>,
     ack_dirty: bool,

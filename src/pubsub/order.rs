@@ -80,7 +80,7 @@ impl Topic {
         if q == publisher || *q == me || !self.authorized(q) {
             return true;
         }
-        if self.waived.get(q).is_some_and(|w| seq < w) {
+        if self.waived.get(&(*publisher, *q)).is_some_and(|w| seq < w) {
             return true;
         }
         self.streams
@@ -326,8 +326,8 @@ impl PubSub {
                 missing.len()
             );
             for (q, seq) in missing {
-                let w = t.waived.entry(q).or_insert(0);
-                *w = (*w).max(seq + 1);
+                let w = t.waived.entry((p, q)).or_insert(0);
+                *w = (*w).max(seq.saturating_add(1));
             }
             if let Some(head) = t.streams.get_mut(&p).and_then(|s| s.ready.front_mut()) {
                 head.released = true;

@@ -153,6 +153,14 @@ impl PubSub {
                 self.count(&self.stats.no_advert);
                 continue;
             }
+            if ev.seq == 0 || ev.seq == u64::MAX {
+                // Sequence numbers start at 1; the last one could never be followed.
+                self.count(&self.stats.malformed);
+                if let Some(v) = via {
+                    self.bad_peer(ctx, v, "event with sequence number 0 or 2^64 - 1");
+                }
+                continue;
+            }
             if t.withdrawn.contains_key(&ev.publisher) {
                 // In flight when the withdrawal passed: no fault of the sender.
                 self.count(&self.stats.after_withdrawal);

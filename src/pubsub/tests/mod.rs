@@ -451,3 +451,19 @@ fn a_forged_sender_inside_an_authorized_event_is_reported_as_claimed() {
             && via == f.parent.node_identity()
     ));
 }
+
+#[test]
+fn events_with_impossible_sequence_numbers_are_refused() {
+    let mut f = fixture();
+    f.subscribed();
+    let publisher = f.publisher.clone();
+    for seq in [0, u64::MAX] {
+        let ev = f.event_of(&publisher, seq, vec![], b"");
+        f.receive_from_parent(PubSubMessage::Event(ev));
+    }
+    assert!(f.look().delivered.is_empty());
+    assert_eq!(f.stat(|s| &s.malformed), 2);
+    // The stream still starts where the parent said.
+    f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+    assert_eq!(f.look().delivered.len(), 1);
+}
