@@ -40,13 +40,17 @@
 //!   events with the same publisher and sequence number (*equivocation*, counted and logged) and
 //!   any event in this node's own name that it did not publish. Duplicates (redundant paths)
 //!   are dropped by id.
-//! * **Delivery is in causal order.** An event's `deps` are its publisher's previous event
-//!   (first) and the latest event of each other publisher that the publishing node delivered
-//!   since its own previous one. Each publisher's events are first put in sequence (later ones
-//!   wait in a bounded buffer); an event in sequence is then delivered once every event it
-//!   depends on has been delivered (or skipped) here — a causal barrier across publishers. An
-//!   event still waiting for a dependency after [`PubSubLimits::give_up_after`] is delivered
-//!   anyway, counted (`causal_timeout`), and the missing dependencies are never delivered later.
+//! * **Delivery is in causal order.** An event carries its publishing node's *causal
+//!   frontier*: for each other publisher, the sequence number of the latest of its events that
+//!   node had delivered (`dep_positions`; their ids, after the publisher's own previous event,
+//!   are its `deps`). Each publisher's events are first put in sequence (later ones wait in a
+//!   bounded buffer); an event in sequence is then delivered once this node's stream of every
+//!   publisher in its frontier has passed that position — delivered, skipped, given up on, or
+//!   begun after it. That is a causal barrier across publishers, transitive because every event
+//!   names its publisher's whole frontier, and exact for late joiners: a dependency from before
+//!   this node's stream began is known at once never to come. A relay does not wait. An event
+//!   still waiting after [`PubSubLimits::give_up_after`] is delivered anyway, counted
+//!   (`causal_timeout`), and those positions no longer hold back that publisher's later events.
 //! * **Recovery is per publisher.** A gap in a publisher's sequence is requested from that
 //!   publisher's parents with `EventReq`, answered from a bounded cache of recent events; a
 //!   parent that lacks some of them asks its own parents for that publisher, up to the publisher
