@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 
+use netmachine::mail::identity::{
+    AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest, DEFAULT_REPUTATION,
+};
 use netmachine::pubsub::{Event, PubSubLimits, PubSubMessage, PUBSUB_ENGINE_NAME};
 use netmachine::router::topics::{TopicEvent, Validation};
 use netmachine::time::wall_clock;
@@ -740,6 +743,31 @@ fn a_validator_keeps_rejected_events_from_being_forwarded_or_delivered() {
     assert_eq!(s1.validation_accepted.load(Relaxed), 8);
     assert_eq!(s1.validation_rejected.load(Relaxed), 2);
     assert_eq!(s1.rejections(), vec![(c.nodes[0].identity(), 2)]);
+    // The neighbour they came from lost two points of reputation on node 1.
+    let mut asker = c.nodes[1].client("asker").unwrap();
+    let node0 = c.nodes[0].identity();
+    let reputation = |asker: &mut Client| {
+        asker.with_context(|ctx| {
+            ctx.identity_request(IdentityRequest::Lookup(AnyIdentity::Node(node0)))
+        });
+        loop {
+            match asker.recv(Duration::from_secs(5)) {
+                Some(Input::Identity(e)) => match *e {
+                    IdentityEvent::Found {
+                        record: Some(IdentityRecord::Node(r)),
+                        ..
+                    } => return r.reputation_or_default(),
+                    other => panic!("lookup: {other:?}"),
+                },
+                Some(_) => {}
+                None => panic!("the identity store did not answer"),
+            }
+        }
+    };
+    assert!(wait_until(Duration::from_secs(5), || reputation(
+        &mut asker
+    ) == DEFAULT_REPUTATION
+        - 2));
     // Node 2 never got them: it gave the two gaps up, counted.
     let s2 = c.nodes[2].pubsub_stats().unwrap();
     assert_eq!(s2.lost.load(Relaxed), 2);

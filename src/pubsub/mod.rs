@@ -70,8 +70,9 @@
 //!   (`TopicRequest::Validate`) sees each remote event before it is forwarded
 //!   (`TopicEvent::Validate`) and answers accept, reject or ignore. Accepted events go on as any
 //!   event; rejected and ignored ones are neither forwarded nor delivered (their sequence number
-//!   is skipped here) and a rejection counts against the neighbour the event came from
-//!   ([`PubSubStats::rejections`]). At most [`PubSubLimits::max_pending_validation`] events (and
+//!   is skipped here) and a rejection counts against the neighbour the event came from: it is
+//!   counted per neighbour ([`PubSubStats::rejections`]) and lowers the neighbour's reputation
+//!   in the identity store by one (reported once per neighbour per burst). At most [`PubSubLimits::max_pending_validation`] events (and
 //!   [`PubSubLimits::pending_validation_bytes`] of bodies) wait for answers; one not answered
 //!   within [`PubSubLimits::validation_timeout`] is ignored. The cost is one round trip through
 //!   the Router's and the validator's mailboxes per event per hop, before forwarding.
@@ -502,6 +503,9 @@ pub struct PubSub {
     pending_ids: HashMap<EventId, u64>,
     pending_bytes: usize,
     next_token: u64,
+    /// Per neighbour, validator rejections not yet reported to the identity store as lost
+    /// reputation (reported at the end of each burst: one update per neighbour).
+    reputation_loss: BTreeMap<NodeIdentity, i16>,
 }
 
 impl PubSub {
@@ -524,6 +528,7 @@ impl PubSub {
             pending_ids: HashMap::new(),
             pending_bytes: 0,
             next_token: 1,
+            reputation_loss: BTreeMap::new(),
         }
     }
 
@@ -625,6 +630,12 @@ impl Engine for PubSub {
 
     fn flush(&mut self, ctx: &mut Context) {
         self.flush_outbox(ctx);
+        for (id, lost) in std::mem::take(&mut self.reputation_loss) {
+            ctx.identity_request(IdentityRequest::Update(IdentityUpdate::Reputation {
+                id,
+                change: -lost,
+            }));
+        }
     }
 }
 

@@ -198,11 +198,13 @@ impl PubSub {
         }
     }
 
-    /// A validator rejected an event `peer` sent. Counted per peer ([`PubSubStats::rejections`])
-    /// — the hook for peer reputation: when the identity store takes reputation changes, this
-    /// is where PubSub asks for one. The peer is not disconnected: it may have forwarded in good
+    /// A validator rejected an event `peer` sent: counted per peer ([`PubSubStats::rejections`])
+    /// and one point of the peer's reputation in the identity store (reported at the end of the
+    /// burst, [`Engine::flush`]). The peer is not disconnected: it may have forwarded in good
     /// faith what an application here does not want.
     fn penalize(&mut self, peer: NodeIdentity) {
+        let lost = self.reputation_loss.entry(peer).or_insert(0);
+        *lost = lost.saturating_add(1);
         self.stats.count_rejection(peer);
         log::info!(
             "pubsub: a validator rejected an event from {}",

@@ -32,6 +32,8 @@ struct Seen {
     sent: Vec<(NodeIdentity, PubSubMessage)>,
     /// Notices to the Router other than deliveries.
     notices: Vec<PubSubNotice>,
+    /// Requests to the identity store.
+    identity: Vec<IdentityRequest>,
 }
 
 /// A subscriber node's PubSub with one parent (`parent`) and a topic published by
@@ -199,6 +201,7 @@ impl Fixture {
                     }
                     other => seen.notices.push(other),
                 },
+                Output::Identity(req) => seen.identity.push(req),
                 Output::Send(o) if o.msg.protocol == Protocol::PUBSUB => {
                     let Destination::Node(to) = o.msg.dst else {
                         panic!("pub/sub to {:?}", o.msg.dst)

@@ -96,6 +96,14 @@ fn rejected_and_ignored_events_go_nowhere_and_do_not_stall_the_sequence() {
     assert!(v.forwarded(&seen), "forwarded once accepted");
     let seen = v.verdict(t1, Validation::Reject);
     assert!(seen.delivered.is_empty() && !v.forwarded(&seen));
+    // The neighbour it came from loses a point of reputation.
+    assert_eq!(
+        seen.identity,
+        vec![IdentityRequest::Update(IdentityUpdate::Reputation {
+            id: parent,
+            change: -1
+        })]
+    );
     let seen = v.verdict(t2, Validation::Ignore);
     assert!(!v.forwarded(&seen));
     assert_eq!(seen.delivered, vec![(p, 3)], "1 and 2 skipped");
