@@ -14,7 +14,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use netmachine::identity::{CheckedKey, Keypair, Signature};
-use netmachine::pubsub::{Event, PubSubMessage};
+use netmachine::pubsub::{Event, PubSubMessage, Withdrawal};
 use netmachine::time::Timestamp;
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind};
@@ -195,6 +195,10 @@ fn outcome(target: &str, data: &[u8]) -> String {
                 ev.verify(&key).is_ok()
             })),
             Ok(PubSubMessage::Advert { advert, .. }) => verified(advert.verify().is_ok()),
+            Ok(PubSubMessage::Withdraw(w)) => {
+                let key = CheckedKey::parse(w.publisher.as_bytes()).expect("a valid key");
+                verified(w.verify(&key))
+            }
             Ok(_) => "decodes".to_string(),
             Err(e) => format!("{e:?}"),
         },
@@ -240,6 +244,7 @@ fn expected_outcome(target: &str, name: &str) -> &'static str {
         ("pubsub", "unknown-tag" | "subscribe-ack-bad-bool") => "BadTag",
         ("pubsub", "event-too-many-deps" | "subscribe-ack-too-many-positions") => "TooLarge",
         ("pubsub", "events-too-many") => "TooLarge { what: \"list\", len: 257",
+        ("pubsub", "subscribe-too-many-publishers") => "TooLarge { what: \"publishers\"",
         ("control", n) if n.starts_with("valid-hello") => "hello",
         ("control", n) if n.starts_with("valid-ack") => "ack",
         ("pubsub", "valid-event-req" | "valid-event-resp" | "valid-event-ack") => "decodes",
@@ -292,6 +297,8 @@ struct Seeds {
     domain_advert: DomainAdvert,
     event: Event,
     event_first: Event,
+    /// The PubSub key that signed the events.
+    publisher: Keypair,
 }
 
 fn key(n: u8) -> Keypair {
@@ -479,6 +486,7 @@ impl Seeds {
             domain_advert,
             event: event.into_inner(),
             event_first: first.into_inner(),
+            publisher: pubsub,
         }
     }
 
@@ -661,12 +669,36 @@ impl Seeds {
                 "valid-advert",
                 msgs(PubSubMessage::Advert {
                     advert: self.topic_advert.clone(),
+                    publisher: p,
                     hops: 1,
                 }),
             ),
             (
                 "valid-subscribe",
-                msgs(PubSubMessage::Subscribe { topic: t }),
+                msgs(PubSubMessage::Subscribe {
+                    topic: t,
+                    publishers: vec![p],
+                }),
+            ),
+            (
+                "valid-withdraw",
+                msgs(PubSubMessage::Withdraw(Withdrawal::new_signed(
+                    &self.publisher,
+                    t,
+                    1,
+                ))),
+            ),
+            (
+                "withdraw-flipped-signature",
+                flipped(
+                    &msgs(PubSubMessage::Withdraw(Withdrawal::new_signed(
+                        &self.publisher,
+                        t,
+                        1,
+                    ))),
+                    8 + 72,
+                    1,
+                ),
             ),
             ("valid-subscribe-ack", ack.clone()),
             (
@@ -724,6 +756,18 @@ impl Seeds {
             ("event-too-many-deps", with_u64(&event, 80, 17)),
             ("subscribe-ack-bad-bool", with_byte(&ack, 40, 2)),
             ("subscribe-ack-too-many-positions", with_u64(&ack, 41, 65)),
+            // Subscribe: version 4, tag 4, topic 32, then the publishers count.
+            (
+                "subscribe-too-many-publishers",
+                with_u64(
+                    &msgs(PubSubMessage::Subscribe {
+                        topic: t,
+                        publishers: vec![p],
+                    }),
+                    40,
+                    65,
+                ),
+            ),
         ]
     }
 }

@@ -1,14 +1,22 @@
 //! P2P pub/sub over real QUIC on 127.0.0.1: direct subscribers, chains, a tree, redundant
-//! paths, forged and unauthorized events, recovery of a lost link, pruning, and subscribing
-//! before the advert exists.
+//! paths, forged and unauthorized events, recovery of a lost link, pruning, subscribing
+//! before the advert exists; three publishers of one topic on a tree of twenty nodes (every
+//! delivery checked: once, in order, in causal order), an equivocating publisher, application
+//! validation, and topic deletion withdrawing the advert.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use netmachine::pubsub::{Event, PubSubMessage, PUBSUB_ENGINE_NAME};
-use netmachine::router::topics::TopicEvent;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+
+use netmachine::mail::identity::{
+    AnyIdentity, IdentityEvent, IdentityRecord, IdentityRequest, DEFAULT_REPUTATION,
+};
+use netmachine::pubsub::{Event, PubSubLimits, PubSubMessage, PUBSUB_ENGINE_NAME};
+use netmachine::router::topics::{TopicEvent, Validation};
 use netmachine::time::wall_clock;
 use netmachine::transport::{TransportConfig, TransportRequest};
 use netmachine::wire::{NodeAdvert, Protocol, Signed, TopicAdvert};
@@ -48,10 +56,24 @@ fn builder(
 }
 
 fn cluster(n: usize, edges: &[(usize, usize)]) -> Cluster {
+    cluster_with(n, edges, |_| PubSubLimits::default())
+}
+
+/// A cluster whose node `i` runs PubSub with `limits(i)`.
+fn cluster_with(
+    n: usize,
+    edges: &[(usize, usize)],
+    limits: impl Fn(usize) -> PubSubLimits,
+) -> Cluster {
     let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
     let addrs: Vec<SocketAddr> = (0..n).map(|_| common::free_port()).collect();
     let nodes = (0..n)
-        .map(|i| builder(&keys, &addrs, edges, i).start().unwrap())
+        .map(|i| {
+            builder(&keys, &addrs, edges, i)
+                .pubsub_limits(limits(i))
+                .start()
+                .unwrap()
+        })
         .collect();
     Cluster { keys, nodes }
 }
@@ -78,9 +100,13 @@ fn create(publisher: &mut Client, advert: TopicAdvert) {
             advert: Some(advert),
         })
     });
-    match publisher.recv(Duration::from_secs(5)) {
-        Some(Input::Topic(TopicEvent::Created { result: Ok(()), .. })) => {}
-        other => panic!("create: {other:?}"),
+    loop {
+        match publisher.recv(Duration::from_secs(5)) {
+            Some(Input::Topic(TopicEvent::Created { result: Ok(()), .. })) => return,
+            // Reports on an earlier topic of this publisher, or answers it did not wait for.
+            Some(Input::Topic(TopicEvent::Progress { .. } | TopicEvent::Deleted { .. })) => {}
+            other => panic!("create: {other:?}"),
+        }
     }
 }
 
@@ -434,4 +460,364 @@ fn subscribing_before_the_advert_exists() {
         receive(&mut sub, 20, Duration::from_secs(10)),
         (0..20).collect::<Vec<_>>()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Several publishers, equivocation, validation, withdrawal.
+
+/// The signed advert of a topic published by the nodes `publishers`.
+fn advert_of(topic_key: &Keypair, publishers: &[&Node], version: u64) -> TopicAdvert {
+    TopicAdvert {
+        topic: topic_key.topic_identity(),
+        publishers: publishers
+            .iter()
+            .map(|n| n.engine_identity(PUBSUB_ENGINE_NAME).unwrap())
+            .collect(),
+        tags: vec![],
+        version,
+        created: wall_clock(),
+        sig: netmachine::identity::Signature([0; 64]),
+    }
+    .sign(topic_key)
+}
+
+/// An event's application body: publisher index, sequence number, and the last sequence number
+/// of each other publisher that the publisher had received when it published.
+fn body_of(index: u32, seq: u64, received: &BTreeMap<u32, u64>) -> Vec<u8> {
+    let mut b = index.to_le_bytes().to_vec();
+    b.extend_from_slice(&seq.to_le_bytes());
+    for (q, s) in received {
+        b.extend_from_slice(&q.to_le_bytes());
+        b.extend_from_slice(&s.to_le_bytes());
+    }
+    b
+}
+
+/// What one receiver got, checked as it arrives.
+#[derive(Default)]
+struct Receiver {
+    /// The receiver's own publisher index, if it publishes (its own events are not delivered
+    /// to it).
+    own: Option<u32>,
+    /// Per publisher, the last sequence number received.
+    last: BTreeMap<u32, u64>,
+    count: usize,
+}
+
+impl Receiver {
+    /// Checks one delivery: the next of its publisher, after everything its publisher had
+    /// received when it published it.
+    fn got(&mut self, who: &str, body: &[u8]) {
+        let index = u32::from_le_bytes(body[..4].try_into().unwrap());
+        let seq = u64::from_le_bytes(body[4..12].try_into().unwrap());
+        let expected = self.last.get(&index).map_or(0, |l| l + 1);
+        assert_eq!(seq, expected, "{who}: event {index}/{seq} once, in order");
+        for claim in body[12..].chunks(12) {
+            let q = u32::from_le_bytes(claim[..4].try_into().unwrap());
+            let s = u64::from_le_bytes(claim[4..].try_into().unwrap());
+            assert!(
+                Some(q) == self.own || self.last.get(&q).is_some_and(|l| *l >= s),
+                "{who}: event {index}/{seq} before {q}/{s}, which its publisher had received"
+            );
+        }
+        self.last.insert(index, seq);
+        self.count += 1;
+    }
+}
+
+/// Every topic message a client has, checked, until it has `n` (or `timeout` passes).
+fn receive_checked(client: &mut Client, who: &str, r: &mut Receiver, n: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while r.count < n {
+        let Some(input) = client.recv(deadline.saturating_duration_since(Instant::now())) else {
+            break;
+        };
+        if let Input::Message(m) = input {
+            assert!(matches!(m.origin(), Origin::Topic { .. }), "{who}");
+            r.got(who, m.body());
+        }
+    }
+}
+
+#[test]
+fn three_publishers_on_a_twenty_node_tree() {
+    // A tree: node i's parent is (i - 1) / 3. Publishers on nodes 0, 8 and 19.
+    let edges: Vec<(usize, usize)> = (1..20).map(|i| ((i - 1) / 3, i)).collect();
+    // Every publisher's path must be in place before a subscription is reported done.
+    let c = cluster_with(20, &edges, |_| PubSubLimits {
+        subscribe_wait: Duration::from_secs(120),
+        ..PubSubLimits::default()
+    });
+    let publisher_nodes = [0usize, 8, 19];
+    let topic_key = Keypair::generate();
+    let topic = topic_key.topic_identity();
+    let pubs: Vec<&Node> = publisher_nodes.iter().map(|i| &c.nodes[*i]).collect();
+    let advert = advert_of(&topic_key, &pubs, 1);
+    let mut publishers: Vec<Client> = publisher_nodes
+        .iter()
+        .map(|i| c.nodes[*i].client("publisher").unwrap())
+        .collect();
+    for p in &mut publishers {
+        create(p, advert.clone());
+        // The other publishers' events, as a local subscriber.
+        p.subscribe(topic, RoutingScope::Local);
+        wait_subscribed(p, Duration::from_secs(5));
+    }
+    let mut subs: Vec<(usize, Client)> = (0..20)
+        .filter(|i| !publisher_nodes.contains(i))
+        .map(|i| (i, c.nodes[i].client("sub").unwrap()))
+        .collect();
+    for (_, s) in &mut subs {
+        subscribe(s, topic);
+    }
+    for (i, s) in &mut subs {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !matches!(
+            s.recv(deadline.saturating_duration_since(Instant::now())),
+            Some(Input::Topic(TopicEvent::Subscribed { result: Ok(()), .. }))
+        ) {
+            assert!(Instant::now() < deadline, "node {i} not subscribed");
+        }
+    }
+    // Each publisher's neighbours all want its events.
+    for (k, p) in publishers.iter_mut().enumerate() {
+        let degree = edges
+            .iter()
+            .filter(|(a, b)| *a == publisher_nodes[k] || *b == publisher_nodes[k])
+            .count();
+        wait_children(p, degree, Duration::from_secs(30));
+    }
+    // Round after round, each publisher takes in what arrived, then publishes one event that
+    // claims what it had received.
+    const N: u64 = 30;
+    let mut at_publishers: Vec<Receiver> = (0..3)
+        .map(|k| Receiver {
+            own: Some(k),
+            ..Receiver::default()
+        })
+        .collect();
+    for seq in 0..N {
+        for (k, p) in publishers.iter_mut().enumerate() {
+            while let Some(input) = p.recv(Duration::ZERO) {
+                if let Input::Message(m) = input {
+                    at_publishers[k].got(&format!("publisher {k}"), m.body());
+                }
+            }
+            let body = body_of(k as u32, seq, &at_publishers[k].last);
+            p.publish(topic, APP, body);
+        }
+    }
+    for (i, s) in &mut subs {
+        let mut r = Receiver::default();
+        receive_checked(
+            s,
+            &format!("node {i}"),
+            &mut r,
+            3 * N as usize,
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.count, 3 * N as usize, "node {i}: {:?}", r.last);
+    }
+    for (k, p) in publishers.iter_mut().enumerate() {
+        let r = &mut at_publishers[k];
+        receive_checked(
+            p,
+            &format!("publisher {k}"),
+            r,
+            2 * N as usize,
+            Duration::from_secs(60),
+        );
+        assert_eq!(r.count, 2 * N as usize, "publisher {k}: {:?}", r.last);
+    }
+    // No node delivered anything twice (each PubSub counts what it hands its Router).
+    for (i, node) in c.nodes.iter().enumerate() {
+        let expected = if publisher_nodes.contains(&i) {
+            2 * N
+        } else {
+            3 * N
+        };
+        let delivered = node.pubsub_stats().unwrap().delivered.load(Relaxed);
+        assert_eq!(delivered, expected, "node {i}");
+    }
+}
+
+#[test]
+fn an_equivocating_publisher_is_caught_at_the_first_hop() {
+    // 0 (publisher) → 1 → 2.
+    let c = cluster(3, &[(0, 1), (1, 2)]);
+    let topic_key = Keypair::generate();
+    let topic = topic_key.topic_identity();
+    let mut publisher = c.nodes[0].client("publisher").unwrap();
+    create(&mut publisher, advert(&topic_key, &c.nodes[0]));
+    let mut sub = c.nodes[2].client("sub").unwrap();
+    subscribe(&mut sub, topic);
+    wait_subscribed(&mut sub, Duration::from_secs(15));
+    publish(&mut publisher, topic, 0..3);
+    assert_eq!(receive(&mut sub, 3, Duration::from_secs(10)), vec![0, 1, 2]);
+    // An engine on the publishing node holds its PubSub key and signs a second event 2.
+    let mut attacker = c.nodes[0].client("attacker").unwrap();
+    let key = c.keys[0].derive_engine(PUBSUB_ENGINE_NAME);
+    let mut m = common::unsigned(
+        &c.keys[0].derive_engine("publisher"),
+        &c.keys[0],
+        netmachine::Destination::Topic(topic),
+        99,
+        &1000u64.to_le_bytes(),
+    );
+    m.dst = netmachine::Destination::Topic(topic);
+    let mut body = Vec::new();
+    m.encode_signed_fields(&mut body);
+    let second = Event::new_signed(&key, topic, 2, vec![], body).into_inner();
+    attacker.send(
+        c.nodes[1].identity(),
+        Protocol::PUBSUB,
+        PubSubMessage::Event(second).to_bytes(),
+    );
+    let s1 = c.nodes[1].pubsub_stats().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        s1.equivocation.load(Relaxed) == 1
+    }));
+    // Not forwarded: node 2 never saw it; and the real stream goes on.
+    publish(&mut publisher, topic, 3..5);
+    assert_eq!(receive(&mut sub, 2, Duration::from_secs(10)), vec![3, 4]);
+    let s2 = c.nodes[2].pubsub_stats().unwrap();
+    assert_eq!(s2.equivocation.load(Relaxed), 0);
+    assert_eq!(s2.delivered.load(Relaxed), 5);
+}
+
+#[test]
+fn a_validator_keeps_rejected_events_from_being_forwarded_or_delivered() {
+    // 0 (publisher) → 1 (validator, and a subscriber) → 2 (subscriber, gives gaps up fast).
+    let c = cluster_with(3, &[(0, 1), (1, 2)], |i| PubSubLimits {
+        give_up_after: if i == 2 {
+            Duration::from_millis(500)
+        } else {
+            PubSubLimits::default().give_up_after
+        },
+        ..PubSubLimits::default()
+    });
+    let topic_key = Keypair::generate();
+    let topic = topic_key.topic_identity();
+    let mut publisher = c.nodes[0].client("publisher").unwrap();
+    create(&mut publisher, advert(&topic_key, &c.nodes[0]));
+    let mut local = c.nodes[1].client("local").unwrap();
+    subscribe(&mut local, topic);
+    wait_subscribed(&mut local, Duration::from_secs(15));
+    let mut validator = c.nodes[1].client("validator").unwrap();
+    validator.with_context(|ctx| ctx.validate_topic(topic, true));
+    match validator.recv(Duration::from_secs(5)) {
+        Some(Input::Topic(TopicEvent::Validating { result: Ok(()), .. })) => {}
+        other => panic!("validate: {other:?}"),
+    }
+    let mut sub = c.nodes[2].client("sub").unwrap();
+    subscribe(&mut sub, topic);
+    wait_subscribed(&mut sub, Duration::from_secs(15));
+    // The validator answers on its own thread: events 3 and 7 are rejected.
+    let validating = std::thread::spawn(move || {
+        let mut answered = 0;
+        while answered < 10 {
+            let Some(input) = validator.recv(Duration::from_secs(20)) else {
+                panic!("the validator saw {answered} events");
+            };
+            if let Input::Topic(TopicEvent::Validate(v)) = input {
+                let (token, n) = (
+                    v.token,
+                    u64::from_le_bytes(v.message.body[..8].try_into().unwrap()),
+                );
+                let verdict = if n == 3 || n == 7 {
+                    Validation::Reject
+                } else {
+                    Validation::Accept
+                };
+                validator.with_context(|ctx| ctx.report_validation(topic, token, verdict));
+                answered += 1;
+            }
+        }
+    });
+    publish(&mut publisher, topic, 0..10);
+    let accepted = vec![0, 1, 2, 4, 5, 6, 8, 9];
+    assert_eq!(receive(&mut local, 8, Duration::from_secs(20)), accepted);
+    assert_eq!(receive(&mut sub, 8, Duration::from_secs(20)), accepted);
+    validating.join().unwrap();
+    let s1 = c.nodes[1].pubsub_stats().unwrap();
+    assert_eq!(s1.validation_accepted.load(Relaxed), 8);
+    assert_eq!(s1.validation_rejected.load(Relaxed), 2);
+    assert_eq!(s1.rejections(), vec![(c.nodes[0].identity(), 2)]);
+    // The neighbour they came from lost two points of reputation on node 1.
+    let mut asker = c.nodes[1].client("asker").unwrap();
+    let node0 = c.nodes[0].identity();
+    let reputation = |asker: &mut Client| {
+        asker.with_context(|ctx| {
+            ctx.identity_request(IdentityRequest::Lookup(AnyIdentity::Node(node0)))
+        });
+        loop {
+            match asker.recv(Duration::from_secs(5)) {
+                Some(Input::Identity(e)) => match *e {
+                    IdentityEvent::Found {
+                        record: Some(IdentityRecord::Node(r)),
+                        ..
+                    } => return r.reputation_or_default(),
+                    other => panic!("lookup: {other:?}"),
+                },
+                Some(_) => {}
+                None => panic!("the identity store did not answer"),
+            }
+        }
+    };
+    assert!(wait_until(Duration::from_secs(5), || reputation(
+        &mut asker
+    ) == DEFAULT_REPUTATION
+        - 2));
+    // Node 2 never got them: it gave the two gaps up, counted.
+    let s2 = c.nodes[2].pubsub_stats().unwrap();
+    assert_eq!(s2.lost.load(Relaxed), 2);
+    assert_eq!(s2.delivered.load(Relaxed), 8);
+}
+
+#[test]
+fn deleting_a_topic_withdraws_it_from_the_other_nodes() {
+    // 0 (publisher) → 1 → 2 (subscriber).
+    let c = cluster(3, &[(0, 1), (1, 2)]);
+    let topic_key = Keypair::generate();
+    let topic = topic_key.topic_identity();
+    let mut publisher = c.nodes[0].client("publisher").unwrap();
+    let advert = advert(&topic_key, &c.nodes[0]);
+    create(&mut publisher, advert.clone());
+    let mut sub = c.nodes[2].client("sub").unwrap();
+    subscribe(&mut sub, topic);
+    wait_subscribed(&mut sub, Duration::from_secs(15));
+    publish(&mut publisher, topic, 0..3);
+    assert_eq!(receive(&mut sub, 3, Duration::from_secs(10)), vec![0, 1, 2]);
+    publisher.with_context(|ctx| ctx.delete_topic(topic, RoutingScope::Any));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut withdrawn = false;
+    while let Some(input) = sub.recv(deadline.saturating_duration_since(Instant::now())) {
+        if let Input::Topic(TopicEvent::Withdrawn { last, .. }) = input {
+            assert!(last, "no other publisher");
+            withdrawn = true;
+            break;
+        }
+    }
+    assert!(withdrawn, "the subscriber was told");
+    for i in 1..3 {
+        let s = c.nodes[i].pubsub_stats().unwrap();
+        assert!(wait_until(Duration::from_secs(5), || s
+            .withdrawals
+            .load(Relaxed)
+            == 1));
+    }
+    // The same advert again is stale for the nodes that heard the withdrawal.
+    create(&mut publisher, advert);
+    let s1 = c.nodes[1].pubsub_stats().unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        s1.stale_advert.load(Relaxed) >= 1
+    }));
+    // Nothing is routed to the old subscriber any more.
+    publish(&mut publisher, topic, 3..5);
+    let s0 = c.nodes[0].pubsub_stats().unwrap();
+    assert!(wait_until(Duration::from_secs(5), || s0
+        .published
+        .load(Relaxed)
+        == 5));
+    assert_eq!(s0.forwarded.load(Relaxed), 3);
 }

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
-    Event, EventId, PubSubMessage, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS, MAX_POSITIONS,
-    PUBSUB_VERSION,
+    Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS,
+    MAX_DEP_POSITIONS, MAX_POSITIONS, PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
 };
 use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
@@ -49,6 +49,7 @@ const VECTORS: &[&str] = &[
     "context-topic-advert",
     "context-domain-advert",
     "context-event",
+    "context-withdrawal",
     "alpn",
     "node-a-seed",
     "node-a-identity",
@@ -96,6 +97,7 @@ const VECTORS: &[&str] = &[
     "pubsub-event-resp-body",
     "pubsub-event-ack-body",
     "pubsub-events-body",
+    "pubsub-withdraw-body",
     "engine-adverts-frame",
     "engine-withdraw-frame",
     "lookup-frame",
@@ -544,6 +546,18 @@ fn ref_event_head(ev: &Event) -> Layout {
     for (i, d) in ev.deps.iter().enumerate() {
         l = l.field(format!("deps[{i}] (EventId)"), d.0);
     }
+    l = l.field(
+        "dep_positions count (u64)",
+        u64le(ev.dep_positions.len() as u64),
+    );
+    for (i, (p, seq)) in ev.dep_positions.iter().enumerate() {
+        l = l
+            .field(
+                format!("dep_positions[{i}] publisher (EngineIdentity)"),
+                p.0,
+            )
+            .field(format!("dep_positions[{i}] seq (u64)"), u64le(*seq));
+    }
     l
 }
 
@@ -574,6 +588,14 @@ fn ref_event(ev: &Event) -> Layout {
         .field("signature", ev.sig.0)
 }
 
+/// What a withdrawal's signature covers after the context.
+fn ref_withdrawal_fields(w: &Withdrawal) -> Layout {
+    Layout::default()
+        .field("topic (TopicIdentity)", w.topic.0)
+        .field("publisher (EngineIdentity)", w.publisher.0)
+        .field("version (u64)", u64le(w.version))
+}
+
 /// The body of a `Protocol::PUBSUB` message: version 1, the variant's tag, its fields.
 fn ref_pubsub(m: &PubSubMessage) -> Layout {
     let head = |tag: u32, name: &str| {
@@ -588,13 +610,31 @@ fn ref_pubsub(m: &PubSubMessage) -> Layout {
             .field("to (u64)", u64le(to))
     };
     match m {
-        PubSubMessage::Advert { advert, hops } => head(0, "Advert")
+        PubSubMessage::Advert {
+            advert,
+            publisher,
+            hops,
+        } => head(0, "Advert")
             .append(
                 "advert ",
                 with_signature(ref_topic_advert_fields(advert), &advert.sig),
             )
+            .field("publisher (EngineIdentity)", publisher.0)
             .field("hops (u8)", [*hops]),
-        PubSubMessage::Subscribe { topic: t } => topic(head(1, "Subscribe"), t),
+        PubSubMessage::Subscribe {
+            topic: t,
+            publishers,
+        } => {
+            let mut l = topic(head(1, "Subscribe"), t)
+                .field("publishers count (u64)", u64le(publishers.len() as u64));
+            for (i, p) in publishers.iter().enumerate() {
+                l = l.field(format!("publishers[{i}] (EngineIdentity)"), p.0);
+            }
+            l
+        }
+        PubSubMessage::Withdraw(w) => head(10, "Withdraw")
+            .append("", ref_withdrawal_fields(w))
+            .field("signature", w.sig.0),
         PubSubMessage::SubscribeAck {
             topic: t,
             accepted,
@@ -800,6 +840,7 @@ const T0_PLUS_DAY: Timestamp = Timestamp(1_700_086_400_000);
 const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
 const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
 const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
+const CTX_WITHDRAWAL: &[u8] = b"netmachine/v1/withdrawal\0";
 
 struct Fixture {
     node_a: Keypair,
@@ -952,11 +993,15 @@ fn fixture() -> Fixture {
         vec![],
         fields_of(&published[0]),
     );
-    let second = Event::new_signed(
+    // Node B's PubSub published its event 4 on the topic (body `b`), which node A delivered
+    // before publishing its event 2.
+    let of_b = Event::new_signed(&pubsub_b, topic.topic_identity(), 4, vec![], b"b".to_vec());
+    let second = Event::new_signed_after(
         &pubsub_a,
         topic.topic_identity(),
         2,
-        vec![first.id()],
+        vec![first.id(), of_b.id()],
+        vec![(pubsub_b.engine_identity(), 4)],
         fields_of(&published[1]),
     );
     Fixture {
@@ -1825,10 +1870,17 @@ fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
             "pubsub-advert-body",
             PubSubMessage::Advert {
                 advert: fx.topic_advert.clone(),
+                publisher: fx.pubsub_a.engine_identity(),
                 hops: 1,
             },
         ),
-        ("pubsub-subscribe-body", PubSubMessage::Subscribe { topic }),
+        (
+            "pubsub-subscribe-body",
+            PubSubMessage::Subscribe {
+                topic,
+                publishers: vec![fx.pubsub_a.engine_identity(), fx.pubsub_b.engine_identity()],
+            },
+        ),
         (
             "pubsub-subscribe-ack-body",
             PubSubMessage::SubscribeAck {
@@ -1880,6 +1932,10 @@ fn pubsub_bodies(fx: &Fixture) -> Vec<(&'static str, PubSubMessage)> {
             "pubsub-events-body",
             PubSubMessage::Events(fx.events.to_vec()),
         ),
+        (
+            "pubsub-withdraw-body",
+            PubSubMessage::Withdraw(Withdrawal::new_signed(&fx.pubsub_b, topic, 1)),
+        ),
     ]
 }
 
@@ -1902,15 +1958,40 @@ fn pubsub_body_vectors() {
     let advert_body = hex("pubsub-advert-body");
     assert_eq!(advert_body[..8], [1, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(
-        advert_body[8..advert_body.len() - 1],
+        advert_body[8..advert_body.len() - 33],
         hex("topic-advert-wire")
     );
     match PubSubMessage::from_bytes(&advert_body).unwrap() {
-        PubSubMessage::Advert { advert, hops } => {
+        PubSubMessage::Advert {
+            advert,
+            publisher,
+            hops,
+        } => {
             assert_eq!(hops, 1);
+            assert_eq!(publisher, fx.pubsub_a.engine_identity());
             assert_eq!(advert.verify().unwrap().into_inner(), fx.topic_advert);
         }
         other => panic!("not an advert: {other:?}"),
+    }
+
+    // The withdrawal is signed by node B's PubSub over its fields, with its own context.
+    assert_vector("context-withdrawal", WITHDRAWAL_CONTEXT);
+    assert_vector("context-withdrawal", CTX_WITHDRAWAL);
+    let doc = hex("pubsub-withdraw-body");
+    let fields = &doc[8..8 + 72];
+    assert_eq!(
+        doc[8 + 72..],
+        ref_sign(&fx.pubsub_b.seed(), CTX_WITHDRAWAL, fields)
+    );
+    match PubSubMessage::from_bytes(&doc).unwrap() {
+        PubSubMessage::Withdraw(w) => {
+            assert!(w.verify(&checked(&fx.pubsub_b)));
+            assert!(!w.verify(&checked(&fx.pubsub_a)));
+            let mut later = w.clone();
+            later.version = 2;
+            assert!(!later.verify(&checked(&fx.pubsub_b)));
+        }
+        other => panic!("not a withdrawal: {other:?}"),
     }
 
     // The other variants, against the reference encoder.
@@ -1921,6 +2002,10 @@ fn pubsub_body_vectors() {
             topic,
             accepted: false,
             positions: vec![],
+        },
+        PubSubMessage::Subscribe {
+            topic,
+            publishers: vec![],
         },
         PubSubMessage::Unsubscribe { topic },
         PubSubMessage::UnsubscribeAck { topic },
@@ -1985,7 +2070,7 @@ fn pubsub_body_vectors() {
     };
     let key = checked(&fx.pubsub_a);
     assert!(back.iter().all(|e| e.clone().verify(&key).is_ok()));
-    assert_eq!(back[1].deps, vec![back[0].id()]);
+    assert_eq!(back[1].deps[0], back[0].id());
     assert_eq!(MAX_BATCH_EVENTS, 256);
     let small = Event::new_signed(&fx.pubsub_b, topic, 1, Vec::new(), Vec::new()).into_inner();
     for n in [MAX_BATCH_EVENTS, MAX_BATCH_EVENTS + 1] {
@@ -2070,10 +2155,22 @@ fn event_vectors() {
     assert_eq!(back.id().0, hex("event-id")[..]);
     assert!(back.clone().verify(&checked(&fx.pubsub_b)).is_err());
 
-    // It depends on the publisher's first event, which has no dependencies.
+    // It depends on the publisher's first event, which has no dependencies, then on node B's
+    // event 4, whose position is its causal frontier.
     let first = &fx.events[0];
     assert_eq!((first.seq, first.deps.len(), ev.seq), (1, 0, 2));
-    assert_eq!(ev.deps, vec![EventId(ref_event_id(first))]);
+    let of_b = Event::new_signed(
+        &fx.pubsub_b,
+        fx.topic.topic_identity(),
+        4,
+        vec![],
+        b"b".to_vec(),
+    );
+    assert_eq!(
+        ev.deps,
+        vec![EventId(ref_event_id(first)), EventId(ref_event_id(&of_b))]
+    );
+    assert_eq!(ev.dep_positions, vec![(fx.pubsub_b.engine_identity(), 4)]);
     assert_eq!(ev.publisher, fx.pubsub_a.engine_identity());
     assert!(fx.topic_advert.publishers.contains(&ev.publisher));
     assert!(first.clone().verify(&key).is_ok());
@@ -2085,6 +2182,26 @@ fn event_vectors() {
         if let Ok(PubSubMessage::Event(e)) = PubSubMessage::from_bytes(&bad) {
             assert!(e.verify(&key).is_err(), "flip at byte {i} verified");
         }
+    }
+
+    // At most MAX_DEP_POSITIONS positions.
+    assert_eq!(MAX_DEP_POSITIONS, 64);
+    for n in [MAX_DEP_POSITIONS, MAX_DEP_POSITIONS + 1] {
+        let e = Event::new_signed_after(
+            &fx.pubsub_a,
+            fx.topic.topic_identity(),
+            3,
+            vec![ev.id()],
+            vec![(fx.pubsub_b.engine_identity(), 9); n],
+            Vec::new(),
+        );
+        let bytes = PubSubMessage::Event(Event::clone(&e)).to_bytes();
+        assert_eq!(bytes[8..], ref_event(&e).bytes()[..]);
+        assert_eq!(
+            PubSubMessage::from_bytes(&bytes).is_ok(),
+            n <= MAX_DEP_POSITIONS,
+            "{n} positions"
+        );
     }
 
     // At most MAX_DEPS dependencies.
@@ -2162,6 +2279,7 @@ fn print_vectors() {
         ("context-topic-advert", wire::context::TOPIC_ADVERT),
         ("context-domain-advert", wire::context::DOMAIN_ADVERT),
         ("context-event", EVENT_CONTEXT),
+        ("context-withdrawal", WITHDRAWAL_CONTEXT),
         ("alpn", netmachine::transport::ALPN),
     ] {
         println!(
@@ -2385,11 +2503,15 @@ fn print_vectors() {
         ref_pubsub(m)
     };
     para(
-        "The topic advert of §16.7 as node B forwards it after receiving it from the publisher, \
-         node A (`hops` 1). The advert's bytes are exactly `topic-advert-wire`:\n",
+        "The topic advert of §16.7 as node B forwards it after receiving it from the publisher \
+         `pubsub` of node A, its neighbour (`hops` 1: B is one hop from that publisher). The \
+         advert's bytes are exactly `topic-advert-wire`:\n",
     );
     print_layout_vector("pubsub-advert-body", &body("pubsub-advert-body"), true);
-    println!("`Subscribe` for the topic:\n");
+    para(
+        "`Subscribe` for the topic, to a neighbour that is a parent towards both publishers, \
+         `pubsub` of node A and of node B:\n",
+    );
     print_layout_vector(
         "pubsub-subscribe-body",
         &body("pubsub-subscribe-body"),
@@ -2420,10 +2542,12 @@ fn print_vectors() {
     );
     let ev = &fx.events[1];
     para(&format!(
-        "The event: topic, publisher `pubsub` of node A, sequence number 2, one dependency (the \
-         id of the publisher's event 1, which carried message id {} with body `block 1` and had \
-         no dependencies), the message above as body. Its signing input (the context, then the \
-         fields with the body replaced by its length and SHA-256):\n",
+        "The event: topic, publisher `pubsub` of node A, sequence number 2, two dependencies — \
+         the id of the publisher's event 1 (which carried message id {} with body `block 1` and \
+         had no dependencies), and the id of event 4 of publisher `pubsub` of node B (body `b`, \
+         no dependencies), which node A had delivered — with that event's position, `(pubsub of \
+         B, 4)`, as the causal frontier; the message above as body. Its signing input (the \
+         context, then the fields with the body replaced by its length and SHA-256):\n",
         fx.published[0].id.0
     ));
     print_layout_vector("event-signing-input", &ref_event_signing_input(ev), true);
@@ -2490,6 +2614,12 @@ fn print_vectors() {
             .expand("events[1] body", ref_message_fields(&fx.published[1])),
         true,
     );
+    para(
+        "`Withdraw`: node B's PubSub withdraws from version 1 of the topic's advert (its topic was \
+         deleted). The signature is by `pubsub` of node B over the context \
+         `netmachine/v1/withdrawal\\0` then the three fields before it:\n",
+    );
+    print_layout_vector("pubsub-withdraw-body", &body("pubsub-withdraw-body"), true);
 
     println!("### 16.10 Identity exchange\n");
     let texts = [

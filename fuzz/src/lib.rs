@@ -339,6 +339,11 @@ pub fn pubsub(data: &[u8]) {
         (PubSubMessage::Advert { advert, .. }, _) => {
             let _ = advert.clone().verify();
         }
+        (PubSubMessage::Withdraw(w), _) => {
+            if let Ok(key) = CheckedKey::parse(w.publisher.as_bytes()) {
+                let _ = w.verify(&key);
+            }
+        }
         _ => {}
     }
 }

@@ -2,12 +2,12 @@
 //! publications need from the network, and what the network brought. Not part of the engine
 //! API: applications reach topics through topic requests ([`super::topic`]).
 
-use crate::identity::{NodeIdentity, TopicIdentity};
+use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::wire::TopicAdvert;
 
 use super::envelope::Message;
 
-use super::topic::TopicError;
+use super::topic::{TopicError, Validation};
 
 /// A request from the Router to its node's PubSub engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,10 +27,28 @@ pub enum PubSubRequest {
         /// The signed advert (listing this node's PubSub engine as a publisher).
         advert: TopicAdvert,
     },
-    /// Stop publishing the topic.
+    /// Stop publishing the topic: PubSub floods this node's withdrawal.
     StopAdvert {
         /// The topic.
         topic: TopicIdentity,
+    },
+    /// A local engine validates the topic's remote events (`on`), or no longer does.
+    Validator {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The validating engine.
+        engine: EngineIdentity,
+        /// Start or stop.
+        on: bool,
+    },
+    /// A validator's verdict on the event it was shown as `token`.
+    Validated {
+        /// The validating engine.
+        engine: EngineIdentity,
+        /// The event's token.
+        token: u64,
+        /// The verdict.
+        verdict: Validation,
     },
 }
 
@@ -59,6 +77,25 @@ pub enum PubSubNotice {
         /// The published message, built from the verified event (its origin names the
         /// publisher and the neighbour the event came from).
         message: Message,
+    },
+    /// Show a remote event to a validator before it is forwarded or delivered.
+    Validate {
+        /// The validating engine.
+        validator: EngineIdentity,
+        /// Names the event in the verdict.
+        token: u64,
+        /// The published message, built from the verified event (its destination is the topic;
+        /// its origin names the publisher and the neighbour the event came from).
+        message: Message,
+    },
+    /// A publisher withdrew from a topic.
+    Withdrawn {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The publisher's PubSub engine.
+        publisher: EngineIdentity,
+        /// No publisher is left: the topic's routing state is gone.
+        last: bool,
     },
     /// For a topic this node publishes: its children and how far each has acknowledged this
     /// node's events (the next sequence number it waits for).

@@ -1,7 +1,19 @@
 //! Topic requests from engines to their Router and the Router's answers (spec notes §5.1.1).
 
-use crate::identity::TopicIdentity;
-use crate::wire::{RoutingScope, TopicAdvert};
+use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
+use crate::wire::{EngineMessage, RoutingScope, TopicAdvert};
+
+/// An application validator's verdict on a topic event ([`TopicEvent::Validate`]), as gossipsub's
+/// `report_message_validation_result`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validation {
+    /// Forward and deliver it.
+    Accept,
+    /// Neither forward nor deliver it, and count it against the neighbour it came from.
+    Reject,
+    /// Neither forward nor deliver it, without blame.
+    Ignore,
+}
 
 /// A topic request from a local engine to the Router.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +48,24 @@ pub enum TopicRequest {
         /// Whether to unsubscribe on the network too when no local subscriber is left.
         scope: RoutingScope,
     },
+    /// Validate (`on`) the topic's events from the network before this node forwards or
+    /// delivers them, or stop doing so. Each event then comes as [`TopicEvent::Validate`], to be
+    /// answered with [`TopicRequest::Validated`]. Answered with [`TopicEvent::Validating`].
+    Validate {
+        /// The topic.
+        topic: TopicIdentity,
+        /// Start (true) or stop.
+        on: bool,
+    },
+    /// The verdict on a [`TopicEvent::Validate`] (not answered).
+    Validated {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The token of the event.
+        token: u64,
+        /// The verdict.
+        verdict: Validation,
+    },
 }
 
 impl TopicRequest {
@@ -45,7 +75,9 @@ impl TopicRequest {
             TopicRequest::Create { topic, .. }
             | TopicRequest::Delete { topic, .. }
             | TopicRequest::Subscribe { topic, .. }
-            | TopicRequest::Unsubscribe { topic, .. } => *topic,
+            | TopicRequest::Unsubscribe { topic, .. }
+            | TopicRequest::Validate { topic, .. }
+            | TopicRequest::Validated { topic, .. } => *topic,
         }
     }
 }
@@ -84,6 +116,21 @@ impl std::fmt::Display for TopicError {
 }
 
 impl std::error::Error for TopicError {}
+
+/// A topic event shown to a validator ([`TopicEvent::Validate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToValidate {
+    /// The topic.
+    pub topic: TopicIdentity,
+    /// Names the event in the answer.
+    pub token: u64,
+    /// The authorized publisher that signed it.
+    pub publisher: EngineIdentity,
+    /// The neighbour it arrived from.
+    pub via: NodeIdentity,
+    /// The published message.
+    pub message: EngineMessage,
+}
 
 /// The Router's answer to a [`TopicRequest`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,6 +178,26 @@ pub enum TopicEvent {
         /// Events published so far.
         published: u64,
     },
+    /// Answer to `Validate`.
+    Validating {
+        /// The topic.
+        topic: TopicIdentity,
+        /// OK, or why not.
+        result: Result<(), TopicError>,
+    },
+    /// For a validator of the topic: an event from the network, neither forwarded nor delivered
+    /// until every validator accepts it. Answer with [`TopicRequest::Validated`] and its `token`
+    /// within the node's validation timeout (1 s by default), after which it is ignored.
+    Validate(Box<ToValidate>),
+    /// A publisher of a topic this engine subscribes to withdrew (its topic was deleted).
+    Withdrawn {
+        /// The topic.
+        topic: TopicIdentity,
+        /// The publisher's PubSub engine.
+        publisher: EngineIdentity,
+        /// No publisher of the topic is left: this node dropped its routing state.
+        last: bool,
+    },
 }
 
 impl TopicEvent {
@@ -142,6 +209,10 @@ impl TopicEvent {
             TopicRequest::Delete { .. } => TopicEvent::Deleted { topic, result },
             TopicRequest::Subscribe { .. } => TopicEvent::Subscribed { topic, result },
             TopicRequest::Unsubscribe { .. } => TopicEvent::Unsubscribed { topic, result },
+            // `Validated` is never answered; were it, it would be as `Validate`.
+            TopicRequest::Validate { .. } | TopicRequest::Validated { .. } => {
+                TopicEvent::Validating { topic, result }
+            }
         }
     }
 }

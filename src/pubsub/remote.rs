@@ -1,6 +1,7 @@
-//! What other nodes' PubSub engines send: adverts, subscriptions and their acknowledgements,
-//! events (checked against the advert's publishers and their signatures, deduplicated, delivered
-//! in causal order) and requests for missing events.
+//! What other nodes' PubSub engines send, dispatched to the files that handle it; events
+//! (checked against the advert's publishers and their signatures, deduplicated, checked for
+//! equivocation, validated if asked, forwarded down each publisher's tree, cached) and requests
+//! for missing events.
 
 use super::*;
 
@@ -14,22 +15,20 @@ impl PubSub {
             }
         };
         match msg {
-            PubSubMessage::Advert { advert, hops } => self.on_advert(ctx, via, advert, hops),
-            PubSubMessage::Subscribe { topic } => self.on_subscribe(ctx, via, topic),
+            PubSubMessage::Advert {
+                advert,
+                publisher,
+                hops,
+            } => self.on_advert(ctx, via, advert, publisher, hops),
+            PubSubMessage::Subscribe { topic, publishers } => {
+                self.on_subscribe(ctx, via, topic, publishers)
+            }
             PubSubMessage::SubscribeAck {
                 topic,
                 accepted,
                 positions,
             } => self.on_subscribe_ack(ctx, via, topic, accepted, positions),
-            PubSubMessage::Unsubscribe { topic } => {
-                if let Some(t) = self.topics.get_mut(&topic) {
-                    if t.children.remove(&via).is_some() {
-                        t.progress_dirty = true;
-                    }
-                }
-                self.send(ctx, via, &PubSubMessage::UnsubscribeAck { topic });
-                self.prune(ctx, topic);
-            }
+            PubSubMessage::Unsubscribe { topic } => self.on_unsubscribe(ctx, via, topic),
             PubSubMessage::UnsubscribeAck { .. } => self.count(&self.stats.unsubscribe_acks),
             PubSubMessage::Event(ev) => self.on_event(ctx, Some(via), ev),
             PubSubMessage::Events(events) => self.on_events(ctx, Some(via), events),
@@ -57,212 +56,7 @@ impl PubSub {
                     }
                 }
             }
-        }
-    }
-
-    pub(super) fn on_advert(
-        &mut self,
-        ctx: &mut Context,
-        via: NodeIdentity,
-        advert: TopicAdvert,
-        hops: u8,
-    ) {
-        let advert = match advert.verify() {
-            Ok(v) => v.into_inner(),
-            Err(e) => {
-                self.count(&self.stats.bad_advert);
-                return self.bad_peer(ctx, via, &format!("advert: {e}"));
-            }
-        };
-        let topic = advert.topic;
-        let Some(t) = self.topic_mut(topic) else {
-            return;
-        };
-        let fresher = t
-            .advert
-            .as_ref()
-            .is_none_or(|a| advert.freshness() > a.freshness());
-        let same = t
-            .advert
-            .as_ref()
-            .is_some_and(|a| advert.freshness() == a.freshness());
-        let distance = hops.saturating_add(1);
-        if same {
-            if t.publishing || distance > t.distance {
-                return;
-            }
-            if distance == t.distance {
-                // A redundant path towards the publisher.
-                if t.parents.insert(via) && t.wants_upstream() && t.upstream != Upstream::None {
-                    self.send(ctx, via, &PubSubMessage::Subscribe { topic });
-                }
-                return;
-            }
-            // A shorter path: it replaces the parents, and the news travels on.
-        } else if !fresher || t.publishing {
-            return;
-        }
-        let new_version = t
-            .advert
-            .as_ref()
-            .is_none_or(|a| a.version != advert.version);
-        t.advert = Some(advert.clone());
-        t.distance = distance;
-        t.parents.clear();
-        t.parents.insert(via);
-        if new_version {
-            // A new advert version (a publisher restarted or the publishers changed): sequence
-            // numbers start afresh, from the next event or acknowledgement.
-            t.streams.clear();
-        }
-        ctx.identity_request(IdentityRequest::Update(IdentityUpdate::TopicAdvert(
-            advert.clone(),
-        )));
-        ctx.system(SystemMail::PubSubNotice(Box::new(
-            PubSubNotice::AdvertReceived {
-                advert: advert.clone(),
-            },
-        )));
-        let wants = t.wants_upstream();
-        let msg = PubSubMessage::Advert {
-            advert,
-            hops: distance,
-        };
-        for peer in self.connected.clone() {
-            if peer != via {
-                self.send(ctx, peer, &msg);
-            }
-        }
-        if wants {
-            self.subscribe_upstream(ctx, topic);
-        }
-    }
-
-    pub(super) fn on_subscribe(
-        &mut self,
-        ctx: &mut Context,
-        via: NodeIdentity,
-        topic: TopicIdentity,
-    ) {
-        let now = ctx.now().instant;
-        let max_children = self.limits.max_children;
-        let me = self.me;
-        let Some(t) = self.topic_mut(topic) else {
-            return self.send(
-                ctx,
-                via,
-                &PubSubMessage::SubscribeAck {
-                    topic,
-                    accepted: false,
-                    positions: Vec::new(),
-                },
-            );
-        };
-        if !t.children.contains_key(&via) && t.children.len() >= max_children {
-            self.count(&self.stats.children_full);
-            return self.send(
-                ctx,
-                via,
-                &PubSubMessage::SubscribeAck {
-                    topic,
-                    accepted: false,
-                    positions: Vec::new(),
-                },
-            );
-        }
-        t.children.entry(via).or_insert(Child {
-            acked: HashMap::new(),
-            last_progress: now,
-        });
-        t.progress_dirty = true;
-        if t.fed() {
-            let positions = t.positions(me);
-            self.send(
-                ctx,
-                via,
-                &PubSubMessage::SubscribeAck {
-                    topic,
-                    accepted: true,
-                    positions,
-                },
-            );
-        } else {
-            if !t.waiting_children.contains(&via) {
-                t.waiting_children.push(via);
-            }
-            if t.upstream == Upstream::None {
-                self.subscribe_upstream(ctx, topic);
-            }
-        }
-    }
-
-    pub(super) fn on_subscribe_ack(
-        &mut self,
-        ctx: &mut Context,
-        via: NodeIdentity,
-        topic: TopicIdentity,
-        accepted: bool,
-        positions: Vec<(EngineIdentity, u64)>,
-    ) {
-        let me = self.me;
-        let Some(t) = self.topics.get_mut(&topic) else {
-            return;
-        };
-        if !t.parents.contains(&via) {
-            // Only a parent (closer to the publisher) can feed this node.
-            return;
-        }
-        if !accepted {
-            log::info!(
-                "pubsub: {} refused our subscription to {}",
-                via.short(),
-                topic.short()
-            );
-            return;
-        }
-        if !t.wants_upstream() {
-            // We no longer need it: undo.
-            return self.send(ctx, via, &PubSubMessage::Unsubscribe { topic });
-        }
-        t.upstream = Upstream::Acked;
-        let now = ctx.now().instant;
-        for (publisher, next) in positions {
-            if t.authorized(&publisher) {
-                let s = t.streams.entry(publisher).or_default();
-                if s.next == 0 {
-                    s.next = next;
-                }
-                s.horizon = s.horizon.max(next);
-                if s.horizon > s.next {
-                    // Events this node missed while it was not fed: fetch them.
-                    s.gap_since.get_or_insert(now);
-                }
-            }
-        }
-        let waiting = std::mem::take(&mut t.waiting_children);
-        let positions = t.positions(me);
-        let notify = t.local_interest && !t.notified_subscribed;
-        if notify {
-            t.notified_subscribed = true;
-        }
-        for child in waiting {
-            self.send(
-                ctx,
-                child,
-                &PubSubMessage::SubscribeAck {
-                    topic,
-                    accepted: true,
-                    positions: positions.clone(),
-                },
-            );
-        }
-        if notify {
-            ctx.system(SystemMail::PubSubNotice(Box::new(
-                PubSubNotice::Subscribed {
-                    topic,
-                    result: Ok(()),
-                },
-            )));
+            PubSubMessage::Withdraw(w) => self.on_withdraw(ctx, via, w),
         }
     }
 
@@ -298,12 +92,16 @@ impl PubSub {
         if let Some((events, _)) = self.outbox.remove(&via) {
             self.send_events(ctx, via, events);
         }
-        // Missing some: ask closer to the publisher (parents are strictly closer, so requests
-        // cannot loop). What arrives is forwarded to the asking child like any event.
+        // Missing some: ask closer to the publisher (its parents are strictly closer to it, so
+        // requests cannot loop). What arrives is forwarded to the asking child like any event.
         if found < to - from + 1 {
-            if let Some(t) = self.topics.get(&topic) {
-                if !t.parents.contains(&via) {
-                    let parents: Vec<NodeIdentity> = t.parents.iter().copied().collect();
+            if let Some(r) = self
+                .topics
+                .get(&topic)
+                .and_then(|t| t.routes.get(&publisher))
+            {
+                if !r.parents.contains(&via) {
+                    let parents: Vec<NodeIdentity> = r.parents.iter().copied().collect();
                     let req = PubSubMessage::EventReq {
                         topic,
                         publisher,
@@ -355,6 +153,19 @@ impl PubSub {
                 self.count(&self.stats.no_advert);
                 continue;
             }
+            if ev.seq == 0 || ev.seq == u64::MAX {
+                // Sequence numbers start at 1; the last one could never be followed.
+                self.count(&self.stats.malformed);
+                if let Some(v) = via {
+                    self.bad_peer(ctx, v, "event with sequence number 0 or 2^64 - 1");
+                }
+                continue;
+            }
+            if t.withdrawn.contains_key(&ev.publisher) {
+                // In flight when the withdrawal passed: no fault of the sender.
+                self.count(&self.stats.after_withdrawal);
+                continue;
+            }
             if !t.authorized(&ev.publisher) {
                 self.count(&self.stats.unauthorized);
                 if let Some(v) = via {
@@ -363,7 +174,10 @@ impl PubSub {
                 continue;
             }
             let id = ev.id();
-            if self.seen.contains(&id) || !batch_ids.insert(id) {
+            if self.seen.contains(&id)
+                || self.pending_ids.contains_key(&id)
+                || !batch_ids.insert(id)
+            {
                 self.count(&self.stats.duplicate);
                 continue;
             }
@@ -402,8 +216,33 @@ impl PubSub {
         }
     }
 
-    /// An event that passed every check: remember, forward, cache, deliver in order.
+    /// An event that passed every check of `on_events`: a remote one is checked for
+    /// equivocation and, if the topic has validators, held for them; then admitted.
     pub(super) fn accept(
+        &mut self,
+        ctx: &mut Context,
+        via: Option<NodeIdentity>,
+        ev: Verified<Event>,
+        id: EventId,
+    ) {
+        if let Some(v) = via {
+            if self.equivocates(&ev, id) {
+                return;
+            }
+            if self
+                .topics
+                .get(&ev.topic)
+                .is_some_and(|t| !t.validators.is_empty())
+            {
+                return self.hold_for_validation(ctx, v, ev, id);
+            }
+        }
+        self.admit(ctx, via, ev, id);
+    }
+
+    /// An accepted event: remember, forward to the children that want its publisher, cache, and
+    /// put in sequence for delivery. `via` is `None` for this node's own publications.
+    pub(super) fn admit(
         &mut self,
         ctx: &mut Context,
         via: Option<NodeIdentity>,
@@ -412,21 +251,34 @@ impl PubSub {
     ) {
         self.remember(id);
         let topic = ev.topic;
-        let from = via.unwrap_or_else(|| ctx.node());
+        let Some(t) = self.topics.get(&topic) else {
+            return;
+        };
         // Forward to children (not back where it came from).
-        let children: Vec<NodeIdentity> = self.topics[&topic]
+        let children: Vec<NodeIdentity> = t
             .children
-            .keys()
-            .copied()
-            .filter(|c| Some(*c) != via)
+            .iter()
+            .filter(|(c, child)| Some(**c) != via && child.wants(&ev.publisher))
+            .map(|(c, _)| *c)
             .collect();
         for c in children {
             self.count(&self.stats.forwarded);
             self.queue_event(ctx, c, Event::clone(&ev));
         }
         self.cache(&ev);
-        if via.is_some() {
-            self.sequence(ctx, from, ev);
+        if let Some(via) = via {
+            let (publisher, seq) = (ev.publisher, ev.seq);
+            self.sequence(
+                ctx,
+                topic,
+                publisher,
+                seq,
+                Entry::Event {
+                    ev: Box::new(ev),
+                    id,
+                    via,
+                },
+            );
         }
     }
 
@@ -465,17 +317,6 @@ impl PubSub {
         }
     }
 
-    pub(super) fn remember(&mut self, id: EventId) {
-        if self.seen.insert(id) {
-            self.seen_order.push_back(id);
-            while self.seen_order.len() > self.limits.seen_ids {
-                if let Some(old) = self.seen_order.pop_front() {
-                    self.seen.remove(&old);
-                }
-            }
-        }
-    }
-
     pub(super) fn cache(&mut self, ev: &Verified<Event>) {
         let max = self.limits.cache_events;
         let Some(t) = self.topics.get_mut(&ev.topic) else {
@@ -501,51 +342,6 @@ impl PubSub {
                         None => break,
                     }
                 }
-            }
-        }
-    }
-
-    /// Puts a verified event into its publisher's sequence, delivering what is in order.
-    pub(super) fn sequence(&mut self, ctx: &mut Context, via: NodeIdentity, ev: Verified<Event>) {
-        let now = ctx.now().instant;
-        let max_buffered = self.limits.max_buffered;
-        let Some(t) = self.topics.get_mut(&ev.topic) else {
-            return;
-        };
-        let s = t.streams.entry(ev.publisher).or_default();
-        if s.next == 0 {
-            s.next = ev.seq;
-        }
-        if ev.seq < s.next {
-            self.count(&self.stats.stale);
-            return;
-        }
-        if ev.seq > s.next {
-            if s.buffer.len() >= max_buffered {
-                self.count(&self.stats.buffer_full);
-                return;
-            }
-            s.buffer.insert(ev.seq, ev);
-            s.gap_since.get_or_insert(now);
-            return;
-        }
-        let mut ready = vec![ev];
-        s.next += 1;
-        while let Some(next) = s.buffer.remove(&s.next) {
-            ready.push(next);
-            s.next += 1;
-        }
-        s.horizon = s.horizon.max(s.next);
-        if s.gap_end().is_none() {
-            s.gap_since = None;
-        } else {
-            s.gap_since = Some(now);
-        }
-        t.ack_dirty = true;
-        let deliver = t.local_interest;
-        for ev in ready {
-            if deliver {
-                self.deliver(ctx, via, ev);
             }
         }
     }
@@ -583,8 +379,18 @@ impl PubSub {
         }
         let mut body = Vec::with_capacity(200 + m.body().len());
         m.as_engine_message().encode_signed_fields(&mut body);
-        let deps = t.last_id.into_iter().collect();
-        let ev = Event::new_signed(&self.key, topic, t.next_seq, deps, body);
+        // The previous own event first, then the latest event of other publishers delivered
+        // here; their positions (the whole frontier) are what receivers wait for.
+        let mut deps: Vec<EventId> = t.last_id.into_iter().collect();
+        let room = wire::MAX_DEPS - deps.len();
+        deps.extend(t.frontier.values().take(room).map(|(_, id)| *id));
+        let positions: Vec<(EngineIdentity, u64)> = t
+            .frontier
+            .iter()
+            .take(wire::MAX_DEP_POSITIONS)
+            .map(|(p, (seq, _))| (*p, *seq))
+            .collect();
+        let ev = Event::new_signed_after(&self.key, topic, t.next_seq, deps, positions, body);
         t.next_seq += 1;
         let id = ev.id();
         t.last_id = Some(id);

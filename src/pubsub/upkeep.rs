@@ -1,15 +1,26 @@
-//! Periodic upkeep: gap requests and give-ups, pushing again what children miss, progress
-//! reports, and pruning topics nobody needs.
+//! Periodic upkeep: subscription retries, acknowledgements, gap requests and give-ups, pushing
+//! again what children miss, progress reports, causal and validation timeouts, forgetting
+//! withdrawn topics; and connections coming and going.
 
 use super::*;
 
 impl PubSub {
     pub(super) fn tick(&mut self, ctx: &mut Context) {
         let now = ctx.now().instant;
+        self.expire_validations(ctx, now);
         let topics: Vec<TopicIdentity> = self.topics.keys().copied().collect();
         for topic in topics {
             self.tick_topic(ctx, topic, now);
+            self.release_waiting(ctx, topic, now);
+            self.check_subscribed(ctx, topic);
         }
+        let keep = self.limits.withdrawn_keep;
+        self.topics.retain(|_, t| {
+            let forgettable = !t.local_interest && !t.publishing && t.children.is_empty();
+            !(forgettable
+                && t.closed_since
+                    .is_some_and(|since| now.saturating_duration_since(since) >= keep))
+        });
         ctx.set_timer_after(TICK_TOKEN, TICK);
     }
 
@@ -20,25 +31,40 @@ impl PubSub {
             return;
         };
         let mut out: Vec<(NodeIdentity, PubSubMessage)> = Vec::new();
-        // Subscription retries.
-        if t.wants_upstream() && t.advert.is_some() {
-            let due = match t.upstream {
-                Upstream::None => true,
-                Upstream::Pending(since) => now.saturating_duration_since(since) >= SUBSCRIBE_RETRY,
-                Upstream::Acked => false,
-            };
-            if due && !t.parents.is_empty() {
-                t.upstream = Upstream::Pending(now);
-                for p in &t.parents {
-                    out.push((*p, PubSubMessage::Subscribe { topic }));
+        // Subscription retries: every parent of a route whose subscription is not acknowledged.
+        let desired = t.desired(me);
+        let mut retry: BTreeSet<NodeIdentity> = BTreeSet::new();
+        for r in t.routes.values_mut() {
+            if let Upstream::Pending(since) = r.upstream {
+                if now.saturating_duration_since(since) >= SUBSCRIBE_RETRY {
+                    r.upstream = Upstream::Pending(now);
+                    retry.extend(r.parents.iter().copied());
                 }
             }
         }
-        // Acknowledgements to parents.
-        if t.ack_dirty && t.upstream == Upstream::Acked {
+        for parent in retry {
+            if let Some(publishers) = desired.get(&parent) {
+                out.push((
+                    parent,
+                    PubSubMessage::Subscribe {
+                        topic,
+                        publishers: publishers.iter().copied().collect(),
+                    },
+                ));
+                t.asked.insert(parent, publishers.clone());
+            }
+        }
+        // Acknowledgements, per publisher, to that publisher's parents.
+        if t.ack_dirty {
             t.ack_dirty = false;
             for (publisher, s) in &t.streams {
-                for p in &t.parents {
+                let Some(r) = t.routes.get(publisher) else {
+                    continue;
+                };
+                if r.upstream != Upstream::Acked || s.next == 0 {
+                    continue;
+                }
+                for p in &r.parents {
                     out.push((
                         *p,
                         PubSubMessage::EventAck {
@@ -50,10 +76,13 @@ impl PubSub {
                 }
             }
         }
-        // Gaps: ask parents, give up after a while.
+        // Gaps: ask the publisher's parents, give up after a while.
         let mut lost = 0;
-        let mut skipped: Vec<Verified<Event>> = Vec::new();
-        for (publisher, s) in t.streams.iter_mut() {
+        let mut skipped: Vec<(EngineIdentity, u64, Vec<Entry>)> = Vec::new();
+        let Topic {
+            streams, routes, ..
+        } = t;
+        for (publisher, s) in streams.iter_mut() {
             let Some(since) = s.gap_since else { continue };
             let waited = now.saturating_duration_since(since);
             let Some(first) = s.gap_end() else {
@@ -63,12 +92,15 @@ impl PubSub {
             if waited >= limits.give_up_after {
                 lost += first - s.next;
                 s.next = first;
-                while let Some(ev) = s.buffer.remove(&s.next) {
-                    skipped.push(ev);
+                let from = first;
+                let mut run = Vec::new();
+                while let Some(entry) = s.buffer.remove(&s.next) {
+                    run.push(entry);
                     s.next += 1;
                 }
-                s.gap_since = (!s.buffer.is_empty()).then_some(now);
-                t.ack_dirty = true;
+                s.horizon = s.horizon.max(s.next);
+                s.gap_since = s.gap_end().map(|_| now);
+                skipped.push((*publisher, from, run));
             } else if waited >= limits.gap_wait
                 && s.last_request
                     .is_none_or(|t| now.saturating_duration_since(t) >= limits.gap_wait)
@@ -80,10 +112,18 @@ impl PubSub {
                     from: s.next,
                     to: first - 1,
                 };
-                for p in &t.parents {
+                for p in routes
+                    .get(publisher)
+                    .map(|r| &r.parents)
+                    .into_iter()
+                    .flatten()
+                {
                     out.push((*p, req.clone()));
                 }
             }
+        }
+        if !skipped.is_empty() {
+            t.ack_dirty = true;
         }
         // Push to children that lag behind what this node has.
         let mut pushes: Vec<(NodeIdentity, Event)> = Vec::new();
@@ -92,6 +132,9 @@ impl PubSub {
                 continue;
             }
             for ev in &t.cache {
+                if !c.wants(&ev.publisher) {
+                    continue;
+                }
                 let acked = c.acked.get(&ev.publisher).copied().unwrap_or(0);
                 let frontier = if ev.publisher == me {
                     t.next_seq
@@ -116,12 +159,12 @@ impl PubSub {
                 children: t
                     .children
                     .iter()
+                    .filter(|(_, c)| c.wants(&me))
                     .map(|(n, c)| (*n, c.acked.get(&me).copied().unwrap_or(0)))
                     .collect(),
                 published: t.next_seq - 1,
             }
         });
-        let deliver = t.local_interest;
         for (peer, msg) in out {
             if matches!(msg, PubSubMessage::EventReq { .. }) {
                 self.count(&self.stats.event_requests);
@@ -139,14 +182,14 @@ impl PubSub {
                 topic.short()
             );
         }
-        for ev in skipped {
-            if deliver {
-                let via = ctx.node();
-                self.deliver(ctx, via, ev);
+        if !skipped.is_empty() {
+            for (publisher, from, run) in skipped {
+                self.pass_in_order(topic, publisher, from, run, now);
             }
+            self.drain_ready(ctx, topic);
         }
         if let Some(p) = progress {
-            ctx.system(SystemMail::PubSubNotice(Box::new(p)));
+            self.notice(ctx, p);
         }
     }
 
@@ -167,27 +210,45 @@ impl PubSub {
             self.on_disconnected(ctx, peer);
         }
         self.connected.insert(peer);
-        let adverts: Vec<(TopicAdvert, u8)> = self
-            .topics
-            .values()
-            .filter_map(|t| Some((t.advert.clone()?, t.distance)))
-            .collect();
-        for (advert, hops) in adverts {
-            self.send(ctx, peer, &PubSubMessage::Advert { advert, hops });
+        let me = self.me;
+        let mut out: Vec<PubSubMessage> = Vec::new();
+        for (topic, t) in self.topics.iter_mut() {
+            let Some(advert) = &t.advert else {
+                continue;
+            };
+            if t.publishing {
+                out.push(PubSubMessage::Advert {
+                    advert: advert.clone(),
+                    publisher: me,
+                    hops: 0,
+                });
+            }
+            for (publisher, r) in &t.routes {
+                out.push(PubSubMessage::Advert {
+                    advert: advert.clone(),
+                    publisher: *publisher,
+                    hops: r.distance,
+                });
+            }
+            for w in t.withdrawn.values() {
+                out.push(PubSubMessage::Withdraw(w.clone()));
+            }
+            if let Some(publishers) = t.desired(me).remove(&peer) {
+                out.push(PubSubMessage::Subscribe {
+                    topic: *topic,
+                    publishers: publishers.iter().copied().collect(),
+                });
+                t.asked.insert(peer, publishers);
+            }
         }
-        let resubscribe: Vec<TopicIdentity> = self
-            .topics
-            .iter()
-            .filter(|(_, t)| t.wants_upstream() && t.parents.contains(&peer))
-            .map(|(k, _)| *k)
-            .collect();
-        for topic in resubscribe {
-            self.send(ctx, peer, &PubSubMessage::Subscribe { topic });
+        for msg in out {
+            self.send(ctx, peer, &msg);
         }
     }
 
     pub(super) fn on_disconnected(&mut self, ctx: &mut Context, peer: NodeIdentity) {
         self.connected.remove(&peer);
+        let retry_at = ctx.now().instant - SUBSCRIBE_RETRY;
         let topics: Vec<TopicIdentity> = self.topics.keys().copied().collect();
         for topic in topics {
             let Some(t) = self.topics.get_mut(&topic) else {
@@ -196,11 +257,13 @@ impl PubSub {
             if t.children.remove(&peer).is_some() {
                 t.progress_dirty = true;
             }
-            if t.parents.contains(&peer) && t.upstream == Upstream::Acked {
-                // Re-subscribe through the remaining parents (and this one when it is back).
-                t.upstream = Upstream::Pending(ctx.now().instant - SUBSCRIBE_RETRY);
+            for r in t.routes.values_mut() {
+                if r.parents.contains(&peer) && r.upstream == Upstream::Acked {
+                    // Re-subscribe through the remaining parents (and this one when it is back).
+                    r.upstream = Upstream::Pending(retry_at);
+                }
             }
-            self.prune(ctx, topic);
+            self.sync_upstream(ctx, topic);
         }
     }
 }

@@ -7,8 +7,8 @@ use super::{Router, RouterOutput, Slot};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord};
 use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
-use crate::mail::topic::{TopicEvent, TopicRequest};
-use crate::mail::{DropReason, Input, System, SystemMail};
+use crate::mail::topic::{ToValidate, TopicEvent, TopicRequest};
+use crate::mail::{DropReason, Input, Origin, System, SystemMail};
 use crate::time::Now;
 use crate::wire::{Destination, Protocol};
 
@@ -82,6 +82,23 @@ impl Router {
                 self.answer(slot, TopicEvent::answer(&req, Ok(())));
                 self.ask_pubsub(PubSubRequest::StopAdvert { topic });
             }
+            TopicAction::AnswerAndValidator { on } => {
+                self.answer(slot, TopicEvent::answer(&req, Ok(())));
+                self.ask_pubsub(PubSubRequest::Validator {
+                    topic,
+                    engine: from,
+                    on,
+                });
+            }
+            TopicAction::PassVerdict => {
+                if let TopicRequest::Validated { token, verdict, .. } = req {
+                    self.ask_pubsub(PubSubRequest::Validated {
+                        engine: from,
+                        token,
+                        verdict,
+                    });
+                }
+            }
         }
     }
 
@@ -150,6 +167,61 @@ impl Router {
                     .filter_map(|s| self.locals.get(s).map(|l| l.slot))
                     .collect();
                 self.fan_out_message(targets, message, None);
+            }
+            PubSubNotice::Validate {
+                validator,
+                token,
+                message,
+            } => {
+                let (Destination::Topic(topic), Origin::Topic { publisher, via }) =
+                    (message.dst(), message.origin())
+                else {
+                    return self.stats.dropped(DropReason::Malformed);
+                };
+                match self.slot_of(&validator) {
+                    Some(slot) => self.answer(
+                        slot,
+                        TopicEvent::Validate(Box::new(ToValidate {
+                            topic,
+                            token,
+                            publisher,
+                            via,
+                            message: message.as_engine_message().clone(),
+                        })),
+                    ),
+                    // The validator stopped: PubSub stops waiting for it.
+                    None => self.ask_pubsub(PubSubRequest::Validator {
+                        topic,
+                        engine: validator,
+                        on: false,
+                    }),
+                }
+            }
+            PubSubNotice::Withdrawn {
+                topic,
+                publisher,
+                last,
+            } => {
+                let mut told: Vec<EngineIdentity> = self
+                    .topics
+                    .get(&topic)
+                    .map(|t| t.subscribers.clone())
+                    .unwrap_or_default();
+                told.extend(self.pending_net_subs.get(&topic).into_iter().flatten());
+                let mut once = std::collections::BTreeSet::new();
+                told.retain(|e| once.insert(*e));
+                for engine in told.into_iter().filter(|e| *e != from) {
+                    if let Some(slot) = self.slot_of(&engine) {
+                        self.answer(
+                            slot,
+                            TopicEvent::Withdrawn {
+                                topic,
+                                publisher,
+                                last,
+                            },
+                        );
+                    }
+                }
             }
             PubSubNotice::Progress {
                 topic,

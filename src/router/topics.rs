@@ -9,6 +9,8 @@
 //!   answers once the network subscription is in place.
 //! * Unsubscribe: removes the requester; when the topic was subscribed with a non-local scope
 //!   and no local subscriber is left, PubSub is told to unsubscribe on the network.
+//! * Validate: the requester validates the topic's events from the network (PubSub holds each
+//!   one for it); needs a PubSub engine. Its verdicts (`Validated`) go to PubSub unanswered.
 //!
 //! A topic created with scope `Local` never leaves the node: messages published to it are
 //! delivered to local subscribers only, and messages for it arriving from other nodes are refused.
@@ -16,7 +18,7 @@
 use std::collections::BTreeMap;
 
 use crate::identity::{EngineIdentity, TopicIdentity};
-pub use crate::mail::topic::{TopicError, TopicEvent, TopicRequest};
+pub use crate::mail::topic::{ToValidate, TopicError, TopicEvent, TopicRequest, Validation};
 use crate::wire::RoutingScope;
 
 /// A topic as the Router knows it.
@@ -43,6 +45,13 @@ pub enum TopicAction {
     AnswerAndStartAdvert,
     /// Answer now, and ask PubSub to stop advertising.
     AnswerAndStopAdvert,
+    /// Answer now, and tell PubSub the requester validates the topic (`on`) or stops.
+    AnswerAndValidator {
+        /// Start or stop.
+        on: bool,
+    },
+    /// Pass a validator's verdict to PubSub; no answer.
+    PassVerdict,
 }
 
 /// The topic table.
@@ -144,6 +153,11 @@ impl TopicTable {
                 }
                 TopicAction::Answer(Ok(()))
             }
+            TopicRequest::Validate { on, .. } if has_pubsub => {
+                TopicAction::AnswerAndValidator { on }
+            }
+            TopicRequest::Validate { .. } => TopicAction::Answer(Err(TopicError::NoPubSub)),
+            TopicRequest::Validated { .. } => TopicAction::PassVerdict,
         }
     }
 
@@ -259,6 +273,27 @@ mod tests {
             t.handle(B, &unsub, false),
             TopicAction::Answer(Err(TopicError::NotSubscribed))
         );
+    }
+
+    #[test]
+    fn validation_needs_pubsub_and_verdicts_pass_through() {
+        let mut t = TopicTable::default();
+        let on = TopicRequest::Validate { topic: T, on: true };
+        assert_eq!(
+            t.handle(A, &on, false),
+            TopicAction::Answer(Err(TopicError::NoPubSub))
+        );
+        assert_eq!(
+            t.handle(A, &on, true),
+            TopicAction::AnswerAndValidator { on: true }
+        );
+        let verdict = TopicRequest::Validated {
+            topic: T,
+            token: 7,
+            verdict: Validation::Reject,
+        };
+        assert_eq!(t.handle(A, &verdict, true), TopicAction::PassVerdict);
+        assert!(t.get(&T).is_none(), "validating creates no topic here");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::mail::identity::IdentityRequest;
-use crate::mail::topic::TopicRequest;
+use crate::mail::topic::{TopicRequest, Validation};
 use crate::mail::transport::TransportRequest;
 use crate::mail::{Input, Message, Outgoing, Output, SystemMail};
 use crate::time::Now;
@@ -227,6 +227,22 @@ impl Context {
     /// Deletes a topic this engine created; the answer arrives as [`Input::Topic`].
     pub fn delete_topic(&mut self, topic: TopicIdentity, scope: RoutingScope) {
         self.topic_request(TopicRequest::Delete { topic, scope });
+    }
+
+    /// Validates (`on`) the topic's events from the network before this node forwards or
+    /// delivers them, or stops; each then arrives as `TopicEvent::Validate`, to be answered with
+    /// [`Context::report_validation`]. The answer arrives as [`Input::Topic`].
+    pub fn validate_topic(&mut self, topic: TopicIdentity, on: bool) {
+        self.topic_request(TopicRequest::Validate { topic, on });
+    }
+
+    /// Answers a `TopicEvent::Validate` (gossipsub's `report_message_validation_result`).
+    pub fn report_validation(&mut self, topic: TopicIdentity, token: u64, verdict: Validation) {
+        self.topic_request(TopicRequest::Validated {
+            topic,
+            token,
+            verdict,
+        });
     }
 
     /// Sends any topic request to the Router.

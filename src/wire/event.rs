@@ -1,7 +1,8 @@
 //! Topic events: one message published to a topic, signed by an authorized publisher.
 //!
 //! An event is signed by its publisher (the PubSub engine of an authorized publishing node) over
-//! `EVENT_CONTEXT || topic || publisher || seq || deps || body length (u64) || SHA-256(body)`;
+//! `EVENT_CONTEXT || topic || publisher || seq || deps || dep_positions || body length (u64) ||
+//! SHA-256(body)`;
 //! its id is the SHA-256 of the same bytes without the context, so relays can deduplicate
 //! without verifying again. Only [`Event::verify`] (or [`verify_events`]), which checks that the
 //! key is the publisher's, and [`Event::new_signed`] yield a [`Verified<Event>`]; a delivered
@@ -12,6 +13,7 @@ use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
+use super::advert::MAX_PUBLISHERS;
 use super::message::Verified;
 use super::{
     decode_bytes, decode_list, encode_bytes, encode_list, encode_to_vec, HARD_LIMIT_BYTES,
@@ -20,8 +22,10 @@ use crate::identity::{CheckedKey, EngineIdentity, Keypair, Signature, TopicIdent
 
 /// Domain-separation tag of event signatures.
 pub const EVENT_CONTEXT: &[u8] = b"netmachine/v1/event\0";
-/// Most causal dependencies on one event.
+/// Most causal dependencies (event ids) on one event.
 pub const MAX_DEPS: usize = 16;
+/// Most positions in an event's causal frontier (one per other publisher of the topic).
+pub const MAX_DEP_POSITIONS: usize = MAX_PUBLISHERS;
 
 /// The id of an event: SHA-256 of its signing input without the context (its fields with the
 /// body replaced by the body's length and SHA-256).
@@ -37,8 +41,13 @@ pub struct Event {
     pub publisher: EngineIdentity,
     /// The publisher's sequence number for this topic, from 1, without gaps.
     pub seq: u64,
-    /// Events this one causally depends on (the publisher's previous event).
+    /// Events this one causally depends on: the publisher's previous event first, then the
+    /// latest event of other publishers its node had delivered (at most [`MAX_DEPS`] in all).
     pub deps: Vec<EventId>,
+    /// The publishing node's causal frontier: for each other publisher whose events it had
+    /// delivered, the sequence number of the latest (at most [`MAX_DEP_POSITIONS`]). Receivers
+    /// deliver the event only once they have delivered (or skipped) every one.
+    pub dep_positions: Vec<(EngineIdentity, u64)>,
     /// The published message: an `EngineMessage`'s signed fields, unsigned (the event's
     /// signature vouches for it).
     pub body: Vec<u8>,
@@ -56,6 +65,7 @@ impl Encode for EventFields<'_> {
         ev.publisher.encode(e)?;
         ev.seq.encode(e)?;
         encode_list(&ev.deps, e)?;
+        encode_list(&ev.dep_positions, e)?;
         (ev.body.len() as u64).encode(e)?;
         let digest = ring::digest::digest(&ring::digest::SHA256, &ev.body);
         let digest: [u8; 32] = digest.as_ref().try_into().expect("32-byte digest");
@@ -69,6 +79,7 @@ impl Encode for Event {
         self.publisher.encode(e)?;
         self.seq.encode(e)?;
         encode_list(&self.deps, e)?;
+        encode_list(&self.dep_positions, e)?;
         encode_bytes(&self.body, e)?;
         self.sig.encode(e)
     }
@@ -81,6 +92,7 @@ impl Decode<()> for Event {
             publisher: Decode::decode(d)?,
             seq: Decode::decode(d)?,
             deps: decode_list(d, "list", MAX_DEPS)?,
+            dep_positions: decode_list(d, "list", MAX_DEP_POSITIONS)?,
             body: decode_bytes(d, "body", HARD_LIMIT_BYTES)?,
             sig: Decode::decode(d)?,
         })
@@ -89,7 +101,8 @@ impl Decode<()> for Event {
 
 impl Event {
     /// A new event signed by `key` (the publisher's PubSub engine key), which becomes its
-    /// `publisher`. Signing is proof enough, so the event comes out [`Verified`].
+    /// `publisher`, with no position of another publisher to wait for. Signing is proof enough,
+    /// so the event comes out [`Verified`].
     pub fn new_signed(
         key: &Keypair,
         topic: TopicIdentity,
@@ -97,12 +110,26 @@ impl Event {
         deps: Vec<EventId>,
         body: Vec<u8>,
     ) -> Verified<Event> {
-        debug_assert!(deps.len() <= MAX_DEPS);
+        Event::new_signed_after(key, topic, seq, deps, Vec::new(), body)
+    }
+
+    /// A new event signed by `key`, depending on `deps` and after the other publishers' events
+    /// up to `dep_positions`.
+    pub fn new_signed_after(
+        key: &Keypair,
+        topic: TopicIdentity,
+        seq: u64,
+        deps: Vec<EventId>,
+        dep_positions: Vec<(EngineIdentity, u64)>,
+        body: Vec<u8>,
+    ) -> Verified<Event> {
+        debug_assert!(deps.len() <= MAX_DEPS && dep_positions.len() <= MAX_DEP_POSITIONS);
         let mut ev = Event {
             topic,
             publisher: key.engine_identity(),
             seq,
             deps,
+            dep_positions,
             body,
             sig: Signature([0; 64]),
         };

@@ -431,6 +431,18 @@ fn print_events(
                     advert.publishers
                 );
             }
+            Wait::Input(Input::Topic(TopicEvent::Withdrawn {
+                topic,
+                publisher,
+                last,
+            })) => {
+                log::warn!(
+                    "publisher {} withdrew from topic {}{}",
+                    publisher.short(),
+                    topic.short(),
+                    if last { "; no publisher is left" } else { "" }
+                );
+            }
             Wait::Input(_) | Wait::Idle => {}
             Wait::TimedOut => {
                 let wanted = opts.count.unwrap_or(0);

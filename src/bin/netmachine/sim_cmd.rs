@@ -78,11 +78,12 @@ pub enum CryptoArg {
 /// The scenarios.
 #[derive(Subcommand, Clone, Debug)]
 pub enum SimCommand {
-    /// Publishers publish to one topic; every other node subscribes.
+    /// Publishers publish to one topic (and receive each other's events); every other node
+    /// subscribes.
     Pubsub {
         #[command(flatten)]
         common: CommonArgs,
-        /// Publishing nodes.
+        /// Publishers of the one topic, on different nodes spread over the graph.
         #[arg(long, default_value_t = 1)]
         publishers: usize,
         /// Events per publisher.
@@ -94,6 +95,10 @@ pub enum SimCommand {
         /// Fraction of the other nodes that are attackers injecting forged events.
         #[arg(long, default_value_t = 0.0)]
         attackers: f64,
+        /// The first publisher's node also signs a second, different event for each of its
+        /// sequence numbers (equivocation) and sends it to its neighbours.
+        #[arg(long)]
+        equivocate: bool,
     },
     /// Every node's client sends requests to its neighbours' servers, which answer.
     Unicast {
@@ -160,6 +165,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
             events,
             seconds,
             attackers,
+            equivocate,
         } => {
             let c = common(a)?;
             announce(&c, a.json, "pubsub");
@@ -173,6 +179,7 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 events: *events,
                 interval,
                 attackers: *attackers,
+                equivocate: *equivocate,
                 ..PubSubScenario::default()
             };
             (run_pubsub_with(&s, &mut reporter(a.json)), a.json)

@@ -1,15 +1,18 @@
 //! Workloads for the simulator, with the invariants checked after every event and the summary
 //! of a run.
 //!
-//! * **pubsub**: `publishers` nodes publish `events` events each to one topic (one every
-//!   `interval`), every other node subscribes; nodes are linked in a random graph of average
-//!   degree `degree` (a ring plus random chords, all from the seed).
+//! * **pubsub**: `publishers` nodes, spread over the graph, publish `events` events each to one
+//!   topic (one every `interval`), and receive each other's; every other node subscribes;
+//!   nodes are linked in a random graph of average degree `degree` (a ring plus random chords,
+//!   all from the seed).
 //! * **unicast**: every node's client engine sends `requests` requests to the server engines of
 //!   its neighbours, which answer each.
 //!
 //! Invariants, checked on every step (a broken one fails the run with the seed and the step):
 //! no message is delivered twice to one incarnation of an engine; per publisher, events arrive
-//! in order; per engine pair, reliable ordered requests arrive in order; no forged event reaches
+//! in order; an event arrives after every event its publisher had received before publishing
+//! it (causal order; excused only at a node whose PubSub counted a causal timeout); per engine
+//! pair, reliable ordered requests arrive in order; no forged event reaches
 //! an honest subscriber. At the end the summary counts what was expected, what arrived, and
 //! every drop by its reason, and checks that nothing went missing without one: a request of a
 //! client that never crashed is `lost` if it was neither answered, nor reported undeliverable to
@@ -113,7 +116,8 @@ impl Default for Common {
 pub struct PubSubScenario {
     /// What every scenario shares.
     pub common: Common,
-    /// Publishing nodes (the first ones).
+    /// Publishing nodes of the one topic, spread over the honest nodes (node 0, then every
+    /// (honest nodes ÷ publishers)-th); each also receives the others' events.
     pub publishers: usize,
     /// Events per publisher.
     pub events: u64,
@@ -125,6 +129,10 @@ pub struct PubSubScenario {
     /// unauthorized publisher, and in the real publisher's name with a bad signature) to their
     /// neighbours' PubSub engines, one every `interval`.
     pub attackers: f64,
+    /// The first publisher's node also runs an equivocator: with the node's PubSub key it signs
+    /// a second, different event for each of the publisher's sequence numbers and sends it to
+    /// the node's neighbours.
+    pub equivocate: bool,
 }
 
 impl Default for PubSubScenario {
@@ -136,6 +144,7 @@ impl Default for PubSubScenario {
             interval: Duration::from_millis(100),
             warmup: Duration::from_secs(3),
             attackers: 0.0,
+            equivocate: false,
         }
     }
 }
@@ -188,9 +197,10 @@ pub struct Summary {
     pub steps: u64,
     /// Events published (pubsub).
     pub events_published: u64,
-    /// Deliveries expected to subscribers that never crashed (pubsub).
+    /// Deliveries expected to receivers that never crashed (pubsub): every event to each
+    /// subscriber, and every other publisher's event to each publisher.
     pub deliveries_expected: u64,
-    /// Distinct deliveries to those subscribers (pubsub).
+    /// Distinct deliveries to those receivers (pubsub).
     pub deliveries: u64,
     /// Requests sent by clients that never crashed (unicast).
     pub requests: u64,
@@ -227,6 +237,16 @@ pub struct Summary {
     pub forged_sent: u64,
     /// Forged events delivered to an honest subscriber: must be 0.
     pub forged_deliveries: u64,
+    /// Pubsub: events at the end of a crashed publisher's stream that a live receiver never got
+    /// — it crashed before they spread, and with no later event from it nothing could tell
+    /// the receiver they exist.
+    pub lost_with_publisher: u64,
+    /// Second events for a publisher's sequence numbers an equivocator sent (pubsub).
+    pub equivocations_sent: u64,
+    /// Deliveries out of causal order at nodes whose PubSub counted a causal timeout (it
+    /// delivered an event without a dependency that did not come within its wait, and the
+    /// dependency's stream was not given up on); anywhere else such a delivery fails the run.
+    pub causal_late_excused: u64,
     /// The first invariant broken, if any (the run stopped there).
     pub failure: Option<String>,
 }
@@ -245,13 +265,16 @@ impl Summary {
         );
         if self.scenario == "pubsub" {
             s += &format!(
-                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{},\"missing_without_reason\":{},\"forged_sent\":{},\"forged_deliveries\":{}",
+                ",\"events_published\":{},\"deliveries_expected\":{},\"deliveries\":{},\"missing_without_reason\":{},\"forged_sent\":{},\"forged_deliveries\":{},\"lost_with_publisher\":{},\"equivocations_sent\":{},\"causal_late_excused\":{}",
                 self.events_published,
                 self.deliveries_expected,
                 self.deliveries,
                 self.lost,
                 self.forged_sent,
-                self.forged_deliveries
+                self.forged_deliveries,
+                self.lost_with_publisher,
+                self.equivocations_sent,
+                self.causal_late_excused
             );
         } else {
             s += &format!(
@@ -507,7 +530,7 @@ impl Violations {
 
 /// Schedules the faults, then runs `world` until the workload (from `warmup` to `work_end`),
 /// the partition and the drain are over. `probe` says after every event how much is done and
-/// whether an invariant broke.
+/// whether an invariant broke (it may look at the world: a node's counters).
 pub(super) fn run_world(
     world: &mut World,
     c: &Common,
@@ -515,7 +538,7 @@ pub(super) fn run_world(
     work_end: Duration,
     started: std::time::Instant,
     report: &mut dyn FnMut(&Progress),
-    probe: &mut dyn FnMut() -> (u64, Option<String>),
+    probe: &mut dyn FnMut(&World) -> (u64, Option<String>),
 ) -> Result<(), String> {
     schedule_faults(world, c, warmup, work_end.max(warmup + c.partition));
     let end = work_end + c.partition + c.drain;
@@ -525,7 +548,7 @@ pub(super) fn run_world(
         started,
     };
     world.run_until(end, &mut |_, _, _| {}, &mut |w| {
-        let (done, violation) = probe();
+        let (done, violation) = probe(w);
         reporter.tick(w, done);
         violation.map_or(Ok(()), Err)
     })

@@ -213,7 +213,7 @@ pub fn run_unicast_with(s: &UnicastScenario, report: &mut dyn FnMut(&Progress)) 
         send_end,
         started,
         report,
-        &mut || {
+        &mut |_| {
             let log = log3.lock();
             (log.answered.len() as u64, log.v.first.clone())
         },

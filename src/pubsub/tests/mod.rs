@@ -1,4 +1,10 @@
-//! Unit tests of the PubSub engine, without threads.
+//! Unit tests of the PubSub engine, without threads: the fixture, and the basics of one
+//! publisher's tree. `multi` covers several publishers (causal order, equivocation),
+//! `validation` the application validation hook, `withdrawal` topic deletion.
+
+mod multi;
+mod validation;
+mod withdrawal;
 
 use super::*;
 use crate::identity::{CheckedKey, Signature};
@@ -10,9 +16,24 @@ struct Fixture {
     engine: PubSub,
     ctx: Context,
     now: Now,
+    /// This node's key.
+    me: Keypair,
     parent: Keypair,
     publisher: Keypair,
     topic_key: Keypair,
+}
+
+/// What the engine asked for since the last look.
+#[derive(Default)]
+struct Seen {
+    /// Sequence numbers delivered, with their publisher.
+    delivered: Vec<(EngineIdentity, u64)>,
+    /// PubSub messages sent, with their destination.
+    sent: Vec<(NodeIdentity, PubSubMessage)>,
+    /// Notices to the Router other than deliveries.
+    notices: Vec<PubSubNotice>,
+    /// Requests to the identity store.
+    identity: Vec<IdentityRequest>,
 }
 
 /// A subscriber node's PubSub with one parent (`parent`) and a topic published by
@@ -31,6 +52,7 @@ fn fixture() -> Fixture {
         engine,
         ctx,
         now,
+        me,
         parent: Keypair::generate(),
         publisher: Keypair::generate(),
         topic_key: Keypair::generate(),
@@ -60,10 +82,16 @@ impl Fixture {
 
     /// `msg` as it arrives from the parent node, verified.
     fn receive_from_parent(&mut self, msg: PubSubMessage) {
-        let sender = self.parent.derive_engine(PUBSUB_ENGINE_NAME);
+        let parent = self.parent.clone();
+        self.receive(&parent, msg);
+    }
+
+    /// `msg` as it arrives from the node of `peer` (its node key), verified.
+    fn receive(&mut self, peer: &Keypair, msg: PubSubMessage) {
+        let sender = peer.derive_engine(PUBSUB_ENGINE_NAME);
         let mut m = EngineMessage {
             src: sender.engine_identity(),
-            src_node: self.parent.node_identity(),
+            src_node: peer.node_identity(),
             dst: Destination::Node(self.ctx.node()),
             id: MessageId(1),
             reply_to: None,
@@ -81,16 +109,31 @@ impl Fixture {
             .unwrap()
             .verify(&key, &mut Vec::new())
             .unwrap();
-        let input = Input::Message(Message::remote(verified, self.parent.node_identity()));
+        let input = Input::Message(Message::remote(verified, peer.node_identity()));
         self.engine.handle(&mut self.ctx, input);
         self.engine.flush(&mut self.ctx);
     }
 
     fn event(&self, seq: u64) -> Event {
-        let src = self.publisher.derive_engine("app");
+        let publisher = self.publisher.clone();
+        self.event_of(&publisher, seq, vec![], b"")
+    }
+
+    /// Event `seq` of the PubSub of `node` (a node key), after the events at `after`; `salt`
+    /// makes another event with the same sequence number.
+    fn event_of(
+        &self,
+        node: &Keypair,
+        seq: u64,
+        after: Vec<(EngineIdentity, u64)>,
+        salt: &[u8],
+    ) -> Event {
+        let src = node.derive_engine("app");
+        let mut payload = seq.to_le_bytes().to_vec();
+        payload.extend_from_slice(salt);
         let m = EngineMessage {
             src: src.engine_identity(),
-            src_node: self.publisher.node_identity(),
+            src_node: node.node_identity(),
             dst: Destination::Topic(self.topic()),
             id: MessageId(seq),
             reply_to: None,
@@ -98,12 +141,82 @@ impl Fixture {
             rprefs: None,
             tprefs: None,
             protocol: Protocol(Protocol::APP_BASE),
-            body: seq.to_le_bytes().to_vec(),
+            body: payload,
             sig: None,
         };
         let mut body = Vec::new();
         m.encode_signed_fields(&mut body);
-        Event::new_signed(&self.publisher_engine(), self.topic(), seq, vec![], body).into_inner()
+        let key = node.derive_engine(PUBSUB_ENGINE_NAME);
+        Event::new_signed_after(&key, self.topic(), seq, vec![], after, body).into_inner()
+    }
+
+    /// A signed advert of the topic listing the PubSub engines of `nodes`.
+    fn advert_of(&self, nodes: &[&Keypair], version: u64) -> TopicAdvert {
+        TopicAdvert {
+            topic: self.topic(),
+            publishers: nodes
+                .iter()
+                .map(|n| n.derive_engine(PUBSUB_ENGINE_NAME).engine_identity())
+                .collect(),
+            tags: vec![],
+            version,
+            created: wall_clock(),
+            sig: Signature([0; 64]),
+        }
+        .sign(&self.topic_key)
+    }
+
+    fn request(&mut self, req: PubSubRequest) {
+        self.engine.handle(
+            &mut self.ctx,
+            Input::System(System(SystemMail::PubSubRequest(Box::new(req)))),
+        );
+        self.engine.flush(&mut self.ctx);
+    }
+
+    fn connect(&mut self, peer: &Keypair) {
+        self.engine.handle(
+            &mut self.ctx,
+            Input::Transport(TransportEvent::NodeConnected {
+                node: peer.node_identity(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+            }),
+        );
+    }
+
+    /// Everything the engine asked for since the last call.
+    fn look(&mut self) -> Seen {
+        let mut seen = Seen::default();
+        for out in self.ctx.take_outputs() {
+            match out {
+                Output::System(System(SystemMail::PubSubNotice(n))) => match *n {
+                    PubSubNotice::Deliver { message } => {
+                        let Origin::Topic { publisher, .. } = message.origin() else {
+                            panic!("delivered as {:?}", message.origin());
+                        };
+                        seen.delivered.push((
+                            publisher,
+                            u64::from_le_bytes(message.body()[..8].try_into().unwrap()),
+                        ))
+                    }
+                    other => seen.notices.push(other),
+                },
+                Output::Identity(req) => seen.identity.push(req),
+                Output::Send(o) if o.msg.protocol == Protocol::PUBSUB => {
+                    let Destination::Node(to) = o.msg.dst else {
+                        panic!("pub/sub to {:?}", o.msg.dst)
+                    };
+                    seen.sent
+                        .push((to, PubSubMessage::from_bytes(&o.msg.body).unwrap()))
+                }
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    fn stat(&self, c: impl Fn(&PubSubStats) -> &AtomicU64) -> u64 {
+        c(&self.engine.stats).load(Ordering::Relaxed)
     }
 
     fn tick_after(&mut self, d: Duration) {
@@ -142,16 +255,20 @@ impl Fixture {
                 PubSubRequest::Subscribe { topic },
             )))),
         );
+        let publisher = self.publisher_engine().engine_identity();
         self.receive_from_parent(PubSubMessage::Advert {
             advert: self.advert(),
+            publisher,
             hops: 0,
         });
         let (_, sent) = self.drain();
         assert!(
-            sent.contains(&PubSubMessage::Subscribe { topic }),
+            sent.contains(&PubSubMessage::Subscribe {
+                topic,
+                publishers: vec![publisher]
+            }),
             "{sent:?}"
         );
-        let publisher = self.publisher_engine().engine_identity();
         self.receive_from_parent(PubSubMessage::SubscribeAck {
             topic,
             accepted: true,
@@ -173,12 +290,20 @@ fn a_subscription_waits_for_the_advert() {
     );
     let (_, sent) = f.drain();
     assert!(sent.is_empty(), "no parent known yet: {sent:?}");
+    let publisher = f.publisher_engine().engine_identity();
     f.receive_from_parent(PubSubMessage::Advert {
         advert: f.advert(),
+        publisher,
         hops: 0,
     });
     let (_, sent) = f.drain();
-    assert_eq!(sent, vec![PubSubMessage::Subscribe { topic }]);
+    assert_eq!(
+        sent,
+        vec![PubSubMessage::Subscribe {
+            topic,
+            publishers: vec![publisher]
+        }]
+    );
 }
 
 #[test]
@@ -236,7 +361,7 @@ fn unauthorized_and_forged_events_are_neither_delivered_nor_forwarded() {
     // A child, to see whether anything is forwarded.
     let child = Keypair::generate().node_identity();
     let topic = f.topic();
-    f.engine.on_subscribe(&mut f.ctx, child, topic);
+    f.engine.on_subscribe(&mut f.ctx, child, topic, vec![]);
     f.drain();
     let rogue = Keypair::generate().derive_engine(PUBSUB_ENGINE_NAME);
     let mut unauthorized = f.event(1);
@@ -328,4 +453,20 @@ fn a_forged_sender_inside_an_authorized_event_is_reported_as_claimed() {
         Origin::Topic { publisher, via } if publisher == f.publisher_engine().engine_identity()
             && via == f.parent.node_identity()
     ));
+}
+
+#[test]
+fn events_with_impossible_sequence_numbers_are_refused() {
+    let mut f = fixture();
+    f.subscribed();
+    let publisher = f.publisher.clone();
+    for seq in [0, u64::MAX] {
+        let ev = f.event_of(&publisher, seq, vec![], b"");
+        f.receive_from_parent(PubSubMessage::Event(ev));
+    }
+    assert!(f.look().delivered.is_empty());
+    assert_eq!(f.stat(|s| &s.malformed), 2);
+    // The stream still starts where the parent said.
+    f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+    assert_eq!(f.look().delivered.len(), 1);
 }
