@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod topics;
+
 use std::time::{Duration, Instant};
 
 use netmachine::identity::Keypair;
