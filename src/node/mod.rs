@@ -23,24 +23,25 @@ use parking_lot::{Mutex, RwLock};
 
 pub mod client;
 pub(crate) mod directory;
-#[cfg(feature = "testing")]
-mod egress;
 pub(crate) mod engine_shell;
 mod identity;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
 pub(crate) mod router_shell;
+mod status;
+#[cfg(feature = "testing")]
+mod test_hooks;
 pub(crate) mod transport_link;
 
-#[cfg(feature = "testing")]
-pub use egress::EgressHandle;
 pub use engine_shell::EngineFailure;
+#[cfg(feature = "testing")]
+pub use test_hooks::{EgressHandle, IngressHandle};
 
 use crate::engines::ping::{PingEngine, PING_ENGINE_NAME};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME};
 use crate::identity_store::{IdentityLimits, IdentityStats, DEFAULT_MAX_RECORDS};
-use crate::mail::identity::{IdentityEvent, IdentityRequest, IdentityUpdate, Party};
+use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::router::{LocalEngines, Router, RouterLimits};
 use crate::runtime::stats::{NodeStats, StatsSnapshot};
@@ -56,9 +57,6 @@ use nis_shell::{NisMail, NisShell};
 use quic::driver::{Bound, Driver, DriverParts};
 use router_shell::{RouterMail, RouterShell};
 use transport_link::{TransportLink, TransportMail};
-
-/// How long [`Node::status`] waits for the identity store's answer: 1 s.
-const STATUS_WAIT: Duration = Duration::from_secs(1);
 
 /// How long shutdown waits for engines to stop: 5 s.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -555,30 +553,6 @@ pub struct ShutdownReport {
     pub hung: Vec<String>,
 }
 
-/// Feeds wire messages to the Router as if the Transport had received them from a peer — for
-/// tests and benchmarks only. The peer identity is trusted as authenticated without any proof,
-/// so it exists only with the `testing` feature, never in a deployed node.
-#[cfg(feature = "testing")]
-#[derive(Clone)]
-pub struct IngressHandle {
-    router: Sender<RouterMail>,
-}
-
-#[cfg(feature = "testing")]
-impl IngressHandle {
-    /// Queues one wire message from `peer` (waits while the Router's mailbox is full). Returns
-    /// false if the node has stopped.
-    pub fn deliver(&self, peer: NodeIdentity, wire: Vec<u8>) -> bool {
-        self.router
-            .send(RouterMail::Remote {
-                peer,
-                wire,
-                receipt: None,
-            })
-            .is_ok()
-    }
-}
-
 /// A running node.
 pub struct Node {
     key: Keypair,
@@ -680,45 +654,6 @@ impl Node {
             .is_ok()
     }
 
-    /// Asks the Network Identity Store `req` and waits up to `timeout` for the answer: a
-    /// lookup's record (a node's trust and reputation among it), an update's result, the
-    /// standing of the nodes whose trust or reputation is set. `None` if the node has stopped,
-    /// the store did not answer in time, or `req` has no answer (`Subscribe`, `Unsubscribe`).
-    pub fn ask_identity_store(
-        &self,
-        req: IdentityRequest,
-        timeout: Duration,
-    ) -> Option<IdentityEvent> {
-        if matches!(
-            req,
-            IdentityRequest::Subscribe | IdentityRequest::Unsubscribe
-        ) {
-            return None;
-        }
-        let (reply, answer) = bounded(1);
-        self.links
-            .nis
-            .send_timeout(NisMail::Ask { req, reply }, timeout)
-            .ok()?;
-        answer.recv_timeout(timeout).ok()
-    }
-
-    /// A handle to send wire bytes to other nodes as they are (see [`EgressHandle`]; only
-    /// with the `testing` feature).
-    #[cfg(feature = "testing")]
-    pub fn egress(&self) -> EgressHandle {
-        EgressHandle::new(self.links.transport.clone())
-    }
-
-    /// A handle to feed wire messages into the Router's ingress (see [`IngressHandle`]; only
-    /// with the `testing` feature).
-    #[cfg(feature = "testing")]
-    pub fn ingress(&self) -> IngressHandle {
-        IngressHandle {
-            router: self.links.router.clone(),
-        }
-    }
-
     /// A copy of the node's counters.
     pub fn stats(&self) -> StatsSnapshot {
         self.links.stats.snapshot()
@@ -737,53 +672,6 @@ impl Node {
     /// Engines that panicked so far.
     pub fn failures(&self) -> Vec<EngineFailure> {
         self.links.failures.lock().clone()
-    }
-
-    /// A status view for a person: identity, engines, counters, failures.
-    pub fn status(&self) -> String {
-        let mut out = format!("node {}\nengines:\n", self.identity);
-        for (name, id) in self.engines() {
-            out.push_str(&format!("  {name:<16} {id}\n"));
-        }
-        out.push_str(&format!("{}\n", self.stats()));
-        let identity = self.identity_stats.nonzero();
-        if !identity.is_empty() {
-            out.push_str("identity:");
-            for (name, v) in identity {
-                out.push_str(&format!(" {name}={v}"));
-            }
-            out.push('\n');
-        }
-        if let Some(p) = self.pubsub_stats() {
-            let counters = p.nonzero();
-            if !counters.is_empty() {
-                out.push_str("pubsub:");
-                for (name, v) in counters {
-                    out.push_str(&format!(" {name}={v}"));
-                }
-                out.push('\n');
-            }
-        }
-        for f in self.failures() {
-            out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
-        }
-        match self.ask_identity_store(IdentityRequest::Standing, STATUS_WAIT) {
-            Some(IdentityEvent::Standing(list)) if !list.is_empty() => {
-                out.push_str("peers with a trust or reputation set:\n");
-                for s in list {
-                    out.push_str(&format!(
-                        "  {} trust={} reputation={}\n",
-                        s.id,
-                        s.trust.unwrap_or(crate::mail::identity::DEFAULT_TRUST),
-                        s.reputation
-                            .unwrap_or(crate::mail::identity::DEFAULT_REPUTATION)
-                    ));
-                }
-            }
-            Some(_) => {}
-            None => out.push_str("peers: the identity store did not answer\n"),
-        }
-        out
     }
 
     /// Stops every thread of the node and reports how it went.
