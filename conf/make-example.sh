@@ -38,6 +38,10 @@ for i in 1 2 3; do
     eval "advert$i=\$(\"\$NETMACHINE\" advert --config \"\$here/node\$i.toml\")"
 done
 
+# An engine of node3 that node1 knows where to find without asking (its PubSub engine; any
+# engine node3 runs, reachable or not, can be listed so).
+engine3=$("$NETMACHINE" advert --config "$here/node3.toml" --engine pubsub 2>/dev/null)
+
 # The full configurations: every node lists the other two.
 for i in 1 2 3; do
     {
@@ -48,6 +52,9 @@ for i in 1 2 3; do
             printf '\n[[peers]]  # node%s\nadvert = "%s"\n' "$j" "$line"
             echo 'trust = 128  # 0 bans the peer; 255 is full trust'
         done
+        if [ "$i" = 1 ]; then
+            printf '\n[[engines]]  # the pubsub engine of node3\nadvert = "%s"\n' "$engine3"
+        fi
         cat <<END
 
 [limits]

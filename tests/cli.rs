@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netmachine::wire::NodeAdvert;
+use netmachine::wire::{EngineAdvert, NodeAdvert};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netmachine");
 
@@ -134,6 +134,28 @@ fn advert_prints_one_verifiable_line() {
     keygen(&dir, "m.key");
     let other = dir.path("m.toml");
     write_config(&other, "m.key", 7002, &[&line], "");
+    advert(&other);
+
+    // An engine's advert, for other nodes' [[engines]] tables.
+    let out = netmachine(&[
+        "advert",
+        "--config",
+        conf.to_str().unwrap(),
+        "--engine",
+        "echo",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let engine_line = text(&out.stdout).trim().to_string();
+    let engine = EngineAdvert::from_line(&engine_line).expect("engine advert line verifies");
+    assert_eq!(engine.node.to_string(), id);
+    assert_eq!(engine.name, "echo");
+    write_config(
+        &other,
+        "m.key",
+        7002,
+        &[&line],
+        &format!("\n[[engines]]\nadvert = \"{engine_line}\"\n"),
+    );
     advert(&other);
 }
 

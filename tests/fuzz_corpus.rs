@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use netmachine::identity::{CheckedKey, Keypair, Signature};
 use netmachine::pubsub::{Event, PubSubMessage, Withdrawal};
 use netmachine::time::Timestamp;
-use netmachine::transport::control::{self, Ack, Hello};
+use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind};
 use netmachine::wire::advert::{DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert};
 use netmachine::wire::message::Unverified;
@@ -151,11 +151,24 @@ fn outcome(target: &str, data: &[u8]) -> String {
         "control" => match (control::decode::<Hello>(data), control::decode::<Ack>(data)) {
             (Ok(_), _) => "hello".to_string(),
             (_, Ok(_)) => "ack".to_string(),
-            (Err(hello), Err(ack)) => format!("{hello:?} / {ack:?}"),
+            (Err(hello), Err(ack)) => {
+                if control::decode::<Lookup>(data).is_ok() {
+                    "lookup".to_string()
+                } else if let Ok(found) = control::decode::<Found>(data) {
+                    verified(found.advert.is_some_and(|a| a.verify().is_ok()))
+                } else if control::decode::<Withdrawn>(data).is_ok() {
+                    "withdrawn".to_string()
+                } else {
+                    match control::decode::<EngineAdverts>(data) {
+                        Ok(a) => verified(a.0.into_iter().all(|a| a.verify().is_ok())),
+                        Err(e) => format!("{hello:?} / {ack:?} / {e:?}"),
+                    }
+                }
+            }
         },
         "adverts" => {
             if let Ok(text) = std::str::from_utf8(data) {
-                if text.starts_with("nmadvert1:") {
+                if text.starts_with("nmadvert2:") {
                     return verified(NodeAdvert::from_line(text).is_ok());
                 }
             }
@@ -217,6 +230,10 @@ fn expected_outcome(target: &str, name: &str) -> &'static str {
         ("control", "hello-trailing-byte") => "TrailingBytes(1) /",
         ("control", "ack-over-limit") => "/ TooLarge { what: \"list\", len: 2049",
         ("control", "ack-forged-count" | "ack-truncated") => "/ Truncated",
+        ("control", "exchange-lookup") => "lookup",
+        ("control", "exchange-withdrawn") => "withdrawn",
+        ("control", "exchange-found" | "exchange-engine-adverts") => "verifies",
+        ("control", "exchange-engine-adverts-over-limit") => "TooLarge { what: \"list\", len: 65",
         ("adverts", "node-advert-truncated") => "Truncated /",
         ("adverts", "node-advert-bad-name-tag") => "BadTag",
         ("adverts", "node-advert-name-not-utf8") => "BadUtf8 /",
@@ -408,15 +425,18 @@ impl Seeds {
             ],
             3,
             Timestamp(1_700_000_000_000),
-            Some("alpha".into()),
+            Timestamp(1_700_086_400_000),
+            Some("alpha-1".into()),
         );
-        let node_advert_bare = NodeAdvert::new_signed(&key(4), Vec::new(), 1, Timestamp(0), None);
+        let node_advert_bare =
+            NodeAdvert::new_signed(&key(4), Vec::new(), 1, Timestamp(0), Timestamp(1), None);
         let engine_advert = EngineAdvert {
             engine: engine.engine_identity(),
             node: node.node_identity(),
             name: "app".into(),
             version: 1,
             created: Timestamp(1_700_000_000_000),
+            expires: Timestamp(1_700_086_400_000),
             sig: Signature([0; 64]),
         }
         .sign(&engine);
@@ -548,6 +568,7 @@ impl Seeds {
     fn control(&self) -> Vec<(&'static str, Vec<u8>)> {
         let h = control::encode(&hello(None));
         let ack = control::encode(&Ack(vec![(2, 10), (6, 1), (u64::MAX, 0)]));
+        let adverts = control::encode(&EngineAdverts(vec![self.engine_advert.clone()]));
         vec![
             ("valid-hello", h.clone()),
             ("valid-hello-known-advert", control::encode(&hello(Some(9)))),
@@ -567,6 +588,29 @@ impl Seeds {
             ("ack-over-limit", with_u64(&ack, 0, 2049)),
             ("ack-forged-count", with_u64(&ack, 0, 2000)),
             ("ack-truncated", truncated(&ack, ack.len() - 5)),
+            (
+                "exchange-lookup",
+                control::encode(&Lookup {
+                    engine: self.engine_advert.engine,
+                }),
+            ),
+            (
+                "exchange-withdrawn",
+                control::encode(&Withdrawn(vec![self.engine_advert.engine; 2])),
+            ),
+            (
+                "exchange-found",
+                control::encode(&Found {
+                    engine: self.engine_advert.engine,
+                    advert: Some(self.engine_advert.clone()),
+                    node_advert: Some(self.node_advert.clone()),
+                }),
+            ),
+            ("exchange-engine-adverts", adverts.clone()),
+            (
+                "exchange-engine-adverts-over-limit",
+                with_u64(&adverts, 0, 65),
+            ),
         ]
     }
 
@@ -575,8 +619,10 @@ impl Seeds {
         let topic = encode_to_vec(&self.topic_advert);
         let n = node.len();
         // Node advert: id 32, address count 8, addresses (V4: 4+4+4+2+1, V6: 4+4+16+2+1),
-        // version 8, created 8, name tag 1, name length 8, name 5, signature 64.
-        let name_tag_at = n - 64 - 5 - 8 - 1;
+        // version 8, created 8, expires 8, name tag 1, name length 8, name 7, signature 64 (186
+        // bytes: not the 184 of a domain advert with two nodes, which a mutated seed would then
+        // also decode as).
+        let name_tag_at = n - 64 - 7 - 8 - 1;
         vec![
             ("valid-node-advert", node.clone()),
             (

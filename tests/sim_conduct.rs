@@ -47,7 +47,14 @@ fn a_forging_node_is_cut_off_for_its_backoff_and_honest_traffic_is_unaffected() 
         .enumerate()
         .map(|(i, k)| {
             let addr = TransportAddress::quic(node_addr(i));
-            NodeAdvert::new_signed(k, vec![(addr, 1)], 1, WALL_EPOCH, None)
+            NodeAdvert::new_signed(
+                k,
+                vec![(addr, 1)],
+                1,
+                WALL_EPOCH,
+                WALL_EPOCH.after(netmachine::wire::advert::CONFIG_ADVERT_LIFETIME),
+                None,
+            )
         })
         .collect();
     // Forger and victim keep a permanent connection to each other: each would redial at once.

@@ -25,7 +25,7 @@ use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
 use netmachine::runtime::stats::NodeStats;
 use netmachine::time::{Now, Timestamp};
-use netmachine::transport::control::{self, Ack, Hello};
+use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind, FrameDecoder};
 use netmachine::wire::advert::IpAddress;
 use netmachine::wire::message::{BatchVerifier, Unverified};
@@ -75,6 +75,7 @@ const VECTORS: &[&str] = &[
     "node-advert-wire",
     "node-advert-line",
     "engine-advert-wire",
+    "engine-advert-line",
     "topic-advert-wire",
     "domain-advert-wire",
     "hello-payload",
@@ -97,6 +98,11 @@ const VECTORS: &[&str] = &[
     "pubsub-event-ack-body",
     "pubsub-events-body",
     "pubsub-withdraw-body",
+    "engine-adverts-frame",
+    "engine-withdraw-frame",
+    "lookup-frame",
+    "found-frame",
+    "found-unknown-frame",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -397,7 +403,8 @@ fn ref_node_advert_fields(a: &NodeAdvert) -> Layout {
     }
     l = l
         .field("version (u64)", u64le(a.version))
-        .field("created (u64 ms)", u64le(a.created.0));
+        .field("created (u64 ms)", u64le(a.created.0))
+        .field("expires (u64 ms)", u64le(a.expires.0));
     match &a.name {
         None => l.field("name: None", [0]),
         Some(n) => l
@@ -413,6 +420,58 @@ fn ref_engine_advert_fields(a: &EngineAdvert) -> Layout {
         .append("", ref_bytes("name", a.name.as_bytes()))
         .field("version (u64)", u64le(a.version))
         .field("created (u64 ms)", u64le(a.created.0))
+        .field("expires (u64 ms)", u64le(a.expires.0))
+}
+
+fn ref_option(name: &str, inner: Option<Layout>) -> Layout {
+    match inner {
+        None => Layout::default().field(format!("{name}: None"), [0]),
+        Some(l) => Layout::default()
+            .field(format!("{name}: Some"), [1])
+            .append(&format!("{name}: "), l),
+    }
+}
+
+fn ref_engine_adverts(adverts: &[EngineAdvert]) -> Layout {
+    let mut l = Layout::default().field("count (u64)", u64le(adverts.len() as u64));
+    for (i, a) in adverts.iter().enumerate() {
+        l = l.append(
+            &format!("[{i}] "),
+            with_signature(ref_engine_advert_fields(a), &a.sig),
+        );
+    }
+    l
+}
+
+fn ref_withdrawn(engines: &[EngineIdentity]) -> Layout {
+    let mut l = Layout::default().field("count (u64)", u64le(engines.len() as u64));
+    for (i, e) in engines.iter().enumerate() {
+        l = l.field(format!("[{i}] (EngineIdentity)"), e.0);
+    }
+    l
+}
+
+fn ref_found(f: &Found) -> Layout {
+    Layout::default()
+        .field("engine (EngineIdentity)", f.engine.0)
+        .append(
+            "",
+            ref_option(
+                "advert",
+                f.advert
+                    .as_ref()
+                    .map(|a| with_signature(ref_engine_advert_fields(a), &a.sig)),
+            ),
+        )
+        .append(
+            "",
+            ref_option(
+                "node_advert",
+                f.node_advert
+                    .as_ref()
+                    .map(|a| with_signature(ref_node_advert_fields(a), &a.sig)),
+            ),
+        )
 }
 
 fn ref_topic_advert_fields(a: &TopicAdvert) -> Layout {
@@ -774,8 +833,10 @@ const DOMAIN_SEED: [u8; 32] = [0x04; 32];
 /// 2023-11-14T22:13:20Z.
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const CTX_ENGINE_MESSAGE: &[u8] = b"netmachine/v1/engine-message\0";
-const CTX_NODE_ADVERT: &[u8] = b"netmachine/v1/node-advert\0";
-const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v1/engine-advert\0";
+const CTX_NODE_ADVERT: &[u8] = b"netmachine/v2/node-advert\0";
+const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
+/// T0 + 24 h: when the vectors' node and engine adverts expire.
+const T0_PLUS_DAY: Timestamp = Timestamp(1_700_086_400_000);
 const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
 const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
 const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
@@ -868,6 +929,7 @@ fn fixture() -> Fixture {
         ],
         3,
         T0,
+        T0_PLUS_DAY,
         Some("node-a".into()),
     );
     let engine_advert = EngineAdvert {
@@ -876,6 +938,7 @@ fn fixture() -> Fixture {
         name: "echo".into(),
         version: 1,
         created: T0,
+        expires: T0_PLUS_DAY,
         sig: Signature([0; 64]),
     }
     .sign(&echo);
@@ -900,8 +963,8 @@ fn fixture() -> Fixture {
     }
     .sign(&domain);
     let hello = Hello {
-        min_version: 1,
-        max_version: 1,
+        min_version: 2,
+        max_version: 2,
         instance: 0x0123_4567_89ab_cdef,
         advert_version: 3,
         known_advert_version: Some(5),
@@ -1542,7 +1605,7 @@ fn node_advert_vectors() {
     assert_eq!(line, a.to_line());
     assert_eq!(
         line,
-        format!("nmadvert1:{}", to_hex(&hex("node-advert-wire")))
+        format!("nmadvert2:{}", to_hex(&hex("node-advert-wire")))
     );
     assert_eq!(NodeAdvert::from_line(&line).unwrap().into_inner(), *a);
 }
@@ -1563,6 +1626,13 @@ fn engine_topic_and_domain_advert_vectors() {
     );
     let back: EngineAdvert = decode_exact(&hex("engine-advert-wire")).unwrap();
     assert_eq!(back.verify().unwrap().into_inner(), *e);
+    let line = text("engine-advert-line");
+    assert_eq!(line, e.to_line());
+    assert_eq!(
+        line,
+        format!("nmengine2:{}", to_hex(&hex("engine-advert-wire")))
+    );
+    assert_eq!(EngineAdvert::from_line(&line).unwrap().into_inner(), *e);
 
     let t = &fx.topic_advert;
     assert_vector("topic-advert-wire", &encode_to_vec(t));
@@ -1668,6 +1738,98 @@ fn control_vectors() {
             assert_eq!(got, 1);
         }
     }
+}
+
+/// The identity-exchange payloads of §16.10, keyed by vector name, with their frame types.
+fn exchange_payloads(fx: &Fixture) -> Vec<(&'static str, &'static str, u8, Vec<u8>, Layout)> {
+    let adverts = EngineAdverts(vec![fx.engine_advert.clone()]);
+    let withdrawn = Withdrawn(vec![fx.echo.engine_identity()]);
+    let lookup = Lookup {
+        engine: fx.echo.engine_identity(),
+    };
+    let found = Found {
+        engine: fx.echo.engine_identity(),
+        advert: Some(fx.engine_advert.clone()),
+        node_advert: Some(fx.node_advert.clone()),
+    };
+    let unknown = Found {
+        engine: fx.echo.engine_identity(),
+        advert: None,
+        node_advert: None,
+    };
+    vec![
+        (
+            "engine-adverts-frame",
+            "ENGINE_ADVERTS",
+            0x04,
+            control::encode(&adverts),
+            ref_engine_adverts(&adverts.0),
+        ),
+        (
+            "engine-withdraw-frame",
+            "ENGINE_WITHDRAW",
+            0x05,
+            control::encode(&withdrawn),
+            ref_withdrawn(&withdrawn.0),
+        ),
+        (
+            "lookup-frame",
+            "LOOKUP",
+            0x06,
+            control::encode(&lookup),
+            Layout::default().field("engine (EngineIdentity)", lookup.engine.0),
+        ),
+        (
+            "found-frame",
+            "FOUND",
+            0x07,
+            control::encode(&found),
+            ref_found(&found),
+        ),
+        (
+            "found-unknown-frame",
+            "FOUND",
+            0x07,
+            control::encode(&unknown),
+            ref_found(&unknown),
+        ),
+    ]
+}
+
+#[test]
+fn identity_exchange_vectors() {
+    let fx = fixture();
+    for (name, kind_name, k, payload, layout) in exchange_payloads(&fx) {
+        assert_eq!(payload, layout.bytes(), "{name}: reference encoding");
+        let mut f = Vec::new();
+        frame::encode(k, &payload, &mut f);
+        assert_vector(name, &f);
+        assert_vector(name, &ref_frame(kind_name, k, layout).bytes());
+        let mut d = FrameDecoder::new(64 << 10);
+        let mut got = Vec::new();
+        d.push(&hex(name), |k, p| got.push((k, p))).unwrap();
+        assert_eq!(got, vec![(k, payload)], "{name}");
+    }
+    let found: Found = control::decode(&hex("found-frame")[5..]).unwrap();
+    assert_eq!(
+        found.advert.unwrap().verify().unwrap().into_inner(),
+        fx.engine_advert
+    );
+    assert_eq!(
+        found.node_advert.unwrap().verify().unwrap().into_inner(),
+        fx.node_advert
+    );
+    let lookup: Lookup = control::decode(&hex("lookup-frame")[5..]).unwrap();
+    assert_eq!(lookup.engine, fx.echo.engine_identity());
+    assert_eq!(
+        (
+            kind::ENGINE_ADVERTS,
+            kind::ENGINE_WITHDRAW,
+            kind::LOOKUP,
+            kind::FOUND
+        ),
+        (0x04, 0x05, 0x06, 0x07)
+    );
 }
 
 #[test]
@@ -2242,7 +2404,7 @@ fn print_vectors() {
     println!("### 16.6 NodeAdvert\n");
     para(
         "Node A at `192.0.2.1:7001` (weight 100) and `[2001:db8::1]:7001` (weight 50), \
-         version 3, created T0, name `node-a`, signed by node A's key.\n",
+         version 3, created T0, expires T0 + 24 h, name `node-a`, signed by node A's key.\n",
     );
     let a = &fx.node_advert;
     print_layout_vector(
@@ -2266,7 +2428,8 @@ fn print_vectors() {
 
     println!("### 16.7 EngineAdvert, TopicAdvert, DomainAdvert\n");
     para(
-        "Engine `echo` runs on node A as `echo`, version 1, created T0, signed by the engine key:",
+        "Engine `echo` runs on node A as `echo`, version 1, created T0, expires T0 + 24 h, \
+         signed by the engine key:",
     );
     let e = &fx.engine_advert;
     print_layout_vector(
@@ -2274,6 +2437,8 @@ fn print_vectors() {
         &with_signature(ref_engine_advert_fields(e), &e.sig),
         true,
     );
+    println!("Its one-line text form:\n");
+    print_block("engine-advert-line", "text", &format!("{}\n", e.to_line()));
     para(
         "Topic (seed `03` × 32) with publishers `pubsub` of A and of B, tags `blocks` and \
          `testnet`, version 1, created T0, signed by the topic key:\n",
@@ -2294,7 +2459,7 @@ fn print_vectors() {
 
     println!("### 16.8 Control and message frames\n");
     para(
-        "`Hello { min_version: 1, max_version: 1, instance: 0x0123456789abcdef, \
+        "`Hello { min_version: 2, max_version: 2, instance: 0x0123456789abcdef, \
          advert_version: 3, known_advert_version: Some(5) }`:\n",
     );
     print_layout_vector("hello-payload", &ref_hello(&fx.hello), true);
@@ -2455,4 +2620,17 @@ fn print_vectors() {
          `netmachine/v1/withdrawal\\0` then the three fields before it:\n",
     );
     print_layout_vector("pubsub-withdraw-body", &body("pubsub-withdraw-body"), true);
+
+    println!("### 16.10 Identity exchange\n");
+    let texts = [
+        "Node A hands over the advert of its engine `echo` (§16.7) in an `ENGINE_ADVERTS` frame:\n",
+        "Node A withdraws engine `echo`:\n",
+        "A lookup of engine `echo`:\n",
+        "The answer of a node that holds the advert of `echo` and the advert of node A (§16.6):\n",
+        "The answer of a node that knows neither:\n",
+    ];
+    for ((name, kind_name, k, _, layout), text) in exchange_payloads(&fx).into_iter().zip(texts) {
+        para(text);
+        print_layout_vector(name, &ref_frame(kind_name, k, layout), true);
+    }
 }

@@ -15,7 +15,7 @@ use netmachine::identity::{to_hex, CheckedKey};
 use netmachine::pubsub::wire::MAX_BATCH_EVENTS;
 use netmachine::pubsub::{Event, PubSubMessage};
 use netmachine::time::Timestamp;
-use netmachine::transport::control::{self, Ack, Hello};
+use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, FrameDecoder, FrameError, HEADER_BYTES};
 use netmachine::wire::advert::{
     DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress,
@@ -187,7 +187,27 @@ pub fn frames(data: &[u8]) {
     assert_eq!(got_again, got);
 }
 
-/// Target `control`: the payloads of control-stream frames, `Hello` and `Ack`.
+/// Decodes `$data` as the control payload `$t`; a value that decodes must round-trip. Evaluates
+/// to the value, if any.
+macro_rules! round_trip {
+    ($t:ty, $data:expr) => {{
+        let data: &[u8] = $data;
+        control::decode::<$t>(data).ok().map(|value| {
+            let bytes = control::encode(&value);
+            assert_eq!(
+                bytes,
+                data,
+                "a decoded {} re-encodes to other bytes",
+                stringify!($t)
+            );
+            assert_eq!(control::decode::<$t>(&bytes).as_ref(), Ok(&value));
+            value
+        })
+    }};
+}
+
+/// Target `control`: the payloads of control-stream frames: `Hello`, `Ack` and the identity
+/// exchange's (`EngineAdverts`, `Withdrawn`, `Lookup`, `Found`).
 ///
 /// A value that decodes must re-encode to the same bytes and decode to an equal value; version
 /// negotiation between a decoded Hello and this node's must be symmetric and pick a version in
@@ -216,6 +236,17 @@ pub fn control(data: &[u8]) {
         let bytes = control::encode(&ack);
         assert_eq!(bytes, data, "a decoded Ack re-encodes to other bytes");
         assert_eq!(control::decode::<Ack>(&bytes), Ok(ack));
+    }
+    round_trip!(EngineAdverts, data);
+    round_trip!(Withdrawn, data);
+    round_trip!(Lookup, data);
+    if let Some(found) = round_trip!(Found, data) {
+        if let Some(a) = found.advert {
+            let _ = a.verify();
+        }
+        if let Some(a) = found.node_advert {
+            let _ = a.verify();
+        }
     }
 }
 
@@ -249,10 +280,10 @@ macro_rules! check_advert {
 }
 
 /// Target `adverts`: node, engine, topic and domain adverts in their wire encoding, and a node
-/// advert's one-line text form (`nmadvert1:<hex>`, as read from configuration files).
+/// advert's one-line text form (`nmadvert2:<hex>`, as read from configuration files).
 ///
 /// Each decoded advert must round-trip, and its signature is verified. The text form is tried
-/// twice: on the input read as (lossy) UTF-8, and on the input wrapped as `nmadvert1:<hex of
+/// twice: on the input read as (lossy) UTF-8, and on the input wrapped as `nmadvert2:<hex of
 /// input>`, which must be accepted exactly when the binary decode and verification succeed.
 pub fn adverts(data: &[u8]) {
     if let Some((advert, verified)) = check_advert!(NodeAdvert, data) {
@@ -275,7 +306,7 @@ pub fn adverts(data: &[u8]) {
     let binary_ok = decode_exact::<NodeAdvert>(data)
         .ok()
         .is_some_and(|a| a.verify().is_ok());
-    let line = format!("nmadvert1:{}", to_hex(data));
+    let line = format!("nmadvert2:{}", to_hex(data));
     assert_eq!(NodeAdvert::from_line(&line).is_ok(), binary_ok);
 }
 

@@ -7,7 +7,7 @@ use std::net::{AddrParseError, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::{KeyFileError, NodeIdentity};
+use crate::identity::{KeyFileError, NodeIdentity, ParseIdentityError};
 use crate::wire::advert::{AdvertError, MAX_NAME_BYTES};
 
 /// Why a configuration file was refused. The message always names the file, and the key when
@@ -91,6 +91,25 @@ pub enum ConfigError {
         first: String,
         /// The node.
         node: NodeIdentity,
+    },
+    /// An identity is not 64 hex characters.
+    BadIdentity {
+        /// The file.
+        file: PathBuf,
+        /// The key, such as `engines[0].engine`.
+        key: String,
+        /// Why.
+        error: ParseIdentityError,
+    },
+    /// An `[[engines]]` entry is incomplete (neither an advert nor both identities) or its
+    /// identities are not the ones its advert names.
+    BadEngine {
+        /// The file.
+        file: PathBuf,
+        /// The key, `engines[i]`.
+        key: String,
+        /// What is wrong.
+        what: &'static str,
     },
     /// A peer marked permanent has no address to dial.
     PermanentWithoutAddress {
@@ -199,6 +218,12 @@ impl fmt::Display for ConfigError {
                 file.display(),
                 node.short()
             ),
+            ConfigError::BadIdentity { file, key, error } => {
+                write!(f, "{}: key `{key}`: {error}", file.display())
+            }
+            ConfigError::BadEngine { file, key, what } => {
+                write!(f, "{}: key `{key}`: {what}", file.display())
+            }
             ConfigError::Zero { file, key } => {
                 write!(f, "{}: key `{key}`: must not be zero", file.display())
             }
@@ -234,6 +259,7 @@ impl std::error::Error for ConfigError {
             ConfigError::KeyFile { error, .. } => Some(error),
             ConfigError::BadAddress { error, .. } => Some(error),
             ConfigError::BadAdvert { error, .. } => Some(error),
+            ConfigError::BadIdentity { error, .. } => Some(error),
             _ => None,
         }
     }

@@ -16,9 +16,22 @@
 //! accept_unknown_peers = true       # let nodes that are not listed below connect (default true)
 //!
 //! [[peers]]                         # one table per peer
-//! advert = "nmadvert1:..."          # the line `netmachine advert --config <its file>` prints
+//! advert = "nmadvert2:..."          # the line `netmachine advert --config <its file>` prints
 //! permanent = false                 # keep a connection up and redial it (default false)
 //! trust = 128                       # 0 (banned: never connected, refused) ..= 255 (default 128)
+//!
+//! [[engines]]                       # remote engines to route to before anything is heard of
+//! engine = "<64 hex>"               # them: the engine's identity and the node it runs on,
+//! node = "<64 hex>"                 # and/or its signed advert (`netmachine advert --engine`);
+//! advert = "nmengine2:..."          # with only an advert, engine and node are taken from it
+//!
+//! [identity]                        # every key optional; the values shown are the defaults
+//! advert_lifetime_s = 86400         # this node's adverts; re-signed at half their lifetime
+//! max_lookups = 256                 # lookups of unknown engines with peers at once
+//! lookup_timeout_ms = 3000
+//! lookup_fanout = 8                 # peers asked per lookup
+//! negative_cache_s = 10             # an engine nobody knew is not looked up again meanwhile
+//! max_engines_per_node = 4096       # engine records kept per remote node
 //!
 //! [transport]                       # every key optional; the values shown are the defaults
 //! idle_timeout_ms = 10000
@@ -65,4 +78,4 @@ mod settings;
 mod tests;
 
 pub use error::ConfigError;
-pub use settings::Settings;
+pub use settings::{KnownEngine, Settings};

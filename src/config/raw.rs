@@ -20,6 +20,10 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) peers: Vec<RawPeer>,
     #[serde(default)]
+    pub(super) engines: Vec<RawEngine>,
+    #[serde(default)]
+    pub(super) identity: RawIdentity,
+    #[serde(default)]
     pub(super) transport: RawTransport,
     #[serde(default)]
     pub(super) limits: RawLimits,
@@ -49,6 +53,30 @@ pub(super) struct RawPeer {
     /// 0 (banned) ..= 255; checked in `Settings::load`.
     #[serde(default)]
     pub(super) trust: Option<u64>,
+}
+
+/// One `[[engines]]` table: a remote engine and the node it runs on, or its signed advert.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEngine {
+    #[serde(default)]
+    pub(super) engine: Option<String>,
+    #[serde(default)]
+    pub(super) node: Option<String>,
+    #[serde(default)]
+    pub(super) advert: Option<String>,
+}
+
+/// The `[identity]` table; an absent key keeps the default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    pub(super) advert_lifetime_s: Option<u64>,
+    pub(super) max_lookups: Option<usize>,
+    pub(super) lookup_timeout_ms: Option<u64>,
+    pub(super) lookup_fanout: Option<usize>,
+    pub(super) negative_cache_s: Option<u64>,
+    pub(super) max_engines_per_node: Option<usize>,
 }
 
 /// The `[transport]` table; an absent key keeps the [`TransportConfig`] default.

@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::identity::{Keypair, NodeIdentity};
+use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::node::{NodeBuilder, NodeLimits};
 use crate::transport::TransportConfig;
 use crate::wire::advert::MAX_NAME_BYTES;
-use crate::wire::{NodeAdvert, HARD_LIMIT_BYTES};
+use crate::wire::{EngineAdvert, NodeAdvert, HARD_LIMIT_BYTES};
 
 use super::raw::RawConfig;
 use super::*;
@@ -33,10 +33,23 @@ pub struct Settings {
     /// Trust set in `[[peers]]` tables (`trust = 0..255`; 0 bans the peer), by node, in file
     /// order. Peers without a `trust` key keep the default (128).
     pub trust: Vec<(NodeIdentity, u8)>,
+    /// Remote engines from `[[engines]]`, in file order.
+    pub engines: Vec<KnownEngine>,
     /// The Transport's configuration (its `listen` equals [`Settings::listen`]).
     pub transport: TransportConfig,
     /// The node's limits.
     pub limits: NodeLimits,
+}
+
+/// A remote engine the configuration names: where it runs, and its verified advert if given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KnownEngine {
+    /// The engine.
+    pub engine: EngineIdentity,
+    /// The node it runs on.
+    pub node: NodeIdentity,
+    /// Its signed advert (verified; its expiry is checked when the node starts).
+    pub advert: Option<EngineAdvert>,
 }
 
 impl Settings {
@@ -71,12 +84,40 @@ impl Settings {
         for &(node, trust) in &self.trust {
             builder = builder.trust(node, trust);
         }
+        for e in &self.engines {
+            builder = match &e.advert {
+                Some(a) => builder.engine_advert(a.clone()),
+                None => builder.engine_location(e.engine, e.node),
+            };
+        }
         builder
     }
 
-    /// This node's advert for its configured listen addresses and name, freshly signed.
+    /// This node's advert for its configured listen addresses and name, freshly signed, valid
+    /// for [`CONFIG_ADVERT_LIFETIME`](crate::wire::advert::CONFIG_ADVERT_LIFETIME).
     pub fn advert(&self) -> NodeAdvert {
         NodeAdvert::for_listen(&self.key, &self.listen, self.name.clone())
+    }
+
+    /// The advert of this node's engine called `name` (its key derived from the node key),
+    /// freshly signed and valid as long as [`Settings::advert`]'s: the line other nodes put in
+    /// `[[engines]] advert`. The name must be a valid engine name.
+    pub fn engine_advert(&self, name: &str) -> Result<EngineAdvert, crate::node::NodeError> {
+        if name.is_empty()
+            || name == crate::identity::ROUTER_ENGINE_NAME
+            || name.len() > MAX_NAME_BYTES
+        {
+            return Err(crate::node::NodeError::BadEngineName(name.to_string()));
+        }
+        let now = crate::time::wall_clock();
+        Ok(EngineAdvert::new_signed(
+            &self.key.derive_engine(name),
+            self.key.node_identity(),
+            name,
+            now.0,
+            now,
+            now.after(crate::wire::advert::CONFIG_ADVERT_LIFETIME),
+        ))
     }
 
     /// The identity of the configured node.
@@ -173,6 +214,65 @@ impl Settings {
                 trust.push((advert.id, t));
             }
             peers.push((advert, peer.permanent));
+        }
+
+        let mut engines = Vec::with_capacity(raw.engines.len());
+        for (i, e) in raw.engines.into_iter().enumerate() {
+            let bad = |what| ConfigError::BadEngine {
+                file: file_buf.clone(),
+                key: format!("engines[{i}]"),
+                what,
+            };
+            let bad_id = |field: &str, error| ConfigError::BadIdentity {
+                file: file_buf.clone(),
+                key: format!("engines[{i}].{field}"),
+                error,
+            };
+            let engine = match e.engine.as_deref() {
+                Some(t) => Some(
+                    t.parse::<EngineIdentity>()
+                        .map_err(|x| bad_id("engine", x))?,
+                ),
+                None => None,
+            };
+            let node = match e.node.as_deref() {
+                Some(t) => Some(t.parse::<NodeIdentity>().map_err(|x| bad_id("node", x))?),
+                None => None,
+            };
+            let advert = match &e.advert {
+                None => None,
+                Some(line) => Some(
+                    EngineAdvert::from_line(line)
+                        .map_err(|error| ConfigError::BadAdvert {
+                            file: file_buf.clone(),
+                            key: format!("engines[{i}].advert"),
+                            error,
+                        })?
+                        .into_inner(),
+                ),
+            };
+            let known = match (engine, node, advert) {
+                (Some(engine), Some(node), None) => KnownEngine {
+                    engine,
+                    node,
+                    advert: None,
+                },
+                (engine, node, Some(a)) => {
+                    if engine.is_some_and(|x| x != a.engine) || node.is_some_and(|n| n != a.node) {
+                        return Err(bad("`engine` or `node` is not the one its advert names"));
+                    }
+                    KnownEngine {
+                        engine: a.engine,
+                        node: a.node,
+                        advert: Some(a),
+                    }
+                }
+                _ => return Err(bad("needs `engine` and `node`, or an `advert`")),
+            };
+            if known.node == me {
+                return Err(bad("the engine runs on this node itself"));
+            }
+            engines.push(known);
         }
 
         let nonzero = |key: &str, value: u64| -> Result<u64, ConfigError> {
@@ -279,6 +379,26 @@ impl Settings {
             limits.router.conduct.backoff =
                 Duration::from_secs(nonzero("limits.misbehaving_peer_backoff_s", s)?);
         }
+        let id = raw.identity;
+        let il = &mut limits.identity;
+        if let Some(s) = id.advert_lifetime_s {
+            il.advert_lifetime = Duration::from_secs(nonzero("identity.advert_lifetime_s", s)?);
+        }
+        if let Some(v) = id.max_lookups {
+            il.lookups.max_outstanding = nonzero_usize("identity.max_lookups", v)?;
+        }
+        if let Some(ms) = id.lookup_timeout_ms {
+            il.lookups.timeout = Duration::from_millis(nonzero("identity.lookup_timeout_ms", ms)?);
+        }
+        if let Some(v) = id.lookup_fanout {
+            il.lookups.fanout = nonzero_usize("identity.lookup_fanout", v)?;
+        }
+        if let Some(s) = id.negative_cache_s {
+            il.lookups.negative_ttl = Duration::from_secs(s);
+        }
+        if let Some(v) = id.max_engines_per_node {
+            il.max_engines_per_node = nonzero_usize("identity.max_engines_per_node", v)?;
+        }
         let p = raw.performance;
         if let Some(v) = p.verifier_threads {
             if v > 64 {
@@ -308,6 +428,7 @@ impl Settings {
             name: raw.name,
             peers,
             trust,
+            engines,
             transport,
             limits,
         })

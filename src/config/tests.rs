@@ -95,7 +95,22 @@ fn minimal_file_works() {
 #[test]
 fn every_key_is_applied() {
     let (dir, _key, other, line) = setup("full");
-    let text = full_config(&line);
+    let far = crate::time::wall_clock().after(Duration::from_secs(3600));
+    let remote = other.derive_engine("app");
+    let engine_advert = crate::wire::EngineAdvert::new_signed(
+        &remote,
+        other.node_identity(),
+        "app",
+        1,
+        crate::time::wall_clock(),
+        far,
+    );
+    let text = full_config(
+        &line,
+        &remote.engine_identity().to_string(),
+        &other.node_identity().to_string(),
+        &engine_advert.to_line(),
+    );
     let s = Settings::load(&dir.write("full.toml", &text)).unwrap();
     assert_eq!(s.listen.len(), 2);
     assert_eq!(s.name.as_deref(), Some("alpha"));
@@ -134,10 +149,23 @@ fn every_key_is_applied() {
     let conduct = s.limits.router.conduct;
     assert_eq!(conduct.bad_messages_before_disconnect, 11);
     assert_eq!(conduct.backoff, Duration::from_secs(12));
+    assert_eq!(s.engines.len(), 1);
+    assert_eq!(s.engines[0].advert.as_ref(), Some(&engine_advert));
+    let i = s.limits.identity;
+    assert_eq!(i.advert_lifetime, Duration::from_secs(600));
+    assert_eq!(
+        (
+            i.lookups.max_outstanding,
+            i.lookups.fanout,
+            i.max_engines_per_node
+        ),
+        (3, 2, 9)
+    );
 }
 
-/// A file that sets every key (none at its default), with peer advert `line`.
-fn full_config(line: &str) -> String {
+/// A file that sets every key (none at its default), with peer advert `line` and one remote
+/// engine (`engine` on `node`, with its advert line `engine_line`).
+fn full_config(line: &str, engine: &str, node: &str, engine_line: &str) -> String {
     format!(
         r#"key_file = "node.key"
 listen = ["127.0.0.1:7001", "[::1]:7001"]
@@ -148,6 +176,11 @@ accept_unknown_peers = false
 advert = "{line}"
 permanent = true
 trust = 0
+
+[[engines]]
+engine = "{engine}"
+node = "{node}"
+advert = "{engine_line}"
 
 [transport]
 idle_timeout_ms = 3000
@@ -170,6 +203,14 @@ identity_records = 9
 max_message_lifetime_s = 10
 bad_messages_before_disconnect = 11
 misbehaving_peer_backoff_s = 12
+
+[identity]
+advert_lifetime_s = 600
+max_lookups = 3
+lookup_timeout_ms = 700
+lookup_fanout = 2
+negative_cache_s = 0
+max_engines_per_node = 9
 
 [performance]
 verifier_threads = 3
@@ -233,7 +274,7 @@ fn documented_keys() -> Vec<String> {
 fn the_listing_and_docs_operations_name_every_key() {
     let mut documented = documented_keys();
     // The complete file sets every key the code reads (it loads, so each is a real key).
-    let mut real = keys_of(&full_config("nmadvert1:00"));
+    let mut real = keys_of(&full_config("nmadvert2:00", "00", "00", "nmengine2:00"));
     documented.sort();
     real.sort();
     assert_eq!(documented, real, "the listing of src/config/mod.rs");
@@ -254,7 +295,7 @@ fn documented_defaults_match_the_code() {
     // place of its examples, and without the one default that depends on the machine
     // (`verifier_threads`).
     let mut table: toml::Table = toml::from_str(&listing()).expect("the listing is TOML");
-    for example in ["key_file", "listen", "name", "peers"] {
+    for example in ["key_file", "listen", "name", "peers", "engines"] {
         assert!(table.remove(example).is_some(), "{example}");
     }
     let performance = table
@@ -282,6 +323,7 @@ fn documented_defaults_match_the_code() {
     assert_eq!(w.router.ingress.max_lifetime, d.router.ingress.max_lifetime);
     assert_eq!(w.spin_before_park, d.spin_before_park);
     assert_eq!(w.router.conduct, d.router.conduct);
+    assert_eq!(w.identity, d.identity);
     assert!(defaults.trust.is_empty(), "no trust key, no trust set");
 }
 
@@ -319,6 +361,121 @@ fn the_shipped_examples_load_with_their_trust_and_limits() {
             NodeLimits::default().router.conduct
         );
     }
+}
+
+#[test]
+fn engines_and_identity_limits_are_read() {
+    let (dir, key, other, line) = setup("engines");
+    let far = crate::time::wall_clock().after(Duration::from_secs(3600));
+    let remote = other.derive_engine("app");
+    let signed = crate::wire::EngineAdvert::new_signed(
+        &remote,
+        other.node_identity(),
+        "app",
+        1,
+        crate::time::wall_clock(),
+        far,
+    );
+    let bare = Keypair::generate().engine_identity();
+    let text = format!(
+        r#"{}
+[[engines]]
+engine = "{bare}"
+node = "{}"
+
+[[engines]]
+advert = "{}"
+
+[[engines]]
+engine = "{}"
+node = "{}"
+advert = "{}"
+
+[identity]
+advert_lifetime_s = 600
+max_lookups = 3
+lookup_timeout_ms = 700
+lookup_fanout = 2
+negative_cache_s = 0
+max_engines_per_node = 9
+"#,
+        minimal(&line),
+        other.node_identity(),
+        signed.to_line(),
+        remote.engine_identity(),
+        other.node_identity(),
+        signed.to_line(),
+    );
+    let s = Settings::load(&dir.write("e.toml", &text)).unwrap();
+    assert_eq!(s.engines.len(), 3);
+    assert_eq!(
+        s.engines[0],
+        KnownEngine {
+            engine: bare,
+            node: other.node_identity(),
+            advert: None
+        }
+    );
+    assert_eq!(s.engines[1].engine, remote.engine_identity());
+    assert_eq!(s.engines[1].advert.as_ref(), Some(&signed));
+    assert_eq!(s.engines[2], s.engines[1]);
+    let i = s.limits.identity;
+    assert_eq!(i.advert_lifetime, Duration::from_secs(600));
+    assert_eq!(
+        (
+            i.lookups.max_outstanding,
+            i.lookups.fanout,
+            i.max_engines_per_node
+        ),
+        (3, 2, 9)
+    );
+    assert_eq!(i.lookups.timeout, Duration::from_millis(700));
+    assert_eq!(i.lookups.negative_ttl, Duration::ZERO);
+    let _ = s.node_builder();
+
+    // Refusals name the entry.
+    let with = |body: &str| format!("{}\n[[engines]]\n{body}\n", minimal(&line));
+    let e = load_err(&dir.write("x.toml", &with(&format!("engine = \"{bare}\""))));
+    assert!(e.contains("engines[0]") && e.contains("needs"), "{e}");
+    let e = load_err(&dir.write("x.toml", &with("engine = \"zz\"\nnode = \"zz\"")));
+    assert!(
+        e.contains("engines[0].engine") && e.contains("64 hex"),
+        "{e}"
+    );
+    let e = load_err(&dir.write(
+        "x.toml",
+        &with(&format!(
+            "engine = \"{bare}\"\nadvert = \"{}\"",
+            signed.to_line()
+        )),
+    ));
+    assert!(
+        e.contains("engines[0]") && e.contains("advert names"),
+        "{e}"
+    );
+    let mut forged = signed.clone();
+    forged.version += 1;
+    let e = load_err(&dir.write(
+        "x.toml",
+        &with(&format!("advert = \"{}\"", forged.to_line())),
+    ));
+    assert!(
+        e.contains("engines[0].advert") && e.contains("signature"),
+        "{e}"
+    );
+    let e = load_err(&dir.write(
+        "x.toml",
+        &with(&format!(
+            "engine = \"{bare}\"\nnode = \"{}\"",
+            key.node_identity()
+        )),
+    ));
+    assert!(e.contains("this node itself"), "{e}");
+    let e = load_err(&dir.write(
+        "x.toml",
+        &format!("{}\n[identity]\nmax_lookups = 0\n", minimal(&line)),
+    ));
+    assert!(e.contains("identity.max_lookups"), "{e}");
 }
 
 #[test]
@@ -436,7 +593,7 @@ fn tampered_advert_is_refused() {
     );
     let e = load_err(&dir.write("x.toml", &minimal("hello")));
     assert!(
-        e.contains("peers[0].advert") && e.contains("nmadvert1"),
+        e.contains("peers[0].advert") && e.contains("nmadvert2"),
         "{e}"
     );
 }

@@ -1,10 +1,15 @@
 //! The Network Identity Store (NIS): what this node knows about other identities — node
 //! adverts and local per-node preferences, engine locations, topic and domain adverts — with
-//! lookup, update, and `Updated` notifications to subscribers (spec notes §3.7, §5.3).
+//! lookup, update, and `Updated` / `Removed` notifications to subscribers (spec notes §3.7,
+//! §5.3).
 //!
 //! Rules:
-//! * An advert replaces a stored one only if its signature verifies (strictly) and it is
-//!   fresher: a higher `version`, or the same version with a later `created`.
+//! * An advert replaces a stored one only if its signature verifies (strictly), it has not
+//!   expired, and it is fresher: a higher `version`, or the same version with a later `created`.
+//! * Node and engine adverts expire ([`crate::wire::Signed::expired`]): an expired one is refused,
+//!   and a stored one is forgotten when its expiry passes ([`IdentityStore::handle_timeout`]):
+//!   an engine record is removed, a node record loses its advert (and is removed unless it holds
+//!   local metadata). Subscribers are told either way.
 //! * Local metadata (`trust`, `reputation`, transport and connection preferences) is merged field
 //!   by field: a field left `None` in an update keeps its stored value.
 //! * Reputation also changes relatively ([`IdentityUpdate::Reputation`]): the Router lowers it
@@ -13,38 +18,88 @@
 //! * [`IdentityRequest::Standing`] lists the nodes whose trust or reputation is set (kept in an
 //!   ordered index, a subset of the records and so within the same bound), for status views.
 //!
-//! The store is bounded by [`IdentityStore::new`]'s `max_records` (default
-//! [`DEFAULT_MAX_RECORDS`]); updates that would add a record beyond it are refused.
+//! Limits: at most `max_records` records ([`IdentityStore::new`], default
+//! [`DEFAULT_MAX_RECORDS`]); updates that would add a record beyond it are refused (`Full`). At
+//! most `max_engines_per_node` engine records bound to any one node (default
+//! [`DEFAULT_MAX_ENGINES_PER_NODE`]), so one peer cannot fill the store with engines it made up.
+//! The expiry index holds one entry (~48 bytes) per stored node or engine advert.
 //!
-//! Drain contract: call [`IdentityStore::handle`] for each request; then drain
+//! The store is the state of the node's identity service: [`service::IdentityService`] wraps it
+//! with the node's own adverts ([`own::OwnAdverts`]) and lookups of unknown engines with other
+//! nodes ([`lookup::Lookups`]). The simulator drives the bare store.
+//!
+//! Drain contract: call [`IdentityStore::handle`] for each request (and
+//! [`IdentityStore::handle_timeout`] when [`IdentityStore::next_expiry`] passes); then drain
 //! [`IdentityStore::poll_output`] until `None` and deliver each event to its recipient.
+
+pub mod lookup;
+pub mod own;
+pub mod service;
+pub mod stats;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::mail::identity::{NodeStanding, DEFAULT_REPUTATION, MAX_STANDING};
 
-use crate::identity::NodeIdentity;
+use crate::identity::{EngineIdentity, NodeIdentity};
 pub use crate::mail::identity::{
-    AnyIdentity, ConnectionPrefs, EngineRecord, IdentityEvent, IdentityRecord, IdentityRequest,
-    IdentityUpdate, NodeRecord, Party, UpdateResult,
+    AnyIdentity, ConnectionPrefs, EngineAnswer, EngineRecord, FromPeer, IdentityEvent,
+    IdentityRecord, IdentityRequest, IdentityUpdate, NodeRecord, Party, ToPeers, UpdateResult,
 };
+use crate::time::Timestamp;
+use crate::wire::advert::AdvertError;
 use crate::wire::Signed;
+pub use stats::IdentityStats;
 
 /// Records kept at most by default: 100,000 (a node record with a full advert is under 1 KiB,
 /// so under 100 MiB in the worst case).
 pub const DEFAULT_MAX_RECORDS: usize = 100_000;
+
+/// Engine records bound to one node kept at most by default: 4,096 (under 2 MiB per node).
+pub const DEFAULT_MAX_ENGINES_PER_NODE: usize = 4096;
+
+/// Limits and lifetimes of a node's identity service, each with its documented default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdentityLimits {
+    /// Lookups of unknown engines with other nodes ([`lookup::LookupLimits`]).
+    pub lookups: lookup::LookupLimits,
+    /// How long the node's own adverts are valid
+    /// ([`DEFAULT_ADVERT_LIFETIME`](crate::wire::advert::DEFAULT_ADVERT_LIFETIME), 24 h); they are
+    /// re-signed when half of it has passed.
+    pub advert_lifetime: std::time::Duration,
+    /// Most engine records bound to one node ([`DEFAULT_MAX_ENGINES_PER_NODE`]).
+    pub max_engines_per_node: usize,
+}
+
+impl Default for IdentityLimits {
+    fn default() -> Self {
+        IdentityLimits {
+            lookups: lookup::LookupLimits::default(),
+            advert_lifetime: crate::wire::advert::DEFAULT_ADVERT_LIFETIME,
+            max_engines_per_node: DEFAULT_MAX_ENGINES_PER_NODE,
+        }
+    }
+}
 
 /// The store's state machine.
 #[derive(Debug)]
 pub struct IdentityStore {
     /// Looked up by key only; never iterated.
     records: HashMap<AnyIdentity, IdentityRecord>,
+    /// Expiry of every stored node and engine advert, soonest first.
+    expiry: BTreeSet<(Timestamp, AnyIdentity)>,
+    /// Engine records per node (looked up only).
+    engines_per_node: HashMap<NodeIdentity, usize>,
     /// Iterated for notifications: ordered, so they go out in the same order every run.
     subscribers: BTreeSet<Party>,
     outputs: VecDeque<(Party, IdentityEvent)>,
     max_records: usize,
     /// Nodes whose trust or reputation is set, for [`IdentityRequest::Standing`].
     rated: BTreeSet<NodeIdentity>,
+    max_engines_per_node: usize,
 }
 
 impl IdentityStore {
@@ -52,11 +107,20 @@ impl IdentityStore {
     pub fn new(max_records: usize) -> IdentityStore {
         IdentityStore {
             records: HashMap::new(),
+            expiry: BTreeSet::new(),
+            engines_per_node: HashMap::new(),
             subscribers: BTreeSet::new(),
             outputs: VecDeque::new(),
             max_records,
             rated: BTreeSet::new(),
+            max_engines_per_node: DEFAULT_MAX_ENGINES_PER_NODE,
         }
+    }
+
+    /// Sets the most engine records bound to one node.
+    pub fn with_max_engines_per_node(mut self, max: usize) -> IdentityStore {
+        self.max_engines_per_node = max;
+        self
     }
 
     /// Number of records.
@@ -74,8 +138,8 @@ impl IdentityStore {
         self.records.get(id)
     }
 
-    /// Handles a request from `from`.
-    pub fn handle(&mut self, from: Party, req: IdentityRequest) {
+    /// Handles a request from `from` at wall-clock time `now`.
+    pub fn handle(&mut self, now: Timestamp, from: Party, req: IdentityRequest) {
         match req {
             IdentityRequest::Lookup(id) => {
                 let record = self.records.get(&id).cloned();
@@ -84,7 +148,7 @@ impl IdentityStore {
             }
             IdentityRequest::Update(update) => {
                 let id = update.id();
-                let result = self.apply(update);
+                let result = self.apply(now, update);
                 self.outputs
                     .push_back((from, IdentityEvent::UpdateResult { id, result }));
             }
@@ -122,9 +186,9 @@ impl IdentityStore {
         list
     }
 
-    /// Applies an update without answering anyone (configuration loading); subscribers are
-    /// still notified of changes.
-    pub fn apply(&mut self, update: IdentityUpdate) -> UpdateResult {
+    /// Applies an update at wall-clock time `now` without answering anyone (configuration
+    /// loading); subscribers are still notified of changes.
+    pub fn apply(&mut self, now: Timestamp, update: IdentityUpdate) -> UpdateResult {
         let id = update.id();
         let existing = self.records.get(&id);
         if existing.is_none() && self.records.len() >= self.max_records {
@@ -132,8 +196,8 @@ impl IdentityStore {
         }
         let new_record = match update {
             IdentityUpdate::NodeAdvert(advert) => {
-                let advert = match advert.verify() {
-                    Ok(v) => v.into_inner(),
+                let advert = match verified(advert, now) {
+                    Ok(a) => a,
                     Err(e) => return UpdateResult::Refused(e),
                 };
                 let mut record = match existing {
@@ -147,8 +211,8 @@ impl IdentityStore {
                 IdentityRecord::Node(record)
             }
             IdentityUpdate::EngineAdvert(advert) => {
-                let advert = match advert.verify() {
-                    Ok(v) => v.into_inner(),
+                let advert = match verified(advert, now) {
+                    Ok(a) => a,
                     Err(e) => return UpdateResult::Refused(e),
                 };
                 let stored = match existing {
@@ -158,6 +222,9 @@ impl IdentityStore {
                 if !fresher(&advert, stored) {
                     return UpdateResult::Unchanged;
                 }
+                if !self.room_for_engine_of(existing, advert.node) {
+                    return UpdateResult::TooManyEngines;
+                }
                 IdentityRecord::Engine(EngineRecord {
                     id: advert.engine,
                     node: advert.node,
@@ -165,8 +232,8 @@ impl IdentityStore {
                 })
             }
             IdentityUpdate::TopicAdvert(advert) => {
-                let advert = match advert.verify() {
-                    Ok(v) => v.into_inner(),
+                let advert = match verified(advert, now) {
+                    Ok(a) => a,
                     Err(e) => return UpdateResult::Refused(e),
                 };
                 let stored = match existing {
@@ -179,8 +246,8 @@ impl IdentityStore {
                 IdentityRecord::Topic(advert)
             }
             IdentityUpdate::DomainAdvert(advert) => {
-                let advert = match advert.verify() {
-                    Ok(v) => v.into_inner(),
+                let advert = match verified(advert, now) {
+                    Ok(a) => a,
                     Err(e) => return UpdateResult::Refused(e),
                 };
                 let stored = match existing {
@@ -197,6 +264,9 @@ impl IdentityStore {
                     if r.advert.is_some() || r.node == node {
                         return UpdateResult::Unchanged;
                     }
+                }
+                if !self.room_for_engine_of(existing, node) {
+                    return UpdateResult::TooManyEngines;
                 }
                 IdentityRecord::Engine(EngineRecord {
                     id: engine,
@@ -239,27 +309,149 @@ impl IdentityStore {
                 IdentityRecord::Node(record)
             }
         };
-        if let IdentityRecord::Node(r) = &new_record {
-            if r.trust.is_some() || r.reputation.is_some() {
-                self.rated.insert(r.id);
+        self.store(id, new_record.clone());
+        self.notify(IdentityEvent::Updated {
+            id,
+            record: new_record,
+        });
+        UpdateResult::Stored
+    }
+
+    /// Forgets the record of `engine` if it is bound to `node` (its node withdrew it); returns
+    /// whether it did. Subscribers are told ([`IdentityEvent::Removed`]).
+    pub fn withdraw_engine(&mut self, engine: EngineIdentity, node: NodeIdentity) -> bool {
+        let id = AnyIdentity::Engine(engine);
+        match self.records.get(&id) {
+            Some(IdentityRecord::Engine(r)) if r.node == node => {
+                self.remove(id);
+                self.notify(IdentityEvent::Removed { id });
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When the next stored advert expires.
+    pub fn next_expiry(&self) -> Option<Timestamp> {
+        self.expiry.first().map(|(t, _)| *t)
+    }
+
+    /// Forgets every advert whose expiry is at or before `now`; returns how many.
+    pub fn handle_timeout(&mut self, now: Timestamp) -> usize {
+        let mut forgotten = 0;
+        while let Some(&(t, id)) = self.expiry.first() {
+            if t > now {
+                break;
+            }
+            self.expiry.pop_first();
+            forgotten += 1;
+            match self.records.get(&id).cloned() {
+                Some(IdentityRecord::Node(mut r)) => {
+                    r.advert = None;
+                    let local = r.trust.is_some()
+                        || r.reputation.is_some()
+                        || r.tprefs.is_some()
+                        || r.cprefs.is_some();
+                    if local {
+                        self.records.insert(id, IdentityRecord::Node(r.clone()));
+                        self.notify(IdentityEvent::Updated {
+                            id,
+                            record: IdentityRecord::Node(r),
+                        });
+                    } else {
+                        self.remove(id);
+                        self.notify(IdentityEvent::Removed { id });
+                    }
+                }
+                Some(IdentityRecord::Engine(_)) => {
+                    self.remove(id);
+                    self.notify(IdentityEvent::Removed { id });
+                }
+                _ => {}
             }
         }
-        self.records.insert(id, new_record.clone());
-        for &party in &self.subscribers {
-            self.outputs.push_back((
-                party,
-                IdentityEvent::Updated {
-                    id,
-                    record: new_record.clone(),
-                },
-            ));
-        }
-        UpdateResult::Stored
+        forgotten
     }
 
     /// The next event to deliver.
     pub fn poll_output(&mut self) -> Option<(Party, IdentityEvent)> {
         self.outputs.pop_front()
+    }
+
+    // -----------------------------------------------------------------------------------------
+
+    /// Whether an engine record bound to `node` may be stored in place of `existing`.
+    fn room_for_engine_of(&self, existing: Option<&IdentityRecord>, node: NodeIdentity) -> bool {
+        if matches!(existing, Some(IdentityRecord::Engine(r)) if r.node == node) {
+            return true;
+        }
+        self.engines_per_node.get(&node).copied().unwrap_or(0) < self.max_engines_per_node
+    }
+
+    /// Puts `record` in place, keeping the expiry index and the per-node counts.
+    fn store(&mut self, id: AnyIdentity, record: IdentityRecord) {
+        self.unindex(id);
+        if let Some(t) = expiry_of(&record) {
+            self.expiry.insert((t, id));
+        }
+        if let IdentityRecord::Engine(r) = &record {
+            *self.engines_per_node.entry(r.node).or_default() += 1;
+        }
+        if let IdentityRecord::Node(r) = &record {
+            if r.trust.is_some() || r.reputation.is_some() {
+                self.rated.insert(r.id);
+            } else {
+                self.rated.remove(&r.id);
+            }
+        }
+        self.records.insert(id, record);
+    }
+
+    fn remove(&mut self, id: AnyIdentity) {
+        self.unindex(id);
+        if let AnyIdentity::Node(n) = id {
+            self.rated.remove(&n);
+        }
+        self.records.remove(&id);
+    }
+
+    /// Takes the stored record of `id` out of the expiry index and the per-node counts.
+    fn unindex(&mut self, id: AnyIdentity) {
+        let Some(old) = self.records.get(&id) else {
+            return;
+        };
+        if let Some(t) = expiry_of(old) {
+            self.expiry.remove(&(t, id));
+        }
+        if let IdentityRecord::Engine(r) = old {
+            if let Some(n) = self.engines_per_node.get_mut(&r.node) {
+                *n -= 1;
+                if *n == 0 {
+                    self.engines_per_node.remove(&r.node);
+                }
+            }
+        }
+    }
+
+    fn notify(&mut self, event: IdentityEvent) {
+        for &party in &self.subscribers {
+            self.outputs.push_back((party, event.clone()));
+        }
+    }
+}
+
+fn verified<T: Signed>(advert: T, now: Timestamp) -> Result<T, AdvertError> {
+    if advert.expired(now) {
+        return Err(AdvertError::Expired);
+    }
+    Ok(advert.verify()?.into_inner())
+}
+
+fn expiry_of(record: &IdentityRecord) -> Option<Timestamp> {
+    match record {
+        IdentityRecord::Node(r) => r.advert.as_ref().map(|a| a.expires),
+        IdentityRecord::Engine(r) => r.advert.as_ref().map(|a| a.expires),
+        IdentityRecord::Topic(_) | IdentityRecord::Domain(_) => None,
     }
 }
 
@@ -276,160 +468,4 @@ fn empty_node(id: NodeIdentity) -> NodeRecord {
 
 fn fresher<T: Signed>(new: &T, stored: Option<&T>) -> bool {
     stored.is_none_or(|s| new.freshness() > s.freshness())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::identity::{EngineIdentity, Keypair};
-    use crate::time::Timestamp;
-    use crate::wire::advert::AdvertError;
-    use crate::wire::NodeAdvert;
-    use crate::wire::TransportAddress;
-
-    fn advert(key: &Keypair, version: u64, port: u16) -> NodeAdvert {
-        NodeAdvert::new_signed(
-            key,
-            vec![(TransportAddress::quic(([127, 0, 0, 1], port).into()), 1)],
-            version,
-            Timestamp(1000 + version),
-            None,
-        )
-    }
-
-    #[test]
-    fn only_fresher_verified_adverts_replace() {
-        let mut s = IdentityStore::new(10);
-        let k = Keypair::generate();
-        s.handle(Party::Router, IdentityRequest::Subscribe);
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(advert(&k, 2, 1))),
-            UpdateResult::Stored
-        );
-        assert!(matches!(
-            s.poll_output(),
-            Some((Party::Router, IdentityEvent::Updated { .. }))
-        ));
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(advert(&k, 1, 2))),
-            UpdateResult::Unchanged
-        );
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(advert(&k, 2, 2))),
-            UpdateResult::Unchanged
-        );
-        let mut forged = advert(&k, 3, 3);
-        forged.addrs[0].1 = 9;
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(forged)),
-            UpdateResult::Refused(AdvertError::BadSignature)
-        );
-        assert!(s.poll_output().is_none());
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(advert(&k, 3, 3))),
-            UpdateResult::Stored
-        );
-        let Some(IdentityRecord::Node(r)) = s.get(&AnyIdentity::Node(k.node_identity())) else {
-            panic!()
-        };
-        assert_eq!(r.advert.as_ref().unwrap().version, 3);
-    }
-
-    #[test]
-    fn local_fields_merge() {
-        let mut s = IdentityStore::new(10);
-        let id = NodeIdentity([5; 32]);
-        let upd = |trust, cprefs| IdentityUpdate::NodeLocal {
-            id,
-            trust,
-            reputation: None,
-            tprefs: None,
-            cprefs,
-        };
-        assert_eq!(s.apply(upd(Some(200), None)), UpdateResult::Stored);
-        assert_eq!(
-            s.apply(upd(None, Some(ConnectionPrefs::Permanent))),
-            UpdateResult::Stored
-        );
-        assert_eq!(s.apply(upd(None, None)), UpdateResult::Unchanged);
-        let Some(IdentityRecord::Node(r)) = s.get(&AnyIdentity::Node(id)) else {
-            panic!()
-        };
-        assert_eq!(r.trust, Some(200));
-        assert_eq!(r.cprefs, Some(ConnectionPrefs::Permanent));
-    }
-
-    #[test]
-    fn reputation_changes_saturate_and_standing_lists_rated_nodes() {
-        let mut s = IdentityStore::new(10);
-        let (a, b, c) = (
-            NodeIdentity([1; 32]),
-            NodeIdentity([2; 32]),
-            NodeIdentity([3; 32]),
-        );
-        let lower = |id, by: i16| IdentityUpdate::Reputation { id, change: -by };
-        assert_eq!(s.apply(lower(a, 5)), UpdateResult::Stored);
-        let rep = |s: &IdentityStore, id| match s.get(&AnyIdentity::Node(id)) {
-            Some(IdentityRecord::Node(r)) => r.reputation,
-            _ => None,
-        };
-        assert_eq!(rep(&s, a), Some(DEFAULT_REPUTATION - 5));
-        assert_eq!(s.apply(lower(a, 1000)), UpdateResult::Stored);
-        assert_eq!(rep(&s, a), Some(0));
-        assert_eq!(s.apply(lower(a, 1)), UpdateResult::Unchanged, "floor");
-        assert_eq!(s.apply(lower(b, -1000)), UpdateResult::Stored);
-        assert_eq!(rep(&s, b), Some(255));
-        // A node with trust only, and one with neither (not listed).
-        s.apply(IdentityUpdate::NodeLocal {
-            id: c,
-            trust: Some(0),
-            reputation: None,
-            tprefs: None,
-            cprefs: None,
-        });
-        s.apply(IdentityUpdate::EngineLocation {
-            engine: EngineIdentity([9; 32]),
-            node: NodeIdentity([4; 32]),
-        });
-        s.handle(Party::Node, IdentityRequest::Standing);
-        let Some((Party::Node, IdentityEvent::Standing(list))) = s.poll_output() else {
-            panic!("answered")
-        };
-        let order: Vec<_> = list.iter().map(|n| (n.id, n.trust, n.reputation)).collect();
-        assert_eq!(
-            order,
-            vec![(a, None, Some(0)), (c, Some(0), None), (b, None, Some(255))],
-            "lowest reputation first"
-        );
-    }
-
-    #[test]
-    fn lookup_answers_the_requester_and_capacity_holds() {
-        let mut s = IdentityStore::new(1);
-        let a = Keypair::generate();
-        let b = Keypair::generate();
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(advert(&a, 1, 1))),
-            UpdateResult::Stored
-        );
-        assert_eq!(
-            s.apply(IdentityUpdate::NodeAdvert(advert(&b, 1, 1))),
-            UpdateResult::Full
-        );
-        let who = Party::Engine(EngineIdentity([1; 32]));
-        s.handle(
-            who,
-            IdentityRequest::Lookup(AnyIdentity::Node(b.node_identity())),
-        );
-        assert_eq!(
-            s.poll_output(),
-            Some((
-                who,
-                IdentityEvent::Found {
-                    id: AnyIdentity::Node(b.node_identity()),
-                    record: None
-                }
-            ))
-        );
-    }
 }

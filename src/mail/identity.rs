@@ -1,5 +1,7 @@
 //! Requests to and events from the Network Identity Store: records of nodes, engines, topics
-//! and domains, updates, lookups, and who asked.
+//! and domains, updates, lookups, and who asked — and the identity exchange between nodes that
+//! the store runs through the Transport ([`ToPeers`], [`FromPeer`]): its own node's and
+//! engines' adverts, and lookups of engines it does not know.
 
 use crate::identity::{DomainIdentity, EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::wire::advert::{AdvertError, DomainAdvert};
@@ -184,6 +186,8 @@ pub enum UpdateResult {
     Refused(AdvertError),
     /// The store is full.
     Full,
+    /// The engine's node already has the most engine records the store keeps per node.
+    TooManyEngines,
 }
 
 /// What the store sends.
@@ -213,6 +217,12 @@ pub enum IdentityEvent {
     /// Answer to [`IdentityRequest::Standing`]: the nodes whose trust or reputation is set,
     /// lowest reputation first, at most [`MAX_STANDING`].
     Standing(Vec<NodeStanding>),
+    /// Notification: a record was forgotten (an engine's node withdrew it, or its advert
+    /// expired).
+    Removed {
+        /// The identity.
+        id: AnyIdentity,
+    },
 }
 
 /// Most nodes in one [`IdentityEvent::Standing`]: 256.
@@ -229,4 +239,98 @@ pub enum Party {
     Engine(EngineIdentity),
     /// The node itself (configuration loaded at run time); answers are discarded.
     Node,
+}
+
+/// What the identity store asks the Transport to do in its exchange with other nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToPeers {
+    /// This node's advert changed (re-signed, or new addresses): use it from now on and send it
+    /// to every connected peer.
+    OwnAdvert(NodeAdvert),
+    /// This node's reachable engines changed: send the new or re-signed `adverts` and the
+    /// `withdrawn` engines to every connected peer, and hand the whole set to every peer that
+    /// connects from now on.
+    OwnEngines {
+        /// Adverts of engines that started or were re-signed.
+        adverts: Vec<EngineAdvert>,
+        /// Engines that stopped.
+        withdrawn: Vec<EngineIdentity>,
+    },
+    /// Ask connected peers where `engine` runs: `only` that peer, or up to `max_peers` of them
+    /// (dialling known peers if fewer are connected). Answered with [`FromPeer::LookupSent`].
+    Lookup {
+        /// The engine.
+        engine: EngineIdentity,
+        /// Ask this peer only.
+        only: Option<NodeIdentity>,
+        /// Most peers to ask.
+        max_peers: usize,
+    },
+    /// Answer a peer's [`FromPeer::Query`].
+    Answer {
+        /// The peer that asked.
+        to: NodeIdentity,
+        /// The answer.
+        answer: Box<EngineAnswer>,
+    },
+}
+
+/// An answer to a lookup of an engine between two nodes' identity stores.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineAnswer {
+    /// The engine asked about.
+    pub engine: EngineIdentity,
+    /// Its advert; `None` means "unknown".
+    pub advert: Option<EngineAdvert>,
+    /// The advert of the node the engine runs on, if the answering store holds one.
+    pub node_advert: Option<NodeAdvert>,
+}
+
+/// What the Transport hands the identity store from its exchange with other nodes. `from` is
+/// always the peer the connection authenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FromPeer {
+    /// A connection to `node` completed the connect exchange.
+    Ready {
+        /// The peer.
+        node: NodeIdentity,
+    },
+    /// Adverts of engines that run on `from` (the Transport checked that each names `from`).
+    EngineAdverts {
+        /// The peer.
+        from: NodeIdentity,
+        /// The adverts, not yet verified.
+        adverts: Vec<EngineAdvert>,
+    },
+    /// Engines of `from` that stopped.
+    Withdrawn {
+        /// The peer.
+        from: NodeIdentity,
+        /// The engines.
+        engines: Vec<EngineIdentity>,
+    },
+    /// The outcome of a [`ToPeers::Lookup`]: the peers asked, and whether dials were started to
+    /// ask more once connected.
+    LookupSent {
+        /// The engine.
+        engine: EngineIdentity,
+        /// Peers a lookup was sent to.
+        peers: Vec<NodeIdentity>,
+        /// Dials started to reach more peers.
+        dialling: bool,
+    },
+    /// `from` asks where `engine` runs.
+    Query {
+        /// The peer.
+        from: NodeIdentity,
+        /// The engine.
+        engine: EngineIdentity,
+    },
+    /// `from` answered a lookup (its adverts not yet verified).
+    Answer {
+        /// The peer.
+        from: NodeIdentity,
+        /// The answer.
+        answer: Box<EngineAnswer>,
+    },
 }

@@ -116,6 +116,9 @@ pub enum Fault {
     CutOffPeerRefused,
     /// A connection from a banned peer (trust 0), refused.
     BannedPeerRefused,
+    /// Identity-exchange frames (lookups, engine adverts) a peer sent over its rate, or that the
+    /// identity store had no room for: dropped, the connection kept.
+    ExchangeOverRate,
 }
 
 impl Fault {
@@ -136,6 +139,7 @@ impl Fault {
         Fault::PeerCutOff,
         Fault::CutOffPeerRefused,
         Fault::BannedPeerRefused,
+        Fault::ExchangeOverRate,
     ];
 
     /// The counter name.
@@ -156,6 +160,7 @@ impl Fault {
             Fault::PeerCutOff => "peers_cut_off",
             Fault::CutOffPeerRefused => "cut_off_peer_refused",
             Fault::BannedPeerRefused => "banned_peer_refused",
+            Fault::ExchangeOverRate => "exchange_over_rate",
         }
     }
 }

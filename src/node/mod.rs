@@ -26,6 +26,7 @@ pub(crate) mod directory;
 #[cfg(feature = "testing")]
 mod egress;
 pub(crate) mod engine_shell;
+mod identity;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
@@ -38,7 +39,7 @@ pub use engine_shell::EngineFailure;
 
 use crate::engines::ping::{PingEngine, PING_ENGINE_NAME};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME};
-use crate::identity_store::{IdentityStore, DEFAULT_MAX_RECORDS};
+use crate::identity_store::{IdentityLimits, IdentityStats, DEFAULT_MAX_RECORDS};
 use crate::mail::identity::{IdentityEvent, IdentityRequest, IdentityUpdate, Party};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::router::{LocalEngines, Router, RouterLimits};
@@ -46,7 +47,7 @@ use crate::runtime::stats::{NodeStats, StatsSnapshot};
 use crate::runtime::{Context, Engine, DEFAULT_MAILBOX_DEPTH, DEFAULT_ROUTER_MAILBOX_DEPTH};
 use crate::time::Now;
 use crate::transport::TransportConfig;
-use crate::wire::{NodeAdvert, Protocol};
+use crate::wire::{EngineAdvert, NodeAdvert, Protocol};
 use client::Client;
 use directory::EnginePost;
 use engine_shell::{EngineShell, Links, Outlet};
@@ -71,16 +72,29 @@ pub struct EngineSpec {
     pub serves: Vec<Protocol>,
     /// Its mailbox depth.
     pub mailbox_depth: usize,
+    /// Whether engines on other nodes may reach it by its identity: the node then signs an
+    /// engine advert for it, hands it to every peer that connects and answers lookups with it.
+    /// Off by default (other nodes learn where an engine runs only from its own messages or
+    /// from their configuration).
+    pub reachable: bool,
 }
 
 impl EngineSpec {
-    /// A spec with the default mailbox and no served protocols.
+    /// A spec with the default mailbox, no served protocols, not reachable.
     pub fn named(name: &str) -> EngineSpec {
         EngineSpec {
             name: name.to_string(),
             serves: Vec::new(),
             mailbox_depth: DEFAULT_MAILBOX_DEPTH,
+            reachable: false,
         }
+    }
+
+    /// Makes the engine reachable from other nodes by its identity (see
+    /// [`EngineSpec::reachable`](EngineSpec#structfield.reachable)).
+    pub fn reachable(mut self, reachable: bool) -> EngineSpec {
+        self.reachable = reachable;
+        self
     }
 
     /// Also serve `protocol` for messages addressed to the node.
@@ -101,6 +115,8 @@ pub struct NodeLimits {
     pub router_mailbox_depth: usize,
     /// Most records in the Network Identity Store ([`DEFAULT_MAX_RECORDS`]).
     pub identity_records: usize,
+    /// The identity service's lookups, advert lifetime and per-node engine limit.
+    pub identity: IdentityLimits,
     /// How long the Router and engine threads poll an empty mailbox before parking
     /// ([`DEFAULT_SPIN_BEFORE_PARK`](crate::runtime::DEFAULT_SPIN_BEFORE_PARK), 50 µs).
     pub spin_before_park: Duration,
@@ -113,6 +129,7 @@ impl Default for NodeLimits {
             mailbox_depth: DEFAULT_MAILBOX_DEPTH,
             router_mailbox_depth: DEFAULT_ROUTER_MAILBOX_DEPTH,
             identity_records: DEFAULT_MAX_RECORDS,
+            identity: IdentityLimits::default(),
             spin_before_park: crate::runtime::DEFAULT_SPIN_BEFORE_PARK,
         }
     }
@@ -125,8 +142,12 @@ pub enum NodeError {
     DuplicateEngine(String),
     /// The name is reserved (`router`) or empty.
     BadEngineName(String),
-    /// A peer advert does not verify.
+    /// A peer advert does not verify (or has expired).
     BadPeerAdvert(String),
+    /// An engine advert does not verify (or has expired).
+    BadEngineAdvert(String),
+    /// More addresses than an advert carries.
+    TooManyAddresses(usize),
     /// A thread could not be started.
     Spawn(std::io::Error),
     /// The node has stopped.
@@ -141,6 +162,12 @@ impl fmt::Display for NodeError {
             NodeError::DuplicateEngine(n) => write!(f, "two engines are named '{n}'"),
             NodeError::BadEngineName(n) => write!(f, "engine name '{n}' is reserved or empty"),
             NodeError::BadPeerAdvert(e) => write!(f, "peer advert refused: {e}"),
+            NodeError::BadEngineAdvert(e) => write!(f, "engine advert refused: {e}"),
+            NodeError::TooManyAddresses(n) => write!(
+                f,
+                "{n} addresses; an advert carries at most {}",
+                crate::wire::advert::MAX_ADDRS
+            ),
             NodeError::Spawn(e) => write!(f, "could not start a thread: {e}"),
             NodeError::Stopped => write!(f, "the node has stopped"),
             NodeError::Transport(e) => write!(f, "transport: {e}"),
@@ -158,6 +185,7 @@ pub struct NodeBuilder {
     permanent: Vec<NodeIdentity>,
     trust: Vec<(NodeIdentity, u8)>,
     locations: Vec<(EngineIdentity, NodeIdentity)>,
+    engine_adverts: Vec<EngineAdvert>,
     limits: NodeLimits,
     ping: bool,
     pubsub: Option<PubSubLimits>,
@@ -175,6 +203,7 @@ impl NodeBuilder {
             permanent: Vec::new(),
             trust: Vec::new(),
             locations: Vec::new(),
+            engine_adverts: Vec::new(),
             limits: NodeLimits::default(),
             ping: true,
             pubsub: Some(PubSubLimits::default()),
@@ -216,9 +245,17 @@ impl NodeBuilder {
     }
 
     /// Records that the remote engine `engine` runs on `node`, so messages to it can be routed
-    /// before any message from it has been seen.
+    /// before any message from it has been seen (or learned from another node). Not needed for
+    /// engines their node makes reachable: those are learned when connecting, or looked up.
     pub fn engine_location(mut self, engine: EngineIdentity, node: NodeIdentity) -> NodeBuilder {
         self.locations.push((engine, node));
+        self
+    }
+
+    /// Adds a remote engine's signed advert to the Network Identity Store at start (like
+    /// [`NodeBuilder::engine_location`], but verified, and handed on to peers that look it up).
+    pub fn engine_advert(mut self, advert: EngineAdvert) -> NodeBuilder {
+        self.engine_adverts.push(advert);
         self
     }
 
@@ -277,6 +314,10 @@ impl NodeBuilder {
     }
 
     /// Starts the node's threads.
+    ///
+    /// Built-in engines: `ping` is not reachable by identity (it is reached as the node itself,
+    /// `Destination::Node` with `Protocol::PING`); `pubsub` is reachable, since topic adverts
+    /// name PubSub engines by identity.
     pub fn start(mut self) -> Result<Node, NodeError> {
         if self.ping {
             let spec = EngineSpec::named(PING_ENGINE_NAME).serving(Protocol::PING);
@@ -290,7 +331,9 @@ impl NodeBuilder {
                 // Deep enough for bursts of local publications (the Router never waits on it).
                 let spec = EngineSpec {
                     mailbox_depth: 65_536,
-                    ..EngineSpec::named(PUBSUB_ENGINE_NAME).serving(Protocol::PUBSUB)
+                    ..EngineSpec::named(PUBSUB_ENGINE_NAME)
+                        .serving(Protocol::PUBSUB)
+                        .reachable(true)
                 };
                 let engine = PubSub::new(key, limits, Arc::clone(&stats));
                 self.engines.insert(0, (spec, Box::new(engine)));
@@ -315,9 +358,6 @@ impl NodeBuilder {
         let (nis_tx, nis_rx) = bounded(4096);
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
 
-        let mut store = IdentityStore::new(self.limits.identity_records);
-        store.handle(Party::Router, IdentityRequest::Subscribe);
-
         // The Transport binds its sockets first: the node's advert names the bound addresses.
         let mut transport_parts = None;
         let mut transport_link = None;
@@ -328,45 +368,35 @@ impl NodeBuilder {
             })?;
             listen_addrs = bound.local_addrs();
             if listen_addrs.len() > crate::wire::advert::MAX_ADDRS {
-                return Err(NodeError::Transport(format!(
-                    "{} listen addresses; an advert carries at most {}",
-                    listen_addrs.len(),
-                    crate::wire::advert::MAX_ADDRS
-                )));
+                return Err(NodeError::TooManyAddresses(listen_addrs.len()));
             }
             let (tx, rx) = bounded(config.limits.mailbox_depth);
             let woken = Arc::new(AtomicBool::new(false));
             transport_link = Some(TransportLink::new(tx, bound.waker(), Arc::clone(&woken)));
-            store.handle(Party::Transport, IdentityRequest::Subscribe);
             transport_parts = Some((bound, config, rx, woken));
         }
-        let advert = NodeAdvert::for_listen(&self.key, &listen_addrs, self.name.clone());
         let peer_list: Vec<(NodeAdvert, bool)> = self
             .peers
             .iter()
             .map(|a| (a.clone(), self.permanent.contains(&a.id)))
             .collect();
-        for (engine, node) in self.locations {
-            store.apply(IdentityUpdate::EngineLocation { engine, node });
-        }
-        for &(id, trust) in &self.trust {
-            store.apply(IdentityUpdate::NodeLocal {
-                id,
-                trust: Some(trust),
-                reputation: None,
-                tprefs: None,
-                cprefs: None,
-            });
-        }
-        for advert in self.peers {
-            let id = advert.id;
-            match store.apply(IdentityUpdate::NodeAdvert(advert)) {
-                crate::identity_store::UpdateResult::Refused(e) => {
-                    return Err(NodeError::BadPeerAdvert(format!("{}: {e}", id.short())))
-                }
-                r => log::debug!("peer {} advert: {r:?}", id.short()),
-            }
-        }
+        let identity_stats = Arc::new(IdentityStats::default());
+        let service = identity::service(
+            identity::Known {
+                key: &self.key,
+                name: self.name.clone(),
+                listen: &listen_addrs,
+                has_transport: transport_link.is_some(),
+                locations: self.locations,
+                peers: self.peers,
+                engine_adverts: self.engine_adverts,
+                trust: self.trust.clone(),
+            },
+            &self.limits,
+            Arc::clone(&identity_stats),
+        )?;
+        let advert = service.node_advert().clone();
+        let shared_advert = Arc::new(RwLock::new(advert.clone()));
 
         let links = Links {
             node,
@@ -388,6 +418,7 @@ impl NodeBuilder {
             transport: transport_link.clone(),
             stats: Arc::clone(&stats),
             spin: self.limits.spin_before_park,
+            engines_unsent: None,
         };
 
         let mut shells = Vec::new();
@@ -397,7 +428,13 @@ impl NodeBuilder {
             let identity = key.engine_identity();
             let (tx, rx) = bounded(spec.mailbox_depth);
             router_shell
-                .register(identity, &spec.name, &spec.serves, tx.clone())
+                .register(
+                    identity,
+                    &spec.name,
+                    &spec.serves,
+                    spec.reachable,
+                    tx.clone(),
+                )
                 .map_err(|_| NodeError::DuplicateEngine(spec.name.clone()))?;
             let ctx = Context::detached(Now::read(), identity, node, &spec.name);
             shells.push(EngineShell {
@@ -418,11 +455,12 @@ impl NodeBuilder {
         }
 
         let nis_shell = NisShell {
-            store,
+            service,
             mailbox: nis_rx,
             router: router_tx.clone(),
             transport: transport_link.clone(),
             stats: Arc::clone(&stats),
+            advert: Arc::clone(&shared_advert),
             reply: None,
         };
         let driver = match transport_parts {
@@ -477,9 +515,10 @@ impl NodeBuilder {
             transport_thread,
             done: done_rx,
             stopped: false,
-            advert,
+            advert: shared_advert,
             listen_addrs,
             pubsub_stats,
+            identity_stats,
         })
     }
 }
@@ -552,15 +591,18 @@ pub struct Node {
     transport_thread: Option<JoinHandle<()>>,
     done: Receiver<String>,
     stopped: bool,
-    advert: NodeAdvert,
+    /// The current advert, published by the identity store's thread.
+    advert: Arc<RwLock<NodeAdvert>>,
     listen_addrs: Vec<SocketAddr>,
     pubsub_stats: Option<Arc<PubSubStats>>,
+    identity_stats: Arc<IdentityStats>,
 }
 
 impl Node {
-    /// This node's signed advert: its listen addresses (as bound) and name.
-    pub fn advert(&self) -> &NodeAdvert {
-        &self.advert
+    /// This node's current signed advert: its addresses (at start its listen addresses, as
+    /// bound; see [`Node::set_addresses`]) and name. It is re-signed before it expires.
+    pub fn advert(&self) -> NodeAdvert {
+        self.advert.read().clone()
     }
 
     /// The addresses the Transport listens on, as bound (port 0 resolved); empty without one.
@@ -584,8 +626,19 @@ impl Node {
     }
 
     /// Registers a [`Client`] named `name`: an engine driven by the calling thread. Returns once
-    /// the Router has registered it, so messages to it are routed from then on.
+    /// the Router has registered it, so messages to it are routed from then on. It is not
+    /// reachable from other nodes by its identity (see [`Node::client_reachable`]).
     pub fn client(&self, name: &str) -> Result<Client, NodeError> {
+        self.client_as(name, false)
+    }
+
+    /// A [`Client`] like [`Node::client`] that other nodes can reach by its identity: the node
+    /// advertises it to its peers while it is registered.
+    pub fn client_reachable(&self, name: &str) -> Result<Client, NodeError> {
+        self.client_as(name, true)
+    }
+
+    fn client_as(&self, name: &str, reachable: bool) -> Result<Client, NodeError> {
         if name.is_empty() || name == ROUTER_ENGINE_NAME {
             return Err(NodeError::BadEngineName(name.to_string()));
         }
@@ -599,6 +652,7 @@ impl Node {
                 identity,
                 name: name.to_string(),
                 serves: Vec::new(),
+                reachable,
                 mailbox: tx,
                 done: Some(done),
             })
@@ -644,7 +698,7 @@ impl Node {
         let (reply, answer) = bounded(1);
         self.links
             .nis
-            .send_timeout(NisMail::Query { req, reply }, timeout)
+            .send_timeout(NisMail::Ask { req, reply }, timeout)
             .ok()?;
         answer.recv_timeout(timeout).ok()
     }
@@ -692,6 +746,14 @@ impl Node {
             out.push_str(&format!("  {name:<16} {id}\n"));
         }
         out.push_str(&format!("{}\n", self.stats()));
+        let identity = self.identity_stats.nonzero();
+        if !identity.is_empty() {
+            out.push_str("identity:");
+            for (name, v) in identity {
+                out.push_str(&format!(" {name}={v}"));
+            }
+            out.push('\n');
+        }
         if let Some(p) = self.pubsub_stats() {
             let counters = p.nonzero();
             if !counters.is_empty() {

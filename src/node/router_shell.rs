@@ -66,6 +66,8 @@ pub(crate) enum RouterMail {
         name: String,
         /// Protocols it serves for messages to this node.
         serves: Vec<Protocol>,
+        /// Whether it is reachable from other nodes (advertised).
+        reachable: bool,
         /// Its mailbox.
         mailbox: Sender<EngineMail>,
         /// Told whether the Router took it (names are unique).
@@ -191,6 +193,8 @@ pub(crate) struct RouterShell {
     pub(crate) stats: Arc<NodeStats>,
     /// How long to poll an empty mailbox before parking.
     pub(crate) spin: Duration,
+    /// A table of local engines the identity store had no room for yet (sent again soon).
+    pub(crate) engines_unsent: Option<Arc<LocalEngines>>,
 }
 
 impl RouterShell {
@@ -200,9 +204,12 @@ impl RouterShell {
         identity: EngineIdentity,
         name: &str,
         serves: &[Protocol],
+        reachable: bool,
         mailbox: Sender<EngineMail>,
     ) -> Result<(), RegisterError> {
-        let slot = self.router.add_local(identity, name, serves)?;
+        let slot = self
+            .router
+            .add_local_as(identity, name, serves, reachable)?;
         if self.engines.len() <= slot {
             self.engines.resize(slot + 1, None);
         }
@@ -215,7 +222,7 @@ impl RouterShell {
         let mut batches = Batches::start(self.router.verifier_threads());
         loop {
             let mut deadline = self.router.poll_timeout();
-            if self.router.has_receipts() {
+            if self.router.has_receipts() || self.engines_unsent.is_some() {
                 // The Transport's mailbox was full: hand the receipts over again soon.
                 let soon = std::time::Instant::now() + Duration::from_millis(1);
                 deadline = Some(deadline.map_or(soon, |d| d.min(soon)));
@@ -264,6 +271,9 @@ impl RouterShell {
             }
             // The mailbox is empty (or a burst ended): verify what is queued.
             self.dispatch(now, &mut batches);
+            if let Some(table) = self.engines_unsent.take() {
+                self.tell_identity_store(table);
+            }
             self.router.handle_timeout(now);
             self.carry_out();
             if stop {
@@ -361,10 +371,11 @@ impl RouterShell {
                 identity,
                 name,
                 serves,
+                reachable,
                 mailbox,
                 done,
             } => {
-                let result = self.register(identity, &name, &serves, mailbox);
+                let result = self.register(identity, &name, &serves, reachable, mailbox);
                 if let Err(e) = &result {
                     log::warn!("router: engine {name} not registered: {e:?}");
                 }
@@ -444,7 +455,10 @@ impl RouterShell {
                         cut.node.short()
                     ),
                 },
-                RouterOutput::Published(table) => *self.published.write() = table,
+                RouterOutput::Published(table) => {
+                    *self.published.write() = Arc::clone(&table);
+                    self.tell_identity_store(table);
+                }
                 RouterOutput::Detach(slot) => {
                     if let Some(m) = self.engines.get_mut(slot) {
                         *m = None;
@@ -464,6 +478,16 @@ impl RouterShell {
                     }
                 }
             }
+        }
+    }
+
+    /// Hands the identity store the new table of local engines (it advertises the reachable
+    /// ones), never waiting: if its mailbox is full, the newest table is sent again soon.
+    fn tell_identity_store(&mut self, table: Arc<LocalEngines>) {
+        if let Err(TrySendError::Full(NisMail::Engines(table))) =
+            self.nis.try_send(NisMail::Engines(table))
+        {
+            self.engines_unsent = Some(table);
         }
     }
 

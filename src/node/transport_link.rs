@@ -2,7 +2,7 @@
 //! Transport's poll loop.
 
 use crate::identity::EngineIdentity;
-use crate::mail::identity::IdentityEvent;
+use crate::mail::identity::{IdentityEvent, ToPeers};
 use crate::mail::transport::{CutOff, TransportRequest};
 use crate::mail::{Receipt, RemoteSend};
 
@@ -20,6 +20,8 @@ pub(crate) enum TransportMail {
     Send(RemoteSend),
     /// A Network Identity Store notification (adverts of peers).
     Identity(Box<IdentityEvent>),
+    /// The identity store's part of the identity exchange with peers.
+    Exchange(Box<ToPeers>),
     /// Messages the Router has finished with (admitted and delivered, or dropped): only now are
     /// they acknowledged to the peer that sent them.
     Processed(Vec<Receipt>),

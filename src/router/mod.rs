@@ -171,6 +171,8 @@ impl Default for RouterLimits {
 struct LocalEngine {
     slot: Slot,
     name: String,
+    /// Advertised to other nodes.
+    reachable: bool,
 }
 
 struct PendingLookup {
@@ -268,6 +270,18 @@ impl Router {
         name: &str,
         serves: &[Protocol],
     ) -> Result<Slot, RegisterError> {
+        self.add_local_as(identity, name, serves, false)
+    }
+
+    /// [`Router::add_local`], marking the engine reachable from other nodes if `reachable`: the
+    /// published table says so, and the node advertises it.
+    pub fn add_local_as(
+        &mut self,
+        identity: EngineIdentity,
+        name: &str,
+        serves: &[Protocol],
+        reachable: bool,
+    ) -> Result<Slot, RegisterError> {
         if self.locals.contains_key(&identity) {
             return Err(RegisterError::DuplicateIdentity(identity));
         }
@@ -282,6 +296,7 @@ impl Router {
             LocalEngine {
                 slot,
                 name: name.to_string(),
+                reachable,
             },
         );
         for &p in serves {
@@ -328,6 +343,13 @@ impl Router {
             self.locals
                 .iter()
                 .map(|(id, e)| (*id, e.name.clone()))
+                .collect(),
+        )
+        .with_reachable(
+            self.locals
+                .iter()
+                .filter(|(_, e)| e.reachable)
+                .map(|(id, _)| *id)
                 .collect(),
         )
     }

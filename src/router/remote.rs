@@ -177,6 +177,36 @@ impl Router {
         self.remote_order.push_back(engine);
     }
 
+    /// Forgets where a remote engine runs (its node withdrew it, or its advert expired): the
+    /// next message to it is looked up again.
+    pub(super) fn forget_remote_engine(&mut self, engine: &EngineIdentity) {
+        if self.remote_engines.remove(engine).is_some() {
+            // The order keeps the forgotten entry until it is compacted: at most as many stale
+            // entries as live ones.
+            if self.remote_order.len() > 2 * self.remote_engines.len().max(64) {
+                let live = &self.remote_engines;
+                let mut seen = std::collections::HashSet::new();
+                self.remote_order
+                    .retain(|e| live.contains_key(e) && seen.insert(*e));
+            }
+        }
+    }
+
+    /// The identity store found no node for `engine`: messages waiting for it are dropped as
+    /// `no_route` now rather than at the lookup timeout.
+    pub(super) fn lookup_failed(&mut self, engine: EngineIdentity) {
+        if let Some(p) = self.pending.remove(&engine) {
+            log::debug!(
+                "router: no node knows engine {}; {} waiting messages dropped",
+                engine.short(),
+                p.messages.len()
+            );
+            for (header, _) in p.messages {
+                self.drop_header(&header, DropReason::NoRoute);
+            }
+        }
+    }
+
     /// The node a remote engine is known to run on.
     pub fn remote_engine_node(&self, engine: &EngineIdentity) -> Option<NodeIdentity> {
         self.remote_engines.get(engine).copied()

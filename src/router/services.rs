@@ -250,24 +250,26 @@ impl Router {
                 id: AnyIdentity::Engine(engine),
                 record,
             } => {
-                let node = match record {
-                    Some(IdentityRecord::Engine(r)) => Some(r.node),
-                    _ => None,
-                };
-                // Unknown: the messages stay parked until the binding is learned (from a verified
-                // message or a store update) or the lookup times out.
-                if let Some(node) = node {
-                    self.learn_remote_engine(engine, node);
-                    self.release_pending(now, engine, node);
+                match record {
+                    Some(IdentityRecord::Engine(r)) if r.node != self.node => {
+                        self.learn_remote_engine(engine, r.node);
+                        self.release_pending(now, engine, r.node);
+                    }
+                    // The store answers "unknown" only once its lookup with other nodes has
+                    // ended (or none can be made): the messages waiting go as `no_route`.
+                    _ => self.lookup_failed(engine),
                 }
             }
             IdentityEvent::Updated {
                 id: AnyIdentity::Engine(engine),
                 record: IdentityRecord::Engine(r),
-            } => {
+            } if r.node != self.node => {
                 self.learn_remote_engine(engine, r.node);
                 self.release_pending(now, engine, r.node);
             }
+            IdentityEvent::Removed {
+                id: AnyIdentity::Engine(engine),
+            } => self.forget_remote_engine(&engine),
             _ => {}
         }
     }

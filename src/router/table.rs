@@ -4,21 +4,43 @@
 //! changes; a reader that sees an older snapshot is corrected by the Router (a signed message for
 //! an engine that turned out to be local is delivered locally all the same).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::wire::{Destination, EngineMessage, RoutingScope};
 
-/// The local engines of one node: identity → name.
+/// The local engines of one node: identity → name, and which of them are reachable from other
+/// nodes (advertised).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LocalEngines {
     engines: BTreeMap<EngineIdentity, String>,
+    reachable: BTreeSet<EngineIdentity>,
 }
 
 impl LocalEngines {
-    /// A snapshot of `engines`.
+    /// A snapshot of `engines`, none of them reachable.
     pub fn new(engines: BTreeMap<EngineIdentity, String>) -> LocalEngines {
-        LocalEngines { engines }
+        LocalEngines {
+            engines,
+            reachable: BTreeSet::new(),
+        }
+    }
+
+    /// The same snapshot with the engines in `reachable` marked reachable from other nodes.
+    pub fn with_reachable(mut self, reachable: BTreeSet<EngineIdentity>) -> LocalEngines {
+        self.reachable = reachable
+            .into_iter()
+            .filter(|e| self.engines.contains_key(e))
+            .collect();
+        self
+    }
+
+    /// The engines reachable from other nodes (identity and name), by identity.
+    pub fn reachable(&self) -> Vec<(EngineIdentity, String)> {
+        self.reachable
+            .iter()
+            .filter_map(|e| self.engines.get(e).map(|n| (*e, n.clone())))
+            .collect()
     }
 
     /// Whether `identity` runs on this node.

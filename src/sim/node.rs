@@ -113,10 +113,10 @@ impl SimNode {
         };
         let mut router = Router::new(identity, Arc::clone(&stats), limits, true);
         let mut store = IdentityStore::new(crate::identity_store::DEFAULT_MAX_RECORDS);
-        store.handle(Party::Router, IdentityRequest::Subscribe);
-        store.handle(Party::Transport, IdentityRequest::Subscribe);
+        store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
+        store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);
         for (advert, _) in &setup.peers {
-            store.apply(IdentityUpdate::NodeAdvert(advert.clone()));
+            store.apply(now.wall, IdentityUpdate::NodeAdvert(advert.clone()));
         }
         let core = Core::new(
             identity,
@@ -307,7 +307,7 @@ impl SimNode {
                     }
                 }
                 RouterOutput::Transport(send) => self.core.handle_send(now, send),
-                RouterOutput::Identity(req) => self.store.handle(Party::Router, req),
+                RouterOutput::Identity(req) => self.store.handle(now.wall, Party::Router, req),
                 RouterOutput::Published(table) => self.locals = table,
                 RouterOutput::Detach(slot) => {
                     if let Some(&i) = self.slots.get(&slot) {
@@ -350,9 +350,13 @@ impl SimNode {
                     self.router.handle_for_engine(to, Input::Transport(event))
                 }
                 CoreOutput::StoreAdvert(advert) => self.store.handle(
+                    now.wall,
                     Party::Transport,
                     IdentityRequest::Update(IdentityUpdate::NodeAdvert(advert)),
                 ),
+                // The simulator does not model the identity exchange (engine adverts and lookups
+                // between nodes): its scenarios address nodes and topics, not remote engines.
+                CoreOutput::Exchange(_) => {}
                 CoreOutput::Dial { conn, node, addr } => {
                     match net.dial(now, self.identity, self.incarnation, conn, node, addr) {
                         Some(ep) => {
@@ -451,7 +455,7 @@ impl SimNode {
                     self.router.handle_local(now, outbound);
                 }
                 Output::Topic(req) => self.router.handle_topic(from, req),
-                Output::Identity(req) => self.store.handle(Party::Engine(from), req),
+                Output::Identity(req) => self.store.handle(now.wall, Party::Engine(from), req),
                 Output::Transport(req) => self.core.handle_request(now, from, req),
                 Output::SetTimer { token, at } => self.engines[i].timers.set(token, at),
                 Output::CancelTimer { token } => self.engines[i].timers.cancel(token),

@@ -8,6 +8,12 @@
 //! version of the other side's advert the sender knows; a side whose advert is newer than that
 //! sends it in an `ADVERT` frame.
 //!
+//! Protocol version 2 adds the identity exchange on the same stream: each side hands the other
+//! the adverts of its reachable engines after the hello ([`EngineAdverts`], again whenever one
+//! is added or re-signed, [`Withdrawn`] when one stops), and either side may ask the other
+//! where an engine runs ([`Lookup`]), answered from the other side's identity store with the
+//! signed advert or "unknown" ([`Found`]).
+//!
 //! `ACK` frames carry, per message stream, how many message frames have been received and handed
 //! to the Router. The sender keeps every message until it is acknowledged and sends it again on
 //! the next connection if this one is lost; the receiver's replay window drops the copies that
@@ -15,12 +21,15 @@
 
 use bincode::{Decode, Encode};
 
-use crate::wire::{decode_exact, encode_to_vec, WireError};
+use crate::identity::EngineIdentity;
+use crate::wire::{decode_exact, encode_to_vec, EngineAdvert, NodeAdvert, WireError};
 
-/// The lowest protocol version this node speaks.
-pub const VERSION_MIN: u32 = 1;
+/// The lowest protocol version this node speaks. Version 2 changed the node advert (it gained
+/// an expiry) and added the identity exchange; a version 1 node cannot read either, so version 1
+/// is no longer spoken.
+pub const VERSION_MIN: u32 = 2;
 /// The highest protocol version this node speaks.
-pub const VERSION_MAX: u32 = 1;
+pub const VERSION_MAX: u32 = 2;
 
 /// QUIC application error codes used in CONNECTION_CLOSE / STOP_SENDING / RESET_STREAM.
 pub mod close_code {
@@ -93,6 +102,94 @@ impl Decode<()> for Ack {
     }
 }
 
+/// Most engine adverts in one `ENGINE_ADVERTS` frame (64 × at most ~260 bytes: under the
+/// control stream's 64 KiB frame limit).
+pub const MAX_ENGINE_ADVERTS_PER_FRAME: usize = 64;
+/// Most engines in one `ENGINE_WITHDRAW` frame (32 KiB).
+pub const MAX_WITHDRAWN_PER_FRAME: usize = 1024;
+
+/// `ENGINE_ADVERTS`: adverts of engines that run on the sender (each advert's `node` must be
+/// the sender).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineAdverts(pub Vec<EngineAdvert>);
+
+impl Encode for EngineAdverts {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        crate::wire::encode_list(&self.0, e)
+    }
+}
+
+impl Decode<()> for EngineAdverts {
+    fn decode<D: bincode::de::Decoder<Context = ()>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(EngineAdverts(crate::wire::decode_list(
+            d,
+            "list",
+            MAX_ENGINE_ADVERTS_PER_FRAME,
+        )?))
+    }
+}
+
+/// `ENGINE_WITHDRAW`: engines of the sender that no longer run there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withdrawn(pub Vec<EngineIdentity>);
+
+impl Encode for Withdrawn {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        e: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        crate::wire::encode_list(&self.0, e)
+    }
+}
+
+impl Decode<()> for Withdrawn {
+    fn decode<D: bincode::de::Decoder<Context = ()>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Withdrawn(crate::wire::decode_list(
+            d,
+            "list",
+            MAX_WITHDRAWN_PER_FRAME,
+        )?))
+    }
+}
+
+/// `LOOKUP`: where does this engine run? Answered with one [`Found`] (or not at all, when the
+/// receiver is over its rate for lookups).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct Lookup {
+    /// The engine.
+    pub engine: EngineIdentity,
+}
+
+/// `FOUND`: the answer to a [`Lookup`], from the answering node's identity store.
+#[derive(Clone, Debug, PartialEq, Eq, Encode)]
+pub struct Found {
+    /// The engine asked about.
+    pub engine: EngineIdentity,
+    /// Its signed advert; `None` means the answering node does not know it.
+    pub advert: Option<EngineAdvert>,
+    /// The advert of the node the engine runs on, if the answering node holds one.
+    pub node_advert: Option<NodeAdvert>,
+}
+
+impl Decode<()> for Found {
+    fn decode<D: bincode::de::Decoder<Context = ()>>(
+        d: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        Ok(Found {
+            engine: Decode::decode(d)?,
+            advert: Option::<EngineAdvert>::decode(d)?,
+            node_advert: Option::<NodeAdvert>::decode(d)?,
+        })
+    }
+}
+
 /// Encodes a control payload.
 pub fn encode<T: Encode>(value: &T) -> Vec<u8> {
     encode_to_vec(value)
@@ -115,6 +212,34 @@ mod tests {
             advert_version: 1,
             known_advert_version: None,
         }
+    }
+
+    #[test]
+    fn exchange_frames_round_trip_and_lists_are_limited() {
+        let l = Lookup {
+            engine: EngineIdentity([7; 32]),
+        };
+        assert_eq!(decode::<Lookup>(&encode(&l)).unwrap(), l);
+        let f = Found {
+            engine: EngineIdentity([7; 32]),
+            advert: None,
+            node_advert: None,
+        };
+        assert_eq!(encode(&f).len(), 34);
+        assert_eq!(decode::<Found>(&encode(&f)).unwrap(), f);
+        let w = Withdrawn(vec![EngineIdentity([1; 32]); 3]);
+        assert_eq!(decode::<Withdrawn>(&encode(&w)).unwrap(), w);
+        let mut too_many = (MAX_WITHDRAWN_PER_FRAME as u64 + 1).to_le_bytes().to_vec();
+        too_many.resize(8 + 32 * (MAX_WITHDRAWN_PER_FRAME + 1), 1);
+        assert!(matches!(
+            decode::<Withdrawn>(&too_many),
+            Err(WireError::TooLarge { .. })
+        ));
+        let many = (MAX_ENGINE_ADVERTS_PER_FRAME as u64 + 1).to_le_bytes();
+        assert!(matches!(
+            decode::<EngineAdverts>(&many),
+            Err(WireError::TooLarge { .. })
+        ));
     }
 
     #[test]

@@ -18,6 +18,14 @@ pub mod kind {
     pub const ADVERT: u8 = 0x02;
     /// Control stream: cumulative counts of message frames received per stream.
     pub const ACK: u8 = 0x03;
+    /// Control stream (v2): adverts of engines that run on the sender.
+    pub const ENGINE_ADVERTS: u8 = 0x04;
+    /// Control stream (v2): engines of the sender that stopped.
+    pub const ENGINE_WITHDRAW: u8 = 0x05;
+    /// Control stream (v2): where does an engine run?
+    pub const LOOKUP: u8 = 0x06;
+    /// Control stream (v2): the answer to a lookup.
+    pub const FOUND: u8 = 0x07;
     /// Message streams and datagrams: one `EngineMessage` in wire form.
     pub const MESSAGE: u8 = 0x10;
 }

@@ -3,13 +3,18 @@
 //! * [`NodeAdvert`] — a node's transport addresses, signed by the node key. Nodes exchange them
 //!   in configuration files (as one line of text, see [`NodeAdvert::to_line`]) and when they
 //!   connect.
-//! * [`EngineAdvert`] — binds an engine to the node it runs on, signed by the engine key.
+//! * [`EngineAdvert`] — binds an engine to the node it runs on, signed by the engine key; nodes
+//!   hand them to their peers when they connect and answer lookups with them (one line of text
+//!   too, for configuration files: [`EngineAdvert::to_line`]).
 //! * [`TopicAdvert`] — a topic's authorized publishers and tags, signed by the topic key.
 //!
 //! Each advert has a `version`; a store replaces an advert only with a correctly signed one of a
-//! higher version (then, for equal versions, a later `created`).
+//! higher version (then, for equal versions, a later `created`). Node and engine adverts (format
+//! 2) also carry an `expires` time, after which stores refuse and forget them
+//! ([`Signed::expired`]); a node re-signs its own before they expire.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::Duration;
 
 use bincode::de::Decoder;
 use bincode::enc::Encoder;
@@ -33,6 +38,12 @@ pub const MAX_TAGS: usize = 32;
 pub const MAX_TAG_BYTES: usize = 64;
 /// Most authorized publishers on one topic advert.
 pub const MAX_PUBLISHERS: usize = 64;
+/// How long the adverts a running node signs for itself and its engines stay valid by default:
+/// 24 hours. The node re-signs them when half of it has passed.
+pub const DEFAULT_ADVERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How long the adverts printed for configuration files (`netmachine advert`,
+/// [`NodeAdvert::for_listen`]) stay valid: 365 days.
+pub const CONFIG_ADVERT_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// An IP address on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
@@ -103,6 +114,15 @@ pub trait Signed: Sized {
     fn set_signature(&mut self, sig: Signature);
     /// `(version, created)`: a higher pair replaces a lower one.
     fn freshness(&self) -> (u64, Timestamp);
+    /// When the advert stops being valid, if it can expire.
+    fn expires(&self) -> Option<Timestamp> {
+        None
+    }
+
+    /// Whether the advert has expired at `now` (an advert is valid until, not at, `expires`).
+    fn expired(&self, now: Timestamp) -> bool {
+        self.expires().is_some_and(|e| e <= now)
+    }
 
     /// Signs with `key`, which must be the signer's key.
     fn sign(mut self, key: &Keypair) -> Self {
@@ -139,6 +159,10 @@ pub enum AdvertError {
     BadSignature,
     /// The text form does not start with the expected prefix.
     NotAnAdvert,
+    /// The text form is of advert format 1, which has no expiry and is no longer accepted.
+    OldFormat,
+    /// Its `expires` time has passed.
+    Expired,
 }
 
 impl std::fmt::Display for AdvertError {
@@ -147,9 +171,17 @@ impl std::fmt::Display for AdvertError {
             AdvertError::Decode(e) => write!(f, "advert does not decode: {e}"),
             AdvertError::BadKey => write!(f, "advert signer is not a valid key"),
             AdvertError::BadSignature => write!(f, "advert signature does not verify"),
-            AdvertError::NotAnAdvert => {
-                write!(f, "not an advert line (expected 'nmadvert1:<hex>')")
-            }
+            AdvertError::NotAnAdvert => write!(
+                f,
+                "not an advert line (expected '{ADVERT_LINE_PREFIX}<hex>' or \
+                 '{ENGINE_ADVERT_LINE_PREFIX}<hex>')"
+            ),
+            AdvertError::OldFormat => write!(
+                f,
+                "an advert of format 1 ('nmadvert1:'), which has no expiry: print a new one \
+                 with `netmachine advert`"
+            ),
+            AdvertError::Expired => write!(f, "advert has expired"),
         }
     }
 }
@@ -167,6 +199,8 @@ pub struct NodeAdvert {
     pub version: u64,
     /// When this version was made.
     pub created: Timestamp,
+    /// When it stops being valid.
+    pub expires: Timestamp,
     /// A human-readable name, if any.
     pub name: Option<String>,
     /// The node key's signature.
@@ -182,6 +216,7 @@ impl Encode for NodeAdvertFields<'_> {
         encode_list(&a.addrs, e)?;
         a.version.encode(e)?;
         a.created.encode(e)?;
+        a.expires.encode(e)?;
         match &a.name {
             None => 0u8.encode(e),
             Some(n) => {
@@ -206,6 +241,7 @@ impl Decode<()> for NodeAdvert {
             addrs: decode_list(d, "addresses", MAX_ADDRS)?,
             version: Decode::decode(d)?,
             created: Decode::decode(d)?,
+            expires: Decode::decode(d)?,
             name: decode_option_text(d, "name", MAX_NAME_BYTES)?,
             sig: Decode::decode(d)?,
         })
@@ -250,18 +286,37 @@ impl Signed for NodeAdvert {
     fn freshness(&self) -> (u64, Timestamp) {
         (self.version, self.created)
     }
+
+    fn expires(&self) -> Option<Timestamp> {
+        Some(self.expires)
+    }
 }
 
-/// The prefix of a node advert's one-line text form.
-pub const ADVERT_LINE_PREFIX: &str = "nmadvert1:";
+/// The prefix of a node advert's one-line text form (advert format 2).
+pub const ADVERT_LINE_PREFIX: &str = "nmadvert2:";
+/// The prefix of format-1 node advert lines, recognised only to refuse them clearly.
+pub const OLD_ADVERT_LINE_PREFIX: &str = "nmadvert1:";
+/// The prefix of an engine advert's one-line text form.
+pub const ENGINE_ADVERT_LINE_PREFIX: &str = "nmengine2:";
+
+/// The bytes of a one-line advert after `prefix`, or why there are none.
+fn line_bytes(line: &str, prefix: &str) -> Result<Vec<u8>, AdvertError> {
+    let line = line.trim();
+    if line.starts_with(OLD_ADVERT_LINE_PREFIX) {
+        return Err(AdvertError::OldFormat);
+    }
+    let hex = line.strip_prefix(prefix).ok_or(AdvertError::NotAnAdvert)?;
+    from_hex(hex).ok_or(AdvertError::NotAnAdvert)
+}
 
 impl NodeAdvert {
-    /// A new advert for `key`'s node, signed.
+    /// A new advert for `key`'s node, signed, valid until `expires`.
     pub fn new_signed(
         key: &Keypair,
         addrs: Vec<(TransportAddress, u8)>,
         version: u64,
         created: Timestamp,
+        expires: Timestamp,
         name: Option<String>,
     ) -> NodeAdvert {
         NodeAdvert {
@@ -269,24 +324,33 @@ impl NodeAdvert {
             addrs,
             version,
             created,
+            expires,
             name,
             sig: Signature([0; 64]),
         }
         .sign(key)
     }
 
-    /// The advert of `key`'s node listening on `addrs` (equal weights), signed, with the wall
-    /// clock in milliseconds as its version, so a node's later adverts replace earlier ones.
+    /// The advert of `key`'s node listening on `addrs` (equal weights), signed now and valid
+    /// for [`CONFIG_ADVERT_LIFETIME`], with the wall clock in milliseconds as its version, so a
+    /// node's later adverts replace earlier ones. This is the advert configuration files carry.
     pub fn for_listen(key: &Keypair, addrs: &[SocketAddr], name: Option<String>) -> NodeAdvert {
         let now = crate::time::wall_clock();
         let addrs = addrs
             .iter()
             .map(|a| (TransportAddress::quic(*a), 100))
             .collect();
-        NodeAdvert::new_signed(key, addrs, now.0, now, name)
+        NodeAdvert::new_signed(
+            key,
+            addrs,
+            now.0,
+            now,
+            now.after(CONFIG_ADVERT_LIFETIME),
+            name,
+        )
     }
 
-    /// One line of text: `nmadvert1:` then the hex of the advert's wire encoding.
+    /// One line of text: `nmadvert2:` then the hex of the advert's wire encoding.
     pub fn to_line(&self) -> String {
         format!(
             "{ADVERT_LINE_PREFIX}{}",
@@ -294,13 +358,10 @@ impl NodeAdvert {
         )
     }
 
-    /// Parses and verifies the one-line text form.
+    /// Parses and verifies the one-line text form (its expiry is not checked here: that
+    /// needs the time, see [`Signed::expired`]).
     pub fn from_line(line: &str) -> Result<super::Verified<NodeAdvert>, AdvertError> {
-        let hex = line
-            .trim()
-            .strip_prefix(ADVERT_LINE_PREFIX)
-            .ok_or(AdvertError::NotAnAdvert)?;
-        let bytes = from_hex(hex).ok_or(AdvertError::NotAnAdvert)?;
+        let bytes = line_bytes(line, ADVERT_LINE_PREFIX)?;
         let advert: NodeAdvert = super::decode_exact(&bytes).map_err(AdvertError::Decode)?;
         advert.verify()
     }
@@ -319,6 +380,8 @@ pub struct EngineAdvert {
     pub version: u64,
     /// When this version was made.
     pub created: Timestamp,
+    /// When it stops being valid.
+    pub expires: Timestamp,
     /// The engine key's signature.
     pub sig: Signature,
 }
@@ -332,7 +395,8 @@ impl Encode for EngineAdvertFields<'_> {
         a.node.encode(e)?;
         encode_text(&a.name, e)?;
         a.version.encode(e)?;
-        a.created.encode(e)
+        a.created.encode(e)?;
+        a.expires.encode(e)
     }
 }
 
@@ -351,6 +415,7 @@ impl Decode<()> for EngineAdvert {
             name: decode_text(d, "name", MAX_NAME_BYTES)?,
             version: Decode::decode(d)?,
             created: Decode::decode(d)?,
+            expires: Decode::decode(d)?,
             sig: Decode::decode(d)?,
         })
     }
@@ -377,6 +442,49 @@ impl Signed for EngineAdvert {
 
     fn freshness(&self) -> (u64, Timestamp) {
         (self.version, self.created)
+    }
+
+    fn expires(&self) -> Option<Timestamp> {
+        Some(self.expires)
+    }
+}
+
+impl EngineAdvert {
+    /// A new advert of the engine whose key is `key`, named `name` on `node`, signed, valid
+    /// until `expires`.
+    pub fn new_signed(
+        key: &Keypair,
+        node: NodeIdentity,
+        name: &str,
+        version: u64,
+        created: Timestamp,
+        expires: Timestamp,
+    ) -> EngineAdvert {
+        EngineAdvert {
+            engine: key.engine_identity(),
+            node,
+            name: name.to_string(),
+            version,
+            created,
+            expires,
+            sig: Signature([0; 64]),
+        }
+        .sign(key)
+    }
+
+    /// One line of text: `nmengine2:` then the hex of the advert's wire encoding.
+    pub fn to_line(&self) -> String {
+        format!(
+            "{ENGINE_ADVERT_LINE_PREFIX}{}",
+            to_hex(&super::encode_to_vec(self))
+        )
+    }
+
+    /// Parses and verifies the one-line text form (expiry unchecked, as for node adverts).
+    pub fn from_line(line: &str) -> Result<super::Verified<EngineAdvert>, AdvertError> {
+        let bytes = line_bytes(line, ENGINE_ADVERT_LINE_PREFIX)?;
+        let advert: EngineAdvert = super::decode_exact(&bytes).map_err(AdvertError::Decode)?;
+        advert.verify()
     }
 }
 
@@ -555,6 +663,7 @@ mod tests {
             )],
             3,
             Timestamp(1_700_000_000_000),
+            Timestamp(1_700_000_600_000),
             Some("a".into()),
         )
     }
@@ -586,6 +695,38 @@ mod tests {
             NodeAdvert::from_line("hello").unwrap_err(),
             AdvertError::NotAnAdvert
         );
+        assert_eq!(
+            NodeAdvert::from_line("nmadvert1:00").unwrap_err(),
+            AdvertError::OldFormat
+        );
+    }
+
+    #[test]
+    fn adverts_expire_at_their_expiry() {
+        let key = Keypair::generate();
+        let a = advert(&key);
+        assert!(!a.expired(Timestamp(1_700_000_599_999)));
+        assert!(a.expired(Timestamp(1_700_000_600_000)));
+        let e = EngineAdvert::new_signed(
+            &key.derive_engine("x"),
+            key.node_identity(),
+            "x",
+            1,
+            Timestamp(10),
+            Timestamp(20),
+        );
+        assert!(!e.expired(Timestamp(19)) && e.expired(Timestamp(20)));
+        let line = e.to_line();
+        assert!(line.starts_with(ENGINE_ADVERT_LINE_PREFIX));
+        assert_eq!(*EngineAdvert::from_line(&line).unwrap(), e);
+        assert_eq!(
+            NodeAdvert::from_line(&line).unwrap_err(),
+            AdvertError::NotAnAdvert
+        );
+        // Changing the expiry after signing breaks the signature.
+        let mut longer = e;
+        longer.expires = Timestamp(30);
+        assert_eq!(longer.verify().unwrap_err(), AdvertError::BadSignature);
     }
 
     #[test]

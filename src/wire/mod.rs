@@ -50,10 +50,10 @@ pub const CONFIG: WireConfig = bincode::config::standard()
 pub mod context {
     /// [`super::EngineMessage`] signatures.
     pub const ENGINE_MESSAGE: &[u8] = b"netmachine/v1/engine-message\0";
-    /// [`super::NodeAdvert`] signatures.
-    pub const NODE_ADVERT: &[u8] = b"netmachine/v1/node-advert\0";
-    /// [`super::EngineAdvert`] signatures.
-    pub const ENGINE_ADVERT: &[u8] = b"netmachine/v1/engine-advert\0";
+    /// [`super::NodeAdvert`] signatures (advert format 2, with an expiry).
+    pub const NODE_ADVERT: &[u8] = b"netmachine/v2/node-advert\0";
+    /// [`super::EngineAdvert`] signatures (advert format 2, with an expiry).
+    pub const ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
     /// [`super::TopicAdvert`] signatures.
     pub const TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
     /// [`super::advert::DomainAdvert`] signatures.

@@ -43,11 +43,14 @@ enum Command {
         out: PathBuf,
     },
     /// Print the signed advert line of the node a configuration file describes, for other
-    /// nodes' `[[peers]]` tables.
+    /// nodes' `[[peers]]` tables (or, with --engine, of one of its engines, for `[[engines]]`).
     Advert {
         /// The node's configuration file (TOML).
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Print the advert of this node's engine of that name instead (`nmengine2:…`).
+        #[arg(long, value_name = "NAME")]
+        engine: Option<String>,
     },
     /// Run the node a configuration file describes until SIGINT or SIGTERM.
     Run {
@@ -195,7 +198,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keygen { out } => keygen(&out),
         Command::Chaos(args) => chaos_cmd::run(&args),
-        Command::Advert { config } => match node_cmd::advert(&config) {
+        Command::Advert { config, engine } => match node_cmd::advert(&config, engine.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         },

@@ -17,9 +17,19 @@ const POLL_EVERY: Duration = Duration::from_millis(100);
 const STATUS_EVERY: Duration = Duration::from_secs(60);
 
 /// Prints the node's advert line (the only line on stdout); warns on stderr about listen
-/// addresses peers could not dial.
-pub fn advert(config: &Path) -> Result<(), String> {
+/// addresses peers could not dial. With `engine`, prints the advert of that engine of the node
+/// instead.
+pub fn advert(config: &Path, engine: Option<&str>) -> Result<(), String> {
     let settings = Settings::load(config).map_err(|e| e.to_string())?;
+    if let Some(name) = engine {
+        let advert = settings.engine_advert(name).map_err(|e| e.to_string())?;
+        eprintln!(
+            "netmachine: engine {name} is {} on node {}",
+            advert.engine, advert.node
+        );
+        println!("{}", advert.to_line());
+        return Ok(());
+    }
     if settings.listen.is_empty() {
         eprintln!(
             "netmachine: warning: {} lists no listen address; peers cannot dial this node",

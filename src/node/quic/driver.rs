@@ -375,6 +375,7 @@ impl Driver {
             TransportMail::Identity(event) => self.core.handle_identity(*event),
             TransportMail::Processed(receipts) => self.core.handle_processed(receipts),
             TransportMail::CutOff(cut) => self.core.handle_cut_off(now, cut),
+            TransportMail::Exchange(req) => self.core.handle_exchange(now, *req),
             TransportMail::Stop => {}
         }
     }
@@ -436,6 +437,17 @@ impl Driver {
                         log::debug!("transport: identity store busy; peer advert not stored");
                     }
                 }
+                // The store never waits on us, nor we on it: what does not fit is counted.
+                Output::Exchange(mail) => match self.nis.try_send(NisMail::FromPeer(mail)) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        self.stats
+                            .fault(crate::runtime::stats::Fault::ExchangeOverRate);
+                        log::debug!("transport: identity store busy; identity exchange dropped");
+                    }
+                    // The store stops before the Transport at shutdown.
+                    Err(TrySendError::Disconnected(_)) => {}
+                },
                 Output::Dial { conn, node, addr } => {
                     if let Err(e) = self.dial(conn, node, addr) {
                         log::warn!("transport: cannot dial {addr}: {e}");

@@ -427,6 +427,7 @@ pub(super) fn setups(
                 vec![(TransportAddress::quic(node_addr(i)), 1)],
                 1,
                 super::WALL_EPOCH,
+                super::WALL_EPOCH.after(crate::wire::advert::CONFIG_ADVERT_LIFETIME),
                 None,
             )
         })

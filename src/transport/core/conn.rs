@@ -235,6 +235,8 @@ pub(crate) struct Conn {
     /// A close decided while another connection was being serviced, applied at the next
     /// service of this one.
     pub(crate) pending_close: Option<(u64, String)>,
+    /// What the peer may still send of the identity exchange.
+    pub(crate) exchange: super::exchange::Budget,
 }
 
 impl Conn {
@@ -271,6 +273,7 @@ impl Conn {
             retiring: None,
             close_reason: None,
             pending_close: None,
+            exchange: super::exchange::Budget::new(now),
         }
     }
 
@@ -304,6 +307,13 @@ impl Conn {
 
     pub(crate) fn unopened_streams(&self) -> u64 {
         self.out.values().filter(|s| !s.opened).count() as u64
+    }
+
+    /// Bytes queued on the control stream that the peer has not taken yet.
+    pub(crate) fn control_backlog(&self) -> usize {
+        self.control_out
+            .and_then(|sid| self.out.get(&sid))
+            .map_or(0, |s| s.buf.len() - s.off)
     }
 
     pub(crate) fn send_control(&mut self, kind: u8, payload: &[u8]) {

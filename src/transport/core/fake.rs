@@ -11,6 +11,7 @@ use super::conn::QuicConn;
 use super::peers::ConnId;
 use super::{Core, Delivery, Output, SeededRng};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
+use crate::mail::identity::FromPeer;
 use crate::mail::RouteHeader;
 use crate::runtime::stats::{DropReason, NodeStats};
 use crate::time::{Now, Timestamp};
@@ -31,6 +32,10 @@ pub(crate) struct TestNode {
     pub(crate) delivered: Vec<Delivery>,
     pub(crate) bounced: Vec<(RemoteSend, DropReason)>,
     pub(crate) events: Vec<TransportEvent>,
+    /// What the core handed the identity store.
+    pub(crate) exchange: Vec<FromPeer>,
+    /// Peers' adverts the core handed the identity store.
+    pub(crate) adverts: Vec<NodeAdvert>,
     /// Whether deliveries are processed (and so acknowledged) at once.
     pub(crate) process: bool,
     /// Whether the Router refuses deliveries (mailbox full).
@@ -61,6 +66,7 @@ pub(crate) fn advert(key: &Keypair, addr: SocketAddr) -> NodeAdvert {
         vec![(TransportAddress::quic(addr), 1)],
         1,
         Timestamp(1),
+        Timestamp(u64::MAX),
         None,
     )
 }
@@ -139,6 +145,8 @@ impl Net {
             delivered: Vec::new(),
             bounced: Vec::new(),
             events: Vec::new(),
+            exchange: Vec::new(),
+            adverts: Vec::new(),
             process: true,
             refuse: false,
             answer_dials: true,
@@ -182,7 +190,8 @@ impl Net {
                 Output::Notify { event, .. } | Output::Answer { event, .. } => {
                     node.events.push(event)
                 }
-                Output::StoreAdvert(_) => {}
+                Output::StoreAdvert(a) => node.adverts.push(a),
+                Output::Exchange(m) => node.exchange.push(m),
                 Output::Dial {
                     conn, node: peer, ..
                 } => {

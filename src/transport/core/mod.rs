@@ -23,8 +23,8 @@
 //! # Inputs and outputs
 //!
 //! Inputs are `handle_*` calls, each taking the time as [`Now`]: [`Core::handle_send`],
-//! [`Core::handle_request`], [`Core::handle_identity`], [`Core::handle_processed`],
-//! [`Core::handle_incoming`] (after [`Core::may_accept`]), [`Core::handle_activity`] (packets
+//! [`Core::handle_request`], [`Core::handle_identity`], [`Core::handle_exchange`] (the identity
+//! exchange with peers, see `exchange`), [`Core::handle_processed`], [`Core::handle_incoming`] (after [`Core::may_accept`]), [`Core::handle_activity`] (packets
 //! arrived or a timer of the connection fired), [`Core::handle_dial_failed`],
 //! [`Core::handle_timeout`], [`Core::handle_refused`], [`Core::handle_closed`],
 //! [`Core::handle_cut_off`] (the Router's order to cut a misbehaving peer off; see `refusal`)
@@ -32,7 +32,8 @@
 //! reads and writes through [`QuicConn`].
 //!
 //! Outputs are drained with [`Core::poll_output`] ([`Output`]: deliveries to the Router,
-//! bounces, notifications and answers to engines, adverts to store, dials to start),
+//! bounces, notifications and answers to engines, adverts to store, the identity exchange for
+//! the store, dials to start),
 //! [`Core::poll_service`] (the next connection that needs servicing) and
 //! [`Core::poll_timeout`] (when to call [`Core::handle_timeout`] next).
 //!
@@ -60,6 +61,9 @@
 //! inputs and the seed of the injected RNG (`R`), which also draws the node's instance number.
 
 mod conn;
+mod exchange;
+#[cfg(test)]
+mod exchange_tests;
 #[cfg(test)]
 mod fake;
 pub mod peers;
@@ -71,6 +75,10 @@ mod session;
 mod tests;
 
 pub use conn::{Delivery, QuicConn, RecvError, SendError};
+pub use exchange::{
+    MAX_CONTROL_BACKLOG_FOR_ANSWERS, PEER_ENGINE_ADVERTS_BURST, PEER_ENGINE_ADVERTS_REFILL_PER_S,
+    PEER_LOOKUPS_PER_S,
+};
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -82,14 +90,16 @@ use rand_core::RngCore;
 use self::conn::Conn;
 use self::peers::{ConnId, Peer};
 use crate::identity::{EngineIdentity, NodeIdentity};
-use crate::mail::identity::{ConnectionPrefs, IdentityEvent, IdentityRecord, UpdateResult};
+use crate::mail::identity::{
+    ConnectionPrefs, FromPeer, IdentityEvent, IdentityRecord, UpdateResult,
+};
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
 use crate::time::Now;
 use crate::transport::control::close_code;
 use crate::transport::{
     ConnectResult, Receipt, RemoteSend, TransportConfig, TransportEvent, TransportRequest,
 };
-use crate::wire::NodeAdvert;
+use crate::wire::{EngineAdvert, NodeAdvert};
 
 /// Period of peer maintenance.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -140,6 +150,9 @@ pub enum Output {
     },
     /// A peer's advert, received on its connection, to store in the identity store.
     StoreAdvert(NodeAdvert),
+    /// Something of the identity exchange for the identity store (engine adverts, lookups and
+    /// answers from peers, peers ready, lookups sent).
+    Exchange(FromPeer),
     /// Open a QUIC connection to `node` at `addr`, known to the core as `conn`.
     Dial {
         /// The connection's id.
@@ -176,6 +189,8 @@ pub struct Core<R> {
     next_tick: Option<Instant>,
     outputs: VecDeque<Output>,
     buf: Vec<u8>,
+    /// This node's reachable engines' adverts, handed to every peer that connects.
+    own_engines: BTreeMap<EngineIdentity, EngineAdvert>,
 }
 
 impl<R: RngCore> Core<R> {
@@ -209,6 +224,7 @@ impl<R: RngCore> Core<R> {
             next_tick: None,
             outputs: VecDeque::new(),
             buf: vec![0; READ_BUF],
+            own_engines: BTreeMap::new(),
         };
         for (advert, permanent) in peers {
             let p = core.peers.entry(advert.id).or_default();
@@ -337,7 +353,7 @@ impl<R: RngCore> Core<R> {
             IdentityEvent::Updated {
                 record: IdentityRecord::Node(r),
                 ..
-            } => {
+            } if r.id != self.node => {
                 let peer = self.peers.entry(r.id).or_default();
                 if let Some(a) = &r.advert {
                     if peer.advert_version.is_none_or(|v| a.version > v) {

@@ -209,6 +209,7 @@ mod tests {
             ],
             1,
             Timestamp(1),
+            Timestamp(2),
             None,
         );
         let mut p = Peer::default();

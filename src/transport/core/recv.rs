@@ -101,6 +101,11 @@ impl<R: RngCore> Core<R> {
                     Ok(ack) => self.on_ack(conn, ack),
                     Err(e) => return self.violation(conn, q, &format!("bad ack: {e}")),
                 },
+                (kind::ENGINE_ADVERTS | kind::ENGINE_WITHDRAW | kind::LOOKUP | kind::FOUND, _) => {
+                    if let Err(e) = self.exchange_frame(conn, k, &payload, now) {
+                        return self.violation(conn, q, &e);
+                    }
+                }
                 (other, _) => {
                     return self.violation(conn, q, &format!("unknown control frame {other}"))
                 }

@@ -303,6 +303,7 @@ impl<R: RngCore> Core<R> {
         }
         peer.connected(id);
         conn.keepalive = now.instant;
+        self.exchange_on_ready(node, conn);
         log::info!(
             "transport: connected to {} at {}",
             node.short(),

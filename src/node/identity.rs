@@ -1,0 +1,135 @@
+//! The node's identity service as the node builder sets it up (the store loaded with the
+//! configured peers and engines, the node's first advert), and the node's handles onto it:
+//! new addresses, synchronous lookups, its counters.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::bounded;
+
+use super::nis_shell::NisMail;
+use super::{Node, NodeError, NodeLimits};
+use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
+use crate::identity_store::own::OwnAdverts;
+use crate::identity_store::service::IdentityService;
+use crate::identity_store::{IdentityStats, IdentityStore};
+use crate::mail::identity::{
+    AnyIdentity, IdentityRecord, IdentityRequest, IdentityUpdate, Party, UpdateResult,
+};
+use crate::time::Now;
+use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};
+
+/// What the node knows at start.
+pub(super) struct Known<'a> {
+    pub(super) key: &'a Keypair,
+    pub(super) name: Option<String>,
+    pub(super) listen: &'a [SocketAddr],
+    pub(super) has_transport: bool,
+    pub(super) locations: Vec<(EngineIdentity, NodeIdentity)>,
+    pub(super) peers: Vec<NodeAdvert>,
+    pub(super) engine_adverts: Vec<EngineAdvert>,
+    /// Trust per node from configuration.
+    pub(super) trust: Vec<(NodeIdentity, u8)>,
+}
+
+/// The node's identity service, loaded with what it knows at start. A peer or engine advert
+/// that does not verify, or has expired, is an error.
+pub(super) fn service(
+    known: Known<'_>,
+    limits: &NodeLimits,
+    stats: Arc<IdentityStats>,
+) -> Result<IdentityService, NodeError> {
+    let now = Now::read();
+    let mut store = IdentityStore::new(limits.identity_records)
+        .with_max_engines_per_node(limits.identity.max_engines_per_node);
+    store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
+    if known.has_transport {
+        store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);
+    }
+    let addrs = known
+        .listen
+        .iter()
+        .map(|a| (TransportAddress::quic(*a), 100))
+        .collect();
+    let own = OwnAdverts::new(
+        known.key.clone(),
+        addrs,
+        known.name,
+        limits.identity.advert_lifetime,
+        now.wall,
+    );
+    let lookups = known.has_transport.then_some(limits.identity.lookups);
+    let mut service = IdentityService::new(now, store, own, lookups, stats);
+    for (engine, node) in known.locations {
+        service.apply(now, IdentityUpdate::EngineLocation { engine, node });
+    }
+    for (id, trust) in known.trust {
+        service.apply(
+            now,
+            IdentityUpdate::NodeLocal {
+                id,
+                trust: Some(trust),
+                reputation: None,
+                tprefs: None,
+                cprefs: None,
+            },
+        );
+    }
+    for advert in known.peers {
+        let id = advert.id;
+        match service.apply(now, IdentityUpdate::NodeAdvert(advert)) {
+            UpdateResult::Refused(e) => {
+                return Err(NodeError::BadPeerAdvert(format!("{}: {e}", id.short())))
+            }
+            r => log::debug!("peer {} advert: {r:?}", id.short()),
+        }
+    }
+    for advert in known.engine_adverts {
+        let id = advert.engine;
+        match service.apply(now, IdentityUpdate::EngineAdvert(advert)) {
+            UpdateResult::Refused(e) => {
+                return Err(NodeError::BadEngineAdvert(format!("{}: {e}", id.short())))
+            }
+            r => log::debug!("engine {} advert: {r:?}", id.short()),
+        }
+    }
+    Ok(service)
+}
+
+/// How long [`Node::lookup`] waits for the identity store.
+const LOOKUP_WAIT: Duration = Duration::from_secs(5);
+
+impl Node {
+    /// The node's addresses are now `addrs` (what its advert tells other nodes: for example its
+    /// public addresses behind a NAT, or new ones after the network changed). The node signs a
+    /// new advert and sends it to every connected peer; [`Node::advert`] returns it once the
+    /// identity store has signed it. The sockets the Transport listens on do not change.
+    pub fn set_addresses(&self, addrs: &[SocketAddr]) -> Result<(), NodeError> {
+        if addrs.len() > crate::wire::advert::MAX_ADDRS {
+            return Err(NodeError::TooManyAddresses(addrs.len()));
+        }
+        self.links
+            .nis
+            .send(NisMail::SetAddresses(addrs.to_vec()))
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// What the Network Identity Store holds about `id` now (waits for the store's thread, at
+    /// most 5 s). Does not start a lookup with other nodes.
+    pub fn lookup(&self, id: AnyIdentity) -> Result<Option<IdentityRecord>, NodeError> {
+        let (reply, answer) = bounded(1);
+        self.links
+            .nis
+            .send(NisMail::Query { id, reply })
+            .map_err(|_| NodeError::Stopped)?;
+        answer
+            .recv_timeout(LOOKUP_WAIT)
+            .map_err(|_| NodeError::Stopped)
+    }
+
+    /// The identity store's counters.
+    pub fn identity_stats(&self) -> &IdentityStats {
+        &self.identity_stats
+    }
+}
