@@ -49,8 +49,9 @@
 //!   begun after it. That is a causal barrier across publishers, transitive because every event
 //!   names its publisher's whole frontier, and exact for late joiners: a dependency from before
 //!   this node's stream began is known at once never to come. A relay does not wait. An event
-//!   still waiting after [`PubSubLimits::give_up_after`] is delivered anyway, counted
-//!   (`causal_timeout`), and those positions no longer hold back that publisher's later events.
+//!   still waiting after [`PubSubLimits::give_up_after`], while the streams it waits on have not
+//!   moved for as long, is delivered anyway, counted (`causal_timeout`), and those positions no
+//!   longer hold back that publisher's later events.
 //! * **Recovery is per publisher.** A gap in a publisher's sequence is requested from that
 //!   publisher's parents with `EventReq`, answered from a bounded cache of recent events; a
 //!   parent that lacks some of them asks its own parents for that publisher, up to the publisher

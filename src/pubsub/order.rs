@@ -47,6 +47,8 @@ pub(super) struct Stream {
     pub(super) received: BTreeMap<u64, EventId>,
     /// Entries in sequence, waiting for their dependencies (nodes that deliver only).
     pub(super) ready: VecDeque<Ready>,
+    /// When `next` last moved (the stream began, an event came in order, a gap was given up).
+    pub(super) moved: Option<Instant>,
 }
 
 impl Stream {
@@ -160,6 +162,7 @@ impl PubSub {
         let s = t.streams.entry(publisher).or_default();
         if s.next == 0 {
             s.next = seq;
+            s.moved = Some(now);
         }
         if seq < s.next {
             self.count(&self.stats.stale);
@@ -180,6 +183,7 @@ impl PubSub {
             run.push(next);
             s.next += 1;
         }
+        s.moved = Some(now);
         s.horizon = s.horizon.max(s.next);
         s.gap_since = s.gap_end().map(|_| now);
         t.ack_dirty = true;
@@ -282,8 +286,9 @@ impl PubSub {
     }
 
     /// Delivers, without their missing dependencies, the queued events that waited for them
-    /// past `give_up_after`; those positions no longer hold later events back (the events there
-    /// are still delivered if they come).
+    /// past `give_up_after` while the streams they wait on did not move for as long (a stream
+    /// catching up, after a partition say, is waited for); those positions no longer hold the
+    /// publisher's later events back (the events there are still delivered if they come).
     pub(super) fn release_waiting(
         &mut self,
         ctx: &mut Context,
@@ -308,7 +313,13 @@ impl PubSub {
                         .filter(|d| !t.dep_met(&ev.publisher, d, me))
                         .copied()
                         .collect();
-                    if !missing.is_empty() {
+                    let stalled = missing.iter().all(|(q, _)| {
+                        t.streams
+                            .get(q)
+                            .and_then(|s| s.moved)
+                            .is_none_or(|moved| now.saturating_duration_since(moved) >= give_up)
+                    });
+                    if !missing.is_empty() && stalled {
                         due.push((*p, missing));
                     }
                 }

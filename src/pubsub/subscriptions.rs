@@ -108,6 +108,7 @@ impl PubSub {
             let s = t.streams.entry(publisher).or_default();
             if s.next == 0 {
                 s.next = next;
+                s.moved = Some(now);
             }
             s.horizon = s.horizon.max(next);
             if s.horizon > s.next {

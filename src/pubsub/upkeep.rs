@@ -92,6 +92,7 @@ impl PubSub {
             if waited >= limits.give_up_after {
                 lost += first - s.next;
                 s.next = first;
+                s.moved = Some(now);
                 let from = first;
                 let mut run = Vec::new();
                 while let Some(entry) = s.buffer.remove(&s.next) {

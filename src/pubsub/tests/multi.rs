@@ -227,3 +227,37 @@ fn a_publishing_node_subscribes_to_the_other_publishers_and_delivers_their_event
     f.receive_from_parent(PubSubMessage::Event(f.event_of(&publisher, 1, vec![], b"")));
     assert_eq!(f.look().delivered, vec![(p_id, 1)]);
 }
+
+#[test]
+fn a_dependency_whose_stream_is_moving_is_waited_for_past_the_timeout() {
+    let mut f = fixture();
+    let (q, other) = fed_by_two(&mut f);
+    let p_id = f.publisher_engine().engine_identity();
+    let q_id = q.derive_engine(PUBSUB_ENGINE_NAME).engine_identity();
+    let publisher = f.publisher.clone();
+    // Q's event 1 waits for P's events up to 3, which trickle in (a stream catching up).
+    f.receive(
+        &other,
+        PubSubMessage::Event(f.event_of(&q, 1, vec![(p_id, 3)], b"")),
+    );
+    let step = PubSubLimits::default().give_up_after * 3 / 4;
+    for seq in 1..=2 {
+        f.tick_after(step);
+        f.receive_from_parent(PubSubMessage::Event(f.event_of(
+            &publisher,
+            seq,
+            vec![],
+            b"",
+        )));
+        assert_eq!(
+            f.look().delivered,
+            vec![(p_id, seq)],
+            "Q's event still waits"
+        );
+    }
+    f.tick_after(step);
+    assert!(f.look().delivered.is_empty());
+    f.receive_from_parent(PubSubMessage::Event(f.event_of(&publisher, 3, vec![], b"")));
+    assert_eq!(f.look().delivered, vec![(p_id, 3), (q_id, 1)]);
+    assert_eq!(f.stat(|s| &s.causal_timeout), 0);
+}
