@@ -10,6 +10,7 @@ mod cluster;
 mod demo;
 mod node_cmd;
 mod ping;
+mod pubsub_args;
 mod pubsub_cmd;
 mod signals;
 mod sim_cmd;
