@@ -170,7 +170,10 @@ impl IdentityService {
                 IdentityStats::count(&self.stats.engines_over_node_limit);
                 log::debug!("identity store: {what:?} refused: its node has too many engines");
             }
-            UpdateResult::Full => log::warn!("identity store: full; {what:?} not stored"),
+            UpdateResult::Full => {
+                IdentityStats::count(&self.stats.adverts_store_full);
+                log::warn!("identity store: full; {what:?} not stored");
+            }
             UpdateResult::Stored | UpdateResult::Unchanged => {}
         }
         result

@@ -35,6 +35,8 @@ counters! {
     adverts_expired,
     /// Engine adverts refused because their node already has `max_engines_per_node` records.
     engines_over_node_limit,
+    /// Adverts not stored because the store held `identity_records` records.
+    adverts_store_full,
     /// Engine records forgotten because their node withdrew them.
     engines_withdrawn,
     /// Node adverts this node signed for itself (at start, on re-signing, on new addresses).

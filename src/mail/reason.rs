@@ -119,6 +119,8 @@ pub enum Fault {
     /// Identity-exchange frames (lookups, engine adverts) a peer sent over its rate, or that the
     /// identity store had no room for: dropped, the connection kept.
     ExchangeOverRate,
+    /// Answers to a peer's lookup that could not be sent: the peer was no longer connected.
+    ExchangeAnswerLost,
 }
 
 impl Fault {
@@ -140,6 +142,7 @@ impl Fault {
         Fault::CutOffPeerRefused,
         Fault::BannedPeerRefused,
         Fault::ExchangeOverRate,
+        Fault::ExchangeAnswerLost,
     ];
 
     /// The counter name.
@@ -161,6 +164,7 @@ impl Fault {
             Fault::CutOffPeerRefused => "cut_off_peer_refused",
             Fault::BannedPeerRefused => "banned_peer_refused",
             Fault::ExchangeOverRate => "exchange_over_rate",
+            Fault::ExchangeAnswerLost => "exchange_answers_lost",
         }
     }
 }

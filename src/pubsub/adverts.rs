@@ -329,7 +329,12 @@ impl PubSub {
         };
         t.withdrawn.insert(publisher, w);
         t.routes.remove(&publisher);
-        t.streams.remove(&publisher);
+        let held = |s: &Stream| (s.buffer.len() + s.ready.len()) as u64;
+        if let Some(s) = t.streams.remove(&publisher) {
+            self.stats
+                .after_withdrawal
+                .fetch_add(held(&s), Ordering::Relaxed);
+        }
         t.frontier.remove(&publisher);
         for c in t.children.values_mut() {
             c.acked.remove(&publisher);
@@ -339,6 +344,10 @@ impl PubSub {
         let before: usize = t.cache.iter().map(|e| e.body.len()).sum();
         if last {
             t.cache.clear();
+            let dropped: u64 = t.streams.values().map(held).sum();
+            self.stats
+                .after_withdrawal
+                .fetch_add(dropped, Ordering::Relaxed);
             t.streams.clear();
             t.children.clear();
             t.frontier.clear();

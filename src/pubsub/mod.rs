@@ -259,8 +259,14 @@ counters! {
     stale_advert,
     /// Withdrawals accepted (a publisher stopped publishing a topic).
     withdrawals,
-    /// Events from a publisher that withdrew (in flight when the withdrawal passed).
+    /// Events from a publisher that withdrew (in flight when the withdrawal passed, or held
+    /// here out of order, waiting for dependencies or for a validator when it did).
     after_withdrawal,
+    /// Acknowledgements ignored: from a node that is not a child of the topic, or for a
+    /// publisher its advert does not list.
+    acks_ignored,
+    /// Answers to this node's event requests (the events themselves arrive as events).
+    event_resps,
     /// Events an application validator accepted.
     validation_accepted,
     /// Events an application validator rejected: not forwarded, not delivered.

@@ -38,13 +38,29 @@ impl PubSub {
                 from,
                 to,
             } => self.on_event_request(ctx, via, topic, publisher, from, to),
-            PubSubMessage::EventResp { .. } => {}
+            // Informational: the events it reports came (or not) as `Event` messages already.
+            PubSubMessage::EventResp { .. } => self.count(&self.stats.event_resps),
             PubSubMessage::EventAck {
                 topic,
                 publisher,
                 next_seq,
             } => {
                 let now = ctx.now().instant;
+                let known = self
+                    .topics
+                    .get(&topic)
+                    .is_some_and(|t| t.authorized(&publisher) && t.children.contains_key(&via));
+                if !known {
+                    // Not a child of this topic, or a publisher the advert does not list: an
+                    // acknowledgement this node keeps no state for (bounded by the advert).
+                    self.count(&self.stats.acks_ignored);
+                    log::debug!(
+                        "pubsub: ignored an acknowledgement from {} for topic {}",
+                        via.short(),
+                        topic.short()
+                    );
+                    return;
+                }
                 if let Some(t) = self.topics.get_mut(&topic) {
                     if let Some(c) = t.children.get_mut(&via) {
                         let e = c.acked.entry(publisher).or_insert(0);

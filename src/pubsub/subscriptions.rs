@@ -95,6 +95,19 @@ impl PubSub {
             return self.send(ctx, via, &PubSubMessage::Unsubscribe { topic });
         }
         let mut fed = false;
+        if positions
+            .iter()
+            .any(|(_, next)| *next == 0 || *next == u64::MAX)
+        {
+            // A position is the next sequence number the parent waits for: from 1, and never
+            // the last one (events with it are refused). Anything else is a bad message.
+            self.count(&self.stats.malformed);
+            return self.bad_peer(
+                ctx,
+                via,
+                "subscribe acknowledgement with an impossible position",
+            );
+        }
         for (publisher, next) in positions {
             // Only a parent towards that publisher (closer to it) can feed this node.
             let Some(r) = t.routes.get_mut(&publisher) else {

@@ -77,7 +77,7 @@ impl PubSub {
             }
         }
         // Gaps: ask the publisher's parents, give up after a while.
-        let mut lost = 0;
+        let mut lost: u64 = 0;
         let mut skipped: Vec<(EngineIdentity, u64, Vec<Entry>)> = Vec::new();
         let Topic {
             streams, routes, ..
@@ -90,7 +90,7 @@ impl PubSub {
                 continue;
             };
             if waited >= limits.give_up_after {
-                lost += first - s.next;
+                lost = lost.saturating_add(first - s.next);
                 s.next = first;
                 s.moved = Some(now);
                 let from = first;

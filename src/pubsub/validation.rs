@@ -161,6 +161,8 @@ impl PubSub {
         self.pending_ids.remove(&p.id);
         self.pending_bytes = self.pending_bytes.saturating_sub(p.event.body.len());
         if !self.topics.contains_key(&p.topic) {
+            // The topic went away while the validator looked.
+            self.count(&self.stats.no_advert);
             return;
         }
         match verdict {
@@ -192,6 +194,7 @@ impl PubSub {
             .collect();
         for token in gone {
             if let Some(p) = self.pending.remove(&token) {
+                self.count(&self.stats.after_withdrawal);
                 self.pending_ids.remove(&p.id);
                 self.pending_bytes = self.pending_bytes.saturating_sub(p.event.body.len());
             }

@@ -470,3 +470,34 @@ fn events_with_impossible_sequence_numbers_are_refused() {
     f.receive_from_parent(PubSubMessage::Event(f.event(1)));
     assert_eq!(f.look().delivered.len(), 1);
 }
+
+#[test]
+fn impossible_positions_and_stray_acknowledgements_are_counted_not_kept() {
+    let mut f = fixture();
+    f.subscribed();
+    let topic = f.topic();
+    let publisher = f.publisher_engine().engine_identity();
+    // A parent claiming the publisher is at the last sequence number (which would make the
+    // gap arithmetic overflow) or at 0: refused as malformed, the stream unchanged.
+    for next in [u64::MAX, 0] {
+        f.receive_from_parent(PubSubMessage::SubscribeAck {
+            topic,
+            accepted: true,
+            positions: vec![(publisher, next)],
+        });
+    }
+    assert_eq!(f.stat(|s| &s.malformed), 2);
+    f.tick_after(Duration::from_secs(60));
+    f.receive_from_parent(PubSubMessage::Event(f.event(1)));
+    let (delivered, _) = f.drain();
+    assert_eq!(delivered, vec![1], "the stream still starts at 1");
+    // Acknowledgements from a node that is not a child, for a made-up publisher: no state.
+    for i in 0..100u8 {
+        f.receive_from_parent(PubSubMessage::EventAck {
+            topic,
+            publisher: EngineIdentity([i; 32]),
+            next_seq: 5,
+        });
+    }
+    assert_eq!(f.stat(|s| &s.acks_ignored), 100);
+}

@@ -156,10 +156,13 @@ impl<R: RngCore> Core<R> {
                             self.dirty.insert(id);
                         }
                     }
-                    None => log::debug!(
-                        "transport: answer to {}'s lookup dropped: no longer connected",
-                        to.short()
-                    ),
+                    None => {
+                        self.stats.fault(Fault::ExchangeAnswerLost);
+                        log::debug!(
+                            "transport: answer to {}'s lookup dropped: no longer connected",
+                            to.short()
+                        )
+                    }
                 }
             }
         }
