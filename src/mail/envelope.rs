@@ -250,6 +250,12 @@ impl Message {
         &self.inner
     }
 
+    /// The whole message, without copying. Its `src` and `src_node` are verified only when
+    /// [`Message::sender`] says so.
+    pub(crate) fn into_engine_message(self) -> EngineMessage {
+        *self.inner
+    }
+
     /// The body, without copying.
     pub fn into_body(self) -> Vec<u8> {
         self.inner.body

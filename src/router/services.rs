@@ -186,7 +186,7 @@ impl Router {
                             token,
                             publisher,
                             via,
-                            message: message.as_engine_message().clone(),
+                            message: message.into_engine_message(),
                         })),
                     ),
                     // The validator stopped: PubSub stops waiting for it.

@@ -280,10 +280,11 @@ impl<R: RngCore> Core<R> {
         if node == self.node {
             return self.bounce(send, DropReason::NoRoute);
         }
-        if self.is_refused(now, &node) {
+        // One lookup of the peer: a refused peer has an entry (its refusal lives in it).
+        let peer = self.peers.entry(node).or_default();
+        if peer.refused(now.instant) {
             return self.bounce(send, DropReason::PeerRefused);
         }
-        let peer = self.peers.entry(node).or_default();
         if peer.active.is_none() && peer.dialing.is_none() && peer.addrs.is_empty() {
             return self.bounce(send, DropReason::NoRoute);
         }
