@@ -15,6 +15,7 @@
 //!   service, the Network Identity Store and the Transport.
 //! * [`pubsub`]: system mail between the Router and the PubSub engine.
 
+pub mod domain;
 pub mod envelope;
 pub mod identity;
 pub mod pubsub;

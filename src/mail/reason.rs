@@ -63,6 +63,9 @@ drop_reasons! {
     Unsigned = "unsigned",
     /// The message's routing scope forbids where it would have to go.
     ScopeViolation = "scope_violation",
+    /// The message or topic is scoped to a domain, and its source, its destination or this
+    /// node is not a member of it (as this node's replica of the membership knows).
+    NotMember = "not_member",
     /// The destination kind or preference is not supported by this version.
     Unsupported = "unsupported",
     /// No transport is running on this node.

@@ -41,6 +41,12 @@ impl Protocol {
     pub const PING: Protocol = Protocol(1);
     /// Messages between PubSub engines.
     pub const PUBSUB: Protocol = Protocol(2);
+    /// Messages between Domain engines (membership, joins, external requests), and local mail
+    /// to a node's Domain engine.
+    pub const DOMAIN: Protocol = Protocol(3);
+    /// Messages between Topology engines (a domain's overlay), and local mail to and from a
+    /// node's Topology engine.
+    pub const TOPOLOGY: Protocol = Protocol(4);
     /// The first protocol number free for applications.
     pub const APP_BASE: u32 = 0x1_0000;
 }
