@@ -232,6 +232,9 @@ pub struct Router {
     pending: BTreeMap<EngineIdentity, PendingLookup>,
     /// Local engines waiting for PubSub to complete a network subscription, per topic.
     pending_net_subs: BTreeMap<TopicIdentity, Vec<EngineIdentity>>,
+    /// The scope the adverts of topics in `pending_net_subs` give them (at most one entry per
+    /// waiting topic), applied when the subscription completes.
+    net_scopes: BTreeMap<TopicIdentity, crate::wire::RoutingScope>,
     has_transport: bool,
     outputs: VecDeque<RouterOutput>,
     next_housekeeping: Option<Instant>,
@@ -266,6 +269,7 @@ impl Router {
             stopping: false,
             pending: BTreeMap::new(),
             pending_net_subs: BTreeMap::new(),
+            net_scopes: BTreeMap::new(),
             has_transport,
             outputs: VecDeque::new(),
             next_housekeeping: None,
