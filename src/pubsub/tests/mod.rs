@@ -1,7 +1,9 @@
 //! Unit tests of the PubSub engine, without threads: the fixture, and the basics of one
 //! publisher's tree. `multi` covers several publishers (causal order, equivocation),
-//! `validation` the application validation hook, `withdrawal` topic deletion.
+//! `validation` the application validation hook, `withdrawal` topic deletion, `domain`
+//! domain-scoped topics over a hand-wired net of engines.
 
+mod domain;
 mod multi;
 mod validation;
 mod withdrawal;
@@ -75,6 +77,7 @@ impl Fixture {
             tags: vec![],
             version: 1,
             created: wall_clock(),
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(&self.topic_key)
@@ -161,6 +164,7 @@ impl Fixture {
             tags: vec![],
             version,
             created: wall_clock(),
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(&self.topic_key)
