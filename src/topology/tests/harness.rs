@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::super::{TopologyEngine, TopologyLimits, TopologyStats, ViewMail, TICK};
 use crate::identity::{DomainIdentity, EngineIdentity, NodeIdentity};
@@ -141,7 +141,8 @@ impl Net {
             body: mail.encode(),
             sig: None,
         };
-        n.engine.handle(&mut n.ctx, Input::Message(Message::local(m)));
+        n.engine
+            .handle(&mut n.ctx, Input::Message(Message::local(m)));
         self.drain(i);
     }
 
@@ -275,7 +276,9 @@ impl Net {
         let adj = self.graph();
         let set: Vec<usize> = match among {
             Some(a) => a.iter().copied().filter(|i| self.nodes[*i].alive).collect(),
-            None => (0..self.nodes.len()).filter(|i| self.nodes[*i].alive).collect(),
+            None => (0..self.nodes.len())
+                .filter(|i| self.nodes[*i].alive)
+                .collect(),
         };
         if set.is_empty() {
             return 1.0;
@@ -306,11 +309,9 @@ impl Net {
 
     /// Topology messages sent by live-or-dead engines so far, all kinds.
     pub fn sent_total(&self) -> u64 {
-        self.nodes.iter().map(|n| n.engine.stats().sent_total()).sum()
-    }
-
-    /// The current instant of the virtual clock.
-    pub fn instant(&self) -> Instant {
-        self.now().instant
+        self.nodes
+            .iter()
+            .map(|n| n.engine.stats().sent_total())
+            .sum()
     }
 }

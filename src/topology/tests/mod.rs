@@ -282,7 +282,11 @@ fn a_full_view_refuses_low_priority_and_swaps_for_high() {
     let active = f.engine.active_view(&domain);
     assert_eq!(active.len(), 2);
     assert!(active.contains(&node(4)));
-    let victim = if active.contains(&node(1)) { node(2) } else { node(1) };
+    let victim = if active.contains(&node(1)) {
+        node(2)
+    } else {
+        node(1)
+    };
     assert_eq!(
         s.sent_to(victim),
         vec![&TopologyMessage::Disconnect { domain }]
@@ -351,10 +355,11 @@ fn a_silent_peer_fails_and_is_replaced_from_the_passive_view() {
 
 #[test]
 fn a_neighbor_request_unanswered_tries_the_next() {
-    let mut f = one(TopologyLimits::default(), 5);
+    let mut f = one(TopologyLimits::default(), 9);
     let domain = f.domain;
     f.befriend(node(1));
-    for n in [2, 3] {
+    f.befriend(node(9));
+    for n in [2, 3, 4] {
         f.remote(
             node(1),
             TopologyMessage::ForwardJoin {
@@ -364,32 +369,46 @@ fn a_neighbor_request_unanswered_tries_the_next() {
             },
         );
     }
-    f.seen();
-    f.advance(Duration::from_millis(1100));
-    f.remote(node(1), TopologyMessage::Keepalive { domain });
-    f.tick();
-    let timeouts = f.stat(|s| &s.neighbor_timeouts);
-    let first: Vec<NodeIdentity> = f
-        .seen()
-        .remote
-        .iter()
-        .filter(|(_, m)| matches!(m, TopologyMessage::Neighbor { .. }))
-        .map(|(n, _)| *n)
-        .collect();
-    assert_eq!(first.len(), 1, "one refill at a time");
-    f.advance(Duration::from_millis(1100));
-    f.remote(node(1), TopologyMessage::Keepalive { domain });
-    f.tick();
     let s = f.seen();
-    assert_eq!(f.stat(|s| &s.neighbor_timeouts), timeouts + 1);
-    let second: Vec<NodeIdentity> = s
-        .remote
-        .iter()
-        .filter(|(_, m)| matches!(m, TopologyMessage::Neighbor { .. }))
-        .map(|(n, _)| *n)
-        .collect();
-    assert_eq!(second.len(), 1);
-    assert_ne!(first, second, "the unanswered one is not asked again");
+    // At the passive walk length: remembered and passed on (to the other active peer).
+    assert_eq!(
+        s.sent_to(node(9))
+            .iter()
+            .filter(|m| matches!(m, TopologyMessage::ForwardJoin { ttl: 2, .. }))
+            .count(),
+        3
+    );
+    let mut targets = Vec::new();
+    let timeouts = f.stat(|s| &s.neighbor_timeouts);
+    for _ in 0..4 {
+        f.advance(Duration::from_millis(1100));
+        f.remote(node(1), TopologyMessage::Keepalive { domain });
+        f.remote(node(9), TopologyMessage::Keepalive { domain });
+        f.tick();
+        let asked: Vec<NodeIdentity> = f
+            .seen()
+            .remote
+            .iter()
+            .filter(|(_, m)| matches!(m, TopologyMessage::Neighbor { .. }))
+            .map(|(n, _)| *n)
+            .collect();
+        assert!(asked.len() <= 1, "one refill at a time: {asked:?}");
+        targets.extend(asked);
+    }
+    assert!(targets.len() >= 2, "{targets:?}");
+    let mut distinct = targets.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        targets.len(),
+        "none asked twice: {targets:?}"
+    );
+    assert!(f.stat(|s| &s.neighbor_timeouts) >= timeouts + 2);
+    for t in &targets[..targets.len() - 1] {
+        assert!(!f.engine.passive_view(&domain).contains(t));
+    }
+    assert_eq!(f.engine.active_view(&domain), vec![node(1), node(9)]);
 }
 
 #[test]
@@ -513,14 +532,24 @@ fn bad_bodies_ttls_and_floods_are_refused_and_counted() {
         },
     );
     assert_eq!(f.stat(|s| &s.bad_ttl), 2);
+    let unasked = (3..=5)
+        .map(node)
+        .find(|n| !f.engine.overlays[&domain].pending.contains_key(n))
+        .unwrap();
+    f.seen();
     f.remote(
-        node(1),
+        unasked,
         TopologyMessage::NeighborReply {
             domain,
             accepted: true,
         },
     );
     assert_eq!(f.stat(|s| &s.unsolicited), 1);
+    // It took us in unasked: told to let go.
+    assert_eq!(
+        f.seen().sent_to(unasked),
+        vec![&TopologyMessage::Disconnect { domain }]
+    );
     f.seen();
     // A member flooding shuffles: past the burst, refused until its bucket refills.
     let before = f.stat(|s| &s.rate_limited);
@@ -638,17 +667,26 @@ fn a_shuffle_walks_then_is_answered_and_merged() {
 
 #[test]
 fn the_transport_reports_remove_peers_and_a_join_walks() {
-    let mut f = one(TopologyLimits::default(), 9);
+    let limits = TopologyLimits {
+        active_view: 3,
+        ..TopologyLimits::default()
+    };
+    let mut f = one(limits, 9);
     let domain = f.domain;
     for n in 1..=3 {
         f.befriend(node(n));
     }
     f.seen();
+    // (A refill may have asked some member already; the joiner is one it did not.)
+    let joiner = (4..=9)
+        .map(node)
+        .find(|n| !f.engine.overlays[&domain].pending.contains_key(n))
+        .unwrap();
     // A Join: welcomed (Neighbor, high priority) and walked from each other active peer.
-    f.remote(node(4), TopologyMessage::Join { domain });
+    f.remote(joiner, TopologyMessage::Join { domain });
     let s = f.seen();
     assert_eq!(
-        s.sent_to(node(4)),
+        s.sent_to(joiner),
         vec![&TopologyMessage::Neighbor {
             domain,
             high_priority: true
@@ -659,25 +697,28 @@ fn the_transport_reports_remove_peers_and_a_join_walks() {
             s.sent_to(node(n)),
             vec![&TopologyMessage::ForwardJoin {
                 domain,
-                new_node: node(4),
+                new_node: joiner,
                 ttl: 6
             }]
         );
     }
     f.remote(
-        node(4),
+        joiner,
         TopologyMessage::NeighborReply {
             domain,
             accepted: true,
         },
     );
-    assert_eq!(f.engine.active_view(&domain).len(), 4);
+    let active = f.engine.active_view(&domain);
+    assert_eq!(active.len(), 3, "a full view swaps one out");
+    assert!(active.contains(&joiner));
+    let others: Vec<NodeIdentity> = active.into_iter().filter(|n| *n != joiner).collect();
     f.seen();
     let addr: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     f.engine.handle(
         &mut f.ctx,
         Input::Transport(TransportEvent::NodeDisconnected {
-            node: node(1),
+            node: others[0],
             addr,
             reason: "closed".into(),
         }),
@@ -685,16 +726,19 @@ fn the_transport_reports_remove_peers_and_a_join_walks() {
     f.engine.handle(
         &mut f.ctx,
         Input::Transport(TransportEvent::NodeConnectFailed {
-            node: node(2),
+            node: others[1],
             addr,
             reason: "timeout".into(),
         }),
     );
-    assert_eq!(f.engine.active_view(&domain), vec![node(3), node(4)]);
+    assert_eq!(f.engine.active_view(&domain), vec![joiner]);
     assert_eq!(f.stat(|s| &s.transport_failures), 2);
     let passive = f.engine.passive_view(&domain);
-    assert!(passive.contains(&node(1)), "a closed connection may come back");
-    assert!(!passive.contains(&node(2)), "a failed one is forgotten");
+    assert!(
+        passive.contains(&others[0]),
+        "a closed connection may come back"
+    );
+    assert!(!passive.contains(&others[1]), "a failed one is forgotten");
 }
 
 /// A remote message through `handle`, signed by the engine `src` of node `node`, arrived over

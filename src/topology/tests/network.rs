@@ -58,9 +58,15 @@ fn two_hundred_members_join_through_one_introducer() {
             net.sent_total() as f64 / MEMBERS as f64 / 30.0
         );
         assert_eq!(share, 1.0, "seed {seed}");
-        assert!(degrees.iter().all(|d| *d >= 1), "seed {seed}: an isolated member");
+        assert!(
+            degrees.iter().all(|d| *d >= 1),
+            "seed {seed}: an isolated member"
+        );
         assert!(mean >= 3.5, "seed {seed}: mean active view {mean}");
-        assert!(passive >= 15.0, "seed {seed}: passive views fill ({passive})");
+        assert!(
+            passive >= 15.0,
+            "seed {seed}: passive views fill ({passive})"
+        );
         check_bounds(&net);
         // The watchers' picture matches: the engine's view events replay to its view.
         let n = &net.nodes[17];
