@@ -56,7 +56,7 @@ pub struct TopologyLimits {
     pub join_retry: Duration,
     /// How often a node with peers asks a random member (from the whole membership) to become
     /// a neighbour with high priority, swapping out a random active peer — what re-merges the
-    /// two halves of a healed partition (jittered ±50 %): default 30 s. Zero disables it.
+    /// two halves of a healed partition (jittered ±50 %): default 60 s. Zero disables it.
     pub explore_interval: Duration,
     /// The engine's periodic tick (keepalives, failure detection, timeouts): default 250 ms.
     pub tick: Duration,
@@ -96,7 +96,7 @@ impl Default for TopologyLimits {
             failure_timeout: Duration::from_secs(3),
             neighbor_timeout: Duration::from_secs(1),
             join_retry: Duration::from_secs(2),
-            explore_interval: Duration::from_secs(30),
+            explore_interval: Duration::from_secs(60),
             tick: Duration::from_millis(250),
             max_pending_neighbors: 16,
             max_domains: 16,

@@ -177,3 +177,31 @@ fn net_sides(a: &[usize], n: usize) -> Vec<bool> {
     }
     s
 }
+
+#[test]
+#[ignore]
+fn diag_steady_state() {
+    let mut net = joined(1, 0.01);
+    let before: Vec<Vec<(&'static str, u64)>> = net
+        .nodes
+        .iter()
+        .map(|n| n.engine.stats().nonzero())
+        .collect();
+    let _ = before;
+    let sum = |net: &Net| {
+        let mut m = std::collections::BTreeMap::new();
+        for n in &net.nodes {
+            for (k, v) in n.engine.stats().nonzero() {
+                *m.entry(k).or_insert(0u64) += v;
+            }
+        }
+        m
+    };
+    let a = sum(&net);
+    net.run_for(Duration::from_secs(60));
+    let b = sum(&net);
+    for (k, v) in &b {
+        let d = v - a.get(k).copied().unwrap_or(0);
+        println!("{k}: {:.3} per node per s", d as f64 / 200.0 / 60.0);
+    }
+}
