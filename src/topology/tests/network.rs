@@ -16,12 +16,17 @@ const WATCHER: EngineIdentity = EngineIdentity([0xee; 32]);
 
 /// 200 members, node 0 the one introducer, starting 20 ms apart, with `loss`; run to 30 s.
 fn joined(seed: u64, loss: f64) -> Net {
-    let mut net = Net::new(MEMBERS, TopologyLimits::default(), seed);
+    joined_n(MEMBERS, seed, loss)
+}
+
+fn joined_n(members: usize, seed: u64, loss: f64) -> Net {
+    let mut net = Net::new(members, TopologyLimits::default(), seed);
     net.loss = loss;
     let ids = net.ids();
     let intro = [ids[0]];
-    for i in 0..MEMBERS {
-        net.run_until(Duration::from_millis(20 * i as u64));
+    let spacing = 4000 / members as u64;
+    for i in 0..members {
+        net.run_until(Duration::from_millis(spacing * i as u64));
         net.start(i, &ids, &intro);
         if i == WATCHED {
             let domain = net.domain;
@@ -89,20 +94,36 @@ fn two_hundred_members_join_through_one_introducer() {
         let view: std::collections::BTreeSet<_> =
             n.engine.active_view(&net.domain).into_iter().collect();
         assert_eq!(replay, view, "seed {seed}");
-        assert!(net.nodes[WATCHED + 1].view_events.is_empty(), "no watcher, no events");
+        assert!(
+            net.nodes[WATCHED + 1].view_events.is_empty(),
+            "no watcher, no events"
+        );
     }
 }
 
 #[test]
 fn the_overlay_reconnects_within_10_s_after_30_percent_crash() {
-    for seed in [3, 4, 5] {
-        let mut net = joined(seed, 0.01);
+    crash_30_percent(MEMBERS, &[(3, 0.01), (4, 0.01), (5, 0.01), (8, 0.10)]);
+}
+
+/// The same at 1,000 members: `cargo test --release --lib thousand -- --ignored --nocapture`.
+#[test]
+#[ignore = "slow in debug builds; prints figures"]
+fn a_thousand_members_reconnect_after_30_percent_crash() {
+    crash_30_percent(1000, &[(9, 0.01), (10, 0.10)]);
+}
+
+fn crash_30_percent(members: usize, runs: &[(u64, f64)]) {
+    for &(seed, loss) in runs {
+        let mut net = joined_n(members, seed, loss);
+        let join_share = net.largest_component_share(None);
+        assert_eq!(join_share, 1.0, "seed {seed}: joined");
         let mut rng = SplitMix64::new(seed);
-        let mut victims: Vec<usize> = (0..MEMBERS).collect();
+        let mut victims: Vec<usize> = (0..members).collect();
         for i in (1..victims.len()).rev() {
             victims.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        victims.truncate(MEMBERS * 3 / 10);
+        victims.truncate(members * 3 / 10);
         let sent_before = net.sent_total();
         for &v in &victims {
             net.crash(v);
@@ -113,10 +134,10 @@ fn the_overlay_reconnects_within_10_s_after_30_percent_crash() {
             net.run_for(Duration::from_secs(1));
             shares.push(net.largest_component_share(None));
         }
-        let live = MEMBERS - victims.len();
+        let live = members - victims.len();
         let per_node_s = (net.sent_total() - sent_before) as f64 / live as f64 / 10.0;
         println!(
-            "seed {seed}: right after the crash {after_crash:.3}; each second: {:?}; \
+            "{members} members, loss {loss}, seed {seed}: right after the crash {after_crash:.3}; each second: {:?}; \
              maintenance {per_node_s:.2} msgs/node/s",
             shares.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>()
         );
