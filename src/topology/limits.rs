@@ -67,7 +67,8 @@ pub struct TopologyLimits {
     /// Most members remembered per domain: default 16,384; the rest are not
     /// (`members_over_limit`).
     pub max_members: usize,
-    /// Most watching engines per domain: default 16 (`watchers_full`).
+    /// Most watching engines per domain: default 16 (`watchers_full`); watchers are kept for
+    /// at most `2 × max_domains` domains (a watch may come before the domain's overlay).
     pub max_watchers: usize,
     /// Per member, the view exchanges (`Join`, `ForwardJoin`, `Neighbor`, `Shuffle`,
     /// `ShuffleReply`) accepted per second on average: default 20.
