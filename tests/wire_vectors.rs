@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
+use netmachine::domain::wire::{DomainMessage, JoinAuth, JoinRequest};
+use netmachine::domain::{Op, OpKind};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
     Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS,
@@ -29,7 +31,7 @@ use netmachine::topology::wire::{TopologyMessage, TOPOLOGY_VERSION};
 use netmachine::topology::TopologyLimits;
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind, FrameDecoder};
-use netmachine::wire::advert::IpAddress;
+use netmachine::wire::advert::{DomainAuth, Introducer, IpAddress};
 use netmachine::wire::message::{BatchVerifier, Unverified};
 use netmachine::wire::{
     self, decode_exact, encode_to_vec, DomainAdvert, EngineAdvert, NodeAdvert, Ordering,
@@ -110,6 +112,9 @@ const VECTORS: &[&str] = &[
     "topology-forward-join-body",
     "topology-neighbor-body",
     "topology-shuffle-body",
+    "domain-op-add",
+    "domain-join-request",
+    "domain-digest-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -517,11 +522,43 @@ fn scoped_topic_advert(fx: &Fixture) -> TopicAdvert {
 fn ref_domain_advert_fields(a: &DomainAdvert) -> Layout {
     let mut l = Layout::default()
         .field("id (DomainIdentity)", a.id.0)
-        .field("nodes count (u64)", u64le(a.nodes.len() as u64));
-    for (i, n) in a.nodes.iter().enumerate() {
-        l = l.field(format!("nodes[{i}] (NodeIdentity)"), n.0);
+        .field("introducers count (u64)", u64le(a.introducers.len() as u64));
+    for (i, intro) in a.introducers.iter().enumerate() {
+        l = l
+            .field(
+                format!("introducers[{i}] node (NodeIdentity)"),
+                intro.node.0,
+            )
+            .field(
+                format!("introducers[{i}] addrs count (u64)"),
+                u64le(intro.addrs.len() as u64),
+            );
+        for (j, addr) in intro.addrs.iter().enumerate() {
+            l = l.append(
+                &format!("introducers[{i}] addrs[{j}] "),
+                ref_transport_address(addr),
+            );
+        }
     }
-    l.field("version (u64)", u64le(a.version))
+    l = match &a.auth {
+        DomainAuth::None => l.field("auth: None (u32 tag)", u32le(0)),
+        DomainAuth::Psk => l.field("auth: Psk (u32 tag)", u32le(1)),
+        DomainAuth::AllowList(list) => {
+            let mut l = l
+                .field("auth: AllowList (u32 tag)", u32le(2))
+                .field("allow-list count (u64)", u64le(list.len() as u64));
+            for (i, n) in list.iter().enumerate() {
+                l = l.field(format!("allow-list[{i}] (NodeIdentity)"), n.0);
+            }
+            l
+        }
+    };
+    l = l.field("external count (u64)", u64le(a.external.len() as u64));
+    for (i, n) in a.external.iter().enumerate() {
+        l = l.field(format!("external[{i}] (NodeIdentity)"), n.0);
+    }
+    l.field("max_members (u64)", u64le(a.max_members))
+        .field("version (u64)", u64le(a.version))
         .field("created (u64 ms)", u64le(a.created.0))
 }
 
@@ -863,7 +900,7 @@ const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
 /// T0 + 24 h: when the vectors' node and engine adverts expire.
 const T0_PLUS_DAY: Timestamp = Timestamp(1_700_086_400_000);
 const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v2/topic-advert\0";
-const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
+const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v2/domain-advert\0";
 const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
 const CTX_WITHDRAWAL: &[u8] = b"netmachine/v1/withdrawal\0";
 
@@ -982,7 +1019,13 @@ fn fixture() -> Fixture {
     .sign(&topic);
     let domain_advert = DomainAdvert {
         id: domain.domain_identity(),
-        nodes: vec![node_a.node_identity(), node_b.node_identity()],
+        introducers: vec![Introducer {
+            node: node_a.node_identity(),
+            addrs: vec![TransportAddress::quic("127.0.0.1:7001".parse().unwrap())],
+        }],
+        auth: DomainAuth::AllowList(vec![node_b.node_identity()]),
+        external: vec![node_a.node_identity()],
+        max_members: 100,
         version: 1,
         created: T0,
         sig: Signature([0; 64]),
@@ -2511,7 +2554,10 @@ fn print_vectors() {
         &with_signature(ref_topic_advert_fields(&t), &t.sig),
         true,
     );
-    para("Domain (seed `04` × 32) with nodes A and B, version 1, created T0, signed by the domain key:");
+    para(
+        "Domain (seed `04` × 32) with introducer A at `127.0.0.1:7001`, auth allow-list \
+         [B], external [A], max_members 100, version 1, created T0, signed by the domain key:",
+    );
     let d = &fx.domain_advert;
     print_layout_vector(
         "domain-advert-wire",
@@ -2696,6 +2742,7 @@ fn print_vectors() {
         print_layout_vector(name, &ref_frame(kind_name, k, layout), true);
     }
     print_topology_vectors();
+    print_domain_vectors();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2786,6 +2833,160 @@ fn print_topology_vectors() {
         "`Shuffle` started by node B, ttl 5, offering node B and node A:\n",
     ];
     for ((name, _, layout), text) in topology_bodies().into_iter().zip(texts) {
+        para(text);
+        print_layout_vector(name, &layout, true);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The domain protocol (§12A, vectors §16.12).
+
+const CTX_DOMAIN_OP: &[u8] = b"netmachine/v1/domain-op\0";
+const CTX_JOIN_REQUEST: &[u8] = b"netmachine/v1/domain-join-request\0";
+const CTX_PSK_PROOF: &[u8] = b"netmachine/v1/domain-psk-proof\0";
+
+/// The domain protocol's vector inputs: an add by node A of node B, node B's join request with
+/// a PSK proof under the key `psk`, and a digest.
+fn domain_fixture() -> (Op, JoinRequest, DomainMessage) {
+    let node_a = Keypair::from_seed(&NODE_A_SEED);
+    let node_b = Keypair::from_seed(&NODE_B_SEED);
+    let domain = Keypair::from_seed(&DOMAIN_SEED).domain_identity();
+    let op = Op::new_signed(
+        &node_a,
+        domain,
+        1,
+        1,
+        OpKind::Add {
+            member: node_b.node_identity(),
+            request: Some([0x11; 32]),
+        },
+    );
+    let nonce = 0x0102_0304_0506_0708;
+    let proof = JoinRequest::psk_proof(b"psk", node_b.node_identity(), domain, nonce, T0);
+    let req = JoinRequest::new_signed(&node_b, domain, nonce, T0, JoinAuth::PskProof(proof));
+    let digest = DomainMessage::Digest {
+        domain,
+        count: 2,
+        hash: [0xab; 32],
+    };
+    (op, req, digest)
+}
+
+fn ref_domain_op_fields(op: &Op) -> Layout {
+    let OpKind::Add { member, request } = &op.kind else {
+        panic!("the vector is an add")
+    };
+    let l = Layout::default()
+        .field("domain (DomainIdentity)", op.domain.0)
+        .field("author (NodeIdentity)", op.author.0)
+        .field("seq (u64)", u64le(op.seq))
+        .field("lamport (u64)", u64le(op.lamport))
+        .field("kind: Add (u32 tag)", u32le(0))
+        .field("member (NodeIdentity)", member.0);
+    match request {
+        None => l.field("request: None", [0]),
+        Some(r) => l
+            .field("request: Some", [1])
+            .field("request (join request id)", r),
+    }
+}
+
+fn ref_join_request_fields(r: &JoinRequest) -> Layout {
+    let JoinAuth::PskProof(mac) = r.auth else {
+        panic!("the vector has a PSK proof")
+    };
+    Layout::default()
+        .field("requestor (NodeIdentity)", r.requestor.0)
+        .field("domain (DomainIdentity)", r.domain.0)
+        .field("nonce (u64)", u64le(r.nonce))
+        .field("created (u64 ms)", u64le(r.created.0))
+        .field("auth: PskProof (u32 tag)", u32le(1))
+        .field("auth proof (HMAC-SHA256)", mac)
+}
+
+fn ref_domain_vectors() -> [(&'static str, Layout); 3] {
+    let (op, req, _) = domain_fixture();
+    let digest = Layout::default()
+        .field("version (u32)", u32le(1))
+        .field("tag: Digest (u32)", u32le(1))
+        .field("domain (DomainIdentity)", op.domain.0)
+        .field("count (u64)", u64le(2))
+        .field("hash (XOR of op ids)", [0xab; 32]);
+    let request = Layout::default()
+        .field("version (u32)", u32le(1))
+        .field("tag: JoinRequest (u32)", u32le(3))
+        .append("", with_signature(ref_join_request_fields(&req), &req.sig));
+    [
+        (
+            "domain-op-add",
+            with_signature(ref_domain_op_fields(&op), &op.sig),
+        ),
+        ("domain-join-request", request),
+        ("domain-digest-body", digest),
+    ]
+}
+
+#[test]
+fn domain_protocol_vectors() {
+    let (op, req, digest) = domain_fixture();
+    assert_vector("domain-op-add", &encode_to_vec(&op));
+    assert_vector(
+        "domain-join-request",
+        &DomainMessage::JoinRequest(req.clone()).to_bytes(),
+    );
+    assert_vector("domain-digest-body", &digest.to_bytes());
+    for (name, layout) in ref_domain_vectors() {
+        assert_vector(name, &layout.bytes());
+    }
+    // Signatures by the rules of §12A.1, with plain Ed25519.
+    assert_eq!(
+        op.sig.0,
+        ref_sign(&NODE_A_SEED, CTX_DOMAIN_OP, &op.signed_fields())
+    );
+    let fields = ref_join_request_fields(&req).bytes();
+    assert_eq!(req.sig.0, ref_sign(&NODE_B_SEED, CTX_JOIN_REQUEST, &fields));
+    // The op id is the SHA-256 of the whole encoding; the PSK proof an HMAC-SHA256.
+    let id = ring::digest::digest(&ring::digest::SHA256, &hex("domain-op-add"));
+    assert_eq!(op.id().0.as_slice(), id.as_ref());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"psk");
+    let mut input = CTX_PSK_PROOF.to_vec();
+    input.extend_from_slice(&fields[..32 + 32 + 8 + 8]);
+    let JoinAuth::PskProof(mac) = req.auth else {
+        panic!()
+    };
+    assert_eq!(ring::hmac::sign(&key, &input).as_ref(), mac.as_slice());
+    assert!(req.psk_proof_valid(b"psk") && !req.psk_proof_valid(b"other"));
+    // And they decode again, verified.
+    let back: Op = decode_exact(&hex("domain-op-add")).unwrap();
+    assert!(back.verify(&mut Vec::new()));
+    let Ok(DomainMessage::JoinRequest(r)) = DomainMessage::from_bytes(&hex("domain-join-request"))
+    else {
+        panic!("the request decodes")
+    };
+    assert!(r.verify());
+    assert_eq!(
+        DomainMessage::from_bytes(&hex("domain-digest-body")).unwrap(),
+        digest
+    );
+}
+
+fn print_domain_vectors() {
+    println!(
+        "### 16.12 Domains
+"
+    );
+    let texts = [
+        "An `Op`: node A (seq 1, lamport 1) adds node B in the domain of seed `04` × 32, \
+         approving the join request whose id is `11` × 32; signed by node A's key over \
+         `netmachine/v1/domain-op\\0` then the fields before the signature. Its `OpId` is \
+         the SHA-256 of these bytes:\n",
+        "A `JoinRequest` body: node B asks to join, nonce `0x0102030405060708`, created T0, \
+         with a PSK proof under the key `psk` (HMAC-SHA256 of `netmachine/v1/domain-psk-proof\\0` \
+         then requestor, domain, nonce and created); signed by node B's key over \
+         `netmachine/v1/domain-join-request\\0` then the fields before the signature:\n",
+        "A `Digest` body: 2 operations whose ids XOR to `ab` × 32:\n",
+    ];
+    for ((name, layout), text) in ref_domain_vectors().into_iter().zip(texts) {
         para(text);
         print_layout_vector(name, &layout, true);
     }

@@ -301,7 +301,7 @@ pub const OLD_ADVERT_LINE_PREFIX: &str = "nmadvert1:";
 pub const ENGINE_ADVERT_LINE_PREFIX: &str = "nmengine2:";
 
 /// The bytes of a one-line advert after `prefix`, or why there are none.
-fn line_bytes(line: &str, prefix: &str) -> Result<Vec<u8>, AdvertError> {
+pub(super) fn line_bytes(line: &str, prefix: &str) -> Result<Vec<u8>, AdvertError> {
     let line = line.trim();
     if line.starts_with(OLD_ADVERT_LINE_PREFIX) {
         return Err(AdvertError::OldFormat);
@@ -595,78 +595,11 @@ impl Signed for TopicAdvert {
     }
 }
 
-/// A domain's signed statement of the members that serve requests from non-members (v2).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DomainAdvert {
-    /// The domain.
-    pub id: DomainIdentity,
-    /// Members that answer external requests.
-    pub nodes: Vec<NodeIdentity>,
-    /// Increases with every change.
-    pub version: u64,
-    /// When this version was made.
-    pub created: Timestamp,
-    /// The domain key's signature.
-    pub sig: Signature,
-}
-
-/// Most member nodes listed in one domain advert.
-pub const MAX_DOMAIN_NODES: usize = 256;
-
-struct DomainAdvertFields<'a>(&'a DomainAdvert);
-
-impl Encode for DomainAdvertFields<'_> {
-    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        let a = self.0;
-        a.id.encode(e)?;
-        encode_list(&a.nodes, e)?;
-        a.version.encode(e)?;
-        a.created.encode(e)
-    }
-}
-
-impl Encode for DomainAdvert {
-    fn encode<E: Encoder>(&self, e: &mut E) -> Result<(), EncodeError> {
-        DomainAdvertFields(self).encode(e)?;
-        self.sig.encode(e)
-    }
-}
-
-impl Decode<()> for DomainAdvert {
-    fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
-        Ok(DomainAdvert {
-            id: Decode::decode(d)?,
-            nodes: decode_list(d, "list", MAX_DOMAIN_NODES)?,
-            version: Decode::decode(d)?,
-            created: Decode::decode(d)?,
-            sig: Decode::decode(d)?,
-        })
-    }
-}
-
-impl Signed for DomainAdvert {
-    const CONTEXT: &'static [u8] = context::DOMAIN_ADVERT;
-
-    fn signer(&self) -> [u8; 32] {
-        self.id.0
-    }
-
-    fn signed_fields(&self) -> Vec<u8> {
-        super::encode_to_vec(&DomainAdvertFields(self))
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.sig
-    }
-
-    fn set_signature(&mut self, sig: Signature) {
-        self.sig = sig;
-    }
-
-    fn freshness(&self) -> (u64, Timestamp) {
-        (self.version, self.created)
-    }
-}
+mod domain;
+pub use domain::{
+    DomainAdvert, DomainAuth, Introducer, DOMAIN_ADVERT_LINE_PREFIX, MAX_ALLOW_LIST,
+    MAX_DOMAIN_NODES, MAX_INTRODUCERS,
+};
 
 #[cfg(test)]
 mod tests {
