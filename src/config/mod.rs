@@ -71,11 +71,13 @@
 //! `max_frame_bytes` may not exceed the wire's hard limit
 //! ([`HARD_LIMIT_BYTES`](crate::wire::HARD_LIMIT_BYTES), 64 MiB).
 
+mod domains;
 mod error;
 mod raw;
 mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use domains::{MAX_ACTIVE_VIEW, MAX_PASSIVE_VIEW, MAX_PSK_BYTES, MIN_PSK_BYTES};
 pub use error::ConfigError;
 pub use settings::{KnownEngine, Settings};
