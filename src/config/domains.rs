@@ -14,7 +14,7 @@ use crate::wire::DomainAdvert;
 
 use crate::topology::TopologyLimits;
 
-use super::raw::{RawDomain, RawTopology};
+use super::raw::{RawDomain, RawDomainLimits, RawTopology};
 use super::ConfigError;
 
 /// Shortest pre-shared key accepted, in bytes: shorter ones are guessable offline from one
@@ -212,13 +212,21 @@ pub(super) fn topology_limits(t: RawTopology, file: &Path) -> Result<TopologyLim
         }
         l.passive_view = v;
     }
-    l.shuffle_interval = ms("shuffle_interval_ms", t.shuffle_interval_ms, l.shuffle_interval)?;
+    l.shuffle_interval = ms(
+        "shuffle_interval_ms",
+        t.shuffle_interval_ms,
+        l.shuffle_interval,
+    )?;
     l.keepalive_interval = ms(
         "keepalive_interval_ms",
         t.keepalive_interval_ms,
         l.keepalive_interval,
     )?;
-    l.failure_timeout = ms("failure_timeout_ms", t.failure_timeout_ms, l.failure_timeout)?;
+    l.failure_timeout = ms(
+        "failure_timeout_ms",
+        t.failure_timeout_ms,
+        l.failure_timeout,
+    )?;
     if l.failure_timeout <= l.keepalive_interval {
         return Err(ConfigError::BadDomain {
             file: file.to_path_buf(),
@@ -251,9 +259,51 @@ pub(super) fn topology_limits(t: RawTopology, file: &Path) -> Result<TopologyLim
 }
 
 /// Checks the `[domain]` table of `file`.
-pub(super) fn domain_limits(
-    _d: super::raw::RawDomainLimits,
-    _file: &Path,
-) -> Result<DomainLimits, ConfigError> {
-    Ok(DomainLimits::default())
+pub(super) fn domain_limits(d: RawDomainLimits, file: &Path) -> Result<DomainLimits, ConfigError> {
+    let zero = |key: &str| ConfigError::Zero {
+        file: file.to_path_buf(),
+        key: format!("domain.{key}"),
+    };
+    let count = |key: &str, v: Option<usize>, default: usize| match v {
+        Some(0) => Err(zero(key)),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let ms = |key: &str, v: Option<u64>, default: Duration| match v {
+        Some(0) => Err(zero(key)),
+        Some(v) => Ok(Duration::from_millis(v)),
+        None => Ok(default),
+    };
+    let mut l = DomainLimits::default();
+    l.max_domains = count("max_domains", d.max_domains, l.max_domains)?;
+    l.max_members = count("max_members", d.max_members, l.max_members)?;
+    l.max_ops = count("max_ops", d.max_ops, l.max_ops)?;
+    if l.max_ops < l.max_members {
+        return Err(ConfigError::BadDomain {
+            file: file.to_path_buf(),
+            key: "domain.max_ops".into(),
+            what: format!(
+                "{} is below `domain.max_members` ({}): every member is one operation at least",
+                l.max_ops, l.max_members
+            ),
+        });
+    }
+    l.join_timeout = ms("join_timeout_ms", d.join_timeout_ms, l.join_timeout)?;
+    l.join_tries = count(
+        "join_tries",
+        d.join_tries.map(|v| v as usize),
+        l.join_tries as usize,
+    )? as u32;
+    match d.join_window_s {
+        Some(0) => return Err(zero("join_window_s")),
+        Some(s) => l.join_window = Duration::from_secs(s),
+        None => {}
+    }
+    l.digest_interval = ms(
+        "digest_interval_ms",
+        d.digest_interval_ms,
+        l.digest_interval,
+    )?;
+    l.ext_timeout = ms("ext_timeout_ms", d.ext_timeout_ms, l.ext_timeout)?;
+    Ok(l)
 }

@@ -40,7 +40,16 @@ pub(super) struct RawConfig {
 /// The `[domain]` table (the Domain engine's limits); an absent key keeps the default.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawDomainLimits {}
+pub(super) struct RawDomainLimits {
+    pub(super) max_domains: Option<usize>,
+    pub(super) max_members: Option<usize>,
+    pub(super) max_ops: Option<usize>,
+    pub(super) join_timeout_ms: Option<u64>,
+    pub(super) join_tries: Option<u32>,
+    pub(super) join_window_s: Option<u64>,
+    pub(super) digest_interval_ms: Option<u64>,
+    pub(super) ext_timeout_ms: Option<u64>,
+}
 
 /// The `[topology]` table (the Topology engine's views and periods); an absent key keeps the
 /// default.

@@ -19,8 +19,7 @@ use super::{EngineSpec, Node, NodeBuilder, NodeError};
 use crate::domain::{DomainEngine, DomainLimits, DomainProbe, DomainSettings, DomainStats};
 use crate::identity::{DomainIdentity, Keypair, NodeIdentity};
 use crate::mail::domain::{
-    DomainDirectory, DomainMail, JoinRefusal, MemberInfo, DOMAIN_ENGINE_NAME,
-    TOPOLOGY_ENGINE_NAME,
+    DomainDirectory, DomainMail, JoinRefusal, MemberInfo, DOMAIN_ENGINE_NAME, TOPOLOGY_ENGINE_NAME,
 };
 use crate::mail::{Input, Origin};
 use crate::rng::SplitMix64;
@@ -109,7 +108,6 @@ impl NodeBuilder {
     fn domain_config(&mut self) -> &mut DomainConfig {
         self.domains.get_or_insert_with(DomainConfig::default)
     }
-
 }
 
 /// The two engines and their specs, ready to register, with the handles the node keeps.
@@ -264,7 +262,9 @@ impl Node {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(NodeError::NoAnswer("the Domain engine did not answer in time"));
+                return Err(NodeError::NoAnswer(
+                    "the Domain engine did not answer in time",
+                ));
             }
             match client.recv(left) {
                 Some(Input::Message(m))

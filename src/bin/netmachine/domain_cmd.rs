@@ -286,10 +286,7 @@ fn start(config: &PathBuf, domain: DomainIdentity, no_join: bool) -> Result<Node
             }
             _ => "",
         };
-        format!(
-            "cannot start the node of {}: {e}{hint}",
-            config.display()
-        )
+        format!("cannot start the node of {}: {e}{hint}", config.display())
     })
 }
 
@@ -315,7 +312,7 @@ fn join(config: &PathBuf, domain: DomainIdentity, timeout: Duration) -> Result<b
         stop(node);
         return Ok(true);
     }
-    let answer = node.join_domain(domain, timeout);
+    let answer = node.join_domain(domain, None, timeout);
     let ok = match answer {
         Ok(a) => match a.result {
             Ok(epoch) => {
@@ -329,7 +326,8 @@ fn join(config: &PathBuf, domain: DomainIdentity, timeout: Duration) -> Result<b
             Err(reason) => {
                 println!(
                     "refused by {}: {}",
-                    a.approver.map_or("no member".to_string(), |n| n.to_string()),
+                    a.approver
+                        .map_or("no member".to_string(), |n| n.to_string()),
                     reason.label()
                 );
                 false
@@ -496,6 +494,9 @@ mod tests {
         assert!(t.contains("2 members") && t.contains("self"), "{t}");
         let j = members_json(d, a, true, &list);
         assert!(j.starts_with('{') && j.ends_with('}'), "{j}");
-        assert!(j.contains("\"count\":2") && j.contains("\"epoch\":3"), "{j}");
+        assert!(
+            j.contains("\"count\":2") && j.contains("\"epoch\":3"),
+            "{j}"
+        );
     }
 }
