@@ -350,8 +350,8 @@ impl NodeBuilder {
                         .serving(Protocol::PUBSUB)
                         .reachable(true)
                 };
-                // SCOPE-TODO: .with_domains(domain_directory.clone())
-                let engine = PubSub::new(key, limits, Arc::clone(&stats));
+                let engine = PubSub::new(key, limits, Arc::clone(&stats))
+                    .with_domains(domain_directory.clone());
                 self.engines.insert(0, (spec, Box::new(engine)));
                 Some(stats)
             }
