@@ -380,14 +380,17 @@ impl DomainEngine {
             let members = inst.log.member_set();
             let here = members.contains(&self.me);
             let here_changed = here != inst.here;
-            // A node that has just become a member tells its Topology every member (the
-            // Topology kept none while this node was not a member).
+            // A node that just became a member tells all the members, as the first time.
             let added: Vec<NodeIdentity> = if here && here_changed {
                 members.iter().copied().collect()
             } else {
                 members.difference(&inst.published).copied().collect()
             };
-            let removed: Vec<NodeIdentity> = inst.published.difference(&members).copied().collect();
+            let removed: Vec<NodeIdentity> = if here && here_changed {
+                Vec::new()
+            } else {
+                inst.published.difference(&members).copied().collect()
+            };
             if here_changed || !added.is_empty() || !removed.is_empty() || !inst.announced {
                 self.directory.publish(d, members.clone(), here);
                 if here && (here_changed || !inst.announced) {

@@ -156,8 +156,16 @@ fn replicas_converge_whatever_the_order_duplication_and_partition() {
                 m.refresh();
             }
             m.refresh();
-            assert_eq!(state(&m), state(&reference), "seed {seed} replica {replica}");
-            assert_eq!(m.digest(), reference.digest(), "seed {seed} replica {replica}");
+            assert_eq!(
+                state(&m),
+                state(&reference),
+                "seed {seed} replica {replica}"
+            );
+            assert_eq!(
+                m.digest(),
+                reference.digest(),
+                "seed {seed} replica {replica}"
+            );
             assert_eq!(m.member_digest(), reference.member_digest());
             // Idempotence: everything again changes nothing.
             insert_all(&mut m, &ops);
@@ -184,7 +192,10 @@ fn expelled_members_later_operations_are_void_everywhere() {
         m.refresh();
         for (node, cutoff) in m.cutoffs().clone() {
             expulsions += 1;
-            assert!(!m.is_member(&node), "seed {seed}: an expelled node is a member");
+            assert!(
+                !m.is_member(&node),
+                "seed {seed}: an expelled node is a member"
+            );
             assert!(
                 m.ops().all(|op| op.author != node || op.seq <= cutoff),
                 "seed {seed}: an expelled node's later operation is stored"
@@ -278,7 +289,10 @@ fn forged_and_non_member_operations_are_refused() {
             cutoff_seq: 0,
         },
     ));
-    assert_eq!(m.insert(bad_remove, false, &mut Vec::new()), Ok(Inserted::New));
+    assert_eq!(
+        m.insert(bad_remove, false, &mut Vec::new()),
+        Ok(Inserted::New)
+    );
     m.refresh();
     assert!(m.is_member(&ks[3].node_identity()));
 }
@@ -288,12 +302,27 @@ fn equivocation_keeps_the_lower_id_in_any_order() {
     let ks = keys(8, 2);
     let domain_key = Keypair::from_seed(&[8; 32]);
     let advert = advert_for(&domain_key, &ks[..1], DomainAuth::None, 0);
-    let a = Arc::new(Op::new_signed(&ks[0], advert.id, 1, 1, OpKind::Update { value: vec![1] }));
-    let b = Arc::new(Op::new_signed(&ks[0], advert.id, 1, 1, OpKind::Update { value: vec![2] }));
+    let a = Arc::new(Op::new_signed(
+        &ks[0],
+        advert.id,
+        1,
+        1,
+        OpKind::Update { value: vec![1] },
+    ));
+    let b = Arc::new(Op::new_signed(
+        &ks[0],
+        advert.id,
+        1,
+        1,
+        OpKind::Update { value: vec![2] },
+    ));
     let (low, high) = if a.id() < b.id() { (a, b) } else { (b, a) };
     let mut x = Membership::new(&advert, limits());
     let mut y = Membership::new(&advert, limits());
-    assert_eq!(x.insert(low.clone(), false, &mut Vec::new()), Ok(Inserted::New));
+    assert_eq!(
+        x.insert(low.clone(), false, &mut Vec::new()),
+        Ok(Inserted::New)
+    );
     assert_eq!(
         x.insert(high.clone(), false, &mut Vec::new()),
         Err(Refused::Equivocation)

@@ -156,9 +156,7 @@ impl Net {
             match o {
                 Output::Send(out) => {
                     let m = out.msg;
-                    let local = m
-                        .rprefs
-                        .is_some_and(|r| r.scope == RoutingScope::Local);
+                    let local = m.rprefs.is_some_and(|r| r.scope == RoutingScope::Local);
                     match m.dst {
                         Destination::Node(n) if n == me && m.protocol == Protocol::TOPOLOGY => {
                             assert!(local);
@@ -245,7 +243,8 @@ impl Net {
         };
         let n = &mut self.nodes[i];
         n.ctx.set_now(self.now);
-        n.engine.handle(&mut n.ctx, Input::Message(Message::local(m)));
+        n.engine
+            .handle(&mut n.ctx, Input::Message(Message::local(m)));
         n.engine.flush(&mut n.ctx);
         self.collect(i);
     }
@@ -329,11 +328,6 @@ impl Net {
     pub fn take_in_flight(&mut self) -> Vec<(usize, NodeIdentity, Vec<u8>)> {
         self.queue.drain(..).collect()
     }
-
-    /// Index of the node `node`.
-    pub fn idx(&self, node: &NodeIdentity) -> usize {
-        self.index_of(node).expect("a node of the harness")
-    }
 }
 
 /// A domain whose first `introducers` of `n` nodes introduce it, with auth `auth`, capacity
@@ -360,7 +354,7 @@ pub(super) fn domain_net(
     (net, d)
 }
 
-/// Node `i` asks to join `d` and the net runs until it has an answer (at most 30 s).
+/// Node `i` asks to join `d` and the net runs until it has an answer (at most 60 s).
 pub(super) fn join(net: &mut Net, i: usize, d: DomainIdentity) -> DomainMail {
     net.local(
         i,
@@ -369,7 +363,7 @@ pub(super) fn join(net: &mut Net, i: usize, d: DomainIdentity) -> DomainMail {
             advert: None,
         },
     );
-    for _ in 0..300 {
+    for _ in 0..600 {
         if let Some(m) = net.last_mail(i) {
             return m;
         }
