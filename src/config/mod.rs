@@ -48,7 +48,7 @@
 //! shuffle_interval_ms = 5000        # passive views are refreshed this often (jittered)
 //! keepalive_interval_ms = 1000      # an idle active peer is sent a keepalive
 //! failure_timeout_ms = 3000         # a silent active peer is replaced (> keepalive interval)
-//! explore_interval_s = 30           # swap in a random member (heals partitions); 0 disables
+//! explore_interval_s = 60           # swap in a random member (heals partitions); 0 disables
 //! max_domains = 16                  # domains with an overlay
 //! max_members = 16384               # members remembered per domain
 //!

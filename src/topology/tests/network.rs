@@ -5,20 +5,33 @@
 use std::time::Duration;
 
 use super::harness::Net;
+use crate::identity::EngineIdentity;
 use crate::rng::SplitMix64;
-use crate::topology::TopologyLimits;
+use crate::topology::{TopologyLimits, ViewMail};
 
 const MEMBERS: usize = 200;
+/// The member whose view a watcher follows.
+const WATCHED: usize = 17;
+const WATCHER: EngineIdentity = EngineIdentity([0xee; 32]);
 
 /// 200 members, node 0 the one introducer, starting 20 ms apart, with `loss`; run to 30 s.
 fn joined(seed: u64, loss: f64) -> Net {
-    let mut net = Net::new(MEMBERS, TopologyLimits::default(), seed);
+    joined_n(MEMBERS, seed, loss)
+}
+
+fn joined_n(members: usize, seed: u64, loss: f64) -> Net {
+    let mut net = Net::new(members, TopologyLimits::default(), seed);
     net.loss = loss;
     let ids = net.ids();
     let intro = [ids[0]];
-    for i in 0..MEMBERS {
-        net.run_until(Duration::from_millis(20 * i as u64));
+    let spacing = 4000 / members as u64;
+    for i in 0..members {
+        net.run_until(Duration::from_millis(spacing * i as u64));
         net.start(i, &ids, &intro);
+        if i == WATCHED {
+            let domain = net.domain;
+            net.local(i, WATCHER, ViewMail::Watch { domain });
+        }
     }
     net.run_until(Duration::from_secs(30));
     net
@@ -69,30 +82,48 @@ fn two_hundred_members_join_through_one_introducer() {
         );
         check_bounds(&net);
         // The watchers' picture matches: the engine's view events replay to its view.
-        let n = &net.nodes[17];
+        let n = &net.nodes[WATCHED];
         let mut replay = std::collections::BTreeSet::new();
         for (added, node) in &n.view_events {
             if *added {
-                replay.insert(*node);
+                assert!(replay.insert(*node), "added twice");
             } else {
-                replay.remove(node);
+                assert!(replay.remove(node), "removed while not in");
             }
         }
-        assert!(n.view_events.is_empty(), "no watcher registered, no events");
-        let _ = replay;
+        let view: std::collections::BTreeSet<_> =
+            n.engine.active_view(&net.domain).into_iter().collect();
+        assert_eq!(replay, view, "seed {seed}");
+        assert!(
+            net.nodes[WATCHED + 1].view_events.is_empty(),
+            "no watcher, no events"
+        );
     }
 }
 
 #[test]
 fn the_overlay_reconnects_within_10_s_after_30_percent_crash() {
-    for seed in [3, 4, 5] {
-        let mut net = joined(seed, 0.01);
+    crash_30_percent(MEMBERS, &[(3, 0.01), (4, 0.01), (5, 0.01), (8, 0.10)]);
+}
+
+/// The same at 1,000 members: `cargo test --release --lib thousand -- --ignored --nocapture`.
+#[test]
+#[ignore = "slow in debug builds; prints figures"]
+fn a_thousand_members_reconnect_after_30_percent_crash() {
+    crash_30_percent(1000, &[(9, 0.01), (10, 0.10)]);
+}
+
+fn crash_30_percent(members: usize, runs: &[(u64, f64)]) {
+    for &(seed, loss) in runs {
+        let mut net = joined_n(members, seed, loss);
+        let join_share = net.largest_component_share(None);
+        assert_eq!(join_share, 1.0, "seed {seed}: joined");
         let mut rng = SplitMix64::new(seed);
-        let mut victims: Vec<usize> = (0..MEMBERS).collect();
+        let mut victims: Vec<usize> = (0..members).collect();
         for i in (1..victims.len()).rev() {
             victims.swap(i, rng.below(i as u64 + 1) as usize);
         }
-        victims.truncate(MEMBERS * 3 / 10);
+        victims.truncate(members * 3 / 10);
         let sent_before = net.sent_total();
         for &v in &victims {
             net.crash(v);
@@ -103,10 +134,10 @@ fn the_overlay_reconnects_within_10_s_after_30_percent_crash() {
             net.run_for(Duration::from_secs(1));
             shares.push(net.largest_component_share(None));
         }
-        let live = MEMBERS - victims.len();
+        let live = members - victims.len();
         let per_node_s = (net.sent_total() - sent_before) as f64 / live as f64 / 10.0;
         println!(
-            "seed {seed}: right after the crash {after_crash:.3}; each second: {:?}; \
+            "{members} members, loss {loss}, seed {seed}: right after the crash {after_crash:.3}; each second: {:?}; \
              maintenance {per_node_s:.2} msgs/node/s",
             shares.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>()
         );
@@ -176,4 +207,34 @@ fn net_sides(a: &[usize], n: usize) -> Vec<bool> {
         s[*i] = true;
     }
     s
+}
+
+/// Steady-state traffic and churn of 200 members, per node per second, by counter:
+/// `cargo test --release --lib steady_state -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints figures"]
+fn steady_state_figures() {
+    let mut net = joined(1, 0.01);
+    let before: Vec<Vec<(&'static str, u64)>> = net
+        .nodes
+        .iter()
+        .map(|n| n.engine.stats().nonzero())
+        .collect();
+    let _ = before;
+    let sum = |net: &Net| {
+        let mut m = std::collections::BTreeMap::new();
+        for n in &net.nodes {
+            for (k, v) in n.engine.stats().nonzero() {
+                *m.entry(k).or_insert(0u64) += v;
+            }
+        }
+        m
+    };
+    let a = sum(&net);
+    net.run_for(Duration::from_secs(60));
+    let b = sum(&net);
+    for (k, v) in &b {
+        let d = v - a.get(k).copied().unwrap_or(0);
+        println!("{k}: {:.3} per node per s", d as f64 / 200.0 / 60.0);
+    }
 }
