@@ -102,15 +102,13 @@ impl Net {
                 }
             })
             .collect();
-        for i in 0..n {
-            for j in 0..n {
+        for (i, node) in nodes.iter_mut().enumerate() {
+            for (j, peer) in keys.iter().enumerate() {
                 if i != j {
-                    let peer = keys[j].node_identity();
-                    let node = &mut nodes[i];
                     node.engine.handle(
                         &mut node.ctx,
                         Input::Transport(TransportEvent::NodeConnected {
-                            node: peer,
+                            node: peer.node_identity(),
                             addr: "127.0.0.1:1".parse().unwrap(),
                         }),
                     );
