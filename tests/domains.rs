@@ -107,11 +107,10 @@ fn a_three_node_psk_domain_converges_and_a_wrong_key_is_refused() {
 fn topic_answer(client: &mut netmachine::Client, timeout: Duration) -> Option<TopicEvent> {
     let deadline = Instant::now() + timeout;
     while let Some(input) = client.recv(deadline.saturating_duration_since(Instant::now())) {
-        match input {
-            Input::Topic(e @ (TopicEvent::Created { .. } | TopicEvent::Subscribed { .. })) => {
-                return Some(e)
-            }
-            _ => {}
+        if let Input::Topic(e @ (TopicEvent::Created { .. } | TopicEvent::Subscribed { .. })) =
+            input
+        {
+            return Some(e);
         }
     }
     None

@@ -102,7 +102,7 @@ impl Settings {
             builder = builder.domain(d.clone());
         }
         builder
-            .domain_limits(self.domain_limits.clone())
+            .domain_limits(self.domain_limits)
             .topology_limits(self.topology_limits.clone())
     }
 

@@ -110,6 +110,9 @@ impl NodeBuilder {
     }
 }
 
+/// An engine ready to register, with its spec.
+type Registration = (EngineSpec, Box<dyn Engine>);
+
 /// The two engines and their specs, ready to register, with the handles the node keeps.
 pub(super) fn engines(
     key: &Keypair,
@@ -117,7 +120,7 @@ pub(super) fn engines(
     directory: &DomainDirectory,
     limits: (DomainLimits, TopologyLimits),
     rng: &mut SplitMix64,
-) -> (Vec<(EngineSpec, Box<dyn Engine>)>, DomainHandles) {
+) -> (Vec<Registration>, DomainHandles) {
     let configured = settings.iter().map(|s| s.advert.id).collect();
     let domain_stats = Arc::new(DomainStats::default());
     let topology_stats = Arc::new(TopologyStats::default());
@@ -143,7 +146,7 @@ pub(super) fn engines(
         mailbox_depth: 16_384,
         ..EngineSpec::named(name).serving(protocol)
     };
-    let list: Vec<(EngineSpec, Box<dyn Engine>)> = vec![
+    let list: Vec<Registration> = vec![
         (spec(DOMAIN_ENGINE_NAME, Protocol::DOMAIN), Box::new(domain)),
         (
             spec(TOPOLOGY_ENGINE_NAME, Protocol::TOPOLOGY),

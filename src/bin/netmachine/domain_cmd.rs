@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -257,7 +257,7 @@ pub fn advert(args: &AdvertArgs) -> Result<DomainAdvert, String> {
 
 /// Loads `config`, checks it configures `domain`, and starts its node (joining at start as
 /// configured, unless `no_join`).
-fn start(config: &PathBuf, domain: DomainIdentity, no_join: bool) -> Result<Node, String> {
+fn start(config: &Path, domain: DomainIdentity, no_join: bool) -> Result<Node, String> {
     signals::install()?;
     let mut settings = Settings::load(config).map_err(|e| e.to_string())?;
     let Some(d) = settings.domains.iter_mut().find(|d| d.advert.id == domain) else {
@@ -301,7 +301,7 @@ fn stop(node: Node) {
 }
 
 /// `domain join`: the answer to one join request.
-fn join(config: &PathBuf, domain: DomainIdentity, timeout: Duration) -> Result<bool, String> {
+fn join(config: &Path, domain: DomainIdentity, timeout: Duration) -> Result<bool, String> {
     let node = start(config, domain, true)?;
     if node.domain_directory().member_here(&domain) {
         println!(
@@ -351,7 +351,7 @@ const SETTLED: Duration = Duration::from_secs(2);
 
 /// `domain members`: waits for the membership to settle, then prints it.
 fn members(
-    config: &PathBuf,
+    config: &Path,
     domain: DomainIdentity,
     json: bool,
     wait: Duration,
