@@ -1,5 +1,5 @@
 //! The Domain engine: domain membership, joins, leaves, expulsions and external requests
-//! (spec notes §5.6, issue 12). docs/domains.md describes the design; docs/wire.md §17 the
+//! (spec notes §5.6, issue 12). docs/domains.md describes the design; docs/wire.md §12A the
 //! messages.
 //!
 //! One engine per node (name [`DOMAIN_ENGINE_NAME`], serving `Protocol::DOMAIN`) hosts one

@@ -1,5 +1,5 @@
 //! The domain protocol's messages: the bodies of `Protocol::DOMAIN` messages between Domain
-//! engines (docs/wire.md §17).
+//! engines (docs/wire.md §12A).
 //!
 //! A body is `u32 version (1) || u32 tag || fields`, in the crate's one bincode configuration.
 //! Join requests and responses are signed by the requestor's and the approver's **node key**

@@ -218,7 +218,7 @@ fn oversized_batches_vectors_and_adverts_are_refused() {
     assert!(net.take_in_flight().is_empty());
     // An advert with an allow-list over the limit, handed in with a join.
     let domain_key = Keypair::generate();
-    let mut advert = advert_for(&domain_key, &[k0.clone()], DomainAuth::None, 0);
+    let mut advert = advert_for(&domain_key, std::slice::from_ref(&k0), DomainAuth::None, 0);
     advert.auth = DomainAuth::AllowList(vec![NodeIdentity([1; 32]); MAX_ALLOW_LIST + 1]);
     let advert = crate::wire::Signed::sign(advert, &domain_key);
     net.local(
