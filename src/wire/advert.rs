@@ -24,7 +24,8 @@ use bincode::{Decode, Encode};
 
 use super::{context, decode_list, decode_text, encode_list, encode_text, WireError};
 use crate::identity::{
-    from_hex, to_hex, CheckedKey, EngineIdentity, Keypair, NodeIdentity, Signature, TopicIdentity,
+    from_hex, to_hex, CheckedKey, DomainIdentity, EngineIdentity, Keypair, NodeIdentity, Signature,
+    TopicIdentity,
 };
 use crate::time::Timestamp;
 
