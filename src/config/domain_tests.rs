@@ -246,3 +246,19 @@ fn topology_limits_are_checked() {
     let e = load_err(&dir.write("x.toml", &with("view = 3")));
     assert!(e.contains("view"), "{e}");
 }
+
+#[test]
+fn the_shipped_examples_share_one_domain_introduced_by_node1() {
+    let conf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let load = |i: usize| Settings::load(&conf.join(format!("node{i}.toml"))).unwrap();
+    let node1 = load(1);
+    for i in 1..=3 {
+        let s = load(i);
+        assert_eq!(s.domains.len(), 1, "node{i}");
+        let d = &s.domains[0];
+        assert_eq!(d.advert, node1.domains[0].advert, "node{i}");
+        assert!(d.advert.is_introducer(&node1.node_identity()));
+        assert_eq!(d.advert.auth, DomainAuth::Psk);
+        assert!(d.psk.is_some() && d.join_at_start, "node{i}");
+    }
+}
