@@ -38,6 +38,14 @@ for i in 1 2 3; do
     eval "advert$i=\$(\"\$NETMACHINE\" advert --config \"\$here/node\$i.toml\")"
 done
 
+# An example domain introduced by node1, whose members authenticate with a pre-shared key
+# (inline below: a PSK file would need mode 0600, which a checkout does not keep).
+rm -f "$here/domain.key"
+"$NETMACHINE" domain keygen --out "$here/domain.key" >/dev/null
+node1=$(printf '%s' "$advert1" | cut -c11-74)
+domain=$("$NETMACHINE" domain advert --key "$here/domain.key" --introducer "$node1@127.0.0.1:7001" \
+    --auth psk 2>/dev/null)
+
 # An engine of node3 that node1 knows where to find without asking (its PubSub engine; any
 # engine node3 runs, reachable or not, can be listed so).
 engine3=$("$NETMACHINE" advert --config "$here/node3.toml" --engine pubsub 2>/dev/null)
@@ -57,6 +65,10 @@ for i in 1 2 3; do
         fi
         cat <<END
 
+[[domains]]  # the example domain (conf/domain.key; netmachine domain members --domain ...)
+advert = "$domain"
+psk = "an EXAMPLE pre-shared key: never use it"
+
 [limits]
 # A peer whose messages fail verification this many times is cut off: disconnected with close
 # code 0x8, neither dialled nor accepted for misbehaving_peer_backoff_s seconds.
@@ -66,4 +78,4 @@ END
     } >"$here/node$i.toml"
     "$NETMACHINE" advert --config "$here/node$i.toml" >/dev/null
 done
-echo "wrote $here/node{1,2,3}.key and $here/node{1,2,3}.toml"
+echo "wrote $here/node{1,2,3}.key, $here/domain.key and $here/node{1,2,3}.toml"

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use netmachine::wire::{EngineAdvert, NodeAdvert};
+use netmachine::wire::{DomainAdvert, EngineAdvert, NodeAdvert};
 
 const BIN: &str = env!("CARGO_BIN_EXE_netmachine");
 
@@ -283,4 +283,237 @@ fn ping_reaches_a_node_run_in_another_process() {
     };
     let b_log = stderr_thread.join().unwrap_or_default();
     assert!(status.success(), "node B exited with {status:?}:\n{b_log}");
+}
+
+/// Runs `domain keygen --out <dir>/<name>` and returns the printed domain identity.
+fn domain_keygen(dir: &TempDir, name: &str) -> String {
+    let out = netmachine(&["domain", "keygen", "--out", &dir.arg(name)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_string();
+    assert_eq!(id.len(), 64, "{id:?}");
+    id
+}
+
+/// Runs `domain advert` with `args` after the key, returning its single stdout line.
+fn domain_advert_line(dir: &TempDir, args: &[&str]) -> String {
+    let key = dir.arg("domain.key");
+    let mut all = vec!["domain", "advert", "--key", &key];
+    all.extend_from_slice(args);
+    let out = netmachine(&all);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    stdout.trim().to_string()
+}
+
+#[test]
+fn domain_keygen_and_advert_make_a_line_the_configuration_accepts() {
+    let dir = TempDir::new("cli", "domain-advert");
+    let domain = domain_keygen(&dir, "domain.key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path("domain.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+    let out = netmachine(&["domain", "keygen", "--out", &dir.arg("domain.key")]);
+    assert!(!out.status.success(), "never overwrites");
+    let node = keygen(&dir, "n.key");
+    let other = "ab".repeat(32);
+    let line = domain_advert_line(
+        &dir,
+        &[
+            "--introducer",
+            &format!("{node}@127.0.0.1:7001"),
+            "--auth",
+            "allow-list",
+            "--allow",
+            &other,
+            "--external",
+            &node,
+            "--max-members",
+            "10",
+            "--version",
+            "3",
+        ],
+    );
+    let parsed = DomainAdvert::from_line(&line).expect("the line verifies");
+    assert_eq!(parsed.id.to_string(), domain);
+    assert_eq!(parsed.introducers[0].node.to_string(), node);
+    assert_eq!(
+        parsed.introducers[0].addrs[0].socket_addr(),
+        "127.0.0.1:7001".parse().unwrap()
+    );
+    assert_eq!(parsed.auth.label(), "allow-list");
+    assert_eq!((parsed.max_members, parsed.version), (10, 3));
+
+    // A PSK domain's line in a [[domains]] table, with the key in a file only its owner reads.
+    let psk_line = domain_advert_line(&dir, &["--introducer", &node, "--auth", "psk"]);
+    std::fs::write(dir.path("domain.psk"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path("domain.psk"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+    }
+    let conf = dir.path("n.toml");
+    write_config(
+        &conf,
+        "n.key",
+        7001,
+        &[],
+        &format!("\n[[domains]]\nadvert = \"{psk_line}\"\npsk_file = \"domain.psk\"\n"),
+    );
+    advert(&conf);
+
+    // Refusals: --allow without an allow-list (status 1), a malformed introducer (status 2).
+    let key = dir.arg("domain.key");
+    let out = netmachine(&[
+        "domain",
+        "advert",
+        "--key",
+        &key,
+        "--introducer",
+        &node,
+        "--auth",
+        "none",
+        "--allow",
+        &other,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--allow"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = netmachine(&[
+        "domain",
+        "advert",
+        "--key",
+        &key,
+        "--introducer",
+        &format!("{node}@nowhere"),
+        "--auth",
+        "none",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// Needs the QUIC Transport (it binds a port, with no peer).
+#[test]
+fn domain_members_lists_an_introducer_and_refuses_an_unknown_domain() {
+    let dir = TempDir::new("cli", "domain-members");
+    domain_keygen(&dir, "domain.key");
+    let node = keygen(&dir, "n.key");
+    let line = domain_advert_line(&dir, &["--introducer", &node, "--auth", "none"]);
+    let domain = DomainAdvert::from_line(&line).unwrap().id.to_string();
+    let conf = dir.path("n.toml");
+    write_config(
+        &conf,
+        "n.key",
+        free_port(),
+        &[],
+        &format!("\n[[domains]]\nadvert = \"{line}\"\n"),
+    );
+    let c = conf.to_str().unwrap();
+    let out = netmachine(&[
+        "domain", "members", "--config", c, "--domain", &domain, "--json", "--wait-s", "5",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("\"member\":true")
+            && stdout.contains("\"count\":1")
+            && stdout.contains(&format!("\"node\":\"{node}\",\"epoch\":0"))
+            && stdout.contains("\"introducer\":true"),
+        "{stdout}"
+    );
+    let out = netmachine(&["domain", "members", "--config", c, "--domain", &domain]);
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        table.contains("1 members") && table.contains("self"),
+        "{table}"
+    );
+    let out = netmachine(&[
+        "domain",
+        "members",
+        "--config",
+        c,
+        "--domain",
+        &"cd".repeat(32),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("not in the [[domains]]"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Needs the QUIC Transport: an introducer run in another process, a joiner asking it.
+#[test]
+fn domain_join_is_answered_by_an_introducer_run_in_another_process() {
+    let dir = TempDir::new("cli", "domain-join");
+    let (conf_a, conf_b, _id_b) = two_nodes(&dir);
+    domain_keygen(&dir, "domain.key");
+    let id_a = netmachine::Keypair::read_file(&dir.path("a.key"))
+        .unwrap()
+        .node_identity()
+        .to_string();
+    let line = domain_advert_line(&dir, &["--introducer", &id_a, "--auth", "none"]);
+    let domain = DomainAdvert::from_line(&line).unwrap().id.to_string();
+    for conf in [&conf_a, &conf_b] {
+        let mut text = std::fs::read_to_string(conf).unwrap();
+        text.push_str(&format!("\n[[domains]]\nadvert = \"{line}\"\n"));
+        std::fs::write(conf, text).unwrap();
+    }
+    let child = Command::new(BIN)
+        .args(["run", "--config", conf_a.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut a = ChildGuard(child);
+    let mut lines = BufReader::new(a.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let out = netmachine(&[
+        "domain",
+        "join",
+        "--config",
+        conf_b.to_str().unwrap(),
+        "--domain",
+        &domain,
+        "--timeout-s",
+        "15",
+    ]);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("accepted into domain") && stdout.contains(&id_a),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
+    // The introducer printed the change: two members now.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = false;
+    while Instant::now() < deadline {
+        match lines.next() {
+            Some(Ok(l)) if l.contains("member, 2 members") => {
+                seen = true;
+                break;
+            }
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    assert!(seen, "the introducer did not print the new membership");
 }

@@ -7,7 +7,7 @@ use std::net::{AddrParseError, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::identity::{KeyFileError, NodeIdentity, ParseIdentityError};
+use crate::identity::{DomainIdentity, KeyFileError, NodeIdentity, ParseIdentityError};
 use crate::wire::advert::{AdvertError, MAX_NAME_BYTES};
 
 /// Why a configuration file was refused. The message always names the file, and the key when
@@ -155,6 +155,51 @@ pub enum ConfigError {
         /// `limits.max_frame_bytes`.
         frame: usize,
     },
+    /// A `[[domains]]` table is incomplete or contradicts its advert (both or neither of
+    /// `advert` and `advert_file`, a pre-shared key for a domain that uses none or missing for
+    /// one that does, a key of the wrong length, a node that is not on the allow-list asking to
+    /// join).
+    BadDomain {
+        /// The file.
+        file: PathBuf,
+        /// The key, `domains[i]` or `domains[i].psk`.
+        key: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A file a `[[domains]]` table names could not be read.
+    DomainFile {
+        /// The configuration file.
+        file: PathBuf,
+        /// The key, `domains[i].advert_file` or `domains[i].psk_file`.
+        key: String,
+        /// The file named, resolved against the configuration file's directory.
+        path: PathBuf,
+        /// Why.
+        error: io::Error,
+    },
+    /// A file holding a secret (`domains[i].psk_file`) may be read by others than its owner.
+    SecretFileMode {
+        /// The configuration file.
+        file: PathBuf,
+        /// The key.
+        key: String,
+        /// The secret's file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// Two `[[domains]]` tables are for the same domain.
+    DuplicateDomain {
+        /// The file.
+        file: PathBuf,
+        /// The key of the second table's advert.
+        key: String,
+        /// The first table, `domains[i]`.
+        first: String,
+        /// The domain.
+        domain: DomainIdentity,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -248,6 +293,44 @@ impl fmt::Display for ConfigError {
                  `limits.max_frame_bytes` ({frame})",
                 file.display()
             ),
+            ConfigError::BadDomain { file, key, what } => {
+                write!(f, "{}: key `{key}`: {what}", file.display())
+            }
+            ConfigError::DomainFile {
+                file,
+                key,
+                path,
+                error,
+            } => write!(
+                f,
+                "{}: key `{key}`: cannot read {}: {error}",
+                file.display(),
+                path.display()
+            ),
+            ConfigError::SecretFileMode {
+                file,
+                key,
+                path,
+                mode,
+            } => write!(
+                f,
+                "{}: key `{key}`: {} holds a secret but may be read by others (mode {mode:03o}); \
+                 `chmod 600 {}`",
+                file.display(),
+                path.display(),
+                path.display()
+            ),
+            ConfigError::DuplicateDomain {
+                file,
+                key,
+                first,
+                domain,
+            } => write!(
+                f,
+                "{}: key `{key}`: domain {} is already configured at `{first}`",
+                file.display(),
+                domain.short()
+            ),
         }
     }
 }
@@ -260,6 +343,7 @@ impl std::error::Error for ConfigError {
             ConfigError::BadAddress { error, .. } => Some(error),
             ConfigError::BadAdvert { error, .. } => Some(error),
             ConfigError::BadIdentity { error, .. } => Some(error),
+            ConfigError::DomainFile { error, .. } => Some(error),
             _ => None,
         }
     }

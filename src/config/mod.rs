@@ -25,6 +25,33 @@
 //! node = "<64 hex>"                 # and/or its signed advert (`netmachine advert --engine`);
 //! advert = "nmengine2:..."          # with only an advert, engine and node are taken from it
 //!
+//! [[domains]]                       # one table per domain this node belongs to or may join
+//! advert = "nmdomain1:..."          # the line `netmachine domain advert` prints, or instead
+//! advert_file = "domain.advert"     # a file holding it (relative to this file's directory)
+//! psk = "..."                       # the domain's pre-shared key (auth psk; 16 to 1024 bytes),
+//! psk_file = "domain.psk"           # or a file holding it (mode 0600; a final newline dropped)
+//! join = true                       # ask to join at start when not a member (default true)
+//!
+//! [domain]                          # the Domain engine; every key optional (defaults shown)
+//! max_domains = 64                  # domains served
+//! max_members = 8192                # members per domain (the advert's max_members if lower)
+//! max_ops = 16384                   # membership operations stored per domain
+//! join_timeout_ms = 2000            # wait for a join answer; doubled at each retry
+//! join_tries = 4                    # join requests sent (over the introducers) before timeout
+//! join_window_s = 120               # how far a join request's time may be from this clock
+//! digest_interval_ms = 1000         # anti-entropy: a digest to one view peer this often
+//! ext_timeout_ms = 5000             # wait for an external request's answer
+//!
+//! [topology]                        # the Topology engine's overlay per domain; every key
+//! active_view = 5                   # optional (defaults shown): connected members (<= 64),
+//! passive_view = 30                 # known members kept as replacements (<= 4096)
+//! shuffle_interval_ms = 5000        # passive views are refreshed this often (jittered)
+//! keepalive_interval_ms = 1000      # an idle active peer is sent a keepalive
+//! failure_timeout_ms = 3000         # a silent active peer is replaced (> keepalive interval)
+//! explore_interval_s = 60           # swap in a random member (heals partitions); 0 disables
+//! max_domains = 16                  # domains with an overlay
+//! max_members = 16384               # members remembered per domain
+//!
 //! [identity]                        # every key optional; the values shown are the defaults
 //! advert_lifetime_s = 86400         # this node's adverts; re-signed at half their lifetime
 //! max_lookups = 256                 # lookups of unknown engines with peers at once
@@ -60,6 +87,13 @@
 //! spin_before_park_us = 50          # poll an empty mailbox this long before parking
 //! ```
 //!
+//! A `[[domains]]` table needs `advert` or `advert_file`; a domain whose advert authenticates
+//! joiners by a pre-shared key needs `psk` or `psk_file` on every node that joins it or
+//! introduces it (a key for a domain that uses none is refused, as is `join = true` for a node
+//! the domain's allow-list leaves out). The `[domain]` and `[topology]` defaults come from
+//! [`DomainLimits`](crate::domain::DomainLimits) and
+//! [`TopologyLimits`](crate::topology::TopologyLimits).
+//!
 //! The defaults come from [`TransportConfig`](crate::transport::TransportConfig),
 //! [`TransportLimits`](crate::transport::TransportLimits) and
 //! [`NodeLimits`](crate::node::NodeLimits) (a unit test checks that the values above still match
@@ -71,11 +105,15 @@
 //! `max_frame_bytes` may not exceed the wire's hard limit
 //! ([`HARD_LIMIT_BYTES`](crate::wire::HARD_LIMIT_BYTES), 64 MiB).
 
+#[cfg(test)]
+mod domain_tests;
+mod domains;
 mod error;
 mod raw;
 mod settings;
 #[cfg(test)]
 mod tests;
 
+pub use domains::{MAX_ACTIVE_VIEW, MAX_PASSIVE_VIEW, MAX_PSK_BYTES, MIN_PSK_BYTES};
 pub use error::ConfigError;
 pub use settings::{KnownEngine, Settings};

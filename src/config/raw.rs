@@ -22,6 +22,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) engines: Vec<RawEngine>,
     #[serde(default)]
+    pub(super) domains: Vec<RawDomain>,
+    #[serde(default)]
     pub(super) identity: RawIdentity,
     #[serde(default)]
     pub(super) transport: RawTransport,
@@ -29,6 +31,39 @@ pub(super) struct RawConfig {
     pub(super) limits: RawLimits,
     #[serde(default)]
     pub(super) performance: RawPerformance,
+    #[serde(default)]
+    pub(super) domain: RawDomainLimits,
+    #[serde(default)]
+    pub(super) topology: RawTopology,
+}
+
+/// The `[domain]` table (the Domain engine's limits); an absent key keeps the default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDomainLimits {
+    pub(super) max_domains: Option<usize>,
+    pub(super) max_members: Option<usize>,
+    pub(super) max_ops: Option<usize>,
+    pub(super) join_timeout_ms: Option<u64>,
+    pub(super) join_tries: Option<u32>,
+    pub(super) join_window_s: Option<u64>,
+    pub(super) digest_interval_ms: Option<u64>,
+    pub(super) ext_timeout_ms: Option<u64>,
+}
+
+/// The `[topology]` table (the Topology engine's views and periods); an absent key keeps the
+/// default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopology {
+    pub(super) active_view: Option<usize>,
+    pub(super) passive_view: Option<usize>,
+    pub(super) shuffle_interval_ms: Option<u64>,
+    pub(super) keepalive_interval_ms: Option<u64>,
+    pub(super) failure_timeout_ms: Option<u64>,
+    pub(super) explore_interval_s: Option<u64>,
+    pub(super) max_domains: Option<usize>,
+    pub(super) max_members: Option<usize>,
 }
 
 /// The `[performance]` table; an absent key keeps the default.
@@ -65,6 +100,23 @@ pub(super) struct RawEngine {
     pub(super) node: Option<String>,
     #[serde(default)]
     pub(super) advert: Option<String>,
+}
+
+/// One `[[domains]]` table: a domain's signed advert (inline or in a file), its pre-shared key
+/// if its members authenticate with one, and whether to ask to join at start.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDomain {
+    #[serde(default)]
+    pub(super) advert: Option<String>,
+    #[serde(default)]
+    pub(super) advert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) psk: Option<String>,
+    #[serde(default)]
+    pub(super) psk_file: Option<PathBuf>,
+    #[serde(default = "default_true")]
+    pub(super) join: bool,
 }
 
 /// The `[identity]` table; an absent key keeps the default.

@@ -7,8 +7,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::domain::{DomainLimits, DomainSettings};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::node::{NodeBuilder, NodeLimits};
+use crate::topology::TopologyLimits;
 use crate::transport::TransportConfig;
 use crate::wire::advert::MAX_NAME_BYTES;
 use crate::wire::{EngineAdvert, NodeAdvert, HARD_LIMIT_BYTES};
@@ -39,6 +41,12 @@ pub struct Settings {
     pub transport: TransportConfig,
     /// The node's limits.
     pub limits: NodeLimits,
+    /// The domains of `[[domains]]`, in file order (never the same domain twice).
+    pub domains: Vec<DomainSettings>,
+    /// The Domain engine's limits (`[domain]`).
+    pub domain_limits: DomainLimits,
+    /// The Topology engine's limits (`[topology]`).
+    pub topology_limits: TopologyLimits,
 }
 
 /// A remote engine the configuration names: where it runs, and its verified advert if given.
@@ -90,7 +98,12 @@ impl Settings {
                 None => builder.engine_location(e.engine, e.node),
             };
         }
+        for d in &self.domains {
+            builder = builder.domain(d.clone());
+        }
         builder
+            .domain_limits(self.domain_limits)
+            .topology_limits(self.topology_limits.clone())
     }
 
     /// This node's advert for its configured listen addresses and name, freshly signed, valid
@@ -275,6 +288,10 @@ impl Settings {
             engines.push(known);
         }
 
+        let domains = super::domains::domains(raw.domains, file, base, me)?;
+        let domain_limits = super::domains::domain_limits(raw.domain, file)?;
+        let topology_limits = super::domains::topology_limits(raw.topology, file)?;
+
         let nonzero = |key: &str, value: u64| -> Result<u64, ConfigError> {
             if value == 0 {
                 Err(ConfigError::Zero {
@@ -431,6 +448,9 @@ impl Settings {
             engines,
             transport,
             limits,
+            domains,
+            domain_limits,
+            topology_limits,
         })
     }
 }

@@ -14,10 +14,10 @@ use super::*;
 use crate::transport::TransportLimits;
 
 /// A directory under the system temp dir, removed when dropped.
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(super) fn new(tag: &str) -> TempDir {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -30,7 +30,7 @@ impl TempDir {
         TempDir(dir)
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(super) fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::write(&path, text).unwrap();
         path
@@ -43,8 +43,38 @@ impl Drop for TempDir {
     }
 }
 
+/// A signed advert of a new domain (auth by pre-shared key) introduced by `introducers`.
+pub(super) fn domain_advert(introducers: &[&Keypair]) -> crate::wire::DomainAdvert {
+    crate::wire::DomainAdvert::new_signed(
+        &Keypair::generate(),
+        introducers
+            .iter()
+            .map(|k| crate::wire::advert::Introducer {
+                node: k.node_identity(),
+                addrs: Vec::new(),
+            })
+            .collect(),
+        crate::wire::advert::DomainAuth::Psk,
+        Vec::new(),
+        0,
+        1,
+        crate::time::wall_clock(),
+    )
+}
+
+/// Writes `text` to `name` in `dir`, readable by its owner only.
+pub(super) fn write_secret(dir: &TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.write(name, text);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
 /// A temp dir with `node.key` written, and the advert line of another node.
-fn setup(tag: &str) -> (TempDir, Keypair, Keypair, String) {
+pub(super) fn setup(tag: &str) -> (TempDir, Keypair, Keypair, String) {
     let dir = TempDir::new(tag);
     let key = Keypair::generate();
     key.write_file(&dir.0.join("node.key")).unwrap();
@@ -53,14 +83,14 @@ fn setup(tag: &str) -> (TempDir, Keypair, Keypair, String) {
     (dir, key, other, line)
 }
 
-fn minimal(line: &str) -> String {
+pub(super) fn minimal(line: &str) -> String {
     format!(
         "key_file = \"node.key\"\nlisten = [\"127.0.0.1:7001\"]\n\n\
          [[peers]]\nadvert = \"{line}\"\n"
     )
 }
 
-fn load_err(path: &Path) -> String {
+pub(super) fn load_err(path: &Path) -> String {
     Settings::load(path).unwrap_err().to_string()
 }
 
@@ -105,13 +135,38 @@ fn every_key_is_applied() {
         crate::time::wall_clock(),
         far,
     );
+    let (d1, d2) = (domain_advert(&[&other]), domain_advert(&[&other]));
+    dir.write("domain2.advert", &format!("{}\n", d2.to_line()));
+    write_secret(&dir, "domain2.psk", "a pre-shared key of the second\n");
     let text = full_config(
         &line,
         &remote.engine_identity().to_string(),
         &other.node_identity().to_string(),
         &engine_advert.to_line(),
+        &d1.to_line(),
     );
     let s = Settings::load(&dir.write("full.toml", &text)).unwrap();
+    assert_eq!(s.domains.len(), 2);
+    assert_eq!(s.domains[0].advert, d1);
+    assert_eq!(
+        s.domains[0].psk.as_deref(),
+        Some(&b"0123456789abcdef0123"[..])
+    );
+    assert!(!s.domains[0].join_at_start);
+    assert_eq!(s.domains[1].advert, d2);
+    assert_eq!(
+        s.domains[1].psk.as_deref(),
+        Some(&b"a pre-shared key of the second"[..])
+    );
+    assert!(s.domains[1].join_at_start);
+    let tl = &s.topology_limits;
+    assert_eq!((tl.active_view, tl.passive_view), (4, 20));
+    assert_eq!(tl.shuffle_interval, Duration::from_millis(7000));
+    assert_eq!(tl.keepalive_interval, Duration::from_millis(500));
+    assert_eq!(tl.failure_timeout, Duration::from_millis(2500));
+    assert_eq!(tl.explore_interval, Duration::ZERO);
+    assert_eq!((tl.max_domains, tl.max_members), (3, 100));
+    super::domain_tests::check_full_domain_limits(&s.domain_limits);
     assert_eq!(s.listen.len(), 2);
     assert_eq!(s.name.as_deref(), Some("alpha"));
     assert_eq!(s.peers[0].0.id, other.node_identity());
@@ -163,9 +218,16 @@ fn every_key_is_applied() {
     );
 }
 
-/// A file that sets every key (none at its default), with peer advert `line` and one remote
-/// engine (`engine` on `node`, with its advert line `engine_line`).
-fn full_config(line: &str, engine: &str, node: &str, engine_line: &str) -> String {
+/// A file that sets every key (none at its default), with peer advert `line`, one remote
+/// engine (`engine` on `node`, with its advert line `engine_line`), and two domains: one with
+/// advert line `domain_line`, one from the files `domain2.advert` and `domain2.psk`.
+fn full_config(
+    line: &str,
+    engine: &str,
+    node: &str,
+    engine_line: &str,
+    domain_line: &str,
+) -> String {
     format!(
         r#"key_file = "node.key"
 listen = ["127.0.0.1:7001", "[::1]:7001"]
@@ -181,6 +243,26 @@ trust = 0
 engine = "{engine}"
 node = "{node}"
 advert = "{engine_line}"
+
+[[domains]]
+advert = "{domain_line}"
+psk = "0123456789abcdef0123"
+join = false
+
+[[domains]]
+advert_file = "domain2.advert"
+psk_file = "domain2.psk"
+
+{domain_limits}
+[topology]
+active_view = 4
+passive_view = 20
+shuffle_interval_ms = 7000
+keepalive_interval_ms = 500
+failure_timeout_ms = 2500
+explore_interval_s = 0
+max_domains = 3
+max_members = 100
 
 [transport]
 idle_timeout_ms = 3000
@@ -215,7 +297,8 @@ max_engines_per_node = 9
 [performance]
 verifier_threads = 3
 spin_before_park_us = 7
-"#
+"#,
+        domain_limits = super::domain_tests::FULL_DOMAIN_LIMITS
     )
 }
 
@@ -274,7 +357,13 @@ fn documented_keys() -> Vec<String> {
 fn the_listing_and_docs_operations_name_every_key() {
     let mut documented = documented_keys();
     // The complete file sets every key the code reads (it loads, so each is a real key).
-    let mut real = keys_of(&full_config("nmadvert2:00", "00", "00", "nmengine2:00"));
+    let mut real = keys_of(&full_config(
+        "nmadvert2:00",
+        "00",
+        "00",
+        "nmengine2:00",
+        "nmdomain1:00",
+    ));
     documented.sort();
     real.sort();
     assert_eq!(documented, real, "the listing of src/config/mod.rs");
@@ -295,7 +384,7 @@ fn documented_defaults_match_the_code() {
     // place of its examples, and without the one default that depends on the machine
     // (`verifier_threads`).
     let mut table: toml::Table = toml::from_str(&listing()).expect("the listing is TOML");
-    for example in ["key_file", "listen", "name", "peers", "engines"] {
+    for example in ["key_file", "listen", "name", "peers", "engines", "domains"] {
         assert!(table.remove(example).is_some(), "{example}");
     }
     let performance = table
@@ -325,6 +414,15 @@ fn documented_defaults_match_the_code() {
     assert_eq!(w.router.conduct, d.router.conduct);
     assert_eq!(w.identity, d.identity);
     assert!(defaults.trust.is_empty(), "no trust key, no trust set");
+    assert_eq!(
+        written.topology_limits,
+        crate::topology::TopologyLimits::default()
+    );
+    assert_eq!(
+        written.domain_limits,
+        crate::domain::DomainLimits::default()
+    );
+    assert!(defaults.domains.is_empty());
 }
 
 #[test]

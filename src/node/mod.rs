@@ -2,7 +2,9 @@
 //! uses to talk to it, watch it and stop it.
 //!
 //! Threads of a node (all named): `nm-router`, `nm-nis` (the Network Identity Store), one
-//! `nm-<name>` per engine, and the Transport's when the node listens or has peers.
+//! `nm-<name>` per engine, and the Transport's when the node listens or has peers. A node with
+//! a Transport runs the built-in engines `pubsub`, `domain` and `topology` (see
+//! [`NodeBuilder::domain`]) besides `ping`.
 //!
 //! Shutdown ([`Node::shutdown`], or dropping the node): engines are asked to stop first (their
 //! `stop` runs and what it sends is still routed), then the Identity Store, the Transport and the
@@ -13,7 +15,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +25,7 @@ use parking_lot::{Mutex, RwLock};
 
 pub mod client;
 pub(crate) mod directory;
+mod domains;
 pub(crate) mod engine_shell;
 mod identity;
 pub(crate) mod mailbox;
@@ -34,6 +37,7 @@ mod status;
 mod test_hooks;
 pub(crate) mod transport_link;
 
+pub use domains::JoinAnswer;
 pub use engine_shell::EngineFailure;
 #[cfg(feature = "testing")]
 pub use test_hooks::{EgressHandle, IngressHandle};
@@ -41,6 +45,7 @@ pub use test_hooks::{EgressHandle, IngressHandle};
 use crate::engines::ping::{PingEngine, PING_ENGINE_NAME};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity, ROUTER_ENGINE_NAME};
 use crate::identity_store::{IdentityLimits, IdentityStats, DEFAULT_MAX_RECORDS};
+use crate::mail::domain::DomainDirectory;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::router::{LocalEngines, Router, RouterLimits};
@@ -152,6 +157,8 @@ pub enum NodeError {
     Stopped,
     /// Anything the Transport reports at start.
     Transport(String),
+    /// An engine of the node gave no answer (why, for a person).
+    NoAnswer(&'static str),
 }
 
 impl fmt::Display for NodeError {
@@ -169,6 +176,7 @@ impl fmt::Display for NodeError {
             NodeError::Spawn(e) => write!(f, "could not start a thread: {e}"),
             NodeError::Stopped => write!(f, "the node has stopped"),
             NodeError::Transport(e) => write!(f, "transport: {e}"),
+            NodeError::NoAnswer(why) => f.write_str(why),
         }
     }
 }
@@ -189,6 +197,9 @@ pub struct NodeBuilder {
     pubsub: Option<PubSubLimits>,
     transport: Option<TransportConfig>,
     name: Option<String>,
+    /// The Domain and Topology engines: `None` leaves them out.
+    domains: Option<domains::DomainConfig>,
+    seed: Option<u64>,
 }
 
 impl NodeBuilder {
@@ -207,6 +218,8 @@ impl NodeBuilder {
             pubsub: Some(PubSubLimits::default()),
             transport: None,
             name: None,
+            domains: Some(domains::DomainConfig::default()),
+            seed: None,
         }
     }
 
@@ -322,6 +335,10 @@ impl NodeBuilder {
             self.engines
                 .insert(0, (spec, Box::new(PingEngine::default())));
         }
+        // One directory of memberships: the Domain engine writes it, the Router and PubSub
+        // read it (empty, it keeps every domain-scoped message and topic from this node).
+        let domain_directory = DomainDirectory::new();
+        let domain_handles = self.add_domain_engines(&domain_directory);
         let pubsub_stats = match self.pubsub {
             Some(limits) if self.transport.is_some() => {
                 let stats = Arc::new(PubSubStats::default());
@@ -333,7 +350,8 @@ impl NodeBuilder {
                         .serving(Protocol::PUBSUB)
                         .reachable(true)
                 };
-                let engine = PubSub::new(key, limits, Arc::clone(&stats));
+                let engine = PubSub::new(key, limits, Arc::clone(&stats))
+                    .with_domains(domain_directory.clone());
                 self.engines.insert(0, (spec, Box::new(engine)));
                 Some(stats)
             }
@@ -407,8 +425,10 @@ impl NodeBuilder {
             spin: self.limits.spin_before_park,
         };
         let has_transport = transport_link.is_some();
+        let mut router = Router::new(node, Arc::clone(&stats), self.limits.router, has_transport);
+        router.set_domains(domain_directory.clone());
         let mut router_shell = RouterShell {
-            router: Router::new(node, Arc::clone(&stats), self.limits.router, has_transport),
+            router,
             mailbox: router_rx,
             engines: Vec::new(),
             published: Arc::clone(&locals),
@@ -517,6 +537,9 @@ impl NodeBuilder {
             listen_addrs,
             pubsub_stats,
             identity_stats,
+            domain_directory,
+            domains: domain_handles,
+            client_seq: AtomicU64::new(0),
         })
     }
 }
@@ -570,6 +593,10 @@ pub struct Node {
     listen_addrs: Vec<SocketAddr>,
     pubsub_stats: Option<Arc<PubSubStats>>,
     identity_stats: Arc<IdentityStats>,
+    domain_directory: DomainDirectory,
+    domains: Option<domains::DomainHandles>,
+    /// Numbers the node's internal clients (`domain-ask-<n>`).
+    client_seq: AtomicU64,
 }
 
 impl Node {

@@ -36,7 +36,8 @@ impl Node {
         answer.recv_timeout(timeout).ok()
     }
 
-    /// A status view for a person: identity, engines, counters, failures.
+    /// A status view for a person: identity, engines, counters, domains (member or not, the
+    /// member count, the overlay view's size), failures.
     pub fn status(&self) -> String {
         let mut out = format!("node {}\nengines:\n", self.identity);
         for (name, id) in self.engines() {
@@ -61,6 +62,7 @@ impl Node {
                 out.push('\n');
             }
         }
+        out.push_str(&self.domain_status());
         for f in self.failures() {
             out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
         }

@@ -737,4 +737,5 @@ mod tests {
             assert_eq!(changed.verify().unwrap_err(), AdvertError::BadSignature);
         }
     }
+
 }

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod domains;
 pub mod topics;
 
 use std::time::{Duration, Instant};

@@ -1,4 +1,5 @@
-//! The `netmachine` command: keys, adverts, nodes, pings, publish/subscribe and the local demo.
+//! The `netmachine` command: keys, adverts, nodes, pings, publish/subscribe, domains and the local
+//! demo.
 //!
 //! Each subcommand lives in its own module; this file only parses the command line (clap) and
 //! maps results to exit codes. Errors go to stderr prefixed with `netmachine:`; exit status 1
@@ -8,6 +9,7 @@ mod bench;
 mod chaos_cmd;
 mod cluster;
 mod demo;
+mod domain_cmd;
 mod node_cmd;
 mod ping;
 mod pubsub_args;
@@ -162,6 +164,9 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         event_rate: u64,
     },
+    /// Domains: make a domain key, sign its advert, join a domain, list its members.
+    #[command(subcommand)]
+    Domain(domain_cmd::DomainCommand),
     /// Run a simulator scenario: many nodes on one thread, on a virtual clock, with faults
     /// drawn from a seed (printed; the same seed replays the same run).
     #[command(subcommand)]
@@ -265,6 +270,11 @@ fn main() -> ExitCode {
             requests,
             events,
         }) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(&e),
+        },
+        Command::Domain(cmd) => match domain_cmd::run(&cmd) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => fail(&e),

@@ -1,5 +1,6 @@
 //! `netmachine advert` and `netmachine run`: commands that take a node configuration file and
-//! print its advert or run the node it describes until SIGINT or SIGTERM.
+//! print its advert or run the node it describes until SIGINT or SIGTERM (printing a line on
+//! stdout whenever the membership of one of its `[[domains]]` changes).
 
 use std::io::Write;
 use std::path::Path;
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use netmachine::config::Settings;
+use netmachine::{DomainIdentity, Node};
 
 use crate::signals;
 
@@ -83,8 +85,10 @@ pub fn run(config: &Path) -> Result<ExitCode, String> {
     }
 
     let mut last_status = Instant::now();
+    let mut domains = DomainWatch::default();
     while !signals::stop_requested() {
         std::thread::sleep(POLL_EVERY);
+        domains.print_changes(&node, &settings);
         if last_status.elapsed() >= STATUS_EVERY {
             log::info!("status:\n{}", node.status().trim_end());
             last_status = Instant::now();
@@ -108,5 +112,40 @@ pub fn run(config: &Path) -> Result<ExitCode, String> {
             report.hung.join(", ")
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// What `run` last printed of each configured domain: whether this node is a member, and the
+/// members.
+#[derive(Default)]
+struct DomainWatch(std::collections::BTreeMap<DomainIdentity, (bool, u64)>);
+
+impl DomainWatch {
+    /// Prints one line per configured domain whose membership changed since the last call:
+    /// `domain <id>: member|not a member, <n> members: <short ids>`.
+    fn print_changes(&mut self, node: &Node, settings: &Settings) {
+        for d in &settings.domains {
+            let id = d.advert.id;
+            let Some(entry) = node.domain_directory().entry(&id) else {
+                continue;
+            };
+            let now = (entry.member_here, entry.version);
+            if self.0.get(&id) == Some(&now) {
+                continue;
+            }
+            self.0.insert(id, now);
+            let ids: Vec<String> = entry.members.iter().map(|m| m.short()).collect();
+            println!(
+                "domain {id}: {}, {} members: {}",
+                if entry.member_here {
+                    "member"
+                } else {
+                    "not a member"
+                },
+                ids.len(),
+                ids.join(" ")
+            );
+            let _ = std::io::stdout().flush();
+        }
     }
 }
