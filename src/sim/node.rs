@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use super::conn::SimConn;
 use super::net::{EndpointId, Net};
-use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
+use crate::identity::{EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
 use crate::identity_store::IdentityStore;
+use crate::mail::domain::DomainDirectory;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::mail::{DropReason, Input, Outbound, Output, Receipt, RouteHeader};
-use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
+use crate::pubsub::{PubSub, PubSubLimits, PubSubMessage, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::rng::SplitMix64;
 use crate::router::{LocalEngines, Router, RouterLimits, RouterOutput, Slot};
 use crate::runtime::stats::NodeStats;
@@ -56,6 +57,8 @@ struct SimEngine {
     timers: Timers,
     started: bool,
     stopped: bool,
+    /// Messages it sent that left the node.
+    sent: u64,
 }
 
 /// How a simulated node is set up.
@@ -73,6 +76,23 @@ pub struct NodeSetup {
     pub pubsub: bool,
 }
 
+/// What a node runs and knows beyond its [`NodeSetup`], for one incarnation: the domains'
+/// built-in engines and the directory they share with the Router and PubSub.
+#[derive(Default)]
+pub struct NodeExtras {
+    /// The node's domain directory (empty unless a Domain engine fills it): handed to the
+    /// Router and PubSub, and to whatever built the engines in `builtins`.
+    pub directory: DomainDirectory,
+    /// Built-in engines besides PubSub (the Domain and Topology engines), registered before
+    /// the application engines.
+    pub builtins: Vec<EngineSetup>,
+    /// Adverts of nodes the node knows without keeping a connection to them (put into its
+    /// identity store at start, so its Transport can dial them).
+    pub known: Arc<Vec<NodeAdvert>>,
+    /// A topic whose PubSub messages leaving the node are counted ([`SimNode::topic_sends`]).
+    pub watch_topic: Option<TopicIdentity>,
+}
+
 /// One simulated node.
 pub struct SimNode {
     /// The node's identity.
@@ -83,6 +103,11 @@ pub struct SimNode {
     pub stats: Arc<NodeStats>,
     /// PubSub counters, if it runs PubSub.
     pub pubsub_stats: Option<Arc<PubSubStats>>,
+    /// The node's domain directory, shared by its Domain engine, Router and PubSub.
+    pub directory: DomainDirectory,
+    /// PubSub messages about the watched topic ([`NodeExtras::watch_topic`]) that left the node.
+    pub topic_sends: u64,
+    watch_topic: Option<TopicIdentity>,
     router: Router,
     store: IdentityStore,
     core: Core<SplitMix64>,
@@ -105,6 +130,25 @@ impl SimNode {
         rng: SplitMix64,
         now: Now,
     ) -> SimNode {
+        SimNode::with_extras(setup, NodeExtras::default(), apps, incarnation, rng, now)
+    }
+
+    /// As [`SimNode::new`], with the built-in domain engines, directory and known adverts of
+    /// `extras`.
+    pub fn with_extras(
+        setup: &NodeSetup,
+        extras: NodeExtras,
+        apps: Vec<EngineSetup>,
+        incarnation: u32,
+        rng: SplitMix64,
+        now: Now,
+    ) -> SimNode {
+        let NodeExtras {
+            directory,
+            builtins,
+            known,
+            watch_topic,
+        } = extras;
         let identity = setup.key.node_identity();
         let stats = Arc::new(NodeStats::default());
         let limits = RouterLimits {
@@ -116,6 +160,9 @@ impl SimNode {
         store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
         store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);
         for (advert, _) in &setup.peers {
+            store.apply(now.wall, IdentityUpdate::NodeAdvert(advert.clone()));
+        }
+        for advert in known.iter().filter(|a| a.id != identity) {
             store.apply(now.wall, IdentityUpdate::NodeAdvert(advert.clone()));
         }
         let core = Core::new(
@@ -139,6 +186,7 @@ impl SimNode {
             });
             pubsub_stats = Some(s);
         }
+        all.extend(builtins);
         all.extend(apps);
         let mut engines = Vec::new();
         let mut slots = BTreeMap::new();
@@ -160,6 +208,7 @@ impl SimNode {
                 timers: Timers::default(),
                 started: false,
                 stopped: false,
+                sent: 0,
             });
         }
         let mut node = SimNode {
@@ -167,6 +216,9 @@ impl SimNode {
             incarnation,
             stats,
             pubsub_stats,
+            directory,
+            topic_sends: 0,
+            watch_topic,
             router,
             store,
             core,
@@ -184,6 +236,24 @@ impl SimNode {
     /// The identity of the local engine called `name`.
     pub fn engine_identity(&self, name: &str) -> Option<EngineIdentity> {
         self.locals.find(name)
+    }
+
+    /// Messages the engine called `name` sent that left the node (0 for no such engine).
+    pub fn sent_by(&self, name: &str) -> u64 {
+        self.engines
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.sent)
+            .sum()
+    }
+
+    /// Messages that left the node, by the name of the engine that sent them.
+    pub fn sent_by_engine(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for e in &self.engines {
+            *out.entry(e.name.clone()).or_default() += e.sent;
+        }
+        out
     }
 
     /// The Transport core's instance number.
@@ -448,6 +518,15 @@ impl SimNode {
                         self.stats
                             .signed
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.engines[i].sent += 1;
+                        if let Some(topic) = self.watch_topic {
+                            if out.msg.protocol == Protocol::PUBSUB
+                                && PubSubMessage::from_bytes(&out.msg.body)
+                                    .is_ok_and(|m| m.topic() == Some(topic))
+                            {
+                                self.topic_sends += 1;
+                            }
+                        }
                     }
                     let e = &self.engines[i];
                     let outbound =
