@@ -53,6 +53,7 @@ pub mod runtime;
 pub mod sim;
 pub mod stand_in;
 pub mod time;
+pub mod topology;
 pub mod transport;
 pub mod wire;
 

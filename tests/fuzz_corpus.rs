@@ -446,6 +446,7 @@ impl Seeds {
             tags: vec!["blocks".into(), "mainnet".into()],
             version: 2,
             created: Timestamp(1_700_000_000_000),
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(&topic);

@@ -77,6 +77,7 @@ const VECTORS: &[&str] = &[
     "engine-advert-wire",
     "engine-advert-line",
     "topic-advert-wire",
+    "topic-advert-scoped-wire",
     "domain-advert-wire",
     "hello-payload",
     "hello-frame",
@@ -487,6 +488,24 @@ fn ref_topic_advert_fields(a: &TopicAdvert) -> Layout {
     }
     l.field("version (u64)", u64le(a.version))
         .field("created (u64 ms)", u64le(a.created.0))
+        .append(
+            "",
+            ref_option(
+                "scope",
+                a.scope
+                    .map(|d| Layout::default().field("(DomainIdentity)", d.0)),
+            ),
+        )
+}
+
+/// The topic advert of the fixture scoped to the fixture's domain, as version 2.
+fn scoped_topic_advert(fx: &Fixture) -> TopicAdvert {
+    TopicAdvert {
+        version: 2,
+        scope: Some(fx.domain.domain_identity()),
+        ..fx.topic_advert.clone()
+    }
+    .sign(&fx.topic)
 }
 
 fn ref_domain_advert_fields(a: &DomainAdvert) -> Layout {
@@ -837,7 +856,7 @@ const CTX_NODE_ADVERT: &[u8] = b"netmachine/v2/node-advert\0";
 const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
 /// T0 + 24 h: when the vectors' node and engine adverts expire.
 const T0_PLUS_DAY: Timestamp = Timestamp(1_700_086_400_000);
-const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
+const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v2/topic-advert\0";
 const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
 const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
 const CTX_WITHDRAWAL: &[u8] = b"netmachine/v1/withdrawal\0";
@@ -951,6 +970,7 @@ fn fixture() -> Fixture {
         tags: vec!["blocks".into(), "testnet".into()],
         version: 1,
         created: T0,
+        scope: None,
         sig: Signature([0; 64]),
     }
     .sign(&topic);
@@ -1608,6 +1628,32 @@ fn node_advert_vectors() {
         format!("nmadvert2:{}", to_hex(&hex("node-advert-wire")))
     );
     assert_eq!(NodeAdvert::from_line(&line).unwrap().into_inner(), *a);
+}
+
+#[test]
+fn domain_scoped_topic_advert_vector() {
+    let fx = fixture();
+    let t = scoped_topic_advert(&fx);
+    assert_vector("topic-advert-scoped-wire", &encode_to_vec(&t));
+    assert_vector(
+        "topic-advert-scoped-wire",
+        &with_signature(ref_topic_advert_fields(&t), &t.sig).bytes(),
+    );
+    assert_eq!(
+        t.sig.0,
+        ref_sign(&TOPIC_SEED, CTX_TOPIC_ADVERT, &t.signed_fields())
+    );
+    let back: TopicAdvert = decode_exact(&hex("topic-advert-scoped-wire")).unwrap();
+    assert_eq!(back.scope, Some(fx.domain.domain_identity()));
+    assert_eq!(
+        back.routing_scope(),
+        RoutingScope::Domain(fx.domain.domain_identity())
+    );
+    assert_eq!(back.clone().verify().unwrap().into_inner(), t);
+    // The scope is signed: the unscoped advert's bytes with the scope flag set do not verify.
+    let mut open = back;
+    open.scope = None;
+    assert!(open.verify().is_err());
 }
 
 #[test]
@@ -2447,6 +2493,16 @@ fn print_vectors() {
     print_layout_vector(
         "topic-advert-wire",
         &with_signature(ref_topic_advert_fields(t), &t.sig),
+        true,
+    );
+    para(
+        "The same topic scoped to the domain of seed `04` × 32 (`scope: Some`; only the \
+         domain's members carry it), version 2, created T0, signed by the topic key:\n",
+    );
+    let t = scoped_topic_advert(&fx);
+    print_layout_vector(
+        "topic-advert-scoped-wire",
+        &with_signature(ref_topic_advert_fields(&t), &t.sig),
         true,
     );
     para("Domain (seed `04` × 32) with nodes A and B, version 1, created T0, signed by the domain key:");

@@ -22,7 +22,9 @@ pub enum TopicRequest {
     Create {
         /// The topic.
         topic: TopicIdentity,
-        /// Whether it is advertised on the network (`Any`) or stays local.
+        /// Whether it is advertised on the network (`Any`), only among the members of a domain
+        /// (`Domain(d)`: this node must be a member, and the advert's `scope` must be
+        /// `Some(d)`), or stays local.
         scope: RoutingScope,
         /// The signed advert to send when the scope allows.
         advert: Option<TopicAdvert>,
@@ -38,7 +40,8 @@ pub enum TopicRequest {
     Subscribe {
         /// The topic.
         topic: TopicIdentity,
-        /// `Local`: only if the topic exists here; `Any`: also subscribe on the network.
+        /// `Local`: only if the topic exists here; `Any`: also subscribe on the network;
+        /// `Domain(d)`: as `Any`, refused (`NotMember`) unless this node is a member of `d`.
         scope: RoutingScope,
     },
     /// Unsubscribe this engine from a topic.
@@ -99,6 +102,12 @@ pub enum TopicError {
     NoPubSub,
     /// The network subscription failed or timed out.
     NetworkFailed,
+    /// The request is scoped to a domain (`RoutingScope::Domain`, or the topic's advert names
+    /// one) and this node is not a member of it, as its replica of the membership knows.
+    NotMember,
+    /// Create: the request's scope and its advert's `scope` disagree (a domain-scoped topic
+    /// needs `scope: Domain(d)` and an advert signed with `scope: Some(d)`, and only then).
+    ScopeMismatch,
 }
 
 impl std::fmt::Display for TopicError {
@@ -111,6 +120,12 @@ impl std::fmt::Display for TopicError {
             TopicError::NotSubscribed => "not subscribed",
             TopicError::NoPubSub => "this node runs no PubSub engine",
             TopicError::NetworkFailed => "the network subscription failed",
+            TopicError::NotMember => {
+                "the topic is scoped to a domain this node is not a member of"
+            }
+            TopicError::ScopeMismatch => {
+                "the request's scope and the advert's domain scope disagree"
+            }
         })
     }
 }

@@ -57,6 +57,15 @@ impl Router {
                 let Some(topic) = self.topics.get(&t) else {
                     return self.drop_message(bounce, DropReason::UnknownTopic, &msg);
                 };
+                // Publishing on a domain's topic (scoped by the message or by the topic) is for
+                // members only: PubSub would carry it to the domain.
+                let domain = match (msg.scope(), topic.scope) {
+                    (RoutingScope::Domain(d), _) | (_, RoutingScope::Domain(d)) => Some(d),
+                    _ => None,
+                };
+                if domain.is_some_and(|d| !self.domains.member_here(&d)) {
+                    return self.drop_message(bounce, DropReason::NotMember, &msg);
+                }
                 let targets: Vec<Slot> = topic
                     .subscribers
                     .iter()
@@ -109,8 +118,24 @@ impl Router {
     }
 
     pub(super) fn send_remote(&mut self, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
-        if header.scope() == RoutingScope::Local {
-            return self.drop_header(&header, DropReason::ScopeViolation);
+        match header.scope() {
+            RoutingScope::Local => return self.drop_header(&header, DropReason::ScopeViolation),
+            // The destination node is known here, whether it was addressed or looked up.
+            RoutingScope::Domain(d) if !self.domain_allows(&d, &node) => {
+                log::debug!(
+                    "router: message {} for {} is scoped to domain {}, of which {} not a member",
+                    header.id.0,
+                    node.short(),
+                    d.short(),
+                    if self.domains.member_here(&d) {
+                        "the destination is"
+                    } else {
+                        "this node is"
+                    }
+                );
+                return self.drop_header(&header, DropReason::NotMember);
+            }
+            _ => {}
         }
         if !self.has_transport {
             return self.drop_header(&header, DropReason::NoTransport);

@@ -39,6 +39,27 @@
 //! A message with routing scope `Local` never leaves the node. Messages that must leave it are
 //! signed by their sending engine's thread before they get here; the Router never signs.
 //!
+//! # Domain scope
+//!
+//! A message with routing scope `Domain(d)` stays among the members of `d`, as the node's
+//! [`DomainDirectory`] (published by the Domain engine, handed over with
+//! [`Router::set_domains`]) knows them:
+//!
+//! * leaving the node, it is sent only if this node and the destination node are members (for
+//!   `Destination::Engine`, the node the engine was found on, checked when it is known — after a
+//!   lookup if need be); otherwise it is dropped `not_member` and its sender told;
+//! * arriving from another node, it is admitted only if the sending node (the authenticated
+//!   peer) and this node are members; otherwise it is dropped `not_member` — not held against
+//!   the peer, whose view of the membership may lag this node's;
+//! * between engines of this node it is delivered as any message, except that publishing to a
+//!   topic scoped to a domain (by the message or by the topic) needs this node to be a member.
+//!
+//! Topic requests follow the same rule (spec notes §5.6, §7.2): `Create` and `Subscribe` with
+//! scope `Domain(d)` are refused with [`TopicError::NotMember`](topics::TopicError) on a node
+//! that is not a member, and a `Create` whose advert's `scope` differs from its own scope with
+//! `ScopeMismatch`. Without a directory no domain is known: every domain-scoped message and
+//! request is refused, never treated as `Any`.
+//!
 //! # Misbehaving peers
 //!
 //! Messages from a peer that fail verification in ways only a misbehaving peer can cause are
@@ -72,6 +93,8 @@ pub use crate::mail::{Bounce, Outbound, RouteHeader};
 pub use table::LocalEngines;
 
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
+use crate::identity::DomainIdentity;
+use crate::mail::domain::DomainDirectory;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 use crate::mail::transport::CutOff;
 use crate::mail::{DropReason, Input, Message, Receipt, RemoteSend, Undeliverable};
@@ -213,6 +236,8 @@ pub struct Router {
     outputs: VecDeque<RouterOutput>,
     next_housekeeping: Option<Instant>,
     drops_at_last_summary: u64,
+    /// The memberships `Domain`-scoped messages are checked against (empty until set).
+    domains: DomainDirectory,
 }
 
 impl Router {
@@ -245,7 +270,27 @@ impl Router {
             outputs: VecDeque::new(),
             next_housekeeping: None,
             drops_at_last_summary: 0,
+            domains: DomainDirectory::new(),
         }
+    }
+
+    /// Gives the Router the node's domain directory (shared with the Domain engine, which
+    /// publishes into it): from now on `Domain`-scoped messages and topic requests are checked
+    /// against it. Until it is called the directory is empty, so all of them are refused
+    /// `not_member`.
+    pub fn set_domains(&mut self, dir: DomainDirectory) {
+        self.domains = dir;
+    }
+
+    /// The directory `Domain`-scoped messages are checked against.
+    pub fn domains(&self) -> &DomainDirectory {
+        &self.domains
+    }
+
+    /// Whether a `Domain(domain)`-scoped message may pass between this node and `node`: both
+    /// are members of `domain` as far as this node knows.
+    pub(crate) fn domain_allows(&self, domain: &DomainIdentity, node: &NodeIdentity) -> bool {
+        self.domains.member_here(domain) && self.domains.is_member(domain, node)
     }
 
     /// This node.

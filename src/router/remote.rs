@@ -124,8 +124,14 @@ impl Router {
                 reason.label()
             );
         };
-        if msg.scope() == RoutingScope::Local {
-            return drop(self, DropReason::ScopeViolation);
+        match msg.scope() {
+            RoutingScope::Local => return drop(self, DropReason::ScopeViolation),
+            // `peer` is the authenticated source node (ingress checked `src_node` against it).
+            // Not misconduct: the peer's replica of the membership may lag this node's.
+            RoutingScope::Domain(d) if !self.domain_allows(&d, &peer) => {
+                return drop(self, DropReason::NotMember)
+            }
+            _ => {}
         }
         match msg.dst {
             Destination::Engine(e) => match self.locals.get(&e) {
@@ -144,6 +150,11 @@ impl Router {
                 None => drop(self, DropReason::UnknownTopic),
                 Some(topic) if topic.scope == RoutingScope::Local => {
                     drop(self, DropReason::ScopeViolation)
+                }
+                Some(topic)
+                    if matches!(topic.scope, RoutingScope::Domain(d) if !self.domain_allows(&d, &peer)) =>
+                {
+                    drop(self, DropReason::NotMember)
                 }
                 Some(topic) => {
                     let targets: Vec<Slot> = topic

@@ -7,10 +7,10 @@ use super::{Router, RouterOutput, Slot};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{AnyIdentity, IdentityEvent, IdentityRecord};
 use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
-use crate::mail::topic::{ToValidate, TopicEvent, TopicRequest};
+use crate::mail::topic::{ToValidate, TopicError, TopicEvent, TopicRequest};
 use crate::mail::{DropReason, Input, Origin, System, SystemMail};
 use crate::time::Now;
-use crate::wire::{Destination, Protocol};
+use crate::wire::{Destination, Protocol, RoutingScope};
 
 impl Router {
     /// The node's PubSub engine, if it runs one.
@@ -44,6 +44,14 @@ impl Router {
         let Some(slot) = self.slot_of(&from) else {
             return;
         };
+        if let Err(e) = self.check_topic_scope(&req) {
+            log::debug!(
+                "router: topic request for {} from {} refused: {e}",
+                req.topic().short(),
+                from.short()
+            );
+            return self.answer(slot, TopicEvent::answer(&req, Err(e)));
+        }
         let pubsub = self.pubsub();
         let action = self.topics.handle(from, &req, pubsub.is_some());
         let topic = req.topic();
@@ -102,6 +110,32 @@ impl Router {
         }
     }
 
+    /// The domain rules of topic requests (see "Domain scope" in the module doc): `Create` and
+    /// `Subscribe` scoped to a domain need this node to be a member, and a `Create`'s advert
+    /// must carry the request's domain as its `scope` (and none for any other scope).
+    fn check_topic_scope(&self, req: &TopicRequest) -> Result<(), TopicError> {
+        match req {
+            TopicRequest::Create { scope, advert, .. } => {
+                let wanted = match scope {
+                    RoutingScope::Domain(d) => Some(*d),
+                    _ => None,
+                };
+                if wanted.is_some_and(|d| !self.domains.member_here(&d)) {
+                    return Err(TopicError::NotMember);
+                }
+                if advert.as_ref().is_some_and(|a| a.scope != wanted) {
+                    return Err(TopicError::ScopeMismatch);
+                }
+                Ok(())
+            }
+            TopicRequest::Subscribe {
+                scope: RoutingScope::Domain(d),
+                ..
+            } if !self.domains.member_here(d) => Err(TopicError::NotMember),
+            _ => Ok(()),
+        }
+    }
+
     /// System mail from the built-in engine `from`.
     pub fn handle_system(&mut self, from: EngineIdentity, mail: System) {
         match mail.0 {
@@ -137,6 +171,8 @@ impl Router {
             }
             PubSubNotice::Unsubscribed { .. } => {}
             PubSubNotice::AdvertReceived { advert } => {
+                // A topic known here through the network takes the advert's domain scope.
+                self.topics.advert_scope(advert.topic, advert.routing_scope());
                 let waiters = self
                     .pending_net_subs
                     .get(&advert.topic)

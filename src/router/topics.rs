@@ -174,6 +174,17 @@ impl TopicTable {
         }
     }
 
+    /// A verified advert of `topic` says its scope is `scope` (`Any` or `Domain(d)`): a topic
+    /// known here only through a network subscription takes it. A topic created here keeps the
+    /// scope its creator gave it (the Router checked it against the advert then).
+    pub fn advert_scope(&mut self, topic: TopicIdentity, scope: RoutingScope) {
+        if let Some(t) = self.topics.get_mut(&topic) {
+            if t.creator.is_none() {
+                t.scope = scope;
+            }
+        }
+    }
+
     /// Subscribes `engine` to a topic whether or not it exists (the PubSub engine's own local
     /// subscription to the topics it carries).
     pub fn ensure_subscribed(&mut self, topic: TopicIdentity, engine: EngineIdentity) {

@@ -6,7 +6,8 @@
 //! * [`EngineAdvert`] — binds an engine to the node it runs on, signed by the engine key; nodes
 //!   hand them to their peers when they connect and answer lookups with them (one line of text
 //!   too, for configuration files: [`EngineAdvert::to_line`]).
-//! * [`TopicAdvert`] — a topic's authorized publishers and tags, signed by the topic key.
+//! * [`TopicAdvert`] — a topic's authorized publishers, tags and domain scope, signed by the topic
+//!   key.
 //!
 //! Each advert has a `version`; a store replaces an advert only with a correctly signed one of a
 //! higher version (then, for equal versions, a later `created`). Node and engine adverts (format
@@ -501,8 +502,23 @@ pub struct TopicAdvert {
     pub version: u64,
     /// When this version was made.
     pub created: Timestamp,
+    /// The domain the topic is scoped to (`RoutingScope::Domain`), if any: only the domain's
+    /// members carry, subscribe to and publish its events, and its advert travels only over
+    /// the domain's overlay. `None`: an ordinary topic, open to every node.
+    pub scope: Option<DomainIdentity>,
     /// The topic key's signature.
     pub sig: Signature,
+}
+
+impl TopicAdvert {
+    /// The routing scope the advert gives its topic: `Domain(d)` for a domain-scoped topic,
+    /// `Any` otherwise.
+    pub fn routing_scope(&self) -> super::RoutingScope {
+        match self.scope {
+            Some(d) => super::RoutingScope::Domain(d),
+            None => super::RoutingScope::Any,
+        }
+    }
 }
 
 struct TopicAdvertFields<'a>(&'a TopicAdvert);
@@ -517,7 +533,8 @@ impl Encode for TopicAdvertFields<'_> {
             encode_text(t, e)?;
         }
         a.version.encode(e)?;
-        a.created.encode(e)
+        a.created.encode(e)?;
+        a.scope.encode(e)
     }
 }
 
@@ -548,6 +565,7 @@ impl Decode<()> for TopicAdvert {
                 .collect(),
             version: Decode::decode(d)?,
             created: Decode::decode(d)?,
+            scope: Decode::decode(d)?,
             sig: Decode::decode(d)?,
         })
     }
@@ -738,6 +756,7 @@ mod tests {
             tags: vec!["blocks".into()],
             version: 1,
             created: Timestamp(5),
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(&topic);
@@ -755,5 +774,33 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn topic_advert_scope_is_signed() {
+        let topic = Keypair::generate();
+        let d = DomainIdentity([7; 32]);
+        let t = TopicAdvert {
+            topic: topic.topic_identity(),
+            publishers: vec![EngineIdentity([1; 32])],
+            tags: vec![],
+            version: 1,
+            created: Timestamp(5),
+            scope: Some(d),
+            sig: Signature([0; 64]),
+        }
+        .sign(&topic);
+        assert_eq!(t.routing_scope(), super::super::RoutingScope::Domain(d));
+        let bytes = super::super::encode_to_vec(&t);
+        let back: TopicAdvert = super::super::decode_exact(&bytes).unwrap();
+        assert_eq!(back.scope, Some(d));
+        assert!(back.clone().verify().is_ok());
+        // Widening (or moving) the scope after signing breaks the signature.
+        let mut open = back.clone();
+        open.scope = None;
+        assert_eq!(open.verify().unwrap_err(), AdvertError::BadSignature);
+        let mut moved = back;
+        moved.scope = Some(DomainIdentity([8; 32]));
+        assert_eq!(moved.verify().unwrap_err(), AdvertError::BadSignature);
     }
 }

@@ -54,8 +54,8 @@ pub mod context {
     pub const NODE_ADVERT: &[u8] = b"netmachine/v2/node-advert\0";
     /// [`super::EngineAdvert`] signatures (advert format 2, with an expiry).
     pub const ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
-    /// [`super::TopicAdvert`] signatures.
-    pub const TOPIC_ADVERT: &[u8] = b"netmachine/v1/topic-advert\0";
+    /// [`super::TopicAdvert`] signatures (topic advert format 2, with a domain scope).
+    pub const TOPIC_ADVERT: &[u8] = b"netmachine/v2/topic-advert\0";
     /// [`super::advert::DomainAdvert`] signatures.
     pub const DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
 }

@@ -74,6 +74,7 @@ pub fn advert(topic_key: &Keypair, publisher: &Node) -> TopicAdvert {
         tags: vec!["test".into()],
         version: 1,
         created: wall_clock(),
+        scope: None,
         sig: netmachine::identity::Signature([0; 64]),
     }
     .sign(topic_key)
@@ -167,6 +168,7 @@ pub fn advert_of(topic_key: &Keypair, publishers: &[&Node], version: u64) -> Top
         tags: vec![],
         version,
         created: wall_clock(),
+        scope: None,
         sig: netmachine::identity::Signature([0; 64]),
     }
     .sign(topic_key)

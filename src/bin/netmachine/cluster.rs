@@ -47,6 +47,7 @@ pub fn publisher(node: &Node, topic_key: &Keypair, tag: &str) -> Result<Client, 
         tags: vec![tag.into()],
         version: wall_clock().0,
         created: wall_clock(),
+        scope: None,
         sig: Signature([0; 64]),
     }
     .sign(topic_key);

@@ -176,6 +176,8 @@ fn describe(e: TopicError) -> &'static str {
         TopicError::NetworkFailed => {
             "the network subscription failed (the node's topic limit may be reached)"
         }
+        TopicError::NotMember => "the topic is scoped to a domain this node is not a member of",
+        TopicError::ScopeMismatch => "the topic's scope and its advert's domain disagree",
     }
 }
 
@@ -500,6 +502,7 @@ impl Publisher<'_> {
             tags: Vec::new(),
             version: now.0,
             created: now,
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(topic_key);

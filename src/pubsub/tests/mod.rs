@@ -75,6 +75,7 @@ impl Fixture {
             tags: vec![],
             version: 1,
             created: wall_clock(),
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(&self.topic_key)
@@ -161,6 +162,7 @@ impl Fixture {
             tags: vec![],
             version,
             created: wall_clock(),
+            scope: None,
             sig: Signature([0; 64]),
         }
         .sign(&self.topic_key)

@@ -371,6 +371,7 @@ pub fn run_pubsub_with(s: &PubSubScenario, report: &mut dyn FnMut(&Progress)) ->
         tags: vec!["sim".into()],
         version: 1,
         created: crate::sim::WALL_EPOCH,
+        scope: None,
         sig: Signature([0; 64]),
     }
     .sign(&topic);

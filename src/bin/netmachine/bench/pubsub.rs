@@ -58,6 +58,7 @@ pub(super) fn pubsub_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), Strin
         tags: vec![],
         version: 1,
         created: wall_clock(),
+        scope: None,
         sig: Signature([0; 64]),
     }
     .sign(&topic_key);
