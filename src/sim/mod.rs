@@ -304,12 +304,12 @@ impl World {
         app: &mut dyn FnMut(&mut World, usize, u64),
         check: &mut dyn FnMut(&World) -> Result<(), String>,
     ) -> Result<(), String> {
-        while let Some((at, event)) = self.net.queue.pop() {
-            if at > until {
-                self.net.queue.push(at, event);
-                self.net.t = until;
-                return Ok(());
-            }
+        // Peeked, not popped and pushed back: an event left for a later call keeps its place
+        // among the events due at the same instant, so a run cut into pieces is the same run.
+        while self.net.queue.next_at().is_some_and(|at| at <= until) {
+            let Some((at, event)) = self.net.queue.pop() else {
+                break;
+            };
             self.net.t = at;
             self.steps += 1;
             self.touched.clear();

@@ -156,6 +156,7 @@ impl SimNode {
             ..RouterLimits::default()
         };
         let mut router = Router::new(identity, Arc::clone(&stats), limits, true);
+        router.set_domains(directory.clone());
         let mut store = IdentityStore::new(crate::identity_store::DEFAULT_MAX_RECORDS);
         store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
         store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);
