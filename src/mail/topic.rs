@@ -120,9 +120,7 @@ impl std::fmt::Display for TopicError {
             TopicError::NotSubscribed => "not subscribed",
             TopicError::NoPubSub => "this node runs no PubSub engine",
             TopicError::NetworkFailed => "the network subscription failed",
-            TopicError::NotMember => {
-                "the topic is scoped to a domain this node is not a member of"
-            }
+            TopicError::NotMember => "the topic is scoped to a domain this node is not a member of",
             TopicError::ScopeMismatch => {
                 "the request's scope and the advert's domain scope disagree"
             }

@@ -6,16 +6,22 @@ use std::cmp::Ordering as Cmp;
 use super::*;
 
 impl PubSub {
-    /// Sends `msg` to every connected peer but `except`.
+    /// Sends `msg` to every connected peer but `except` — for a domain-scoped topic, to the
+    /// domain's view peers instead (see `domains.rs`).
     pub(super) fn flood(
         &self,
         ctx: &mut Context,
         except: Option<NodeIdentity>,
         msg: &PubSubMessage,
     ) {
-        for peer in &self.connected {
-            if Some(*peer) != except {
-                self.send(ctx, *peer, msg);
+        let scope = match msg {
+            PubSubMessage::Advert { advert, .. } => advert.scope,
+            PubSubMessage::Withdraw(w) => self.topic_domain(&w.topic),
+            _ => None,
+        };
+        for peer in self.flood_targets(scope) {
+            if Some(peer) != except {
+                self.send(ctx, peer, msg);
             }
         }
     }
@@ -41,6 +47,26 @@ impl PubSub {
             return self.bad_peer(ctx, via, "advert routed from a publisher it does not list");
         }
         let topic = advert.topic;
+        if let Some(d) = advert.scope {
+            if !self.domain_allows(&d, &via) {
+                self.count(&self.stats.not_member_refusals);
+                log::debug!(
+                    "pubsub: advert of topic {} (domain {}) from {} refused: {} not a member",
+                    topic.short(),
+                    d.short(),
+                    via.short(),
+                    if self.domains.member_here(&d) {
+                        "the sender is"
+                    } else {
+                        "this node is"
+                    }
+                );
+                if !self.domains.member_here(&d) {
+                    self.refuse_waiting_subscription(ctx, topic);
+                }
+                return;
+            }
+        }
         let me = self.me;
         let now = ctx.now().instant;
         let Some(t) = self.topic_mut(topic) else {
@@ -133,6 +159,7 @@ impl PubSub {
             .advert
             .as_ref()
             .is_none_or(|a| a.version != advert.version);
+        let scope = advert.scope;
         t.advert = Some(advert.clone());
         t.routes.clear();
         t.withdrawn.retain(|_, w| w.version >= advert.version);
@@ -147,6 +174,12 @@ impl PubSub {
             }
             let freed: usize = t.cache.drain(..).map(|e| e.body.len()).sum();
             self.cache_bytes = self.cache_bytes.saturating_sub(freed);
+        }
+        if let Some(d) = scope {
+            // Carried over the domain's overlay, among members only.
+            self.watch(ctx, d);
+            let dir = self.domains.clone();
+            self.prune_topic(ctx, topic, |n| dir.is_member(&d, n));
         }
         ctx.identity_request(IdentityRequest::Update(IdentityUpdate::TopicAdvert(
             advert.clone(),
@@ -182,6 +215,9 @@ impl PubSub {
     pub(super) fn start_advert(&mut self, ctx: &mut Context, advert: TopicAdvert) {
         let topic = advert.topic;
         let me = self.me;
+        if advert.scope.is_some_and(|d| !self.domains.member_here(&d)) {
+            return self.refuse_local(topic, "publishing");
+        }
         if !advert.publishers.contains(&me) {
             log::warn!(
                 "pubsub: advert for {} does not list this node's PubSub",

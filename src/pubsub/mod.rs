@@ -83,9 +83,26 @@
 //!   it is handled as a disconnection followed by a connection, so parents are subscribed to
 //!   again and children re-attach (found by the simulator: docs/simulation.md).
 //!
+//! * **Domain-scoped topics** (spec notes §5.6, §7.2). A topic whose advert names a domain
+//!   (`TopicAdvert::scope`, signed by the topic key) lives among that domain's members only, as
+//!   the node's [`DomainDirectory`] knows them ([`PubSub::with_domains`]). PubSub `Watch`es the
+//!   local Topology engine for each such domain and keeps its view (`PeerAddedToView` /
+//!   `PeerRemovedFromView`, accepted from local mail only): the topic's adverts and withdrawals
+//!   flood to the domain's view peers instead of every connected peer, and only from a member.
+//!   An advert, subscription, event or other message of such a topic is refused
+//!   (`not_member_refusals`, not held against the sender: membership views lag) unless both
+//!   the neighbour and this node are members; nothing of it is sent to a non-member
+//!   (`not_member_withheld`) but the answer refusing its subscription. A local subscription,
+//!   publication or advert of such a topic on a node that is not a member is refused
+//!   (`TopicError::NotMember`, `not_member_local`). A neighbour that leaves the domain's
+//!   membership or this node's view of it stops being a child or parent of the domain's
+//!   topics (`not_member_pruned`); a node that leaves the domain drops their trees. See
+//!   `domains.rs`.
+//!
 //! All state is bounded by [`PubSubLimits`].
 
 mod adverts;
+mod domains;
 mod order;
 mod remote;
 mod requests;
@@ -104,7 +121,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::identity::{CheckedKey, EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
+use crate::identity::{
+    CheckedKey, DomainIdentity, EngineIdentity, Keypair, NodeIdentity, TopicIdentity,
+};
+use crate::mail::domain::DomainDirectory;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 pub use crate::mail::pubsub::{PubSubNotice, PubSubRequest};
 use crate::mail::topic::{TopicError, Validation};
@@ -160,6 +180,10 @@ pub struct PubSubLimits {
     /// adverts, when no local subscription keeps it (default 10 min; a few hundred bytes each,
     /// within `max_topics`).
     pub withdrawn_keep: Duration,
+    /// Most view peers remembered per domain this node has a domain-scoped topic in (default
+    /// 256, well above the Topology engine's active view; 32 bytes each). Further
+    /// `PeerAddedToView` are counted (`view_ignored`) and dropped.
+    pub max_view_peers: usize,
 }
 
 impl Default for PubSubLimits {
@@ -179,6 +203,7 @@ impl Default for PubSubLimits {
             pending_validation_bytes: 16 << 20,
             validation_timeout: Duration::from_secs(1),
             withdrawn_keep: Duration::from_secs(600),
+            max_view_peers: 256,
         }
     }
 }
@@ -280,6 +305,24 @@ counters! {
     validation_full,
     /// `UnsubscribeAck`s received: a parent confirmed that this node left a topic.
     unsubscribe_acks,
+    /// Messages of a domain-scoped topic refused because the neighbour that sent them, or this
+    /// node, is not a member of the domain (adverts, subscriptions — answered with a refusal —,
+    /// events, acknowledgements, requests, withdrawals). Not held against the neighbour.
+    not_member_refusals,
+    /// Local requests on a domain-scoped topic refused because this node is not a member
+    /// (subscriptions, answered `TopicError::NotMember`; publications; adverts to start).
+    not_member_local,
+    /// Messages of a domain-scoped topic not sent because the peer (or this node) is not a
+    /// member of the domain.
+    not_member_withheld,
+    /// Children and parents of domain-scoped topics dropped because they left the domain's
+    /// membership or this node's view of it (or this node left the domain).
+    not_member_pruned,
+    /// View events (`PeerAddedToView`, `PeerRemovedFromView`) taken from the Topology engine.
+    view_events,
+    /// Local view mail ignored: undecodable, for a domain not watched, a view over
+    /// `max_view_peers`, or a kind PubSub does not take.
+    view_ignored,
 }
 
 impl PubSubStats {
@@ -513,6 +556,13 @@ pub struct PubSub {
     /// Per neighbour, validator rejections not yet reported to the identity store as lost
     /// reputation (reported at the end of each burst: one update per neighbour).
     reputation_loss: BTreeMap<NodeIdentity, i16>,
+    /// The memberships domain-scoped topics are checked against (empty until set: every
+    /// domain-scoped topic is then refused).
+    domains: DomainDirectory,
+    /// Per watched domain, the Topology engine's active view (at most `max_view_peers`).
+    views: BTreeMap<DomainIdentity, BTreeSet<NodeIdentity>>,
+    /// Domains this node has sent `Watch` for, with when it last did.
+    watching: BTreeMap<DomainIdentity, Instant>,
 }
 
 impl PubSub {
@@ -536,6 +586,9 @@ impl PubSub {
             pending_bytes: 0,
             next_token: 1,
             reputation_loss: BTreeMap::new(),
+            domains: DomainDirectory::new(),
+            views: BTreeMap::new(),
+            watching: BTreeMap::new(),
         }
     }
 
@@ -544,6 +597,10 @@ impl PubSub {
     }
 
     fn send(&self, ctx: &mut Context, peer: NodeIdentity, msg: &PubSubMessage) {
+        if !self.may_send(peer, msg) {
+            self.count(&self.stats.not_member_withheld);
+            return;
+        }
         let opts = SendOptions {
             notify_undeliverable: false,
             ..SendOptions::default()
@@ -617,6 +674,9 @@ impl Engine for PubSub {
                     self.handle_remote(ctx, via, m.body())
                 }
                 Origin::Local if matches!(m.dst(), Destination::Topic(_)) => self.publish(ctx, m),
+                Origin::Local if m.protocol() == Protocol::TOPOLOGY => {
+                    self.on_view_mail(ctx, m.body())
+                }
                 _ => {}
             },
             Input::Transport(TransportEvent::NodeConnected { node, .. }) => {

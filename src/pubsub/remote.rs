@@ -14,6 +14,23 @@ impl PubSub {
                 return self.bad_peer(ctx, via, &format!("malformed: {e}"));
             }
         };
+        // Domain-scoped topics: only between members (adverts and events are checked where
+        // they are handled).
+        if let Some(topic) = Self::gated_topic(&msg) {
+            if !self.scope_allows(&topic, &via) {
+                self.refuse_not_member(via, topic, "a message");
+                if let PubSubMessage::Subscribe { .. } = msg {
+                    // Answered as any refused subscription.
+                    let refuse = PubSubMessage::SubscribeAck {
+                        topic,
+                        accepted: false,
+                        positions: Vec::new(),
+                    };
+                    self.send(ctx, via, &refuse);
+                }
+                return;
+            }
+        }
         match msg {
             PubSubMessage::Advert {
                 advert,
@@ -169,6 +186,12 @@ impl PubSub {
                 self.count(&self.stats.no_advert);
                 continue;
             }
+            if let Some(v) = via {
+                if !self.scope_allows(&ev.topic, &v) {
+                    self.refuse_not_member(v, ev.topic, "an event");
+                    continue;
+                }
+            }
             if ev.seq == 0 || ev.seq == u64::MAX {
                 // Sequence numbers start at 1; the last one could never be followed.
                 self.count(&self.stats.malformed);
@@ -270,12 +293,15 @@ impl PubSub {
         let Some(t) = self.topics.get(&topic) else {
             return;
         };
-        // Forward to children (not back where it came from).
+        // Forward to children (not back where it came from); of a domain-scoped topic, to
+        // members only.
+        let domain = t.advert.as_ref().and_then(|a| a.scope);
         let children: Vec<NodeIdentity> = t
             .children
             .iter()
             .filter(|(c, child)| Some(**c) != via && child.wants(&ev.publisher))
             .map(|(c, _)| *c)
+            .filter(|c| domain.is_none_or(|d| self.domain_allows(&d, c)))
             .collect();
         for c in children {
             self.count(&self.stats.forwarded);
@@ -301,6 +327,10 @@ impl PubSub {
     /// Queues an event for `peer`; queued events leave as one `Events` message per peer at the
     /// end of the burst (or as soon as a batch is full).
     pub(super) fn queue_event(&mut self, ctx: &mut Context, peer: NodeIdentity, ev: Event) {
+        if !self.scope_allows(&ev.topic, &peer) {
+            self.count(&self.stats.not_member_withheld);
+            return;
+        }
         let entry = self.outbox.entry(peer).or_default();
         entry.1 += ev.body.len();
         entry.0.push(ev);
@@ -387,6 +417,9 @@ impl PubSub {
         let Destination::Topic(topic) = m.dst() else {
             return;
         };
+        if !self.member_for(&topic) {
+            return self.refuse_local(topic, "a publication");
+        }
         let Some(t) = self.topics.get_mut(&topic) else {
             return;
         };

@@ -9,6 +9,16 @@ impl PubSub {
             PubSubRequest::StartAdvert { advert } => self.start_advert(ctx, advert),
             PubSubRequest::StopAdvert { topic } => self.stop_advert(ctx, topic),
             PubSubRequest::Subscribe { topic } => {
+                if !self.member_for(&topic) {
+                    self.refuse_local(topic, "a subscription");
+                    return self.notice(
+                        ctx,
+                        PubSubNotice::Subscribed {
+                            topic,
+                            result: Err(TopicError::NotMember),
+                        },
+                    );
+                }
                 let Some(t) = self.topic_mut(topic) else {
                     return self.notice(
                         ctx,
@@ -43,5 +53,25 @@ impl PubSub {
                 verdict,
             } => self.on_validated(ctx, engine, token, verdict),
         }
+    }
+
+    /// A waiting local subscription to `topic` turned out to be of a domain this node is not a
+    /// member of (its advert says so): answered `NotMember`, and the interest dropped.
+    pub(super) fn refuse_waiting_subscription(&mut self, ctx: &mut Context, topic: TopicIdentity) {
+        let Some(t) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        if !t.local_interest || t.notified_subscribed {
+            return;
+        }
+        t.local_interest = false;
+        self.refuse_local(topic, "a subscription");
+        self.notice(
+            ctx,
+            PubSubNotice::Subscribed {
+                topic,
+                result: Err(TopicError::NotMember),
+            },
+        );
     }
 }

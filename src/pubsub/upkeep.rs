@@ -1,6 +1,7 @@
 //! Periodic upkeep: subscription retries, acknowledgements, gap requests and give-ups, pushing
 //! again what children miss, progress reports, causal and validation timeouts, forgetting
-//! withdrawn topics; and connections coming and going.
+//! withdrawn topics, domain-scoped topics' members (`domains.rs`); and connections coming and
+//! going.
 
 use super::*;
 
@@ -8,6 +9,7 @@ impl PubSub {
     pub(super) fn tick(&mut self, ctx: &mut Context) {
         let now = ctx.now().instant;
         self.expire_validations(ctx, now);
+        self.tick_domains(ctx, now);
         let topics: Vec<TopicIdentity> = self.topics.keys().copied().collect();
         for topic in topics {
             self.tick_topic(ctx, topic, now);
@@ -211,40 +213,8 @@ impl PubSub {
             self.on_disconnected(ctx, peer);
         }
         self.connected.insert(peer);
-        let me = self.me;
-        let mut out: Vec<PubSubMessage> = Vec::new();
-        for (topic, t) in self.topics.iter_mut() {
-            let Some(advert) = &t.advert else {
-                continue;
-            };
-            if t.publishing {
-                out.push(PubSubMessage::Advert {
-                    advert: advert.clone(),
-                    publisher: me,
-                    hops: 0,
-                });
-            }
-            for (publisher, r) in &t.routes {
-                out.push(PubSubMessage::Advert {
-                    advert: advert.clone(),
-                    publisher: *publisher,
-                    hops: r.distance,
-                });
-            }
-            for w in t.withdrawn.values() {
-                out.push(PubSubMessage::Withdraw(w.clone()));
-            }
-            if let Some(publishers) = t.desired(me).remove(&peer) {
-                out.push(PubSubMessage::Subscribe {
-                    topic: *topic,
-                    publishers: publishers.iter().copied().collect(),
-                });
-                t.asked.insert(peer, publishers);
-            }
-        }
-        for msg in out {
-            self.send(ctx, peer, &msg);
-        }
+        // Open topics; a domain-scoped topic's routes go to the domain's view peers only.
+        self.greet(ctx, peer, None);
     }
 
     pub(super) fn on_disconnected(&mut self, ctx: &mut Context, peer: NodeIdentity) {

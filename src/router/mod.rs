@@ -92,8 +92,8 @@ use std::time::{Duration, Instant};
 pub use crate::mail::{Bounce, Outbound, RouteHeader};
 pub use table::LocalEngines;
 
-use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::identity::DomainIdentity;
+use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::mail::domain::DomainDirectory;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 use crate::mail::transport::CutOff;

@@ -151,9 +151,7 @@ impl Router {
                 Some(topic) if topic.scope == RoutingScope::Local => {
                     drop(self, DropReason::ScopeViolation)
                 }
-                Some(topic)
-                    if matches!(topic.scope, RoutingScope::Domain(d) if !self.domain_allows(&d, &peer)) =>
-                {
+                Some(topic) if matches!(topic.scope, RoutingScope::Domain(d) if !self.domain_allows(&d, &peer)) => {
                     drop(self, DropReason::NotMember)
                 }
                 Some(topic) => {

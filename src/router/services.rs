@@ -172,7 +172,8 @@ impl Router {
             PubSubNotice::Unsubscribed { .. } => {}
             PubSubNotice::AdvertReceived { advert } => {
                 // A topic known here through the network takes the advert's domain scope.
-                self.topics.advert_scope(advert.topic, advert.routing_scope());
+                self.topics
+                    .advert_scope(advert.topic, advert.routing_scope());
                 let waiters = self
                     .pending_net_subs
                     .get(&advert.topic)
