@@ -183,7 +183,10 @@ impl SimNode {
                 name: PUBSUB_ENGINE_NAME.into(),
                 serves: vec![Protocol::PUBSUB],
                 mailbox_depth: 65_536,
-                engine: Box::new(PubSub::new(key, PubSubLimits::default(), Arc::clone(&s))),
+                engine: Box::new(
+                    PubSub::new(key, PubSubLimits::default(), Arc::clone(&s))
+                        .with_domains(directory.clone()),
+                ),
             });
             pubsub_stats = Some(s);
         }
