@@ -8,6 +8,8 @@ use crate::mail::topic::{TopicEvent, TopicRequest};
 use crate::mail::{Outgoing, Receipt};
 use crate::wire::{Destination, MessageId, RoutingPrefs, RoutingScope};
 
+mod domain;
+
 const APP: Protocol = Protocol(Protocol::APP_BASE + 1);
 
 fn key(n: u8) -> Keypair {
