@@ -41,6 +41,7 @@
 
 pub mod chaos;
 pub mod config;
+pub mod domain;
 pub mod engines;
 pub mod identity;
 pub mod identity_store;

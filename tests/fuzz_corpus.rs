@@ -18,7 +18,9 @@ use netmachine::pubsub::{Event, PubSubMessage, Withdrawal};
 use netmachine::time::Timestamp;
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind};
-use netmachine::wire::advert::{DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert};
+use netmachine::wire::advert::{
+    DomainAdvert, DomainAuth, EngineAdvert, Introducer, NodeAdvert, Signed, TopicAdvert,
+};
 use netmachine::wire::message::Unverified;
 use netmachine::wire::{
     decode_exact, encode_to_vec, Destination, EngineMessage, MessageId, Ordering, Protocol,
@@ -452,7 +454,13 @@ impl Seeds {
         .sign(&topic);
         let domain_advert = DomainAdvert {
             id: domain.domain_identity(),
-            nodes: vec![node.node_identity(), key(4).node_identity()],
+            introducers: vec![Introducer {
+                node: node.node_identity(),
+                addrs: vec![TransportAddress::quic("127.0.0.1:7001".parse().unwrap())],
+            }],
+            auth: DomainAuth::AllowList(vec![key(4).node_identity()]),
+            external: vec![node.node_identity()],
+            max_members: 0,
             version: 1,
             created: Timestamp(1_700_000_000_000),
             sig: Signature([0; 64]),
@@ -621,8 +629,7 @@ impl Seeds {
         let n = node.len();
         // Node advert: id 32, address count 8, addresses (V4: 4+4+4+2+1, V6: 4+4+16+2+1),
         // version 8, created 8, expires 8, name tag 1, name length 8, name 7, signature 64 (186
-        // bytes: not the 184 of a domain advert with two nodes, which a mutated seed would then
-        // also decode as).
+        // bytes; a domain advert is longer, so a mutated seed does not also decode as one).
         let name_tag_at = n - 64 - 7 - 8 - 1;
         vec![
             ("valid-node-advert", node.clone()),

@@ -27,7 +27,7 @@ use netmachine::runtime::stats::NodeStats;
 use netmachine::time::{Now, Timestamp};
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind, FrameDecoder};
-use netmachine::wire::advert::IpAddress;
+use netmachine::wire::advert::{DomainAuth, Introducer, IpAddress};
 use netmachine::wire::message::{BatchVerifier, Unverified};
 use netmachine::wire::{
     self, decode_exact, encode_to_vec, DomainAdvert, EngineAdvert, NodeAdvert, Ordering,
@@ -511,11 +511,43 @@ fn scoped_topic_advert(fx: &Fixture) -> TopicAdvert {
 fn ref_domain_advert_fields(a: &DomainAdvert) -> Layout {
     let mut l = Layout::default()
         .field("id (DomainIdentity)", a.id.0)
-        .field("nodes count (u64)", u64le(a.nodes.len() as u64));
-    for (i, n) in a.nodes.iter().enumerate() {
-        l = l.field(format!("nodes[{i}] (NodeIdentity)"), n.0);
+        .field("introducers count (u64)", u64le(a.introducers.len() as u64));
+    for (i, intro) in a.introducers.iter().enumerate() {
+        l = l
+            .field(
+                format!("introducers[{i}] node (NodeIdentity)"),
+                intro.node.0,
+            )
+            .field(
+                format!("introducers[{i}] addrs count (u64)"),
+                u64le(intro.addrs.len() as u64),
+            );
+        for (j, addr) in intro.addrs.iter().enumerate() {
+            l = l.append(
+                &format!("introducers[{i}] addrs[{j}] "),
+                ref_transport_address(addr),
+            );
+        }
     }
-    l.field("version (u64)", u64le(a.version))
+    l = match &a.auth {
+        DomainAuth::None => l.field("auth: None (u32 tag)", u32le(0)),
+        DomainAuth::Psk => l.field("auth: Psk (u32 tag)", u32le(1)),
+        DomainAuth::AllowList(list) => {
+            let mut l = l
+                .field("auth: AllowList (u32 tag)", u32le(2))
+                .field("allow-list count (u64)", u64le(list.len() as u64));
+            for (i, n) in list.iter().enumerate() {
+                l = l.field(format!("allow-list[{i}] (NodeIdentity)"), n.0);
+            }
+            l
+        }
+    };
+    l = l.field("external count (u64)", u64le(a.external.len() as u64));
+    for (i, n) in a.external.iter().enumerate() {
+        l = l.field(format!("external[{i}] (NodeIdentity)"), n.0);
+    }
+    l.field("max_members (u64)", u64le(a.max_members))
+        .field("version (u64)", u64le(a.version))
         .field("created (u64 ms)", u64le(a.created.0))
 }
 
@@ -857,7 +889,7 @@ const CTX_ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
 /// T0 + 24 h: when the vectors' node and engine adverts expire.
 const T0_PLUS_DAY: Timestamp = Timestamp(1_700_086_400_000);
 const CTX_TOPIC_ADVERT: &[u8] = b"netmachine/v2/topic-advert\0";
-const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
+const CTX_DOMAIN_ADVERT: &[u8] = b"netmachine/v2/domain-advert\0";
 const CTX_EVENT: &[u8] = b"netmachine/v1/event\0";
 const CTX_WITHDRAWAL: &[u8] = b"netmachine/v1/withdrawal\0";
 
@@ -976,7 +1008,13 @@ fn fixture() -> Fixture {
     .sign(&topic);
     let domain_advert = DomainAdvert {
         id: domain.domain_identity(),
-        nodes: vec![node_a.node_identity(), node_b.node_identity()],
+        introducers: vec![Introducer {
+            node: node_a.node_identity(),
+            addrs: vec![TransportAddress::quic("127.0.0.1:7001".parse().unwrap())],
+        }],
+        auth: DomainAuth::AllowList(vec![node_b.node_identity()]),
+        external: vec![node_a.node_identity()],
+        max_members: 100,
         version: 1,
         created: T0,
         sig: Signature([0; 64]),
@@ -2505,7 +2543,10 @@ fn print_vectors() {
         &with_signature(ref_topic_advert_fields(&t), &t.sig),
         true,
     );
-    para("Domain (seed `04` × 32) with nodes A and B, version 1, created T0, signed by the domain key:");
+    para(
+        "Domain (seed `04` × 32) with introducer A at `127.0.0.1:7001`, auth allow-list \
+         [B], external [A], max_members 100, version 1, created T0, signed by the domain key:",
+    );
     let d = &fx.domain_advert;
     print_layout_vector(
         "domain-advert-wire",

@@ -56,8 +56,8 @@ pub mod context {
     pub const ENGINE_ADVERT: &[u8] = b"netmachine/v2/engine-advert\0";
     /// [`super::TopicAdvert`] signatures (topic advert format 2, with a domain scope).
     pub const TOPIC_ADVERT: &[u8] = b"netmachine/v2/topic-advert\0";
-    /// [`super::advert::DomainAdvert`] signatures.
-    pub const DOMAIN_ADVERT: &[u8] = b"netmachine/v1/domain-advert\0";
+    /// [`super::advert::DomainAdvert`] signatures (format 2: introducers, auth, capacity).
+    pub const DOMAIN_ADVERT: &[u8] = b"netmachine/v2/domain-advert\0";
 }
 
 /// Why bytes from a peer could not be decoded.
@@ -156,6 +156,15 @@ fn static_what(what: &str) -> &'static str {
         "publishers",
         "name",
         "value",
+        "introducers",
+        "introducer addresses",
+        "allow-list",
+        "external nodes",
+        "ops",
+        "observed",
+        "vector",
+        "ext body",
+        "reason",
     ];
     NAMES
         .iter()
