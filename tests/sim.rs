@@ -393,7 +393,10 @@ fn assert_domain_ok(s: &DomainSummary) {
     println!("{}", s.to_json());
     assert_eq!(s.failure, None);
     assert!(s.converged, "the live members did not agree");
-    assert_eq!(s.joins_accepted, s.joins, "every join is accepted (auth none)");
+    assert_eq!(
+        s.joins_accepted, s.joins,
+        "every join is accepted (auth none)"
+    );
     assert_eq!(s.members, s.genesis_members + s.joins);
     assert_eq!(s.scoped_deliveries_to_non_members, 0);
     assert_eq!(s.duplicates, 0);
@@ -404,7 +407,11 @@ fn domain_joins_converge_and_the_scoped_topic_stays_among_members() {
     let s = run_domain(&domain(seed()));
     assert_domain_ok(&s);
     assert!(s.converged_s.is_some());
-    assert!(s.largest_component_share >= 0.99, "{}", s.largest_component_share);
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{}",
+        s.largest_component_share
+    );
     assert_eq!(s.events_published, 10);
     assert_eq!(s.member_deliveries, s.member_deliveries_expected);
     assert_eq!(s.topic_msgs_by_non_members, 0);
@@ -420,7 +427,11 @@ fn a_third_of_the_members_crashing_leaves_the_overlay_connected() {
     assert_eq!(s.crashed, 14, "30 % of 48 members");
     assert_eq!(s.live_members, 48 - 14);
     assert!(s.share_after_crash.len() >= 10);
-    assert!(s.largest_component_share >= 0.99, "{:?}", s.share_after_crash);
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{:?}",
+        s.share_after_crash
+    );
 }
 
 #[test]
@@ -431,7 +442,11 @@ fn a_partitioned_domain_converges_after_the_heal() {
     assert_domain_ok(&s);
     assert_eq!(s.partitions, 1);
     assert!(s.converged_after_heal_s.is_some());
-    assert!(s.largest_component_share >= 0.99, "{:?}", s.share_after_heal);
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{:?}",
+        s.share_after_heal
+    );
 }
 
 #[test]
@@ -443,7 +458,11 @@ fn joins_under_ten_percent_loss_converge() {
     };
     let s = run_domain(&sc);
     assert_domain_ok(&s);
-    assert!(s.largest_component_share >= 0.99, "{}", s.largest_component_share);
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{}",
+        s.largest_component_share
+    );
 }
 
 #[test]

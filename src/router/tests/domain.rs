@@ -75,7 +75,10 @@ fn domain_scoped_messages_leave_only_between_members() {
         (vec![], vec![DropReason::NotMember])
     );
     // The same message with scope Any goes anywhere.
-    f.send_signed("a", f.message(a, Destination::Node(outsider), RoutingScope::Any));
+    f.send_signed(
+        "a",
+        f.message(a, Destination::Node(outsider), RoutingScope::Any),
+    );
     assert_eq!(sent_and_bounced(f.drain()), (vec![outsider], vec![]));
 
     // To an engine: checked against the node it runs on, known already or looked up.
@@ -275,7 +278,10 @@ fn domain_scoped_topic_requests_need_membership_and_a_matching_advert() {
             Ok(())
         ]
     );
-    assert_eq!(f.router.topics().get(&topic).unwrap().scope, RoutingScope::Domain(D));
+    assert_eq!(
+        f.router.topics().get(&topic).unwrap().scope,
+        RoutingScope::Domain(D)
+    );
 
     // Publishing on the domain's topic: delivered while a member, refused once not.
     f.send_local(f.message(a, Destination::Topic(topic), RoutingScope::Any));

@@ -33,13 +33,13 @@ use parking_lot::Mutex;
 
 use super::*;
 use crate::domain::{
-    DomainAdvert, DomainAuth, DomainEngine, DomainLimits, DomainProbe, DomainSettings,
-    DomainStats, Introducer, DOMAIN_ENGINE_NAME,
+    DomainAdvert, DomainAuth, DomainEngine, DomainLimits, DomainProbe, DomainSettings, DomainStats,
+    Introducer, DOMAIN_ENGINE_NAME,
 };
 use crate::identity::{DomainIdentity, NodeIdentity, TopicIdentity};
 use crate::mail::domain::{DomainMail, JoinRefusal};
-use crate::topology::{TopologyEngine, TopologyLimits, TopologyProbe, TopologyStats};
 use crate::topology::TOPOLOGY_ENGINE_NAME;
+use crate::topology::{TopologyEngine, TopologyLimits, TopologyProbe, TopologyStats};
 
 /// A domain run.
 #[derive(Clone, Debug)]
@@ -646,6 +646,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
     ));
     // The scoped topic, published by the first genesis member.
     let topic = Keypair::from_rng(&mut rng);
+    let topic_id = topic.topic_identity();
     let publisher = roles.genesis.first().copied();
     let topic_advert = TopicAdvert {
         topic: topic.topic_identity(),
@@ -665,12 +666,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         sig: Signature([0; 64]),
     }
     .sign(&topic);
-    let outsiders: Vec<usize> = roles
-        .others
-        .iter()
-        .copied()
-        .take(s.outsiders)
-        .collect();
+    let outsiders: Vec<usize> = roles.others.iter().copied().take(s.outsiders).collect();
     let t = timeline(s);
 
     // The engines.
@@ -690,7 +686,8 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
             if !participant[node] {
                 return Vec::new();
             }
-            let mut seeds = SplitMix64::derive(seed, 0xd0_0000 ^ ((node as u64) << 20) ^ incarnation as u64);
+            let mut seeds =
+                SplitMix64::derive(seed, 0xd0_0000 ^ ((node as u64) << 20) ^ incarnation as u64);
             let mut d = DomainEngine::new(
                 keys[node].clone(),
                 vec![DomainSettings {
@@ -706,7 +703,11 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
             if genesis_set.contains(&node) {
                 d.seed_ops(&domain, &genesis_ops);
             }
-            let topo = TopologyEngine::new(tl.clone(), Arc::new(TopologyStats::default()), seeds.next_u64());
+            let topo = TopologyEngine::new(
+                tl.clone(),
+                Arc::new(TopologyStats::default()),
+                seeds.next_u64(),
+            );
             probes.lock()[node] = Some(Probes {
                 domain: d.probe(),
                 topology: topo.probe(),
@@ -801,7 +802,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
                 }
             })
             .collect(),
-        watch_topic: Some(topic.topic_identity()),
+        watch_topic: Some(topic_id),
     };
     let mut world = World::with_extras(c.seed, setups, apps, c.faults, extras);
     if let (Some(at), Some(heal)) = (t.partition_at, t.heal_at) {
@@ -852,13 +853,25 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
             for &i in &w.touched {
                 let up = w.is_up(i);
                 let Some(p) = &probes[i] else {
-                    if up && w.nodes[i].as_ref().is_some_and(|nd| nd.directory.member_here(&domain)) {
-                        return Err(format!("node {i}, not a participant, believes it is a member"));
+                    if up
+                        && w.nodes[i]
+                            .as_ref()
+                            .is_some_and(|nd| nd.directory.member_here(&domain))
+                    {
+                        return Err(format!(
+                            "node {i}, not a participant, believes it is a member"
+                        ));
                     }
                     continue;
                 };
                 let entry = if up { p.domain.domain(&domain) } else { None };
-                agreement.set(i, entry.as_ref().filter(|e| e.member_here).map(|e| e.member_digest));
+                agreement.set(
+                    i,
+                    entry
+                        .as_ref()
+                        .filter(|e| e.member_here)
+                        .map(|e| e.member_digest),
+                );
                 if let Some(e) = &entry {
                     agreement.size[i] = e.members;
                 }
@@ -875,8 +888,15 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
                             limits.passive_view
                         ));
                     }
-                    if let Some(bad) = v.active.iter().find(|m| index.get(*m).is_none_or(|&j| !participant[j])) {
-                        return Err(format!("node {i} has non-member {} in its active view", bad.short()));
+                    if let Some(bad) = v
+                        .active
+                        .iter()
+                        .find(|m| index.get(*m).is_none_or(|&j| !participant[j]))
+                    {
+                        return Err(format!(
+                            "node {i} has non-member {} in its active view",
+                            bad.short()
+                        ));
                     }
                 }
             }
@@ -888,7 +908,11 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
                     Some(Err(_)) => true,
                     None => false,
                 });
-            let since = if joins_total > 0 { t.joins_at } else { Duration::ZERO };
+            let since = if joins_total > 0 {
+                t.joins_at
+            } else {
+                Duration::ZERO
+            };
             if converged && w.elapsed() >= since && !w.partitioned() {
                 if converged_at.is_none() {
                     converged_at = Some(w.elapsed());
@@ -909,7 +933,10 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         node_seconds += live as f64 * tick.as_secs_f64();
         let sent = maintenance(&world).values().sum::<u64>();
         window.push_back((now, sent, node_seconds));
-        while window.front().is_some_and(|(t0, _, _)| now - *t0 > Duration::from_secs(10)) {
+        while window
+            .front()
+            .is_some_and(|(t0, _, _)| now - *t0 > Duration::from_secs(10))
+        {
             window.pop_front();
         }
         if digests_at_joins.is_none() && now >= t.joins_at {
@@ -992,7 +1019,11 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         .map(|i| agreement.size[i])
         .max()
         .unwrap_or(0);
-    let since = if joins_total > 0 { t.joins_at } else { Duration::ZERO };
+    let since = if joins_total > 0 {
+        t.joins_at
+    } else {
+        Duration::ZERO
+    };
     let subscribers: Vec<usize> = roles
         .genesis
         .iter()
@@ -1082,7 +1113,12 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
 fn maintenance(world: &World) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     for name in [DOMAIN_ENGINE_NAME, TOPOLOGY_ENGINE_NAME] {
-        let live: u64 = world.nodes.iter().flatten().map(|nd| nd.sent_by(name)).sum();
+        let live: u64 = world
+            .nodes
+            .iter()
+            .flatten()
+            .map(|nd| nd.sent_by(name))
+            .sum();
         let gone = world.retired_sent.get(name).copied().unwrap_or(0);
         out.insert(name.to_string(), live + gone);
     }
