@@ -52,9 +52,10 @@ pub type BuiltinFactory = Box<dyn FnMut(usize, u32, &DomainDirectory) -> Vec<Eng
 pub struct WorldExtras {
     /// Built-in engines per node and incarnation.
     pub builtins: BuiltinFactory,
-    /// Per node (by index; missing: none), adverts of nodes it knows without keeping a
-    /// connection to them, so that its Transport can dial them when an engine asks.
-    pub known: Vec<Arc<Vec<NodeAdvert>>>,
+    /// Per node (by index; missing: none), adverts of nodes it can find without keeping a
+    /// connection to them, learnt when an engine first sends to one or asks to connect to it
+    /// ([`NodeExtras::known`]).
+    pub known: Vec<Arc<std::collections::BTreeMap<crate::identity::NodeIdentity, NodeAdvert>>>,
     /// A topic whose PubSub messages leaving each node are counted ([`SimNode::topic_sends`]).
     pub watch_topic: Option<TopicIdentity>,
 }

@@ -86,9 +86,12 @@ pub struct NodeExtras {
     /// Built-in engines besides PubSub (the Domain and Topology engines), registered before
     /// the application engines.
     pub builtins: Vec<EngineSetup>,
-    /// Adverts of nodes the node knows without keeping a connection to them (put into its
-    /// identity store at start, so its Transport can dial them).
-    pub known: Arc<Vec<NodeAdvert>>,
+    /// Adverts of nodes the node can find without keeping a connection to them: one goes into
+    /// its identity store (and so to its Transport) the first time one of its engines sends to
+    /// that node or asks the Transport to connect to it — standing in for the lookup a real
+    /// node makes, which the simulator does not model. Learnt on demand, not at start, so that
+    /// the Transport's peer table holds the peers the node deals with, not the whole network.
+    pub known: Arc<BTreeMap<NodeIdentity, NodeAdvert>>,
     /// A topic whose PubSub messages leaving the node are counted ([`SimNode::topic_sends`]).
     pub watch_topic: Option<TopicIdentity>,
 }
@@ -108,6 +111,8 @@ pub struct SimNode {
     /// PubSub messages about the watched topic ([`NodeExtras::watch_topic`]) that left the node.
     pub topic_sends: u64,
     watch_topic: Option<TopicIdentity>,
+    known: Arc<BTreeMap<NodeIdentity, NodeAdvert>>,
+    learnt: std::collections::BTreeSet<NodeIdentity>,
     router: Router,
     store: IdentityStore,
     core: Core<SplitMix64>,
@@ -163,9 +168,7 @@ impl SimNode {
         for (advert, _) in &setup.peers {
             store.apply(now.wall, IdentityUpdate::NodeAdvert(advert.clone()));
         }
-        for advert in known.iter().filter(|a| a.id != identity) {
-            store.apply(now.wall, IdentityUpdate::NodeAdvert(advert.clone()));
-        }
+        let learnt = setup.peers.iter().map(|(a, _)| a.id).collect();
         let core = Core::new(
             identity,
             setup.advert.clone(),
@@ -223,6 +226,8 @@ impl SimNode {
             directory,
             topic_sends: 0,
             watch_topic,
+            known,
+            learnt,
             router,
             store,
             core,
@@ -510,6 +515,21 @@ impl SimNode {
         self.router.not_handled(receipts);
     }
 
+    /// Puts `node`'s advert into the identity store (and through it into the Transport) if
+    /// this node can know it and has not learnt it yet ([`NodeExtras::known`]).
+    fn learn(&mut self, now: Now, node: NodeIdentity) {
+        if node == self.identity || self.learnt.contains(&node) {
+            return;
+        }
+        let Some(advert) = self.known.get(&node).cloned() else {
+            return;
+        };
+        self.learnt.insert(node);
+        self.store
+            .apply(now.wall, IdentityUpdate::NodeAdvert(advert));
+        self.drain_store(now);
+    }
+
     /// Carries out engine `i`'s outputs as its thread shell would, then hands `receipts` back.
     fn carry_out(&mut self, i: usize, now: Now, receipts: Vec<Receipt>) {
         let outputs = self.engines[i].ctx.take_outputs();
@@ -518,6 +538,9 @@ impl SimNode {
             match output {
                 Output::Send(out) => {
                     let stays = self.locals.keeps(self.identity, &out.msg);
+                    if let (false, crate::wire::Destination::Node(to)) = (stays, &out.msg.dst) {
+                        self.learn(now, *to);
+                    }
                     if !stays {
                         self.stats
                             .signed
@@ -539,7 +562,12 @@ impl SimNode {
                 }
                 Output::Topic(req) => self.router.handle_topic(from, req),
                 Output::Identity(req) => self.store.handle(now.wall, Party::Engine(from), req),
-                Output::Transport(req) => self.core.handle_request(now, from, req),
+                Output::Transport(req) => {
+                    if let crate::mail::transport::TransportRequest::Connect { node } = &req {
+                        self.learn(now, *node);
+                    }
+                    self.core.handle_request(now, from, req)
+                }
                 Output::SetTimer { token, at } => self.engines[i].timers.set(token, at),
                 Output::CancelTimer { token } => self.engines[i].timers.cancel(token),
                 Output::Stop => {

@@ -785,10 +785,10 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         })
     };
     // Every participant knows every participant's advert.
-    let known: Arc<Vec<NodeAdvert>> = Arc::new(
+    let known: Arc<BTreeMap<NodeIdentity, NodeAdvert>> = Arc::new(
         (0..n)
             .filter(|&i| roles.participant[i])
-            .map(|i| setups[i].advert.clone())
+            .map(|i| (setups[i].key.node_identity(), setups[i].advert.clone()))
             .collect(),
     );
     let extras = crate::sim::WorldExtras {
