@@ -484,11 +484,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
                     Some(Err(_)) => true,
                     None => false,
                 });
-            let since = if joins_total > 0 {
-                t.joins_at
-            } else {
-                Duration::ZERO
-            };
+            let since = t.joins_at;
             if converged && w.elapsed() >= since && !w.partitioned() {
                 if converged_at.is_none() {
                     converged_at = Some(w.elapsed());
@@ -532,7 +528,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         };
         if crash_at.is_none()
             && c.crash > 0.0
-            && (settled.is_some_and(|at| now >= at + Duration::from_secs(1))
+            && (settled.is_some_and(|at| now >= at.max(t.joins_at) + Duration::from_secs(1))
                 || now >= t.converge_by)
         {
             let mut live: Vec<usize> = (0..n).filter(|&i| agreement.digest[i].is_some()).collect();
@@ -595,11 +591,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         .map(|i| agreement.size[i])
         .max()
         .unwrap_or(0);
-    let since = if joins_total > 0 {
-        t.joins_at
-    } else {
-        Duration::ZERO
-    };
+    let since = t.joins_at;
     let subscribers: Vec<usize> = roles
         .genesis
         .iter()
@@ -678,6 +670,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         domain: engine_counters(&probes, |p| p.domain.stats().nonzero()),
         topology: engine_counters(&probes, |p| p.topology.stats().nonzero()),
         pubsub: pubsub_counters(&world),
+        replica_groups: agreement.groups(),
         partitions: world.partitions,
         trace_hash: world.trace_hash(),
         failure: result.err(),

@@ -39,6 +39,23 @@ impl Agreement {
         self.digest[i] = d;
     }
 
+    /// `(members in the set, nodes holding it)` per distinct replica, largest group first.
+    pub(super) fn groups(&self) -> Vec<(usize, usize)> {
+        let mut size_of: BTreeMap<[u8; 32], usize> = BTreeMap::new();
+        for (i, d) in self.digest.iter().enumerate() {
+            if let Some(d) = d {
+                size_of.insert(*d, self.size[i]);
+            }
+        }
+        let mut out: Vec<(usize, usize)> = self
+            .count
+            .iter()
+            .map(|(d, k)| (size_of.get(d).copied().unwrap_or(0), *k))
+            .collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
+        out
+    }
+
     pub(super) fn live_members(&self) -> usize {
         self.count.values().sum()
     }

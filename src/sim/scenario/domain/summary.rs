@@ -35,7 +35,8 @@ pub struct DomainSummary {
     /// Whether every live member holds the same membership at the end, with every accepted
     /// joiner in it.
     pub converged: bool,
-    /// Simulated seconds from the joins (or, without joins, the start) until that first held.
+    /// Simulated seconds from the joins (without joins: the start of phase 3) until that first
+    /// held.
     pub converged_s: Option<f64>,
     /// With a partition: simulated seconds from the heal until the members agreed again.
     pub converged_after_heal_s: Option<f64>,
@@ -88,6 +89,9 @@ pub struct DomainSummary {
     pub topology: BTreeMap<String, u64>,
     /// The PubSub engines' counters, summed.
     pub pubsub: BTreeMap<String, u64>,
+    /// The live members' replicas at the end, grouped by member set: `(members in the set,
+    /// nodes holding it)`, largest group first (one group when converged).
+    pub replica_groups: Vec<(usize, usize)>,
     /// Partitions.
     pub partitions: u64,
     /// Hash of the whole event trace.
@@ -162,7 +166,12 @@ impl DomainSummary {
             self.duplicates
         );
         s += &format!(
-            ",\"drops_by_reason\":{},\"domain\":{},\"topology\":{},\"pubsub\":{},\"partitions\":{},\"trace_hash\":\"{}\"",
+            ",\"replica_groups\":[{}],\"drops_by_reason\":{},\"domain\":{},\"topology\":{},\"pubsub\":{},\"partitions\":{},\"trace_hash\":\"{}\"",
+            self.replica_groups
+                .iter()
+                .map(|(m, k)| format!("[{m},{k}]"))
+                .collect::<Vec<_>>()
+                .join(","),
             json_map(&self.drops_by_reason),
             json_map(&self.domain),
             json_map(&self.topology),
