@@ -16,6 +16,8 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::{Signer, SigningKey};
+use netmachine::domain::wire::{DomainMessage, JoinAuth, JoinRequest};
+use netmachine::domain::{Op, OpKind};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::pubsub::wire::{
     Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS,
@@ -104,6 +106,9 @@ const VECTORS: &[&str] = &[
     "lookup-frame",
     "found-frame",
     "found-unknown-frame",
+    "domain-op-add",
+    "domain-join-request",
+    "domain-digest-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2729,5 +2734,161 @@ fn print_vectors() {
     for ((name, kind_name, k, _, layout), text) in exchange_payloads(&fx).into_iter().zip(texts) {
         para(text);
         print_layout_vector(name, &ref_frame(kind_name, k, layout), true);
+    }
+
+    print_domain_vectors();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The domain protocol (§12A, vectors §16.11).
+
+const CTX_DOMAIN_OP: &[u8] = b"netmachine/v1/domain-op\0";
+const CTX_JOIN_REQUEST: &[u8] = b"netmachine/v1/domain-join-request\0";
+const CTX_PSK_PROOF: &[u8] = b"netmachine/v1/domain-psk-proof\0";
+
+/// The domain protocol's vector inputs: an add by node A of node B, node B's join request with
+/// a PSK proof under the key `psk`, and a digest.
+fn domain_fixture() -> (Op, JoinRequest, DomainMessage) {
+    let node_a = Keypair::from_seed(&NODE_A_SEED);
+    let node_b = Keypair::from_seed(&NODE_B_SEED);
+    let domain = Keypair::from_seed(&DOMAIN_SEED).domain_identity();
+    let op = Op::new_signed(
+        &node_a,
+        domain,
+        1,
+        1,
+        OpKind::Add {
+            member: node_b.node_identity(),
+            request: Some([0x11; 32]),
+        },
+    );
+    let nonce = 0x0102_0304_0506_0708;
+    let proof = JoinRequest::psk_proof(b"psk", node_b.node_identity(), domain, nonce, T0);
+    let req = JoinRequest::new_signed(&node_b, domain, nonce, T0, JoinAuth::PskProof(proof));
+    let digest = DomainMessage::Digest {
+        domain,
+        count: 2,
+        hash: [0xab; 32],
+    };
+    (op, req, digest)
+}
+
+fn ref_domain_op_fields(op: &Op) -> Layout {
+    let OpKind::Add { member, request } = &op.kind else {
+        panic!("the vector is an add")
+    };
+    let l = Layout::default()
+        .field("domain (DomainIdentity)", op.domain.0)
+        .field("author (NodeIdentity)", op.author.0)
+        .field("seq (u64)", u64le(op.seq))
+        .field("lamport (u64)", u64le(op.lamport))
+        .field("kind: Add (u32 tag)", u32le(0))
+        .field("member (NodeIdentity)", member.0);
+    match request {
+        None => l.field("request: None", [0]),
+        Some(r) => l
+            .field("request: Some", [1])
+            .field("request (join request id)", r),
+    }
+}
+
+fn ref_join_request_fields(r: &JoinRequest) -> Layout {
+    let JoinAuth::PskProof(mac) = r.auth else {
+        panic!("the vector has a PSK proof")
+    };
+    Layout::default()
+        .field("requestor (NodeIdentity)", r.requestor.0)
+        .field("domain (DomainIdentity)", r.domain.0)
+        .field("nonce (u64)", u64le(r.nonce))
+        .field("created (u64 ms)", u64le(r.created.0))
+        .field("auth: PskProof (u32 tag)", u32le(1))
+        .field("auth proof (HMAC-SHA256)", mac)
+}
+
+fn ref_domain_vectors() -> [(&'static str, Layout); 3] {
+    let (op, req, _) = domain_fixture();
+    let digest = Layout::default()
+        .field("version (u32)", u32le(1))
+        .field("tag: Digest (u32)", u32le(1))
+        .field("domain (DomainIdentity)", op.domain.0)
+        .field("count (u64)", u64le(2))
+        .field("hash (XOR of op ids)", [0xab; 32]);
+    let request = Layout::default()
+        .field("version (u32)", u32le(1))
+        .field("tag: JoinRequest (u32)", u32le(3))
+        .append("", with_signature(ref_join_request_fields(&req), &req.sig));
+    [
+        (
+            "domain-op-add",
+            with_signature(ref_domain_op_fields(&op), &op.sig),
+        ),
+        ("domain-join-request", request),
+        ("domain-digest-body", digest),
+    ]
+}
+
+#[test]
+fn domain_protocol_vectors() {
+    let (op, req, digest) = domain_fixture();
+    assert_vector("domain-op-add", &encode_to_vec(&op));
+    assert_vector(
+        "domain-join-request",
+        &DomainMessage::JoinRequest(req.clone()).to_bytes(),
+    );
+    assert_vector("domain-digest-body", &digest.to_bytes());
+    for (name, layout) in ref_domain_vectors() {
+        assert_vector(name, &layout.bytes());
+    }
+    // Signatures by the rules of §12A.1, with plain Ed25519.
+    assert_eq!(
+        op.sig.0,
+        ref_sign(&NODE_A_SEED, CTX_DOMAIN_OP, &op.signed_fields())
+    );
+    let fields = ref_join_request_fields(&req).bytes();
+    assert_eq!(req.sig.0, ref_sign(&NODE_B_SEED, CTX_JOIN_REQUEST, &fields));
+    // The op id is the SHA-256 of the whole encoding; the PSK proof an HMAC-SHA256.
+    let id = ring::digest::digest(&ring::digest::SHA256, &hex("domain-op-add"));
+    assert_eq!(op.id().0.as_slice(), id.as_ref());
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, b"psk");
+    let mut input = CTX_PSK_PROOF.to_vec();
+    input.extend_from_slice(&fields[..32 + 32 + 8 + 8]);
+    let JoinAuth::PskProof(mac) = req.auth else {
+        panic!()
+    };
+    assert_eq!(ring::hmac::sign(&key, &input).as_ref(), mac.as_slice());
+    assert!(req.psk_proof_valid(b"psk") && !req.psk_proof_valid(b"other"));
+    // And they decode again, verified.
+    let back: Op = decode_exact(&hex("domain-op-add")).unwrap();
+    assert!(back.verify(&mut Vec::new()));
+    let Ok(DomainMessage::JoinRequest(r)) = DomainMessage::from_bytes(&hex("domain-join-request"))
+    else {
+        panic!("the request decodes")
+    };
+    assert!(r.verify());
+    assert_eq!(
+        DomainMessage::from_bytes(&hex("domain-digest-body")).unwrap(),
+        digest
+    );
+}
+
+fn print_domain_vectors() {
+    println!(
+        "### 16.11 Domains
+"
+    );
+    let texts = [
+        "An `Op`: node A (seq 1, lamport 1) adds node B in the domain of seed `04` × 32, \
+         approving the join request whose id is `11` × 32; signed by node A's key over \
+         `netmachine/v1/domain-op\\0` then the fields before the signature. Its `OpId` is \
+         the SHA-256 of these bytes:\n",
+        "A `JoinRequest` body: node B asks to join, nonce `0x0102030405060708`, created T0, \
+         with a PSK proof under the key `psk` (HMAC-SHA256 of `netmachine/v1/domain-psk-proof\\0` \
+         then requestor, domain, nonce and created); signed by node B's key over \
+         `netmachine/v1/domain-join-request\\0` then the fields before the signature:\n",
+        "A `Digest` body: 2 operations whose ids XOR to `ab` × 32:\n",
+    ];
+    for ((name, layout), text) in ref_domain_vectors().into_iter().zip(texts) {
+        para(text);
+        print_layout_vector(name, &layout, true);
     }
 }

@@ -148,7 +148,7 @@ impl DomainEngine {
     ) {
         DomainStats::count(&self.stats.ext_requests);
         let result = self.answer_ext(&d, protocol, &body);
-        let advert = self.domains.get(&d).map(|i| i.advert.clone());
+        let advert = self.domains.get(&d).map(|i| Box::new(i.advert.clone()));
         let msg = DomainMessage::ExtResponse {
             id,
             domain: d,
@@ -165,7 +165,7 @@ impl DomainEngine {
         id: u64,
         d: DomainIdentity,
         result: Result<Vec<u8>, String>,
-        advert: Option<DomainAdvert>,
+        advert: Option<Box<DomainAdvert>>,
     ) {
         let pending = self.domains.get_mut(&d).and_then(|i| match i.ext.get(&id) {
             Some(p) if p.member == from => i.ext.remove(&id),
@@ -176,7 +176,7 @@ impl DomainEngine {
             return;
         };
         if let Some(a) = advert {
-            match a.verify() {
+            match (*a).verify() {
                 Ok(a) if a.id == d && a.within_limits() => {
                     if let Some(inst) = self.domains.get_mut(&d) {
                         inst.take_advert(a.into_inner());

@@ -247,7 +247,7 @@ impl DomainEngine {
                             .collect();
                         JoinOutcome::Accepted {
                             epoch: op.lamport,
-                            op: (*op).clone(),
+                            op: Box::new((*op).clone()),
                             ops,
                         }
                     }
@@ -262,7 +262,7 @@ impl DomainEngine {
             DomainStats::count(&self.stats.unknown_domain);
         }
         let resp = JoinResponse::new_signed(&self.key, &r, id, outcome);
-        self.send_remote(ctx, from, &DomainMessage::JoinResponse(resp));
+        self.send_remote(ctx, from, &DomainMessage::JoinResponse(Box::new(resp)));
     }
 
     /// Whether this node may approve `r` now; counts the refusal.
@@ -327,8 +327,9 @@ impl DomainEngine {
         &mut self,
         ctx: &mut Context,
         from: NodeIdentity,
-        r: JoinResponse,
+        r: Box<JoinResponse>,
     ) {
+        let r = *r;
         if r.approver != from || !r.verify() {
             let n = self
                 .stats
@@ -393,7 +394,7 @@ impl DomainEngine {
                 let mut released = Vec::new();
                 let stored = valid_add
                     && matches!(
-                        inst.log.insert(Arc::new(op), false, &mut released),
+                        inst.log.insert(Arc::new(*op), false, &mut released),
                         Ok(_) | Err(Refused::UnknownAuthor(true))
                     );
                 if !stored {

@@ -34,12 +34,15 @@ impl DomainEngine {
         match mail {
             DomainMail::Join { domain, advert } => {
                 if let Some(bytes) = advert {
-                    let ok = decode_exact::<DomainAdvert>(&bytes)
-                        .ok()
-                        .filter(|a| a.id == domain)
-                        .map(|a| self.add_domain(a, None, false));
-                    if !matches!(ok, Some(Ok(()))) {
-                        DomainStats::count(&self.stats.adverts_refused);
+                    // `add_domain` counts the adverts it refuses; count the others here.
+                    let ok = match decode_exact::<DomainAdvert>(&bytes) {
+                        Ok(a) if a.id == domain => self.add_domain(a, None, false).is_ok(),
+                        _ => {
+                            DomainStats::count(&self.stats.adverts_refused);
+                            false
+                        }
+                    };
+                    if !ok {
                         self.join_result(ctx, asker, domain, Err(JoinRefusal::BadRequest), None);
                         return;
                     }

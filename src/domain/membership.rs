@@ -669,4 +669,19 @@ impl Membership {
         }
         out
     }
+
+    /// Every stored operation, in `(author, seq)` order.
+    pub fn ops(&self) -> impl Iterator<Item = &Arc<Op>> {
+        self.ops.values()
+    }
+
+    /// The operations waiting for their author's add.
+    pub fn pending(&self) -> impl Iterator<Item = &Arc<Op>> {
+        self.pending.values()
+    }
+
+    /// The expelled members and their cutoffs.
+    pub fn cutoffs(&self) -> &BTreeMap<NodeIdentity, u64> {
+        &self.cutoffs
+    }
 }

@@ -1,5 +1,5 @@
 //! The Domain engine: domain membership, joins, leaves, expulsions and external requests
-//! (spec notes §5.6, issue 12). docs/domains.md describes the design; docs/wire.md §17 the
+//! (spec notes §5.6, issue 12). docs/domains.md describes the design; docs/wire.md §12A the
 //! messages.
 //!
 //! One engine per node (name [`DOMAIN_ENGINE_NAME`], serving `Protocol::DOMAIN`) hosts one
@@ -379,9 +379,18 @@ impl DomainEngine {
             inst.published_gen = inst.log.generation();
             let members = inst.log.member_set();
             let here = members.contains(&self.me);
-            let added: Vec<NodeIdentity> = members.difference(&inst.published).copied().collect();
-            let removed: Vec<NodeIdentity> = inst.published.difference(&members).copied().collect();
             let here_changed = here != inst.here;
+            // A node that just became a member tells all the members, as the first time.
+            let added: Vec<NodeIdentity> = if here && here_changed {
+                members.iter().copied().collect()
+            } else {
+                members.difference(&inst.published).copied().collect()
+            };
+            let removed: Vec<NodeIdentity> = if here && here_changed {
+                Vec::new()
+            } else {
+                inst.published.difference(&members).copied().collect()
+            };
             if here_changed || !added.is_empty() || !removed.is_empty() || !inst.announced {
                 self.directory.publish(d, members.clone(), here);
                 if here && (here_changed || !inst.announced) {

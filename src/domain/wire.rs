@@ -1,5 +1,5 @@
 //! The domain protocol's messages: the bodies of `Protocol::DOMAIN` messages between Domain
-//! engines (docs/wire.md §17).
+//! engines (docs/wire.md §12A).
 //!
 //! A body is `u32 version (1) || u32 tag || fields`, in the crate's one bincode configuration.
 //! Join requests and responses are signed by the requestor's and the approver's **node key**
@@ -224,7 +224,7 @@ pub enum JoinOutcome {
         /// The lamport of the add operation.
         epoch: u64,
         /// The add operation.
-        op: Op,
+        op: Box<Op>,
         /// Other operations of the domain (at most [`MAX_BATCH_OPS`]).
         ops: Vec<Op>,
     },
@@ -279,7 +279,7 @@ impl Decode<()> for JoinOutcome {
         match u32::decode(d)? {
             0 => Ok(JoinOutcome::Accepted {
                 epoch: Decode::decode(d)?,
-                op: Decode::decode(d)?,
+                op: Box::new(Decode::decode(d)?),
                 ops: decode_list(d, "ops", MAX_BATCH_OPS)?,
             }),
             1 => {
@@ -426,7 +426,7 @@ pub enum DomainMessage {
     /// A join request (tag 3).
     JoinRequest(JoinRequest),
     /// A join response (tag 4).
-    JoinResponse(JoinResponse),
+    JoinResponse(Box<JoinResponse>),
     /// A request from a node (member or not) to a member that accepts external requests (tag
     /// 5).
     ExtRequest {
@@ -448,7 +448,7 @@ pub enum DomainMessage {
         /// The answer, or why there is none (at most [`MAX_REASON_BYTES`]).
         result: Result<Vec<u8>, String>,
         /// The member's advert of the domain.
-        advert: Option<DomainAdvert>,
+        advert: Option<Box<DomainAdvert>>,
     },
 }
 
@@ -552,7 +552,7 @@ impl Decode<()> for DomainMessage {
                 reply: Decode::decode(d)?,
             },
             3 => DomainMessage::JoinRequest(Decode::decode(d)?),
-            4 => DomainMessage::JoinResponse(Decode::decode(d)?),
+            4 => DomainMessage::JoinResponse(Box::new(Decode::decode(d)?)),
             5 => {
                 let (id, domain, protocol): (u64, DomainIdentity, u32) = Decode::decode(d)?;
                 DomainMessage::ExtRequest {
@@ -571,7 +571,7 @@ impl Decode<()> for DomainMessage {
                 };
                 let advert = match u8::decode(d)? {
                     0 => None,
-                    1 => Some(Decode::decode(d)?),
+                    1 => Some(Box::new(Decode::decode(d)?)),
                     other => return Err(bad_variant("Option", 1, other as u32)),
                 };
                 DomainMessage::ExtResponse {
