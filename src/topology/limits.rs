@@ -56,7 +56,7 @@ pub struct TopologyLimits {
     pub join_retry: Duration,
     /// How often a node with peers asks a random member (from the whole membership) to become
     /// a neighbour with high priority, swapping out a random active peer — what re-merges the
-    /// two halves of a healed partition (jittered ±50 %): default 30 s. Zero disables it.
+    /// two halves of a healed partition (jittered ±50 %): default 60 s. Zero disables it.
     pub explore_interval: Duration,
     /// The engine's periodic tick (keepalives, failure detection, timeouts): default 250 ms.
     pub tick: Duration,
@@ -67,7 +67,8 @@ pub struct TopologyLimits {
     /// Most members remembered per domain: default 16,384; the rest are not
     /// (`members_over_limit`).
     pub max_members: usize,
-    /// Most watching engines per domain: default 16 (`watchers_full`).
+    /// Most watching engines per domain: default 16 (`watchers_full`); watchers are kept for
+    /// at most `2 × max_domains` domains (a watch may come before the domain's overlay).
     pub max_watchers: usize,
     /// Per member, the view exchanges (`Join`, `ForwardJoin`, `Neighbor`, `Shuffle`,
     /// `ShuffleReply`) accepted per second on average: default 20.
@@ -96,7 +97,7 @@ impl Default for TopologyLimits {
             failure_timeout: Duration::from_secs(3),
             neighbor_timeout: Duration::from_secs(1),
             join_retry: Duration::from_secs(2),
-            explore_interval: Duration::from_secs(30),
+            explore_interval: Duration::from_secs(60),
             tick: Duration::from_millis(250),
             max_pending_neighbors: 16,
             max_domains: 16,

@@ -156,6 +156,14 @@ impl TopologyEngine {
             .unwrap_or_default()
     }
 
+    /// A topology message from `via`, as if verified, with the work after an input (for the
+    /// test harness, which moves bodies between engines without signing them).
+    #[cfg(test)]
+    pub(crate) fn deliver_remote(&mut self, ctx: &mut Context, via: NodeIdentity, body: &[u8]) {
+        self.on_remote(ctx, via, body);
+        self.after(ctx);
+    }
+
     // --- inputs -------------------------------------------------------------------------
 
     fn on_message(&mut self, ctx: &mut Context, msg: Message) {

@@ -153,8 +153,8 @@ impl TopologyEngine {
     }
 
     /// Asks for a neighbour if the active view of `d` is below its size and no refill is in
-    /// flight: a passive member (high priority if the view is empty), else a `Join` to an
-    /// introducer (empty view) or a random member (low priority).
+    /// flight: a passive member (high priority if the view has fewer than two peers), else a
+    /// `Join` to an introducer (empty view) or a random member.
     pub(super) fn refill(&mut self, ctx: &mut Context, d: DomainIdentity) {
         let now = ctx.now().instant;
         let me = ctx.node();
@@ -169,6 +169,8 @@ impl TopologyEngine {
             return;
         }
         let empty = o.active.is_empty();
+        // One peer left is one failure from isolation: ask with high priority then too.
+        let urgent = o.active.len() < 2;
         if !empty
             && o.last_refill
                 .is_some_and(|t| now.saturating_duration_since(t) < pace)
@@ -186,7 +188,7 @@ impl TopologyEngine {
         );
         if let Some(c) = candidate {
             o.last_refill = Some(now);
-            self.ask_neighbor(ctx, d, c, empty, Ask::Refill);
+            self.ask_neighbor(ctx, d, c, urgent, Ask::Refill);
             return;
         }
         let strangers = |o: &Overlay, n: &NodeIdentity| {
@@ -220,7 +222,7 @@ impl TopologyEngine {
             let c = pick(o.members.iter().filter(|n| strangers(o, n)), &mut self.rng);
             if let Some(c) = c {
                 o.last_refill = Some(now);
-                self.ask_neighbor(ctx, d, c, false, Ask::Refill);
+                self.ask_neighbor(ctx, d, c, urgent, Ask::Refill);
             }
         }
     }
