@@ -55,10 +55,11 @@
 //!   topic scoped to a domain (by the message or by the topic) needs this node to be a member.
 //!
 //! Topic requests follow the same rule (spec notes §5.6, §7.2): `Create` and `Subscribe` with
-//! scope `Domain(d)` are refused with [`TopicError::NotMember`](topics::TopicError) on a node
-//! that is not a member, and a `Create` whose advert's `scope` differs from its own scope with
-//! `ScopeMismatch`. Without a directory no domain is known: every domain-scoped message and
-//! request is refused, never treated as `Any`.
+//! scope `Domain(d)` are refused with `TopicError::NotMember` on a node that is not a member,
+//! and a `Create` whose advert's `scope` differs from its own scope with `ScopeMismatch`; a
+//! topic known through a network subscription takes the scope its advert gives it. Without a
+//! directory no domain is known: every domain-scoped message and request is refused, never
+//! treated as `Any`.
 //!
 //! # Misbehaving peers
 //!
@@ -232,6 +233,9 @@ pub struct Router {
     pending: BTreeMap<EngineIdentity, PendingLookup>,
     /// Local engines waiting for PubSub to complete a network subscription, per topic.
     pending_net_subs: BTreeMap<TopicIdentity, Vec<EngineIdentity>>,
+    /// The scope the adverts of topics in `pending_net_subs` give them (at most one entry per
+    /// waiting topic), applied when the subscription completes.
+    net_scopes: BTreeMap<TopicIdentity, crate::wire::RoutingScope>,
     has_transport: bool,
     outputs: VecDeque<RouterOutput>,
     next_housekeeping: Option<Instant>,
@@ -266,6 +270,7 @@ impl Router {
             stopping: false,
             pending: BTreeMap::new(),
             pending_net_subs: BTreeMap::new(),
+            net_scopes: BTreeMap::new(),
             has_transport,
             outputs: VecDeque::new(),
             next_housekeeping: None,

@@ -160,9 +160,13 @@ impl Router {
         }
         match notice {
             PubSubNotice::Subscribed { topic, result } => {
+                let scope = self.net_scopes.remove(&topic);
                 for waiter in self.pending_net_subs.remove(&topic).unwrap_or_default() {
                     if result.is_ok() {
                         self.topics.network_subscribed(topic, waiter);
+                        if let Some(scope) = scope {
+                            self.topics.advert_scope(topic, scope);
+                        }
                     }
                     if let Some(slot) = self.slot_of(&waiter) {
                         self.answer(slot, TopicEvent::Subscribed { topic, result });
@@ -171,9 +175,13 @@ impl Router {
             }
             PubSubNotice::Unsubscribed { .. } => {}
             PubSubNotice::AdvertReceived { advert } => {
-                // A topic known here through the network takes the advert's domain scope.
+                // A topic known here through the network takes the advert's domain scope (once
+                // its subscription completes, if it is still waiting).
                 self.topics
                     .advert_scope(advert.topic, advert.routing_scope());
+                if self.pending_net_subs.contains_key(&advert.topic) {
+                    self.net_scopes.insert(advert.topic, advert.routing_scope());
+                }
                 let waiters = self
                     .pending_net_subs
                     .get(&advert.topic)

@@ -24,7 +24,8 @@ use bincode::{Decode, Encode};
 
 use super::{context, decode_list, decode_text, encode_list, encode_text, WireError};
 use crate::identity::{
-    from_hex, to_hex, CheckedKey, EngineIdentity, Keypair, NodeIdentity, Signature, TopicIdentity,
+    from_hex, to_hex, CheckedKey, DomainIdentity, EngineIdentity, Keypair, NodeIdentity, Signature,
+    TopicIdentity,
 };
 use crate::time::Timestamp;
 
@@ -728,12 +729,12 @@ mod tests {
         assert_eq!(back.scope, Some(d));
         assert!(back.clone().verify().is_ok());
         // Widening (or moving) the scope after signing breaks the signature.
-        let mut open = back.clone();
-        open.scope = None;
-        assert_eq!(open.verify().unwrap_err(), AdvertError::BadSignature);
-        let mut moved = back;
-        moved.scope = Some(DomainIdentity([8; 32]));
-        assert_eq!(moved.verify().unwrap_err(), AdvertError::BadSignature);
+        for scope in [None, Some(DomainIdentity([8; 32]))] {
+            let changed = TopicAdvert {
+                scope,
+                ..back.clone()
+            };
+            assert_eq!(changed.verify().unwrap_err(), AdvertError::BadSignature);
+        }
     }
-
 }

@@ -1,7 +1,9 @@
 //! Unit tests of the PubSub engine, without threads: the fixture, and the basics of one
 //! publisher's tree. `multi` covers several publishers (causal order, equivocation),
-//! `validation` the application validation hook, `withdrawal` topic deletion.
+//! `validation` the application validation hook, `withdrawal` topic deletion, `domain`
+//! domain-scoped topics over a hand-wired net of engines.
 
+mod domain;
 mod multi;
 mod validation;
 mod withdrawal;

@@ -294,3 +294,58 @@ fn domain_scoped_topic_requests_need_membership_and_a_matching_advert() {
         Some(DropReason::NotMember)
     );
 }
+
+#[test]
+fn a_network_subscription_takes_the_domain_scope_of_its_advert() {
+    use crate::mail::pubsub::PubSubNotice;
+    let mut f = Fixture::new();
+    let (pubsub, _) = f.engine("pubsub", &[Protocol::PUBSUB]);
+    let (b, slot_b) = f.engine("b", &[]);
+    f.drain();
+    let member = key(4);
+    f.router
+        .set_domains(directory(&f, &[member.node_identity()], true));
+    let topic_key = key(6);
+    let topic = topic_key.topic_identity();
+    f.router.handle_topic(
+        b,
+        TopicRequest::Subscribe {
+            topic,
+            scope: RoutingScope::Domain(D),
+        },
+    );
+    f.drain();
+    f.router.handle_pubsub(
+        pubsub,
+        PubSubNotice::AdvertReceived {
+            advert: advert(&topic_key, Some(D)),
+        },
+    );
+    f.router.handle_pubsub(
+        pubsub,
+        PubSubNotice::Subscribed {
+            topic,
+            result: Ok(()),
+        },
+    );
+    f.drain();
+    assert_eq!(
+        f.router.topics().get(&topic).unwrap().scope,
+        RoutingScope::Domain(D)
+    );
+    // A message sent straight to the topic is taken from a member only.
+    for (peer, seq) in [(&member, 0), (&key(5), 1)] {
+        let wire = remote_wire(
+            &peer.derive_engine("p"),
+            peer,
+            Destination::Topic(topic),
+            RoutingScope::Any,
+        );
+        f.router
+            .handle_remote(f.now, peer.node_identity(), wire, Some(receipt(seq)));
+        f.router.flush(f.now);
+    }
+    let delivered: Vec<Slot> = f.deliveries().into_iter().map(|(s, _)| s).collect();
+    assert_eq!(delivered, vec![slot_b]);
+    assert_eq!(f.stats.drops(DropReason::NotMember), 1);
+}
