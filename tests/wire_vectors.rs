@@ -27,8 +27,6 @@ use netmachine::pubsub::PUBSUB_ENGINE_NAME;
 use netmachine::router::ingress::{Ingress, IngressLimits};
 use netmachine::runtime::stats::NodeStats;
 use netmachine::time::{Now, Timestamp};
-use netmachine::topology::wire::{TopologyMessage, TOPOLOGY_VERSION};
-use netmachine::topology::TopologyLimits;
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, kind, FrameDecoder};
 use netmachine::wire::advert::{DomainAuth, Introducer, IpAddress};
@@ -111,10 +109,6 @@ const VECTORS: &[&str] = &[
     "domain-op-add",
     "domain-join-request",
     "domain-digest-body",
-    "topology-join-body",
-    "topology-forward-join-body",
-    "topology-neighbor-body",
-    "topology-shuffle-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2830,64 +2824,6 @@ fn ref_domain_vectors() -> [(&'static str, Layout); 3] {
         ),
         ("domain-join-request", request),
         ("domain-digest-body", digest),
-    print_topology_vectors();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Topology messages (protocol 4), docs/wire.md §16.11.
-
-/// The Topology bodies of §16.11, with their layouts built from the document's rules: domain
-/// of the domain key (seed `04` × 32), node A and node B.
-fn topology_bodies() -> Vec<(&'static str, TopologyMessage, Layout)> {
-    let domain = Keypair::from_seed(&DOMAIN_SEED).domain_identity();
-    let a = Keypair::from_seed(&NODE_A_SEED).node_identity();
-    let b = Keypair::from_seed(&NODE_B_SEED).node_identity();
-    let head = |tag: u32, tag_name: &str| {
-        Layout::default()
-            .field("version (u32)", u32le(1))
-            .field(format!("tag (u32, {tag_name})"), u32le(tag))
-            .field("domain (DomainIdentity)", domain.as_bytes())
-    };
-    vec![
-        (
-            "topology-join-body",
-            TopologyMessage::Join { domain },
-            head(1, "Join"),
-        ),
-        (
-            "topology-forward-join-body",
-            TopologyMessage::ForwardJoin {
-                domain,
-                new_node: a,
-                ttl: 6,
-            },
-            head(2, "ForwardJoin")
-                .field("new_node (NodeIdentity)", a.as_bytes())
-                .field("ttl (u8)", [6]),
-        ),
-        (
-            "topology-neighbor-body",
-            TopologyMessage::Neighbor {
-                domain,
-                high_priority: true,
-            },
-            head(3, "Neighbor").field("high_priority (bool)", [1]),
-        ),
-        (
-            "topology-shuffle-body",
-            TopologyMessage::Shuffle {
-                domain,
-                origin: b,
-                ttl: 5,
-                nodes: vec![b, a],
-            },
-            head(6, "Shuffle")
-                .field("origin (NodeIdentity)", b.as_bytes())
-                .field("ttl (u8)", [5])
-                .field("nodes: count (u64)", u64le(2))
-                .field("nodes[0] (NodeIdentity)", b.as_bytes())
-                .field("nodes[1] (NodeIdentity)", a.as_bytes()),
-        ),
     ]
 }
 
@@ -2952,35 +2888,6 @@ fn print_domain_vectors() {
         "A `Digest` body: 2 operations whose ids XOR to `ab` × 32:\n",
     ];
     for ((name, layout), text) in ref_domain_vectors().into_iter().zip(texts) {
-fn topology_vectors() {
-    for (name, m, layout) in topology_bodies() {
-        let bytes = m.to_bytes();
-        assert_eq!(
-            bytes,
-            layout.bytes(),
-            "{name}: the code and the document's rules"
-        );
-        assert_vector(name, &bytes);
-        assert_eq!(
-            TopologyMessage::from_bytes(&hex(name), TopologyLimits::default().max_shuffle_nodes)
-                .unwrap(),
-            m,
-            "{name}"
-        );
-    }
-    assert_eq!(Protocol::TOPOLOGY, Protocol(4));
-    assert_eq!(TOPOLOGY_VERSION, 1);
-}
-
-fn print_topology_vectors() {
-    println!("### 16.11 Topology messages\n");
-    let texts = [
-        "`Join` in the domain of the domain key (seed `04` × 32):\n",
-        "`ForwardJoin` announcing node A, ttl 6:\n",
-        "`Neighbor` with high priority:\n",
-        "`Shuffle` started by node B, ttl 5, offering node B and node A:\n",
-    ];
-    for ((name, _, layout), text) in topology_bodies().into_iter().zip(texts) {
         para(text);
         print_layout_vector(name, &layout, true);
     }
