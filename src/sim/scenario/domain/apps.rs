@@ -27,6 +27,10 @@ pub(super) struct DomainLog {
     /// Refused outsider subscriptions, by reason.
     pub(super) outsider_refusals: BTreeMap<String, u64>,
     pub(super) published: u64,
+    /// When the first event was published.
+    pub(super) first_published: Option<crate::time::Timestamp>,
+    /// Per member subscriber: when its subscription was confirmed.
+    pub(super) subscribed_at: BTreeMap<usize, crate::time::Timestamp>,
     pub(super) v: Violations,
 }
 
@@ -122,7 +126,9 @@ impl Engine for TopicPublisher {
                     self.next.to_le_bytes().to_vec(),
                 );
                 self.next += 1;
-                self.log.lock().published += 1;
+                let mut log = self.log.lock();
+                log.published += 1;
+                log.first_published.get_or_insert(ctx.now().wall);
                 ctx.set_timer_after(PUBLISH_TIMER, Duration::from_millis(100));
             }
             _ => {}
@@ -147,6 +153,10 @@ impl Engine for TopicSubscriber {
     fn handle(&mut self, ctx: &mut Context, input: Input) {
         match input {
             Input::Timer(SUBSCRIBE_TIMER) => ctx.subscribe(self.topic, self.scope),
+            Input::Topic(TopicEvent::Subscribed { result: Ok(()), .. }) if self.member => {
+                let at = ctx.now().wall;
+                self.log.lock().subscribed_at.insert(self.node, at);
+            }
             Input::Topic(TopicEvent::Subscribed { result: Err(e), .. }) => {
                 if self.member {
                     // The advert had not come yet: try again.

@@ -3,8 +3,9 @@
 //! by the advert), `joins` others asking to join at once, and a domain-scoped topic.
 //!
 //! Every participant (member or joiner) runs the Domain and Topology engines besides PubSub,
-//! and knows every participant's node advert (so its Transport can dial the members its
-//! Topology engine picks; the simulator does not model how a real node learns them). The
+//! and can learn every participant's node advert when it first sends to it or connects to it
+//! (so its Transport can dial the members its Topology engine picks; the simulator does not
+//! model how a real node looks them up). The
 //! phases, in simulated time:
 //!
 //! 1. **formation** (`warmup`): the Topology engines build the overlay; every genesis member
@@ -619,14 +620,15 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         _ => 0.0,
     };
     let maintenance_msgs = maintenance(&world);
-    let recovered_99_s = crash_at.and_then(|_| {
-        let last_bad = share_after_crash.iter().rposition(|&x| x < 0.99);
-        match last_bad {
-            None => Some(0.0),
-            Some(k) if k + 1 < share_after_crash.len() => Some((k + 1) as f64),
-            Some(_) => None,
-        }
-    });
+    // Samples are taken 1 s, 2 s, … after the crash: the first from which every one is ≥ 0.99.
+    let recovered_99_s =
+        crash_at.and_then(
+            |_| match share_after_crash.iter().rposition(|&x| x < 0.99) {
+                None if !share_after_crash.is_empty() => Some(1.0),
+                Some(k) if k + 1 < share_after_crash.len() => Some((k + 2) as f64),
+                _ => None,
+            },
+        );
     DomainSummary {
         nodes: n,
         seed: c.seed,
@@ -661,6 +663,15 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         events_published: log.published,
         member_deliveries_expected,
         member_deliveries,
+        member_subscriptions_late: subscribers
+            .iter()
+            .filter(|i| {
+                log.subscribed_at
+                    .get(i)
+                    .zip(log.first_published)
+                    .is_none_or(|(at, first)| *at > first)
+            })
+            .count() as u64,
         scoped_deliveries_to_non_members: log.outsider_deliveries,
         topic_msgs_by_non_members: by_others,
         topic_msgs_by_members: by_members,

@@ -71,6 +71,10 @@ pub struct DomainSummary {
     pub member_deliveries_expected: u64,
     /// Distinct deliveries to them.
     pub member_deliveries: u64,
+    /// Of the subscribing members that never crashed, those whose subscription was confirmed
+    /// only after the first event was published (or never): PubSub does not replay a topic's
+    /// history, so they may miss the first events.
+    pub member_subscriptions_late: u64,
     /// Deliveries of the scoped topic at non-members: must be 0.
     pub scoped_deliveries_to_non_members: u64,
     /// PubSub messages about the scoped topic that left non-member nodes (goal 0).
@@ -155,10 +159,11 @@ impl DomainSummary {
             json_map(&self.maintenance_msgs)
         );
         s += &format!(
-            ",\"events_published\":{},\"member_deliveries_expected\":{},\"member_deliveries\":{},\"scoped_deliveries_to_non_members\":{},\"topic_msgs_by_non_members\":{},\"topic_msgs_by_members\":{},\"outsider_subscriptions\":{},\"duplicates\":{}",
+            ",\"events_published\":{},\"member_deliveries_expected\":{},\"member_deliveries\":{},\"member_subscriptions_late\":{},\"scoped_deliveries_to_non_members\":{},\"topic_msgs_by_non_members\":{},\"topic_msgs_by_members\":{},\"outsider_subscriptions\":{},\"duplicates\":{}",
             self.events_published,
             self.member_deliveries_expected,
             self.member_deliveries,
+            self.member_subscriptions_late,
             self.scoped_deliveries_to_non_members,
             self.topic_msgs_by_non_members,
             self.topic_msgs_by_members,
