@@ -606,10 +606,10 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
         .filter(|(i, _)| subscribers.contains(i))
         .count() as u64;
     let (mut by_members, mut by_others) = (0, 0);
-    for i in 0..n {
+    for (i, &member) in participant.iter().enumerate() {
         let sends = world.nodes[i].as_ref().map_or(0, |nd| nd.topic_sends)
             + world.retired_topic_sends.get(&i).copied().unwrap_or(0);
-        if participant[i] {
+        if member {
             by_members += sends;
         } else {
             by_others += sends;
