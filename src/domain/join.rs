@@ -442,8 +442,12 @@ impl DomainEngine {
             cutoff_seq: 0,
         };
         self.sign_op(d, kind)
-            .map(|_| ())
-            .ok_or_else(|| "the log refused the leave".into())
+            .ok_or_else(|| "the log refused the leave".to_string())?;
+        // A node that left no longer syncs with the approver of its join.
+        if let Some(inst) = self.domains.get_mut(&d) {
+            inst.contacts.clear();
+        }
+        Ok(())
     }
 
     /// Expels `node` from `d` (introducers only): its operations after its current highest

@@ -54,6 +54,7 @@ use crate::runtime::{Context, Engine, SendOptions};
 use crate::wire::{Destination, Protocol};
 
 pub use crate::mail::domain::DOMAIN_ENGINE_NAME;
+pub use ext::INFO_REQUEST;
 pub use crate::wire::advert::{DomainAdvert, DomainAuth, Introducer};
 use instance::Instance;
 pub use membership::{LogLimits, Member, Membership};
@@ -519,7 +520,9 @@ impl DomainEngine {
                 continue;
             };
             inst.forget_old_requests(now.wall, self.limits.join_window);
-            if !inst.here {
+            // A member syncs; so does a node whose join was accepted but whose replica does
+            // not hold its add's chain yet (it has the approver as a contact).
+            if !inst.here && inst.contacts.is_empty() {
                 continue;
             }
             let Some(peer) = inst.sync_target(self.me, &mut self.rng) else {
