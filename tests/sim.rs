@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_pubsub, run_unicast, Common, Crypto, PubSubScenario, UnicastScenario,
+    run_domain, run_pubsub, run_unicast, Common, Crypto, DomainScenario, DomainSummary,
+    PubSubScenario, UnicastScenario,
 };
 
 fn seed() -> u64 {
@@ -363,4 +364,115 @@ fn three_publishers_under_crashes_lose_nothing_silently() {
     assert_eq!(s.crashes, 20);
     assert_eq!(s.lost, 0, "missing without a counted reason");
     assert_eq!((s.duplicates, s.order_violations), (0, 0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Domains: 60 nodes, 40 members, 8 joins (docs/simulation.md, "The domain scenario").
+
+fn domain(seed: u64) -> DomainScenario {
+    DomainScenario {
+        common: Common {
+            nodes: 60,
+            degree: 4,
+            seed,
+            drain: Duration::from_secs(12),
+            crypto: Crypto::StandIn,
+            ..Common::default()
+        },
+        members: 40,
+        joins: 8,
+        events: 10,
+        outsiders: 6,
+        ..DomainScenario::default()
+    }
+}
+
+/// What every domain run must show: no invariant broken, every live member agreeing on a
+/// membership holding every accepted joiner, nothing of the scoped topic at a non-member.
+fn assert_domain_ok(s: &DomainSummary) {
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert!(s.converged, "the live members did not agree");
+    assert_eq!(
+        s.joins_accepted, s.joins,
+        "every join is accepted (auth none)"
+    );
+    assert_eq!(s.members, s.genesis_members + s.joins);
+    assert_eq!(s.scoped_deliveries_to_non_members, 0);
+    assert_eq!(s.duplicates, 0);
+}
+
+#[test]
+fn domain_joins_converge_and_the_scoped_topic_stays_among_members() {
+    let s = run_domain(&domain(seed()));
+    assert_domain_ok(&s);
+    assert!(s.converged_s.is_some());
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{}",
+        s.largest_component_share
+    );
+    assert_eq!(s.events_published, 10);
+    assert_eq!(s.member_deliveries, s.member_deliveries_expected);
+    assert_eq!(s.topic_msgs_by_non_members, 0);
+    assert!(s.maintenance_msgs_per_node_s > 0.0);
+}
+
+#[test]
+fn a_third_of_the_members_crashing_leaves_the_overlay_connected() {
+    let mut sc = domain(seed());
+    sc.common.crash = 0.3;
+    let s = run_domain(&sc);
+    assert_domain_ok(&s);
+    assert_eq!(s.crashed, 14, "30 % of 48 members");
+    assert_eq!(s.live_members, 48 - 14);
+    assert!(s.share_after_crash.len() >= 10);
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{:?}",
+        s.share_after_crash
+    );
+}
+
+#[test]
+fn a_partitioned_domain_converges_after_the_heal() {
+    let mut sc = domain(seed());
+    sc.common.partition = Duration::from_secs(12);
+    let s = run_domain(&sc);
+    assert_domain_ok(&s);
+    assert_eq!(s.partitions, 1);
+    assert!(s.converged_after_heal_s.is_some());
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{:?}",
+        s.share_after_heal
+    );
+}
+
+#[test]
+fn joins_under_ten_percent_loss_converge() {
+    let mut sc = domain(seed());
+    sc.common.faults = LinkFaults {
+        loss: 0.1,
+        ..LinkFaults::default()
+    };
+    let s = run_domain(&sc);
+    assert_domain_ok(&s);
+    assert!(
+        s.largest_component_share >= 0.99,
+        "{}",
+        s.largest_component_share
+    );
+}
+
+#[test]
+fn the_domain_scenario_replays_from_its_seed() {
+    let mut sc = domain(5);
+    sc.common.crash = 0.2;
+    let a = run_domain(&sc);
+    let b = run_domain(&sc);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.steps, b.steps);
+    sc.common.seed = 6;
+    assert_ne!(run_domain(&sc).trace_hash, a.trace_hash);
 }

@@ -25,10 +25,15 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use crate::identity::TopicIdentity;
+use crate::mail::domain::DomainDirectory;
 use crate::rng::SplitMix64;
 use crate::time::{Now, Timestamp};
+use crate::wire::NodeAdvert;
 use net::{Event, LinkFaults, Net};
-use node::{EngineSetup, NodeSetup, SimNode};
+use node::{EngineSetup, NodeExtras, NodeSetup, SimNode};
 
 /// The wall clock a simulation starts at (2026-01-01T00:00:00Z), so that expiries and ids do
 /// not depend on when it runs.
@@ -38,6 +43,33 @@ pub const WALL_EPOCH: Timestamp = Timestamp(1_767_225_600_000);
 /// gets fresh engines: what was in memory is lost).
 pub type AppFactory = Box<dyn FnMut(usize, u32) -> Vec<EngineSetup>>;
 
+/// Builds the built-in engines besides PubSub — the Domain and Topology engines — of node
+/// `index` for its `incarnation`, given the node's new (empty) domain directory, which the
+/// simulator also hands to the node's Router and PubSub.
+pub type BuiltinFactory = Box<dyn FnMut(usize, u32, &DomainDirectory) -> Vec<EngineSetup>>;
+
+/// What the nodes of a world run and know beyond their setups (the domain scenario's needs).
+pub struct WorldExtras {
+    /// Built-in engines per node and incarnation.
+    pub builtins: BuiltinFactory,
+    /// Per node (by index; missing: none), adverts of nodes it can find without keeping a
+    /// connection to them, learnt when an engine first sends to one or asks to connect to it
+    /// ([`NodeExtras::known`]).
+    pub known: Vec<Arc<std::collections::BTreeMap<crate::identity::NodeIdentity, NodeAdvert>>>,
+    /// A topic whose PubSub messages leaving each node are counted ([`SimNode::topic_sends`]).
+    pub watch_topic: Option<TopicIdentity>,
+}
+
+impl Default for WorldExtras {
+    fn default() -> Self {
+        WorldExtras {
+            builtins: Box::new(|_, _, _| Vec::new()),
+            known: Vec::new(),
+            watch_topic: None,
+        }
+    }
+}
+
 /// The nodes, the network between them, and the clock.
 pub struct World {
     /// The run's seed.
@@ -46,6 +78,7 @@ pub struct World {
     pub nodes: Vec<Option<SimNode>>,
     setups: Vec<NodeSetup>,
     apps: AppFactory,
+    extras: WorldExtras,
     pub(crate) net: Net,
     base: Instant,
     /// Scheduled wake-up of each node, to avoid scheduling the same one twice.
@@ -65,6 +98,13 @@ pub struct World {
     pub retired_drops: std::collections::BTreeMap<String, u64>,
     /// See `retired_drops`.
     pub retired_pubsub: std::collections::BTreeMap<String, u64>,
+    /// Messages that left crashed node incarnations, by the name of the engine that sent them.
+    pub retired_sent: std::collections::BTreeMap<String, u64>,
+    /// Watched-topic PubSub messages that left crashed node incarnations, by node.
+    pub retired_topic_sends: std::collections::BTreeMap<usize, u64>,
+    /// The nodes that ran (were settled) during the last event: a per-step check need look at
+    /// these only.
+    pub touched: Vec<usize>,
     downtime: Duration,
 }
 
@@ -72,6 +112,17 @@ impl World {
     /// A world of nodes built from `setups`, with application engines from `apps`, links with
     /// `faults`, and every random decision drawn from `seed`.
     pub fn new(seed: u64, setups: Vec<NodeSetup>, apps: AppFactory, faults: LinkFaults) -> World {
+        World::with_extras(seed, setups, apps, faults, WorldExtras::default())
+    }
+
+    /// As [`World::new`], with built-in domain engines, known adverts and a watched topic.
+    pub fn with_extras(
+        seed: u64,
+        setups: Vec<NodeSetup>,
+        apps: AppFactory,
+        faults: LinkFaults,
+        extras: WorldExtras,
+    ) -> World {
         let mut net = Net::new(faults, SplitMix64::derive(seed, u64::MAX));
         for (i, s) in setups.iter().enumerate() {
             log::debug!("sim: node {i} is {}", s.key.node_identity().short());
@@ -88,6 +139,7 @@ impl World {
             nodes: (0..n).map(|_| None).collect(),
             setups,
             apps,
+            extras,
             net,
             base: Instant::now(),
             wakes: vec![None; n],
@@ -99,6 +151,9 @@ impl World {
             crashed: BTreeSet::new(),
             retired_drops: Default::default(),
             retired_pubsub: Default::default(),
+            retired_sent: Default::default(),
+            retired_topic_sends: Default::default(),
+            touched: Vec::new(),
             downtime: Duration::from_secs(2),
         };
         let now = w.now();
@@ -156,7 +211,34 @@ impl World {
 
     /// Schedules a crash of `node` at `at` (it restarts after the downtime).
     pub fn crash_at(&mut self, at: Duration, node: usize) {
-        self.net.queue.push(at, Event::Crash { node });
+        self.net.queue.push(
+            at,
+            Event::Crash {
+                node,
+                restart: true,
+            },
+        );
+    }
+
+    /// Schedules a crash of `node` at `at`, after which it stays down.
+    pub fn crash_for_good_at(&mut self, at: Duration, node: usize) {
+        self.net.queue.push(
+            at,
+            Event::Crash {
+                node,
+                restart: false,
+            },
+        );
+    }
+
+    /// Whether node `i` is up.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.net.up.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether a partition is in force now.
+    pub fn partitioned(&self) -> bool {
+        self.net.partition.is_some()
     }
 
     /// Schedules a partition of `side` from the other nodes from `at` for `len`.
@@ -178,8 +260,15 @@ impl World {
     fn start_node(&mut self, i: usize, now: Now) {
         let incarnation = self.net.incarnation[i];
         let apps = (self.apps)(i, incarnation);
+        let directory = DomainDirectory::new();
+        let extras = NodeExtras {
+            builtins: (self.extras.builtins)(i, incarnation, &directory),
+            directory,
+            known: self.extras.known.get(i).cloned().unwrap_or_default(),
+            watch_topic: self.extras.watch_topic,
+        };
         let rng = SplitMix64::derive(self.seed, ((i as u64) << 20) | incarnation as u64);
-        let node = SimNode::new(&self.setups[i], apps, incarnation, rng, now);
+        let node = SimNode::with_extras(&self.setups[i], extras, apps, incarnation, rng, now);
         self.nodes[i] = Some(node);
         self.net.up[i] = true;
         self.settle(i);
@@ -187,6 +276,9 @@ impl World {
 
     /// Runs node `i` until it is idle, then schedules its next deadline.
     fn settle(&mut self, i: usize) {
+        if self.touched.last() != Some(&i) {
+            self.touched.push(i);
+        }
         let now = self.now();
         let Some(node) = self.nodes[i].as_mut() else {
             return;
@@ -213,14 +305,15 @@ impl World {
         app: &mut dyn FnMut(&mut World, usize, u64),
         check: &mut dyn FnMut(&World) -> Result<(), String>,
     ) -> Result<(), String> {
-        while let Some((at, event)) = self.net.queue.pop() {
-            if at > until {
-                self.net.queue.push(at, event);
-                self.net.t = until;
-                return Ok(());
-            }
+        // Peeked, not popped and pushed back: an event left for a later call keeps its place
+        // among the events due at the same instant, so a run cut into pieces is the same run.
+        while self.net.queue.next_at().is_some_and(|at| at <= until) {
+            let Some((at, event)) = self.net.queue.pop() else {
+                break;
+            };
             self.net.t = at;
             self.steps += 1;
+            self.touched.clear();
             self.trace(at.as_nanos() as u64);
             self.handle(event, app);
             check(self).map_err(|e| {
@@ -359,10 +452,11 @@ impl World {
                     self.settle(node);
                 }
             }
-            Event::Crash { node } => {
+            Event::Crash { node, restart } => {
                 if !self.net.up[node] {
                     return;
                 }
+                self.touched.push(node);
                 self.trace(8);
                 self.trace(node as u64);
                 self.crashes += 1;
@@ -379,6 +473,10 @@ impl World {
                             *self.retired_pubsub.entry(name.to_string()).or_default() += n;
                         }
                     }
+                    for (name, n) in old.sent_by_engine() {
+                        *self.retired_sent.entry(name).or_default() += n;
+                    }
+                    *self.retired_topic_sends.entry(node).or_default() += old.topic_sends;
                 }
                 self.net.up[node] = false;
                 self.wakes[node] = None;
@@ -389,8 +487,10 @@ impl World {
                     }
                     self.net.forget(ep);
                 }
-                let at = self.net.t + self.downtime;
-                self.net.queue.push(at, Event::Restart { node });
+                if restart {
+                    let at = self.net.t + self.downtime;
+                    self.net.queue.push(at, Event::Restart { node });
+                }
             }
             Event::Restart { node } => {
                 self.trace(9);

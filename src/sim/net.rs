@@ -102,8 +102,8 @@ pub(crate) enum Event {
     Close { to: EndpointId, reason: String },
     /// A node's own deadline.
     Wake { node: usize },
-    /// A node crashes.
-    Crash { node: usize },
+    /// A node crashes (and restarts after the downtime if `restart`).
+    Crash { node: usize, restart: bool },
     /// A crashed node starts again.
     Restart { node: usize },
     /// The nodes in `side` are cut from the others until `heal_at`.

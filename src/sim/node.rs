@@ -15,11 +15,12 @@ use std::time::Instant;
 
 use super::conn::SimConn;
 use super::net::{EndpointId, Net};
-use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
+use crate::identity::{EngineIdentity, Keypair, NodeIdentity, TopicIdentity};
 use crate::identity_store::IdentityStore;
+use crate::mail::domain::DomainDirectory;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::mail::{DropReason, Input, Outbound, Output, Receipt, RouteHeader};
-use crate::pubsub::{PubSub, PubSubLimits, PubSubStats, PUBSUB_ENGINE_NAME};
+use crate::pubsub::{PubSub, PubSubLimits, PubSubMessage, PubSubStats, PUBSUB_ENGINE_NAME};
 use crate::rng::SplitMix64;
 use crate::router::{LocalEngines, Router, RouterLimits, RouterOutput, Slot};
 use crate::runtime::stats::NodeStats;
@@ -56,6 +57,8 @@ struct SimEngine {
     timers: Timers,
     started: bool,
     stopped: bool,
+    /// Messages it sent that left the node.
+    sent: u64,
 }
 
 /// How a simulated node is set up.
@@ -73,6 +76,26 @@ pub struct NodeSetup {
     pub pubsub: bool,
 }
 
+/// What a node runs and knows beyond its [`NodeSetup`], for one incarnation: the domains'
+/// built-in engines and the directory they share with the Router and PubSub.
+#[derive(Default)]
+pub struct NodeExtras {
+    /// The node's domain directory (empty unless a Domain engine fills it): handed to the
+    /// Router and PubSub, and to whatever built the engines in `builtins`.
+    pub directory: DomainDirectory,
+    /// Built-in engines besides PubSub (the Domain and Topology engines), registered before
+    /// the application engines.
+    pub builtins: Vec<EngineSetup>,
+    /// Adverts of nodes the node can find without keeping a connection to them: one goes into
+    /// its identity store (and so to its Transport) the first time one of its engines sends to
+    /// that node or asks the Transport to connect to it — standing in for the lookup a real
+    /// node makes, which the simulator does not model. Learnt on demand, not at start, so that
+    /// the Transport's peer table holds the peers the node deals with, not the whole network.
+    pub known: Arc<BTreeMap<NodeIdentity, NodeAdvert>>,
+    /// A topic whose PubSub messages leaving the node are counted ([`SimNode::topic_sends`]).
+    pub watch_topic: Option<TopicIdentity>,
+}
+
 /// One simulated node.
 pub struct SimNode {
     /// The node's identity.
@@ -83,6 +106,13 @@ pub struct SimNode {
     pub stats: Arc<NodeStats>,
     /// PubSub counters, if it runs PubSub.
     pub pubsub_stats: Option<Arc<PubSubStats>>,
+    /// The node's domain directory, shared by its Domain engine, Router and PubSub.
+    pub directory: DomainDirectory,
+    /// PubSub messages about the watched topic ([`NodeExtras::watch_topic`]) that left the node.
+    pub topic_sends: u64,
+    watch_topic: Option<TopicIdentity>,
+    known: Arc<BTreeMap<NodeIdentity, NodeAdvert>>,
+    learnt: std::collections::BTreeSet<NodeIdentity>,
     router: Router,
     store: IdentityStore,
     core: Core<SplitMix64>,
@@ -105,6 +135,25 @@ impl SimNode {
         rng: SplitMix64,
         now: Now,
     ) -> SimNode {
+        SimNode::with_extras(setup, NodeExtras::default(), apps, incarnation, rng, now)
+    }
+
+    /// As [`SimNode::new`], with the built-in domain engines, directory and known adverts of
+    /// `extras`.
+    pub fn with_extras(
+        setup: &NodeSetup,
+        extras: NodeExtras,
+        apps: Vec<EngineSetup>,
+        incarnation: u32,
+        rng: SplitMix64,
+        now: Now,
+    ) -> SimNode {
+        let NodeExtras {
+            directory,
+            builtins,
+            known,
+            watch_topic,
+        } = extras;
         let identity = setup.key.node_identity();
         let stats = Arc::new(NodeStats::default());
         let limits = RouterLimits {
@@ -112,12 +161,14 @@ impl SimNode {
             ..RouterLimits::default()
         };
         let mut router = Router::new(identity, Arc::clone(&stats), limits, true);
+        router.set_domains(directory.clone());
         let mut store = IdentityStore::new(crate::identity_store::DEFAULT_MAX_RECORDS);
         store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
         store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);
         for (advert, _) in &setup.peers {
             store.apply(now.wall, IdentityUpdate::NodeAdvert(advert.clone()));
         }
+        let learnt = setup.peers.iter().map(|(a, _)| a.id).collect();
         let core = Core::new(
             identity,
             setup.advert.clone(),
@@ -135,10 +186,14 @@ impl SimNode {
                 name: PUBSUB_ENGINE_NAME.into(),
                 serves: vec![Protocol::PUBSUB],
                 mailbox_depth: 65_536,
-                engine: Box::new(PubSub::new(key, PubSubLimits::default(), Arc::clone(&s))),
+                engine: Box::new(
+                    PubSub::new(key, PubSubLimits::default(), Arc::clone(&s))
+                        .with_domains(directory.clone()),
+                ),
             });
             pubsub_stats = Some(s);
         }
+        all.extend(builtins);
         all.extend(apps);
         let mut engines = Vec::new();
         let mut slots = BTreeMap::new();
@@ -160,6 +215,7 @@ impl SimNode {
                 timers: Timers::default(),
                 started: false,
                 stopped: false,
+                sent: 0,
             });
         }
         let mut node = SimNode {
@@ -167,6 +223,11 @@ impl SimNode {
             incarnation,
             stats,
             pubsub_stats,
+            directory,
+            topic_sends: 0,
+            watch_topic,
+            known,
+            learnt,
             router,
             store,
             core,
@@ -184,6 +245,24 @@ impl SimNode {
     /// The identity of the local engine called `name`.
     pub fn engine_identity(&self, name: &str) -> Option<EngineIdentity> {
         self.locals.find(name)
+    }
+
+    /// Messages the engine called `name` sent that left the node (0 for no such engine).
+    pub fn sent_by(&self, name: &str) -> u64 {
+        self.engines
+            .iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.sent)
+            .sum()
+    }
+
+    /// Messages that left the node, by the name of the engine that sent them.
+    pub fn sent_by_engine(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for e in &self.engines {
+            *out.entry(e.name.clone()).or_default() += e.sent;
+        }
+        out
     }
 
     /// The Transport core's instance number.
@@ -436,6 +515,21 @@ impl SimNode {
         self.router.not_handled(receipts);
     }
 
+    /// Puts `node`'s advert into the identity store (and through it into the Transport) if
+    /// this node can know it and has not learnt it yet ([`NodeExtras::known`]).
+    fn learn(&mut self, now: Now, node: NodeIdentity) {
+        if node == self.identity || self.learnt.contains(&node) {
+            return;
+        }
+        let Some(advert) = self.known.get(&node).cloned() else {
+            return;
+        };
+        self.learnt.insert(node);
+        self.store
+            .apply(now.wall, IdentityUpdate::NodeAdvert(advert));
+        self.drain_store(now);
+    }
+
     /// Carries out engine `i`'s outputs as its thread shell would, then hands `receipts` back.
     fn carry_out(&mut self, i: usize, now: Now, receipts: Vec<Receipt>) {
         let outputs = self.engines[i].ctx.take_outputs();
@@ -444,10 +538,22 @@ impl SimNode {
             match output {
                 Output::Send(out) => {
                     let stays = self.locals.keeps(self.identity, &out.msg);
+                    if let (false, crate::wire::Destination::Node(to)) = (stays, &out.msg.dst) {
+                        self.learn(now, *to);
+                    }
                     if !stays {
                         self.stats
                             .signed
                             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.engines[i].sent += 1;
+                        if let Some(topic) = self.watch_topic {
+                            if out.msg.protocol == Protocol::PUBSUB
+                                && PubSubMessage::from_bytes(&out.msg.body)
+                                    .is_ok_and(|m| m.topic() == Some(topic))
+                            {
+                                self.topic_sends += 1;
+                            }
+                        }
                     }
                     let e = &self.engines[i];
                     let outbound =
@@ -456,7 +562,12 @@ impl SimNode {
                 }
                 Output::Topic(req) => self.router.handle_topic(from, req),
                 Output::Identity(req) => self.store.handle(now.wall, Party::Engine(from), req),
-                Output::Transport(req) => self.core.handle_request(now, from, req),
+                Output::Transport(req) => {
+                    if let crate::mail::transport::TransportRequest::Connect { node } = &req {
+                        self.learn(now, *node);
+                    }
+                    self.core.handle_request(now, from, req)
+                }
                 Output::SetTimer { token, at } => self.engines[i].timers.set(token, at),
                 Output::CancelTimer { token } => self.engines[i].timers.cancel(token),
                 Output::Stop => {

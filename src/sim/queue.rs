@@ -61,6 +61,11 @@ impl<E> Queue<E> {
         self.heap.pop().map(|Reverse(e)| (e.at, e.event))
     }
 
+    /// When the earliest event is due.
+    pub(crate) fn next_at(&self) -> Option<Duration> {
+        self.heap.peek().map(|Reverse(e)| e.at)
+    }
+
     /// Events waiting.
     pub(crate) fn len(&self) -> usize {
         self.heap.len()

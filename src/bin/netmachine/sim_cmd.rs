@@ -9,8 +9,8 @@ use clap::{Args, Subcommand};
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_pubsub_with, run_unicast_with, Common, Crypto, Progress, PubSubScenario, Summary,
-    UnicastScenario,
+    run_domain_with, run_pubsub_with, run_unicast_with, Common, Crypto, DomainScenario,
+    DomainSummary, Progress, PubSubScenario, Summary, UnicastScenario,
 };
 
 /// Prints a line to stdout; a closed pipe (the reader went away) is not an error worth a panic.
@@ -114,6 +114,34 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 0)]
         datagram_every: u64,
     },
+    /// A domain formed of `--members` nodes, `--joins` nodes asking to join at once, a topic
+    /// scoped to the domain; `--crash F` crashes a fraction of the members at once after the
+    /// joins (they stay down), `--partition-s S` splits the participants in two halves during
+    /// the joins, `--drain-s` is how long the run goes on after the last of that.
+    Domain {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Members of the domain from the start (genesis; `--nodes` is raised to members +
+        /// joins if smaller).
+        #[arg(long, default_value_t = 40)]
+        members: usize,
+        /// Non-members that ask to join at once.
+        #[arg(long, default_value_t = 0)]
+        joins: usize,
+        /// Genesis members named as introducers by the advert.
+        #[arg(long, default_value_t = 4)]
+        introducers: usize,
+        /// Events one member publishes on the domain-scoped topic.
+        #[arg(long, default_value_t = 10)]
+        events: u64,
+        /// Non-members that subscribe to the scoped topic (half scoped to the domain, half
+        /// `Any`).
+        #[arg(long, default_value_t = 10)]
+        outsiders: usize,
+        /// Seconds to wait for convergence after the joins (and the heal).
+        #[arg(long, default_value_t = 60.0)]
+        join_timeout_s: f64,
+    },
 }
 
 fn common(a: &CommonArgs) -> Result<Common, String> {
@@ -159,6 +187,48 @@ fn common(a: &CommonArgs) -> Result<Common, String> {
 /// Runs the scenario; `Ok(false)` if an invariant broke or something was lost.
 pub fn run(cmd: &SimCommand) -> Result<bool, String> {
     let (summary, json) = match cmd {
+        SimCommand::Domain {
+            common: a,
+            members,
+            joins,
+            introducers,
+            events,
+            outsiders,
+            join_timeout_s,
+        } => {
+            let mut c = common(a)?;
+            if *members == 0 {
+                return Err("--members must be at least 1".into());
+            }
+            if c.nodes < members + joins {
+                if !a.json {
+                    say!(
+                        "--nodes {} raised to members + joins = {}",
+                        c.nodes,
+                        members + joins
+                    );
+                }
+                c.nodes = members + joins;
+            }
+            announce(&c, a.json, "domain");
+            let s = DomainScenario {
+                common: c,
+                members: *members,
+                joins: *joins,
+                introducers: *introducers,
+                events: *events,
+                outsiders: *outsiders,
+                join_timeout: Duration::from_secs_f64(join_timeout_s.max(0.0)),
+                ..DomainScenario::default()
+            };
+            let summary = run_domain_with(&s, &mut reporter(a.json));
+            if a.json {
+                say!("{}", summary.to_json());
+            } else {
+                print_domain(&summary);
+            }
+            return Ok(summary.ok());
+        }
         SimCommand::Pubsub {
             common: a,
             publishers,
@@ -246,6 +316,60 @@ fn ok(s: &Summary) -> bool {
         && s.lost == 0
         && s.forged_deliveries == 0
         && (s.scenario != "pubsub" || s.crashes > 0 || s.deliveries == s.deliveries_expected)
+}
+
+fn print_domain(s: &DomainSummary) {
+    say!(
+        "{} simulated seconds in {:.2} s of wall time, {} steps, crypto {}",
+        s.sim_s,
+        s.wall_s,
+        s.steps,
+        s.crypto
+    );
+    say!(
+        "members {} ({} genesis, {} live); joins {}: {} accepted, refused {:?}, {} unanswered",
+        s.members,
+        s.genesis_members,
+        s.live_members,
+        s.joins,
+        s.joins_accepted,
+        s.joins_refused,
+        s.joins_unanswered
+    );
+    let secs = |v: Option<f64>| v.map_or("never".to_string(), |v| format!("{v:.1} s"));
+    say!(
+        "converged {} (first after {}; after the heal {}), anti-entropy rounds per member {}",
+        s.converged,
+        secs(s.converged_s),
+        secs(s.converged_after_heal_s),
+        s.anti_entropy_rounds
+            .map_or("-".to_string(), |v| format!("{v:.1}"))
+    );
+    say!(
+        "largest component {:.1} % of live members ({} components); {} crashed; share after the crash {:?}",
+        s.largest_component_share * 100.0,
+        s.components,
+        s.crashed,
+        s.share_after_crash
+    );
+    say!(
+        "maintenance {:.2} msgs/node/s ({:.2} over the last 10 s) {:?}",
+        s.maintenance_msgs_per_node_s,
+        s.maintenance_msgs_per_node_s_end,
+        s.maintenance_msgs
+    );
+    say!(
+        "scoped topic: {} events, {} of {} member deliveries, {} deliveries to non-members, {} topic messages sent by non-members",
+        s.events_published,
+        s.member_deliveries,
+        s.member_deliveries_expected,
+        s.scoped_deliveries_to_non_members,
+        s.topic_msgs_by_non_members
+    );
+    say!("trace hash {} (seed {})", s.trace_hash, s.seed);
+    if let Some(f) = &s.failure {
+        say!("FAILED: {f}");
+    }
 }
 
 fn print_text(s: &Summary) {

@@ -7,6 +7,9 @@
 //!   all from the seed).
 //! * **unicast**: every node's client engine sends `requests` requests to the server engines of
 //!   its neighbours, which answer each.
+//! * **domain**: a domain of `members` nodes formed from the start, `joins` nodes asking to
+//!   join at once, a partition of its members, a crash of a fraction of them, and a topic
+//!   scoped to the domain (see `domain`).
 //!
 //! Invariants, checked on every step (a broken one fails the run with the seed and the step):
 //! no message is delivered twice to one incarnation of an engine; per publisher, events arrive
@@ -19,12 +22,14 @@
 //! its sender, nor handled by a server that crashed before answering; an event a live
 //! subscriber never got must be one its PubSub engine counted as given up.
 //!
-//! The workloads themselves are in `pubsub` and `unicast`; this module holds what they share:
+//! The workloads themselves are in `pubsub`, `unicast` and `domain`; this module holds what they share:
 //! the scenario settings, the summary, the topology, node setups, faults and the run loop.
 
+mod domain;
 mod pubsub;
 mod unicast;
 
+pub use domain::{run_domain, run_domain_with, DomainScenario, DomainSummary};
 pub use pubsub::{run_pubsub, run_pubsub_with};
 pub use unicast::{run_unicast, run_unicast_with};
 
