@@ -23,8 +23,8 @@ impl DomainEngine {
         let op = Arc::new(Op::new_signed(
             &self.key,
             d,
-            inst.log.max_seq_of(&self.me) + 1,
-            inst.log.max_lamport() + 1,
+            inst.log.max_seq_of(&self.me).saturating_add(1),
+            inst.log.max_lamport().saturating_add(1),
             kind,
         ));
         let mut released = Vec::new();

@@ -27,6 +27,10 @@ use super::wire::{VectorEntry, BATCH_OPS_BYTES, MAX_BATCH_OPS};
 use crate::identity::{DomainIdentity, NodeIdentity};
 use crate::wire::advert::{DomainAdvert, DomainAuth};
 
+/// `seq` and `lamport` must be below this (2^62): a stored operation with a huge counter
+/// would make every later one of this node overflow. The rule depends only on the operation.
+pub const MAX_COUNTER: u64 = 1 << 62;
+
 /// The limits of one domain's membership replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogLimits {
@@ -47,7 +51,7 @@ pub enum Refused {
     BadSignature,
     /// It is for another domain.
     WrongDomain,
-    /// `seq` 0 or `lamport` 0 (both count from 1).
+    /// `seq` or `lamport` 0 (both count from 1), or at least [`MAX_COUNTER`].
     Malformed,
     /// Its author is not a known member; held pending (`true`) or dropped (pending full).
     UnknownAuthor(bool),
@@ -219,7 +223,7 @@ impl Membership {
         if op.domain != self.domain {
             return Err(Refused::WrongDomain);
         }
-        if op.seq == 0 || op.lamport == 0 {
+        if op.seq == 0 || op.lamport == 0 || op.seq >= MAX_COUNTER || op.lamport >= MAX_COUNTER {
             return Err(Refused::Malformed);
         }
         let key = (op.author, op.seq);
@@ -601,6 +605,9 @@ impl Membership {
                     }
                     1
                 }
+                // A peer that claims nothing of this author (a hostile `max_seq` 0 or
+                // `count` 0) gets everything (and no empty, panicking range is asked for).
+                Some(t) if t.max_seq == 0 || t.count == 0 => 1,
                 Some(t) => {
                     let prefix_hash = self
                         .ops

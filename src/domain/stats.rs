@@ -46,7 +46,7 @@ counters! {
     ops_bad_signature,
     /// Refused: for another domain than the message names.
     ops_wrong_domain,
-    /// Refused: `seq` or `lamport` 0.
+    /// Refused: `seq` or `lamport` 0, or at least 2^62 (`MAX_COUNTER`).
     ops_malformed,
     /// Held: the author is not a known member yet (waits for its add).
     ops_pending,

@@ -6,6 +6,7 @@
 mod engines;
 mod hostile;
 mod membership;
+mod review;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
