@@ -575,14 +575,41 @@ impl Membership {
     }
 
     /// The version vector: one entry per author, in author order.
+    ///
+    /// Each entry describes the **contiguous run** of the author's operations held from
+    /// sequence number 1: `max_seq` is its end, `count` equals it, and `hash` covers those
+    /// operations only. An author whose operations have gaps here (later ones arrived by push
+    /// before earlier ones) is described by the run before the first gap, so the peer sends
+    /// from the first missing sequence number on — each batch then fills the lowest gap, and
+    /// repeated exchanges make progress however many operations the author has (before, every
+    /// batch restarted at 1 and an author with more than one batch of operations was never
+    /// completed: found by the simulator, docs/simulation.md).
     pub fn vector(&self) -> Vec<VectorEntry> {
         self.authors
             .iter()
-            .map(|(author, a)| VectorEntry {
-                author: *author,
-                max_seq: a.max_seq,
-                count: a.count,
-                hash: a.hash,
+            .map(|(author, a)| {
+                if a.count == a.max_seq {
+                    return VectorEntry {
+                        author: *author,
+                        max_seq: a.max_seq,
+                        count: a.count,
+                        hash: a.hash,
+                    };
+                }
+                let (mut end, mut hash) = (0u64, 0u64);
+                for (&(_, seq), op) in self.ops.range((*author, 1)..=(*author, u64::MAX)) {
+                    if seq != end + 1 {
+                        break;
+                    }
+                    end = seq;
+                    hash ^= id_prefix(&op.id());
+                }
+                VectorEntry {
+                    author: *author,
+                    max_seq: end,
+                    count: end,
+                    hash,
+                }
             })
             .collect()
     }

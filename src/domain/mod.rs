@@ -54,8 +54,8 @@ use crate::runtime::{Context, Engine, SendOptions};
 use crate::wire::{Destination, Protocol};
 
 pub use crate::mail::domain::DOMAIN_ENGINE_NAME;
-pub use ext::INFO_REQUEST;
 pub use crate::wire::advert::{DomainAdvert, DomainAuth, Introducer};
+pub use ext::INFO_REQUEST;
 use instance::Instance;
 pub use membership::{LogLimits, Member, Membership};
 pub use ops::{Op, OpId, OpKind};

@@ -384,11 +384,11 @@ impl Decode<()> for JoinResponse {
 pub struct VectorEntry {
     /// The author.
     pub author: NodeIdentity,
-    /// Its highest sequence number held.
+    /// The end of the contiguous run of its operations held from sequence number 1 (0: none).
     pub max_seq: u64,
-    /// How many of its operations are held.
+    /// How many of its operations that run holds (equal to `max_seq` from a netmachine peer).
     pub count: u64,
-    /// XOR of the held operations' ids (first 8 bytes, little-endian).
+    /// XOR of the run's operations' ids (first 8 bytes, little-endian).
     pub hash: u64,
 }
 

@@ -737,5 +737,4 @@ mod tests {
             assert_eq!(changed.verify().unwrap_err(), AdvertError::BadSignature);
         }
     }
-
 }

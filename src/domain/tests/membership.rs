@@ -391,6 +391,54 @@ fn version_vectors_find_what_a_replica_lacks() {
     assert!(full.missing_for(&full.vector()).is_empty());
 }
 
+/// An author with many more operations than one batch, held with a gap (its latest ones came
+/// by push before the earlier ones): each exchange fills from the first missing operation, so
+/// the gap closes in a few rounds (each batch used to restart at sequence 1, and the
+/// operations after the first batch never came).
+#[test]
+fn a_gap_after_more_than_one_batch_of_one_author_closes() {
+    let ks = keys(77, 701);
+    let domain_key = Keypair::from_seed(&[77; 32]);
+    let advert = advert_for(&domain_key, &ks[..1], DomainAuth::None, 0);
+    let ops: Vec<Arc<Op>> = ks[1..]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Arc::new(Op::new_signed(
+                &ks[0],
+                advert.id,
+                i as u64 + 1,
+                i as u64 + 1,
+                OpKind::Add {
+                    member: k.node_identity(),
+                    request: None,
+                },
+            ))
+        })
+        .collect();
+    let mut full = Membership::new(&advert, limits());
+    insert_all(&mut full, &ops);
+    let mut part = Membership::new(&advert, limits());
+    insert_all(&mut part, &ops[..5]);
+    insert_all(&mut part, &ops[650..]);
+    let mut rounds = 0;
+    while part.digest() != full.digest() {
+        rounds += 1;
+        assert!(
+            rounds <= 4,
+            "the gap is still open after {} rounds",
+            rounds - 1
+        );
+        let batch = full.missing_for(&part.vector());
+        assert!(!batch.is_empty());
+        insert_all(&mut part, &batch);
+    }
+    full.refresh();
+    part.refresh();
+    assert_eq!(state(&part), state(&full));
+    assert_eq!(part.member_set().len(), 701);
+}
+
 #[test]
 fn a_thousand_members_and_late_concurrent_joins_cost_one_replay_per_refresh() {
     let ks = keys(60, 4);

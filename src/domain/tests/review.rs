@@ -64,7 +64,12 @@ fn vector_entry_claiming_nothing_does_not_panic() {
 fn huge_lamport_or_seq_is_refused_as_malformed() {
     let (ks, mut log) = one_introducer_log(2);
     let d = log.domain();
-    for (seq, lamport) in [(1, u64::MAX), (1, MAX_COUNTER), (MAX_COUNTER, 1), (u64::MAX, 1)] {
+    for (seq, lamport) in [
+        (1, u64::MAX),
+        (1, MAX_COUNTER),
+        (MAX_COUNTER, 1),
+        (u64::MAX, 1),
+    ] {
         let op = Arc::new(Op::new_signed(
             &ks[0],
             d,
