@@ -439,11 +439,16 @@ impl DomainEngine {
                     };
                 let inst = self.domains.get_mut(&d).expect("checked above");
                 let mut released = Vec::new();
-                let stored = valid_add
-                    && matches!(
-                        inst.log.insert(Arc::new(*op), false, &mut released),
-                        Ok(_) | Err(Refused::UnknownAuthor(true))
-                    );
+                let op = Arc::new(*op);
+                let res = if valid_add {
+                    Some(inst.log.insert(op.clone(), false, &mut released))
+                } else {
+                    None
+                };
+                let stored = matches!(res, Some(Ok(_) | Err(Refused::UnknownAuthor(true))));
+                if res == Some(Ok(Inserted::New)) {
+                    inst.push.push((op, Some(from)));
+                }
                 if !stored {
                     DomainStats::count(&self.stats.join_response_bad_op);
                     log::warn!(
@@ -454,10 +459,19 @@ impl DomainEngine {
                     return;
                 }
                 DomainStats::count(&self.stats.ops_received);
+                // New operations are forwarded like those of an `Ops` message.
                 for o in ops {
                     DomainStats::count(&self.stats.ops_received);
-                    let res = inst.log.insert(Arc::new(o), false, &mut released);
+                    let o = Arc::new(o);
+                    let res = inst.log.insert(o.clone(), false, &mut released);
+                    if res == Ok(Inserted::New) {
+                        inst.push.push((o, Some(from)));
+                    }
                     count_insert(&self.stats, res);
+                }
+                for o in released {
+                    DomainStats::count(&self.stats.ops_new);
+                    inst.push.push((o, None));
                 }
                 if !inst.contacts.contains(&from) {
                     inst.contacts.push(from);
@@ -489,15 +503,18 @@ impl DomainEngine {
         if !inst.log.is_member(&me) {
             return Err("not a member".into());
         }
-        let mut observed = inst.log.live_adds_of(&me);
-        observed.truncate(MAX_OBSERVED);
-        let kind = OpKind::Remove {
-            member: me,
-            observed,
-            cutoff_seq: 0,
-        };
-        self.sign_op(d, kind)
-            .ok_or_else(|| "the log refused the leave".to_string())?;
+        // A `Remove` observes at most MAX_OBSERVED adds: one per chunk of the live adds, so
+        // the leave takes them all.
+        let live = inst.log.live_adds_of(&me);
+        for chunk in live.chunks(MAX_OBSERVED) {
+            let kind = OpKind::Remove {
+                member: me,
+                observed: chunk.to_vec(),
+                cutoff_seq: 0,
+            };
+            self.sign_op(d, kind)
+                .ok_or_else(|| "the log refused the leave".to_string())?;
+        }
         // A node that left no longer syncs with the approver of its join.
         if let Some(inst) = self.domains.get_mut(&d) {
             inst.contacts.clear();

@@ -395,3 +395,79 @@ fn ext_requests_for_unknown_domains_are_counted_and_floods_limited() {
     }
     assert_eq!(get(&net.stats(0).ext_rate_limited), 2);
 }
+
+/// Finding 8: a member with more live adds than one `Remove` observes (32) leaves for real.
+#[test]
+fn a_leave_takes_more_than_32_adds() {
+    let (mut net, d) = domain_net(2, 1, DomainAuth::None, 0, |_| None);
+    assert!(matches!(
+        join(&mut net, 1, d),
+        DomainMail::JoinResult { result: Ok(_), .. }
+    ));
+    net.run(Duration::from_secs(2));
+    let k0 = net.nodes[0].key.clone();
+    let (n0, n1) = (net.nodes[0].id(), net.nodes[1].id());
+    let log = &mut net.nodes[1].engine.domains.get_mut(&d).unwrap().log;
+    for _ in 0..40 {
+        let op = Op::new_signed(
+            &k0,
+            d,
+            log.max_seq_of(&n0) + 1,
+            log.max_lamport() + 1,
+            OpKind::Add {
+                member: n1,
+                request: None,
+            },
+        );
+        log.insert(Arc::new(op), false, &mut Vec::new()).unwrap();
+    }
+    log.refresh();
+    assert!(log.live_adds_of(&n1).len() > 40);
+    net.local(1, DomainMail::Leave { domain: d });
+    assert!(!net.nodes[1].engine.domains[&d].log.is_member(&n1));
+    assert!(!net.nodes[1].directory.member_here(&d));
+}
+
+/// Finding 19: the operations of an accepted join response are forwarded like pushed ones.
+#[test]
+fn join_response_ops_are_pushed_on() {
+    let (mut net, d) = domain_net(3, 1, DomainAuth::None, 0, |_| None);
+    assert!(matches!(
+        join(&mut net, 1, d),
+        DomainMail::JoinResult { result: Ok(_), .. }
+    ));
+    net.run(Duration::from_secs(2));
+    // Node 2 asks node 1 (not the introducer) only: its add comes from node 1, and node 1's
+    // own add in the response is new to node 2.
+    net.local(
+        2,
+        DomainMail::Join {
+            domain: d,
+            advert: None,
+        },
+    );
+    let sent = net.take_in_flight();
+    let (_, _, body) = sent.into_iter().next().unwrap();
+    net.deliver_remote(2, 1, body);
+    let resp = net
+        .take_in_flight()
+        .into_iter()
+        .find(|(_, to, b)| *to == net.nodes[2].id() && accepted_add(b).is_some())
+        .expect("an accepted response")
+        .2;
+    net.nodes[2]
+        .engine
+        .domains
+        .get_mut(&d)
+        .unwrap()
+        .view
+        .clear();
+    net.deliver_remote(1, 2, resp);
+    // The new operations went out (to the fallback contacts, the view being empty).
+    let out = net.take_in_flight();
+    assert!(
+        out.iter().any(|(from, _, b)| *from == 2
+            && matches!(DomainMessage::from_bytes(b), Ok(DomainMessage::Ops { .. }))),
+        "ops pushed on"
+    );
+}
