@@ -45,6 +45,7 @@ impl DomainEngine {
         body: &[u8],
     ) -> Result<Vec<u8>, String> {
         let Some(inst) = self.domains.get(d) else {
+            DomainStats::count(&self.stats.unknown_domain);
             return Err("unknown domain".into());
         };
         if !inst.log.is_member(&self.me) || !inst.advert.accepts_external(&self.me) {
@@ -147,6 +148,9 @@ impl DomainEngine {
         body: Vec<u8>,
     ) {
         DomainStats::count(&self.stats.ext_requests);
+        if !self.within(ctx.now().wall.0, from, super::RateKind::Ext) {
+            return;
+        }
         let result = self.answer_ext(&d, protocol, &body);
         let advert = self.domains.get(&d).map(|i| Box::new(i.advert.clone()));
         let msg = DomainMessage::ExtResponse {

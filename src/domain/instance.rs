@@ -20,6 +20,8 @@ use crate::wire::{DomainAdvert, Signed};
 pub(super) struct JoinAttempt {
     /// The ids of the requests sent (one per try): a response must name one of them.
     pub requests: BTreeSet<[u8; 32]>,
+    /// The id of the request of the current try (a refusal of an earlier one is ignored).
+    pub current: Option<[u8; 32]>,
     /// Tries made so far.
     pub tries: u32,
     /// When the current try times out.

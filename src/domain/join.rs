@@ -31,6 +31,7 @@ impl DomainEngine {
         match inst.log.insert(op.clone(), true, &mut released) {
             Ok(_) | Err(Refused::UnknownAuthor(true)) => {}
             Err(e) => {
+                DomainStats::count(&self.stats.own_op_refused);
                 log::debug!("domain: own operation not stored: {e:?}");
                 return None;
             }
@@ -90,6 +91,7 @@ impl DomainEngine {
         contacts.rotate_left(start);
         inst.join = Some(JoinAttempt {
             requests: Default::default(),
+            current: None,
             tries: 0,
             deadline: ctx.now().instant,
             contacts,
@@ -118,6 +120,7 @@ impl DomainEngine {
         };
         let req = JoinRequest::new_signed(&self.key, d, nonce, now.wall, auth);
         j.requests.insert(req.id());
+        j.current = Some(req.id());
         let target = j.contacts[j.tries as usize % j.contacts.len()];
         let wait = self
             .limits
@@ -201,6 +204,9 @@ impl DomainEngine {
         r: JoinRequest,
     ) {
         DomainStats::count(&self.stats.join_requests);
+        if !self.within(ctx.now().wall.0, from, super::RateKind::Join) {
+            return;
+        }
         if r.requestor != from || !r.verify() {
             let n = self
                 .stats
@@ -229,6 +235,25 @@ impl DomainEngine {
                 );
                 JoinOutcome::Refused(reason)
             }
+            Ok(()) if self.existing_add(&r).is_some() => {
+                // Already a member: its existing add again, nothing new signed (a member
+                // re-asking with fresh nonces cannot fill the log with adds).
+                DomainStats::count(&self.stats.join_already_member);
+                let op = self.existing_add(&r).expect("checked");
+                let inst = &self.domains[&r.domain];
+                let ops = inst
+                    .log
+                    .join_batch(&op.author)
+                    .into_iter()
+                    .filter(|o| o.id() != op.id())
+                    .map(|o| (*o).clone())
+                    .collect();
+                JoinOutcome::Accepted {
+                    epoch: op.lamport,
+                    op: Box::new((*op).clone()),
+                    ops,
+                }
+            }
             Ok(()) => {
                 let kind = OpKind::Add {
                     member: r.requestor,
@@ -252,17 +277,23 @@ impl DomainEngine {
                         }
                     }
                     None => {
-                        DomainStats::count(&self.stats.join_domain_full);
+                        // sign_op counted `own_op_refused` (the log refused the add: store
+                        // or author quota full); to the requestor the domain is full.
                         JoinOutcome::Refused(JoinRefusal::DomainFull)
                     }
                 }
             }
         };
-        if !self.domains.contains_key(&r.domain) {
-            DomainStats::count(&self.stats.unknown_domain);
-        }
         let resp = JoinResponse::new_signed(&self.key, &r, id, outcome);
         self.send_remote(ctx, from, &DomainMessage::JoinResponse(Box::new(resp)));
+    }
+
+    /// The live add of `r`'s requestor if it is a member already (not an introducer).
+    fn existing_add(&self, r: &JoinRequest) -> Option<Arc<Op>> {
+        self.domains
+            .get(&r.domain)?
+            .log
+            .newest_live_add(&r.requestor)
     }
 
     /// Whether this node may approve `r` now; counts the refusal.
@@ -279,7 +310,7 @@ impl DomainEngine {
             Err(reason)
         };
         let Some(inst) = self.domains.get_mut(&r.domain) else {
-            return fail(&s.join_not_approver, JoinRefusal::NotApprover);
+            return fail(&s.unknown_domain, JoinRefusal::NotApprover);
         };
         if r.created.0.abs_diff(now.0) > window {
             return fail(&s.join_stale, JoinRefusal::BadRequest);
@@ -369,11 +400,19 @@ impl DomainEngine {
         match r.outcome {
             JoinOutcome::Refused(reason) => {
                 let inst = self.domains.get_mut(&d).expect("checked above");
-                if reason == JoinRefusal::NotApprover {
-                    // Another contact may approve: move on at once, if tries are left.
-                    if let Some(j) = &mut inst.join {
+                if let Some(j) = &mut inst.join {
+                    if j.current != Some(r.request) {
+                        // A contact asked earlier: the join has moved on already.
+                        DomainStats::count(&self.stats.join_refusal_stale);
+                        return;
+                    }
+                    // Another contact may approve: move on at once, if tries are left. A
+                    // refusal on the requestor's own merits (key, list, expelled, full)
+                    // would be the same everywhere: it ends the join.
+                    if reason == JoinRefusal::NotApprover {
                         j.tries += 1;
                         if j.tries < self.limits.join_tries {
+                            DomainStats::count(&self.stats.join_refusal_next_contact);
                             self.send_join_try(ctx, d);
                             return;
                         }
@@ -385,18 +424,31 @@ impl DomainEngine {
                 }
             }
             JoinOutcome::Accepted { epoch, op, ops } => {
-                let valid_add = op.author == from
-                    && op.domain == d
+                // A fresh add by the approver for this request, or (when this node is a
+                // member already) its existing add by any approver. The response itself is
+                // bound to the request by the approver's signature.
+                let valid_add = op.domain == d
                     && op.lamport == epoch
-                    && matches!(op.kind, OpKind::Add { member, request: Some(req) }
-                        if member == me && req == r.request);
+                    && match op.kind {
+                        OpKind::Add {
+                            member,
+                            request: Some(req),
+                        } if member == me && req == r.request => op.author == from,
+                        OpKind::Add { member, .. } => member == me,
+                        _ => false,
+                    };
                 let inst = self.domains.get_mut(&d).expect("checked above");
                 let mut released = Vec::new();
-                let stored = valid_add
-                    && matches!(
-                        inst.log.insert(Arc::new(*op), false, &mut released),
-                        Ok(_) | Err(Refused::UnknownAuthor(true))
-                    );
+                let op = Arc::new(*op);
+                let res = if valid_add {
+                    Some(inst.log.insert(op.clone(), false, &mut released))
+                } else {
+                    None
+                };
+                let stored = matches!(res, Some(Ok(_) | Err(Refused::UnknownAuthor(true))));
+                if res == Some(Ok(Inserted::New)) {
+                    inst.push.push((op, Some(from)));
+                }
                 if !stored {
                     DomainStats::count(&self.stats.join_response_bad_op);
                     log::warn!(
@@ -407,10 +459,19 @@ impl DomainEngine {
                     return;
                 }
                 DomainStats::count(&self.stats.ops_received);
+                // New operations are forwarded like those of an `Ops` message.
                 for o in ops {
                     DomainStats::count(&self.stats.ops_received);
-                    let res = inst.log.insert(Arc::new(o), false, &mut released);
+                    let o = Arc::new(o);
+                    let res = inst.log.insert(o.clone(), false, &mut released);
+                    if res == Ok(Inserted::New) {
+                        inst.push.push((o, Some(from)));
+                    }
                     count_insert(&self.stats, res);
+                }
+                for o in released {
+                    DomainStats::count(&self.stats.ops_new);
+                    inst.push.push((o, None));
                 }
                 if !inst.contacts.contains(&from) {
                     inst.contacts.push(from);
@@ -426,6 +487,14 @@ impl DomainEngine {
 
     /// Leaves `d`: a `Remove` of this node observing its live adds.
     pub(super) fn leave(&mut self, d: DomainIdentity) -> Result<(), String> {
+        let r = self.leave_inner(d);
+        if r.is_err() {
+            DomainStats::count(&self.stats.leave_failed);
+        }
+        r
+    }
+
+    fn leave_inner(&mut self, d: DomainIdentity) -> Result<(), String> {
         let me = self.me;
         let inst = self.domains.get(&d).ok_or("unknown domain")?;
         if inst.advert.is_introducer(&me) {
@@ -434,15 +503,18 @@ impl DomainEngine {
         if !inst.log.is_member(&me) {
             return Err("not a member".into());
         }
-        let mut observed = inst.log.live_adds_of(&me);
-        observed.truncate(MAX_OBSERVED);
-        let kind = OpKind::Remove {
-            member: me,
-            observed,
-            cutoff_seq: 0,
-        };
-        self.sign_op(d, kind)
-            .ok_or_else(|| "the log refused the leave".to_string())?;
+        // A `Remove` observes at most MAX_OBSERVED adds: one per chunk of the live adds, so
+        // the leave takes them all.
+        let live = inst.log.live_adds_of(&me);
+        for chunk in live.chunks(MAX_OBSERVED) {
+            let kind = OpKind::Remove {
+                member: me,
+                observed: chunk.to_vec(),
+                cutoff_seq: 0,
+            };
+            self.sign_op(d, kind)
+                .ok_or_else(|| "the log refused the leave".to_string())?;
+        }
         // A node that left no longer syncs with the approver of its join.
         if let Some(inst) = self.domains.get_mut(&d) {
             inst.contacts.clear();
@@ -453,6 +525,14 @@ impl DomainEngine {
     /// Expels `node` from `d` (introducers only): its operations after its current highest
     /// sequence number are void.
     pub(super) fn expel(&mut self, d: DomainIdentity, node: NodeIdentity) -> Result<(), String> {
+        let r = self.expel_inner(d, node);
+        if r.is_err() {
+            DomainStats::count(&self.stats.expel_failed);
+        }
+        r
+    }
+
+    fn expel_inner(&mut self, d: DomainIdentity, node: NodeIdentity) -> Result<(), String> {
         let me = self.me;
         let inst = self.domains.get(&d).ok_or("unknown domain")?;
         if !inst.advert.is_introducer(&me) {

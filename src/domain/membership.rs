@@ -122,6 +122,13 @@ pub struct Membership {
     /// Expelled members and the last of their own operations that counts.
     cutoffs: BTreeMap<NodeIdentity, u64>,
     pending: BTreeMap<OpId, Arc<Op>>,
+    /// The pending ids in arrival order (ids no longer pending are skipped lazily).
+    pending_order: std::collections::VecDeque<OpId>,
+    /// Pending operations evicted (oldest first) to make room, ever.
+    pending_evicted: u64,
+    /// During a replay: the members expelled by an expulsion applied so far (an add of one
+    /// of them that sorts after its expulsion is void; one that sorts before counts).
+    expelled_now: BTreeSet<NodeIdentity>,
     xor: [u8; 32],
     max_lamport: u64,
     members: BTreeMap<NodeIdentity, Member>,
@@ -144,6 +151,9 @@ impl Membership {
             named: BTreeMap::new(),
             cutoffs: BTreeMap::new(),
             pending: BTreeMap::new(),
+            pending_order: std::collections::VecDeque::new(),
+            pending_evicted: 0,
+            expelled_now: BTreeSet::new(),
             xor: [0; 32],
             max_lamport: 0,
             members: BTreeMap::new(),
@@ -250,11 +260,26 @@ impl Membership {
             self.dirty = true;
         }
         if !self.known(&op.author) {
-            if self.pending.len() < self.limits.max_pending {
-                self.pending.insert(op.id(), op);
-                return Err(Refused::UnknownAuthor(true));
+            if self.limits.max_pending == 0 {
+                return Err(Refused::UnknownAuthor(false));
             }
-            return Err(Refused::UnknownAuthor(false));
+            // Full: the oldest pending operation goes, so junk cannot hold the set forever
+            // (an evicted operation comes back by anti-entropy once its author is known).
+            while self.pending.len() >= self.limits.max_pending {
+                let Some(old) = self.pending_order.pop_front() else {
+                    break;
+                };
+                if self.pending.remove(&old).is_some() {
+                    self.pending_evicted += 1;
+                }
+            }
+            if self.pending_order.len() >= 2 * self.limits.max_pending {
+                let pending = &self.pending;
+                self.pending_order.retain(|id| pending.contains_key(id));
+            }
+            self.pending_order.push_back(op.id());
+            self.pending.insert(op.id(), op);
+            return Err(Refused::UnknownAuthor(true));
         }
         if self.ops.len() >= self.limits.max_ops {
             return Err(Refused::StoreFull);
@@ -376,7 +401,7 @@ impl Membership {
     /// * An operation of an expelled member after its cutoff is void (they are purged from
     ///   the store, so this only guards a replay racing the purge).
     /// * The author must be a current member (introducers always are).
-    /// * `Add` of a node: not expelled, admitted by the allow-list, and, if it is not a
+    /// * `Add` of a node: not expelled by an expulsion applied earlier in the order, admitted by the allow-list, and, if it is not a
     ///   member yet, only while the domain is below its capacity.
     /// * `Remove` of the author itself (a leave) drops the adds it observed; the member goes
     ///   when no live add is left (add wins). `Remove` of another member only by an
@@ -391,7 +416,9 @@ impl Membership {
         }
         match &op.kind {
             OpKind::Add { member, .. } => {
-                if self.cutoffs.contains_key(member) {
+                // Void only after the expulsion's place in the order: the adds before it
+                // (and so what the expelled member did before its cutoff) still count.
+                if self.expelled_now.contains(member) {
                     return false;
                 }
                 if let Some(allow) = &self.allow {
@@ -448,6 +475,7 @@ impl Membership {
                     true
                 } else if self.introducers.contains(&op.author) {
                     self.members.remove(member);
+                    self.expelled_now.insert(*member);
                     self.generation += 1;
                     true
                 } else {
@@ -473,6 +501,7 @@ impl Membership {
         }
         self.dirty = false;
         self.members.clear();
+        self.expelled_now.clear();
         for i in &self.introducers {
             self.members.insert(
                 *i,
@@ -550,6 +579,11 @@ impl Membership {
         self.pending.len()
     }
 
+    /// How many pending operations were evicted (oldest first) to make room, ever.
+    pub fn pending_evicted(&self) -> u64 {
+        self.pending_evicted
+    }
+
     /// `(count, XOR of ids)` of the stored operations: equal for equal sets (and, but for
     /// crafted collisions, only for them).
     pub fn digest(&self) -> (u64, [u8; 32]) {
@@ -572,6 +606,13 @@ impl Membership {
             .get(member)
             .map(|m| m.tags.iter().map(|(_, _, _, id)| *id).collect())
             .unwrap_or_default()
+    }
+
+    /// The newest live add of `member` (none for an introducer or a non-member).
+    pub fn newest_live_add(&self, member: &NodeIdentity) -> Option<Arc<Op>> {
+        let m = self.members.get(member)?;
+        let (_, author, seq, _) = m.tags.iter().max()?;
+        self.ops.get(&(*author, *seq)).cloned()
     }
 
     /// The version vector: one entry per author, in author order.

@@ -113,6 +113,12 @@ pub struct DomainLimits {
     /// Most `Digest` and `Vector` messages handled per peer per second; more are ignored
     /// (`sync_rate_limited`). Default 8.
     pub sync_per_peer_s: u32,
+    /// Most `Ops` messages handled per peer per second; more are ignored
+    /// (`ops_rate_limited`). Default 64.
+    pub ops_per_peer_s: u32,
+    /// Most `JoinRequest` and `ExtRequest` messages handled per peer per second (each its
+    /// own window); more are ignored (`join_rate_limited`, `ext_rate_limited`). Default 4.
+    pub requests_per_peer_s: u32,
     /// Most peers whose sync rate is tracked at once (the oldest windows are forgotten).
     /// Default 4,096.
     pub rate_peers: usize,
@@ -140,6 +146,8 @@ impl Default for DomainLimits {
             join_tries: 4,
             digest_interval: Duration::from_secs(1),
             sync_per_peer_s: 8,
+            ops_per_peer_s: 64,
+            requests_per_peer_s: 4,
             rate_peers: 4_096,
             max_view: 64,
             push_contacts: 3,
@@ -160,6 +168,19 @@ impl DomainLimits {
     }
 }
 
+/// The message kinds rate-limited per peer, each in its own window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum RateKind {
+    /// `Digest` and `Vector`.
+    Sync,
+    /// `Ops`.
+    Ops,
+    /// `JoinRequest`.
+    Join,
+    /// `ExtRequest`.
+    Ext,
+}
+
 /// The Domain engine (see the module doc).
 pub struct DomainEngine {
     key: Keypair,
@@ -170,8 +191,9 @@ pub struct DomainEngine {
     probe: DomainProbe,
     rng: SplitMix64,
     domains: BTreeMap<DomainIdentity, Instance>,
-    /// Per peer: the second its sync window began, and the messages handled in it.
-    rate: BTreeMap<NodeIdentity, (u64, u32)>,
+    /// Per peer and [`RateKind`]: the second its window began, and the messages handled in
+    /// it.
+    rate: BTreeMap<(NodeIdentity, RateKind), (u64, u32)>,
     next_ext_id: u64,
     started: bool,
 }
@@ -367,6 +389,15 @@ impl DomainEngine {
             inst.log.refresh();
             DomainStats::count(&self.stats.replays);
         }
+        // A contact (the approver of this node's join) is trusted for sync only until this
+        // node is a member, and never once it was expelled.
+        let before = inst.contacts.len();
+        let here_now = inst.log.is_member(&self.me);
+        let log = &inst.log;
+        inst.contacts.retain(|c| !here_now && !log.is_expelled(c));
+        for _ in inst.contacts.len()..before {
+            DomainStats::count(&self.stats.contacts_dropped);
+        }
         // Push first: a leave must reach the view before the view is dropped.
         let batches = inst.push_batches(self.me, &self.limits, &mut self.rng);
         for (peer, msg) in batches {
@@ -481,7 +512,7 @@ impl Engine for DomainEngine {
 impl DomainEngine {
     fn on_remote(&mut self, ctx: &mut Context, from: NodeIdentity, msg: DomainMessage) {
         match msg {
-            DomainMessage::Ops { domain, ops } => self.on_ops(from, domain, ops),
+            DomainMessage::Ops { domain, ops } => self.on_ops(ctx, from, domain, ops),
             DomainMessage::Digest {
                 domain,
                 count,
@@ -541,32 +572,47 @@ impl DomainEngine {
         self.rate.retain(|_, (s, _)| *s + 1 >= sec);
     }
 
-    /// Whether a sync message from `peer` is within its rate (and counts it).
+    /// Whether a sync message (`Digest`, `Vector`) from `peer` is within its rate (and
+    /// counts it).
     fn within_rate(&mut self, now_ms: u64, peer: NodeIdentity) -> bool {
+        self.within(now_ms, peer, RateKind::Sync)
+    }
+
+    /// Whether a message of `kind` from `peer` is within its per-second rate (and counts
+    /// it); a refusal is counted under the kind's counter and logged, rate-limited.
+    fn within(&mut self, now_ms: u64, peer: NodeIdentity, kind: RateKind) -> bool {
+        let (limit, counter) = match kind {
+            RateKind::Sync => (self.limits.sync_per_peer_s, &self.stats.sync_rate_limited),
+            RateKind::Ops => (self.limits.ops_per_peer_s, &self.stats.ops_rate_limited),
+            RateKind::Join => (
+                self.limits.requests_per_peer_s,
+                &self.stats.join_rate_limited,
+            ),
+            RateKind::Ext => (
+                self.limits.requests_per_peer_s,
+                &self.stats.ext_rate_limited,
+            ),
+        };
         let sec = now_ms / 1000;
-        if !self.rate.contains_key(&peer) && self.rate.len() >= self.limits.rate_peers {
+        let key = (peer, kind);
+        if !self.rate.contains_key(&key) && self.rate.len() >= self.limits.rate_peers {
             self.rate.retain(|_, (s, _)| *s >= sec);
             if self.rate.len() >= self.limits.rate_peers {
-                DomainStats::count(&self.stats.sync_rate_limited);
+                DomainStats::count(counter);
                 return false;
             }
         }
-        let e = self.rate.entry(peer).or_insert((sec, 0));
+        let e = self.rate.entry(key).or_insert((sec, 0));
         if e.0 != sec {
             *e = (sec, 0);
         }
         e.1 += 1;
-        if e.1 > self.limits.sync_per_peer_s {
-            let n = self
-                .stats
-                .sync_rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
+        if e.1 > limit {
+            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if n.is_power_of_two() {
                 log::warn!(
-                    "domain: {} exceeds {} sync messages per second (seen {n} times)",
+                    "domain: {} exceeds {limit} {kind:?} messages per second (seen {n} times)",
                     peer.short(),
-                    self.limits.sync_per_peer_s
                 );
             }
             return false;
@@ -580,19 +626,24 @@ impl DomainEngine {
             return;
         };
         match mail {
-            ViewMail::PeerAddedToView { domain, node } => {
-                if let Some(inst) = self.domains.get_mut(&domain) {
-                    if inst.here && node != self.me && inst.view.len() < self.limits.max_view {
-                        inst.view.insert(node);
-                    }
+            ViewMail::PeerAddedToView { domain, node } => match self.domains.get_mut(&domain) {
+                Some(inst)
+                    if inst.here && node != self.me && inst.view.len() < self.limits.max_view =>
+                {
+                    inst.view.insert(node);
                 }
-            }
+                Some(_) => DomainStats::count(&self.stats.view_add_dropped),
+                None => DomainStats::count(&self.stats.unknown_domain),
+            },
             ViewMail::PeerRemovedFromView { domain, node } => {
                 if let Some(inst) = self.domains.get_mut(&domain) {
                     inst.view.remove(&node);
                 }
             }
-            _ => {}
+            other => {
+                DomainStats::count(&self.stats.view_mail_ignored);
+                log::debug!("domain: view mail not for this engine ignored: {other:?}");
+            }
         }
     }
 }

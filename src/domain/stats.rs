@@ -89,6 +89,37 @@ counters! {
     sync_from_non_member,
     /// `Digest` or `Vector` messages over a peer's rate (`sync_per_peer_s`): ignored.
     sync_rate_limited,
+    /// `Ops` messages over a peer's rate (`ops_per_peer_s`): ignored.
+    ops_rate_limited,
+    /// `JoinRequest` messages over a peer's rate (`requests_per_peer_s`): ignored.
+    join_rate_limited,
+    /// `ExtRequest` messages over a peer's rate (`requests_per_peer_s`): ignored.
+    ext_rate_limited,
+    /// Join requests from a node that is a member already: answered with its existing add
+    /// (nothing new signed).
+    join_already_member,
+    /// Join refusals ignored: from a contact asked earlier (the join had moved on).
+    join_refusal_stale,
+    /// Join refusals that moved the join on to the next contact.
+    join_refusal_next_contact,
+    /// Pending operations (waiting for their author's add) evicted, oldest first, to make
+    /// room for newer ones.
+    ops_pending_evicted,
+    /// Contacts no longer trusted for sync (this node became a member, or the contact is no
+    /// longer one).
+    contacts_dropped,
+    /// Operations this node signed that its own log refused (the reason is logged).
+    own_op_refused,
+    /// Leaves refused locally (not a member, an introducer, or the log refused the remove).
+    leave_failed,
+    /// Expulsions refused locally (not an introducer, an introducer named, or the log
+    /// refused the remove).
+    expel_failed,
+    /// `PeerAddedToView` ignored: not a member here, this node itself, or the view full
+    /// (`max_view`).
+    view_add_dropped,
+    /// View mail that is not for the Domain engine (`Members`, `Watch`, ...): ignored.
+    view_mail_ignored,
     /// Digests that matched ours.
     digests_matched,
     /// Digests that did not (answered with our vector).

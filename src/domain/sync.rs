@@ -23,15 +23,41 @@ impl DomainEngine {
     /// contact (the approver of this node's join).
     fn sync_peer_ok(&self, d: &DomainIdentity, from: &NodeIdentity) -> bool {
         self.domains.get(d).is_some_and(|i| {
-            i.log.is_member(from) || i.advert.is_introducer(from) || i.contacts.contains(from)
+            i.log.is_member(from)
+                || i.advert.is_introducer(from)
+                || (i.contacts.contains(from) && !i.log.is_expelled(from))
         })
     }
 
-    pub(super) fn on_ops(&mut self, from: NodeIdentity, d: DomainIdentity, ops: Vec<Op>) {
-        let Some(inst) = self.domains.get_mut(&d) else {
+    /// Operations pushed or sent on request: only from a sync peer (a member, an
+    /// introducer or a contact), within `ops_per_peer_s`.
+    pub(super) fn on_ops(
+        &mut self,
+        ctx: &mut Context,
+        from: NodeIdentity,
+        d: DomainIdentity,
+        ops: Vec<Op>,
+    ) {
+        if !self.domains.contains_key(&d) {
             DomainStats::count(&self.stats.unknown_domain);
             return;
+        }
+        if !self.sync_peer_ok(&d, &from) {
+            DomainStats::count(&self.stats.sync_from_non_member);
+            log::debug!(
+                "domain {}: operations from non-member {} ignored",
+                d.short(),
+                from.short()
+            );
+            return;
+        }
+        if !self.within(ctx.now().wall.0, from, super::RateKind::Ops) {
+            return;
+        }
+        let Some(inst) = self.domains.get_mut(&d) else {
+            return;
         };
+        let evicted_before = inst.log.pending_evicted();
         let mut released = Vec::new();
         for op in ops {
             DomainStats::count(&self.stats.ops_received);
@@ -52,6 +78,10 @@ impl DomainEngine {
             DomainStats::count(&self.stats.ops_new);
             inst.push.push((op, None));
         }
+        let evicted = inst.log.pending_evicted() - evicted_before;
+        self.stats
+            .ops_pending_evicted
+            .fetch_add(evicted, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(super) fn on_digest(

@@ -597,6 +597,34 @@ impl PubSub {
     }
 
     fn send(&self, ctx: &mut Context, peer: NodeIdentity, msg: &PubSubMessage) {
+        // A batch of events may mix topics (and membership may have changed since it was
+        // queued): each event is checked, the ones the peer may not have are withheld.
+        if let PubSubMessage::Events(events) = msg {
+            let kept: Vec<_> = events
+                .iter()
+                .filter(|e| {
+                    let ok = self
+                        .topic_domain(&e.topic)
+                        .is_none_or(|d| self.domain_allows(&d, &peer));
+                    if !ok {
+                        self.count(&self.stats.not_member_withheld);
+                    }
+                    ok
+                })
+                .cloned()
+                .collect();
+            if kept.len() < events.len() {
+                match kept.len() {
+                    0 => {}
+                    1 => {
+                        let one = kept.into_iter().next().expect("one");
+                        self.send(ctx, peer, &PubSubMessage::Event(one));
+                    }
+                    _ => self.send(ctx, peer, &PubSubMessage::Events(kept)),
+                }
+                return;
+            }
+        }
         if !self.may_send(peer, msg) {
             self.count(&self.stats.not_member_withheld);
             return;

@@ -126,7 +126,9 @@ fn operations_of_non_members_and_expelled_members_are_refused() {
         .to_bytes(),
     );
     net.run(Duration::from_secs(1));
-    assert_eq!(get(&net.stats(0).ops_pending), 1);
+    // Not a sync peer: the message is ignored whole (nothing held pending).
+    assert_eq!(get(&net.stats(0).sync_from_non_member), 1);
+    assert_eq!(get(&net.stats(0).ops_pending), 0);
     assert!(!net.members(0, &d).contains(&friend));
     // A forged operation in the name of the introducer.
     let k0 = net.nodes[0].key.clone();
@@ -142,7 +144,7 @@ fn operations_of_non_members_and_expelled_members_are_refused() {
     );
     forged.lamport = 61;
     net.deliver_remote(
-        2,
+        0,
         1,
         DomainMessage::Ops {
             domain: d,
@@ -171,16 +173,21 @@ fn operations_of_non_members_and_expelled_members_are_refused() {
             request: None,
         },
     );
-    net.deliver_remote(
-        1,
-        0,
-        DomainMessage::Ops {
-            domain: d,
-            ops: vec![late],
-        }
-        .to_bytes(),
+    // Sent by the expelled node itself: no longer a sync peer, ignored whole.
+    let body = DomainMessage::Ops {
+        domain: d,
+        ops: vec![late.clone()],
+    }
+    .to_bytes();
+    let ignored = get(&net.stats(0).sync_from_non_member);
+    net.deliver_remote(1, 0, body);
+    assert_eq!(get(&net.stats(0).sync_from_non_member), ignored + 1);
+    // Relayed by anyone: the log refuses it as after the expulsion.
+    let log = &mut net.nodes[0].engine.domains.get_mut(&d).unwrap().log;
+    assert_eq!(
+        log.insert(std::sync::Arc::new(late), false, &mut Vec::new()),
+        Err(crate::domain::membership::Refused::AfterExpulsion)
     );
-    assert_eq!(get(&net.stats(0).ops_after_expulsion), 1);
     assert!(!net.members(0, &d).contains(&friend));
 }
 

@@ -625,3 +625,29 @@ fn without_a_directory_a_domain_topic_is_refused() {
     });
     assert!(!f.look().identity.is_empty());
 }
+
+/// Review finding 14: every event of a batch is checked against the peer's membership (not
+/// only the first one); the withheld ones are counted one by one.
+#[test]
+fn each_event_of_a_batch_is_checked() {
+    let mut net = domain_net();
+    net.publish(P, 1);
+    net.pump();
+    let ev = net
+        .log
+        .iter()
+        .find_map(|(_, _, m)| match m {
+            PubSubMessage::Event(e) => Some(e.clone()),
+            PubSubMessage::Events(es) => es.first().cloned(),
+            _ => None,
+        })
+        .expect("an event was sent");
+    let batch = PubSubMessage::Events(vec![ev.clone(), ev]);
+    let x = net.id(X);
+    let before = net.stat(P, |s| &s.not_member_withheld);
+    let n = &mut net.nodes[P];
+    let _ = n.ctx.take_outputs();
+    n.engine.send(&mut n.ctx, x, &batch);
+    assert!(n.ctx.take_outputs().is_empty(), "nothing to the non-member");
+    assert_eq!(net.stat(P, |s| &s.not_member_withheld), before + 2);
+}
