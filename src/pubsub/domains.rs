@@ -233,22 +233,21 @@ impl PubSub {
         self.greet(ctx, node, Some(domain));
     }
 
-    fn view_removed(&mut self, ctx: &mut Context, domain: DomainIdentity, node: NodeIdentity) {
+    /// A member left the view: it is no longer sent the domain's adverts, but it stays a child
+    /// or a parent of the domain's topics while it is a member (the view rotates all the time;
+    /// a member out of the view is still a good neighbour, reached on demand). Dropping its
+    /// routes here made nodes take the next advert they heard, possibly from a neighbour whose
+    /// route ran through them, and the parent relation formed cycles (count to infinity: found
+    /// by the simulator, where a 30 % crash of a 1,000-member domain made the trees' event
+    /// requests loop until the run stalled). A crashed parent is handled as for open topics:
+    /// the subscription goes again through the remaining parents.
+    fn view_removed(&mut self, _ctx: &mut Context, domain: DomainIdentity, node: NodeIdentity) {
         let removed = self.views.get_mut(&domain).is_some_and(|v| v.remove(&node));
         if !removed {
             self.count(&self.stats.view_ignored);
             return;
         }
         self.count(&self.stats.view_events);
-        let topics: Vec<TopicIdentity> = self
-            .topics
-            .iter()
-            .filter(|(_, t)| t.advert.as_ref().is_some_and(|a| a.scope == Some(domain)))
-            .map(|(id, _)| *id)
-            .collect();
-        for topic in topics {
-            self.prune_topic(ctx, topic, |n| *n != node);
-        }
     }
 
     /// Drops the children and parents of `topic` that `keep` refuses (their routes go when no
