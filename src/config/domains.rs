@@ -92,7 +92,7 @@ pub(super) fn domains(
                     key: key.clone(),
                     what: format!(
                         "a pre-shared key must be {MIN_PSK_BYTES} to {MAX_PSK_BYTES} bytes, not \
-                         {} (for example `openssl rand -hex 32`)",
+                         {} (for example `python3 -c 'import secrets; print(secrets.token_hex(32))'`)",
                         bytes.len()
                     ),
                 });
