@@ -7,6 +7,34 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Declares a struct of named relaxed `AtomicU64` counters with `Default`, `Debug` and
+/// `nonzero()` (the `(name, value)` of every counter above zero): the shape of the engines'
+/// counter structs (identity store, Domain, Topology).
+macro_rules! counter_struct {
+    ($(#[$smeta:meta])* pub struct $sname:ident { $($(#[$doc:meta])* $name:ident,)* }) => {
+        $(#[$smeta])*
+        #[derive(Debug, Default)]
+        pub struct $sname {
+            $($(#[$doc])* pub $name: std::sync::atomic::AtomicU64,)*
+        }
+
+        impl $sname {
+            /// `(name, value)` of every non-zero counter.
+            pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+                let mut out = Vec::new();
+                $(
+                    let v = self.$name.load(std::sync::atomic::Ordering::Relaxed);
+                    if v > 0 {
+                        out.push((stringify!($name), v));
+                    }
+                )*
+                out
+            }
+        }
+    };
+}
+pub(crate) use counter_struct;
+
 pub use crate::mail::reason::{DropReason, Fault};
 
 /// Counters of one node, shared by its threads.

@@ -110,98 +110,77 @@ impl Default for TopologyLimits {
     }
 }
 
-macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
-        /// Counters of one Topology engine (all domains together).
-        #[derive(Default, Debug)]
-        pub struct TopologyStats {
-            $($(#[$doc])* pub $name: AtomicU64,)*
-        }
-
-        impl TopologyStats {
-            /// `(name, value)` of every non-zero counter.
-            pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
-                let mut out = Vec::new();
-                $(
-                    let v = self.$name.load(Ordering::Relaxed);
-                    if v > 0 {
-                        out.push((stringify!($name), v));
-                    }
-                )*
-                out
-            }
-        }
-    };
-}
-
-counters! {
-    /// `Join` messages sent.
-    sent_join,
-    /// `ForwardJoin` messages sent.
-    sent_forward_join,
-    /// `Neighbor` messages sent.
-    sent_neighbor,
-    /// `NeighborReply` messages sent.
-    sent_neighbor_reply,
-    /// `Disconnect` messages sent.
-    sent_disconnect,
-    /// `Shuffle` messages sent (started or forwarded).
-    sent_shuffle,
-    /// `ShuffleReply` messages sent.
-    sent_shuffle_reply,
-    /// `Keepalive` messages sent.
-    sent_keepalive,
-    /// View events (`PeerAddedToView` / `PeerRemovedFromView`) sent to watchers.
-    sent_view_events,
-    /// Topology messages from other nodes that were accepted and acted on.
-    received,
-    /// Local mail acted on (`Watch`, `Unwatch`, `Members`).
-    local_mail,
-    /// Peers added to an active view.
-    peers_added,
-    /// Peers removed from an active view (for any reason).
-    peers_removed,
-    /// Active peers removed because they were silent for `failure_timeout`.
-    failures_detected,
-    /// Active peers removed because the Transport reported the connection closed or failed.
-    transport_failures,
-    /// `Neighbor` requests that got no answer in time.
-    neighbor_timeouts,
-    /// `Neighbor` requests refused by the peer.
-    neighbor_rejected,
-    /// Times a node with an empty active view started joining.
-    joins_started,
-    /// Refused: the sender (or a node a message names) is not a member of the domain.
-    not_member,
-    /// Refused: a member sent view exchanges faster than `exchanges_per_peer_s`.
-    rate_limited,
-    /// Refused: the body did not decode.
-    malformed,
-    /// Refused: the body is of a protocol version this node does not speak.
-    unknown_version,
-    /// Refused: a list longer than its limit (`max_shuffle_nodes`).
-    oversized,
-    /// Refused: a ttl above its walk length.
-    bad_ttl,
-    /// Refused: a message about a domain this node keeps no overlay for.
-    unknown_domain,
-    /// Refused: a remote message not from a verified remote engine of its sending node, or
-    /// local mail that did not come from this node.
-    bad_origin,
-    /// Refused: a `ShuffleReply` or `NeighborReply` nothing was asked for.
-    unsolicited,
-    /// Refused: local mail that is not for the Topology engine (`PeerAddedToView` sent to it).
-    unexpected_mail,
-    /// Refused: a `Watch` past `max_watchers`.
-    watchers_full,
-    /// Refused: `Members` for a new domain past `max_domains`.
-    domains_full,
-    /// Members not remembered because the domain had `max_members`.
-    members_over_limit,
-    /// `Neighbor` requests not sent because `max_pending_neighbors` were waiting.
-    pending_full,
-    /// View events a watcher could not be sent (undeliverable).
-    watcher_undeliverable,
+crate::runtime::stats::counter_struct! {
+    /// Counters of one Topology engine (all domains together).
+    pub struct TopologyStats {
+        /// `Join` messages sent.
+        sent_join,
+        /// `ForwardJoin` messages sent.
+        sent_forward_join,
+        /// `Neighbor` messages sent.
+        sent_neighbor,
+        /// `NeighborReply` messages sent.
+        sent_neighbor_reply,
+        /// `Disconnect` messages sent.
+        sent_disconnect,
+        /// `Shuffle` messages sent (started or forwarded).
+        sent_shuffle,
+        /// `ShuffleReply` messages sent.
+        sent_shuffle_reply,
+        /// `Keepalive` messages sent.
+        sent_keepalive,
+        /// View events (`PeerAddedToView` / `PeerRemovedFromView`) sent to watchers.
+        sent_view_events,
+        /// Topology messages from other nodes that were accepted and acted on.
+        received,
+        /// Local mail acted on (`Watch`, `Unwatch`, `Members`).
+        local_mail,
+        /// Peers added to an active view.
+        peers_added,
+        /// Peers removed from an active view (for any reason).
+        peers_removed,
+        /// Active peers removed because they were silent for `failure_timeout`.
+        failures_detected,
+        /// Active peers removed because the Transport reported the connection closed or failed.
+        transport_failures,
+        /// `Neighbor` requests that got no answer in time.
+        neighbor_timeouts,
+        /// `Neighbor` requests refused by the peer.
+        neighbor_rejected,
+        /// Times a node with an empty active view started joining.
+        joins_started,
+        /// Refused: the sender (or a node a message names) is not a member of the domain.
+        not_member,
+        /// Refused: a member sent view exchanges faster than `exchanges_per_peer_s`.
+        rate_limited,
+        /// Refused: the body did not decode.
+        malformed,
+        /// Refused: the body is of a protocol version this node does not speak.
+        unknown_version,
+        /// Refused: a list longer than its limit (`max_shuffle_nodes`).
+        oversized,
+        /// Refused: a ttl above its walk length.
+        bad_ttl,
+        /// Refused: a message about a domain this node keeps no overlay for.
+        unknown_domain,
+        /// Refused: a remote message not from a verified remote engine of its sending node, or
+        /// local mail that did not come from this node.
+        bad_origin,
+        /// Refused: a `ShuffleReply` or `NeighborReply` nothing was asked for.
+        unsolicited,
+        /// Refused: local mail that is not for the Topology engine (`PeerAddedToView` sent to it).
+        unexpected_mail,
+        /// Refused: a `Watch` past `max_watchers`.
+        watchers_full,
+        /// Refused: `Members` for a new domain past `max_domains`.
+        domains_full,
+        /// Members not remembered because the domain had `max_members`.
+        members_over_limit,
+        /// `Neighbor` requests not sent because `max_pending_neighbors` were waiting.
+        pending_full,
+        /// View events a watcher could not be sent (undeliverable).
+        watcher_undeliverable,
+    }
 }
 
 impl TopologyStats {
