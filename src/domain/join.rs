@@ -208,12 +208,7 @@ impl DomainEngine {
             return;
         }
         if r.requestor != from || !r.verify() {
-            let n = self
-                .stats
-                .join_bad_signature
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
-            if n.is_power_of_two() {
+            if let Some(n) = DomainStats::count_hostile(&self.stats.join_bad_signature) {
                 log::warn!(
                     "domain: join request from {} with a bad signature (seen {n} times)",
                     from.short()
@@ -316,11 +311,7 @@ impl DomainEngine {
             return fail(&s.join_stale, JoinRefusal::BadRequest);
         }
         if !inst.remember_request(id, r.created, self.limits.replay_cache) {
-            let n = s
-                .join_replayed
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
-            if n.is_power_of_two() {
+            if let Some(n) = DomainStats::count_hostile(&s.join_replayed) {
                 log::warn!("domain: replayed join request (seen {n} times)");
             }
             return Err(JoinRefusal::BadRequest);
@@ -362,12 +353,7 @@ impl DomainEngine {
     ) {
         let r = *r;
         if r.approver != from || !r.verify() {
-            let n = self
-                .stats
-                .join_response_forged
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
-            if n.is_power_of_two() {
+            if let Some(n) = DomainStats::count_hostile(&self.stats.join_response_forged) {
                 log::warn!(
                     "domain: forged join response from {} (seen {n} times)",
                     from.short()
@@ -384,12 +370,7 @@ impl DomainEngine {
                     .is_some_and(|j| j.requests.contains(&r.request))
         });
         if !outstanding {
-            let n = self
-                .stats
-                .join_response_unsolicited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                + 1;
-            if n.is_power_of_two() {
+            if let Some(n) = DomainStats::count_hostile(&self.stats.join_response_unsolicited) {
                 log::warn!(
                     "domain: unsolicited or replayed join response from {} (seen {n} times)",
                     from.short()

@@ -608,8 +608,7 @@ impl DomainEngine {
         }
         e.1 += 1;
         if e.1 > limit {
-            let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n.is_power_of_two() {
+            if let Some(n) = DomainStats::count_hostile(counter) {
                 log::warn!(
                     "domain: {} exceeds {limit} {kind:?} messages per second (seen {n} times)",
                     peer.short(),

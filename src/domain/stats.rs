@@ -161,6 +161,13 @@ impl DomainStats {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds one to a counter of hostile input and says whether to log it: true at the 1st,
+    /// 2nd, 4th, 8th … occurrence, so that a peer repeating it cannot flood the log.
+    pub fn count_hostile(counter: &AtomicU64) -> Option<u64> {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        n.is_power_of_two().then_some(n)
+    }
+
     /// The value of `counter`.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
