@@ -42,6 +42,11 @@ pub struct DomainEntry {
     pub member_here: bool,
     /// Increases with every change of this entry.
     pub version: u64,
+    /// The domain's advert in wire form, as this node's Domain engine holds it (members hand it
+    /// to non-members that reach them through domain routing).
+    pub advert: Option<Arc<Vec<u8>>>,
+    /// Whether this node is a member that the advert lists as accepting external requests.
+    pub external_here: bool,
 }
 
 /// The node's domains and their members, shared read-only with the Router and PubSub.
@@ -97,6 +102,16 @@ impl DomainDirectory {
         let e = map.entry(domain).or_default();
         e.members = members;
         e.member_here = here;
+        e.version += 1;
+    }
+
+    /// Sets the advert of `domain` and whether this node answers external requests for it (the
+    /// Domain engine's call); bumps its version.
+    pub fn set_advert(&self, domain: DomainIdentity, advert: Vec<u8>, external_here: bool) {
+        let mut map = self.0.write();
+        let e = map.entry(domain).or_default();
+        e.advert = Some(Arc::new(advert));
+        e.external_here = external_here;
         e.version += 1;
     }
 

@@ -14,10 +14,13 @@
 //! * [`topic`], [`identity`], [`transport`]: requests to and events from the Router's topic
 //!   service, the Network Identity Store and the Transport.
 //! * [`pubsub`]: system mail between the Router and the PubSub engine.
+//! * [`domain`], [`interdomain`]: the domain engines' and the inter-domain engines' shared
+//!   directories and local mail.
 
 pub mod domain;
 pub mod envelope;
 pub mod identity;
+pub mod interdomain;
 pub mod pubsub;
 pub mod reason;
 pub mod route;

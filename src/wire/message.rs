@@ -47,6 +47,15 @@ impl Protocol {
     /// Messages between Topology engines (a domain's overlay), and local mail to and from a
     /// node's Topology engine.
     pub const TOPOLOGY: Protocol = Protocol(4);
+    /// Messages between PeerSampling engines (TAPS view exchanges), and local mail to a node's
+    /// PeerSampling engine.
+    pub const SAMPLING: Protocol = Protocol(5);
+    /// Messages between Clustering engines (TAC view exchanges and PSI), and local mail to a
+    /// node's Clustering engine.
+    pub const CLUSTERING: Protocol = Protocol(6);
+    /// Messages between DomainRouting engines (`DomainRequest` / `DomainResponse`), local mail
+    /// to and from a node's DomainRouting engine, and its built-in `probe` requests.
+    pub const DOMAIN_ROUTING: Protocol = Protocol(7);
     /// The first protocol number free for applications.
     pub const APP_BASE: u32 = 0x1_0000;
 }

@@ -12,6 +12,7 @@
 //! kind of structure can never be replayed as another.
 
 pub mod advert;
+pub mod descriptor;
 pub mod event;
 pub mod message;
 
@@ -24,6 +25,7 @@ use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
 pub use advert::{DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress};
+pub use descriptor::{MembershipFilter, NodeDescriptor};
 pub use message::{
     Destination, EngineMessage, MessageId, Ordering, Protocol, Reliability, RoutingPrefs,
     RoutingScope, Security, TransportPrefs, Verified,
@@ -58,6 +60,8 @@ pub mod context {
     pub const TOPIC_ADVERT: &[u8] = b"netmachine/v2/topic-advert\0";
     /// [`super::advert::DomainAdvert`] signatures (format 2: introducers, auth, capacity).
     pub const DOMAIN_ADVERT: &[u8] = b"netmachine/v2/domain-advert\0";
+    /// Node descriptors of the inter-domain gossip (a node advert plus its membership filter).
+    pub const NODE_DESCRIPTOR: &[u8] = b"netmachine/v2/node-descriptor\0";
 }
 
 /// Why bytes from a peer could not be decoded.
