@@ -12,7 +12,7 @@
 //!   and the DomainRouting engine (`Protocol::DOMAIN_ROUTING`, scope `Local`).
 //!
 //! Local mail is encoded like every message body (`u32 version || u32 tag || fields`, the
-//! crate's bincode configuration) and never leaves the node: a receiver acts on it only when
+//! crate's bincode configuration; version [`ROUTING_MAIL_VERSION`]) and never leaves the node: a receiver acts on it only when
 //! the message's origin is [`crate::mail::Origin::Local`].
 
 use std::collections::{BTreeMap, VecDeque};
@@ -31,8 +31,10 @@ pub const SAMPLING_ENGINE_NAME: &str = "sampling";
 pub const CLUSTERING_ENGINE_NAME: &str = "clustering";
 /// The name of the node's DomainRouting engine.
 pub const DOMAIN_ROUTING_ENGINE_NAME: &str = "domain_routing";
-/// Version of the local mail encodings in this module.
-pub const LOCAL_MAIL_VERSION: u32 = 1;
+/// Version of [`RoutingMail`]'s encoding. Distinct from every other local mail's version (1), so
+/// that an engine receiving local mail under its own protocol can tell a `RoutingMail::Arrived`
+/// from its own mail by trying [`RoutingMail::decode`] first.
+pub const ROUTING_MAIL_VERSION: u32 = 0x5244_0001;
 
 /// Which inter-domain view a neighbour comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Encode, Decode)]
@@ -305,13 +307,13 @@ pub enum RoutingMail {
 impl RoutingMail {
     /// The message body: `u32 version || value`.
     pub fn encode(&self) -> Vec<u8> {
-        encode_to_vec(&(LOCAL_MAIL_VERSION, self))
+        encode_to_vec(&(ROUTING_MAIL_VERSION, self))
     }
 
     /// Reads a body made by [`Self::encode`].
     pub fn decode(body: &[u8]) -> Result<Self, WireError> {
         let (version, mail): (u32, Self) = decode_exact(body)?;
-        if version != LOCAL_MAIL_VERSION {
+        if version != ROUTING_MAIL_VERSION {
             return Err(WireError::UnknownVersion(version));
         }
         Ok(mail)
