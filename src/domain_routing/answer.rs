@@ -111,9 +111,8 @@ impl DomainRoutingEngine {
         }
         let prev = relay.prev;
         let at = r.path.iter().position(|n| *n == self.me);
-        let consistent = at.is_some_and(|i| {
-            i >= 1 && r.path[i - 1] == via && r.path.get(i + 1) == Some(&prev)
-        });
+        let consistent =
+            at.is_some_and(|i| i >= 1 && r.path[i - 1] == via && r.path.get(i + 1) == Some(&prev));
         if !path_ok || !consistent || r.src != r.member {
             return self.hostile(&self.stats.bad_response, "an inconsistent response", via);
         }

@@ -14,7 +14,7 @@ use crate::interdomain::blip;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 use crate::mail::interdomain::{LinkKind, Neighbour, RoutingMail};
 use crate::runtime::{Context, SendOptions};
-use crate::wire::{Destination, MessageId, MembershipFilter, Protocol};
+use crate::wire::{Destination, MembershipFilter, MessageId, Protocol};
 
 /// How a next hop was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -168,9 +168,10 @@ impl DomainRoutingEngine {
             return self.hostile(&self.stats.looping_path, "a looping path", via);
         }
         let key = (r.src, r.id);
-        let held = self.arrived.values().any(
-            |a| matches!(&a.reply, Reply::Remote { id, src, .. } if (*src, *id) == key),
-        );
+        let held = self
+            .arrived
+            .values()
+            .any(|a| matches!(&a.reply, Reply::Remote { id, src, .. } if (*src, *id) == key));
         if held || self.relayed.contains_key(&key) {
             return self.hostile(&self.stats.duplicate, "a request seen before", via);
         }
@@ -335,7 +336,8 @@ impl DomainRoutingEngine {
                 reply,
                 protocol,
                 msg,
-                deadline: ctx.now().instant + self.settings.timeout,
+                // Sooner than the asker gives up, so that the error reaches it in time.
+                deadline: ctx.now().instant + self.settings.timeout * 3 / 4,
             },
         );
     }

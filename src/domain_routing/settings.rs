@@ -29,8 +29,9 @@ pub struct RoutingSettings {
     /// [`super::wire::MAX_PATH`]. A request that arrives having taken more is refused
     /// (`overlong_path`); one that would take more is not forwarded (`hop_limit`).
     pub hop_limit: usize,
-    /// How long the asker waits for an answer: default 5 s. Relays and members keep their
-    /// state for a request as long.
+    /// How long the asker waits for an answer: default 5 s. Relays keep their state for a
+    /// request as long; a member waits 3/4 of it for its local engine's answer (then answers
+    /// with an error, which still reaches the asker in time).
     pub timeout: Duration,
     /// Whether this node forwards and answers other nodes' requests (default true). With
     /// `false` (opt out) it still asks for itself, but refuses every request of another node
