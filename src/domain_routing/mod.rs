@@ -254,6 +254,10 @@ impl DomainRoutingEngine {
                     self.hostile(&self.stats.malformed, "a message of another protocol", via);
                     return;
                 }
+                if let Destination::Domain(d) = msg.dst() {
+                    // Sent straight to this member by a Router that knew it (anycast).
+                    return self.on_direct_probe(ctx, via, d, &msg);
+                }
                 match RoutingMessage::from_bytes(msg.body()) {
                     Ok(RoutingMessage::Request(r)) => self.on_request(ctx, via, r),
                     Ok(RoutingMessage::Response(r)) => self.on_response(ctx, via, r),
@@ -269,6 +273,37 @@ impl DomainRoutingEngine {
             Origin::Topic { via, .. } => {
                 self.hostile(&self.stats.bad_origin, "a topic event", via);
             }
+        }
+    }
+
+    /// A `Destination::Domain(d)` message of protocol `DOMAIN_ROUTING` from another node's
+    /// engine, which its Router sent straight to this node as a known member of `d`: a
+    /// `probe` is answered with a reply carrying `member` (the protocol's own reply).
+    fn on_direct_probe(
+        &mut self,
+        ctx: &mut Context,
+        via: NodeIdentity,
+        d: DomainIdentity,
+        msg: &Message,
+    ) {
+        if !self.settings.forward {
+            RoutingStats::count(&self.stats.opted_out);
+            return;
+        }
+        if !self.within_rate(ctx.now().wall.0, via) {
+            return self.hostile(&self.stats.rate_limited, "requests over the rate", via);
+        }
+        match forward::probe_answer(msg.body()) {
+            Ok(answer) if self.delivers(&d) => {
+                RoutingStats::count(&self.stats.member_answers);
+                ctx.reply(msg, answer);
+            }
+            Ok(_) => RoutingStats::count(&self.stats.not_here),
+            Err(_) => self.hostile(
+                &self.stats.malformed,
+                "a direct request that is no probe",
+                via,
+            ),
         }
     }
 

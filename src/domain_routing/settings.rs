@@ -135,6 +135,10 @@ crate::runtime::stats::counter_struct! {
         retries,
         /// Own requests that failed: no neighbour to send them to.
         no_route,
+        /// Direct `Destination::Domain` probes for a domain this node does not answer for (its
+        /// membership ended since the asker learnt it): not answered, so the asker times out and
+        /// forgets it.
+        not_here,
         /// Refused: the body did not decode (or was not local mail this engine takes).
         malformed,
         /// Refused: a protocol version this node does not speak.

@@ -80,3 +80,30 @@ fn oversized_and_malformed_bodies_are_refused() {
         Err(WireError::TrailingBytes(1))
     );
 }
+
+#[test]
+fn truncated_and_mutated_bodies_never_panic() {
+    let net = Net::new(3, |_| RoutingSettings::default());
+    let (r, resp) = sample(&net);
+    let mut rng = SplitMix64::new(0x5eed);
+    for m in [RoutingMessage::Request(r), RoutingMessage::Response(resp)] {
+        let good = m.to_bytes();
+        for cut in 0..good.len() {
+            assert!(
+                RoutingMessage::from_bytes(&good[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for _ in 0..2000 {
+            let mut b = good.clone();
+            for _ in 0..1 + rng.below(4) {
+                let i = rng.below(b.len() as u64) as usize;
+                b[i] = rng.next_u64() as u8;
+            }
+            // Either an error or a message that encodes back to the same bytes.
+            if let Ok(back) = RoutingMessage::from_bytes(&b) {
+                assert_eq!(back.to_bytes(), b);
+            }
+        }
+    }
+}

@@ -96,6 +96,8 @@ pub(super) struct Node {
     pub arrived: Vec<(MessageId, Protocol, RoutingMail)>,
     /// Identity-store requests.
     pub identity: Vec<IdentityRequest>,
+    /// Replies to remote engines (direct probes), with their bodies.
+    pub replies: Vec<(EngineIdentity, Vec<u8>)>,
     pub timer: Option<Instant>,
     /// Memberships given to the board as filters (the node's own, for its neighbours' boards).
     pub memberships: Vec<DomainIdentity>,
@@ -182,6 +184,7 @@ impl Net {
                     answers: Vec::new(),
                     arrived: Vec::new(),
                     identity: Vec::new(),
+                    replies: Vec::new(),
                     timer: None,
                     memberships: Vec::new(),
                 }
@@ -305,8 +308,11 @@ impl Net {
                     let m = out.msg;
                     let local = m.scope() == RoutingScope::Local;
                     match m.dst {
+                        Destination::Engine(e) if !local => {
+                            self.nodes[i].replies.push((e, m.body));
+                        }
                         Destination::Engine(e) => {
-                            assert!(local && e == asker());
+                            assert!(e == asker());
                             let mail = RoutingMail::decode(&m.body).unwrap();
                             self.nodes[i].answers.push((m.reply_to, mail));
                         }
@@ -338,13 +344,19 @@ impl Net {
 
     /// Delivers `body` from node `from` to node `to` as a verified remote message.
     pub fn deliver_remote(&mut self, from: usize, to: usize, body: Vec<u8>) {
+        let dst = Destination::Node(self.nodes[to].id());
+        self.deliver_remote_to(from, to, dst, body);
+    }
+
+    /// Delivers `body` for `dst` from node `from` to node `to` as a verified remote message.
+    pub fn deliver_remote_to(&mut self, from: usize, to: usize, dst: Destination, body: Vec<u8>) {
         let sender = self.nodes[from]
             .key
             .derive_engine(DOMAIN_ROUTING_ENGINE_NAME);
         let mut m = EngineMessage {
             src: sender.engine_identity(),
             src_node: self.nodes[from].id(),
-            dst: Destination::Node(self.nodes[to].id()),
+            dst,
             id: MessageId(1),
             reply_to: None,
             expiry: None,

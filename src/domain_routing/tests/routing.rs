@@ -404,3 +404,20 @@ fn one_seed_gives_one_run() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_probe_sent_straight_to_a_known_member_is_answered_with_a_reply() {
+    let (mut net, d) = line();
+    net.deliver_remote_to(0, 2, Destination::Domain(d), PROBE_REQUEST.to_vec());
+    let sender = net.nodes[0]
+        .key
+        .derive_engine(DOMAIN_ROUTING_ENGINE_NAME)
+        .engine_identity();
+    assert_eq!(net.nodes[2].replies, vec![(sender, PROBE_ANSWER.to_vec())]);
+    // Not a member (any more): no answer; another body: refused.
+    net.deliver_remote_to(0, 1, Destination::Domain(d), PROBE_REQUEST.to_vec());
+    net.deliver_remote_to(0, 2, Destination::Domain(d), b"x".to_vec());
+    assert_eq!(net.counters(1)["not_here"], 1);
+    assert_eq!(net.counters(2)["malformed"], 1);
+    assert!(net.nodes[1].replies.is_empty() && net.nodes[2].replies.len() == 1);
+}
