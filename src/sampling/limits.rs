@@ -50,6 +50,11 @@ pub struct SamplingSettings {
     /// The trust of a sender that is in neither view (a stranger that started an exchange):
     /// default 128 / 255, the identity store's default trust.
     pub stranger_trust: f64,
+    /// TAPS only: the partner of an exchange merges only the initiator's own descriptor, not
+    /// the others it pushed (§9.1: UPSYCLE's pull-only peer sampling, which limits the
+    /// influence of pushed ids); the initiator merges the whole reply. Default true; false is
+    /// §9.3 exactly (both sides merge everything). docs/sampling.md gives the figures.
+    pub pull_only: bool,
     /// The URPS sampler's memory `c` and sketch accuracy `ε`, `δ` (TAPS mode only).
     pub urps: UrpsParams,
     /// The membership filter's size, hashes and flip parameter ε.
@@ -68,6 +73,7 @@ impl Default for SamplingSettings {
             min_trust: 0.1,
             trust_transitivity: 0.9,
             stranger_trust: 128.0 / 255.0,
+            pull_only: true,
             urps: UrpsParams::default(),
             blip: BlipParams::default(),
             limits: SamplingLimits::default(),

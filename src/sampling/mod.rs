@@ -13,7 +13,9 @@
 //!   merge what they received: own entry left out, age 0, trust = the local trust for an
 //!   explicit node, else `trust(src) × trust_transitivity`; entries below `min_trust` are
 //!   not merged; the rest go through URPS; the new view is a trust-weighted sample
-//!   (Efraimidis–Spirakis) of `view ∪ xview ∪ sampler outputs`.
+//!   (Efraimidis–Spirakis) of `view ∪ xview ∪ sampler outputs`. With
+//!   [`SamplingSettings::pull_only`] (the default, §9.1's UPSYCLE advice) the partner merges
+//!   only the initiator's own descriptor from an exchange: what a node learns, it pulled.
 //! * **URPS** (§9.4) on the TAPS input stream: every received id updates a count-min sketch
 //!   and may enter the sampler memory Γ with probability `min / f̂`; each one is replaced by
 //!   a uniform element of Γ, so the merged entries are sampler outputs, not the ids pushed.
@@ -55,6 +57,7 @@ pub mod wire;
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -277,7 +280,13 @@ impl SamplingEngine {
                     return;
                 }
                 SamplingStats::count(&self.stats.received_exchange);
-                let recvd = self.admit(ctx, src, descriptors);
+                let mut recvd = self.admit(ctx, src, descriptors);
+                if self.settings.mode == SamplerMode::Taps && self.settings.pull_only {
+                    let before = recvd.len();
+                    recvd.retain(|e| e.node == src);
+                    let ignored = (before - recvd.len()) as u64;
+                    self.stats.pushed_ignored.fetch_add(ignored, Ordering::Relaxed);
+                }
                 let sent = self.respond(ctx, src);
                 self.merge(recvd, src, &sent);
             }

@@ -35,6 +35,8 @@ crate::runtime::stats::counter_struct! {
         own_entries,
         /// Received entries below `min_trust` after trust transitivity: not merged.
         below_min_trust,
+        /// Entries an initiator pushed besides its own descriptor, not merged (`pull_only`).
+        pushed_ignored,
         /// Ids fed to the URPS sampler.
         urps_fed,
         /// Descriptors this node made for itself (at start and at each membership change).

@@ -22,13 +22,10 @@ use crate::time::Now;
 use crate::wire::{Destination, NodeDescriptor};
 
 pub struct SimNode {
-    pub key: Keypair,
     pub node: NodeIdentity,
     /// `None` for a colluder.
     pub engine: Option<SamplingEngine>,
     pub ctx: Context,
-    pub board: NeighbourBoard,
-    pub directory: DomainDirectory,
     next_timer: Option<Duration>,
 }
 
@@ -93,8 +90,6 @@ impl Net {
         for (i, key) in keys.iter().enumerate() {
             let node = key.node_identity();
             index.insert(node, i);
-            let board = NeighbourBoard::new();
-            let directory = DomainDirectory::new();
             let engine = (i < honest).then(|| {
                 let mut xs: BTreeSet<usize> = BTreeSet::new();
                 if honest > 1 {
@@ -112,20 +107,17 @@ impl Net {
                     adverts[i].clone(),
                     settings.clone(),
                     xview,
-                    directory.clone(),
-                    board.clone(),
+                    DomainDirectory::new(),
+                    NeighbourBoard::new(),
                     Arc::new(SamplingStats::default()),
                     SplitMix64::derive(seed, i as u64).next_u64(),
                 )
             });
             let ctx = Context::detached(base, EngineIdentity(node.0), node, "sampling");
             nodes.push(SimNode {
-                key: key.clone(),
                 node,
                 engine,
                 ctx,
-                board,
-                directory,
                 next_timer: None,
             });
         }

@@ -64,10 +64,12 @@ pub(super) struct Seen {
 }
 
 impl One {
-    /// An engine (started) in `mode` with the explicit view `explicit` (keys with trust).
+    /// An engine (started) in `mode` with the explicit view `explicit` (keys with trust),
+    /// merging pushed entries (§9.3 exactly, not `pull_only`).
     pub fn new(mode: SamplerMode, explicit: &[(&Keypair, f64)]) -> One {
         let settings = SamplingSettings {
             mode,
+            pull_only: false,
             ..SamplingSettings::default()
         };
         One::with_settings(settings, explicit)
@@ -331,4 +333,27 @@ fn a_reply_is_merged_and_a_second_one_refused() {
     assert_eq!(one.stat(|s| &s.unsolicited), 1);
     // The view's new member's advert went to the identity store.
     assert!(one.seen().registered.contains(&ks[1].node_identity()));
+}
+
+#[test]
+fn pull_only_merges_only_the_initiators_own_descriptor_from_a_push() {
+    let ks = keys(8, 4);
+    let mut one = One::with_settings(SamplingSettings::default(), &[(&ks[0], 0.9)]);
+    let now = one.now.wall;
+    let push: Vec<_> = ks[1..].iter().map(|k| descriptor_for(k, 1, now)).collect();
+    one.exchange(&ks[1], push);
+    assert_eq!(one.engine.view_nodes(), vec![ks[1].node_identity()]);
+    assert_eq!(one.stat(|s| &s.pushed_ignored), 2);
+    assert_eq!(one.stat(|s| &s.descriptors_verified), 3, "all checked, two not merged");
+    // What it pulls is merged whole.
+    one.seen();
+    one.tick();
+    let (dst, _) = one.seen().sent.remove(0);
+    let k = ks.iter().find(|k| k.node_identity() == dst).expect("a known node");
+    let reply = SamplingMessage::Reply {
+        descriptors: vec![descriptor_for(&ks[2], 1, now), descriptor_for(&ks[3], 1, now)],
+    };
+    one.remote(k, &reply);
+    assert_eq!(one.stat(|s| &s.received_reply), 1);
+    assert_eq!(one.stat(|s| &s.urps_fed), 3);
 }

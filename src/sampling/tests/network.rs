@@ -64,24 +64,39 @@ fn views_survive_loss_and_one_seed_gives_one_run() {
 
 #[test]
 fn colluders_stay_near_their_share_with_taps_and_urps_not_with_cyclon() {
-    // 20 % colluders pushing only each other's ids, every honest node with 3 explicit honest
-    // friends.
+    // 20 % colluders answering and starting exchanges with each other's descriptors only;
+    // every honest node has 3 explicit honest friends.
     let (honest, colluders) = (80, 20);
     let share = colluders as f64 / (honest + colluders) as f64;
-    let mut taps = Net::new(honest, colluders, 3, 0.8, SamplerMode::Taps, 9);
-    let mut cyclon = Net::new(honest, colluders, 3, 0.8, SamplerMode::Cyclon, 9);
-    taps.start();
-    cyclon.start();
-    taps.rounds(60);
-    cyclon.rounds(60);
-    let (t, c) = (taps.colluder_view_share(), cyclon.colluder_view_share());
+    let run = |mode, pull_only| {
+        let settings = super::super::SamplingSettings {
+            mode,
+            pull_only,
+            ..Default::default()
+        };
+        let mut net = Net::with_settings(honest, colluders, 3, 0.8, settings, 9);
+        net.start();
+        net.rounds(60);
+        net
+    };
+    let taps = run(SamplerMode::Taps, true);
+    let exact = run(SamplerMode::Taps, false);
+    let cyclon = run(SamplerMode::Cyclon, false);
+    let (t, x, c) = (
+        taps.colluder_view_share(),
+        exact.colluder_view_share(),
+        cyclon.colluder_view_share(),
+    );
     eprintln!(
-        "colluder view share: taps {t:.3} (eclipsed {}), cyclon {c:.3} (eclipsed {})",
+        "colluder view share (population {share}): taps+urps pull-only {t:.3} (eclipsed {}), \
+         push-pull {x:.3} (eclipsed {}), cyclon {c:.3} (eclipsed {})",
         taps.eclipsed(),
+        exact.eclipsed(),
         cyclon.eclipsed()
     );
-    assert!(t <= 1.3 * share, "taps + urps: {t:.3} of the views");
-    assert!(c >= 1.5 * t, "cyclon {c:.3} vs taps {t:.3}");
+    assert!(t <= 1.2 * share, "taps + urps: {t:.3} of the views");
     assert_eq!(taps.eclipsed(), 0);
     assert!(taps.honest_connected());
+    assert!(c >= 2.0 * t && c > x, "cyclon {c:.3} vs taps {t:.3} / {x:.3}");
+    assert!(cyclon.eclipsed() > 0);
 }
