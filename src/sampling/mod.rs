@@ -156,7 +156,11 @@ impl SamplingEngine {
                 );
                 break;
             }
-            let trust = if trust.is_finite() { trust.clamp(0.0, 1.0) } else { 0.0 };
+            let trust = if trust.is_finite() {
+                trust.clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
             xview.insert(
                 advert.id,
                 Entry {
@@ -169,7 +173,7 @@ impl SamplingEngine {
             );
             explicit_adverts.push(advert);
         }
-        let urps = Urps::new(settings.urps.clone(), rng.next_u64());
+        let urps = Urps::new(settings.urps, rng.next_u64());
         SamplingEngine {
             me,
             key: node_key,
@@ -285,7 +289,9 @@ impl SamplingEngine {
                     let before = recvd.len();
                     recvd.retain(|e| e.node == src);
                     let ignored = (before - recvd.len()) as u64;
-                    self.stats.pushed_ignored.fetch_add(ignored, Ordering::Relaxed);
+                    self.stats
+                        .pushed_ignored
+                        .fetch_add(ignored, Ordering::Relaxed);
                 }
                 let sent = self.respond(ctx, src);
                 self.merge(recvd, src, &sent);
@@ -431,7 +437,11 @@ impl SamplingEngine {
 
     fn on_undeliverable(&mut self, u: Undeliverable) {
         if let Some(p) = self.pending.take_if(|p| p.id == u.id) {
-            log::debug!("sampling: exchange to {:?} undeliverable: {:?}", p.dst, u.reason);
+            log::debug!(
+                "sampling: exchange to {:?} undeliverable: {:?}",
+                p.dst,
+                u.reason
+            );
             SamplingStats::count(&self.stats.undeliverable);
             self.view.remove(&p.dst);
             self.dirty = true;
@@ -537,7 +547,10 @@ impl SamplingEngine {
             SamplerMode::Cyclon => {
                 let l = self.settings.xchg_len;
                 let v = self.view.values();
-                (None, view::sample_descriptors(v, Some(src), l, &mut self.rng))
+                (
+                    None,
+                    view::sample_descriptors(v, Some(src), l, &mut self.rng),
+                )
             }
         };
         let sent = others.iter().map(|d| d.node()).collect();
@@ -645,7 +658,11 @@ impl SamplingEngine {
 
     /// Hands `advert` to the identity store unless that version already was.
     fn register(&mut self, ctx: &mut Context, advert: &NodeAdvert) {
-        if self.registered.get(&advert.id).is_some_and(|v| *v >= advert.version) {
+        if self
+            .registered
+            .get(&advert.id)
+            .is_some_and(|v| *v >= advert.version)
+        {
             return;
         }
         self.registered.insert(advert.id, advert.version);
@@ -690,7 +707,10 @@ impl SamplingEngine {
         }
         self.dirty = false;
         let mut list = Vec::with_capacity(self.view.len() + self.xview.len());
-        let kinds = [(&self.view, LinkKind::Random), (&self.xview, LinkKind::Explicit)];
+        let kinds = [
+            (&self.view, LinkKind::Random),
+            (&self.xview, LinkKind::Explicit),
+        ];
         for (entries, kind) in kinds {
             for e in entries.values() {
                 if let Some(d) = &e.desc {

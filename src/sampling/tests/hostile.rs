@@ -67,7 +67,10 @@ fn descriptors_from_the_future_or_with_other_filter_parameters_are_refused() {
     let future = make_descriptor(
         victim,
         advert(victim, now),
-        encode(&BlipParams::default(), std::iter::empty::<&DomainIdentity>()),
+        encode(
+            &BlipParams::default(),
+            std::iter::empty::<&DomainIdentity>(),
+        ),
         5,
         now.after(Duration::from_secs(7 * 86_400)),
     );
@@ -102,7 +105,11 @@ fn replayed_and_conflicting_versions_are_refused_without_a_signature_check() {
     let twin = make_descriptor(victim, advert(victim, now), filter, 2, now);
     one.exchange(other, vec![twin]);
     assert_eq!(one.stat(|s| &s.conflicting), 1);
-    assert_eq!(one.stat(|s| &s.descriptors_verified), verified, "no signature checked");
+    assert_eq!(
+        one.stat(|s| &s.descriptors_verified),
+        verified,
+        "no signature checked"
+    );
     assert_eq!(held_version(&one, victim), Some(2));
 }
 
@@ -134,7 +141,10 @@ fn expired_repeated_and_own_descriptors_are_left_out() {
     let mut one = One::new(SamplerMode::Taps, &[(friend, 0.9)]);
     let now = one.now.wall;
     let short = NodeAdvert::new_signed(x, vec![], 1, now, now.after(Duration::from_secs(1)), None);
-    let filter = encode(&BlipParams::default(), std::iter::empty::<&DomainIdentity>());
+    let filter = encode(
+        &BlipParams::default(),
+        std::iter::empty::<&DomainIdentity>(),
+    );
     let expiring = make_descriptor(x, short, filter, 1, now);
     one.advance(Duration::from_secs(2));
     one.exchange(friend, vec![expiring]);
@@ -158,7 +168,10 @@ fn oversized_malformed_and_unknown_version_bodies_are_refused() {
     let ks = keys(25, 20);
     let mut one = One::new(SamplerMode::Taps, &[(&ks[0], 0.9)]);
     let now = one.now.wall;
-    let many: Vec<_> = ks[1..18].iter().map(|k| descriptor_for(k, 1, now)).collect();
+    let many: Vec<_> = ks[1..18]
+        .iter()
+        .map(|k| descriptor_for(k, 1, now))
+        .collect();
     one.exchange(&ks[0], many);
     assert_eq!(one.stat(|s| &s.oversized), 1);
     assert_eq!(one.stat(|s| &s.descriptors_received), 0, "nothing decoded");

@@ -159,7 +159,10 @@ impl One {
 
     pub fn trust(&self, node: &NodeIdentity) -> Option<f64> {
         let p = self.engine.probe();
-        p.view().into_iter().find(|e| e.node == *node).map(|e| e.trust)
+        p.view()
+            .into_iter()
+            .find(|e| e.node == *node)
+            .map(|e| e.trust)
     }
 
     pub fn stat(&self, f: impl Fn(&SamplingStats) -> &std::sync::atomic::AtomicU64) -> u64 {
@@ -184,7 +187,10 @@ fn start_makes_the_own_descriptor_and_registers_explicit_adverts() {
 #[test]
 fn the_first_exchange_goes_to_an_explicit_node_with_the_own_descriptor_first() {
     let ks = keys(2, 3);
-    let mut one = One::new(SamplerMode::Taps, &[(&ks[0], 0.8), (&ks[1], 0.8), (&ks[2], 0.8)]);
+    let mut one = One::new(
+        SamplerMode::Taps,
+        &[(&ks[0], 0.8), (&ks[1], 0.8), (&ks[2], 0.8)],
+    );
     one.seen();
     one.tick();
     let seen = one.seen();
@@ -211,7 +217,11 @@ fn received_trust_is_the_senders_times_transitivity() {
     let view = one.engine.probe().view();
     assert!(view.len() >= 2, "{view:?}");
     for e in &view {
-        let want = if e.node == friend.node_identity() { 0.5 } else { 0.45 };
+        let want = if e.node == friend.node_identity() {
+            0.5
+        } else {
+            0.45
+        };
         assert!((e.trust - want).abs() < 1e-9, "{e:?}");
         assert_eq!(e.age, 0);
     }
@@ -225,7 +235,10 @@ fn entries_below_min_trust_are_not_merged() {
     let mut one = One::new(SamplerMode::Taps, &[(weak, 0.1)]);
     let now = one.now.wall;
     // Through the weak friend: 0.1 × 0.9 < min_trust; the friend itself (0.1) is merged.
-    one.exchange(weak, vec![descriptor_for(weak, 1, now), descriptor_for(&ks[4], 1, now)]);
+    one.exchange(
+        weak,
+        vec![descriptor_for(weak, 1, now), descriptor_for(&ks[4], 1, now)],
+    );
     assert_eq!(one.trust(&ks[4].node_identity()), None);
     assert_eq!(one.trust(&weak.node_identity()), Some(0.1));
     assert_eq!(one.stat(|s| &s.below_min_trust), 1);
@@ -257,13 +270,24 @@ fn the_explicit_view_is_always_kept_and_published() {
     for round in 0..20 {
         let k = &ks[2 + round];
         let mut descs = vec![descriptor_for(k, 1, now)];
-        descs.extend(ks[2..].iter().skip(round).take(7).map(|k| descriptor_for(k, 1, now)));
+        descs.extend(
+            ks[2..]
+                .iter()
+                .skip(round)
+                .take(7)
+                .map(|k| descriptor_for(k, 1, now)),
+        );
         descs.dedup_by_key(|d| d.node());
         one.exchange(k, descs);
         one.tick();
     }
-    let explicit: Vec<NodeIdentity> =
-        one.engine.probe().explicit().iter().map(|e| e.node).collect();
+    let explicit: Vec<NodeIdentity> = one
+        .engine
+        .probe()
+        .explicit()
+        .iter()
+        .map(|e| e.node)
+        .collect();
     let mut want = vec![ks[0].node_identity(), ks[1].node_identity()];
     want.sort();
     assert_eq!(explicit, want);
@@ -286,7 +310,11 @@ fn a_membership_change_remakes_the_own_descriptor_once() {
     let v1 = one.board.own().unwrap();
     one.tick();
     one.tick();
-    assert_eq!(one.board.own().unwrap().version, v1.version, "not re-flipped per period");
+    assert_eq!(
+        one.board.own().unwrap().version,
+        v1.version,
+        "not re-flipped per period"
+    );
     let d = DomainIdentity([3; 32]);
     one.directory
         .publish(d, [one.me()].into_iter().collect(), true);
@@ -312,7 +340,11 @@ fn an_unanswered_exchange_removes_its_partner_from_the_view() {
     }
     assert!(one.stat(|s| &s.exchange_timeouts) >= 1);
     assert!(!one.engine.view_nodes().contains(&ks[1].node_identity()));
-    assert_eq!(one.engine.probe().explicit().len(), 1, "explicit entries stay");
+    assert_eq!(
+        one.engine.probe().explicit().len(),
+        1,
+        "explicit entries stay"
+    );
 }
 
 #[test]
@@ -344,14 +376,24 @@ fn pull_only_merges_only_the_initiators_own_descriptor_from_a_push() {
     one.exchange(&ks[1], push);
     assert_eq!(one.engine.view_nodes(), vec![ks[1].node_identity()]);
     assert_eq!(one.stat(|s| &s.pushed_ignored), 2);
-    assert_eq!(one.stat(|s| &s.descriptors_verified), 3, "all checked, two not merged");
+    assert_eq!(
+        one.stat(|s| &s.descriptors_verified),
+        3,
+        "all checked, two not merged"
+    );
     // What it pulls is merged whole.
     one.seen();
     one.tick();
     let (dst, _) = one.seen().sent.remove(0);
-    let k = ks.iter().find(|k| k.node_identity() == dst).expect("a known node");
+    let k = ks
+        .iter()
+        .find(|k| k.node_identity() == dst)
+        .expect("a known node");
     let reply = SamplingMessage::Reply {
-        descriptors: vec![descriptor_for(&ks[2], 1, now), descriptor_for(&ks[3], 1, now)],
+        descriptors: vec![
+            descriptor_for(&ks[2], 1, now),
+            descriptor_for(&ks[3], 1, now),
+        ],
     };
     one.remote(k, &reply);
     assert_eq!(one.stat(|s| &s.received_reply), 1);

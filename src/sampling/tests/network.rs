@@ -97,6 +97,9 @@ fn colluders_stay_near_their_share_with_taps_and_urps_not_with_cyclon() {
     assert!(t <= 1.2 * share, "taps + urps: {t:.3} of the views");
     assert_eq!(taps.eclipsed(), 0);
     assert!(taps.honest_connected());
-    assert!(c >= 2.0 * t && c > x, "cyclon {c:.3} vs taps {t:.3} / {x:.3}");
+    assert!(
+        c >= 2.0 * t && c > x,
+        "cyclon {c:.3} vs taps {t:.3} / {x:.3}"
+    );
     assert!(cyclon.eclipsed() > 0);
 }
