@@ -52,8 +52,8 @@ pub struct SamplingSettings {
     pub stranger_trust: f64,
     /// TAPS only: the partner of an exchange merges only the initiator's own descriptor, not
     /// the others it pushed (§9.1: UPSYCLE's pull-only peer sampling, which limits the
-    /// influence of pushed ids); the initiator merges the whole reply. Default true; false is
-    /// §9.3 exactly (both sides merge everything). docs/sampling.md gives the figures.
+    /// influence of pushed ids); the initiator merges the whole reply. Default false: §9.3
+    /// exactly (both sides merge everything). docs/sampling.md gives the figures of both.
     pub pull_only: bool,
     /// The URPS sampler's memory `c` and sketch accuracy `ε`, `δ` (TAPS mode only).
     pub urps: UrpsParams,
@@ -73,7 +73,7 @@ impl Default for SamplingSettings {
             min_trust: 0.1,
             trust_transitivity: 0.9,
             stranger_trust: 128.0 / 255.0,
-            pull_only: true,
+            pull_only: false,
             urps: UrpsParams::default(),
             blip: BlipParams::default(),
             limits: SamplingLimits::default(),

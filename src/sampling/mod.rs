@@ -14,8 +14,8 @@
 //!   explicit node, else `trust(src) × trust_transitivity`; entries below `min_trust` are
 //!   not merged; the rest go through URPS; the new view is a trust-weighted sample
 //!   (Efraimidis–Spirakis) of `view ∪ xview ∪ sampler outputs`. With
-//!   [`SamplingSettings::pull_only`] (the default, §9.1's UPSYCLE advice) the partner merges
-//!   only the initiator's own descriptor from an exchange: what a node learns, it pulled.
+//!   [`SamplingSettings::pull_only`] (off by default; §9.1's UPSYCLE advice) the partner
+//!   merges only the initiator's own descriptor from an exchange: what a node learns, it pulled.
 //! * **URPS** (§9.4) on the TAPS input stream: every received id updates a count-min sketch
 //!   and may enter the sampler memory Γ with probability `min / f̂`; each one is replaced by
 //!   a uniform element of Γ, so the merged entries are sampler outputs, not the ids pushed.

@@ -65,7 +65,7 @@ pub(super) struct Seen {
 
 impl One {
     /// An engine (started) in `mode` with the explicit view `explicit` (keys with trust),
-    /// merging pushed entries (§9.3 exactly, not `pull_only`).
+    /// merging pushed entries (§9.3 exactly, not `pull_only`, the default).
     pub fn new(mode: SamplerMode, explicit: &[(&Keypair, f64)]) -> One {
         let settings = SamplingSettings {
             mode,
@@ -370,11 +370,18 @@ fn a_reply_is_merged_and_a_second_one_refused() {
 #[test]
 fn pull_only_merges_only_the_initiators_own_descriptor_from_a_push() {
     let ks = keys(8, 4);
-    let mut one = One::with_settings(SamplingSettings::default(), &[(&ks[0], 0.9)]);
+    let settings = SamplingSettings {
+        pull_only: true,
+        ..SamplingSettings::default()
+    };
+    let mut one = One::with_settings(settings, &[(&ks[0], 0.9)]);
     let now = one.now.wall;
     let push: Vec<_> = ks[1..].iter().map(|k| descriptor_for(k, 1, now)).collect();
     one.exchange(&ks[1], push);
-    assert_eq!(one.engine.view_nodes(), vec![ks[1].node_identity()]);
+    // The view is the pusher and the explicit friend (§9.3 step 4 takes `xview` in).
+    let mut want = vec![ks[0].node_identity(), ks[1].node_identity()];
+    want.sort();
+    assert_eq!(one.engine.view_nodes(), want);
     assert_eq!(one.stat(|s| &s.pushed_ignored), 2);
     assert_eq!(
         one.stat(|s| &s.descriptors_verified),
