@@ -54,6 +54,7 @@ pub mod pubsub;
 pub mod rng;
 pub mod router;
 pub mod runtime;
+pub mod sampling;
 pub mod sim;
 pub mod stand_in;
 pub mod time;
