@@ -45,6 +45,7 @@ pub mod domain;
 pub mod engines;
 pub mod identity;
 pub mod identity_store;
+pub mod interdomain;
 pub mod mail;
 pub mod node;
 pub mod pubsub;
