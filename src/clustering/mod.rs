@@ -99,8 +99,9 @@ pub struct ClusteringEngine {
     known: BTreeMap<NodeIdentity, (Arc<NodeDescriptor>, u64)>,
     stamp: u64,
     sims: BTreeMap<NodeIdentity, SimEntry>,
-    /// Exchanges started and waiting on a `Reply`, with their deadline.
-    pending: BTreeMap<NodeIdentity, Instant>,
+    /// Exchanges started and waiting on a `Reply`: the deadline, and the destination's view
+    /// entry (out of the view until it answers).
+    pending: BTreeMap<NodeIdentity, (Instant, Option<Entry>)>,
     sessions: BTreeMap<NodeIdentity, Session>,
     results: BTreeMap<NodeIdentity, PsiResult>,
     /// No new PSI is started with these peers before the instant given.
@@ -273,7 +274,7 @@ impl ClusteringEngine {
         let expired: Vec<NodeIdentity> = self
             .pending
             .iter()
-            .filter(|(_, d)| **d <= now)
+            .filter(|(_, (d, _))| *d <= now)
             .map(|(n, _)| *n)
             .collect();
         for n in expired {

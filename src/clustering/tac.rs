@@ -134,6 +134,7 @@ impl ClusteringEngine {
         }
         let me = ctx.node();
         let xview = self.xview(me);
+        let mut held = None;
         let dst = if !self.view.is_empty() {
             let oldest = self.view.values().map(|e| e.age).max().unwrap_or(0);
             let ties: Vec<NodeIdentity> = self
@@ -143,7 +144,7 @@ impl ClusteringEngine {
                 .map(|(n, _)| *n)
                 .collect();
             let d = ties[self.rng.below(ties.len() as u64) as usize];
-            self.view.remove(&d);
+            held = self.view.remove(&d);
             self.dirty = true;
             d
         } else if !xview.is_empty() {
@@ -152,9 +153,6 @@ impl ClusteringEngine {
         } else {
             return;
         };
-        if self.pending.contains_key(&dst) {
-            return;
-        }
         for e in self.view.values_mut() {
             e.age = e.age.saturating_add(1);
         }
@@ -164,7 +162,7 @@ impl ClusteringEngine {
         let mut descriptors = vec![(*self.own.clone().expect("refreshed")).clone()];
         descriptors.extend(self.closest(&pool, Target::Me, n).into_iter().map(|(_, e)| (*e.desc).clone()));
         let deadline = ctx.now().instant + self.settings.period * 3;
-        self.pending.insert(dst, deadline);
+        self.pending.insert(dst, (deadline, held));
         self.send(ctx, dst, &ClusteringMessage::Exchange { descriptors });
     }
 
@@ -227,9 +225,14 @@ impl ClusteringEngine {
         src: NodeIdentity,
         descriptors: Vec<NodeDescriptor>,
     ) {
-        if self.pending.remove(&src).is_none() {
+        let Some((_, held)) = self.pending.remove(&src) else {
             self.hostile(&self.stats.unsolicited, "a reply", Some(src));
             return;
+        };
+        // It answered: back among the candidates (age 0).
+        if let Some(mut e) = held {
+            e.age = 0;
+            self.view.insert(src, e);
         }
         if !self.refresh_own() {
             return;
