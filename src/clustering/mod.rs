@@ -67,8 +67,7 @@ use crate::rng::SplitMix64;
 use crate::runtime::{Context, Engine, SendOptions};
 use crate::wire::{Destination, NodeDescriptor, Protocol, WireError};
 pub use limits::{
-    ClusterLink, ClusteringLimits, ClusteringProbe, ClusteringSettings, ClusteringStats,
-    PsiOutcome,
+    ClusterLink, ClusteringLimits, ClusteringProbe, ClusteringSettings, ClusteringStats, PsiOutcome,
 };
 use session::{PsiResult, Session};
 use tac::{Entry, SimEntry};
@@ -191,9 +190,12 @@ impl ClusteringEngine {
         match msg.origin() {
             Origin::Remote { via } => {
                 let sender = msg.sender();
-                if sender.verified().is_none() || sender.named_node() != via || via == ctx.node()
-                {
-                    self.hostile(&self.stats.bad_origin, "a sender not of its node", Some(via));
+                if sender.verified().is_none() || sender.named_node() != via || via == ctx.node() {
+                    self.hostile(
+                        &self.stats.bad_origin,
+                        "a sender not of its node",
+                        Some(via),
+                    );
                     return;
                 }
                 self.on_remote(ctx, via, msg.body());
@@ -227,9 +229,7 @@ impl ClusteringEngine {
             }
         };
         match msg {
-            ClusteringMessage::Exchange { descriptors } => {
-                self.on_exchange(ctx, via, descriptors)
-            }
+            ClusteringMessage::Exchange { descriptors } => self.on_exchange(ctx, via, descriptors),
             ClusteringMessage::Reply { descriptors } => self.on_reply(ctx, via, descriptors),
             ClusteringMessage::PsiOffer {
                 session,
@@ -258,7 +258,10 @@ impl ClusteringEngine {
     fn on_undeliverable(&mut self, ctx: &mut Context, u: Undeliverable) {
         if let Destination::Node(node) = u.dst {
             ClusteringStats::count(&self.stats.undeliverable);
-            log::debug!("clustering: message to {node:?} undeliverable ({:?})", u.reason);
+            log::debug!(
+                "clustering: message to {node:?} undeliverable ({:?})",
+                u.reason
+            );
             self.pending.remove(&node);
             if self.sessions.remove(&node).is_some() {
                 let retry = ctx.now().instant + self.settings.limits.psi_timeout;
@@ -352,8 +355,10 @@ impl ClusteringEngine {
         };
         if self.dirty {
             let mut list = Vec::with_capacity(self.view.len() + self.fingers.len());
-            for (kind, map) in [(LinkKind::Cluster, &self.view), (LinkKind::Finger, &self.fingers)]
-            {
+            for (kind, map) in [
+                (LinkKind::Cluster, &self.view),
+                (LinkKind::Finger, &self.fingers),
+            ] {
                 for (n, e) in map {
                     list.push(Neighbour {
                         descriptor: e.desc.clone(),

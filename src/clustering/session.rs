@@ -72,8 +72,11 @@ impl ClusteringEngine {
             return;
         };
         let now = ctx.now().instant;
-        let view: Vec<(NodeIdentity, u64)> =
-            self.view.iter().map(|(n, e)| (*n, e.desc.version)).collect();
+        let view: Vec<(NodeIdentity, u64)> = self
+            .view
+            .iter()
+            .map(|(n, e)| (*n, e.desc.version))
+            .collect();
         self.psi_backoff
             .retain(|n, until| *until > now && view.iter().any(|(v, _)| v == n));
         let limits = self.settings.limits.clone();
@@ -178,9 +181,10 @@ impl ClusteringEngine {
         }
         let rerun = self.settings.limits.psi_rerun;
         if self.replayed(&src, session)
-            || self.results.get(&src).is_some_and(|r| {
-                r.matches(own.version, initiator_version) && now < r.at + rerun
-            })
+            || self
+                .results
+                .get(&src)
+                .is_some_and(|r| r.matches(own.version, initiator_version) && now < r.at + rerun)
         {
             self.hostile(&self.stats.psi_replayed, "a PSI offer", Some(src));
             return;
@@ -190,7 +194,11 @@ impl ClusteringEngine {
             return;
         }
         if self.offers_left == 0 {
-            self.hostile(&self.stats.rate_limited, "a PSI offer over the rate", Some(src));
+            self.hostile(
+                &self.stats.rate_limited,
+                "a PSI offer over the rate",
+                Some(src),
+            );
             return;
         }
         self.offers_left -= 1;
@@ -219,21 +227,35 @@ impl ClusteringEngine {
                 self.send(ctx, src, &msg);
             }
             Err(e) => {
-                self.hostile(&self.stats.psi_bad_filter, &format!("a PSI offer ({e})"), Some(src));
+                self.hostile(
+                    &self.stats.psi_bad_filter,
+                    &format!("a PSI offer ({e})"),
+                    Some(src),
+                );
             }
         }
     }
 
     /// Takes the open session `session` with `src` if it has the role `initiator`; counts and
     /// refuses otherwise.
-    fn take_session(&mut self, src: NodeIdentity, session: u64, initiator: bool) -> Option<Session> {
-        let fits = self.sessions.get(&src).is_some_and(|s| {
-            s.id == session && matches!(s.role, Role::Initiator(_)) == initiator
-        });
+    fn take_session(
+        &mut self,
+        src: NodeIdentity,
+        session: u64,
+        initiator: bool,
+    ) -> Option<Session> {
+        let fits = self
+            .sessions
+            .get(&src)
+            .is_some_and(|s| s.id == session && matches!(s.role, Role::Initiator(_)) == initiator);
         if fits {
             return self.sessions.remove(&src);
         }
-        let what = if initiator { "a PSI challenge" } else { "a PSI proof" };
+        let what = if initiator {
+            "a PSI challenge"
+        } else {
+            "a PSI proof"
+        };
         if self.replayed(&src, session) {
             self.hostile(&self.stats.psi_replayed, what, Some(src));
         } else {
@@ -266,7 +288,11 @@ impl ClusteringEngine {
                 self.send(ctx, src, &ClusteringMessage::PsiProof { session, proof });
             }
             Err(e) => {
-                self.hostile(&self.stats.psi_bad_tags, &format!("a PSI challenge ({e})"), Some(src));
+                self.hostile(
+                    &self.stats.psi_bad_tags,
+                    &format!("a PSI challenge ({e})"),
+                    Some(src),
+                );
             }
         }
     }
@@ -291,7 +317,11 @@ impl ClusteringEngine {
                 self.record(ctx, src, session, &s, shared);
             }
             Err(e) => {
-                self.hostile(&self.stats.psi_bad_tags, &format!("a PSI proof ({e})"), Some(src));
+                self.hostile(
+                    &self.stats.psi_bad_tags,
+                    &format!("a PSI proof ({e})"),
+                    Some(src),
+                );
             }
         }
     }

@@ -96,9 +96,9 @@ impl ClusteringEngine {
             if node == me {
                 continue;
             }
-            let better = out.get(&node).is_none_or(|e| {
-                n.descriptor.version > e.desc.version || n.trust > e.trust
-            });
+            let better = out
+                .get(&node)
+                .is_none_or(|e| n.descriptor.version > e.desc.version || n.trust > e.trust);
             if better {
                 out.insert(
                     node,
@@ -160,7 +160,11 @@ impl ClusteringEngine {
         pool.remove(&dst);
         let n = self.settings.xchg_len.saturating_sub(1);
         let mut descriptors = vec![(*self.own.clone().expect("refreshed")).clone()];
-        descriptors.extend(self.closest(&pool, Target::Me, n).into_iter().map(|(_, e)| (*e.desc).clone()));
+        descriptors.extend(
+            self.closest(&pool, Target::Me, n)
+                .into_iter()
+                .map(|(_, e)| (*e.desc).clone()),
+        );
         let deadline = ctx.now().instant + self.settings.period * 3;
         self.pending.insert(dst, (deadline, held));
         self.send(ctx, dst, &ClusteringMessage::Exchange { descriptors });
@@ -174,7 +178,11 @@ impl ClusteringEngine {
         descriptors: Vec<NodeDescriptor>,
     ) {
         if self.answers_left == 0 {
-            self.hostile(&self.stats.rate_limited, "an exchange over the rate", Some(src));
+            self.hostile(
+                &self.stats.rate_limited,
+                "an exchange over the rate",
+                Some(src),
+            );
             return;
         }
         if descriptors.first().is_none_or(|d| d.node() != src) {
@@ -210,7 +218,11 @@ impl ClusteringEngine {
             },
         );
         let reply: Vec<NodeDescriptor> = self
-            .closest(&uview, Target::Peer(&src_desc.filter), self.settings.xchg_len)
+            .closest(
+                &uview,
+                Target::Peer(&src_desc.filter),
+                self.settings.xchg_len,
+            )
             .into_iter()
             .map(|(_, e)| (*e.desc).clone())
             .collect();
@@ -381,7 +393,8 @@ impl ClusteringEngine {
     ) -> Vec<(NodeIdentity, Entry)> {
         let w = self.settings.trust_weight;
         let max_domains = self.settings.limits.max_claimed_domains;
-        let mut scored: Vec<(bool, f64, u64, NodeIdentity, &Entry)> = Vec::with_capacity(pool.len());
+        let mut scored: Vec<(bool, f64, u64, NodeIdentity, &Entry)> =
+            Vec::with_capacity(pool.len());
         for (n, e) in pool {
             let (sim, full) = match target {
                 Target::Me => {
@@ -389,21 +402,24 @@ impl ClusteringEngine {
                     (s.sim, s.overfull)
                 }
                 Target::Peer(f) => {
-                    let full = self.sims.get(n).map_or_else(
-                        || overfull(&e.desc.filter, max_domains),
-                        |s| s.overfull,
-                    );
-                    (if full { 0.0 } else { blip::similarity(f, &e.desc.filter) }, full)
+                    let full = self
+                        .sims
+                        .get(n)
+                        .map_or_else(|| overfull(&e.desc.filter, max_domains), |s| s.overfull);
+                    (
+                        if full {
+                            0.0
+                        } else {
+                            blip::similarity(f, &e.desc.filter)
+                        },
+                        full,
+                    )
                 }
             };
             let tie = self.rng.next_u64();
             scored.push((full, score(sim, e.trust, w), tie, *n, e));
         }
-        scored.sort_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then(b.1.total_cmp(&a.1))
-                .then(a.2.cmp(&b.2))
-        });
+        scored.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
         scored
             .into_iter()
             .take(len)
@@ -442,7 +458,11 @@ impl ClusteringEngine {
             .is_some_and(|s| s.peer_version == desc.version && s.overfull);
         let full = overfull(&desc.filter, self.settings.limits.max_claimed_domains);
         if full && !was_full {
-            self.hostile(&self.stats.overfull_filters, "an overfull filter", Some(node));
+            self.hostile(
+                &self.stats.overfull_filters,
+                "an overfull filter",
+                Some(node),
+            );
         }
         let sim = if full {
             0.0
@@ -482,8 +502,12 @@ impl ClusteringEngine {
         if self.sims.len() <= self.settings.limits.max_cached_sims {
             return;
         }
-        let keep: BTreeSet<NodeIdentity> =
-            self.view.keys().chain(self.fingers.keys()).copied().collect();
+        let keep: BTreeSet<NodeIdentity> = self
+            .view
+            .keys()
+            .chain(self.fingers.keys())
+            .copied()
+            .collect();
         self.sims.retain(|n, _| keep.contains(n));
     }
 

@@ -15,8 +15,8 @@ use crate::interdomain::psi::{
     Bytes32, Challenge, Offer, Proof, MAX_WIRE_ELEMENTS, MAX_WIRE_FILTER_BYTES,
 };
 use crate::wire::{
-    decode_bytes, decode_list, encode_bytes, encode_list, unknown_version,
-    NodeDescriptor, WireError, CONFIG,
+    decode_bytes, decode_list, encode_bytes, encode_list, unknown_version, NodeDescriptor,
+    WireError, CONFIG,
 };
 
 /// The version of the Clustering protocol this code speaks.
@@ -133,9 +133,8 @@ impl Encode for Body<'_> {
         CLUSTERING_VERSION.encode(e)?;
         m.tag().encode(e)?;
         match m {
-            ClusteringMessage::Exchange { descriptors } | ClusteringMessage::Reply { descriptors } => {
-                encode_list(descriptors, e)
-            }
+            ClusteringMessage::Exchange { descriptors }
+            | ClusteringMessage::Reply { descriptors } => encode_list(descriptors, e),
             ClusteringMessage::PsiOffer {
                 session,
                 initiator_version,

@@ -55,7 +55,10 @@ fn run(seed: u64, rounds: usize) -> Net {
 
 fn shared(net: &Net, a: usize, b: &NodeIdentity) -> usize {
     let j = net.index[b];
-    net.nodes[a].domains.intersection(&net.nodes[j].domains).count()
+    net.nodes[a]
+        .domains
+        .intersection(&net.nodes[j].domains)
+        .count()
 }
 
 #[test]
@@ -90,7 +93,10 @@ fn tac_converges_to_nodes_sharing_domains_and_fingers_are_dissimilar() {
     // A random view shares a domain with about 1/6 of its entries.
     assert!(view_links >= (N as usize) * 9, "{view_links}");
     assert!(view_share > 0.85, "{view_share}");
-    assert!(found_each_other as f64 >= 0.9 * N as f64, "{found_each_other}");
+    assert!(
+        found_each_other as f64 >= 0.9 * N as f64,
+        "{found_each_other}"
+    );
     assert!(finger_links >= (N as usize) * 2, "{finger_links}");
     assert!(finger_share < 0.15, "{finger_share}");
 }
@@ -105,7 +111,11 @@ fn psi_gives_the_exact_intersection_with_every_cluster_neighbour() {
     for (i, n) in net.nodes.iter().enumerate() {
         for (peer, outcome) in n.engine.probe().psi() {
             let j = net.index[&peer];
-            let truth: Vec<DomainIdentity> = n.domains.intersection(&net.nodes[j].domains).copied().collect();
+            let truth: Vec<DomainIdentity> = n
+                .domains
+                .intersection(&net.nodes[j].domains)
+                .copied()
+                .collect();
             assert_eq!(outcome.shared, truth, "node {i} with {peer:?}");
             assert_eq!(outcome.shared_count as usize, truth.len());
             checked += 1;
@@ -116,7 +126,10 @@ fn psi_gives_the_exact_intersection_with_every_cluster_neighbour() {
                 published += 1;
             }
         }
-        assert_eq!(n.stat(|s| &s.psi_bad_tags) + n.stat(|s| &s.psi_bad_filter), 0);
+        assert_eq!(
+            n.stat(|s| &s.psi_bad_tags) + n.stat(|s| &s.psi_bad_filter),
+            0
+        );
     }
     println!("PSI results checked {checked}, shared counts on boards {published}");
     assert!(checked >= (N as usize) * 8, "{checked}");
@@ -142,7 +155,12 @@ fn one_seed_gives_one_run() {
 /// nodes get.
 #[test]
 fn an_all_ones_filter_does_not_take_the_cluster_slots() {
-    let run = |max_claimed_domains: u32| -> (Vec<NodeIdentity>, Vec<NodeIdentity>, BTreeSet<NodeIdentity>, u64) {
+    let run = |max_claimed_domains: u32| -> (
+        Vec<NodeIdentity>,
+        Vec<NodeIdentity>,
+        BTreeSet<NodeIdentity>,
+        u64,
+    ) {
         let mut rng = SplitMix64::new(77);
         let now = Now::read();
         let settings = ClusteringSettings {
@@ -160,7 +178,13 @@ fn an_all_ones_filter_does_not_take_the_cluster_slots() {
             list.push((Arc::new(d), 0.5));
         }
         for i in 7..=16 {
-            let d = descriptor(&key(i), &BTreeSet::from([domain(50 + i)]), 1, now.wall, &mut rng);
+            let d = descriptor(
+                &key(i),
+                &BTreeSet::from([domain(50 + i)]),
+                1,
+                now.wall,
+                &mut rng,
+            );
             list.push((Arc::new(d), 0.5));
         }
         let mut attackers = BTreeSet::new();
@@ -177,7 +201,13 @@ fn an_all_ones_filter_does_not_take_the_cluster_slots() {
         // One exchange from an honest node makes the engine merge its pool.
         let peer = descriptor(&key(1), &mine, 1, now.wall, &mut rng);
         let from = peer.node();
-        me.deliver(from, &ClusteringMessage::Exchange { descriptors: vec![peer] }.to_bytes());
+        me.deliver(
+            from,
+            &ClusteringMessage::Exchange {
+                descriptors: vec![peer],
+            }
+            .to_bytes(),
+        );
         let probe = me.engine.probe();
         let view = probe.view().iter().map(|l| l.node).collect();
         let fingers = probe.fingers().iter().map(|l| l.node).collect();
@@ -213,5 +243,11 @@ fn blip_noise_probe_tmp() {
     let mean = |v: &Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
     let mut d = s_diff.clone();
     d.sort_by(f64::total_cmp);
-    println!("same {:.3} diff {:.3} diff p90 {:.3} max {:.3}", mean(&s_same), mean(&s_diff), d[180], d[199]);
+    println!(
+        "same {:.3} diff {:.3} diff p90 {:.3} max {:.3}",
+        mean(&s_same),
+        mean(&s_diff),
+        d[180],
+        d[199]
+    );
 }

@@ -12,7 +12,13 @@ struct Fixture {
 fn fixture(settings: ClusteringSettings) -> Fixture {
     let mut rng = SplitMix64::new(0x5e5);
     let now = Now::read();
-    let me = Node::new(0, BTreeSet::from([domain(1), domain(2), domain(3)]), settings, now, &mut rng);
+    let me = Node::new(
+        0,
+        BTreeSet::from([domain(1), domain(2), domain(3)]),
+        settings,
+        now,
+        &mut rng,
+    );
     Fixture { me, rng, now }
 }
 
@@ -22,14 +28,23 @@ impl Fixture {
         descriptor(&key(i), &set, 1, self.now.wall, &mut self.rng)
     }
 
-    fn send(&mut self, from: NodeIdentity, m: &ClusteringMessage) -> Vec<(NodeIdentity, ClusteringMessage)> {
+    fn send(
+        &mut self,
+        from: NodeIdentity,
+        m: &ClusteringMessage,
+    ) -> Vec<(NodeIdentity, ClusteringMessage)> {
         self.me.deliver(from, &m.to_bytes());
         self.me.sent()
     }
 
     /// Offers PSI from node `i` over `domains`; returns the initiator state, the session and
     /// what the engine sent back.
-    fn offer(&mut self, i: u32, session: u64, domains: &[u32]) -> (Initiator, Vec<(NodeIdentity, ClusteringMessage)>) {
+    fn offer(
+        &mut self,
+        i: u32,
+        session: u64,
+        domains: &[u32],
+    ) -> (Initiator, Vec<(NodeIdentity, ClusteringMessage)>) {
         let set = domains.iter().map(|d| domain(*d)).collect();
         let (init, offer) = Initiator::start(PsiParams::default(), &set, [i as u8; 32]);
         let from = key(i).node_identity();
@@ -49,7 +64,15 @@ fn a_full_psi_as_responder_then_every_replay_is_refused() {
     let mut f = fixture(ClusteringSettings::default());
     let from = key(9).node_identity();
     let (init, out) = f.offer(9, 42, &[2, 3, 4]);
-    let [(to, ClusteringMessage::PsiChallenge { session: 42, challenge, .. })] = &out[..] else {
+    let [(
+        to,
+        ClusteringMessage::PsiChallenge {
+            session: 42,
+            challenge,
+            ..
+        },
+    )] = &out[..]
+    else {
         panic!("{out:?}")
     };
     assert_eq!(*to, from);
@@ -87,7 +110,10 @@ fn out_of_order_stale_overfull_and_oversized_psi_messages_are_refused() {
         count: 1,
         challenge: challenge.clone(),
     };
-    assert!(f.send(from, &stray).is_empty(), "the engine is the responder of session 1");
+    assert!(
+        f.send(from, &stray).is_empty(),
+        "the engine is the responder of session 1"
+    );
     let (_, proof) = init.on_challenge(challenge, [1; 32]).unwrap();
     let wrong = ClusteringMessage::PsiProof { session: 2, proof };
     assert!(f.send(from, &wrong).is_empty());
@@ -187,39 +213,82 @@ fn bad_exchanges_are_refused() {
     let from = a.node();
     // The first descriptor is not the sender's.
     let b = f.peer(2, &[2]);
-    let out = f.send(from, &ClusteringMessage::Exchange { descriptors: vec![b.clone(), a.clone()] });
+    let out = f.send(
+        from,
+        &ClusteringMessage::Exchange {
+            descriptors: vec![b.clone(), a.clone()],
+        },
+    );
     assert!(out.is_empty());
     assert_eq!(f.me.stat(|s| &s.no_sender_descriptor), 1);
     // A forged descriptor (signature over other bits) among good ones: it alone is dropped.
     let mut forged = f.peer(3, &[3]);
     forged.filter.bytes[0] ^= 1;
-    let out = f.send(from, &ClusteringMessage::Exchange { descriptors: vec![a.clone(), forged.clone(), b] });
+    let out = f.send(
+        from,
+        &ClusteringMessage::Exchange {
+            descriptors: vec![a.clone(), forged.clone(), b],
+        },
+    );
     assert!(matches!(&out[..], [(to, ClusteringMessage::Reply { .. })] if *to == from));
     assert_eq!(f.me.stat(|s| &s.bad_descriptor), 1);
     let view: Vec<NodeIdentity> = f.me.engine.probe().view().iter().map(|l| l.node).collect();
     assert!(!view.contains(&forged.node()));
     assert!(view.contains(&from));
     // Over answers_per_period (2) in one period.
-    f.send(from, &ClusteringMessage::Exchange { descriptors: vec![a.clone()] });
-    let out = f.send(from, &ClusteringMessage::Exchange { descriptors: vec![a.clone()] });
+    f.send(
+        from,
+        &ClusteringMessage::Exchange {
+            descriptors: vec![a.clone()],
+        },
+    );
+    let out = f.send(
+        from,
+        &ClusteringMessage::Exchange {
+            descriptors: vec![a.clone()],
+        },
+    );
     assert!(out.is_empty());
     assert_eq!(f.me.stat(|s| &s.rate_limited), 1);
     // A reply nothing asked for.
-    f.send(from, &ClusteringMessage::Reply { descriptors: vec![a.clone()] });
+    f.send(
+        from,
+        &ClusteringMessage::Reply {
+            descriptors: vec![a.clone()],
+        },
+    );
     assert_eq!(f.me.stat(|s| &s.unsolicited), 1);
     // 33 descriptors: over max_descriptors (32).
     let many = vec![a.clone(); 33];
     f.me.tick();
     f.me.sent();
-    assert!(f.send(from, &ClusteringMessage::Exchange { descriptors: many }).is_empty());
+    assert!(f
+        .send(from, &ClusteringMessage::Exchange { descriptors: many })
+        .is_empty());
     assert_eq!(f.me.stat(|s| &s.oversized), 1);
     // Garbage and an older descriptor than held.
     f.me.deliver(from, b"\x01\x00\x00\x00garbage");
     assert_eq!(f.me.stat(|s| &s.malformed), 1);
-    let mut newer = descriptor(&key(1), &BTreeSet::from([domain(1)]), 5, f.now.wall, &mut f.rng);
+    let mut newer = descriptor(
+        &key(1),
+        &BTreeSet::from([domain(1)]),
+        5,
+        f.now.wall,
+        &mut f.rng,
+    );
     newer = newer.sign(&key(1));
-    f.send(from, &ClusteringMessage::Exchange { descriptors: vec![newer] });
-    f.send(from, &ClusteringMessage::Exchange { descriptors: vec![a] });
+    f.send(
+        from,
+        &ClusteringMessage::Exchange {
+            descriptors: vec![newer],
+        },
+    );
+    f.send(
+        from,
+        &ClusteringMessage::Exchange {
+            descriptors: vec![a],
+        },
+    );
     assert_eq!(f.me.stat(|s| &s.stale_descriptor), 1);
 }
 
@@ -236,7 +305,13 @@ fn no_exchange_before_peer_sampling_made_the_own_descriptor() {
         Arc::new(ClusteringStats::default()),
         1,
     );
-    let d = descriptor(&key(4), &BTreeSet::from([domain(1)]), 1, f.now.wall, &mut rng);
+    let d = descriptor(
+        &key(4),
+        &BTreeSet::from([domain(1)]),
+        1,
+        f.now.wall,
+        &mut rng,
+    );
     board.publish(
         BoardSource::Sampling,
         vec![Neighbour {
@@ -255,5 +330,7 @@ fn no_exchange_before_peer_sampling_made_the_own_descriptor() {
     board.set_own(f.me.desc.clone());
     engine.handle(&mut f.me.ctx, Input::Timer(TICK));
     let sent = f.me.sent();
-    assert!(matches!(&sent[..], [(_, ClusteringMessage::Exchange { descriptors })] if descriptors[0].node() == f.me.id));
+    assert!(
+        matches!(&sent[..], [(_, ClusteringMessage::Exchange { descriptors })] if descriptors[0].node() == f.me.id)
+    );
 }

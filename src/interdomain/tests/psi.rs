@@ -67,7 +67,8 @@ fn the_filter_is_sized_for_the_false_positive_rate() {
     // An honest full set stays under the limit.
     let mut rng = SplitMix64::new(7);
     for _ in 0..20 {
-        let set: BTreeSet<DomainIdentity> = (0..32).map(|_| domain(rng.next_u64() as u32)).collect();
+        let set: BTreeSet<DomainIdentity> =
+            (0..32).map(|_| domain(rng.next_u64() as u32)).collect();
         let f = bloom(&p, &random32(&mut rng), &set);
         let ones: u32 = f.iter().map(|b| b.count_ones()).sum();
         assert!(ones <= fill, "{ones} > {fill}");
@@ -139,14 +140,20 @@ fn no_tag_reveals_a_domain_outside_the_intersection() {
                 .cset
                 .contains(&tag_with(&t.challenge.ckey, &d, &salt));
             // The responder (or anyone with the transcript) tests d against rset with rkey.
-            let in_rset = t.proof.rset.contains(&response_tag(
-                &salt,
-                &t.proof.irand,
-                &t.challenge.rrand,
-                &d,
-            ));
-            assert_eq!(in_cset, shared.contains(&d), "round {round}: cset and {d:?}");
-            assert_eq!(in_rset, shared.contains(&d), "round {round}: rset and {d:?}");
+            let in_rset =
+                t.proof
+                    .rset
+                    .contains(&response_tag(&salt, &t.proof.irand, &t.challenge.rrand, &d));
+            assert_eq!(
+                in_cset,
+                shared.contains(&d),
+                "round {round}: cset and {d:?}"
+            );
+            assert_eq!(
+                in_rset,
+                shared.contains(&d),
+                "round {round}: rset and {d:?}"
+            );
         }
         // The list lengths say how many are shared and nothing more.
         assert_eq!(t.challenge.cset.len(), shared.len());
