@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain, run_pubsub, run_unicast, Common, Crypto, DomainScenario, DomainSummary,
-    PubSubScenario, UnicastScenario,
+    run_domain, run_interdomain, run_pubsub, run_unicast, Common, Crypto, DomainScenario,
+    DomainSummary, InterdomainScenario, InterdomainSummary, PubSubScenario, UnicastScenario,
 };
 
 fn seed() -> u64 {
@@ -475,4 +475,132 @@ fn the_domain_scenario_replays_from_its_seed() {
     assert_eq!(a.steps, b.steps);
     sc.common.seed = 6;
     assert_ne!(run_domain(&sc).trace_hash, a.trace_hash);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inter-domain: 1,000 nodes, 100 Zipf-sized domains, 20 % colluders (docs/simulation.md, "The
+// inter-domain scenario"). One run holds the main world and both baselines, so the goals are
+// asserted together.
+
+fn interdomain(nodes: usize, seed: u64) -> InterdomainScenario {
+    InterdomainScenario {
+        common: Common {
+            nodes,
+            degree: 4,
+            seed,
+            crypto: Crypto::StandIn,
+            ..Common::default()
+        },
+        domains: nodes / 10,
+        colluders: 0.2,
+        lookups: nodes / 2,
+        rounds: 40,
+        ..InterdomainScenario::default()
+    }
+}
+
+fn assert_interdomain_ok(s: &InterdomainSummary) {
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert_eq!(
+        s.lookups.asked,
+        s.nodes / 2,
+        "every planned lookup was asked"
+    );
+}
+
+#[test]
+fn interdomain_lookups_views_blip_and_psi_meet_their_goals_at_a_thousand_nodes() {
+    let s = run_interdomain(&interdomain(1000, seed()));
+    assert_interdomain_ok(&s);
+    // Anycast: ≥ 99 % for domains with ≥ 1 % of the nodes, ≥ 90 % overall, hops ≤ 4 / ≤ 10,
+    // and better than the random walk with the same hop limit.
+    let l = &s.lookups;
+    assert!(l.asked_large > 0);
+    assert!(
+        l.success_large >= 0.99,
+        "large domains: {}",
+        l.success_large
+    );
+    assert!(l.success >= 0.90, "all: {}", l.success);
+    assert!(
+        l.hops_p50 <= 4.0 && l.hops_p99 <= 10.0,
+        "{} / {}",
+        l.hops_p50,
+        l.hops_p99
+    );
+    let walk = s
+        .baseline_lookups
+        .as_ref()
+        .expect("the random-walk baseline ran");
+    assert!(
+        walk.success < l.success,
+        "random walk {} vs greedy {}",
+        walk.success,
+        l.success
+    );
+    // 20 % colluders: at most 1.2 × their share of honest views, nobody eclipsed; CYCLON
+    // without URPS or trust does worse.
+    assert!((s.colluder_population_share - 0.2).abs() < 0.01);
+    assert!(
+        s.colluder_view_share <= 1.2 * s.colluder_population_share,
+        "view share {} for population share {}",
+        s.colluder_view_share,
+        s.colluder_population_share
+    );
+    assert_eq!(s.eclipsed_nodes, 0);
+    let cyclon = s
+        .baseline_colluder_view_share
+        .expect("the CYCLON baseline ran");
+    assert!(cyclon > s.colluder_view_share, "CYCLON {cyclon}");
+    // BLIP at ε = 5: the observer guesses worse than from unflipped filters, and below 0.75;
+    // the similarity estimate is reported against the exact overlap.
+    assert!(s.blip_pairs > 1000);
+    assert!(
+        s.blip_observer_accuracy < 0.75,
+        "{}",
+        s.blip_observer_accuracy
+    );
+    assert!(s.blip_observer_accuracy_unflipped > s.blip_observer_accuracy);
+    assert!(s.blip_similarity_error < 1.0);
+    // PSI: exact in every pair that ran it.
+    assert!(s.psi_pairs_checked > 100, "{}", s.psi_pairs_checked);
+    assert_eq!(s.psi_errors, 0);
+    assert!(s.maintenance_msgs_per_node_s > 0.0);
+}
+
+#[test]
+fn the_interdomain_scenario_replays_from_its_seed() {
+    let mut sc = interdomain(150, 3);
+    sc.rounds = 10;
+    sc.walk_baseline = false;
+    sc.cyclon_baseline = false;
+    let a = run_interdomain(&sc);
+    assert_interdomain_ok(&a);
+    let b = run_interdomain(&sc);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.lookups, b.lookups);
+    sc.common.seed = 4;
+    assert_ne!(run_interdomain(&sc).trace_hash, a.trace_hash);
+}
+
+#[test]
+fn interdomain_lookups_under_ten_percent_loss_still_find_large_domains() {
+    let mut sc = interdomain(300, seed());
+    sc.common.faults = LinkFaults {
+        loss: 0.1,
+        ..LinkFaults::default()
+    };
+    sc.rounds = 30;
+    sc.walk_baseline = false;
+    sc.cyclon_baseline = false;
+    let s = run_interdomain(&sc);
+    assert_interdomain_ok(&s);
+    assert!(
+        s.lookups.success_large >= 0.95,
+        "{}",
+        s.lookups.success_large
+    );
+    assert_eq!(s.psi_errors, 0);
 }
