@@ -42,6 +42,7 @@
 pub mod chaos;
 pub mod config;
 pub mod domain;
+pub mod domain_routing;
 pub mod engines;
 pub mod identity;
 pub mod identity_store;
