@@ -5,8 +5,10 @@
 //! Memberships are given directly: each node's [`DomainDirectory`] gets, before its engines
 //! start, its own domains ([`DomainDirectory::publish`], with itself as the only member it
 //! knows — no engine here reads other members, and whole member sets would cost Σ size² of
-//! memory) and each domain's signed advert with `external_here` set
-//! ([`DomainDirectory::set_advert`]). No Domain or Topology engine runs.
+//! memory) and each domain's signed advert listing every member as answering external requests,
+//! with `external_here` set ([`DomainDirectory::set_advert`]) — for a domain of more members
+//! than an advert can list (`MAX_DOMAIN_NODES`, 256) no advert is set, and then any member
+//! answers. No Domain or Topology engine runs.
 //!
 //! Every honest node runs the inter-domain engines exactly as a real node does — PeerSampling,
 //! Clustering and DomainRouting sharing one [`NeighbourBoard`], one [`DomainRoutes`] (also
@@ -61,6 +63,7 @@ use crate::sampling::{
 };
 use crate::sim::node::EngineSetup;
 use crate::sim::{World, WorldExtras};
+use crate::wire::advert::MAX_DOMAIN_NODES;
 use crate::wire::{DomainAdvert, NodeAdvert, NodeDescriptor, Protocol};
 use apps::{LookupApp, LookupLog, LOOKUP_ENGINE_NAME};
 use metrics::{Answered, PsiCheck};
@@ -299,8 +302,9 @@ struct Shared {
     identities: Vec<NodeIdentity>,
     /// Per node: its explicit view (honest graph neighbours, with trust).
     explicit: Vec<Vec<(NodeAdvert, f64)>>,
-    /// Each domain's advert, in wire form.
-    domain_adverts: Vec<Vec<u8>>,
+    /// Each domain's advert, in wire form (none for a domain too large to list every member
+    /// as external).
+    domain_adverts: Vec<Option<Arc<Vec<u8>>>>,
     /// Every colluder's descriptor.
     colluder_descriptors: Arc<Vec<NodeDescriptor>>,
     /// Every honest node's identity.
@@ -328,19 +332,24 @@ fn shared(s: &InterdomainScenario, plan: &Plan, net: &Network) -> Shared {
                 .collect()
         })
         .collect();
+    // A domain of at most MAX_DOMAIN_NODES members lists them all as answering external
+    // requests; a larger one has no advert here (then any member answers).
     let domain_adverts = plan
         .domain_keys
         .iter()
-        .map(|k| {
-            crate::wire::encode_to_vec(&DomainAdvert::new_signed(
-                k,
-                Vec::new(),
-                crate::wire::advert::DomainAuth::None,
-                Vec::new(),
-                0,
-                1,
-                crate::sim::WALL_EPOCH,
-            ))
+        .zip(&plan.members)
+        .map(|(k, ms)| {
+            (ms.len() <= MAX_DOMAIN_NODES).then(|| {
+                Arc::new(crate::wire::encode_to_vec(&DomainAdvert::new_signed(
+                    k,
+                    Vec::new(),
+                    crate::wire::advert::DomainAuth::None,
+                    ms.iter().map(|&i| identities[i]).collect(),
+                    0,
+                    1,
+                    crate::sim::WALL_EPOCH,
+                )))
+            })
         })
         .collect();
     let params = &s.sampling.blip;
@@ -458,8 +467,11 @@ fn run_world(
             let me = sh.identities[node];
             for d in memberships[node].iter() {
                 directory.publish(*d, BTreeSet::from([me]), true);
-                if let Some(&k) = domain_of.get(d) {
-                    directory.set_advert(*d, sh.domain_adverts[k].clone(), true);
+                if let Some(a) = domain_of
+                    .get(d)
+                    .and_then(|&k| sh.domain_adverts[k].as_ref())
+                {
+                    directory.set_advert(*d, a.to_vec(), true);
                 }
             }
             if colluder[node] {
