@@ -874,18 +874,16 @@ fn psi_figures(
             continue;
         };
         let mine: BTreeSet<DomainIdentity> = memberships[i].iter().copied().collect();
-        for r in cp.psi_results() {
-            let Some(&j) = index.get(&r.peer) else {
-                continue;
-            };
+        for (peer, r) in cp.psi() {
+            let Some(&j) = index.get(&peer) else { continue };
             let truth: BTreeSet<DomainIdentity> = memberships[j]
                 .iter()
                 .filter(|d| mine.contains(d))
                 .copied()
                 .collect();
             let check = PsiCheck {
-                count: r.shared,
-                revealed: r.domains.iter().copied().collect(),
+                count: r.shared_count,
+                revealed: r.shared.iter().copied().collect(),
                 truth,
             };
             m.psi_checked += 1;
