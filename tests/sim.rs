@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain, run_pubsub, run_unicast, Common, Crypto, DomainScenario, DomainSummary,
-    PubSubScenario, UnicastScenario,
+    run_domain, run_interdomain, run_pubsub, run_unicast, Common, Crypto, DomainScenario,
+    DomainSummary, InterdomainScenario, InterdomainSummary, PubSubScenario, UnicastScenario,
 };
 
 fn seed() -> u64 {
@@ -475,4 +475,123 @@ fn the_domain_scenario_replays_from_its_seed() {
     assert_eq!(a.steps, b.steps);
     sc.common.seed = 6;
     assert_ne!(run_domain(&sc).trace_hash, a.trace_hash);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inter-domain: 1,000 nodes, 100 Zipf-sized domains, 20 % colluders (docs/simulation.md, "The
+// inter-domain scenario"). One run holds the main world and both baselines, so the goals are
+// asserted together.
+
+fn interdomain(nodes: usize, seed: u64) -> InterdomainScenario {
+    InterdomainScenario {
+        common: Common {
+            nodes,
+            degree: 4,
+            seed,
+            crypto: Crypto::StandIn,
+            ..Common::default()
+        },
+        domains: nodes / 10,
+        colluders: 0.2,
+        lookups: nodes / 2,
+        rounds: 20,
+        ..InterdomainScenario::default()
+    }
+}
+
+fn assert_interdomain_ok(s: &InterdomainSummary) {
+    println!("{}", s.to_json());
+    assert_eq!(s.failure, None);
+    assert_eq!(
+        s.lookups.asked,
+        s.nodes / 2,
+        "every planned lookup was asked"
+    );
+}
+
+/// What the engines must show at 1,000 nodes today: greedy routing beats the random walk,
+/// TAPS + URPS keeps colluders out of honest views better than CYCLON, BLIP's flipped filters
+/// hide membership better than unflipped ones, and PSI is exact in every pair that ran it.
+#[test]
+fn interdomain_at_a_thousand_nodes_beats_its_baselines_and_psi_is_exact() {
+    let s = run_interdomain(&interdomain(1000, seed()));
+    assert_interdomain_ok(&s);
+    let l = &s.lookups;
+    let walk = s
+        .baseline_lookups
+        .as_ref()
+        .expect("the random-walk baseline ran");
+    assert!(
+        l.success > walk.success,
+        "greedy {} vs random walk {}",
+        l.success,
+        walk.success
+    );
+    assert!((s.colluder_population_share - 0.2).abs() < 0.01);
+    let cyclon = s
+        .baseline_colluder_view_share
+        .expect("the CYCLON baseline ran");
+    assert!(
+        cyclon > s.colluder_view_share,
+        "CYCLON {cyclon} vs TAPS {}",
+        s.colluder_view_share
+    );
+    assert!(s.baseline_eclipsed_nodes.expect("CYCLON") >= s.eclipsed_nodes);
+    assert!(s.blip_pairs > 1000);
+    assert!(s.blip_observer_accuracy_unflipped > s.blip_observer_accuracy);
+    assert!(s.psi_pairs_checked > 0, "no PSI ran");
+    assert_eq!(s.psi_errors, 0);
+    assert!(s.maintenance_msgs_per_node_s > 0.0);
+}
+
+/// The issue's goals at 1,000 nodes. Not met yet by the engines (docs/simulation.md, "The
+/// inter-domain scenario", gives the figures): run with `--ignored` to check.
+#[test]
+#[ignore = "the goals are not met yet: see docs/simulation.md, inter-domain figures"]
+fn interdomain_meets_the_issue_goals_at_a_thousand_nodes() {
+    let s = run_interdomain(&interdomain(1000, seed()));
+    assert_interdomain_ok(&s);
+    let l = &s.lookups;
+    assert!(l.asked_large > 0);
+    assert!(
+        l.success_large >= 0.99,
+        "large domains: {}",
+        l.success_large
+    );
+    assert!(l.success >= 0.90, "all: {}", l.success);
+    assert!(
+        l.hops_p50 <= 4.0 && l.hops_p99 <= 10.0,
+        "{} / {}",
+        l.hops_p50,
+        l.hops_p99
+    );
+    assert!(
+        s.colluder_view_share <= 1.2 * s.colluder_population_share,
+        "view share {} for population share {}",
+        s.colluder_view_share,
+        s.colluder_population_share
+    );
+    assert_eq!(s.eclipsed_nodes, 0);
+    assert!(
+        s.blip_observer_accuracy < 0.75,
+        "{}",
+        s.blip_observer_accuracy
+    );
+    assert_eq!(s.psi_errors, 0);
+}
+
+#[test]
+fn the_interdomain_scenario_replays_from_its_seed() {
+    let mut sc = interdomain(150, 3);
+    sc.rounds = 10;
+    sc.walk_baseline = false;
+    sc.cyclon_baseline = false;
+    let a = run_interdomain(&sc);
+    assert_interdomain_ok(&a);
+    let b = run_interdomain(&sc);
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.lookups, b.lookups);
+    sc.common.seed = 4;
+    assert_ne!(run_interdomain(&sc).trace_hash, a.trace_hash);
 }

@@ -58,6 +58,10 @@ pub struct WorldExtras {
     pub known: Vec<Arc<std::collections::BTreeMap<crate::identity::NodeIdentity, NodeAdvert>>>,
     /// A topic whose PubSub messages leaving each node are counted ([`SimNode::topic_sends`]).
     pub watch_topic: Option<TopicIdentity>,
+    /// Per node (by index; missing: none), the foreign-domain routes its Router sends
+    /// `Destination::Domain` messages by (shared with its DomainRouting engine, which the
+    /// builtins build with the same cache). Kept across restarts.
+    pub routes: Vec<crate::mail::interdomain::DomainRoutes>,
 }
 
 impl Default for WorldExtras {
@@ -66,6 +70,7 @@ impl Default for WorldExtras {
             builtins: Box::new(|_, _, _| Vec::new()),
             known: Vec::new(),
             watch_topic: None,
+            routes: Vec::new(),
         }
     }
 }
@@ -266,6 +271,7 @@ impl World {
             directory,
             known: self.extras.known.get(i).cloned().unwrap_or_default(),
             watch_topic: self.extras.watch_topic,
+            routes: self.extras.routes.get(i).cloned(),
         };
         let rng = SplitMix64::derive(self.seed, ((i as u64) << 20) | incarnation as u64);
         let node = SimNode::with_extras(&self.setups[i], extras, apps, incarnation, rng, now);

@@ -94,6 +94,8 @@ pub struct NodeExtras {
     pub known: Arc<BTreeMap<NodeIdentity, NodeAdvert>>,
     /// A topic whose PubSub messages leaving the node are counted ([`SimNode::topic_sends`]).
     pub watch_topic: Option<TopicIdentity>,
+    /// The foreign-domain routes the node's Router sends `Destination::Domain` messages by.
+    pub routes: Option<crate::mail::interdomain::DomainRoutes>,
 }
 
 /// One simulated node.
@@ -153,6 +155,7 @@ impl SimNode {
             builtins,
             known,
             watch_topic,
+            routes,
         } = extras;
         let identity = setup.key.node_identity();
         let stats = Arc::new(NodeStats::default());
@@ -162,6 +165,9 @@ impl SimNode {
         };
         let mut router = Router::new(identity, Arc::clone(&stats), limits, true);
         router.set_domains(directory.clone());
+        if let Some(routes) = routes {
+            router.set_domain_routes(routes);
+        }
         let mut store = IdentityStore::new(crate::identity_store::DEFAULT_MAX_RECORDS);
         store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
         store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);

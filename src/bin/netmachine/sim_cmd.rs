@@ -9,8 +9,9 @@ use clap::{Args, Subcommand};
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain_with, run_pubsub_with, run_unicast_with, Common, Crypto, DomainScenario,
-    DomainSummary, Progress, PubSubScenario, Summary, UnicastScenario,
+    run_domain_with, run_interdomain_with, run_pubsub_with, run_unicast_with, Common, Crypto,
+    DomainScenario, DomainSummary, InterdomainScenario, InterdomainSummary, Progress,
+    PubSubScenario, Summary, UnicastScenario,
 };
 
 /// Prints a line to stdout; a closed pipe (the reader went away) is not an error worth a panic.
@@ -142,6 +143,37 @@ pub enum SimCommand {
         #[arg(long, default_value_t = 60.0)]
         join_timeout_s: f64,
     },
+    /// Inter-domain: Zipf-sized domains (each node in 1–5), colluders pushing only each
+    /// other's descriptors, then lookups of foreign domains through greedy domain routing;
+    /// with baselines from the same seed (random-walk routing, CYCLON sampling).
+    Interdomain {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Domains (sizes Zipf-distributed).
+        #[arg(long, default_value_t = 100)]
+        domains: usize,
+        /// Zipf exponent of the domains' popularity.
+        #[arg(long, default_value_t = 1.0)]
+        zipf: f64,
+        /// Fraction of the nodes that collude.
+        #[arg(long, default_value_t = 0.2)]
+        colluders: f64,
+        /// Lookups: distinct (honest node, foreign domain) pairs, after the rounds.
+        #[arg(long, default_value_t = 1000)]
+        lookups: usize,
+        /// Sampling rounds (periods) before the views are measured and the lookups start.
+        #[arg(long, default_value_t = 100)]
+        rounds: u64,
+        /// Seconds over which the lookups are spread.
+        #[arg(long, default_value_t = 10.0)]
+        lookup_window_s: f64,
+        /// Skip the random-walk lookup baseline (a second world).
+        #[arg(long)]
+        no_walk_baseline: bool,
+        /// Skip the CYCLON sampling baseline (a third world, sampling only).
+        #[arg(long)]
+        no_cyclon_baseline: bool,
+    },
 }
 
 fn common(a: &CommonArgs) -> Result<Common, String> {
@@ -226,6 +258,48 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 say!("{}", summary.to_json());
             } else {
                 print_domain(&summary);
+            }
+            return Ok(summary.ok());
+        }
+        SimCommand::Interdomain {
+            common: a,
+            domains,
+            zipf,
+            colluders,
+            lookups,
+            rounds,
+            lookup_window_s,
+            no_walk_baseline,
+            no_cyclon_baseline,
+        } => {
+            let c = common(a)?;
+            if !(0.0..1.0).contains(colluders) {
+                return Err(format!("--colluders must be in [0, 1), not {colluders}"));
+            }
+            if *domains == 0 {
+                return Err("--domains must be at least 1".into());
+            }
+            if !zipf.is_finite() || *zipf < 0.0 {
+                return Err(format!("--zipf must be a non-negative number, not {zipf}"));
+            }
+            announce(&c, a.json, "interdomain");
+            let s = InterdomainScenario {
+                common: c,
+                domains: *domains,
+                zipf: *zipf,
+                colluders: *colluders,
+                lookups: *lookups,
+                rounds: *rounds,
+                lookup_window: Duration::from_secs_f64(lookup_window_s.max(0.0)),
+                walk_baseline: !no_walk_baseline,
+                cyclon_baseline: !no_cyclon_baseline,
+                ..InterdomainScenario::default()
+            };
+            let summary = run_interdomain_with(&s, &mut reporter(a.json));
+            if a.json {
+                say!("{}", summary.to_json());
+            } else {
+                print_interdomain(&summary);
             }
             return Ok(summary.ok());
         }
@@ -365,6 +439,72 @@ fn print_domain(s: &DomainSummary) {
         s.member_deliveries_expected,
         s.scoped_deliveries_to_non_members,
         s.topic_msgs_by_non_members
+    );
+    say!("trace hash {} (seed {})", s.trace_hash, s.seed);
+    if let Some(f) = &s.failure {
+        say!("FAILED: {f}");
+    }
+}
+
+fn print_interdomain(s: &InterdomainSummary) {
+    say!(
+        "{} simulated seconds in {:.2} s of wall time ({:?}), {} steps, crypto {}",
+        s.sim_s,
+        s.wall_s,
+        s.wall_by_world,
+        s.steps,
+        s.crypto
+    );
+    say!(
+        "{} domains ({} with members, largest {}), {} colluders; views measured after {} rounds (settled at round {:?})",
+        s.domains,
+        s.domains_populated,
+        s.largest_domain,
+        s.colluders,
+        s.rounds,
+        s.settled_round
+    );
+    let l = &s.lookups;
+    say!(
+        "lookups {}: success {:.4} (domains >= 1 %: {:.4} of {}), hops p50 {} / p99 {}; by size {:?}",
+        l.asked,
+        l.success,
+        l.success_large,
+        l.asked_large,
+        l.hops_p50,
+        l.hops_p99,
+        l.by_size
+    );
+    if let Some(b) = &s.baseline_lookups {
+        say!(
+            "random-walk baseline: success {:.4} (domains >= 1 %: {:.4}), hops p50 {} / p99 {}",
+            b.success,
+            b.success_large,
+            b.hops_p50,
+            b.hops_p99
+        );
+    }
+    say!(
+        "colluders: {:.3} of the nodes, {:.3} of honest views ({} eclipsed); CYCLON {:?} ({:?} eclipsed)",
+        s.colluder_population_share,
+        s.colluder_view_share,
+        s.eclipsed_nodes,
+        s.baseline_colluder_view_share,
+        s.baseline_eclipsed_nodes
+    );
+    say!(
+        "BLIP: similarity error {:.4} (unflipped {:.4}, {} pairs), observer accuracy {:.4} (unflipped {:.4})",
+        s.blip_similarity_error,
+        s.blip_similarity_error_unflipped,
+        s.blip_pairs,
+        s.blip_observer_accuracy,
+        s.blip_observer_accuracy_unflipped
+    );
+    say!(
+        "PSI: {} results checked, {} wrong; maintenance {:.2} msgs/node/s",
+        s.psi_pairs_checked,
+        s.psi_errors,
+        s.maintenance_msgs_per_node_s
     );
     say!("trace hash {} (seed {})", s.trace_hash, s.seed);
     if let Some(f) = &s.failure {

@@ -26,10 +26,14 @@
 //! the scenario settings, the summary, the topology, node setups, faults and the run loop.
 
 mod domain;
+mod interdomain;
 mod pubsub;
 mod unicast;
 
 pub use domain::{run_domain, run_domain_with, DomainScenario, DomainSummary};
+pub use interdomain::{
+    run_interdomain, run_interdomain_with, InterdomainScenario, InterdomainSummary, LookupFigures,
+};
 pub use pubsub::{run_pubsub, run_pubsub_with};
 pub use unicast::{run_unicast, run_unicast_with};
 
