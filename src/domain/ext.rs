@@ -38,7 +38,7 @@ impl DomainEngine {
     }
 
     /// What this node answers to an external request for `d`.
-    fn answer_ext(
+    pub(super) fn answer_ext(
         &self,
         d: &DomainIdentity,
         protocol: Protocol,

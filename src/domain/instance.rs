@@ -71,6 +71,8 @@ pub(super) struct Instance {
     pub ext: BTreeMap<u64, ExtPending>,
     /// Members learned as contacts (the approver of this node's join).
     pub contacts: Vec<NodeIdentity>,
+    /// The advert version and `external_here` last set in the directory.
+    pub published_advert: Option<(u64, bool)>,
 }
 
 impl Instance {
@@ -98,6 +100,7 @@ impl Instance {
             seen_by_time: BTreeSet::new(),
             ext: BTreeMap::new(),
             contacts: Vec::new(),
+            published_advert: None,
         }
     }
 

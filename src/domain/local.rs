@@ -5,6 +5,7 @@
 use super::{DomainEngine, DomainStats};
 use crate::identity::EngineIdentity;
 use crate::mail::domain::{DomainMail, JoinRefusal, MemberInfo};
+use crate::mail::interdomain::RoutingMail;
 use crate::mail::Message;
 use crate::runtime::{Context, SendOptions};
 use crate::wire::{decode_exact, Destination, DomainAdvert, Protocol};
@@ -26,6 +27,10 @@ impl DomainEngine {
     }
 
     pub(super) fn on_local_mail(&mut self, ctx: &mut Context, m: &Message) {
+        // A request that reached this member through domain routing (its own mail version).
+        if let Ok(mail) = RoutingMail::decode(m.body()) {
+            return self.on_routing_mail(ctx, m.sender().named(), mail);
+        }
         let Ok(mail) = DomainMail::decode(m.body()) else {
             DomainStats::count(&self.stats.local_malformed);
             return;
@@ -72,6 +77,30 @@ impl DomainEngine {
             | DomainMail::MembersAre { .. }
             | DomainMail::ExtReply { .. } => DomainStats::count(&self.stats.local_malformed),
         }
+    }
+
+    /// `RoutingMail` from the DomainRouting engine: an `Arrived` request is answered as an
+    /// external request, with `Respond` to the engine that handed it over.
+    fn on_routing_mail(&mut self, ctx: &mut Context, from: EngineIdentity, mail: RoutingMail) {
+        let RoutingMail::Arrived {
+            token,
+            domain,
+            protocol,
+            body,
+            ..
+        } = mail
+        else {
+            DomainStats::count(&self.stats.local_malformed);
+            return;
+        };
+        DomainStats::count(&self.stats.routed_requests);
+        let result = self.answer_ext(&domain, protocol, &body);
+        ctx.send_with(
+            Destination::Engine(from),
+            Protocol::DOMAIN_ROUTING,
+            RoutingMail::Respond { token, result }.encode(),
+            SendOptions::local_only(),
+        );
     }
 
     /// The members of `domain` as `MembersAre` lists them (empty for an unknown domain).

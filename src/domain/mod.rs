@@ -22,6 +22,11 @@
 //! * **External requests** (`ext`): a node sends an `ExtRequest` to a member the advert lists
 //!   as accepting them. This engine answers only its own protocol (`Protocol::DOMAIN`, request
 //!   `info`); requests for other protocols are answered with an error.
+//! * **Domain-routed requests**: the node's DomainRouting engine hands a request that reached
+//!   this member as `RoutingMail::Arrived` (local mail, `Protocol::DOMAIN`); it is answered as
+//!   an external request (`info`), with `RoutingMail::Respond` to the DomainRouting engine.
+//!   Each instance's advert, and whether this node answers external requests for it, is set in
+//!   the directory (`DomainDirectory::set_advert`) so DomainRouting knows where to deliver.
 //! * Every membership change is published into the shared [`DomainDirectory`] and told to the
 //!   local Topology engine (`ViewMail::Members`), at most once per flush; a [`DomainProbe`]
 //!   gives the simulator a read-only view.
@@ -446,6 +451,14 @@ impl DomainEngine {
             inst.here = here;
             inst.member_digest = inst.log.member_digest();
             inst.published = members;
+        }
+        // The advert, and whether this node answers external (and domain-routed) requests.
+        let external_here = inst.here && inst.advert.accepts_external(&self.me);
+        let advert_state = Some((inst.advert.version, external_here));
+        if inst.published_advert != advert_state {
+            let wire = crate::wire::encode_to_vec(&inst.advert);
+            self.directory.set_advert(d, wire, external_here);
+            inst.published_advert = advert_state;
         }
         let (count, op_digest) = inst.log.digest();
         let entry = DomainProbeEntry {

@@ -136,6 +136,9 @@ crate::runtime::stats::counter_struct! {
         join_timeouts,
         /// External requests received.
         ext_requests,
+        /// Requests that reached this member through domain routing (`RoutingMail::Arrived`),
+        /// answered like external requests.
+        routed_requests,
         /// External requests refused: this node is not a member that accepts them.
         ext_refused,
         /// External requests answered for a protocol this engine does not serve.

@@ -5,12 +5,12 @@
 use std::sync::atomic::Ordering as AtomicOrdering;
 
 use super::{Bounce, PendingLookup, RouteHeader, Router, RouterOutput, Slot};
-use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::identity::{DomainIdentity, EngineIdentity, NodeIdentity};
 use crate::mail::identity::{AnyIdentity, IdentityRequest};
 use crate::mail::{DropReason, Message, Outbound, Outgoing, RemoteSend};
 use crate::time::Now;
 use crate::wire::message::Unverified;
-use crate::wire::{Destination, EngineMessage, RoutingScope};
+use crate::wire::{Destination, EngineMessage, Protocol, RoutingScope};
 
 impl Router {
     /// A message from a local engine.
@@ -74,7 +74,29 @@ impl Router {
                     .collect();
                 self.fan_out_message(targets, Message::local_boxed(msg), bounce);
             }
-            Destination::Domain(_) => self.drop_message(bounce, DropReason::Unsupported, &msg),
+            Destination::Domain(d) => self.route_local_domain(d, msg, bounce),
+        }
+    }
+
+    /// A message for some member of `d`, unsigned: delivered here by protocol when this node is
+    /// a member; refused when its scope keeps it on the node; otherwise handed to the
+    /// DomainRouting engine (which sends it to a known member or routes it greedily).
+    fn route_local_domain(
+        &mut self,
+        d: DomainIdentity,
+        msg: Box<EngineMessage>,
+        bounce: Option<Bounce>,
+    ) {
+        let to = if self.domains.member_here(&d) {
+            self.services.get(&msg.protocol)
+        } else if msg.scope() == RoutingScope::Local {
+            return self.drop_message(bounce, DropReason::ScopeViolation, &msg);
+        } else {
+            self.services.get(&Protocol::DOMAIN_ROUTING)
+        };
+        match to {
+            Some(&slot) => self.deliver(slot, Message::local_boxed(msg), bounce),
+            None => self.drop_message(bounce, DropReason::NoRoute, &msg),
         }
     }
 
@@ -94,7 +116,15 @@ impl Router {
             Destination::Node(n) if n == self.node => None,
             Destination::Node(n) => Some(n),
             Destination::Topic(_) => None,
-            Destination::Domain(_) => return self.drop_header(&header, DropReason::Unsupported),
+            // A member routes it here; a known member of the domain gets it straight (anycast);
+            // otherwise it goes to the DomainRouting engine, through `route_local`.
+            Destination::Domain(d) if self.domains.member_here(&d) => None,
+            Destination::Domain(d) => self
+                .domain_routes
+                .members(&d)
+                .into_iter()
+                .map(|m| m.node)
+                .find(|n| *n != self.node),
         };
         match to_node {
             Some(node) => self.send_remote(node, header, wire),

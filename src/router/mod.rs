@@ -34,7 +34,13 @@
 //! * `Node(n)`: for this node, the local engine serving the message's protocol; otherwise the
 //!   Transport.
 //! * `Topic(t)`: every local subscriber of `t` (not the sender itself).
-//! * `Domain(d)`: not routed by this version (`unsupported`).
+//! * `Domain(d)` (anycast to some member of `d`): from a local engine — on a member of `d`,
+//!   the local engine serving the message's protocol; else a member of `d` known from an
+//!   earlier answer ([`Router::set_domain_routes`]), through the Transport; else the node's
+//!   DomainRouting engine (the one serving `Protocol::DOMAIN_ROUTING`), which routes it to a
+//!   member and answers the sender with `RoutingMail::Answer` (docs/domain-routing.md); with
+//!   none, `no_route`. A `Local`-scoped one is delivered only on a member (`scope_violation`
+//!   otherwise). From another node — delivered by protocol on a member, else `not_member`.
 //!
 //! A message with routing scope `Local` never leaves the node. Messages that must leave it are
 //! signed by their sending engine's thread before they get here; the Router never signs.
@@ -96,6 +102,7 @@ pub use table::LocalEngines;
 use crate::identity::DomainIdentity;
 use crate::identity::{EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::mail::domain::DomainDirectory;
+use crate::mail::interdomain::DomainRoutes;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 use crate::mail::transport::CutOff;
 use crate::mail::{DropReason, Input, Message, Receipt, RemoteSend, Undeliverable};
@@ -242,6 +249,8 @@ pub struct Router {
     drops_at_last_summary: u64,
     /// The memberships `Domain`-scoped messages are checked against (empty until set).
     domains: DomainDirectory,
+    /// Members of foreign domains, learnt by DomainRouting (empty until set).
+    domain_routes: DomainRoutes,
 }
 
 impl Router {
@@ -276,6 +285,7 @@ impl Router {
             next_housekeeping: None,
             drops_at_last_summary: 0,
             domains: DomainDirectory::new(),
+            domain_routes: DomainRoutes::new(),
         }
     }
 
@@ -285,6 +295,14 @@ impl Router {
     /// `not_member`.
     pub fn set_domains(&mut self, dir: DomainDirectory) {
         self.domains = dir;
+    }
+
+    /// Gives the Router the node's cache of foreign domains' members (shared with the
+    /// DomainRouting engine, which learns into it): `Destination::Domain(d)` messages of local
+    /// engines go straight to a known member of `d`. Until it is called none is known, and they
+    /// all go to the DomainRouting engine.
+    pub fn set_domain_routes(&mut self, routes: DomainRoutes) {
+        self.domain_routes = routes;
     }
 
     /// The directory `Domain`-scoped messages are checked against.

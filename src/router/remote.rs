@@ -165,7 +165,14 @@ impl Router {
                     self.receipts.extend(receipt);
                 }
             },
-            Destination::Domain(_) => drop(self, DropReason::Unsupported),
+            // Anycast: for this node's engine serving the protocol if it is a member.
+            Destination::Domain(d) if self.domains.member_here(&d) => {
+                match self.services.get(&msg.protocol) {
+                    Some(&slot) => self.deliver_remote(slot, Message::remote(msg, peer), receipt),
+                    None => drop(self, DropReason::NoRoute),
+                }
+            }
+            Destination::Domain(_) => drop(self, DropReason::NotMember),
         }
     }
 
