@@ -23,8 +23,9 @@ pub const MAX_INTERDOMAIN_VIEW: usize = 256;
 pub const MAX_FINGERS: usize = 64;
 /// Largest `interdomain.urps_memory` (the sampler memory Γ, one descriptor per slot).
 pub const MAX_URPS_MEMORY: usize = 4096;
-/// Largest `interdomain.hop_limit`: a request carries its path, one node identity per hop.
-pub const MAX_HOP_LIMIT: u32 = 64;
+/// Largest `interdomain.hop_limit`: a request carries its path, one node identity per hop, and
+/// DomainRouting refuses longer paths ([`MAX_PATH`](crate::domain_routing::wire::MAX_PATH)).
+pub const MAX_HOP_LIMIT: usize = crate::domain_routing::wire::MAX_PATH;
 /// Shortest exchange period (`period_ms`, `cluster_period_ms`): shorter would be a flood.
 pub const MIN_PERIOD_MS: u64 = 50;
 /// Longest exchange period and request timeout: one hour.
@@ -188,15 +189,7 @@ pub(super) fn interdomain(
     }
 
     let ro = &mut s.routing;
-    if let Some(h) = raw.hop_limit {
-        if h == 0 || h > MAX_HOP_LIMIT {
-            return Err(bad(
-                "hop_limit",
-                format!("{h} is not in 1..={MAX_HOP_LIMIT}"),
-            ));
-        }
-        ro.hop_limit = h;
-    }
+    ro.hop_limit = count("hop_limit", raw.hop_limit, ro.hop_limit, 1, MAX_HOP_LIMIT)?;
     if let Some(ms) = raw.request_timeout_ms {
         if ms == 0 || ms > MAX_PERIOD_MS {
             return Err(bad(

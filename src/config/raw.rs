@@ -62,7 +62,7 @@ pub(super) struct RawInterdomain {
     pub(super) fingers: Option<usize>,
     pub(super) trust_weight: Option<RawNumber>,
     pub(super) psi: Option<bool>,
-    pub(super) hop_limit: Option<u32>,
+    pub(super) hop_limit: Option<usize>,
     pub(super) request_timeout_ms: Option<u64>,
     pub(super) forward: Option<bool>,
 }

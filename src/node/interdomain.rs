@@ -49,7 +49,7 @@ const SEED_TWEAK: u64 = 0x1d15_7a9c_0e15_0015;
 pub const INTERDOMAIN_MAILBOX_DEPTH: usize = 8192;
 
 /// The three inter-domain engines' settings (`[interdomain]`); the defaults are each engine's.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct InterdomainSettings {
     /// PeerSampling: mode (TAPS or CYCLON), view, exchange, period, trust, URPS and BLIP.
     pub sampling: SamplingSettings,
