@@ -29,8 +29,6 @@ pub(super) fn fingerprint(d: &NodeDescriptor) -> Fingerprint {
 struct Record {
     version: u64,
     print: Fingerprint,
-    /// The advert version last handed to the identity store (0: none).
-    registered: u64,
     seq: u64,
 }
 
@@ -80,13 +78,11 @@ impl Known {
     /// Remembers that `d` verified.
     pub fn insert(&mut self, d: &NodeDescriptor, print: Fingerprint) {
         self.seq += 1;
-        let registered = self.map.get(&d.node()).map_or(0, |r| r.registered);
         self.map.insert(
             d.node(),
             Record {
                 version: d.version,
                 print,
-                registered,
                 seq: self.seq,
             },
         );
@@ -104,19 +100,6 @@ impl Known {
             let map = &self.map;
             self.order
                 .retain(|(n, s)| map.get(n).is_some_and(|r| r.seq == *s));
-        }
-    }
-
-    /// Whether the advert of version `advert_version` of `node` should be handed to the
-    /// identity store (it was not yet); records that it is.
-    pub fn register(&mut self, node: &NodeIdentity, advert_version: u64) -> bool {
-        match self.map.get_mut(node) {
-            Some(r) if r.registered >= advert_version => false,
-            Some(r) => {
-                r.registered = advert_version;
-                true
-            }
-            None => true,
         }
     }
 

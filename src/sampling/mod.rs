@@ -70,7 +70,9 @@ use crate::mail::interdomain::{BoardSource, LinkKind, Neighbour, NeighbourBoard}
 use crate::mail::{Input, Message, Origin, Undeliverable};
 use crate::rng::SplitMix64;
 use crate::runtime::{Context, Engine};
-use crate::wire::{Destination, MessageId, NodeAdvert, NodeDescriptor, Protocol, WireError};
+use crate::wire::{
+    Destination, MessageId, NodeAdvert, NodeDescriptor, Protocol, Signed, WireError,
+};
 use known::{fingerprint, Known, Seen};
 pub use limits::{SamplerMode, SamplingLimits, SamplingSettings};
 pub use stats::{ProbeEntry, SamplingProbe, SamplingStats};

@@ -3,4 +3,5 @@
 //! fail when the property breaks.
 
 mod blip;
+mod urps;
 mod weighted;
