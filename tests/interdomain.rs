@@ -261,3 +261,93 @@ fn a_node_that_does_not_forward_gossips_but_refuses_others_requests() {
         0
     );
 }
+
+/// Runs the `netmachine` binary with `args`.
+fn netmachine(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_netmachine"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_command_line_asks_a_domain_from_a_node_in_none() {
+    // The relay and the member run in this process; the asker is `netmachine domain request`
+    // with a configuration file whose only peer is the relay.
+    let keys: Vec<Keypair> = (0..3).map(|_| Keypair::generate()).collect();
+    let addrs: Vec<SocketAddr> = (0..3).map(|_| common::free_port()).collect();
+    let edges = [(0, 1), (1, 2)];
+    let advert = domain(&keys[2], addrs[2]);
+    let _relay = builder(&keys, &addrs, &edges, 1)
+        .interdomain(fast())
+        .start()
+        .unwrap();
+    let member = builder(&keys, &addrs, &edges, 2)
+        .interdomain(fast())
+        .domain(DomainSettings {
+            advert: advert.clone(),
+            psk: None,
+            join_at_start: true,
+        })
+        .start()
+        .unwrap();
+    assert!(wait_until(SETTLE, || member
+        .domain_directory()
+        .member_here(&advert.id)));
+    let dir = common::TempDir::new("interdomain", "cli");
+    keys[0].write_file(&dir.path("node.key")).unwrap();
+    let relay_line = netmachine::wire::NodeAdvert::for_listen(&keys[1], &[addrs[1]], None).to_line();
+    let config = |name: &str, extra: &str| {
+        let path = dir.path(name);
+        std::fs::write(
+            &path,
+            format!(
+                "key_file = \"node.key\"\nlisten = [\"{}\"]\n\n[[peers]]\nadvert = \"{relay_line}\"\n\n\
+                 [interdomain]\nperiod_ms = 200\n{extra}",
+                addrs[0]
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let on = config("node.toml", "");
+    let d = advert.id.to_string();
+    let out = netmachine(&[
+        "domain", "request", "--config", &on, "--domain", &d, "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("\"ok\":true")
+            && stdout.contains(&format!("\"member\":\"{}\"", keys[2].node_identity()))
+            && stdout.contains("\"answer\":\"\\\"member\\\"\""),
+        "{stdout}"
+    );
+    let out = netmachine(&[
+        "domain", "request", "--config", &on, "--domain", &d, "--protocol", "domain",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("member {}", keys[2].node_identity()))
+            && stdout.contains("members=1 advert_version=1"),
+        "{stdout}"
+    );
+
+    // An opted-out node cannot ask; a bad protocol is a usage error.
+    let off = config("off.toml", "enabled = false\n");
+    let out = netmachine(&["domain", "request", "--config", &off, "--domain", &d]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("enabled = false"), "{stderr}");
+    let out = netmachine(&[
+        "domain", "request", "--config", &on, "--domain", &d, "--protocol", "pong",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("protocol number"));
+}

@@ -463,6 +463,8 @@ fn the_shipped_examples_load_with_their_trust_and_limits() {
             s.limits.router.conduct,
             NodeLimits::default().router.conduct
         );
+        // Their `[interdomain]` tables spell out defaults.
+        super::interdomain_tests::check_defaults(&s);
     }
 }
 
