@@ -14,6 +14,8 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use netmachine::identity::{CheckedKey, Keypair, Signature};
+use netmachine::interdomain::blip::{self, BlipParams};
+use netmachine::interdomain::descriptor::{check_descriptor, make_descriptor, DescriptorError};
 use netmachine::pubsub::{Event, PubSubMessage, Withdrawal};
 use netmachine::time::Timestamp;
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
@@ -23,8 +25,9 @@ use netmachine::wire::advert::{
 };
 use netmachine::wire::message::Unverified;
 use netmachine::wire::{
-    decode_exact, encode_to_vec, Destination, EngineMessage, MessageId, Ordering, Protocol,
-    Reliability, RoutingPrefs, RoutingScope, Security, TransportAddress, TransportPrefs,
+    decode_exact, encode_to_vec, Destination, EngineMessage, MembershipFilter, MessageId,
+    NodeDescriptor, Ordering, Protocol, Reliability, RoutingPrefs, RoutingScope, Security,
+    TransportAddress, TransportPrefs,
 };
 use netmachine::EngineIdentity;
 
@@ -32,12 +35,13 @@ use netmachine::EngineIdentity;
 type Check = fn(&[u8]);
 
 /// Every fuzz target (the `[[bin]]`s of fuzz/Cargo.toml) and its checks.
-const TARGETS: [(&str, Check); 5] = [
+const TARGETS: [(&str, Check); 6] = [
     ("engine_message", checks::engine_message),
     ("frames", checks::frames),
     ("control", checks::control),
     ("adverts", checks::adverts),
     ("pubsub", checks::pubsub),
+    ("descriptor", checks::descriptor),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -204,6 +208,27 @@ fn outcome(target: &str, data: &[u8]) -> String {
             Ok(_) => "decodes".to_string(),
             Err(e) => format!("{e:?}"),
         },
+        "descriptor" => match decode_exact::<NodeDescriptor>(data) {
+            Ok(d) => {
+                let params = BlipParams {
+                    bits: d.filter.bits,
+                    hashes: d.filter.hashes,
+                    ..BlipParams::default()
+                };
+                let now = d.created;
+                match check_descriptor(d, now, &params) {
+                    Ok(_) => "verifies".to_string(),
+                    Err(DescriptorError::BadSignature | DescriptorError::BadAdvertSignature) => {
+                        "bad signature".to_string()
+                    }
+                    Err(e) => e.label().to_string(),
+                }
+            }
+            Err(desc) => match decode_exact::<MembershipFilter>(data) {
+                Ok(_) => "filter".to_string(),
+                Err(filter) => format!("{desc:?} / {filter:?}"),
+            },
+        },
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -241,6 +266,19 @@ fn expected_outcome(target: &str, name: &str) -> &'static str {
         ("adverts", "node-advert-name-not-utf8") => "BadUtf8 /",
         ("adverts", "node-advert-too-many-addresses") => "TooLarge { what: \"addresses\"",
         ("adverts", "topic-advert-too-many-publishers") => "/ TooLarge { what: \"publishers\"",
+        ("descriptor", "filter-valid" | "filter-unflipped") => "filter",
+        ("descriptor", "descriptor-expired") => "expired",
+        ("descriptor", "descriptor-forged-signer") => "bad signature",
+        ("descriptor", "filter-bits-not-a-multiple-of-8") => {
+            "/ TooLarge { what: \"value\", len: 1028, max: 8192 }"
+        }
+        ("descriptor", "filter-too-many-hashes") => {
+            "/ TooLarge { what: \"value\", len: 17, max: 16 }"
+        }
+        ("descriptor", "filter-forged-length") => {
+            "/ TooLarge { what: \"value\", len: 18446744073709551615, max: 128 }"
+        }
+        ("descriptor", "filter-short-bytes") => "/ Other",
         ("pubsub", "event-truncated") => "Truncated",
         ("pubsub", "unknown-version") => "UnknownVersion(2)",
         ("pubsub", "unknown-tag" | "subscribe-ack-bad-bool") => "BadTag",
@@ -507,6 +545,7 @@ impl Seeds {
             "control" => self.control(),
             "adverts" => self.adverts(),
             "pubsub" => self.pubsub(),
+            "descriptor" => self.descriptor(),
             other => panic!("no seeds for {other}"),
         };
         list.into_iter().map(|(n, d)| (n.to_string(), d)).collect()
@@ -656,6 +695,71 @@ impl Seeds {
             ),
             ("node-advert-too-many-addresses", with_u64(&node, 32, 17)),
             ("topic-advert-too-many-publishers", with_u64(&topic, 32, 65)),
+        ]
+    }
+
+    fn descriptor(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let node = key(1);
+        let params = BlipParams::default();
+        let domains = [key(3).domain_identity(), key(5).domain_identity()];
+        let plain = blip::encode(&params, &domains);
+        // A deterministic stand-in for a flip (the real one is random): every third byte
+        // inverted.
+        let mut flipped_filter = plain.clone();
+        for b in flipped_filter.bytes.iter_mut().step_by(3) {
+            *b ^= 0xff;
+        }
+        flipped_filter.epsilon_milli = 5000;
+        let created = Timestamp(1_700_000_100_000);
+        let good = make_descriptor(
+            &node,
+            self.node_advert.clone(),
+            flipped_filter.clone(),
+            2,
+            created,
+        );
+        let wire = encode_to_vec(&good);
+        let n = wire.len();
+        let expired = make_descriptor(
+            &node,
+            self.node_advert.clone(),
+            flipped_filter.clone(),
+            3,
+            Timestamp(1_700_086_400_000),
+        );
+        // Node 1's advert, signed by another key.
+        let mut forged = good.clone();
+        forged.version = 4;
+        forged.sig = key(6).sign_with_context(
+            <NodeDescriptor as Signed>::CONTEXT,
+            &forged.signed_fields(),
+            &mut Vec::new(),
+        );
+        let filter = encode_to_vec(&flipped_filter);
+        // Filter: bits 4, hashes 1, epsilon_milli 4, byte length 8, bytes.
+        let mut short = filter.clone();
+        short.truncate(filter.len() - 1);
+        let short = {
+            let mut s = with_u64(&short, 9, 127);
+            s.truncate(9 + 8 + 127);
+            s
+        };
+        vec![
+            ("valid-descriptor", wire.clone()),
+            ("descriptor-expired", encode_to_vec(&expired)),
+            ("descriptor-forged-signer", encode_to_vec(&forged)),
+            // The version is the 16 bytes of version and created before the signature.
+            ("flipped-descriptor-version", flipped(&wire, n - 64 - 16, 1)),
+            ("truncated-descriptor", truncated(&wire, n - 1)),
+            ("filter-valid", filter.clone()),
+            ("filter-unflipped", encode_to_vec(&plain)),
+            (
+                "filter-bits-not-a-multiple-of-8",
+                with_byte(&filter, 0, 0x04),
+            ),
+            ("filter-too-many-hashes", with_byte(&filter, 4, 17)),
+            ("filter-forged-length", with_u64(&filter, 9, u64::MAX)),
+            ("filter-short-bytes", short),
         ]
     }
 

@@ -19,6 +19,8 @@ use ed25519_dalek::{Signer, SigningKey};
 use netmachine::domain::wire::{DomainMessage, JoinAuth, JoinRequest};
 use netmachine::domain::{Op, OpKind};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
+use netmachine::interdomain::blip::{self, BlipParams};
+use netmachine::interdomain::descriptor::{check_descriptor, make_descriptor};
 use netmachine::pubsub::wire::{
     Event, EventId, PubSubMessage, Withdrawal, EVENT_CONTEXT, MAX_BATCH_EVENTS, MAX_DEPS,
     MAX_DEP_POSITIONS, MAX_POSITIONS, PUBSUB_VERSION, WITHDRAWAL_CONTEXT,
@@ -34,9 +36,9 @@ use netmachine::transport::frame::{self, kind, FrameDecoder};
 use netmachine::wire::advert::{DomainAuth, Introducer, IpAddress};
 use netmachine::wire::message::{BatchVerifier, Unverified};
 use netmachine::wire::{
-    self, decode_exact, encode_to_vec, DomainAdvert, EngineAdvert, NodeAdvert, Ordering,
-    Reliability, RoutingPrefs, RoutingScope, Security, Signed, TopicAdvert, TransportAddress,
-    TransportPrefs,
+    self, decode_exact, encode_to_vec, DomainAdvert, EngineAdvert, MembershipFilter, NodeAdvert,
+    NodeDescriptor, Ordering, Reliability, RoutingPrefs, RoutingScope, Security, Signed,
+    TopicAdvert, TransportAddress, TransportPrefs,
 };
 use netmachine::{
     Destination, DomainIdentity, DropReason, EngineIdentity, EngineMessage, MessageId,
@@ -115,6 +117,11 @@ const VECTORS: &[&str] = &[
     "domain-op-add",
     "domain-join-request",
     "domain-digest-body",
+    "context-node-descriptor",
+    "blip-index-hash-input",
+    "blip-indices",
+    "membership-filter-wire",
+    "node-descriptor-wire",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2743,6 +2750,7 @@ fn print_vectors() {
     }
     print_topology_vectors();
     print_domain_vectors();
+    print_interdomain_vectors();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2990,4 +2998,173 @@ fn print_domain_vectors() {
         para(text);
         print_layout_vector(name, &layout, true);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The inter-domain node descriptor and membership filter (§12C, vectors §16.13).
+
+const CTX_NODE_DESCRIPTOR: &[u8] = b"netmachine/v2/node-descriptor\0";
+const BLIP_INDEX_CONTEXT: &[u8] = b"netmachine/v2/blip\0";
+
+/// The BLIP parameters of the vectors: a 64-bit filter with 3 hashes (small enough to read).
+fn vector_blip_params() -> BlipParams {
+    BlipParams {
+        bits: 64,
+        hashes: 3,
+        epsilon: 5.0,
+    }
+}
+
+/// Index `i` of `domain` in an `m`-bit filter, from the rule of §12C with ring's SHA-256.
+fn ref_blip_index(domain: &DomainIdentity, i: u32, m: u32) -> u32 {
+    let mut input = BLIP_INDEX_CONTEXT.to_vec();
+    input.extend_from_slice(&domain.0);
+    input.extend_from_slice(&i.to_le_bytes());
+    let digest = sha256(&input);
+    u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) % m
+}
+
+/// The filter of the vectors: the domain (seed `04` × 32) in 64 bits, k = 3, every bit then
+/// inverted as a stand-in for flipping (the flip is random and not part of the format), and
+/// `epsilon_milli` 5000.
+fn vector_filter() -> MembershipFilter {
+    let domain = Keypair::from_seed(&DOMAIN_SEED).domain_identity();
+    let mut f = blip::encode(&vector_blip_params(), [&domain]);
+    f.bytes[0] ^= 0xff;
+    f.epsilon_milli = 5000;
+    f
+}
+
+fn ref_filter(f: &MembershipFilter) -> Layout {
+    Layout::default()
+        .field("bits (u32)", u32le(f.bits))
+        .field("hashes (u8)", [f.hashes])
+        .field("epsilon_milli (u32)", u32le(f.epsilon_milli))
+        .append("", ref_bytes("bits", &f.bytes))
+}
+
+fn vector_descriptor(fx: &Fixture) -> NodeDescriptor {
+    make_descriptor(&fx.node_a, fx.node_advert.clone(), vector_filter(), 1, T0)
+}
+
+fn ref_interdomain_vectors(fx: &Fixture) -> [(&'static str, Layout); 3] {
+    let domain = fx.domain.domain_identity();
+    let input = Layout::default()
+        .field("context", BLIP_INDEX_CONTEXT)
+        .field("domain (DomainIdentity)", domain.0)
+        .field("i (u32)", u32le(0));
+    let mut indices = Layout::default();
+    for i in 0..3 {
+        indices = indices.field(
+            format!("index {i} (u32, of 64)"),
+            u32le(ref_blip_index(&domain, i, 64)),
+        );
+    }
+    let d = vector_descriptor(fx);
+    let descriptor = Layout::default()
+        .field(
+            "advert (NodeAdvert, vector node-advert-wire)",
+            encode_to_vec(&d.advert),
+        )
+        .append("filter ", ref_filter(&d.filter))
+        .field("version (u64)", u64le(d.version))
+        .field("created (u64 ms)", u64le(d.created.0))
+        .field("signature", d.sig.0);
+    [
+        ("blip-index-hash-input", input),
+        ("blip-indices", indices),
+        ("node-descriptor-wire", descriptor),
+    ]
+}
+
+#[test]
+fn interdomain_vectors() {
+    let fx = fixture();
+    assert_vector("context-node-descriptor", wire::context::NODE_DESCRIPTOR);
+    assert_vector("context-node-descriptor", CTX_NODE_DESCRIPTOR);
+    assert_vector(
+        "context-node-descriptor",
+        <NodeDescriptor as Signed>::CONTEXT,
+    );
+    let domain = fx.domain.domain_identity();
+    // The indices: the code's, the reference rule's, and the document's agree.
+    let code: Vec<u8> = blip::indices(64, 3, &domain)
+        .into_iter()
+        .flat_map(u32::to_le_bytes)
+        .collect();
+    assert_vector("blip-indices", &code);
+    for (name, layout) in ref_interdomain_vectors(&fx) {
+        assert_vector(name, &layout.bytes());
+    }
+    let input = hex("blip-index-hash-input");
+    assert_eq!(
+        u32::from_le_bytes(sha256(&input)[..4].try_into().unwrap()) % 64,
+        blip::indices(64, 3, &domain)[0]
+    );
+    // The filter: the code's encoding and the reference layout; it decodes again.
+    let f = vector_filter();
+    assert_vector("membership-filter-wire", &encode_to_vec(&f));
+    assert_vector("membership-filter-wire", &ref_filter(&f).bytes());
+    for i in blip::indices(64, 3, &domain) {
+        // Set by the domain; inverted if it falls in the first byte.
+        assert_eq!(f.get(i), i >= 8, "bit {i}");
+    }
+    let back: MembershipFilter = decode_exact(&hex("membership-filter-wire")).unwrap();
+    assert_eq!(back, f);
+    // The descriptor: the code's encoding, the signature by the rules of §3.4 with plain
+    // Ed25519, and the check a receiver makes.
+    let d = vector_descriptor(&fx);
+    assert_vector("node-descriptor-wire", &encode_to_vec(&d));
+    let wire = hex("node-descriptor-wire");
+    let fields = &wire[..wire.len() - 64];
+    assert_eq!(fields, &d.signed_fields()[..]);
+    assert_eq!(d.sig.0, ref_sign(&NODE_A_SEED, CTX_NODE_DESCRIPTOR, fields));
+    let back: NodeDescriptor = decode_exact(&wire).unwrap();
+    assert_eq!(back, d);
+    let params = vector_blip_params();
+    let ok = check_descriptor(back.clone(), T0, &params).expect("the vector checks");
+    assert_eq!(ok.node(), fx.node_a.node_identity());
+    let mut forged = back.clone();
+    forged.version += 1;
+    assert!(check_descriptor(forged, T0, &params).is_err());
+    assert!(check_descriptor(back.clone(), T0_PLUS_DAY, &params).is_err());
+    assert!(check_descriptor(back, T0, &BlipParams::default()).is_err());
+}
+
+fn print_interdomain_vectors() {
+    let fx = fixture();
+    println!(
+        "### 16.13 Inter-domain: BLIP indices, membership filter, node descriptor
+"
+    );
+    para("The node descriptor's signature context (§12C):");
+    print_hex_vector("context-node-descriptor", CTX_NODE_DESCRIPTOR);
+    let [(input_name, input), (indices_name, indices), (desc_name, desc)] =
+        ref_interdomain_vectors(&fx);
+    para(
+        "The SHA-256 input of BLIP index 0 of the domain (seed `04` × 32); indices 1 and 2 end \
+         in `01000000` and `02000000`:",
+    );
+    print_layout_vector(input_name, &input, true);
+    para(
+        "The domain's three indices in a 64-bit filter (k = 3): the first four bytes of each \
+         digest, little-endian, modulo 64:",
+    );
+    print_layout_vector(indices_name, &indices, true);
+    para(
+        "A `MembershipFilter` of 64 bits and 3 hashes holding that domain, with ε = 5 \
+         (`epsilon_milli` 5000). Its first byte is inverted as a stand-in for the flip, which \
+         is random and not part of the format:",
+    );
+    print_layout_vector(
+        "membership-filter-wire",
+        &ref_filter(&vector_filter()),
+        true,
+    );
+    para(
+        "A `NodeDescriptor`: node A's advert (§16.6), that filter, version 1, created T0; \
+         signed by node A's key over `netmachine/v2/node-descriptor\\0` then the fields before \
+         the signature:",
+    );
+    print_layout_vector(desc_name, &desc, true);
 }

@@ -11,7 +11,9 @@
 //! the committed corpus under plain `cargo test`. It must therefore use nothing but `std` and
 //! `netmachine`, and must stay formatted and clippy-clean. See docs/fuzzing.md.
 
-use netmachine::identity::{to_hex, CheckedKey};
+use netmachine::identity::{to_hex, CheckedKey, DomainIdentity};
+use netmachine::interdomain::blip::{self, BlipParams};
+use netmachine::interdomain::descriptor::{check_descriptor, DescriptorError, MAX_CREATED_AHEAD};
 use netmachine::pubsub::wire::MAX_BATCH_EVENTS;
 use netmachine::pubsub::{Event, PubSubMessage};
 use netmachine::time::Timestamp;
@@ -21,7 +23,7 @@ use netmachine::wire::advert::{
     DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress,
 };
 use netmachine::wire::message::{BatchVerifier, Unverified, MIN_BATCH};
-use netmachine::wire::{decode_exact, encode_to_vec};
+use netmachine::wire::{decode_exact, encode_to_vec, MembershipFilter, NodeDescriptor};
 
 /// Bytes in an Ed25519 signature, the last field of every signed encoding.
 const SIGNATURE_BYTES: usize = 64;
@@ -358,4 +360,81 @@ fn event(ev: &Event, ev_again: &Event) {
         );
     }
     message_fields(&ev.body);
+}
+
+/// Target `descriptor`: a `NodeDescriptor` (docs/wire.md §12C), as PeerSampling and Clustering
+/// engines decode them from exchanges, and a bare `MembershipFilter`.
+///
+/// Each must round-trip; a decoded filter has `bits / 8` bytes, and the BLIP functions give
+/// finite scores in [0, 1] on it. A decoded descriptor's encoding is its signed fields then its
+/// signature, and `check_descriptor` (at the descriptor's own `created`, with the filter's own
+/// parameters) accepts it exactly when the rules it stands for hold one by one: advert not
+/// expired, advert signature and descriptor signature valid. Other parameters are always
+/// refused as `WrongParams`.
+pub fn descriptor(data: &[u8]) {
+    if let Ok(filter) = decode_exact::<MembershipFilter>(data) {
+        assert_eq!(
+            encode_to_vec(&filter),
+            data,
+            "a filter re-encodes to other bytes"
+        );
+        check_filter(&filter);
+    }
+    let Ok(d) = decode_exact::<NodeDescriptor>(data) else {
+        return;
+    };
+    let bytes = encode_to_vec(&d);
+    assert_eq!(bytes, data, "a descriptor re-encodes to other bytes");
+    let again: NodeDescriptor = decode_exact(&bytes).expect("a re-encoded descriptor decodes");
+    assert_eq!(again, d);
+    let fields = d.signed_fields();
+    assert_eq!(fields.len() + SIGNATURE_BYTES, data.len());
+    assert!(data.starts_with(&fields));
+    assert_eq!(&data[fields.len()..], &d.signature().0[..]);
+    check_filter(&d.filter);
+
+    let params = BlipParams {
+        bits: d.filter.bits,
+        hashes: d.filter.hashes,
+        ..BlipParams::default()
+    };
+    let now = d.created;
+    let expected = !d.advert.expired(now)
+        && d.created <= now.after(MAX_CREATED_AHEAD)
+        && d.advert.clone().verify().is_ok()
+        && d.clone().verify().is_ok();
+    let checked = check_descriptor(d.clone(), now, &params);
+    assert_eq!(
+        checked.is_ok(),
+        expected,
+        "check_descriptor and its rules disagree"
+    );
+    if let Ok(v) = &checked {
+        assert_eq!(**v, d);
+    }
+    let other = BlipParams {
+        bits: if d.filter.bits == 1024 { 2048 } else { 1024 },
+        ..params
+    };
+    assert!(matches!(
+        check_descriptor(d, now, &other),
+        Err(DescriptorError::WrongParams { .. })
+    ));
+}
+
+/// What every decoded filter must satisfy, and the BLIP functions' ranges on it.
+fn check_filter(f: &MembershipFilter) {
+    assert!(f.bits > 0 && f.bits % 8 == 0);
+    assert_eq!(f.bytes.len(), (f.bits / 8) as usize);
+    assert!(f.popcount() <= f.bits);
+    let unit = |x: f64, what: &str| assert!((0.0..=1.0).contains(&x), "{what} = {x}");
+    unit(blip::similarity(f, f), "similarity");
+    unit(blip::cosine(f, f), "cosine");
+    unit(blip::noise_floor(f), "noise floor");
+    unit(
+        blip::domain_score(f, &DomainIdentity([7; 32])),
+        "domain score",
+    );
+    assert!(blip::popcount_estimate(f).is_finite());
+    assert!(blip::overlap_estimate(f, f).is_finite());
 }

@@ -5,7 +5,7 @@
 //! ε-differential privacy for each membership.
 //!
 //! * [`cosine`] is the reference's raw similarity of two flipped filters.
-//! * [`similarity`] is the spec's **[proposal]**: each received bit `b'` is corrected to
+//! * [`similarity`] is the spec's **\[proposal\]**: each received bit `b'` is corrected to
 //!   `b̂ = (b' − p)/(1 − 2p)` (since `E[b'] = p + (1 − 2p)·b`), with each filter's own `p`;
 //!   `Σ â·b̂` is then an unbiased estimate of the number of bits set in both unflipped filters
 //!   and `Σ â`, `Σ b̂` of the bits set in each, and the similarity is the cosine of those
@@ -13,7 +13,7 @@
 //! * [`domain_score`] estimates whether a filter's owner is a member of a domain (the mean of the
 //!   corrected bits at the domain's `k` indices); [`noise_floor`] is the score a non-member's
 //!   filter is expected to stay below.
-//! * [`OwnFilter`] flips once per membership set (the spec's **[proposal]**): re-flipping per
+//! * [`OwnFilter`] flips once per membership set (the spec's **\[proposal\]**): re-flipping per
 //!   exchange would let an observer average the noise away.
 //!
 //! The ε on the wire is `epsilon_milli` (ε × 1000, rounded); both sides compute `p` from that
@@ -221,9 +221,9 @@ fn comparable(a: &MembershipFilter, b: &MembershipFilter) -> bool {
         && a.bytes.len() == (a.bits / 8) as usize
 }
 
-/// The flip-corrected similarity of two filters, in [0, 1]:
-/// [`overlap_estimate`] / √([`popcount_estimate`](a) · [`popcount_estimate`](b)), clamped. 0
-/// when their parameters (bits, hashes) differ or either looks empty.
+/// The flip-corrected similarity of two filters, in [0, 1]: [`overlap_estimate`]`(a, b)` /
+/// √([`popcount_estimate`]`(a)` · [`popcount_estimate`]`(b)`), clamped. 0 when their
+/// parameters (bits, hashes) differ or either looks empty.
 pub fn similarity(a: &MembershipFilter, b: &MembershipFilter) -> f64 {
     if !comparable(a, b) {
         return 0.0;

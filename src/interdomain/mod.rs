@@ -17,6 +17,7 @@
 //! docs/wire.md §12C gives the filter's bytes and the BLIP index hashing.
 
 pub mod blip;
+pub mod descriptor;
 pub mod urps;
 pub mod weighted;
 

@@ -18,7 +18,7 @@
 //! Γ is a set: an id already in it is not inserted again (its metadata is replaced by the one
 //! fed, so a caller that holds a newer descriptor than the one received should feed that).
 //!
-//! **[proposal]** Step 3 of the reference takes the minimum over *all* cells. While some cell
+//! **\[proposal\]** Step 3 of the reference takes the minimum over *all* cells. While some cell
 //! has never been hit that minimum is 0, and a full Γ then admits nothing: the first `c` ids
 //! read stay for good. With the defaults' 28 columns a row is covered only after about 110
 //! distinct ids (coupon collector), so in a network of up to a few hundred nodes Γ would

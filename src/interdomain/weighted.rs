@@ -5,7 +5,7 @@
 //!   smallest keys win. An item's chance to come first is proportional to its weight; items of
 //!   weight ≤ 0 (or NaN) are never chosen.
 //! * [`uniform_sample`] is truly uniform (a partial Fisher–Yates shuffle). The reference's
-//!   `uniform_sample` uses the weighted formula too, the spec's **[inconsistency]**; this one
+//!   `uniform_sample` uses the weighted formula too, the spec's **\[inconsistency\]**; this one
 //!   does what its name says.
 //!
 //! Both cost O(len) memory for indices or keys, and draw from the caller's seeded generator, so

@@ -3,5 +3,6 @@
 //! fail when the property breaks.
 
 mod blip;
+mod descriptor;
 mod urps;
 mod weighted;
