@@ -40,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod chaos;
+pub mod clustering;
 pub mod config;
 pub mod domain;
 pub mod domain_routing;

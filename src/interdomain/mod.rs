@@ -10,6 +10,8 @@
 //!   sample (the reference's `uniform_sample` is weighted too: the spec's inconsistency).
 //! * [`urps`] — the URPS stream sampler (§9.4): a count-min sketch and a bounded memory Γ
 //!   that admits frequent (flooded) ids with low probability.
+//! * [`psi`] — BFPSI (§9.7): the exact intersection of two nodes' memberships, HMAC-SHA256
+//!   and HKDF from `ring`.
 //! * [`descriptor`] — making and checking signed [`crate::wire::NodeDescriptor`]s.
 //!
 //! The engines that use them are `crate::sampling` (TAPS + URPS), `crate::clustering` (TAC,
@@ -18,6 +20,7 @@
 
 pub mod blip;
 pub mod descriptor;
+pub mod psi;
 pub mod urps;
 pub mod weighted;
 
