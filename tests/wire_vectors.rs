@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 use ed25519_dalek::{Signer, SigningKey};
 use netmachine::domain::wire::{DomainMessage, JoinAuth, JoinRequest};
 use netmachine::domain::{Op, OpKind};
+use netmachine::domain_routing::wire::{
+    DomainRequest, DomainResponse, RoutingMessage, RESPONSE_CONTEXT, ROUTING_VERSION,
+};
 use netmachine::identity::{CheckedKey, Keypair, Signature, ROUTER_ENGINE_NAME};
 use netmachine::interdomain::blip::{self, BlipParams};
 use netmachine::interdomain::descriptor::{check_descriptor, make_descriptor};
@@ -122,6 +125,8 @@ const VECTORS: &[&str] = &[
     "blip-indices",
     "membership-filter-wire",
     "node-descriptor-wire",
+    "routing-request-body",
+    "routing-response-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2751,6 +2756,7 @@ fn print_vectors() {
     print_topology_vectors();
     print_domain_vectors();
     print_interdomain_vectors();
+    print_routing_vectors();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3077,6 +3083,86 @@ fn ref_interdomain_vectors(fx: &Fixture) -> [(&'static str, Layout); 3] {
     ]
 }
 
+// Domain routing (protocol 7, §12D, vectors §16.14).
+
+const CTX_DOMAIN_RESPONSE: &[u8] = b"netmachine/v2/domain-response\0";
+
+/// Node A asks for a member of the domain of seed `04` × 32 with a `probe`; node B, a member,
+/// answers straight back (path B, A).
+fn routing_fixture() -> (DomainRequest, DomainResponse) {
+    let a = Keypair::from_seed(&NODE_A_SEED).node_identity();
+    let node_b = Keypair::from_seed(&NODE_B_SEED);
+    let b = node_b.node_identity();
+    let domain = Keypair::from_seed(&DOMAIN_SEED).domain_identity();
+    let request = DomainRequest {
+        id: 0x0102_0304_0506_0708,
+        src: a,
+        src_advert: None,
+        domain,
+        path: vec![a],
+        protocol: Protocol::DOMAIN_ROUTING,
+        body: b"probe".to_vec(),
+    };
+    let response = DomainResponse {
+        id: request.id,
+        domain,
+        src: b,
+        dst: a,
+        path: vec![b, a],
+        member: b,
+        member_advert: None,
+        result: Ok(b"member".to_vec()),
+        advert: None,
+        sig: Signature([0; 64]),
+    }
+    .sign(&node_b);
+    (request, response)
+}
+
+fn ref_routing_response_fields(r: &DomainResponse) -> Layout {
+    Layout::default()
+        .field("id (u64)", u64le(r.id))
+        .field("domain (DomainIdentity)", r.domain.0)
+        .field("src (NodeIdentity, the member)", r.src.0)
+        .field("dst (NodeIdentity, the asker)", r.dst.0)
+        .field("path: count (u64)", u64le(2))
+        .field("path[0] (NodeIdentity, the member)", r.path[0].0)
+        .field("path[1] (NodeIdentity, the asker)", r.path[1].0)
+        .field("member (NodeIdentity)", r.member.0)
+        .field("member_advert: None", [0])
+        .field("result: Ok (u32 tag)", u32le(0))
+        .field("result: count (u64)", u64le(6))
+        .field("result (bytes)", b"member")
+        .field("advert: None", [0])
+}
+
+fn ref_routing_vectors() -> [(&'static str, Layout); 2] {
+    let (req, resp) = routing_fixture();
+    let request = Layout::default()
+        .field("version (u32)", u32le(1))
+        .field("tag: Request (u32)", u32le(0))
+        .field("id (u64)", u64le(req.id))
+        .field("src (NodeIdentity)", req.src.0)
+        .field("src_advert: None", [0])
+        .field("domain (DomainIdentity)", req.domain.0)
+        .field("path: count (u64)", u64le(1))
+        .field("path[0] (NodeIdentity)", req.path[0].0)
+        .field("protocol (u32)", u32le(7))
+        .field("body: count (u64)", u64le(5))
+        .field("body (bytes)", b"probe");
+    let response = Layout::default()
+        .field("version (u32)", u32le(1))
+        .field("tag: Response (u32)", u32le(1))
+        .append(
+            "",
+            with_signature(ref_routing_response_fields(&resp), &resp.sig),
+        );
+    [
+        ("routing-request-body", request),
+        ("routing-response-body", response),
+    ]
+}
+
 #[test]
 fn interdomain_vectors() {
     let fx = fixture();
@@ -3167,4 +3253,53 @@ fn print_interdomain_vectors() {
          the signature:",
     );
     print_layout_vector(desc_name, &desc, true);
+}
+
+#[test]
+fn domain_routing_vectors() {
+    let (req, resp) = routing_fixture();
+    let messages = [
+        RoutingMessage::Request(req),
+        RoutingMessage::Response(resp.clone()),
+    ];
+    for ((name, layout), m) in ref_routing_vectors().into_iter().zip(messages) {
+        assert_eq!(
+            m.to_bytes(),
+            layout.bytes(),
+            "{name}: the code and the document's rules"
+        );
+        assert_vector(name, &m.to_bytes());
+        assert_eq!(RoutingMessage::from_bytes(&hex(name)).unwrap(), m, "{name}");
+    }
+    // The member's signature by the rules of §12D, with plain Ed25519.
+    assert_eq!(RESPONSE_CONTEXT, CTX_DOMAIN_RESPONSE);
+    let fields = ref_routing_response_fields(&resp).bytes();
+    assert_eq!(
+        resp.sig.0,
+        ref_sign(&NODE_B_SEED, CTX_DOMAIN_RESPONSE, &fields)
+    );
+    let Ok(RoutingMessage::Response(back)) =
+        RoutingMessage::from_bytes(&hex("routing-response-body"))
+    else {
+        panic!("the response decodes")
+    };
+    assert!(back.verify());
+    assert_eq!(Protocol::DOMAIN_ROUTING, Protocol(7));
+    assert_eq!(ROUTING_VERSION, 1);
+}
+
+fn print_routing_vectors() {
+    println!("### 16.14 Domain routing\n");
+    let texts = [
+        "A `DomainRequest` body: node A (no advert attached) asks for some member of the domain \
+         of seed `04` × 32, request id `0x0102030405060708`, protocol 7 with body `probe`; \
+         the path holds node A only (it sends the request itself):\n",
+        "The `DomainResponse` body of node B, a member, answering node A directly: path B, A, \
+         result `Ok(\"member\")`, no adverts; signed by node B's key over \
+         `netmachine/v2/domain-response\\0` then the fields before the signature:\n",
+    ];
+    for ((name, layout), text) in ref_routing_vectors().into_iter().zip(texts) {
+        para(text);
+        print_layout_vector(name, &layout, true);
+    }
 }

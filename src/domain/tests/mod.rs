@@ -7,6 +7,7 @@ mod engines;
 mod hostile;
 mod membership;
 mod review;
+mod routed;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;

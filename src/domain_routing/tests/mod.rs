@@ -78,6 +78,9 @@ pub(super) fn neighbour(key: &Keypair, filter: MembershipFilter, kind: LinkKind)
     }
 }
 
+/// An answer's `(result, member, hops)`.
+pub(super) type Outcome = (Result<Vec<u8>, String>, Option<NodeIdentity>, u32);
+
 /// One node of the harness.
 pub(super) struct Node {
     pub key: Keypair,
@@ -104,7 +107,7 @@ impl Node {
     }
 
     /// The answers' `(result, member, hops)`.
-    pub fn results(&self) -> Vec<(Result<Vec<u8>, String>, Option<NodeIdentity>, u32)> {
+    pub fn results(&self) -> Vec<Outcome> {
         self.answers
             .iter()
             .map(|(_, m)| match m {
