@@ -297,7 +297,8 @@ fn the_command_line_asks_a_domain_from_a_node_in_none() {
         .member_here(&advert.id)));
     let dir = common::TempDir::new("interdomain", "cli");
     keys[0].write_file(&dir.path("node.key")).unwrap();
-    let relay_line = netmachine::wire::NodeAdvert::for_listen(&keys[1], &[addrs[1]], None).to_line();
+    let relay_line =
+        netmachine::wire::NodeAdvert::for_listen(&keys[1], &[addrs[1]], None).to_line();
     let config = |name: &str, extra: &str| {
         let path = dir.path(name);
         std::fs::write(
@@ -329,7 +330,14 @@ fn the_command_line_asks_a_domain_from_a_node_in_none() {
         "{stdout}"
     );
     let out = netmachine(&[
-        "domain", "request", "--config", &on, "--domain", &d, "--protocol", "domain",
+        "domain",
+        "request",
+        "--config",
+        &on,
+        "--domain",
+        &d,
+        "--protocol",
+        "domain",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
@@ -346,7 +354,14 @@ fn the_command_line_asks_a_domain_from_a_node_in_none() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("enabled = false"), "{stderr}");
     let out = netmachine(&[
-        "domain", "request", "--config", &on, "--domain", &d, "--protocol", "pong",
+        "domain",
+        "request",
+        "--config",
+        &on,
+        "--domain",
+        &d,
+        "--protocol",
+        "pong",
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("protocol number"));
