@@ -106,6 +106,9 @@ impl NodeBuilder {
     }
 }
 
+/// An engine ready to register, with its spec.
+type Registration = (EngineSpec, Box<dyn Engine>);
+
 /// The three engines and their specs, ready to register, with the handles the node keeps.
 /// `advert` is the node's own advert (carried in its descriptor), `seed` the node's seed if it
 /// has one.
@@ -116,7 +119,7 @@ pub(super) fn engines(
     explicit: Vec<(NodeAdvert, f64)>,
     directory: &DomainDirectory,
     seed: Option<u64>,
-) -> (Vec<(EngineSpec, Box<dyn Engine>)>, InterdomainHandles) {
+) -> (Vec<Registration>, InterdomainHandles) {
     let mut rng = match seed {
         Some(s) => SplitMix64::new(s ^ SEED_TWEAK),
         None => SplitMix64::from_os(),
@@ -170,7 +173,7 @@ pub(super) fn engines(
         mailbox_depth: INTERDOMAIN_MAILBOX_DEPTH,
         ..EngineSpec::named(name).serving(protocol)
     };
-    let list: Vec<(EngineSpec, Box<dyn Engine>)> = vec![
+    let list: Vec<Registration> = vec![
         (
             spec(SAMPLING_ENGINE_NAME, Protocol::SAMPLING),
             Box::new(sampling),
