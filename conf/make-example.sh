@@ -74,6 +74,17 @@ psk = "an EXAMPLE pre-shared key: never use it"
 # code 0x8, neither dialled nor accepted for misbehaving_peer_backoff_s seconds.
 bad_messages_before_disconnect = 16
 misbehaving_peer_backoff_s = 300
+
+[interdomain]
+# The inter-domain engines (PeerSampling, Clustering, DomainRouting; docs/operations.md,
+# "Between domains"), at their defaults. enabled = false opts out: the node then neither gossips
+# nor forwards other nodes' domain requests. blip_bits and blip_hashes must match network-wide.
+enabled = true
+mode = "taps"
+blip_bits = 1024
+blip_hashes = 3
+blip_epsilon = 5.0
+forward = true
 END
     } >"$here/node$i.toml"
     "$NETMACHINE" advert --config "$here/node$i.toml" >/dev/null

@@ -200,6 +200,15 @@ pub enum ConfigError {
         /// The domain.
         domain: DomainIdentity,
     },
+    /// An `[interdomain]` value is outside its range or contradicts another one.
+    BadValue {
+        /// The file.
+        file: PathBuf,
+        /// The key, such as `interdomain.trust_weight`.
+        key: String,
+        /// What is wrong and what is accepted.
+        what: String,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -293,7 +302,8 @@ impl fmt::Display for ConfigError {
                  `limits.max_frame_bytes` ({frame})",
                 file.display()
             ),
-            ConfigError::BadDomain { file, key, what } => {
+            ConfigError::BadDomain { file, key, what }
+            | ConfigError::BadValue { file, key, what } => {
                 write!(f, "{}: key `{key}`: {what}", file.display())
             }
             ConfigError::DomainFile {

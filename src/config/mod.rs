@@ -52,6 +52,30 @@
 //! max_domains = 16                  # domains with an overlay
 //! max_members = 16384               # members remembered per domain
 //!
+//! [interdomain]                     # the inter-domain engines; every key optional (defaults
+//! enabled = true                    # shown); false opts out: PeerSampling, Clustering and
+//!                                   # DomainRouting do not run (no gossip, no forwarding)
+//! mode = "taps"                     # peer sampling: "taps" (TAPS + URPS) or "cyclon" (baseline)
+//! view = 20                         # TAPS dynamic view (<= 256)
+//! exchange = 8                      # descriptors per sampling exchange (<= view + 1)
+//! period_ms = 1000                  # one sampling exchange this often (jittered)
+//! min_trust = 0.1                   # neighbours trusted less are dropped (0..1; both views)
+//! urps_memory = 30                  # URPS sampler memory c (<= 4096)
+//! urps_epsilon = 0.1                # count-min sketch error ε, in (0, 1]
+//! urps_delta = 0.01                 # count-min sketch failure probability δ, in (0, 1)
+//! blip_bits = 1024                  # membership filter bits (multiple of 8, <= 8192) and
+//! blip_hashes = 3                   # hashes k (<= 16): the same on every node of the network
+//! blip_epsilon = 5.0                # privacy ε: each bit flipped with p = 1 / (1 + e^(ε/k))
+//! cluster_view = 10                 # TAC cluster neighbours (<= 256)
+//! cluster_exchange = 8              # descriptors per clustering exchange
+//! cluster_period_ms = 1000          # one clustering exchange this often (jittered)
+//! fingers = 3                       # TAC long links to dissimilar nodes (<= 64)
+//! trust_weight = 0.5                # TAC score sim^(1-w) · trust^w, w in [0, 1]
+//! psi = true                        # learn exact overlaps with cluster neighbours (PSI)
+//! hop_limit = 16                    # a domain request travels at most this many hops (<= 64)
+//! request_timeout_ms = 5000         # wait for a domain request's answer
+//! forward = true                    # forward and answer other nodes' domain requests
+//!
 //! [identity]                        # every key optional; the values shown are the defaults
 //! advert_lifetime_s = 86400         # this node's adverts; re-signed at half their lifetime
 //! max_lookups = 256                 # lookups of unknown engines with peers at once
@@ -109,6 +133,9 @@
 mod domain_tests;
 mod domains;
 mod error;
+mod interdomain;
+#[cfg(test)]
+mod interdomain_tests;
 mod raw;
 mod settings;
 #[cfg(test)]
@@ -116,4 +143,7 @@ mod tests;
 
 pub use domains::{MAX_ACTIVE_VIEW, MAX_PASSIVE_VIEW, MAX_PSK_BYTES, MIN_PSK_BYTES};
 pub use error::ConfigError;
+pub use interdomain::{
+    MAX_FINGERS, MAX_HOP_LIMIT, MAX_INTERDOMAIN_VIEW, MAX_PERIOD_MS, MAX_URPS_MEMORY, MIN_PERIOD_MS,
+};
 pub use settings::{KnownEngine, Settings};

@@ -35,6 +35,61 @@ pub(super) struct RawConfig {
     pub(super) domain: RawDomainLimits,
     #[serde(default)]
     pub(super) topology: RawTopology,
+    #[serde(default)]
+    pub(super) interdomain: RawInterdomain,
+}
+
+/// The `[interdomain]` table (the PeerSampling, Clustering and DomainRouting engines); an
+/// absent key keeps the default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInterdomain {
+    pub(super) enabled: Option<bool>,
+    pub(super) mode: Option<RawSamplerMode>,
+    pub(super) view: Option<usize>,
+    pub(super) exchange: Option<usize>,
+    pub(super) period_ms: Option<u64>,
+    pub(super) min_trust: Option<RawNumber>,
+    pub(super) urps_memory: Option<usize>,
+    pub(super) urps_epsilon: Option<RawNumber>,
+    pub(super) urps_delta: Option<RawNumber>,
+    pub(super) blip_bits: Option<u32>,
+    pub(super) blip_hashes: Option<u8>,
+    pub(super) blip_epsilon: Option<RawNumber>,
+    pub(super) cluster_view: Option<usize>,
+    pub(super) cluster_exchange: Option<usize>,
+    pub(super) cluster_period_ms: Option<u64>,
+    pub(super) fingers: Option<usize>,
+    pub(super) trust_weight: Option<RawNumber>,
+    pub(super) psi: Option<bool>,
+    pub(super) hop_limit: Option<usize>,
+    pub(super) request_timeout_ms: Option<u64>,
+    pub(super) forward: Option<bool>,
+}
+
+/// `interdomain.mode`.
+#[derive(Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawSamplerMode {
+    Taps,
+    Cyclon,
+}
+
+/// A number written with or without a decimal point (`trust_weight = 1` as well as `1.0`).
+#[derive(Deserialize, Clone, Copy, Debug)]
+#[serde(untagged)]
+pub(super) enum RawNumber {
+    Integer(i64),
+    Float(f64),
+}
+
+impl RawNumber {
+    pub(super) fn value(self) -> f64 {
+        match self {
+            RawNumber::Integer(i) => i as f64,
+            RawNumber::Float(f) => f,
+        }
+    }
 }
 
 /// The `[domain]` table (the Domain engine's limits); an absent key keeps the default.

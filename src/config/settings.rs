@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::domain::{DomainLimits, DomainSettings};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
-use crate::node::{NodeBuilder, NodeLimits};
+use crate::node::{InterdomainSettings, NodeBuilder, NodeLimits};
 use crate::topology::TopologyLimits;
 use crate::transport::TransportConfig;
 use crate::wire::advert::MAX_NAME_BYTES;
@@ -47,6 +47,9 @@ pub struct Settings {
     pub domain_limits: DomainLimits,
     /// The Topology engine's limits (`[topology]`).
     pub topology_limits: TopologyLimits,
+    /// The inter-domain engines' settings (`[interdomain]`); `None` when `enabled = false`:
+    /// the node opts out of the inter-domain protocols.
+    pub interdomain: Option<InterdomainSettings>,
 }
 
 /// A remote engine the configuration names: where it runs, and its verified advert if given.
@@ -74,8 +77,8 @@ impl Settings {
         Settings::from_raw(raw, path)
     }
 
-    /// A builder for the node these settings describe: its key, Transport, limits, name and
-    /// peers (permanent ones marked so).
+    /// A builder for the node these settings describe: its key, Transport, limits, name,
+    /// peers (permanent ones marked so), domains and inter-domain engines.
     pub fn node_builder(&self) -> NodeBuilder {
         let mut builder = NodeBuilder::new(self.key.clone())
             .transport(self.transport.clone())
@@ -101,9 +104,13 @@ impl Settings {
         for d in &self.domains {
             builder = builder.domain(d.clone());
         }
-        builder
+        builder = builder
             .domain_limits(self.domain_limits)
-            .topology_limits(self.topology_limits.clone())
+            .topology_limits(self.topology_limits.clone());
+        match &self.interdomain {
+            Some(s) => builder.interdomain(s.clone()),
+            None => builder.without_interdomain(),
+        }
     }
 
     /// This node's advert for its configured listen addresses and name, freshly signed, valid
@@ -291,6 +298,7 @@ impl Settings {
         let domains = super::domains::domains(raw.domains, file, base, me)?;
         let domain_limits = super::domains::domain_limits(raw.domain, file)?;
         let topology_limits = super::domains::topology_limits(raw.topology, file)?;
+        let interdomain = super::interdomain::interdomain(raw.interdomain, file)?;
 
         let nonzero = |key: &str, value: u64| -> Result<u64, ConfigError> {
             if value == 0 {
@@ -451,6 +459,7 @@ impl Settings {
             domains,
             domain_limits,
             topology_limits,
+            interdomain,
         })
     }
 }

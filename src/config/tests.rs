@@ -146,6 +146,7 @@ fn every_key_is_applied() {
         &d1.to_line(),
     );
     let s = Settings::load(&dir.write("full.toml", &text)).unwrap();
+    assert!(s.interdomain.is_none(), "enabled = false opts out");
     assert_eq!(s.domains.len(), 2);
     assert_eq!(s.domains[0].advert, d1);
     assert_eq!(
@@ -254,6 +255,7 @@ advert_file = "domain2.advert"
 psk_file = "domain2.psk"
 
 {domain_limits}
+{interdomain}
 [topology]
 active_view = 4
 passive_view = 20
@@ -298,7 +300,8 @@ max_engines_per_node = 9
 verifier_threads = 3
 spin_before_park_us = 7
 "#,
-        domain_limits = super::domain_tests::FULL_DOMAIN_LIMITS
+        domain_limits = super::domain_tests::FULL_DOMAIN_LIMITS,
+        interdomain = super::interdomain_tests::FULL_INTERDOMAIN
     )
 }
 
@@ -423,6 +426,8 @@ fn documented_defaults_match_the_code() {
         crate::domain::DomainLimits::default()
     );
     assert!(defaults.domains.is_empty());
+    super::interdomain_tests::check_defaults(&written);
+    super::interdomain_tests::check_defaults(&defaults);
 }
 
 #[test]
@@ -458,6 +463,8 @@ fn the_shipped_examples_load_with_their_trust_and_limits() {
             s.limits.router.conduct,
             NodeLimits::default().router.conduct
         );
+        // Their `[interdomain]` tables spell out defaults.
+        super::interdomain_tests::check_defaults(&s);
     }
 }
 

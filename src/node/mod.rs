@@ -4,7 +4,8 @@
 //! Threads of a node (all named): `nm-router`, `nm-nis` (the Network Identity Store), one
 //! `nm-<name>` per engine, and the Transport's when the node listens or has peers. A node with
 //! a Transport runs the built-in engines `pubsub`, `domain` and `topology` (see
-//! [`NodeBuilder::domain`]) besides `ping`.
+//! [`NodeBuilder::domain`]) and the inter-domain engines `sampling`, `clustering` and
+//! `domain_routing` (see [`NodeBuilder::interdomain`]) besides `ping`.
 //!
 //! Shutdown ([`Node::shutdown`], or dropping the node): engines are asked to stop first (their
 //! `stop` runs and what it sends is still routed), then the Identity Store, the Transport and the
@@ -13,7 +14,6 @@
 //! thread cannot be killed.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
@@ -27,7 +27,9 @@ pub mod client;
 pub(crate) mod directory;
 mod domains;
 pub(crate) mod engine_shell;
+mod error;
 mod identity;
+mod interdomain;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
@@ -39,6 +41,8 @@ pub(crate) mod transport_link;
 
 pub use domains::JoinAnswer;
 pub use engine_shell::EngineFailure;
+pub use error::NodeError;
+pub use interdomain::{DomainAnswer, InterdomainSettings, INTERDOMAIN_MAILBOX_DEPTH};
 #[cfg(feature = "testing")]
 pub use test_hooks::{EgressHandle, IngressHandle};
 
@@ -138,51 +142,6 @@ impl Default for NodeLimits {
     }
 }
 
-/// Why a node could not start or an operation on it failed.
-#[derive(Debug)]
-pub enum NodeError {
-    /// Two engines share a name.
-    DuplicateEngine(String),
-    /// The name is reserved (`router`) or empty.
-    BadEngineName(String),
-    /// A peer advert does not verify (or has expired).
-    BadPeerAdvert(String),
-    /// An engine advert does not verify (or has expired).
-    BadEngineAdvert(String),
-    /// More addresses than an advert carries.
-    TooManyAddresses(usize),
-    /// A thread could not be started.
-    Spawn(std::io::Error),
-    /// The node has stopped.
-    Stopped,
-    /// Anything the Transport reports at start.
-    Transport(String),
-    /// An engine of the node gave no answer (why, for a person).
-    NoAnswer(&'static str),
-}
-
-impl fmt::Display for NodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NodeError::DuplicateEngine(n) => write!(f, "two engines are named '{n}'"),
-            NodeError::BadEngineName(n) => write!(f, "engine name '{n}' is reserved or empty"),
-            NodeError::BadPeerAdvert(e) => write!(f, "peer advert refused: {e}"),
-            NodeError::BadEngineAdvert(e) => write!(f, "engine advert refused: {e}"),
-            NodeError::TooManyAddresses(n) => write!(
-                f,
-                "{n} addresses; an advert carries at most {}",
-                crate::wire::advert::MAX_ADDRS
-            ),
-            NodeError::Spawn(e) => write!(f, "could not start a thread: {e}"),
-            NodeError::Stopped => write!(f, "the node has stopped"),
-            NodeError::Transport(e) => write!(f, "transport: {e}"),
-            NodeError::NoAnswer(why) => f.write_str(why),
-        }
-    }
-}
-
-impl std::error::Error for NodeError {}
-
 /// Builds a node.
 pub struct NodeBuilder {
     key: Keypair,
@@ -199,6 +158,8 @@ pub struct NodeBuilder {
     name: Option<String>,
     /// The Domain and Topology engines: `None` leaves them out.
     domains: Option<domains::DomainConfig>,
+    /// The inter-domain engines: `None` leaves them out (opts out).
+    interdomain: Option<InterdomainSettings>,
     seed: Option<u64>,
 }
 
@@ -219,6 +180,7 @@ impl NodeBuilder {
             transport: None,
             name: None,
             domains: Some(domains::DomainConfig::default()),
+            interdomain: Some(InterdomainSettings::default()),
             seed: None,
         }
     }
@@ -396,6 +358,7 @@ impl NodeBuilder {
             .iter()
             .map(|a| (a.clone(), self.permanent.contains(&a.id)))
             .collect();
+        let explicit = self.explicit_view();
         let identity_stats = Arc::new(IdentityStats::default());
         let service = identity::service(
             identity::Known {
@@ -413,6 +376,23 @@ impl NodeBuilder {
         )?;
         let advert = service.node_advert().clone();
         let shared_advert = Arc::new(RwLock::new(advert.clone()));
+        // The inter-domain engines carry the node's advert in its descriptor: they are made
+        // once the Transport has bound the addresses it names.
+        let interdomain = match self.interdomain.take() {
+            Some(settings) if transport_link.is_some() => {
+                let (list, handles) = interdomain::engines(
+                    &self.key,
+                    &advert,
+                    settings,
+                    explicit,
+                    &domain_directory,
+                    self.seed,
+                );
+                self.engines.extend(list);
+                Some(handles)
+            }
+            _ => None,
+        };
 
         let links = Links {
             node,
@@ -427,6 +407,9 @@ impl NodeBuilder {
         let has_transport = transport_link.is_some();
         let mut router = Router::new(node, Arc::clone(&stats), self.limits.router, has_transport);
         router.set_domains(domain_directory.clone());
+        if let Some(h) = &interdomain {
+            router.set_domain_routes(h.routes.clone());
+        }
         let mut router_shell = RouterShell {
             router,
             mailbox: router_rx,
@@ -539,6 +522,7 @@ impl NodeBuilder {
             identity_stats,
             domain_directory,
             domains: domain_handles,
+            interdomain,
             client_seq: AtomicU64::new(0),
         })
     }
@@ -595,6 +579,7 @@ pub struct Node {
     identity_stats: Arc<IdentityStats>,
     domain_directory: DomainDirectory,
     domains: Option<domains::DomainHandles>,
+    interdomain: Option<interdomain::InterdomainHandles>,
     /// Numbers the node's internal clients (`domain-ask-<n>`).
     client_seq: AtomicU64,
 }

@@ -37,7 +37,8 @@ impl Node {
     }
 
     /// A status view for a person: identity, engines, counters, domains (member or not, the
-    /// member count, the overlay view's size), failures.
+    /// member count, the overlay view's size), the inter-domain neighbours and counters,
+    /// failures.
     pub fn status(&self) -> String {
         let mut out = format!("node {}\nengines:\n", self.identity);
         for (name, id) in self.engines() {
@@ -63,6 +64,7 @@ impl Node {
             }
         }
         out.push_str(&self.domain_status());
+        out.push_str(&self.interdomain_status());
         for f in self.failures() {
             out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
         }

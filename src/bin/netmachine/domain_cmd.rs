@@ -1,5 +1,6 @@
 //! `netmachine domain …`: make a domain key, sign a domain advert for `[[domains]]`, and — by
-//! starting the node a configuration file describes — ask to join a domain or list its members.
+//! starting the node a configuration file describes — ask to join a domain, list its members,
+//! or send a request to a member of a foreign domain (`request`, in `domain_request.rs`).
 //!
 //! `join` and `members` run the node themselves (as `ping` does), so they cannot use the
 //! configuration of a node that `netmachine run` is running at the same time: its port is taken.
@@ -71,6 +72,11 @@ pub enum DomainCommand {
               value_parser = parse_seconds)]
         wait_s: u64,
     },
+    /// Start the node a configuration file describes and send one request to some member of a
+    /// domain — one this node need not be a member of nor know a member of — through the
+    /// inter-domain overlay; print which member answered, after how many hops, and the answer.
+    /// Exit status 0 if a member answered, 1 if not.
+    Request(crate::domain_request::RequestArgs),
 }
 
 /// How joiners authenticate, as `--auth` spells it.
@@ -183,6 +189,7 @@ pub fn run(cmd: &DomainCommand) -> Result<bool, String> {
             json,
             wait_s,
         } => members(config, *domain, *json, Duration::from_secs(*wait_s)),
+        DomainCommand::Request(args) => crate::domain_request::run(args),
     }
 }
 

@@ -10,6 +10,7 @@ mod chaos_cmd;
 mod cluster;
 mod demo;
 mod domain_cmd;
+mod domain_request;
 mod node_cmd;
 mod ping;
 mod pubsub_args;
@@ -164,7 +165,8 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         event_rate: u64,
     },
-    /// Domains: make a domain key, sign its advert, join a domain, list its members.
+    /// Domains: make a domain key, sign its advert, join a domain, list its members, send a
+    /// request to a member of a foreign domain.
     #[command(subcommand)]
     Domain(domain_cmd::DomainCommand),
     /// Run a simulator scenario: many nodes on one thread, on a virtual clock, with faults
