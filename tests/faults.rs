@@ -292,8 +292,11 @@ fn proxied_pair(
     a_extra: impl FnOnce(NodeBuilder) -> NodeBuilder,
 ) -> Pair {
     let (pa, pb) = (common::free_port(), common::free_port());
+    // Without the inter-domain engines: their gossip dials known peers on its own schedule,
+    // and B must reach A only over the connection A made through the proxy.
     let b = b_extra(
         NodeBuilder::new(kb.clone())
+            .without_interdomain()
             .transport(TransportConfig {
                 listen: vec![pb],
                 ..transport.clone()
@@ -308,6 +311,7 @@ fn proxied_pair(
     assert!(via_proxy.version > b.advert().version);
     let a = a_extra(
         NodeBuilder::new(ka.clone())
+            .without_interdomain()
             .transport(TransportConfig {
                 listen: vec![pa],
                 ..transport
@@ -426,7 +430,10 @@ fn thirty_percent_loss_still_establishes_every_connection() {
     let pb = common::free_port();
     // Every proxied connection comes from the proxy's IP: lift the per-IP limit (default 64),
     // which half-open handshakes from retried dials could otherwise reach.
+    // No inter-domain engines on either side: this test counts connections and drops of the
+    // Transport alone.
     let b = NodeBuilder::new(kb.clone())
+        .without_interdomain()
         .transport(TransportConfig {
             listen: vec![pb],
             limits: TransportLimits {
@@ -454,6 +461,7 @@ fn thirty_percent_loss_still_establishes_every_connection() {
                 .permanent(kb.node_identity())
                 .without_pubsub()
                 .without_ping()
+                .without_interdomain()
                 .start()
                 .unwrap()
         })
