@@ -23,6 +23,8 @@ pub const MAX_INTERDOMAIN_VIEW: usize = 256;
 pub const MAX_FINGERS: usize = 64;
 /// Largest `interdomain.urps_memory` (the sampler memory Γ, one descriptor per slot).
 pub const MAX_URPS_MEMORY: usize = 4096;
+/// Largest `interdomain.attempts`: each attempt may reach one more member.
+pub const MAX_ATTEMPTS: usize = 8;
 /// Largest `interdomain.hop_limit`: a request carries its path, one node identity per hop, and
 /// DomainRouting refuses longer paths ([`MAX_PATH`](crate::domain_routing::wire::MAX_PATH)).
 pub const MAX_HOP_LIMIT: usize = crate::domain_routing::wire::MAX_PATH;
@@ -199,6 +201,14 @@ pub(super) fn interdomain(
         }
         ro.timeout = Duration::from_millis(ms);
     }
+    let attempts = count(
+        "attempts",
+        raw.attempts,
+        ro.attempts.into(),
+        1,
+        MAX_ATTEMPTS,
+    )?;
+    ro.attempts = attempts as u8;
     if let Some(f) = raw.forward {
         ro.forward = f;
     }

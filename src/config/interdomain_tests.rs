@@ -32,6 +32,7 @@ trust_weight = 0.25
 psi = false
 hop_limit = 9
 request_timeout_ms = 3000
+attempts = 2
 forward = false
 ";
 
@@ -69,6 +70,7 @@ fn every_key_loads_into_the_engines_settings() {
     let ro = &i.routing;
     assert_eq!(ro.hop_limit, 9);
     assert_eq!(ro.timeout, Duration::from_secs(3));
+    assert_eq!(ro.attempts, 2);
     assert!(!ro.forward);
     // The builder gets them: a node from these settings runs the engines (checked on real
     // nodes in tests/interdomain.rs); the opt-out gives none.
@@ -124,6 +126,8 @@ fn bad_values_are_refused_naming_their_key() {
         ("hop_limit = 0", "1..=64"),
         ("hop_limit = 65", "1..=64"),
         ("request_timeout_ms = 0", "request_timeout_ms"),
+        ("attempts = 0", "1..=8"),
+        ("attempts = 9", "1..=8"),
     ];
     for (i, (body, expect)) in cases.iter().enumerate() {
         let key = body

@@ -74,6 +74,7 @@
 //! psi = true                        # learn exact overlaps with cluster neighbours (PSI)
 //! hop_limit = 16                    # a domain request travels at most this many hops (<= 64)
 //! request_timeout_ms = 5000         # wait for a domain request's answer
+//! attempts = 3                      # split the wait into this many attempts, each via a new first hop
 //! forward = true                    # forward and answer other nodes' domain requests
 //!
 //! [identity]                        # every key optional; the values shown are the defaults

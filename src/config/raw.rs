@@ -64,6 +64,7 @@ pub(super) struct RawInterdomain {
     pub(super) psi: Option<bool>,
     pub(super) hop_limit: Option<usize>,
     pub(super) request_timeout_ms: Option<u64>,
+    pub(super) attempts: Option<usize>,
     pub(super) forward: Option<bool>,
 }
 

@@ -123,10 +123,15 @@ impl DomainRoutingEngine {
 
     /// The answer to one of this node's own requests.
     fn on_answer(&mut self, ctx: &mut Context, via: NodeIdentity, r: DomainResponse, ok: bool) {
-        let Some(p) = self.pending.get(&r.id) else {
+        // An answer to an earlier attempt counts as well, if it comes from that attempt's hop.
+        let (key, first_hop) = match self.earlier.get(&r.id) {
+            Some(&(key, hop)) => (key, Some(hop)),
+            None => (r.id, None),
+        };
+        let Some(p) = self.pending.get(&key) else {
             return self.hostile(&self.stats.unsolicited, "an answer to no request", via);
         };
-        if p.first_hop != via {
+        if first_hop.unwrap_or(p.first_hop) != via {
             return self.hostile(&self.stats.unsolicited, "an answer from elsewhere", via);
         }
         let n = r.path.len();
@@ -164,9 +169,10 @@ impl DomainRoutingEngine {
             }
             None => None,
         };
-        let Some(p) = self.pending.remove(&r.id) else {
+        let Some(p) = self.pending.remove(&key) else {
             return;
         };
+        self.earlier.retain(|_, (k, _)| *k != key);
         RoutingStats::count(&self.stats.answers);
         self.routes.learn(
             r.domain,

@@ -87,7 +87,7 @@ impl DomainRoutingEngine {
             protocol,
             body,
         };
-        let Some((next, hop)) = self.next_hop(&request) else {
+        let Some((next, hop)) = self.next_hop(&request, &[]) else {
             RoutingStats::count(&self.stats.no_route);
             return fail(self, ctx, "no inter-domain neighbour to route through");
         };
@@ -97,6 +97,7 @@ impl DomainRoutingEngine {
         }
         let body = request.body.clone();
         let sent = self.send_remote(ctx, next, &RoutingMessage::Request(request), true);
+        let now = ctx.now().instant;
         self.pending.insert(
             id,
             Pending {
@@ -109,9 +110,68 @@ impl DomainRoutingEngine {
                 sent,
                 direct,
                 retried: false,
-                deadline: ctx.now().instant + self.settings.timeout,
+                deadline: now + self.settings.timeout,
+                attempts: 1,
+                tried: vec![next],
+                next_attempt: now + self.attempt_time(),
             },
         );
+    }
+
+    /// How long one attempt waits before the next is sent: `timeout / attempts`.
+    fn attempt_time(&self) -> std::time::Duration {
+        self.settings.timeout / u32::from(self.settings.attempts.max(1))
+    }
+
+    /// Own request `id` had no answer within an attempt's time: sent again under a fresh id
+    /// through a first hop not tried yet, if attempts are left and there is one; the earlier
+    /// attempts stay answerable until the request's deadline.
+    pub(super) fn reattempt(&mut self, ctx: &mut Context, id: u64) {
+        let Some(mut p) = self.pending.remove(&id) else {
+            return;
+        };
+        let now = ctx.now().instant;
+        let mut request = DomainRequest {
+            id,
+            src: self.me,
+            src_advert: Some(self.advert()),
+            domain: p.domain,
+            path: vec![self.me],
+            protocol: p.protocol,
+            body: std::mem::take(&mut p.body),
+        };
+        let hop = if p.attempts < self.settings.attempts {
+            self.next_hop(&request, &p.tried)
+        } else {
+            None
+        };
+        let Some((next, hop)) = hop else {
+            // No attempt left, or no untried first hop: wait for the deadline.
+            p.body = request.body;
+            p.next_attempt = p.deadline;
+            self.pending.insert(id, p);
+            return;
+        };
+        let mut fresh = self.rng.next_u64();
+        while self.pending.contains_key(&fresh) || self.earlier.contains_key(&fresh) {
+            fresh = self.rng.next_u64();
+        }
+        request.id = fresh;
+        RoutingStats::count(&self.stats.reattempts);
+        p.body = request.body.clone();
+        p.sent = self.send_remote(ctx, next, &RoutingMessage::Request(request), true);
+        self.earlier.insert(id, (fresh, p.first_hop));
+        for target in self.earlier.values_mut() {
+            if target.0 == id {
+                target.0 = fresh;
+            }
+        }
+        p.first_hop = next;
+        p.direct = hop == Hop::Member;
+        p.attempts += 1;
+        p.tried.push(next);
+        p.next_attempt = (now + self.attempt_time()).min(p.deadline);
+        self.pending.insert(fresh, p);
     }
 
     /// The first hop of own request `id` could not be reached: a known member is forgotten
@@ -133,13 +193,14 @@ impl DomainRoutingEngine {
                 protocol: p.protocol,
                 body: std::mem::take(&mut p.body),
             };
-            if let Some((next, hop)) = self.next_hop(&request) {
+            if let Some((next, hop)) = self.next_hop(&request, &p.tried) {
                 RoutingStats::count(&self.stats.retries);
                 p.body = request.body.clone();
                 p.sent = self.send_remote(ctx, next, &RoutingMessage::Request(request), true);
                 p.first_hop = next;
                 p.direct = hop == Hop::Member;
                 p.retried = true;
+                p.tried.push(next);
                 self.pending.insert(id, p);
                 return;
             }
@@ -208,7 +269,7 @@ impl DomainRoutingEngine {
             }
         }
         r.path.push(self.me);
-        let Some((next, _)) = self.next_hop(&r) else {
+        let Some((next, _)) = self.next_hop(&r, &[]) else {
             RoutingStats::count(&self.stats.dead_end);
             return;
         };
@@ -225,10 +286,15 @@ impl DomainRoutingEngine {
         );
     }
 
-    /// The next hop for `r` (whose path ends with this node), and how it was chosen.
-    pub(super) fn next_hop(&mut self, r: &DomainRequest) -> Option<(NodeIdentity, Hop)> {
+    /// The next hop for `r` (whose path ends with this node), avoiding `avoid` (first hops
+    /// earlier attempts went to), and how it was chosen.
+    pub(super) fn next_hop(
+        &mut self,
+        r: &DomainRequest,
+        avoid: &[NodeIdentity],
+    ) -> Option<(NodeIdentity, Hop)> {
         let me = self.me;
-        let off_path = |n: &NodeIdentity| *n != me && !r.path.contains(n);
+        let off_path = |n: &NodeIdentity| *n != me && !r.path.contains(n) && !avoid.contains(n);
         if let Some(m) = self
             .routes
             .members(&r.domain)

@@ -91,7 +91,12 @@ struct Pending {
     /// Whether `first_hop` is a member known from an earlier answer.
     direct: bool,
     retried: bool,
+    /// When the asker gives up (the same for every attempt).
     deadline: Instant,
+    /// Attempts sent so far, the first hops they went to, and when the next one is due.
+    attempts: u8,
+    tried: Vec<NodeIdentity>,
+    next_attempt: Instant,
 }
 
 /// A request this node forwarded: where its answer comes from and where it goes.
@@ -141,6 +146,10 @@ pub struct DomainRoutingEngine {
     probe: RoutingProbe,
     rng: SplitMix64,
     pending: BTreeMap<u64, Pending>,
+    /// Ids of earlier attempts of a pending request → the id it is pending under now, and the
+    /// first hop that attempt went to (so a late answer to it still counts). At most
+    /// `max_pending × (attempts − 1)` entries, dropped with their request.
+    earlier: BTreeMap<u64, (u64, NodeIdentity)>,
     relayed: BTreeMap<(NodeIdentity, u64), Relay>,
     arrived: BTreeMap<u64, Arrived>,
     next_token: u64,
@@ -183,6 +192,7 @@ impl DomainRoutingEngine {
             stats,
             rng: SplitMix64::new(seed),
             pending: BTreeMap::new(),
+            earlier: BTreeMap::new(),
             relayed: BTreeMap::new(),
             arrived: BTreeMap::new(),
             next_token: 1,
@@ -350,6 +360,17 @@ impl DomainRoutingEngine {
             let result = Err("no answer in time".to_string());
             self.answer(ctx, p.asker, p.reply_to, p.domain, result, None, 0, None);
         }
+        let due: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.next_attempt <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            self.reattempt(ctx, id);
+        }
+        let pending = &self.pending;
+        self.earlier.retain(|_, (id, _)| pending.contains_key(id));
         let late: Vec<u64> = self
             .arrived
             .iter()
@@ -377,7 +398,7 @@ impl DomainRoutingEngine {
         let earliest = self
             .pending
             .values()
-            .map(|p| p.deadline)
+            .map(|p| p.deadline.min(p.next_attempt))
             .chain(self.arrived.values().map(|a| a.deadline))
             .chain(self.relayed.values().map(|r| r.deadline))
             .min();

@@ -33,6 +33,12 @@ pub struct RoutingSettings {
     /// request as long; a member waits 3/4 of it for its local engine's answer (then answers
     /// with an error, which still reaches the asker in time).
     pub timeout: Duration,
+    /// Into how many attempts the asker splits `timeout` (default 3; 1 = one attempt): when an
+    /// attempt has no answer after `timeout / attempts`, the request goes out again, with a
+    /// fresh id, through a first hop not tried yet (a request dropped silently — by a colluder,
+    /// say — is otherwise lost). The first answer to any attempt answers the asker; one that
+    /// was only slow may therefore reach a second member too (at most `attempts` members).
+    pub attempts: u8,
     /// Whether this node forwards and answers other nodes' requests (default true). With
     /// `false` (opt out) it still asks for itself, but refuses every request of another node
     /// (`opted_out`).
@@ -47,6 +53,7 @@ impl Default for RoutingSettings {
             mode: RoutingMode::Greedy,
             hop_limit: 16,
             timeout: Duration::from_secs(5),
+            attempts: 3,
             forward: true,
             limits: RoutingLimits::default(),
         }
@@ -133,6 +140,8 @@ crate::runtime::stats::counter_struct! {
         timeouts,
         /// Own requests re-routed after the known member they went to was unreachable.
         retries,
+        /// Own requests sent again after an attempt had no answer in time.
+        reattempts,
         /// Own requests that failed: no neighbour to send them to.
         no_route,
         /// Direct `Destination::Domain` probes for a domain this node does not answer for (its

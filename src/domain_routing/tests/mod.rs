@@ -432,6 +432,11 @@ impl Net {
         self.run();
     }
 
+    /// How many own requests node `i` still waits on.
+    pub fn engine_pending(&self, i: usize) -> usize {
+        self.nodes[i].engine.probe().snapshot().pending
+    }
+
     /// The counters of node `i`, non-zero ones by name.
     pub fn counters(&self, i: usize) -> BTreeMap<&'static str, u64> {
         self.nodes[i].stats.nonzero().into_iter().collect()

@@ -421,3 +421,88 @@ fn a_probe_sent_straight_to_a_known_member_is_answered_with_a_reply() {
     assert_eq!(net.counters(2)["malformed"], 1);
     assert!(net.nodes[1].replies.is_empty() && net.nodes[2].replies.len() == 1);
 }
+
+/// A diamond 0 – {1, 2} – 3 where node 3 is a member of domain 1: two first hops to try.
+fn diamond(attempts: u8) -> (Net, DomainIdentity) {
+    let d = domain(1);
+    let mut net = Net::new(4, |_| RoutingSettings {
+        attempts,
+        ..RoutingSettings::default()
+    });
+    net.member(3, d, Some(true));
+    for (a, b) in [(0, 1), (0, 2), (1, 3), (2, 3)] {
+        net.both(a, b);
+    }
+    (net, d)
+}
+
+#[test]
+fn a_silently_dropped_attempt_is_sent_again_through_another_first_hop() {
+    let (mut net, d) = diamond(3);
+    net.ask(0, d, Protocol::DOMAIN_ROUTING, PROBE_REQUEST);
+    // The first attempt is lost without a word (a colluder would drop it so).
+    let lost = net.take_in_flight();
+    assert_eq!(lost.len(), 1);
+    let (_, first, _) = lost[0];
+    // After a third of the 5 s timeout the request goes out again, through the other hop.
+    net.advance(Duration::from_millis(1_700));
+    let r = net.nodes[0].results();
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].1, Some(net.nodes[3].id()));
+    assert_eq!(net.counters(0)["reattempts"], 1);
+    assert_eq!(
+        net.requests_at.get(&first),
+        None,
+        "the lost hop saw nothing"
+    );
+    assert_eq!(net.engine_pending(0), 0);
+}
+
+#[test]
+fn a_late_answer_to_an_earlier_attempt_counts_and_the_asker_is_answered_once() {
+    let (mut net, d) = diamond(3);
+    net.ask(0, d, Protocol::DOMAIN_ROUTING, PROBE_REQUEST);
+    // The first attempt is only slow: held. The member is away while the second goes out
+    // through the other hop, which loses it at the member.
+    let first = net.take_in_flight();
+    assert_eq!(first.len(), 1);
+    net.down.insert(3);
+    net.advance(Duration::from_millis(1_700));
+    assert_eq!(net.counters(0)["reattempts"], 1);
+    assert!(net.nodes[0].answers.is_empty());
+    // The first attempt arrives after all and is answered: that answer counts.
+    net.down.remove(&3);
+    let (from, to, msg) = first.into_iter().next().unwrap();
+    net.deliver_remote(from, to, msg.to_bytes());
+    net.run();
+    let r = net.nodes[0].results();
+    assert_eq!(
+        r,
+        vec![(Ok(PROBE_ANSWER.to_vec()), Some(net.nodes[3].id()), 2)]
+    );
+    assert_eq!(net.engine_pending(0), 0);
+
+    // Both attempts answered: the asker hears once, the later answer is counted.
+    net.ask(0, d, Protocol::DOMAIN_ROUTING, PROBE_REQUEST);
+    let first = net.take_in_flight();
+    net.advance(Duration::from_millis(1_700));
+    assert_eq!(net.nodes[0].results().len(), 2);
+    let (from, to, msg) = first.into_iter().next().unwrap();
+    net.deliver_remote(from, to, msg.to_bytes());
+    net.run();
+    assert_eq!(net.nodes[0].results().len(), 2);
+    assert_eq!(net.counters(0)["unsolicited"], 1);
+}
+
+#[test]
+fn with_one_attempt_a_dropped_request_times_out() {
+    let (mut net, d) = diamond(1);
+    net.ask(0, d, Protocol::DOMAIN_ROUTING, PROBE_REQUEST);
+    let _lost = net.take_in_flight();
+    net.advance(Duration::from_millis(1_700));
+    assert!(net.nodes[0].answers.is_empty());
+    net.advance(Duration::from_secs(4));
+    let r = net.nodes[0].results();
+    assert!(matches!(&r[0].0, Err(e) if e.contains("in time")), "{r:?}");
+    assert_eq!(net.counters(0).get("reattempts"), None);
+}
