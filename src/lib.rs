@@ -58,6 +58,7 @@ pub mod runtime;
 pub mod sampling;
 pub mod sim;
 pub mod stand_in;
+pub mod storage;
 pub mod time;
 pub mod topology;
 pub mod transport;

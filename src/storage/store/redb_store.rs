@@ -1,0 +1,315 @@
+//! The disk block store, on redb (design §10).
+//!
+//! One redb file holds four tables: `blocks` (id → encoded bytes), `meta` (id → expiry, ms),
+//! `expiry` ((expiry, id) → (), the garbage-collection index) and `stats` (`"blocks"`,
+//! `"bytes"` → totals, updated in the same transaction as every change, so opening a store is
+//! O(1) whatever it holds). Every write transaction commits with [`redb::Durability::Immediate`]
+//! (fsync) before the call returns: an acknowledged `put` survives a crash. A mutex serialises
+//! writers (redb does too) so the quota check and the insert are atomic. Reads re-check every
+//! block's bytes against its id ([`VerifiedBlock::check`]); a mismatch is
+//! [`StoreError::Corrupt`].
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{BlockMeta, BlockStore, PutOutcome, StoreError, StoreLimits, StoreStatus};
+use crate::storage::block::{BlockId, VerifiedBlock};
+use crate::time::Timestamp;
+
+const BLOCKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
+const META: TableDefinition<[u8; 32], u64> = TableDefinition::new("meta");
+const EXPIRY: TableDefinition<(u64, [u8; 32]), ()> = TableDefinition::new("expiry");
+const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");
+
+fn io<E: Into<redb::Error>>(e: E) -> StoreError {
+    StoreError::Io(e.into().to_string())
+}
+
+#[derive(Clone, Copy, Default)]
+struct Totals {
+    blocks: u64,
+    bytes: u64,
+}
+
+/// A [`BlockStore`] in a redb database file.
+pub struct RedbStore {
+    db: Database,
+    limits: StoreLimits,
+    /// The committed totals; the lock is held across each write transaction.
+    totals: Mutex<Totals>,
+}
+
+impl std::fmt::Debug for RedbStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedbStore")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path` with the given quotas. Quotas are not stored: a
+    /// store reopened with a smaller quota keeps its blocks but refuses new ones while over it.
+    pub fn open(path: &Path, limits: StoreLimits) -> Result<RedbStore, StoreError> {
+        let db = Database::create(path).map_err(io)?;
+        let txn = db.begin_write().map_err(io)?;
+        let totals = {
+            txn.open_table(BLOCKS).map_err(io)?;
+            txn.open_table(META).map_err(io)?;
+            txn.open_table(EXPIRY).map_err(io)?;
+            let stats = txn.open_table(STATS).map_err(io)?;
+            let get = |k: &str| -> Result<u64, StoreError> {
+                Ok(stats.get(k).map_err(io)?.map(|v| v.value()).unwrap_or(0))
+            };
+            Totals {
+                blocks: get("blocks")?,
+                bytes: get("bytes")?,
+            }
+        };
+        txn.commit().map_err(io)?;
+        Ok(RedbStore {
+            db,
+            limits,
+            totals: Mutex::new(totals),
+        })
+    }
+
+    fn write(&self) -> Result<WriteTransaction, StoreError> {
+        let mut txn = self.db.begin_write().map_err(io)?;
+        txn.set_durability(Durability::Immediate);
+        Ok(txn)
+    }
+
+    fn save_totals(txn: &WriteTransaction, t: Totals) -> Result<(), StoreError> {
+        let mut stats = txn.open_table(STATS).map_err(io)?;
+        stats.insert("blocks", t.blocks).map_err(io)?;
+        stats.insert("bytes", t.bytes).map_err(io)?;
+        Ok(())
+    }
+
+    /// Moves the expiry of `id` to `until` if later, inside `txn`. `None` if not held.
+    fn extend_in(
+        txn: &WriteTransaction,
+        id: &BlockId,
+        until: Timestamp,
+    ) -> Result<Option<(BlockMeta, bool)>, StoreError> {
+        let mut meta = txn.open_table(META).map_err(io)?;
+        let old = match meta.get(id.0).map_err(io)? {
+            Some(v) => Timestamp(v.value()),
+            None => return Ok(None),
+        };
+        if until <= old {
+            return Ok(Some((BlockMeta { expires: old }, false)));
+        }
+        meta.insert(id.0, until.0).map_err(io)?;
+        let mut expiry = txn.open_table(EXPIRY).map_err(io)?;
+        expiry.remove((old.0, id.0)).map_err(io)?;
+        expiry.insert((until.0, id.0), ()).map_err(io)?;
+        Ok(Some((BlockMeta { expires: until }, true)))
+    }
+
+    /// Removes `id` inside `txn`, updating `totals`. Returns whether it was held.
+    fn remove_in(
+        txn: &WriteTransaction,
+        id: &BlockId,
+        totals: &mut Totals,
+    ) -> Result<bool, StoreError> {
+        let mut blocks = txn.open_table(BLOCKS).map_err(io)?;
+        let len = match blocks.remove(id.0).map_err(io)? {
+            Some(v) => v.value().len() as u64,
+            None => return Ok(false),
+        };
+        let mut meta = txn.open_table(META).map_err(io)?;
+        if let Some(exp) = meta.remove(id.0).map_err(io)? {
+            let exp = exp.value();
+            txn.open_table(EXPIRY)
+                .map_err(io)?
+                .remove((exp, id.0))
+                .map_err(io)?;
+        }
+        totals.blocks = totals.blocks.saturating_sub(1);
+        totals.bytes = totals.bytes.saturating_sub(len);
+        Ok(true)
+    }
+}
+
+impl BlockStore for RedbStore {
+    fn put(&self, block: &VerifiedBlock, m: BlockMeta) -> Result<PutOutcome, StoreError> {
+        let mut totals = self.totals.lock();
+        let id = block.id();
+        let txn = self.write()?;
+        if let Some((_, extended)) = Self::extend_in(&txn, &id, m.expires)? {
+            if extended {
+                txn.commit().map_err(io)?;
+            } else {
+                txn.abort().map_err(io)?;
+            }
+            return Ok(PutOutcome::Exists { extended });
+        }
+        let len = block.len() as u64;
+        if totals.bytes + len > self.limits.max_bytes || totals.blocks + 1 > self.limits.max_blocks
+        {
+            txn.abort().map_err(io)?;
+            return Err(StoreError::Full {
+                bytes: totals.bytes,
+                max_bytes: self.limits.max_bytes,
+                blocks: totals.blocks,
+                max_blocks: self.limits.max_blocks,
+            });
+        }
+        let new = Totals {
+            blocks: totals.blocks + 1,
+            bytes: totals.bytes + len,
+        };
+        {
+            txn.open_table(BLOCKS)
+                .map_err(io)?
+                .insert(id.0, block.bytes())
+                .map_err(io)?;
+            txn.open_table(META)
+                .map_err(io)?
+                .insert(id.0, m.expires.0)
+                .map_err(io)?;
+            txn.open_table(EXPIRY)
+                .map_err(io)?
+                .insert((m.expires.0, id.0), ())
+                .map_err(io)?;
+            Self::save_totals(&txn, new)?;
+        }
+        txn.commit().map_err(io)?;
+        *totals = new;
+        Ok(PutOutcome::Stored)
+    }
+
+    fn get(&self, id: &BlockId) -> Result<Option<VerifiedBlock>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let blocks = txn.open_table(BLOCKS).map_err(io)?;
+        let Some(v) = blocks.get(id.0).map_err(io)? else {
+            return Ok(None);
+        };
+        VerifiedBlock::check(*id, v.value())
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt(format!("block {id}: {e}")))
+    }
+
+    fn contains(&self, id: &BlockId) -> Result<bool, StoreError> {
+        Ok(self.meta(id)?.is_some())
+    }
+
+    fn meta(&self, id: &BlockId) -> Result<Option<BlockMeta>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let meta = txn.open_table(META).map_err(io)?;
+        Ok(meta.get(id.0).map_err(io)?.map(|v| BlockMeta {
+            expires: Timestamp(v.value()),
+        }))
+    }
+
+    fn extend(&self, id: &BlockId, until: Timestamp) -> Result<Option<BlockMeta>, StoreError> {
+        let _totals = self.totals.lock();
+        let txn = self.write()?;
+        let r = Self::extend_in(&txn, id, until)?;
+        match r {
+            Some((_, true)) => txn.commit().map_err(io)?,
+            _ => txn.abort().map_err(io)?,
+        }
+        Ok(r.map(|(m, _)| m))
+    }
+
+    fn remove(&self, id: &BlockId) -> Result<bool, StoreError> {
+        let mut totals = self.totals.lock();
+        let mut new = *totals;
+        let txn = self.write()?;
+        if !Self::remove_in(&txn, id, &mut new)? {
+            txn.abort().map_err(io)?;
+            return Ok(false);
+        }
+        Self::save_totals(&txn, new)?;
+        txn.commit().map_err(io)?;
+        *totals = new;
+        Ok(true)
+    }
+
+    fn collect_garbage(&self, now: Timestamp, max: usize) -> usize {
+        let mut totals = self.totals.lock();
+        let run = || -> Result<(usize, Totals), StoreError> {
+            let mut new = *totals;
+            let txn = self.write()?;
+            let due: Vec<BlockId> = {
+                let expiry = txn.open_table(EXPIRY).map_err(io)?;
+                let mut due = Vec::new();
+                for entry in expiry.range(..=(now.0, [0xff; 32])).map_err(io)? {
+                    if due.len() >= max {
+                        break;
+                    }
+                    let (k, _) = entry.map_err(io)?;
+                    due.push(BlockId(k.value().1));
+                }
+                due
+            };
+            if due.is_empty() {
+                txn.abort().map_err(io)?;
+                return Ok((0, new));
+            }
+            for id in &due {
+                Self::remove_in(&txn, id, &mut new)?;
+            }
+            Self::save_totals(&txn, new)?;
+            txn.commit().map_err(io)?;
+            Ok((due.len(), new))
+        };
+        match run() {
+            Ok((n, new)) => {
+                *totals = new;
+                n
+            }
+            Err(e) => {
+                log::warn!("storage: garbage collection failed: {e}");
+                0
+            }
+        }
+    }
+
+    fn ids(&self, after: Option<BlockId>, max: usize) -> Result<Vec<BlockId>, StoreError> {
+        let txn = self.db.begin_read().map_err(io)?;
+        let meta = txn.open_table(META).map_err(io)?;
+        let mut out = Vec::new();
+        let range = match after {
+            Some(a) => meta.range((std::ops::Bound::Excluded(a.0), std::ops::Bound::Unbounded)),
+            None => meta.range::<[u8; 32]>(..),
+        }
+        .map_err(io)?;
+        for entry in range {
+            if out.len() >= max {
+                break;
+            }
+            out.push(BlockId(entry.map_err(io)?.0.value()));
+        }
+        Ok(out)
+    }
+
+    fn status(&self) -> StoreStatus {
+        let totals = *self.totals.lock();
+        let next_expiry = (|| -> Result<Option<Timestamp>, StoreError> {
+            let txn = self.db.begin_read().map_err(io)?;
+            let expiry = txn.open_table(EXPIRY).map_err(io)?;
+            let first = expiry
+                .first()
+                .map_err(io)?
+                .map(|(k, _)| Timestamp(k.value().0));
+            Ok(first)
+        })()
+        .unwrap_or_else(|e| {
+            log::warn!("storage: cannot read the expiry index: {e}");
+            None
+        });
+        StoreStatus {
+            blocks: totals.blocks,
+            bytes: totals.bytes,
+            max_bytes: self.limits.max_bytes,
+            max_blocks: self.limits.max_blocks,
+            next_expiry,
+        }
+    }
+}
