@@ -1,5 +1,7 @@
-//! Storage (§5.5): content-addressed blocks, objects split into trees of blocks, convergent
-//! encryption, storage receipts, and the block store with quotas and expiry.
+//! Storage (§5.5), its foundations so far: content-addressed blocks (leaves and tree blocks),
+//! storage receipts, and the block store with quotas and expiry. Splitting objects into trees,
+//! convergent encryption and the Storage engine with its protocol are not built yet
+//! (docs/storage.md says what exists).
 //!
 //! - [`block`]: [`block::BlockId`], [`block::Block`] and [`block::VerifiedBlock`] (the only
 //!   proof that bytes match an id), with the size and shape limits;
