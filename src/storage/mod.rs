@@ -13,3 +13,4 @@
 pub mod block;
 pub mod receipt;
 pub mod store;
+pub mod tree;
