@@ -57,7 +57,12 @@ fn a_sigkilled_writer_loses_no_acknowledged_block_and_the_store_reopens() {
     let path = dir.path("blocks.redb");
     for round in 0..3 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(WRITER_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -69,7 +74,10 @@ fn a_sigkilled_writer_loses_no_acknowledged_block_and_the_store_reopens() {
         // Kill after a number of acknowledged puts that differs per round, mid-stream.
         let kill_after = 40 + round * 37;
         while acknowledged.len() < kill_after {
-            assert!(started.elapsed() < Duration::from_secs(60), "the writer stalled");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the writer stalled"
+            );
             let Some(Ok(line)) = lines.next() else {
                 panic!("the writer stopped after {} puts", acknowledged.len());
             };

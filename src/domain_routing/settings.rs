@@ -2,7 +2,6 @@
 //! ([`RoutingLimits`]), counters ([`RoutingStats`]) and the read-only probe the simulator and
 //! the wiring layer read ([`RoutingProbe`]).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -198,23 +197,6 @@ crate::runtime::stats::counter_struct! {
 }
 
 impl RoutingStats {
-    /// Adds one to `counter`.
-    pub fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Adds one to a counter of hostile input and says whether to log it: true at the 1st,
-    /// 2nd, 4th, 8th … occurrence, so that a peer repeating it cannot flood the log.
-    pub fn count_hostile(counter: &AtomicU64) -> Option<u64> {
-        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
-        n.is_power_of_two().then_some(n)
-    }
-
-    /// The value of `counter`.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
-    }
-
     /// Messages sent to other nodes (requests and responses): the routing traffic.
     pub fn sent_total(&self) -> u64 {
         Self::get(&self.sent_requests) + Self::get(&self.sent_responses)

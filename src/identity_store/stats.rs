@@ -2,8 +2,6 @@
 //! lookups of engines with other nodes and their outcomes, and the lookups other nodes made of
 //! it. Relaxed atomics written by the store's thread and read by anyone (status view, tests).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 crate::runtime::stats::counter_struct! {
     /// The identity store's counters (see the module doc).
     pub struct IdentityStats {
@@ -42,17 +40,5 @@ crate::runtime::stats::counter_struct! {
         peer_queries,
         /// Of those, answered with an advert.
         peer_queries_known,
-    }
-}
-
-impl IdentityStats {
-    /// Adds one to `counter`.
-    pub fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The value of `counter`.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
     }
 }

@@ -19,6 +19,23 @@ macro_rules! counter_struct {
         }
 
         impl $sname {
+            /// Adds one to `counter`.
+            pub fn count(counter: &std::sync::atomic::AtomicU64) {
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+
+            /// Adds one to a counter of hostile input and says whether to log it: true at
+            /// the 1st, 2nd, 4th, 8th … occurrence, so a peer repeating it cannot flood the log.
+            pub fn count_hostile(counter: &std::sync::atomic::AtomicU64) -> Option<u64> {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                n.is_power_of_two().then_some(n)
+            }
+
+            /// The value of `counter`.
+            pub fn get(counter: &std::sync::atomic::AtomicU64) -> u64 {
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            }
+
             /// `(name, value)` of every non-zero counter.
             pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
                 let mut out = Vec::new();

@@ -77,6 +77,12 @@ pub struct ObjectWriter {
     size: u64,
 }
 
+impl Default for ObjectWriter {
+    fn default() -> Self {
+        ObjectWriter::new()
+    }
+}
+
 impl ObjectWriter {
     /// A writer for a new object: leaves of [`MAX_BLOCK_DATA`], up to [`MAX_CHILDREN`]
     /// children per tree block.
@@ -217,7 +223,9 @@ fn tree_of(v: &VerifiedBlock, depth: u8) -> Result<&TreeBlock, ObjectError> {
         return Err(ObjectError::Shape("a leaf where a tree block belongs"));
     };
     if t.depth != depth {
-        return Err(ObjectError::Shape("a child's depth is not one below its parent's"));
+        return Err(ObjectError::Shape(
+            "a child's depth is not one below its parent's",
+        ));
     }
     Ok(t)
 }
@@ -248,7 +256,9 @@ pub fn read_object(
     let (depth, size) = root_tree(store, root)?;
     let written = read_subtree(store, root, depth, out)?;
     if written != size {
-        return Err(ObjectError::Shape("the leaves do not add up to the root's size"));
+        return Err(ObjectError::Shape(
+            "the leaves do not add up to the root's size",
+        ));
     }
     Ok(written)
 }
@@ -275,7 +285,9 @@ fn read_subtree(
         }
     }
     if total != t.size {
-        return Err(ObjectError::Shape("a tree block's children do not add up to its size"));
+        return Err(ObjectError::Shape(
+            "a tree block's children do not add up to its size",
+        ));
     }
     Ok(total)
 }

@@ -49,7 +49,16 @@ fn read_back(store: &MemStore, root: &BlockId) -> Vec<u8> {
 #[test]
 fn objects_of_every_awkward_size_come_back_byte_for_byte() {
     for (leaf, fanout) in [(16, 2), (16, 3), (100, 4), (MAX_BLOCK_DATA, MAX_CHILDREN)] {
-        for len in [0, 1, leaf - 1, leaf, leaf + 1, 5 * leaf, 9 * leaf + 3, 64 * leaf] {
+        for len in [
+            0,
+            1,
+            leaf - 1,
+            leaf,
+            leaf + 1,
+            5 * leaf,
+            9 * leaf + 3,
+            64 * leaf,
+        ] {
             if leaf == MAX_BLOCK_DATA && len > 3 * leaf {
                 continue; // the full-size shape is covered by the smaller lengths
             }
@@ -57,7 +66,11 @@ fn objects_of_every_awkward_size_come_back_byte_for_byte() {
             let data = object(len, len as u64);
             let (root, size, _) = split_into(&store, ObjectWriter::with_shape(leaf, fanout), &data);
             assert_eq!(size, len as u64);
-            assert_eq!(read_back(&store, &root), data, "leaf {leaf} fanout {fanout} len {len}");
+            assert_eq!(
+                read_back(&store, &root),
+                data,
+                "leaf {leaf} fanout {fanout} len {len}"
+            );
             assert!(missing_blocks(&store, &root, 100).unwrap().is_empty());
             // The root is a tree block whose size is the object's.
             let Block::Tree(t) = store.get(&root).unwrap().unwrap().block().clone() else {
@@ -80,9 +93,15 @@ fn a_small_fanout_builds_several_levels_and_the_same_bytes_give_the_same_root() 
     };
     assert_eq!(t.depth, 3);
     let again = MemStore::new(Default::default());
-    assert_eq!(split_into(&again, ObjectWriter::with_shape(16, 3), &data).0, root);
+    assert_eq!(
+        split_into(&again, ObjectWriter::with_shape(16, 3), &data).0,
+        root
+    );
     let other = object(16 * 27, 2);
-    assert_ne!(split_into(&again, ObjectWriter::with_shape(16, 3), &other).0, root);
+    assert_ne!(
+        split_into(&again, ObjectWriter::with_shape(16, 3), &other).0,
+        root
+    );
 }
 
 #[test]
