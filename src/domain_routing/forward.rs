@@ -123,6 +123,20 @@ impl DomainRoutingEngine {
         self.settings.timeout / u32::from(self.settings.attempts.max(1))
     }
 
+    /// Pending request `p` as a request of this node's under `id`, to send again (its body
+    /// moves into the request; the caller puts it back).
+    fn own_request(&self, id: u64, p: &mut Pending) -> DomainRequest {
+        DomainRequest {
+            id,
+            src: self.me,
+            src_advert: Some(self.advert()),
+            domain: p.domain,
+            path: vec![self.me],
+            protocol: p.protocol,
+            body: std::mem::take(&mut p.body),
+        }
+    }
+
     /// Own request `id` had no answer within an attempt's time: sent again under a fresh id
     /// through a first hop not tried yet, if attempts are left and there is one; the earlier
     /// attempts stay answerable until the request's deadline.
@@ -131,15 +145,7 @@ impl DomainRoutingEngine {
             return;
         };
         let now = ctx.now().instant;
-        let mut request = DomainRequest {
-            id,
-            src: self.me,
-            src_advert: Some(self.advert()),
-            domain: p.domain,
-            path: vec![self.me],
-            protocol: p.protocol,
-            body: std::mem::take(&mut p.body),
-        };
+        let mut request = self.own_request(id, &mut p);
         let hop = if p.attempts < self.settings.attempts {
             self.next_hop(&request, &p.tried)
         } else {
@@ -184,15 +190,7 @@ impl DomainRoutingEngine {
             self.routes.forget(&p.domain, &p.first_hop);
         }
         if !p.retried {
-            let request = DomainRequest {
-                id,
-                src: self.me,
-                src_advert: Some(self.advert()),
-                domain: p.domain,
-                path: vec![self.me],
-                protocol: p.protocol,
-                body: std::mem::take(&mut p.body),
-            };
+            let request = self.own_request(id, &mut p);
             if let Some((next, hop)) = self.next_hop(&request, &p.tried) {
                 RoutingStats::count(&self.stats.retries);
                 p.body = request.body.clone();
