@@ -75,7 +75,7 @@ impl DomainRoutingEngine {
             return fail(self, ctx, "too many domain requests outstanding");
         }
         let mut id = self.rng.next_u64();
-        while self.pending.contains_key(&id) {
+        while self.pending.contains_key(&id) || self.earlier.contains_key(&id) {
             id = self.rng.next_u64();
         }
         let request = DomainRequest {
@@ -164,6 +164,10 @@ impl DomainRoutingEngine {
         }
         request.id = fresh;
         RoutingStats::count(&self.stats.reattempts);
+        if p.direct {
+            // A known member that let an attempt go unanswered is not asked first again.
+            self.routes.forget(&p.domain, &p.first_hop);
+        }
         p.body = request.body.clone();
         p.sent = self.send_remote(ctx, next, &RoutingMessage::Request(request), true);
         self.earlier.insert(id, (fresh, p.first_hop));
@@ -181,7 +185,8 @@ impl DomainRoutingEngine {
     }
 
     /// The first hop of own request `id` could not be reached: a known member is forgotten
-    /// and the request routed again once; otherwise the asker is told.
+    /// and the request routed again once; otherwise, if earlier attempts are still out, the
+    /// next attempt is due at once; otherwise the asker is told.
     pub(super) fn first_hop_failed(&mut self, ctx: &mut Context, id: u64, why: &str) {
         let Some(mut p) = self.pending.remove(&id) else {
             return;
@@ -202,6 +207,14 @@ impl DomainRoutingEngine {
                 self.pending.insert(id, p);
                 return;
             }
+            p.body = request.body;
+        }
+        if p.attempts > 1 {
+            // Earlier attempts are still out and answerable: try the next one now, or wait for
+            // them until the deadline.
+            p.next_attempt = ctx.now().instant;
+            self.pending.insert(id, p);
+            return;
         }
         let result = Err(format!("first hop unreachable ({why})"));
         self.answer(ctx, p.asker, p.reply_to, p.domain, result, None, 0, None);

@@ -140,14 +140,10 @@ pub enum BlockError {
         /// The id of the bytes.
         actual: BlockId,
     },
-    /// A tree block's depth is 0 or above [`MAX_TREE_DEPTH`], or a child is not one level below.
+    /// A tree block's depth is 0 or above [`MAX_TREE_DEPTH`].
     TooDeep(u8),
     /// A tree block lists more than [`MAX_CHILDREN`] children (or none).
     TooManyChildren(usize),
-    /// A tree is not a tree: a block id appears again below itself or twice in one object.
-    Loop(BlockId),
-    /// A block's kind or size does not fit where it sits in the tree.
-    Inconsistent(&'static str),
 }
 
 impl fmt::Display for BlockError {
@@ -162,8 +158,6 @@ impl fmt::Display for BlockError {
             BlockError::TooManyChildren(n) => {
                 write!(f, "tree block with {n} children (1..={MAX_CHILDREN})")
             }
-            BlockError::Loop(id) => write!(f, "block {id} appears twice in one tree"),
-            BlockError::Inconsistent(why) => write!(f, "inconsistent tree: {why}"),
         }
     }
 }

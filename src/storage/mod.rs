@@ -1,12 +1,13 @@
 //! Storage (§5.5), its foundations so far: content-addressed blocks (leaves and tree blocks),
-//! storage receipts, and the block store with quotas and expiry. Splitting objects into trees,
-//! convergent encryption and the Storage engine with its protocol are not built yet
+//! objects as trees of blocks, storage receipts, and the block store with quotas and expiry.
+//! Convergent encryption and the Storage engine with its protocol are not built yet
 //! (docs/storage.md says what exists).
 //!
 //! - [`block`]: [`block::BlockId`], [`block::Block`] and [`block::VerifiedBlock`] (the only
 //!   proof that bytes match an id), with the size and shape limits;
 //! - [`receipt`]: [`receipt::ChunkCommitment`], a holder's signed promise to keep a block;
-//! - [`store`]: the [`store::BlockStore`] trait, [`store::MemStore`] and [`store::RedbStore`].
+//! - [`store`]: the [`store::BlockStore`] trait, [`store::MemStore`] and [`store::RedbStore`];
+//! - [`tree`]: splitting objects into blocks, reading them back, what a fetch still needs.
 //!
 //! See docs/storage.md ("Blocks, objects and the store") and docs/wire.md §12E.
 

@@ -14,7 +14,7 @@
 //! tree block being filled (≤ [`MAX_CHILDREN`] × 41 bytes, ≈ 330 KiB per level); a walk holds
 //! one block per level.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 
@@ -45,7 +45,7 @@ impl fmt::Display for ObjectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ObjectError::Missing(id) => write!(f, "block {id} is not held"),
-            ObjectError::Block(e) => write!(f, "bad block: {e:?}"),
+            ObjectError::Block(e) => write!(f, "bad block: {e}"),
             ObjectError::Shape(what) => write!(f, "bad object tree: {what}"),
             ObjectError::TooLarge => write!(f, "object too large for {MAX_TREE_DEPTH} levels"),
             ObjectError::Store(e) => write!(f, "store: {e}"),
@@ -247,7 +247,9 @@ fn root_tree(store: &dyn BlockStore, root: &BlockId) -> Result<(u8, u64), Object
 }
 
 /// Writes the object whose root is `root` from `store` to `out`, in order, checking the shape
-/// rules and that the bytes written add up to the root's size; returns that size.
+/// rules and that the bytes written add up to the root's size; returns that size. A tree may
+/// list one subtree many times, so a few held blocks can declare a huge object: check the
+/// root's `size` against your own limit before reading one that came from a peer.
 pub fn read_object(
     store: &dyn BlockStore,
     root: &BlockId,
@@ -292,33 +294,58 @@ fn read_subtree(
     Ok(total)
 }
 
-/// The blocks of the tree under `root` that `store` does not hold and that are known to be
-/// needed: the root itself if absent, else every absent child of every held tree block, breadth
-/// first, at most `max`. Held tree blocks are checked against the shape rules. An empty answer
-/// means the whole object is held.
+/// The blocks of the tree under `root` that `store` does not hold (or holds corrupted) and
+/// that are known to be needed: the root itself if absent, else every absent child of every
+/// held tree block, breadth first, each id once, at most `max` (at least 1). Held tree blocks
+/// are read (so checked against their ids and the shape rules; a corrupted one counts as
+/// missing); leaves are only looked up, and a corrupted leaf shows when the object is read. An
+/// empty answer means the whole object is held.
+///
+/// A subtree listed twice is walked once: a few hostile tree blocks that list the same child
+/// thousands of times cost one visit per distinct block (memory: 32 bytes per distinct id).
 pub fn missing_blocks(
     store: &dyn BlockStore,
     root: &BlockId,
     max: usize,
 ) -> Result<Vec<BlockId>, ObjectError> {
+    let max = max.max(1);
     let mut missing = Vec::new();
-    if !store.contains(root).map_err(ObjectError::Store)? {
-        missing.push(*root);
-        return Ok(missing);
-    }
-    let (depth, _) = root_tree(store, root)?;
-    let mut queue = VecDeque::from([(*root, depth)]);
+    let held = |id: &BlockId| -> Result<Option<VerifiedBlock>, ObjectError> {
+        match store.get(id) {
+            Ok(v) => Ok(v),
+            // A block that no longer matches its id is as good as absent: fetch it again.
+            Err(StoreError::Corrupt(_)) => Ok(None),
+            Err(e) => Err(ObjectError::Store(e)),
+        }
+    };
+    let mut seen = HashSet::from([*root]);
+    // Ids, not blocks, wait in the queue: a level of tree blocks may be gigabytes.
+    let mut queue = VecDeque::from([(*root, None)]);
     while let Some((id, depth)) = queue.pop_front() {
-        let v = fetch(store, &id)?;
-        let t = tree_of(&v, depth)?;
-        for c in &t.children {
+        let Some(v) = held(&id)? else {
+            missing.push(id);
             if missing.len() >= max {
                 return Ok(missing);
             }
+            continue;
+        };
+        let depth = match (depth, v.block()) {
+            (Some(d), _) => d,
+            (None, Block::Tree(t)) => t.depth,
+            (None, Block::Leaf(_)) => return Err(ObjectError::Shape("the root is a leaf")),
+        };
+        let t = tree_of(&v, depth)?;
+        for c in &t.children {
+            if !seen.insert(c.id) {
+                continue;
+            }
             if !store.contains(&c.id).map_err(ObjectError::Store)? {
                 missing.push(c.id);
+                if missing.len() >= max {
+                    return Ok(missing);
+                }
             } else if depth > 1 {
-                queue.push_back((c.id, depth - 1));
+                queue.push_back((c.id, Some(depth - 1)));
             }
         }
     }

@@ -506,3 +506,29 @@ fn with_one_attempt_a_dropped_request_times_out() {
     assert!(matches!(&r[0].0, Err(e) if e.contains("in time")), "{r:?}");
     assert_eq!(net.counters(0).get("reattempts"), None);
 }
+
+#[test]
+fn an_unreachable_later_attempt_does_not_fail_a_request_an_earlier_one_may_answer() {
+    let (mut net, d) = diamond(3);
+    net.ask(0, d, Protocol::DOMAIN_ROUTING, PROBE_REQUEST);
+    // The first attempt is only slow: held.
+    let first = net.take_in_flight();
+    let (from, to, msg) = first.into_iter().next().unwrap();
+    // The other first hop is down: the second attempt is refused at once.
+    let other = if to == 1 { 2 } else { 1 };
+    net.down.insert(other);
+    net.advance(Duration::from_millis(1_700));
+    assert_eq!(net.counters(0)["reattempts"], 1);
+    assert!(
+        net.nodes[0].answers.is_empty(),
+        "not failed while attempt 1 is out"
+    );
+    // The first attempt arrives after all and answers.
+    net.deliver_remote(from, to, msg.to_bytes());
+    net.run();
+    let r = net.nodes[0].results();
+    assert_eq!(
+        r,
+        vec![(Ok(PROBE_ANSWER.to_vec()), Some(net.nodes[3].id()), 2)]
+    );
+}

@@ -192,3 +192,34 @@ fn an_object_deeper_than_the_limit_is_refused() {
     w.write(&object(257, 4)).unwrap();
     assert!(matches!(w.finish(), Err(ObjectError::TooLarge)));
 }
+
+#[test]
+fn missing_blocks_walks_a_repeated_subtree_once_and_names_each_id_once() {
+    let store = MemStore::new(Default::default());
+    let put = |b: Block| {
+        let v = VerifiedBlock::new(b).unwrap();
+        store.put(&v, META).unwrap();
+        v.id()
+    };
+    let absent = BlockId([9; 32]);
+    // A depth-1 block listing one absent leaf 1,000 times, and a root listing that 1,000 times.
+    let x = put(Block::Tree(TreeBlock {
+        depth: 1,
+        size: 1000,
+        children: vec![
+            Child {
+                id: absent,
+                key: None
+            };
+            1000
+        ],
+    }));
+    let root = put(Block::Tree(TreeBlock {
+        depth: 2,
+        size: 1_000_000,
+        children: vec![Child { id: x, key: None }; 1000],
+    }));
+    assert_eq!(missing_blocks(&store, &root, 100).unwrap(), vec![absent]);
+    // `max` 0 still names one block: an empty answer only ever means complete.
+    assert_eq!(missing_blocks(&store, &root, 0).unwrap(), vec![absent]);
+}
