@@ -237,53 +237,42 @@ fn fetch(store: &dyn BlockStore, id: &BlockId) -> Result<VerifiedBlock, ObjectEr
         .ok_or(ObjectError::Missing(*id))
 }
 
-/// The root's tree block, checked: a tree block within the depth limit.
-fn root_tree(store: &dyn BlockStore, root: &BlockId) -> Result<(u8, u64), ObjectError> {
-    let v = fetch(store, root)?;
-    match v.block() {
-        Block::Tree(t) => Ok((t.depth, t.size)),
-        Block::Leaf(_) => Err(ObjectError::Shape("the root is a leaf")),
-    }
-}
-
 /// Writes the object whose root is `root` from `store` to `out`, in order, checking the shape
-/// rules and that the bytes written add up to the root's size; returns that size. A tree may
-/// list one subtree many times, so a few held blocks can declare a huge object: check the
-/// root's `size` against your own limit before reading one that came from a peer.
+/// rules and that the bytes written add up to every tree block's size (the root's is the
+/// object's); returns that size. A tree may list one subtree many times, so a few held blocks
+/// can declare a huge object: check the root's `size` against your own limit before reading
+/// one that came from a peer.
 pub fn read_object(
     store: &dyn BlockStore,
     root: &BlockId,
     out: &mut dyn Write,
 ) -> Result<u64, ObjectError> {
-    let (depth, size) = root_tree(store, root)?;
-    let written = read_subtree(store, root, depth, out)?;
-    if written != size {
-        return Err(ObjectError::Shape(
-            "the leaves do not add up to the root's size",
-        ));
-    }
-    Ok(written)
+    let v = fetch(store, root)?;
+    let Block::Tree(t) = v.block() else {
+        return Err(ObjectError::Shape("the root is a leaf"));
+    };
+    read_tree(store, &v, t.depth, out)
 }
 
-fn read_subtree(
+/// Writes the leaves under tree block `v` (expected at `depth`) in order; their total.
+fn read_tree(
     store: &dyn BlockStore,
-    id: &BlockId,
+    v: &VerifiedBlock,
     depth: u8,
     out: &mut dyn Write,
 ) -> Result<u64, ObjectError> {
-    let v = fetch(store, id)?;
-    let t = tree_of(&v, depth)?;
+    let t = tree_of(v, depth)?;
     let mut total = 0u64;
     for c in &t.children {
+        let child = fetch(store, &c.id)?;
         if depth == 1 {
-            let leaf = fetch(store, &c.id)?;
-            let Block::Leaf(data) = leaf.block() else {
+            let Block::Leaf(data) = child.block() else {
                 return Err(ObjectError::Shape("a tree block where a leaf belongs"));
             };
             out.write_all(data).map_err(ObjectError::Io)?;
             total += data.len() as u64;
         } else {
-            total += read_subtree(store, &c.id, depth - 1, out)?;
+            total += read_tree(store, &child, depth - 1, out)?;
         }
     }
     if total != t.size {
