@@ -16,6 +16,7 @@
 //! * [`pubsub`]: system mail between the Router and the PubSub engine.
 //! * [`domain`], [`interdomain`]: the domain engines' and the inter-domain engines' shared
 //!   directories and local mail.
+//! * [`storage`]: local mail to and from the Storage engine.
 
 pub mod domain;
 pub mod envelope;
@@ -24,6 +25,7 @@ pub mod interdomain;
 pub mod pubsub;
 pub mod reason;
 pub mod route;
+pub mod storage;
 pub mod topic;
 pub mod transport;
 

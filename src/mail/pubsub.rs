@@ -108,3 +108,39 @@ pub enum PubSubNotice {
         published: u64,
     },
 }
+
+/// The parents of each topic this node is fed through (the neighbours its subscription went
+/// to, towards the publishers), published by the PubSub engine and read by the Storage engine
+/// to send `BlockSearchTopic` up a topic's tree. Cloning shares the same board.
+///
+/// Memory: one entry per topic with a route here — 32 bytes per parent (a few parents each).
+#[derive(Clone, Debug, Default)]
+pub struct TopicParents(
+    std::sync::Arc<
+        parking_lot::RwLock<
+            std::collections::BTreeMap<TopicIdentity, Vec<NodeIdentity>>,
+        >,
+    >,
+);
+
+impl TopicParents {
+    /// An empty board.
+    pub fn new() -> TopicParents {
+        TopicParents::default()
+    }
+
+    /// The parents of `topic` (empty when this node has no route for it, or is a publisher).
+    pub fn parents(&self, topic: &TopicIdentity) -> Vec<NodeIdentity> {
+        self.0.read().get(topic).cloned().unwrap_or_default()
+    }
+
+    /// Sets the parents of `topic` (the PubSub engine's call); an empty list forgets it.
+    pub fn set(&self, topic: TopicIdentity, parents: Vec<NodeIdentity>) {
+        let mut map = self.0.write();
+        if parents.is_empty() {
+            map.remove(&topic);
+        } else {
+            map.insert(topic, parents);
+        }
+    }
+}

@@ -15,3 +15,5 @@ pub mod block;
 pub mod receipt;
 pub mod store;
 pub mod tree;
+pub mod engine;
+pub mod wire;

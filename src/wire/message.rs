@@ -56,6 +56,9 @@ impl Protocol {
     /// Messages between DomainRouting engines (`DomainRequest` / `DomainResponse`), local mail
     /// to and from a node's DomainRouting engine, and its built-in `probe` requests.
     pub const DOMAIN_ROUTING: Protocol = Protocol(7);
+    /// Messages between Storage engines (block get / put / search, docs/wire.md §12F), and
+    /// local mail to and from a node's Storage engine.
+    pub const STORAGE: Protocol = Protocol(8);
     /// The first protocol number free for applications.
     pub const APP_BASE: u32 = 0x1_0000;
 }
