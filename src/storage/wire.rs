@@ -120,6 +120,9 @@ pub struct Found {
     /// The search's path with the holder appended, reversed: the holder first, the origin last.
     /// Each node forwards the result to the node after itself.
     pub path: Vec<NodeIdentity>,
+    /// The block's `StoragePrefs.min_trust` at the holder: nodes on the way that cache the
+    /// block serve it only to nodes with at least this trust.
+    pub min_trust: u8,
     /// The block's encoded bytes; every hop checks them against `id` before caching or
     /// forwarding.
     pub bytes: Vec<u8>,
@@ -251,6 +254,7 @@ impl Encode for Found {
         self.id.encode(e)?;
         self.holder.encode(e)?;
         encode_list(&self.path, e)?;
+        self.min_trust.encode(e)?;
         encode_bytes(&self.bytes, e)
     }
 }
@@ -263,6 +267,7 @@ impl Decode<()> for Found {
             id: Decode::decode(d)?,
             holder: Decode::decode(d)?,
             path: decode_list(d, "path", MAX_PATH + 1)?,
+            min_trust: Decode::decode(d)?,
             bytes: decode_bytes(d, "block", MAX_ENCODED_BLOCK)?,
         })
     }
@@ -451,6 +456,7 @@ mod tests {
                 id,
                 holder: n,
                 path: vec![n],
+                min_trust: 200,
                 bytes: vec![1, 2, 3],
             }),
         ]
