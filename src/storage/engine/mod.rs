@@ -3,4 +3,4 @@
 mod settings;
 
 pub use crate::mail::storage::STORAGE_ENGINE_NAME;
-pub use settings::{PutPolicy, StorageLimits, StorageSettings};
+pub use settings::{PutPolicy, StorageLimits, StorageSettings, StorageStats};

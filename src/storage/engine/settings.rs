@@ -132,3 +132,102 @@ impl Default for StorageLimits {
         }
     }
 }
+
+crate::runtime::stats::counter_struct! {
+    /// Counters of one Storage engine.
+    pub struct StorageStats {
+        /// Storage messages sent to other nodes.
+        sent,
+        /// Gets of local engines (and of fetches) started.
+        gets,
+        /// Of those, answered from this node's store.
+        local_hits,
+        /// Of those, answered from this node's cache.
+        cache_hits,
+        /// Of those, answered by a holder asked directly.
+        direct_hits,
+        /// Of those, answered by a search.
+        search_hits,
+        /// Gets that found nothing (every holder tried, every search ended).
+        not_found,
+        /// Direct gets that went unanswered within `get_timeout`, or could not be delivered.
+        get_timeouts,
+        /// Searches started (one per walker: a random lookup starts `fanout`).
+        searches_started,
+        /// Searches forwarded for other nodes.
+        searches_forwarded,
+        /// Searches answered here (the block was in this node's store or cache).
+        searches_answered,
+        /// Searches that ended here: no hops left.
+        search_exhausted,
+        /// Searches that ended here: no next node that is not on the path.
+        dead_end,
+        /// Results relayed back towards their origin.
+        found_relayed,
+        /// Results of searches already answered (a later walker's).
+        found_late,
+        /// Blocks put into the cache.
+        cached,
+        /// Gets of other nodes served with a block.
+        served,
+        /// Gets of other nodes answered with holders' receipts.
+        served_holders,
+        /// Gets of other nodes answered `NotFound`.
+        served_not_found,
+        /// Puts (and extends) of other nodes stored, answered with a receipt.
+        puts_stored,
+        /// Puts of local engines into this node's store.
+        local_puts,
+        /// Receipts received for this node's own puts (checked).
+        receipts,
+        /// Fetches started.
+        fetches,
+        /// Fetches that ended with every block held.
+        fetches_done,
+        /// Fetches that failed.
+        fetches_failed,
+        /// Blocks fetched (checked and stored).
+        fetched_blocks,
+        /// Expired blocks collected.
+        collected,
+        /// Refused: a get from a node whose trust is below the block's `min_trust`.
+        refused_trust,
+        /// Refused: a put from a node whose trust is below the put policy's.
+        refused_put_trust,
+        /// Refused: a put while the node accepts none.
+        refused_put_policy,
+        /// Refused: a put past the store's quota or the node's share.
+        refused_full,
+        /// Refused: a put of bytes that are not a valid block, or with an expiry in the past.
+        refused_invalid,
+        /// Refused: more requests or searches from a peer than its rate allows.
+        rate_limited,
+        /// Refused: the body did not decode.
+        malformed,
+        /// Refused: a protocol version this node does not speak.
+        unknown_version,
+        /// Refused: a remote message not from a verified engine of its node, or local mail not
+        /// from this node.
+        bad_origin,
+        /// Refused: a block whose bytes do not match its id (from a holder or a cache on a
+        /// search path), or that breaks a block limit.
+        bad_block,
+        /// Refused: a receipt that is forged, expired, or names another block or node.
+        bad_receipt,
+        /// Refused: a search or result whose path is wrong (does not end at the sending peer,
+        /// holds this node, loops, or is longer than the hop limit).
+        bad_path,
+        /// Refused: a reply or result this node holds no request, search or relay entry for.
+        unsolicited,
+        /// Not relayed: `max_relayed` relay entries held.
+        relay_full,
+        /// Local gets refused at once: `max_pending` outstanding.
+        pending_full,
+        /// Fetches refused at once: `max_fetches` running.
+        fetch_full,
+        /// Store operations that failed (I/O or corruption).
+        store_errors,
+        /// Answers that could not be handed to the local engine that asked.
+        asker_gone,
+    }
+}
