@@ -13,13 +13,13 @@ use crate::storage::wire::{GetAnswer, Refusal, StorageMessage, MAX_HOLDERS};
 use crate::time::Timestamp;
 
 /// The `StoragePrefs.min_trust` a stored block was put with.
-pub(super) fn meta_min_trust(_meta: &BlockMeta) -> u8 {
-    0 // TODO(i13-crypt merge): meta.min_trust
+pub(super) fn meta_min_trust(meta: &BlockMeta) -> u8 {
+    meta.min_trust
 }
 
 /// The metadata a block is stored with.
-pub(super) fn meta_of(expires: Timestamp, _min_trust: u8) -> BlockMeta {
-    BlockMeta { expires }
+pub(super) fn meta_of(expires: Timestamp, min_trust: u8) -> BlockMeta {
+    BlockMeta { expires, min_trust }
 }
 
 impl StorageEngine {
