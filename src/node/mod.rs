@@ -31,12 +31,12 @@ pub(crate) mod engine_shell;
 mod error;
 mod identity;
 mod interdomain;
-mod storage;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
 pub(crate) mod router_shell;
 mod status;
+mod storage;
 #[cfg(feature = "testing")]
 mod test_hooks;
 pub(crate) mod transport_link;

@@ -152,7 +152,9 @@ impl Node {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(NodeError::NoAnswer("the Storage engine did not answer in time"));
+                return Err(NodeError::NoAnswer(
+                    "the Storage engine did not answer in time",
+                ));
             }
             match client.recv(left) {
                 Some(Input::Message(m))
@@ -184,10 +186,14 @@ impl Node {
         node: Option<NodeIdentity>,
     ) -> Result<Result<Option<ChunkCommitment>, String>, NodeError> {
         let timeout = self.storage_handles()?.get_timeout + ANSWER_SLACK;
-        self.storage_call(StorageMail::Put { bytes, prefs, node }, timeout, |m| match m {
-            StorageMail::PutDone { result, .. } => Some(result),
-            _ => None,
-        })
+        self.storage_call(
+            StorageMail::Put { bytes, prefs, node },
+            timeout,
+            |m| match m {
+                StorageMail::PutDone { result, .. } => Some(result),
+                _ => None,
+            },
+        )
     }
 
     /// Gets block `id` (this node's store and cache first, then as `lookup` says); its encoded
@@ -227,7 +233,10 @@ impl Node {
             max_size,
         };
         self.storage_call(mail, timeout, |m| match m {
-            StorageMail::FetchProgress { root: r, progress: p } if r == root => {
+            StorageMail::FetchProgress {
+                root: r,
+                progress: p,
+            } if r == root => {
                 progress(&p);
                 None
             }

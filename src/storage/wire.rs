@@ -213,7 +213,11 @@ impl Encode for GetAnswer {
 impl Decode<()> for GetAnswer {
     fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
         match u32::decode(d)? {
-            0 => Ok(GetAnswer::Block(decode_bytes(d, "block", MAX_ENCODED_BLOCK)?)),
+            0 => Ok(GetAnswer::Block(decode_bytes(
+                d,
+                "block",
+                MAX_ENCODED_BLOCK,
+            )?)),
             1 => Ok(GetAnswer::Holders(decode_list(d, "holders", MAX_HOLDERS)?)),
             2 => Ok(GetAnswer::NotFound),
             3 => {
@@ -468,7 +472,11 @@ mod tests {
             let b = m.to_bytes();
             assert_eq!(StorageMessage::from_bytes(&b).unwrap(), m, "{}", m.kind());
             for cut in 0..b.len() {
-                assert!(StorageMessage::from_bytes(&b[..cut]).is_err(), "{}", m.kind());
+                assert!(
+                    StorageMessage::from_bytes(&b[..cut]).is_err(),
+                    "{}",
+                    m.kind()
+                );
             }
             let mut long = b.clone();
             long.push(0);

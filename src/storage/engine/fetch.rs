@@ -61,6 +61,13 @@ pub(super) struct Fetch {
     last_block: Instant,
 }
 
+impl Fetch {
+    /// The local engine that asked for the fetch.
+    pub(super) fn asker(&self) -> EngineIdentity {
+        self.asker
+    }
+}
+
 impl StorageEngine {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start_fetch(
@@ -74,7 +81,9 @@ impl StorageEngine {
         max_size: u64,
     ) {
         StorageStats::count(&self.stats.fetches);
-        if self.fetches.contains_key(&root) || self.fetches.len() >= self.settings.limits.max_fetches {
+        if self.fetches.contains_key(&root)
+            || self.fetches.len() >= self.settings.limits.max_fetches
+        {
             StorageStats::count(&self.stats.fetch_full);
             let why = if self.fetches.contains_key(&root) {
                 "a fetch of this object is already running".to_string()
@@ -89,8 +98,15 @@ impl StorageEngine {
             return self.answer(ctx, asker, reply_to, mail);
         }
         let mut holders: Vec<HolderState> = Vec::new();
-        let known = self.holders.receipts(&root, ctx.now().wall, None, usize::MAX);
-        for n in lookup.from.iter().copied().chain(known.iter().map(|c| c.node)) {
+        let known = self
+            .holders
+            .receipts(&root, ctx.now().wall, None, usize::MAX);
+        for n in lookup
+            .from
+            .iter()
+            .copied()
+            .chain(known.iter().map(|c| c.node))
+        {
             if n != self.me && !holders.iter().any(|h| h.node == n) {
                 holders.push(holder(n));
             }
@@ -159,8 +175,11 @@ impl StorageEngine {
                         && refused.is_none_or(|r| !r.contains(&h.node))
                 })
                 .min_by(|a, b| {
-                    (a.in_flight, a.failures, std::cmp::Reverse(a.served))
-                        .cmp(&(b.in_flight, b.failures, std::cmp::Reverse(b.served)))
+                    (a.in_flight, a.failures, std::cmp::Reverse(a.served)).cmp(&(
+                        b.in_flight,
+                        b.failures,
+                        std::cmp::Reverse(b.served),
+                    ))
                 });
             match best {
                 Some(h) => {
@@ -271,7 +290,13 @@ impl StorageEngine {
 
     /// A get of the fetch's went unanswered (timeout, lost connection): the block is asked for
     /// again; the holder rests after repeated failures.
-    pub(super) fn fetch_lost(&mut self, ctx: &mut Context, root: BlockId, block: BlockId, node: NodeIdentity) {
+    pub(super) fn fetch_lost(
+        &mut self,
+        ctx: &mut Context,
+        root: BlockId,
+        block: BlockId,
+        node: NodeIdentity,
+    ) {
         StorageStats::count(&self.stats.get_timeouts);
         let rest = ctx.now().instant + self.settings.get_timeout;
         let Some(f) = self.fetches.get_mut(&root) else {
@@ -321,12 +346,19 @@ impl StorageEngine {
         if b.id() == root {
             match b.block() {
                 Block::Tree(t) if t.size > max_size => {
-                    let why = format!("the object is {} bytes, over the limit of {max_size}", t.size);
+                    let why = format!(
+                        "the object is {} bytes, over the limit of {max_size}",
+                        t.size
+                    );
                     return self.fetch_end(ctx, root, Err(why));
                 }
                 Block::Tree(t) => f.progress.size = Some(t.size),
                 Block::Leaf(_) => {
-                    return self.fetch_end(ctx, root, Err("the root is a leaf, not an object".into()))
+                    return self.fetch_end(
+                        ctx,
+                        root,
+                        Err("the root is a leaf, not an object".into()),
+                    )
                 }
             }
         }
@@ -364,7 +396,12 @@ impl StorageEngine {
     }
 
     /// Ends the fetch of `root`, answering its asker.
-    fn fetch_end(&mut self, ctx: &mut Context, root: BlockId, result: Result<u64, String>) {
+    pub(super) fn fetch_end(
+        &mut self,
+        ctx: &mut Context,
+        root: BlockId,
+        result: Result<u64, String>,
+    ) {
         let Some(mut f) = self.fetches.remove(&root) else {
             return;
         };
