@@ -79,7 +79,8 @@
 //!
 //! [storage]                         # the block store and the Storage engine; every key
 //! enabled = true                    # optional (defaults shown); false: no store, no engine
-//! path = "storage.redb"             # the store's redb file, relative to this file's directory
+//! path = "node.storage.redb"        # the store's redb file, relative to this file's directory
+//!                                   # (default: `<this file's name>.storage.redb`)
 //! max_bytes = 4294967296            # store quota: bytes of blocks (1 MiB + 5 ..= 1 PiB)
 //! max_blocks = 1000000              # store quota: blocks (1 ..= 2^32)
 //! accept_puts = true                # let other nodes store blocks here
@@ -170,6 +171,6 @@ pub use interdomain::{
 };
 pub use settings::{KnownEngine, Settings};
 pub use storage::{
-    StorageConfig, DEFAULT_STORE_FILE, MAX_CACHE_MIB, MAX_FANOUT, MAX_IN_FLIGHT, MAX_LIFETIME_S,
+    default_store_file, StorageConfig, DEFAULT_STORE_SUFFIX, MAX_CACHE_MIB, MAX_FANOUT, MAX_IN_FLIGHT, MAX_LIFETIME_S,
     MAX_STORAGE_HOP_LIMIT, MAX_STORE_BLOCKS, MAX_STORE_BYTES, MIN_STORE_BYTES,
 };

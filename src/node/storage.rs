@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{EngineSpec, Node, NodeBuilder, NodeError};
-use crate::identity::{Keypair, NodeIdentity};
+use crate::identity::NodeIdentity;
 use crate::mail::domain::DomainDirectory;
 use crate::mail::pubsub::TopicParents;
 use crate::mail::storage::{
@@ -22,7 +22,9 @@ use crate::mail::storage::{
 };
 use crate::mail::{Input, Origin};
 use crate::rng::SplitMix64;
-use crate::runtime::{Engine, SendOptions};
+use crate::runtime::SendOptions;
+use crate::wire::NodeAdvert;
+use parking_lot::RwLock;
 use crate::storage::block::BlockId;
 use crate::storage::engine::{StorageEngine, StorageSettings, StorageStats};
 use crate::storage::receipt::ChunkCommitment;
@@ -60,44 +62,30 @@ impl NodeBuilder {
         self.storage = Some(StorageSetup { store, settings });
         self
     }
-
-    /// Registers the Storage engine, if one was asked for; its handles.
-    pub(super) fn add_storage_engine(
-        &mut self,
-        directory: &DomainDirectory,
-        parents: &TopicParents,
-    ) -> Option<StorageHandles> {
-        let setup = self.storage.take()?;
-        let seed = match self.seed {
-            Some(s) => SplitMix64::new(s ^ SEED_TWEAK).next_u64(),
-            None => SplitMix64::from_os().next_u64(),
-        };
-        let stats = Arc::new(StorageStats::default());
-        let handles = StorageHandles {
-            store: Arc::clone(&setup.store),
-            stats: Arc::clone(&stats),
-            get_timeout: setup.settings.get_timeout,
-            search_timeout: setup.settings.search_timeout,
-        };
-        let engine = storage_engine(&self.key, setup, directory, parents, stats, seed);
-        let spec = EngineSpec {
-            mailbox_depth: STORAGE_MAILBOX_DEPTH,
-            ..EngineSpec::named(STORAGE_ENGINE_NAME).serving(Protocol::STORAGE)
-        };
-        self.engines.push((spec, Box::new(engine)));
-        Some(handles)
-    }
 }
 
-fn storage_engine(
-    key: &Keypair,
+/// The Storage engine for the node with key `key` over `setup`, ready to register, and the
+/// handles the node keeps; `advert` is the node's shared current advert.
+pub(super) fn engine(
+    key: &crate::identity::Keypair,
     setup: StorageSetup,
+    seed: Option<u64>,
     directory: &DomainDirectory,
     parents: &TopicParents,
-    stats: Arc<StorageStats>,
-    seed: u64,
-) -> impl Engine {
-    StorageEngine::new(
+    advert: &Arc<RwLock<NodeAdvert>>,
+) -> ((EngineSpec, Box<dyn crate::runtime::Engine>), StorageHandles) {
+    let seed = match seed {
+        Some(s) => SplitMix64::new(s ^ SEED_TWEAK).next_u64(),
+        None => SplitMix64::from_os().next_u64(),
+    };
+    let stats = Arc::new(StorageStats::default());
+    let handles = StorageHandles {
+        store: Arc::clone(&setup.store),
+        stats: Arc::clone(&stats),
+        get_timeout: setup.settings.get_timeout,
+        search_timeout: setup.settings.search_timeout,
+    };
+    let engine = StorageEngine::new(
         key.clone(),
         setup.store,
         directory.clone(),
@@ -106,6 +94,12 @@ fn storage_engine(
         seed,
     )
     .with_topic_parents(parents.clone())
+    .with_advert(Arc::clone(advert));
+    let spec = EngineSpec {
+        mailbox_depth: STORAGE_MAILBOX_DEPTH,
+        ..EngineSpec::named(STORAGE_ENGINE_NAME).serving(Protocol::STORAGE)
+    };
+    ((spec, Box::new(engine)), handles)
 }
 
 /// Slack over the engine's own timeouts before a blocking call gives up on its answer.

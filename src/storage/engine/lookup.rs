@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::{Sent, StorageEngine, StorageStats};
 use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 use crate::mail::storage::{FoundAt, Lookup, StorageMail};
 use crate::runtime::Context;
 use crate::storage::block::{BlockId, VerifiedBlock};
@@ -376,6 +377,7 @@ impl StorageEngine {
                     origin,
                     id: s.id,
                     holder: self.me,
+                    holder_advert: self.own_advert(),
                     path,
                     min_trust,
                     bytes: b.bytes().to_vec(),
@@ -462,6 +464,12 @@ impl StorageEngine {
                 return;
             };
             StorageStats::count(&self.stats.search_hits);
+            // The holder's advert lets this node reach it directly (the identity store checks
+            // the signature; one naming another node is ignored).
+            if let Some(a) = f.holder_advert.clone().filter(|a| a.id == f.holder) {
+                let update = IdentityUpdate::NodeAdvert(a);
+                ctx.identity_request(IdentityRequest::Update(update));
+            }
             let at = FoundAt {
                 holder: f.holder,
                 hops: (f.path.len() - 1) as u32,

@@ -74,7 +74,7 @@ use crate::storage::block::{BlockId, VerifiedBlock};
 use crate::storage::receipt::ChunkCommitment;
 use crate::storage::store::BlockStore;
 use crate::storage::wire::{self, StorageMessage};
-use crate::wire::{Destination, MessageId, Protocol, WireError};
+use crate::wire::{Destination, MessageId, NodeAdvert, Protocol, WireError};
 pub use settings::{PutPolicy, StorageLimits, StorageSettings, StorageStats};
 
 use cache::{BlockCache, KnownHolders, RateWindows};
@@ -115,6 +115,8 @@ pub struct StorageEngine {
     store: Arc<dyn BlockStore>,
     directory: DomainDirectory,
     parents: TopicParents,
+    /// This node's current advert (search results carry it, so the origin can reach it).
+    advert: Option<Arc<parking_lot::RwLock<NodeAdvert>>>,
     settings: StorageSettings,
     stats: Arc<StorageStats>,
     rng: SplitMix64,
@@ -164,6 +166,7 @@ impl StorageEngine {
             store,
             directory,
             parents: TopicParents::new(),
+            advert: None,
             stats,
             rng: SplitMix64::new(seed),
             trust: BTreeMap::new(),
@@ -190,6 +193,18 @@ impl StorageEngine {
     pub fn with_topic_parents(mut self, parents: TopicParents) -> StorageEngine {
         self.parents = parents;
         self
+    }
+
+    /// Puts this node's current advert (the node's shared copy, re-signed as it ages) into the
+    /// results of searches it answers, so that their origin can reach it directly.
+    pub fn with_advert(mut self, advert: Arc<parking_lot::RwLock<NodeAdvert>>) -> StorageEngine {
+        self.advert = Some(advert);
+        self
+    }
+
+    /// This node's advert, if it has one.
+    fn own_advert(&self) -> Option<NodeAdvert> {
+        self.advert.as_ref().map(|a| a.read().clone())
     }
 
     /// The identity-store trust of `node` (the default for a node whose record sets none).

@@ -92,6 +92,7 @@ fn searches_with_bad_paths_and_unsolicited_results_are_refused() {
         origin: n2,
         id: b.id(),
         holder: n0,
+        holder_advert: None,
         path: vec![n0, n1, n2],
         min_trust: 0,
         bytes: b.bytes().to_vec(),
