@@ -400,7 +400,7 @@ mod tests {
     use crate::identity::Keypair;
 
     fn all() -> Vec<StorageMessage> {
-        let key = Keypair::from_seed([7; 32]);
+        let key = Keypair::from_seed(&[7; 32]);
         let id = BlockId([1; 32]);
         let c = ChunkCommitment::sign(&key, id, Timestamp(5_000));
         let n = NodeIdentity([2; 32]);
