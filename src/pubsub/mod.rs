@@ -104,6 +104,7 @@
 mod adverts;
 mod domains;
 mod order;
+mod parents;
 mod remote;
 mod requests;
 mod subscriptions;
@@ -563,6 +564,8 @@ pub struct PubSub {
     views: BTreeMap<DomainIdentity, BTreeSet<NodeIdentity>>,
     /// Domains this node has sent `Watch` for, with when it last did.
     watching: BTreeMap<DomainIdentity, Instant>,
+    /// Where each topic's route parents are posted for the Storage engine (`parents.rs`).
+    parents_board: Option<crate::mail::pubsub::TopicParents>,
 }
 
 impl PubSub {
@@ -589,6 +592,7 @@ impl PubSub {
             domains: DomainDirectory::new(),
             views: BTreeMap::new(),
             watching: BTreeMap::new(),
+            parents_board: None,
         }
     }
 
