@@ -99,6 +99,11 @@
 //!   topics (`not_member_pruned`); a node that leaves the domain drops their trees. See
 //!   `domains.rs`.
 //!
+//! * **The parents board.** With [`PubSub::with_topic_parents`], PubSub keeps a
+//!   [`crate::mail::pubsub::TopicParents`] board equal to each topic's route parents (the
+//!   neighbours one hop closer to a publisher), for the Storage engine's searches up a topic's
+//!   tree (`parents.rs`).
+//!
 //! All state is bounded by [`PubSubLimits`].
 
 mod adverts;
