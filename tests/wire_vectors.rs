@@ -3646,6 +3646,8 @@ fn storage_messages() -> Vec<(&'static str, &'static str, StorageMessage, Layout
                 origin: a,
                 id,
                 holder: b,
+                holder_advert: None,
+                holder_advert: None,
                 path: vec![b, a],
                 min_trust: 0,
                 bytes: bytes.clone(),

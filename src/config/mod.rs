@@ -171,6 +171,7 @@ pub use interdomain::{
 };
 pub use settings::{KnownEngine, Settings};
 pub use storage::{
-    default_store_file, StorageConfig, DEFAULT_STORE_SUFFIX, MAX_CACHE_MIB, MAX_FANOUT, MAX_IN_FLIGHT, MAX_LIFETIME_S,
-    MAX_STORAGE_HOP_LIMIT, MAX_STORE_BLOCKS, MAX_STORE_BYTES, MIN_STORE_BYTES,
+    default_store_file, StorageConfig, DEFAULT_STORE_SUFFIX, MAX_CACHE_MIB, MAX_FANOUT,
+    MAX_IN_FLIGHT, MAX_LIFETIME_S, MAX_STORAGE_HOP_LIMIT, MAX_STORE_BLOCKS, MAX_STORE_BYTES,
+    MIN_STORE_BYTES,
 };

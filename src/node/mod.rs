@@ -321,7 +321,8 @@ impl NodeBuilder {
                         .reachable(true)
                 };
                 let engine = PubSub::new(key, limits, Arc::clone(&stats))
-                    .with_domains(domain_directory.clone());
+                    .with_domains(domain_directory.clone())
+                    .with_topic_parents(topic_parents.clone());
                 self.engines.insert(0, (spec, Box::new(engine)));
                 Some(stats)
             }

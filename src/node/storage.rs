@@ -23,14 +23,14 @@ use crate::mail::storage::{
 use crate::mail::{Input, Origin};
 use crate::rng::SplitMix64;
 use crate::runtime::SendOptions;
-use crate::wire::NodeAdvert;
-use parking_lot::RwLock;
 use crate::storage::block::BlockId;
 use crate::storage::engine::{StorageEngine, StorageSettings, StorageStats};
 use crate::storage::receipt::ChunkCommitment;
 use crate::storage::store::BlockStore;
 use crate::time::Timestamp;
+use crate::wire::NodeAdvert;
 use crate::wire::{Destination, Protocol};
+use parking_lot::RwLock;
 
 /// Mixed into the node's seed for the Storage engine's generator.
 const SEED_TWEAK: u64 = 0x5707_a9e0_0013_0013;
@@ -73,7 +73,10 @@ pub(super) fn engine(
     directory: &DomainDirectory,
     parents: &TopicParents,
     advert: &Arc<RwLock<NodeAdvert>>,
-) -> ((EngineSpec, Box<dyn crate::runtime::Engine>), StorageHandles) {
+) -> (
+    (EngineSpec, Box<dyn crate::runtime::Engine>),
+    StorageHandles,
+) {
     let seed = match seed {
         Some(s) => SplitMix64::new(s ^ SEED_TWEAK).next_u64(),
         None => SplitMix64::from_os().next_u64(),

@@ -31,6 +31,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         origin: a,
         id,
         holder: b,
+        holder_advert: None,
         path: vec![b, a],
         min_trust: 0,
         bytes: leaf.clone(),
