@@ -46,7 +46,7 @@ fn crash_writer_child() {
     let expires = Timestamp(u64::MAX / 2);
     for i in 0.. {
         let b = block(i);
-        store.put(&b, BlockMeta { expires }).unwrap();
+        store.put(&b, BlockMeta::public(expires)).unwrap();
         println!("ACK {i} {}", b.id());
     }
 }

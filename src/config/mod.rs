@@ -77,6 +77,22 @@
 //! attempts = 3                      # split the wait into this many attempts, each via a new first hop
 //! forward = true                    # forward and answer other nodes' domain requests
 //!
+//! [storage]                         # the block store and the Storage engine; every key
+//! enabled = true                    # optional (defaults shown); false: no store, no engine
+//! path = "storage.redb"             # the store's redb file, relative to this file's directory
+//! max_bytes = 4294967296            # store quota: bytes of blocks (1 MiB + 5 ..= 1 PiB)
+//! max_blocks = 1000000              # store quota: blocks (1 ..= 2^32)
+//! accept_puts = true                # let other nodes store blocks here
+//! put_min_trust = 128               # least trust (0..=255) a node needs to store here
+//! max_put_bytes_per_node = 1073741824  # bytes one node may store here (<= max_bytes)
+//! max_lifetime_s = 604800           # longest a remote block is kept (<= 10 years)
+//! cache_mib = 64                    # cache of blocks passing through searches (<= 4096; 0 off)
+//! fanout = 8                        # random walks per lookup (<= 64)
+//! hop_limit = 64                    # hops a search may travel (<= 255)
+//! max_in_flight = 32                # blocks one fetch requests at once (<= 1024)
+//! convergence_secret_file = "storage.secret"  # no default: 32 bytes or 64 hex, mode 0600;
+//!                                   # needed to put encrypted objects
+//!
 //! [identity]                        # every key optional; the values shown are the defaults
 //! advert_lifetime_s = 86400         # this node's adverts; re-signed at half their lifetime
 //! max_lookups = 256                 # lookups of unknown engines with peers at once
@@ -139,6 +155,11 @@ mod interdomain;
 mod interdomain_tests;
 mod raw;
 mod settings;
+mod storage;
+#[cfg(test)]
+mod storage_tests;
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;
 
@@ -148,3 +169,7 @@ pub use interdomain::{
     MAX_FINGERS, MAX_HOP_LIMIT, MAX_INTERDOMAIN_VIEW, MAX_PERIOD_MS, MAX_URPS_MEMORY, MIN_PERIOD_MS,
 };
 pub use settings::{KnownEngine, Settings};
+pub use storage::{
+    StorageConfig, DEFAULT_STORE_FILE, MAX_CACHE_MIB, MAX_FANOUT, MAX_IN_FLIGHT, MAX_LIFETIME_S,
+    MAX_STORAGE_HOP_LIMIT, MAX_STORE_BLOCKS, MAX_STORE_BYTES, MIN_STORE_BYTES,
+};

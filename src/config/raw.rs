@@ -37,6 +37,28 @@ pub(super) struct RawConfig {
     pub(super) topology: RawTopology,
     #[serde(default)]
     pub(super) interdomain: RawInterdomain,
+    #[serde(default)]
+    pub(super) storage: RawStorage,
+}
+
+/// The `[storage]` table (the block store and the Storage engine); an absent key keeps the
+/// default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub(super) enabled: Option<bool>,
+    pub(super) path: Option<PathBuf>,
+    pub(super) max_bytes: Option<u64>,
+    pub(super) max_blocks: Option<u64>,
+    pub(super) accept_puts: Option<bool>,
+    pub(super) put_min_trust: Option<u64>,
+    pub(super) max_put_bytes_per_node: Option<u64>,
+    pub(super) max_lifetime_s: Option<u64>,
+    pub(super) cache_mib: Option<usize>,
+    pub(super) fanout: Option<usize>,
+    pub(super) hop_limit: Option<usize>,
+    pub(super) max_in_flight: Option<usize>,
+    pub(super) convergence_secret_file: Option<PathBuf>,
 }
 
 /// The `[interdomain]` table (the PeerSampling, Clustering and DomainRouting engines); an

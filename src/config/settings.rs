@@ -50,6 +50,9 @@ pub struct Settings {
     /// The inter-domain engines' settings (`[interdomain]`); `None` when `enabled = false`:
     /// the node opts out of the inter-domain protocols.
     pub interdomain: Option<InterdomainSettings>,
+    /// The block store and the Storage engine (`[storage]`); `None` when `enabled = false`:
+    /// the node keeps no store and runs no Storage engine.
+    pub storage: Option<StorageConfig>,
 }
 
 /// A remote engine the configuration names: where it runs, and its verified advert if given.
@@ -299,6 +302,7 @@ impl Settings {
         let domain_limits = super::domains::domain_limits(raw.domain, file)?;
         let topology_limits = super::domains::topology_limits(raw.topology, file)?;
         let interdomain = super::interdomain::interdomain(raw.interdomain, file)?;
+        let storage = super::storage::storage(raw.storage, file, base)?;
 
         let nonzero = |key: &str, value: u64| -> Result<u64, ConfigError> {
             if value == 0 {
@@ -460,6 +464,7 @@ impl Settings {
             domain_limits,
             topology_limits,
             interdomain,
+            storage,
         })
     }
 }

@@ -10,38 +10,9 @@ use crate::transport::TransportConfig;
 use crate::wire::advert::{AdvertError, MAX_NAME_BYTES};
 use crate::wire::{NodeAdvert, Ordering, Reliability};
 
+use super::test_support::TempDir;
 use super::*;
 use crate::transport::TransportLimits;
-
-/// A directory under the system temp dir, removed when dropped.
-pub(super) struct TempDir(pub(super) PathBuf);
-
-impl TempDir {
-    pub(super) fn new(tag: &str) -> TempDir {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!(
-            "netmachine-config-{tag}-{}-{n}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    pub(super) fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A signed advert of a new domain (auth by pre-shared key) introduced by `introducers`.
 pub(super) fn domain_advert(introducers: &[&Keypair]) -> crate::wire::DomainAdvert {
@@ -255,7 +226,7 @@ advert_file = "domain2.advert"
 psk_file = "domain2.psk"
 
 {domain_limits}
-{interdomain}
+{interdomain}{storage}
 [topology]
 active_view = 4
 passive_view = 20
@@ -301,7 +272,8 @@ verifier_threads = 3
 spin_before_park_us = 7
 "#,
         domain_limits = super::domain_tests::FULL_DOMAIN_LIMITS,
-        interdomain = super::interdomain_tests::FULL_INTERDOMAIN
+        interdomain = super::interdomain_tests::FULL_INTERDOMAIN,
+        storage = super::storage_tests::FULL_STORAGE
     )
 }
 
@@ -334,7 +306,7 @@ fn keys_of(text: &str) -> Vec<String> {
 }
 
 /// The TOML listing of the module documentation (`src/config/mod.rs`).
-fn listing() -> String {
+pub(super) fn listing() -> String {
     let listing: String = include_str!("mod.rs")
         .lines()
         .filter_map(|l| l.strip_prefix("//!"))
@@ -385,9 +357,11 @@ fn documented_defaults_match_the_code() {
     let (dir, _key, _other, line) = setup("doc-defaults");
     // The listing of the module documentation, with this test's key file, address and peer in
     // place of its examples, and without the one default that depends on the machine
-    // (`verifier_threads`).
+    // (`verifier_threads`); the `[storage]` table is checked in storage_tests.rs.
     let mut table: toml::Table = toml::from_str(&listing()).expect("the listing is TOML");
-    for example in ["key_file", "listen", "name", "peers", "engines", "domains"] {
+    for example in [
+        "key_file", "listen", "name", "peers", "engines", "domains", "storage",
+    ] {
         assert!(table.remove(example).is_some(), "{example}");
     }
     let performance = table

@@ -5,7 +5,8 @@
 //! `nm-<name>` per engine, and the Transport's when the node listens or has peers. A node with
 //! a Transport runs the built-in engines `pubsub`, `domain` and `topology` (see
 //! [`NodeBuilder::domain`]) and the inter-domain engines `sampling`, `clustering` and
-//! `domain_routing` (see [`NodeBuilder::interdomain`]) besides `ping`.
+//! `domain_routing` (see [`NodeBuilder::interdomain`]) besides `ping`, and the `storage`
+//! engine when given a store ([`NodeBuilder::storage`]).
 //!
 //! Shutdown ([`Node::shutdown`], or dropping the node): engines are asked to stop first (their
 //! `stop` runs and what it sends is still routed), then the Identity Store, the Transport and the
@@ -30,6 +31,7 @@ pub(crate) mod engine_shell;
 mod error;
 mod identity;
 mod interdomain;
+mod storage;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
@@ -43,6 +45,7 @@ pub use domains::JoinAnswer;
 pub use engine_shell::EngineFailure;
 pub use error::NodeError;
 pub use interdomain::{DomainAnswer, InterdomainSettings, INTERDOMAIN_MAILBOX_DEPTH};
+pub use storage::{StorageSetup, STORAGE_MAILBOX_DEPTH};
 #[cfg(feature = "testing")]
 pub use test_hooks::{EgressHandle, IngressHandle};
 
@@ -160,6 +163,8 @@ pub struct NodeBuilder {
     domains: Option<domains::DomainConfig>,
     /// The inter-domain engines: `None` leaves them out (opts out).
     interdomain: Option<InterdomainSettings>,
+    /// The Storage engine: `None` (the default) leaves it out.
+    storage: Option<StorageSetup>,
     seed: Option<u64>,
 }
 
@@ -181,6 +186,7 @@ impl NodeBuilder {
             name: None,
             domains: Some(domains::DomainConfig::default()),
             interdomain: Some(InterdomainSettings::default()),
+            storage: None,
             seed: None,
         }
     }
@@ -301,6 +307,9 @@ impl NodeBuilder {
         // read it (empty, it keeps every domain-scoped message and topic from this node).
         let domain_directory = DomainDirectory::new();
         let domain_handles = self.add_domain_engines(&domain_directory);
+        // PubSub publishes each topic's parents on it; Storage searches up topics' trees by it.
+        let topic_parents = crate::mail::pubsub::TopicParents::new();
+        let storage = self.add_storage_engine(&domain_directory, &topic_parents);
         let pubsub_stats = match self.pubsub {
             Some(limits) if self.transport.is_some() => {
                 let stats = Arc::new(PubSubStats::default());
@@ -523,6 +532,7 @@ impl NodeBuilder {
             domain_directory,
             domains: domain_handles,
             interdomain,
+            storage,
             client_seq: AtomicU64::new(0),
         })
     }
@@ -580,6 +590,7 @@ pub struct Node {
     domain_directory: DomainDirectory,
     domains: Option<domains::DomainHandles>,
     interdomain: Option<interdomain::InterdomainHandles>,
+    storage: Option<storage::StorageHandles>,
     /// Numbers the node's internal clients (`domain-ask-<n>`).
     client_seq: AtomicU64,
 }

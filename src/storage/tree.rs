@@ -10,6 +10,11 @@
 //! block's `size` is the sum of its children's. Because depth falls by one at every step, a
 //! tree cannot loop, and a walk visits at most [`MAX_TREE_DEPTH`] levels.
 //!
+//! With convergent encryption ([`super::crypt`]) the same writer and walk do the work: the
+//! writer seals each leaf and tree block as it makes it, the walk opens them with the keys it
+//! finds on the way down; ids, depths and sizes stay in clear, so [`missing_blocks`] needs no
+//! key.
+//!
 //! Memory: the writer holds one partial leaf (≤ 1 MiB) and, per level, the children of the
 //! tree block being filled (≤ [`MAX_CHILDREN`] × 41 bytes, ≈ 330 KiB per level); a walk holds
 //! one block per level.
@@ -19,9 +24,10 @@ use std::fmt;
 use std::io::{self, Read, Write};
 
 use super::block::{
-    Block, BlockError, BlockId, Child, TreeBlock, VerifiedBlock, MAX_BLOCK_DATA, MAX_CHILDREN,
-    MAX_TREE_DEPTH,
+    Block, BlockError, BlockId, Child, TreeBlock, VerifiedBlock, KEY_LEN, MAX_BLOCK_DATA,
+    MAX_CHILDREN, MAX_TREE_DEPTH,
 };
+use super::crypt::{self, ChildKeys, ConvergenceSecret};
 use super::store::{BlockMeta, BlockStore, StoreError};
 
 /// Why an object could not be split, stored or read.
@@ -39,6 +45,9 @@ pub enum ObjectError {
     Store(StoreError),
     /// Reading the input or writing the output failed.
     Io(io::Error),
+    /// An encrypted leaf does not open with the key its parent gives: the object's key is
+    /// wrong or the ciphertext was tampered with.
+    Decrypt(BlockId),
 }
 
 impl fmt::Display for ObjectError {
@@ -50,6 +59,10 @@ impl fmt::Display for ObjectError {
             ObjectError::TooLarge => write!(f, "object too large for {MAX_TREE_DEPTH} levels"),
             ObjectError::Store(e) => write!(f, "store: {e}"),
             ObjectError::Io(e) => write!(f, "{e}"),
+            ObjectError::Decrypt(id) => write!(
+                f,
+                "block {id} does not decrypt: wrong object key or tampered ciphertext"
+            ),
         }
     }
 }
@@ -75,6 +88,8 @@ pub struct ObjectWriter {
     /// Whether any leaf was made (an empty object still gets one).
     any_leaf: bool,
     size: u64,
+    /// The convergence secret when the writer encrypts (see [`super::crypt`]).
+    secret: Option<ConvergenceSecret>,
 }
 
 impl Default for ObjectWriter {
@@ -93,13 +108,28 @@ impl ObjectWriter {
     /// A writer with smaller leaves (1 ..= the limit) or tree blocks (2 ..= the limit): trees of
     /// several levels from small objects, for tests and for callers that want small blocks.
     pub fn with_shape(leaf_max: usize, fanout: usize) -> ObjectWriter {
+        ObjectWriter::sealing(leaf_max, fanout, None)
+    }
+
+    /// A writer that encrypts with `secret` when one is given (then leaves hold at most
+    /// [`crypt::MAX_LEAF_PLAINTEXT`] bytes of plaintext, so their ciphertext fits a block).
+    pub(crate) fn sealing(
+        leaf_max: usize,
+        fanout: usize,
+        secret: Option<ConvergenceSecret>,
+    ) -> ObjectWriter {
+        let most = match secret {
+            Some(_) => crypt::MAX_LEAF_PLAINTEXT,
+            None => MAX_BLOCK_DATA,
+        };
         ObjectWriter {
-            leaf_max: leaf_max.clamp(1, MAX_BLOCK_DATA),
+            leaf_max: leaf_max.clamp(1, most),
             fanout: fanout.clamp(2, MAX_CHILDREN),
             leaf: Vec::new(),
             levels: Vec::new(),
             any_leaf: false,
             size: 0,
+            secret,
         }
     }
 
@@ -120,7 +150,13 @@ impl ObjectWriter {
 
     /// The last blocks (the partial leaf, the unfinished tree blocks, the root) and the root's
     /// id and the object's size.
-    pub fn finish(mut self) -> Result<(Vec<VerifiedBlock>, BlockId, u64), ObjectError> {
+    pub fn finish(self) -> Result<(Vec<VerifiedBlock>, BlockId, u64), ObjectError> {
+        let (out, root, size) = self.finish_keyed()?;
+        Ok((out, root.id, size))
+    }
+
+    /// As [`ObjectWriter::finish`], with the root's key when the writer encrypts.
+    pub(crate) fn finish_keyed(mut self) -> Result<(Vec<VerifiedBlock>, Child, u64), ObjectError> {
         let mut out = Vec::new();
         if !self.leaf.is_empty() || !self.any_leaf {
             self.flush_leaf(&mut out)?;
@@ -129,7 +165,7 @@ impl ObjectWriter {
         loop {
             let top = self.levels[k + 1..].iter().all(Vec::is_empty);
             if top && k > 0 && self.levels[k].len() == 1 {
-                let root = self.levels[k][0].0.id;
+                let root = self.levels[k][0].0.clone();
                 return Ok((out, root, self.size));
             }
             if !self.levels[k].is_empty() {
@@ -142,18 +178,25 @@ impl ObjectWriter {
     fn flush_leaf(&mut self, out: &mut Vec<VerifiedBlock>) -> Result<(), ObjectError> {
         let data = std::mem::take(&mut self.leaf);
         let len = data.len() as u64;
+        let (data, key) = match &self.secret {
+            Some(secret) => {
+                let (sealed, key) = crypt::seal_leaf(secret, data);
+                (sealed, Some(key))
+            }
+            None => (data, None),
+        };
         let block = VerifiedBlock::new(Block::Leaf(data)).map_err(ObjectError::Block)?;
         self.any_leaf = true;
         let id = block.id();
         out.push(block);
-        self.push(0, id, len, out)
+        self.push(0, Child { id, key }, len, out)
     }
 
     /// Adds a child to level `k`, closing the level's tree block when it is full.
     fn push(
         &mut self,
         k: usize,
-        id: BlockId,
+        child: Child,
         size: u64,
         out: &mut Vec<VerifiedBlock>,
     ) -> Result<(), ObjectError> {
@@ -165,7 +208,7 @@ impl ObjectWriter {
         while self.levels.len() <= k + 1 {
             self.levels.push(Vec::new());
         }
-        self.levels[k].push((Child { id, key: None }, size));
+        self.levels[k].push((child, size));
         if self.levels[k].len() == self.fanout {
             self.close_level(k, out)?;
         }
@@ -181,11 +224,18 @@ impl ObjectWriter {
             size,
             children: children.into_iter().map(|(c, _)| c).collect(),
         };
+        let (tree, key) = match &self.secret {
+            Some(secret) => {
+                let (sealed, key) = crypt::seal_tree(secret, tree);
+                (sealed, Some(key))
+            }
+            None => (tree, None),
+        };
         let block = VerifiedBlock::new(Block::Tree(tree)).map_err(ObjectError::Block)?;
         let id = block.id();
         // Its children are already out: parents always follow their children.
         out.push(block);
-        self.push(k + 1, id, size, out)
+        self.push(k + 1, Child { id, key }, size, out)
     }
 }
 
@@ -197,7 +247,17 @@ pub fn put_object(
     input: &mut dyn Read,
     meta: BlockMeta,
 ) -> Result<(BlockId, u64), ObjectError> {
-    let mut w = ObjectWriter::new();
+    let (root, size) = store_object(store, input, meta, ObjectWriter::new())?;
+    Ok((root.id, size))
+}
+
+/// Splits `input` with `w` and stores the blocks, children first; the root and the size.
+pub(crate) fn store_object(
+    store: &dyn BlockStore,
+    input: &mut dyn Read,
+    meta: BlockMeta,
+    mut w: ObjectWriter,
+) -> Result<(Child, u64), ObjectError> {
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = match input.read(&mut buf) {
@@ -210,7 +270,7 @@ pub fn put_object(
             store.put(&b, meta).map_err(ObjectError::Store)?;
         }
     }
-    let (last, root, size) = w.finish()?;
+    let (last, root, size) = w.finish_keyed()?;
     for b in last {
         store.put(&b, meta).map_err(ObjectError::Store)?;
     }
@@ -241,38 +301,72 @@ fn fetch(store: &dyn BlockStore, id: &BlockId) -> Result<VerifiedBlock, ObjectEr
 /// rules and that the bytes written add up to every tree block's size (the root's is the
 /// object's); returns that size. A tree may list one subtree many times, so a few held blocks
 /// can declare a huge object: check the root's `size` against your own limit before reading
-/// one that came from a peer.
+/// one that came from a peer. An encrypted object is refused (it needs its key:
+/// [`crypt::read_encrypted_object`]).
 pub fn read_object(
     store: &dyn BlockStore,
     root: &BlockId,
+    out: &mut dyn Write,
+) -> Result<u64, ObjectError> {
+    read_keyed(store, root, None, out)
+}
+
+/// [`read_object`], decrypting with the root's key when one is given.
+pub(crate) fn read_keyed(
+    store: &dyn BlockStore,
+    root: &BlockId,
+    key: Option<&[u8; KEY_LEN]>,
     out: &mut dyn Write,
 ) -> Result<u64, ObjectError> {
     let v = fetch(store, root)?;
     let Block::Tree(t) = v.block() else {
         return Err(ObjectError::Shape("the root is a leaf"));
     };
-    read_tree(store, &v, t.depth, out)
+    read_tree(store, &v, t.depth, key, out)
 }
 
-/// Writes the leaves under tree block `v` (expected at `depth`) in order; their total.
+/// Writes the leaves under tree block `v` (expected at `depth`, opened with `key` when the
+/// object is encrypted) in order; their total.
 fn read_tree(
     store: &dyn BlockStore,
     v: &VerifiedBlock,
     depth: u8,
+    key: Option<&[u8; KEY_LEN]>,
     out: &mut dyn Write,
 ) -> Result<u64, ObjectError> {
     let t = tree_of(v, depth)?;
+    let mut keys = key.map(ChildKeys::new);
     let mut total = 0u64;
     for c in &t.children {
+        let child_key = match (&mut keys, &c.key) {
+            (Some(keys), Some(sealed)) => Some(keys.open(sealed)),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err(ObjectError::Shape(
+                    "an encrypted tree block lists a child without its key",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ObjectError::Shape(
+                    "the object is encrypted: reading it needs its key",
+                ))
+            }
+        };
         let child = fetch(store, &c.id)?;
         if depth == 1 {
             let Block::Leaf(data) = child.block() else {
                 return Err(ObjectError::Shape("a tree block where a leaf belongs"));
             };
-            out.write_all(data).map_err(ObjectError::Io)?;
-            total += data.len() as u64;
+            let plain = match &child_key {
+                Some(k) => std::borrow::Cow::Owned(
+                    crypt::open_leaf(k, data).ok_or(ObjectError::Decrypt(c.id))?,
+                ),
+                None => std::borrow::Cow::Borrowed(data),
+            };
+            out.write_all(&plain).map_err(ObjectError::Io)?;
+            total += plain.len() as u64;
         } else {
-            total += read_tree(store, &child, depth - 1, out)?;
+            total += read_tree(store, &child, depth - 1, child_key.as_ref(), out)?;
         }
     }
     if total != t.size {

@@ -18,6 +18,7 @@ mod pubsub_cmd;
 mod signals;
 mod sim_cmd;
 mod soak;
+mod storage_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -177,6 +178,15 @@ enum Command {
     /// go to --forward and replies come back, with loss, duplication, reordering, delay, jitter,
     /// corruption and blackholes drawn from a seed (printed at start).
     Chaos(chaos_cmd::ChaosArgs),
+    /// Store a file in the node's block store (`[storage]`) and print its object id; the
+    /// running node then serves it to other nodes.
+    Put(storage_cmd::PutArgs),
+    /// Start the node and fetch an object from other nodes' stores into its own, in parallel
+    /// from every holder found, then write it to --out (progress on a terminal).
+    Get(storage_cmd::GetArgs),
+    /// The node's block store.
+    #[command(subcommand)]
+    Store(storage_cmd::StoreCommand),
     /// Run a performance suite; each measures its own baseline in the same run.
     Bench {
         /// Which suite.
@@ -206,6 +216,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Keygen { out } => keygen(&out),
         Command::Chaos(args) => chaos_cmd::run(&args),
+        Command::Put(args) => storage_cmd::put(&args).unwrap_or_else(|e| fail(&e)),
+        Command::Get(args) => storage_cmd::get(&args).unwrap_or_else(|e| fail(&e)),
+        Command::Store(cmd) => storage_cmd::store(&cmd).unwrap_or_else(|e| fail(&e)),
         Command::Advert { config, engine } => match node_cmd::advert(&config, engine.as_deref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),

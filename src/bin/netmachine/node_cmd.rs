@@ -53,8 +53,20 @@ pub fn advert(config: &Path, engine: Option<&str>) -> Result<(), String> {
 pub fn run(config: &Path) -> Result<ExitCode, String> {
     signals::install()?;
     let settings = Settings::load(config).map_err(|e| e.to_string())?;
-    let node = settings
-        .node_builder()
+    let mut builder = settings.node_builder();
+    if let Some(storage) = &settings.storage {
+        let store = netmachine::storage::store::RedbStore::open(&storage.path, storage.store)
+            .map_err(|e| format!("cannot open the store {}: {e}", storage.path.display()))?;
+        let s = netmachine::storage::store::BlockStore::status(&store);
+        log::info!(
+            "store {}: {} blocks, {}",
+            storage.path.display(),
+            s.blocks,
+            netmachine::storage::store::human_bytes(s.bytes)
+        );
+        builder = builder.storage(std::sync::Arc::new(store), storage.engine.clone());
+    }
+    let node = builder
         .start()
         .map_err(|e| format!("cannot start the node of {}: {e}", config.display()))?;
     let addrs = node.listen_addrs();

@@ -42,13 +42,23 @@ impl Default for MemStore {
 }
 
 impl Inner {
-    fn extend(&mut self, id: &BlockId, until: Timestamp) -> Option<(BlockMeta, bool)> {
+    /// Moves the expiry of `id` to `until` if later, and then its `min_trust` to `min_trust`
+    /// when one is given. `None` if not held.
+    fn extend(
+        &mut self,
+        id: &BlockId,
+        until: Timestamp,
+        min_trust: Option<u8>,
+    ) -> Option<(BlockMeta, bool)> {
         let (_, meta) = self.blocks.get_mut(id)?;
         if until <= meta.expires {
             return Some((*meta, false));
         }
         self.by_expiry.remove(&(meta.expires, *id));
         meta.expires = until;
+        if let Some(t) = min_trust {
+            meta.min_trust = t;
+        }
         self.by_expiry.insert((until, *id));
         Some((*meta, true))
     }
@@ -69,7 +79,7 @@ impl BlockStore for MemStore {
     fn put(&self, block: &VerifiedBlock, meta: BlockMeta) -> Result<PutOutcome, StoreError> {
         let mut inner = self.inner.lock();
         let id = block.id();
-        if let Some((_, extended)) = inner.extend(&id, meta.expires) {
+        if let Some((_, extended)) = inner.extend(&id, meta.expires, Some(meta.min_trust)) {
             return Ok(PutOutcome::Exists { extended });
         }
         let len = block.len() as u64;
@@ -101,7 +111,7 @@ impl BlockStore for MemStore {
     }
 
     fn extend(&self, id: &BlockId, until: Timestamp) -> Result<Option<BlockMeta>, StoreError> {
-        Ok(self.inner.lock().extend(id, until).map(|(m, _)| m))
+        Ok(self.inner.lock().extend(id, until, None).map(|(m, _)| m))
     }
 
     fn remove(&self, id: &BlockId) -> Result<bool, StoreError> {

@@ -10,7 +10,9 @@
 //! - a `put` that returns `Ok` is acknowledged: for [`RedbStore`] the write is durably committed
 //!   (fsync) before `put` returns;
 //! - storing a block that is already present never duplicates it; its expiry becomes the later
-//!   of the two ([`PutOutcome::Exists`]);
+//!   of the two ([`PutOutcome::Exists`]). The put whose expiry is kept decides the
+//!   [`BlockMeta::min_trust`]: a re-put that extends the expiry replaces it, one that does not
+//!   leaves it as it was, and [`BlockStore::extend`] never changes it;
 //! - a new block that would take the store past [`StoreLimits::max_bytes`] or
 //!   [`StoreLimits::max_blocks`] is refused with [`StoreError::Full`]; expired blocks still count
 //!   until [`BlockStore::collect_garbage`] removes them (the engine collects, then retries);
@@ -60,6 +62,20 @@ impl Default for StoreLimits {
 pub struct BlockMeta {
     /// The block may be removed once this time has passed.
     pub expires: Timestamp,
+    /// The least identity-store trust a third party needs to be served this block
+    /// (`StoragePrefs::min_trust` of the put that stored it; 0 = everyone). Kept by the store,
+    /// enforced by the engine.
+    pub min_trust: u8,
+}
+
+impl BlockMeta {
+    /// Metadata for a block served to everyone (`min_trust` 0) until `expires`.
+    pub fn public(expires: Timestamp) -> BlockMeta {
+        BlockMeta {
+            expires,
+            min_trust: 0,
+        }
+    }
 }
 
 /// What a successful `put` did.
@@ -149,8 +165,9 @@ impl std::error::Error for StoreError {}
 /// A place to keep verified blocks, with quotas and expiry. See the module documentation for
 /// the rules every implementation follows.
 pub trait BlockStore: Send + Sync {
-    /// Stores `block` with `meta`, or extends the expiry of the copy already held. `Ok` means
-    /// acknowledged (durable for a disk store).
+    /// Stores `block` with `meta`, or extends the expiry of the copy already held (taking
+    /// `meta.min_trust` too when it does extend it). `Ok` means acknowledged (durable for a
+    /// disk store).
     fn put(&self, block: &VerifiedBlock, meta: BlockMeta) -> Result<PutOutcome, StoreError>;
 
     /// The block with id `id`, if held (expired blocks not yet collected are still returned).
@@ -162,8 +179,8 @@ pub trait BlockStore: Send + Sync {
     /// The block's metadata, if held.
     fn meta(&self, id: &BlockId) -> Result<Option<BlockMeta>, StoreError>;
 
-    /// Moves the block's expiry to `until` if that is later. Returns the resulting metadata,
-    /// or `None` if the block is not held.
+    /// Moves the block's expiry to `until` if that is later (its `min_trust` stays). Returns
+    /// the resulting metadata, or `None` if the block is not held.
     fn extend(&self, id: &BlockId, until: Timestamp) -> Result<Option<BlockMeta>, StoreError>;
 
     /// Removes the block; returns whether it was held.

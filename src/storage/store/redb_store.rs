@@ -1,6 +1,7 @@
 //! The disk block store, on redb (design §10).
 //!
-//! One redb file holds four tables: `blocks` (id → encoded bytes), `meta` (id → expiry, ms),
+//! One redb file holds four tables: `blocks` (id → encoded bytes), `meta` (id → (expiry in ms,
+//! `min_trust`)),
 //! `expiry` ((expiry, id) → (), the garbage-collection index) and `stats` (`"blocks"`,
 //! `"bytes"` → totals, updated in the same transaction as every change, so opening a store is
 //! O(1) whatever it holds). Every write transaction commits with [`redb::Durability::Immediate`]
@@ -19,12 +20,21 @@ use crate::storage::block::{BlockId, VerifiedBlock};
 use crate::time::Timestamp;
 
 const BLOCKS: TableDefinition<[u8; 32], &[u8]> = TableDefinition::new("blocks");
-const META: TableDefinition<[u8; 32], u64> = TableDefinition::new("meta");
+/// id → (expiry in ms, min_trust).
+const META: TableDefinition<[u8; 32], (u64, u8)> = TableDefinition::new("meta");
 const EXPIRY: TableDefinition<(u64, [u8; 32]), ()> = TableDefinition::new("expiry");
 const STATS: TableDefinition<&str, u64> = TableDefinition::new("stats");
 
 fn io<E: Into<redb::Error>>(e: E) -> StoreError {
     StoreError::Io(e.into().to_string())
+}
+
+/// The metadata of a `meta` table value.
+fn meta_of((expires, min_trust): (u64, u8)) -> BlockMeta {
+    BlockMeta {
+        expires: Timestamp(expires),
+        min_trust,
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -89,25 +99,32 @@ impl RedbStore {
         Ok(())
     }
 
-    /// Moves the expiry of `id` to `until` if later, inside `txn`. `None` if not held.
+    /// Moves the expiry of `id` to `until` if later, and then its `min_trust` to `min_trust`
+    /// when one is given, inside `txn`. `None` if not held.
     fn extend_in(
         txn: &WriteTransaction,
         id: &BlockId,
         until: Timestamp,
+        min_trust: Option<u8>,
     ) -> Result<Option<(BlockMeta, bool)>, StoreError> {
         let mut meta = txn.open_table(META).map_err(io)?;
         let old = match meta.get(id.0).map_err(io)? {
-            Some(v) => Timestamp(v.value()),
+            Some(v) => meta_of(v.value()),
             None => return Ok(None),
         };
-        if until <= old {
-            return Ok(Some((BlockMeta { expires: old }, false)));
+        if until <= old.expires {
+            return Ok(Some((old, false)));
         }
-        meta.insert(id.0, until.0).map_err(io)?;
+        let new = BlockMeta {
+            expires: until,
+            min_trust: min_trust.unwrap_or(old.min_trust),
+        };
+        meta.insert(id.0, (new.expires.0, new.min_trust))
+            .map_err(io)?;
         let mut expiry = txn.open_table(EXPIRY).map_err(io)?;
-        expiry.remove((old.0, id.0)).map_err(io)?;
+        expiry.remove((old.expires.0, id.0)).map_err(io)?;
         expiry.insert((until.0, id.0), ()).map_err(io)?;
-        Ok(Some((BlockMeta { expires: until }, true)))
+        Ok(Some((new, true)))
     }
 
     /// Removes `id` inside `txn`, updating `totals`. Returns whether it was held.
@@ -122,8 +139,8 @@ impl RedbStore {
             None => return Ok(false),
         };
         let mut meta = txn.open_table(META).map_err(io)?;
-        if let Some(exp) = meta.remove(id.0).map_err(io)? {
-            let exp = exp.value();
+        if let Some(m) = meta.remove(id.0).map_err(io)? {
+            let (exp, _) = m.value();
             txn.open_table(EXPIRY)
                 .map_err(io)?
                 .remove((exp, id.0))
@@ -140,7 +157,7 @@ impl BlockStore for RedbStore {
         let mut totals = self.totals.lock();
         let id = block.id();
         let txn = self.write()?;
-        if let Some((_, extended)) = Self::extend_in(&txn, &id, m.expires)? {
+        if let Some((_, extended)) = Self::extend_in(&txn, &id, m.expires, Some(m.min_trust))? {
             if extended {
                 txn.commit().map_err(io)?;
             } else {
@@ -170,7 +187,7 @@ impl BlockStore for RedbStore {
                 .map_err(io)?;
             txn.open_table(META)
                 .map_err(io)?
-                .insert(id.0, m.expires.0)
+                .insert(id.0, (m.expires.0, m.min_trust))
                 .map_err(io)?;
             txn.open_table(EXPIRY)
                 .map_err(io)?
@@ -201,15 +218,13 @@ impl BlockStore for RedbStore {
     fn meta(&self, id: &BlockId) -> Result<Option<BlockMeta>, StoreError> {
         let txn = self.db.begin_read().map_err(io)?;
         let meta = txn.open_table(META).map_err(io)?;
-        Ok(meta.get(id.0).map_err(io)?.map(|v| BlockMeta {
-            expires: Timestamp(v.value()),
-        }))
+        Ok(meta.get(id.0).map_err(io)?.map(|v| meta_of(v.value())))
     }
 
     fn extend(&self, id: &BlockId, until: Timestamp) -> Result<Option<BlockMeta>, StoreError> {
         let _totals = self.totals.lock();
         let txn = self.write()?;
-        let r = Self::extend_in(&txn, id, until)?;
+        let r = Self::extend_in(&txn, id, until, None)?;
         match r {
             Some((_, true)) => txn.commit().map_err(io)?,
             _ => txn.abort().map_err(io)?,

@@ -10,9 +10,7 @@ fn leaf(n: u8, len: usize) -> VerifiedBlock {
 }
 
 fn meta(ms: u64) -> BlockMeta {
-    BlockMeta {
-        expires: Timestamp(ms),
-    }
+    BlockMeta::public(Timestamp(ms))
 }
 
 /// A fresh directory under /tmp, removed when dropped.
@@ -68,6 +66,53 @@ fn put_get_contains_and_duplicate_put_extends() {
         assert_eq!(st.next_expiry, Some(Timestamp(20)));
         assert_eq!(s.get(&leaf(2, 1).id()).unwrap(), None);
     });
+}
+
+fn trusted(ms: u64, min_trust: u8) -> BlockMeta {
+    BlockMeta {
+        expires: Timestamp(ms),
+        min_trust,
+    }
+}
+
+#[test]
+fn min_trust_is_kept_and_follows_the_put_whose_expiry_is_kept() {
+    each_store(StoreLimits::default(), |s| {
+        let b = leaf(3, 50);
+        s.put(&b, trusted(10, 200)).unwrap();
+        assert_eq!(s.meta(&b.id()).unwrap(), Some(trusted(10, 200)));
+        // A re-put that does not extend leaves min_trust as it was.
+        assert_eq!(
+            s.put(&b, trusted(5, 0)).unwrap(),
+            PutOutcome::Exists { extended: false }
+        );
+        assert_eq!(s.meta(&b.id()).unwrap(), Some(trusted(10, 200)));
+        // One that extends brings its own.
+        assert_eq!(
+            s.put(&b, trusted(30, 7)).unwrap(),
+            PutOutcome::Exists { extended: true }
+        );
+        assert_eq!(s.meta(&b.id()).unwrap(), Some(trusted(30, 7)));
+        // `extend` never changes it.
+        assert_eq!(
+            s.extend(&b.id(), Timestamp(40)).unwrap(),
+            Some(trusted(40, 7))
+        );
+        // It goes with the block.
+        assert!(s.remove(&b.id()).unwrap());
+        s.put(&b, trusted(1, 255)).unwrap();
+        assert_eq!(s.meta(&b.id()).unwrap(), Some(trusted(1, 255)));
+    });
+    // And survives a reopen of the disk store.
+    let dir = TempDir::new("trust");
+    let path = dir.0.join("blocks.redb");
+    let b = leaf(4, 50);
+    RedbStore::open(&path, StoreLimits::default())
+        .unwrap()
+        .put(&b, trusted(9, 128))
+        .unwrap();
+    let s = RedbStore::open(&path, StoreLimits::default()).unwrap();
+    assert_eq!(s.meta(&b.id()).unwrap(), Some(trusted(9, 128)));
 }
 
 #[test]
