@@ -43,12 +43,10 @@ use crate::rng::SplitMix64;
 use crate::sim::node::EngineSetup;
 use crate::sim::{World, WorldExtras, WALL_EPOCH};
 use crate::storage::block::{Block, VerifiedBlock};
-use crate::storage::engine::{StorageSettings, StorageStats};
-mod stub;
+use crate::storage::engine::{StorageEngine, StorageSettings, StorageStats};
 use crate::storage::store::{BlockMeta, BlockStore, MemStore, StoreLimits};
 use crate::wire::{NodeAdvert, Protocol};
 use apps::{Ask, AskLog, Asker, Outcome, Truth, ASKER_ENGINE_NAME};
-use stub::StorageEngine;
 
 /// A storage run.
 #[derive(Clone, Debug)]
@@ -227,7 +225,13 @@ pub fn run_storage_with(s: &StorageScenario, report: &mut dyn FnMut(&Progress)) 
         .collect();
     for (b, hs) in plan.holders.iter().enumerate() {
         for &h in hs {
-            if let Err(e) = stores[h].put(&plan.blocks[b], BlockMeta { expires }) {
+            if let Err(e) = stores[h].put(
+                &plan.blocks[b],
+                BlockMeta {
+                    expires,
+                    min_trust: 0,
+                },
+            ) {
                 log::error!("sim storage: node {h} cannot store block {b}: {e}");
             }
         }
