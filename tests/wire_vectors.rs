@@ -3639,14 +3639,14 @@ fn storage_messages() -> Vec<(&'static str, &'static str, StorageMessage, Layout
         ),
         (
             "storage-found-body",
-            "Node B holds the leaf and answers node A's random walk: the path is the search's \
-             (node A) with node B appended, reversed — the holder first, the origin last:\n",
+            "Node B holds the leaf and answers node A's random walk, with no advert: the path \
+             is the search's (node A) with node B appended, reversed — the holder first, the \
+             origin last:\n",
             StorageMessage::Found(StorageFound {
                 search: SEARCH_ID,
                 origin: a,
                 id,
                 holder: b,
-                holder_advert: None,
                 holder_advert: None,
                 path: vec![b, a],
                 min_trust: 0,
@@ -3658,6 +3658,7 @@ fn storage_messages() -> Vec<(&'static str, &'static str, StorageMessage, Layout
                     .field("origin (NodeIdentity, node A)", a.0)
                     .field("id (BlockId)", id.0)
                     .field("holder (NodeIdentity, node B)", b.0)
+                    .field("holder_advert: None", [0])
                     .field("path: count (u64)", u64le(2))
                     .field("path[0] (NodeIdentity, node B, the holder)", b.0)
                     .field("path[1] (NodeIdentity, node A, the origin)", a.0)

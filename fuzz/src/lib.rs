@@ -506,6 +506,10 @@ pub fn storage_message(data: &[u8]) {
         StorageMessage::Found(f) => {
             assert!(f.path.len() <= MAX_PATH + 1);
             block_against(f.id, &f.bytes);
+            if let Some(a) = &f.holder_advert {
+                // What the origin's identity store checks before it keeps the holder's advert.
+                let _ = a.clone().verify();
+            }
         }
     }
 }
