@@ -283,7 +283,7 @@ pub fn store(cmd: &StoreCommand) -> Result<ExitCode, String> {
             100.0 * s.bytes as f64 / s.max_bytes.max(1) as f64
         );
         match next {
-            Some((_, left)) if left == 0 => {
+            Some((_, 0)) => {
                 println!("next expiry: now (collected by the running node)")
             }
             Some((_, left)) => println!("next expiry: in {}", human_secs(left)),

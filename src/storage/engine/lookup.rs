@@ -77,22 +77,19 @@ impl StorageEngine {
     ) {
         StorageStats::count(&self.stats.gets);
         let me = self.me;
-        match self.servable(ctx, &id, &[]) {
-            Ok(Some((b, _))) => {
-                let cached = !self.store.contains(&id).unwrap_or(false);
-                StorageStats::count(if cached {
-                    &self.stats.cache_hits
-                } else {
-                    &self.stats.local_hits
-                });
-                let at = FoundAt {
-                    holder: me,
-                    hops: 0,
-                    cached,
-                };
-                return self.finish(ctx, waiter, id, Ok((b, at)));
-            }
-            Ok(None) | Err(_) => {}
+        if let Ok(Some((b, _))) = self.servable(ctx, &id, &[]) {
+            let cached = !self.store.contains(&id).unwrap_or(false);
+            StorageStats::count(if cached {
+                &self.stats.cache_hits
+            } else {
+                &self.stats.local_hits
+            });
+            let at = FoundAt {
+                holder: me,
+                hops: 0,
+                cached,
+            };
+            return self.finish(ctx, waiter, id, Ok((b, at)));
         }
         if matches!(waiter, Waiter::Local { .. })
             && self.ops.len() >= self.settings.limits.max_pending
