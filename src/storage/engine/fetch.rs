@@ -207,7 +207,7 @@ impl StorageEngine {
             }
         }
         f.progress.in_flight = f.in_flight.len() as u32;
-        f.progress.holders = f.holders.len() as u32;
+        f.progress.holders = f.holders.iter().filter(|h| h.served > 0).count() as u32;
         let lookup = f.lookup.clone();
         for (node, block) in sends {
             let msg = StorageMessage::Get {
@@ -422,7 +422,7 @@ impl StorageEngine {
             self.drop_op(t);
         }
         f.progress.in_flight = 0;
-        f.progress.holders = f.holders.len() as u32;
+        f.progress.holders = f.holders.iter().filter(|h| h.served > 0).count() as u32;
         if let Ok(size) = result {
             f.progress.size = Some(size);
         }
