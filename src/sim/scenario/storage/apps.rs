@@ -162,7 +162,8 @@ impl Asker {
                 }
                 Outcome::Found(at)
             }
-            Err(e) => Outcome::Failed(e),
+            // The reason without the id, so that failures group by reason in the summary.
+            Err(e) => Outcome::Failed(e.replace(&id.to_string(), "<id>")),
         };
         log.outcomes.insert(index, outcome);
     }
