@@ -21,8 +21,9 @@
 //! records the `GetDone`.
 //!
 //! Checked after every event (a broken one fails the run): every block a lookup gets hashes to
-//! the id asked for; a block not from a cache comes from one of its true holders; no block is
-//! found after more than the hop limit; no store gains a block (gets fill caches, never stores).
+//! the id asked for; no block is found after more than the hop limit; no store gains a block
+//! (gets fill caches, never stores). Counted, and failing the summary's `ok`: an answer not
+//! marked `cached` that names as its holder a node whose store does not hold the block.
 
 mod apps;
 mod summary;
@@ -435,6 +436,7 @@ fn summarise(
         hops_p99: quantile(&mut hops, 0.99),
         hops_max: hops.iter().copied().max().unwrap_or(0),
         found_in_cache: cached,
+        misattributed: log.misattributed,
         failures,
         asker_crashed: crashed,
         unexpected_answers: log.unexpected,

@@ -39,6 +39,9 @@ pub struct StorageSummary {
     pub hops_max: u32,
     /// Found lookups answered from a cache rather than a holder's store.
     pub found_in_cache: usize,
+    /// Found lookups not marked `cached` whose `FoundAt.holder` holds no copy in its store (a
+    /// cache on a walk's path answered, and the answer does not say so). Must be 0.
+    pub misattributed: u64,
     /// Why the others failed: the Storage engine's reason, or `unanswered`.
     pub failures: BTreeMap<String, u64>,
     /// Lookups whose asking node crashed before the answer (not counted in `lookups`).
@@ -81,7 +84,7 @@ impl StorageSummary {
             self.nodes, self.seed, self.crypto, self.sim_s, self.wall_s, self.steps
         );
         s += &format!(
-            ",\"blocks\":{},\"holders_per_block\":{},\"fanout\":{},\"hop_limit\":{},\"lookups\":{},\"found\":{},\"lookup_success\":{:.4},\"hops_p50\":{:.1},\"hops_p99\":{:.1},\"hops_max\":{},\"found_in_cache\":{},\"lookup_failures\":{},\"asker_crashed\":{},\"unexpected_answers\":{}",
+            ",\"blocks\":{},\"holders_per_block\":{},\"fanout\":{},\"hop_limit\":{},\"lookups\":{},\"found\":{},\"lookup_success\":{:.4},\"hops_p50\":{:.1},\"hops_p99\":{:.1},\"hops_max\":{},\"found_in_cache\":{},\"misattributed\":{},\"lookup_failures\":{},\"asker_crashed\":{},\"unexpected_answers\":{}",
             self.blocks,
             self.holders_per_block,
             self.fanout,
@@ -93,6 +96,7 @@ impl StorageSummary {
             self.hops_p99,
             self.hops_max,
             self.found_in_cache,
+            self.misattributed,
             json_map(&self.failures),
             self.asker_crashed,
             self.unexpected_answers
@@ -115,9 +119,10 @@ impl StorageSummary {
         s
     }
 
-    /// Whether no invariant broke and no answer came unasked.
+    /// Whether no invariant broke, no answer came unasked, and every answer named its source
+    /// truly.
     pub fn ok(&self) -> bool {
-        self.failure.is_none() && self.unexpected_answers == 0
+        self.failure.is_none() && self.unexpected_answers == 0 && self.misattributed == 0
     }
 }
 
