@@ -57,7 +57,7 @@ const MAX_WRITE_LEAVES: u64 = 512;
 const PATIENCE: Duration = Duration::from_secs(60);
 /// How long the bench node waits for one get's answer while the restarted node comes up: the
 /// resolution of `restart_serving_ms`.
-const RESTART_GET_TIMEOUT: Duration = Duration::from_millis(50);
+const RESTART_GET_TIMEOUT: Duration = Duration::from_millis(100);
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -183,7 +183,7 @@ fn wait_connected(from: &Node, to: &Node) -> Result<(), String> {
 fn fetch_rate(dir: &BenchDir, mib: u64) -> Result<f64, String> {
     let size = mib << 20;
     let a_store = Arc::new(MemStore::new(StoreLimits::default()));
-    let mut object = Pattern::new(size, 0x0b1e_c7);
+    let mut object = Pattern::new(size, 0x0b1e_c7ed);
     let (root, put) = put_object(&*a_store, &mut object, BlockMeta::public(an_hour()))
         .map_err(|e| format!("putting the object on A: {e}"))?;
     let want = object.hasher.finalize();
@@ -266,8 +266,9 @@ fn fill_restart_store(path: &Path) -> Result<BlockId, String> {
     restart_block(RESTART_BLOCKS / 2).map(|b| b.id())
 }
 
-/// A `netmachine run` child, killed when dropped.
-struct RunChild(Child);
+/// A `netmachine run` child, killed when dropped, and when it printed its first line (its
+/// listening line: the store is open and the node started).
+struct RunChild(Child, std::sync::mpsc::Receiver<Instant>);
 
 impl RunChild {
     fn spawn(config: &Path) -> Result<RunChild, String> {
@@ -283,12 +284,20 @@ impl RunChild {
             .map_err(|e| format!("cannot run the node: {e}"))?;
         // Drain its stdout so it never blocks on a full pipe.
         let out = child.stdout.take();
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             if let Some(out) = out {
-                for _ in BufReader::new(out).lines().map_while(Result::ok) {}
+                for _ in BufReader::new(out).lines().map_while(Result::ok) {
+                    let _ = tx.send(Instant::now());
+                }
             }
         });
-        Ok(RunChild(child))
+        Ok(RunChild(child, rx))
+    }
+
+    /// When the child printed its listening line, if it did.
+    fn listening(&self) -> Option<Instant> {
+        self.1.try_recv().ok()
     }
 
     fn kill(mut self) {
@@ -371,6 +380,12 @@ fn restart_serving(dir: &BenchDir) -> Result<f64, String> {
     let second = RunChild::spawn(&config)?;
     until_served(&node, &child, id)?;
     let elapsed = t0.elapsed();
+    if let Some(at) = second.listening() {
+        log::info!(
+            "storage: after SIGKILL the node listened after {:?}, served after {elapsed:?}",
+            at.duration_since(t0)
+        );
+    }
     second.kill();
     node.shutdown();
     Ok(elapsed.as_secs_f64() * 1000.0)
