@@ -14,7 +14,9 @@
 //!   configuration; the time from the second spawn until a node in this process is served one
 //!   of its blocks (the child opens its store after the unclean stop, starts, connects).
 //!
-//! Memory: A's store holds the object (1 GiB at the default); everything else is streamed.
+//! Memory: A's [`MemStore`] holds the object twice (each block's bytes and its decoded form:
+//! 2 GiB at the default size) and redb's page cache up to 1 GiB of C's store; everything else
+//! is streamed (about 4 GiB at peak at the default size).
 //! Disk: C's store (the object and its tree) and the restart store (about 110 MiB), removed at
 //! the end.
 
