@@ -10,6 +10,7 @@
 //! | `bulk` | 1 MiB messages between two nodes | a raw quiche stream on the same sockets |
 //! | `rtt` | ping round trips between two nodes | a raw UDP ping-pong |
 //! | `pubsub` | 1 publisher → subscribers on 3 nodes | sign rate |
+//! | `storage` | an object fetched between two nodes into a disk store; a killed node serving again | `bulk` 1 MiB messages; 1 MiB `put`s on the same disk |
 //!
 //! With `--json`, one JSON object per line: `suite`, `metric`, `value`, `unit`, and where a
 //! baseline applies `baseline`, `baseline_value`, `ratio`.
@@ -20,12 +21,14 @@ mod pubsub;
 mod quic;
 mod router;
 mod shared;
+mod storage;
 
 use crypto::verify_suite;
 use local::local_suite;
 use pubsub::pubsub_suite;
 use quic::{bulk_suite, rtt_suite, unicast_suite};
 use router::{router_suite, ROUTER_NEEDS_TESTING};
+use storage::storage_suite;
 
 /// The suites.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,6 +47,8 @@ pub enum Suite {
     Rtt,
     /// One publisher, subscribers on three nodes.
     Pubsub,
+    /// An object fetched between two nodes into a disk store; restart of a killed node.
+    Storage,
     /// Every suite, one after another.
     All,
 }
@@ -111,6 +116,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), String> {
             Suite::Bulk,
             Suite::Rtt,
             Suite::Pubsub,
+            Suite::Storage,
         ],
         s => vec![s],
     };
@@ -127,6 +133,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), String> {
             Suite::Bulk => bulk_suite(opts.seconds, &out)?,
             Suite::Rtt => rtt_suite(opts.seconds, &out)?,
             Suite::Pubsub => pubsub_suite(opts.seconds, &out)?,
+            Suite::Storage => storage_suite(opts.seconds, &out)?,
             Suite::All => {}
         }
     }

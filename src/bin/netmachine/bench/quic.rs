@@ -14,7 +14,7 @@ use super::*;
 
 /// Streams messages from an engine on one node to an engine on another for `secs`; returns
 /// messages per second delivered.
-fn stream_between_nodes(
+pub(super) fn stream_between_nodes(
     secs: f64,
     body_len: usize,
     window: u64,
