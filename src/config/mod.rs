@@ -89,7 +89,7 @@
 //! max_lifetime_s = 604800           # longest a remote block is kept (<= 10 years)
 //! cache_mib = 64                    # cache of blocks passing through searches (<= 4096; 0 off)
 //! fanout = 8                        # random walks per lookup (<= 64)
-//! hop_limit = 64                    # hops a search may travel (<= 255)
+//! hop_limit = 96                    # hops a search may travel (<= 255)
 //! max_in_flight = 32                # blocks one fetch requests at once (<= 1024)
 //! convergence_secret_file = "storage.secret"  # no default: 32 bytes or 64 hex, mode 0600;
 //!                                   # needed to put encrypted objects

@@ -39,6 +39,14 @@ struct HolderState {
     rests_until: Option<Instant>,
 }
 
+/// A fetched block waiting for the burst's commit.
+pub(super) struct Batched {
+    root: BlockId,
+    block: VerifiedBlock,
+    holder: NodeIdentity,
+    until: Timestamp,
+}
+
 /// A fetch under way.
 pub(super) struct Fetch {
     asker: EngineIdentity,
@@ -55,6 +63,8 @@ pub(super) struct Fetch {
     refused: BTreeMap<BlockId, BTreeSet<NodeIdentity>>,
     /// Blocks being looked up (no holder had them).
     looking: BTreeSet<BlockId>,
+    /// Blocks fetched and checked, waiting for the burst's commit.
+    storing: BTreeSet<BlockId>,
     progress: FetchProgress,
     pub(super) next_progress: Instant,
     /// When the last block arrived (or the fetch started).
@@ -125,6 +135,7 @@ impl StorageEngine {
                 in_flight: BTreeMap::new(),
                 refused: BTreeMap::new(),
                 looking: BTreeSet::new(),
+                storing: BTreeSet::new(),
                 progress: FetchProgress::default(),
                 next_progress: now + self.settings.progress_interval,
                 last_block: now,
@@ -144,12 +155,20 @@ impl StorageEngine {
         if f.queue.is_empty() && f.in_flight.len() < max_total.div_ceil(2) {
             match missing_blocks(self.store.as_ref(), &root, queue_max) {
                 Ok(missing) => {
-                    if missing.is_empty() && f.in_flight.is_empty() && f.looking.is_empty() {
+                    if missing.is_empty()
+                        && f.in_flight.is_empty()
+                        && f.looking.is_empty()
+                        && f.storing.is_empty()
+                    {
                         return self.fetch_complete(ctx, root);
                     }
                     f.queue = missing
                         .into_iter()
-                        .filter(|b| !f.in_flight.contains_key(b) && !f.looking.contains(b))
+                        .filter(|b| {
+                            !f.in_flight.contains_key(b)
+                                && !f.looking.contains(b)
+                                && !f.storing.contains(b)
+                        })
                         .collect();
                 }
                 Err(e) => {
@@ -362,25 +381,63 @@ impl StorageEngine {
                 }
             }
         }
-        if let Err(e) = self.store.put(&b, meta_of(until, 0)) {
-            self.store_error(&e);
-            return self.fetch_end(ctx, root, Err(format!("storing a block failed: {e}")));
-        }
-        let Some(f) = self.fetches.get_mut(&root) else {
+        // Stored with the others that arrived in this burst, in one commit, at `flush`.
+        f.storing.insert(b.id());
+        self.batch.push(Batched {
+            root,
+            block: b,
+            holder: at.holder,
+            until,
+        });
+    }
+
+    /// Commits the blocks fetched since the last flush — one transaction (one fsync) for the
+    /// burst, instead of one per block — then moves their fetches on.
+    pub(super) fn flush_fetched(&mut self, ctx: &mut Context) {
+        if self.batch.is_empty() {
             return;
-        };
-        if let Some(h) = f.holders.iter_mut().find(|h| h.node == at.holder) {
-            h.served += 1;
-            h.failures = 0;
         }
-        if let Block::Leaf(data) = b.block() {
-            f.progress.bytes += data.len() as u64;
+        let batch = std::mem::take(&mut self.batch);
+        // Fetches differ in expiry: one commit per expiry (in practice one per fetch).
+        let mut groups: BTreeMap<Timestamp, Vec<VerifiedBlock>> = BTreeMap::new();
+        for b in &batch {
+            groups.entry(b.until).or_default().push(b.block.clone());
         }
-        f.progress.blocks += 1;
-        f.progress.fetched_bytes += b.len() as u64;
-        f.last_block = ctx.now().instant;
-        StorageStats::count(&self.stats.fetched_blocks);
-        self.fetch_pump(ctx, root);
+        let mut failed: BTreeMap<Timestamp, String> = BTreeMap::new();
+        for (until, blocks) in groups {
+            if let Err(e) = self.store.put_many(&blocks, meta_of(until, 0)) {
+                self.store_error(&e);
+                failed.insert(until, e.to_string());
+            }
+        }
+        let now = ctx.now().instant;
+        let mut roots = BTreeSet::new();
+        for b in batch {
+            let Some(f) = self.fetches.get_mut(&b.root) else {
+                continue;
+            };
+            f.storing.remove(&b.block.id());
+            if let Some(e) = failed.get(&b.until) {
+                let why = format!("storing a block failed: {e}");
+                self.fetch_end(ctx, b.root, Err(why));
+                continue;
+            }
+            if let Some(h) = f.holders.iter_mut().find(|h| h.node == b.holder) {
+                h.served += 1;
+                h.failures = 0;
+            }
+            if let Block::Leaf(data) = b.block.block() {
+                f.progress.bytes += data.len() as u64;
+            }
+            f.progress.blocks += 1;
+            f.progress.fetched_bytes += b.block.len() as u64;
+            f.last_block = now;
+            StorageStats::count(&self.stats.fetched_blocks);
+            roots.insert(b.root);
+        }
+        for root in roots {
+            self.fetch_pump(ctx, root);
+        }
     }
 
     fn fetch_complete(&mut self, ctx: &mut Context, root: BlockId) {

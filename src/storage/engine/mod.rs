@@ -21,7 +21,8 @@
 //!   the node it got the search from.
 //! * **Fetching** ([`fetch`]): an object's blocks are requested in parallel — at most
 //!   `max_in_flight` at once, `max_in_flight_per_holder` per holder, spread over every holder
-//!   known — checked and stored as they arrive; what to ask for next is what the store still
+//!   known — checked as they arrive and stored together at the end of each burst of input
+//!   ([`Engine::flush`]: one commit for the burst); what to ask for next is what the store still
 //!   lacks ([`crate::storage::tree::missing_blocks`]), so a fetch that lost its connection, or
 //!   is asked for again after a restart, never fetches a verified block twice.
 //!
@@ -37,7 +38,8 @@
 //! exception to "engines never touch files": its calls are synchronous and short (one fsync
 //! per stored block).
 //!
-//! Drain contract: one timer (token [`TICK`]), set for the earliest deadline held (requests
+//! Drain contract: `handle` records fetched blocks; `flush` (after each burst) commits them
+//! and sends the requests that follow. One timer (token [`TICK`]), set for the earliest deadline held (requests
 //! sent, searches, fetch progress reports, the next garbage collection); every other output is
 //! a message or an identity/transport request recorded in the `Context`. Randomness comes only
 //! from the seed given to [`StorageEngine::new`]; every map iterated is ordered, so one seed
@@ -78,7 +80,7 @@ use crate::wire::{Destination, MessageId, NodeAdvert, Protocol, WireError};
 pub use settings::{PutPolicy, StorageLimits, StorageSettings, StorageStats};
 
 use cache::{BlockCache, KnownHolders, RateWindows};
-use fetch::Fetch;
+use fetch::{Batched, Fetch};
 use lookup::{GetOp, Relay};
 
 /// The token of the engine's one timer.
@@ -142,6 +144,8 @@ pub struct StorageEngine {
     relay_sweep: Option<Instant>,
     /// Fetches under way, by root.
     fetches: BTreeMap<BlockId, Fetch>,
+    /// Fetched blocks waiting for the burst's commit ([`Engine::flush`]).
+    batch: Vec<Batched>,
     next_token: u64,
     next_gc: Option<Instant>,
     timer_at: Option<Instant>,
@@ -182,6 +186,7 @@ impl StorageEngine {
             relay_count: 0,
             relay_sweep: None,
             fetches: BTreeMap::new(),
+            batch: Vec::new(),
             next_token: 1,
             next_gc: None,
             timer_at: None,
@@ -673,6 +678,11 @@ impl Engine for StorageEngine {
             }
             _ => {}
         }
+        self.after(ctx);
+    }
+
+    fn flush(&mut self, ctx: &mut Context) {
+        self.flush_fetched(ctx);
         self.after(ctx);
     }
 }

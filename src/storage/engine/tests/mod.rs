@@ -195,6 +195,7 @@ impl Net {
         let n = &mut self.nodes[i];
         n.ctx.set_now(self.now);
         n.engine.handle(&mut n.ctx, input);
+        n.engine.flush(&mut n.ctx);
         self.collect(i);
     }
 
