@@ -371,3 +371,31 @@ fn expired_blocks_are_collected_and_not_served() {
     assert!(!net.nodes[1].store.contains(&b.id()).unwrap(), "collected");
     assert_eq!(net.counters(1)["collected"], 1);
 }
+
+#[test]
+fn a_topic_search_climbs_the_parents_towards_the_publisher() {
+    let mut net = Net::new(4, |_| StorageSettings::default());
+    let topic = crate::identity::TopicIdentity([0x70; 32]);
+    // 0's parent is 1, 1's is 2; 2 (next to the publisher) holds the block; 3 is off the tree.
+    for (child, parent) in [(0, 1), (1, 2)] {
+        let p = net.nodes[parent].id();
+        let board = TopicParents::new();
+        board.set(topic, vec![p]);
+        net.nodes[child].engine.parents = board;
+    }
+    let b = leaf(80, 9);
+    let now = net.now.wall;
+    keep(&net.nodes[2].store, &b, now);
+    keep(&net.nodes[3].store, &b, now);
+    let lookup = Lookup {
+        topic: Some(topic),
+        ..Lookup::default()
+    };
+    net.get(0, b.id(), lookup);
+    net.run();
+    let (bytes, at) = net.nodes[0].gets()[0].clone().unwrap();
+    assert_eq!(bytes, b.bytes());
+    assert_eq!((at.holder, at.hops), (net.nodes[2].id(), 2));
+    assert!(net.counters(3).get("searches_answered").is_none(), "off the tree");
+    assert_eq!(net.counters(1)["found_relayed"], 1);
+}
