@@ -8,6 +8,8 @@
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
+#[path = "fuzz_corpus/storage.rs"]
+mod storage;
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
@@ -35,13 +37,14 @@ use netmachine::EngineIdentity;
 type Check = fn(&[u8]);
 
 /// Every fuzz target (the `[[bin]]`s of fuzz/Cargo.toml) and its checks.
-const TARGETS: [(&str, Check); 6] = [
+const TARGETS: [(&str, Check); 7] = [
     ("engine_message", checks::engine_message),
     ("frames", checks::frames),
     ("control", checks::control),
     ("adverts", checks::adverts),
     ("pubsub", checks::pubsub),
     ("descriptor", checks::descriptor),
+    ("storage_message", checks::storage_message),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -229,6 +232,7 @@ fn outcome(target: &str, data: &[u8]) -> String {
                 Err(filter) => format!("{desc:?} / {filter:?}"),
             },
         },
+        "storage_message" => storage::outcome(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -236,6 +240,7 @@ fn outcome(target: &str, data: &[u8]) -> String {
 /// A part of [`outcome`] that the seed called `name` must produce.
 fn expected_outcome(target: &str, name: &str) -> &'static str {
     match (target, name) {
+        ("storage_message", name) => storage::expected(name),
         ("engine_message", "valid-fields") => "fields",
         ("engine_message", "weak-source-key") => "Weak",
         ("engine_message", "unknown-version") => "UnknownVersion(2) /",
@@ -546,6 +551,7 @@ impl Seeds {
             "adverts" => self.adverts(),
             "pubsub" => self.pubsub(),
             "descriptor" => self.descriptor(),
+            "storage_message" => storage::seeds(),
             other => panic!("no seeds for {other}"),
         };
         list.into_iter().map(|(n, d)| (n.to_string(), d)).collect()

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain, run_interdomain, run_pubsub, run_unicast, Common, Crypto, DomainScenario,
-    DomainSummary, InterdomainScenario, InterdomainSummary, PubSubScenario, UnicastScenario,
+    run_domain, run_interdomain, run_pubsub, run_storage, run_unicast, Common, Crypto,
+    DomainScenario, DomainSummary, InterdomainScenario, InterdomainSummary, PubSubScenario,
+    StorageScenario, UnicastScenario,
 };
 
 fn seed() -> u64 {
@@ -594,4 +595,58 @@ fn the_interdomain_scenario_replays_from_its_seed() {
     assert_eq!(a.lookups, b.lookups);
     sc.common.seed = 4;
     assert_ne!(run_interdomain(&sc).trace_hash, a.trace_hash);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage: one domain of every node, blocks held by a few of them, random-walk lookups
+// (docs/simulation.md, "The storage scenario").
+
+fn storage(nodes: usize, seed: u64) -> StorageScenario {
+    StorageScenario {
+        common: Common {
+            nodes,
+            degree: 4,
+            seed,
+            crypto: Crypto::StandIn,
+            // Raised to the lookups' timeout: the run ends once every lookup is answered.
+            drain: Duration::ZERO,
+            ..Common::default()
+        },
+        holders: 0.02,
+        lookups: 40,
+        lookup_window: Duration::from_secs(5),
+        ..StorageScenario::default()
+    }
+}
+
+#[test]
+fn random_walk_lookups_find_blocks_held_by_two_percent_and_replay_from_the_seed() {
+    let a = run_storage(&storage(150, seed()));
+    println!("{}", a.to_json());
+    assert_eq!(a.failure, None);
+    assert!(a.ok());
+    assert_eq!(a.lookups, 40, "every planned lookup was asked and counted");
+    assert_eq!(a.holders_per_block, 3);
+    assert!(a.lookup_success >= 0.95, "success {}", a.lookup_success);
+    assert!(
+        a.hops_p50 >= 1.0,
+        "a non-holder cannot find the block locally"
+    );
+    assert!(a.hops_p99 <= a.hop_limit as f64);
+    assert_eq!(
+        a.found_in_cache, 0,
+        "every lookup asks for a block nobody asked for before"
+    );
+    assert!(a.storage_msgs > 0 && a.msgs_per_lookup > 1.0);
+    let b = run_storage(&storage(150, seed()));
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(
+        (a.found, a.hops_p50, a.hops_p99),
+        (b.found, b.hops_p50, b.hops_p99)
+    );
+    let mut other = storage(150, seed());
+    other.common.seed += 1;
+    other.lookups = 10;
+    assert_ne!(run_storage(&other).trace_hash, a.trace_hash);
 }

@@ -33,6 +33,9 @@ use netmachine::router::ingress::{Ingress, IngressLimits};
 use netmachine::runtime::stats::NodeStats;
 use netmachine::storage::block::{Block, BlockId, Child, TreeBlock, VerifiedBlock};
 use netmachine::storage::receipt::{ChunkCommitment, COMMITMENT_CONTEXT};
+use netmachine::storage::wire::{
+    Found as StorageFound, GetAnswer, Refusal, Search, SearchScope, StorageMessage, STORAGE_VERSION,
+};
 use netmachine::time::{Now, Timestamp};
 use netmachine::topology::wire::{TopologyMessage, TOPOLOGY_VERSION};
 use netmachine::topology::TopologyLimits;
@@ -135,6 +138,18 @@ const VECTORS: &[&str] = &[
     "chunk-commitment",
     "block-leaf-id",
     "block-tree-id",
+    "storage-get-body",
+    "storage-get-reply-block-body",
+    "storage-get-reply-holders-body",
+    "storage-get-reply-not-found-body",
+    "storage-get-reply-refused-body",
+    "storage-put-body",
+    "storage-extend-body",
+    "storage-put-reply-body",
+    "storage-put-reply-refused-body",
+    "storage-search-random-body",
+    "storage-search-topic-body",
+    "storage-found-body",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -2766,6 +2781,7 @@ fn print_vectors() {
     print_interdomain_vectors();
     print_routing_vectors();
     print_storage_vectors();
+    print_storage_message_vectors();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -3355,18 +3371,23 @@ fn ref_storage_vectors(leaf: &Block, c: &ChunkCommitment) -> [(&'static str, Lay
         .field("children: count (u32)", u32le(1))
         .field("children[0].id (BLAKE3 of the leaf)", leaf_id)
         .field("children[0].key: none (u8)", [0]);
-    let receipt = with_signature(
-        Layout::default()
-            .field("block (BlockId)", c.block.0)
-            .field("node (NodeIdentity, node B)", c.node.0)
-            .field("until (u64 ms)", u64le(c.until.0)),
-        &c.sig,
-    );
+    let receipt = ref_commitment(c);
     [
         ("block-leaf", leaf_layout),
         ("block-tree", tree_layout),
         ("chunk-commitment", receipt),
     ]
+}
+
+/// A `ChunkCommitment` by the rules of §12E: block, node, until, signature.
+fn ref_commitment(c: &ChunkCommitment) -> Layout {
+    with_signature(
+        Layout::default()
+            .field("block (BlockId)", c.block.0)
+            .field("node (NodeIdentity, node B)", c.node.0)
+            .field("until (u64 ms)", u64le(c.until.0)),
+        &c.sig,
+    )
 }
 
 #[test]
@@ -3421,4 +3442,309 @@ fn print_storage_vectors() {
     print_hex_vector("block-leaf-id", &BlockId::of(&leaf.encode()).0);
     para("The tree block's id:\n");
     print_hex_vector("block-tree-id", &BlockId::of(&tree.encode()).0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage messages (protocol 8, §12F, vectors §16.16).
+
+/// The search id of the vectors.
+const SEARCH_ID: u64 = 0x0102_0304_0506_0708;
+
+/// The storage messages of §16.16, each with its name, its text in the document, and its
+/// layout built from the document's rules. Node A asks, node B holds the leaf of §16.15
+/// (`hello`) and signed the receipt of §16.15 for it.
+fn storage_messages() -> Vec<(&'static str, &'static str, StorageMessage, Layout)> {
+    let (leaf, _, receipt) = storage_fixture();
+    let bytes = leaf.encode();
+    let id = BlockId::of(&bytes);
+    let a = Keypair::from_seed(&NODE_A_SEED).node_identity();
+    let b = Keypair::from_seed(&NODE_B_SEED).node_identity();
+    let topic = Keypair::from_seed(&TOPIC_SEED).topic_identity();
+    let domain = Keypair::from_seed(&DOMAIN_SEED).domain_identity();
+    let head = |tag: u32, name: &str| {
+        Layout::default()
+            .field("version (u32)", u32le(1))
+            .field(format!("tag: {name} (u32)"), u32le(tag))
+    };
+    let block_bytes = |l: Layout, name: &str| {
+        l.field(format!("{name}: count (u64)"), u64le(bytes.len() as u64))
+            .field(format!("{name} (the leaf of §16.15)"), &bytes)
+    };
+    let refusal = |l: Layout, tag: u32, name: &str, text: &str| {
+        l.field(format!("refusal: {name} (u32)"), u32le(tag))
+            .field("text: count (u64)", u64le(text.len() as u64))
+            .field("text (UTF-8)", text.as_bytes())
+    };
+    let trust_text = "trust 10 is below 200";
+    let full_text = "store full";
+    vec![
+        (
+            "storage-get-body",
+            "A `Get` of the leaf of §16.15, receipts of other holders welcome:\n",
+            StorageMessage::Get { id, holders: true },
+            head(0, "Get")
+                .field("id (BlockId)", id.0)
+                .field("holders (bool)", [1]),
+        ),
+        (
+            "storage-get-reply-block-body",
+            "Node B's answer with the block:\n",
+            StorageMessage::GetReply {
+                id,
+                answer: GetAnswer::Block(bytes.clone()),
+            },
+            block_bytes(
+                head(1, "GetReply")
+                    .field("id (BlockId)", id.0)
+                    .field("answer: Block (u32)", u32le(0)),
+                "block",
+            ),
+        ),
+        (
+            "storage-get-reply-holders-body",
+            "The answer of a node that does not hold the block but knows node B's receipt for it \
+             (§16.15):\n",
+            StorageMessage::GetReply {
+                id,
+                answer: GetAnswer::Holders(vec![receipt]),
+            },
+            head(1, "GetReply")
+                .field("id (BlockId)", id.0)
+                .field("answer: Holders (u32)", u32le(1))
+                .field("holders: count (u64)", u64le(1))
+                .append("holders[0].", ref_commitment(&receipt)),
+        ),
+        (
+            "storage-get-reply-not-found-body",
+            "The answer of a node that knows neither the block nor a holder:\n",
+            StorageMessage::GetReply {
+                id,
+                answer: GetAnswer::NotFound,
+            },
+            head(1, "GetReply")
+                .field("id (BlockId)", id.0)
+                .field("answer: NotFound (u32)", u32le(2)),
+        ),
+        (
+            "storage-get-reply-refused-body",
+            "The answer of a holder that keeps the block for nodes of trust 200 or more, to a \
+             requester it trusts 10:\n",
+            StorageMessage::GetReply {
+                id,
+                answer: GetAnswer::Refused(Refusal::Trust, trust_text.into()),
+            },
+            refusal(
+                head(1, "GetReply")
+                    .field("id (BlockId)", id.0)
+                    .field("answer: Refused (u32)", u32le(3)),
+                0,
+                "Trust",
+                trust_text,
+            ),
+        ),
+        (
+            "storage-put-body",
+            "Node A asks node B to keep the leaf until 1,700,086,400,000 ms and serve it to \
+             everyone (`min_trust` 0):\n",
+            StorageMessage::Put {
+                bytes: bytes.clone(),
+                until: T0_PLUS_DAY,
+                min_trust: 0,
+            },
+            block_bytes(head(2, "Put"), "bytes")
+                .field("until (u64 ms)", u64le(T0_PLUS_DAY.0))
+                .field("min_trust (u8)", [0]),
+        ),
+        (
+            "storage-extend-body",
+            "Node A asks node B to keep it until 1,700,086,400,000 ms (an `Extend`):\n",
+            StorageMessage::Extend {
+                id,
+                until: T0_PLUS_DAY,
+            },
+            head(3, "Extend")
+                .field("id (BlockId)", id.0)
+                .field("until (u64 ms)", u64le(T0_PLUS_DAY.0)),
+        ),
+        (
+            "storage-put-reply-body",
+            "Node B's answer to the put: its receipt (§16.15), signed by its node key:\n",
+            StorageMessage::PutReply {
+                id,
+                result: Ok(receipt),
+            },
+            head(4, "PutReply")
+                .field("id (BlockId)", id.0)
+                .field("result: Ok (u32)", u32le(0))
+                .append("receipt.", ref_commitment(&receipt)),
+        ),
+        (
+            "storage-put-reply-refused-body",
+            "The answer of a node whose store is full:\n",
+            StorageMessage::PutReply {
+                id,
+                result: Err((Refusal::Full, full_text.into())),
+            },
+            refusal(
+                head(4, "PutReply")
+                    .field("id (BlockId)", id.0)
+                    .field("result: Err (u32)", u32le(1)),
+                1,
+                "Full",
+                full_text,
+            ),
+        ),
+        (
+            "storage-search-random-body",
+            "Node A starts a random walk for the leaf inside the domain of seed `04` × 32, search \
+             id `0x0102030405060708`, 63 hops left after this one (hop limit 64); the path holds \
+             node A only (it sends the search itself):\n",
+            StorageMessage::Search(Search {
+                search: SEARCH_ID,
+                id,
+                scope: SearchScope::Random(Some(domain)),
+                ttl: 63,
+                path: vec![a],
+            }),
+            head(5, "Search")
+                .field("search (u64)", u64le(SEARCH_ID))
+                .field("id (BlockId)", id.0)
+                .field("scope: Random (u32)", u32le(1))
+                .field("scope.domain: Some", [1])
+                .field("scope.domain (DomainIdentity)", domain.0)
+                .field("ttl (u8)", [63])
+                .field("path: count (u64)", u64le(1))
+                .field("path[0] (NodeIdentity, node A)", a.0),
+        ),
+        (
+            "storage-search-topic-body",
+            "The same search up the tree of the topic of seed `03` × 32, as node B forwards it \
+             (it appended itself: the path's last node is the sender of the copy):\n",
+            StorageMessage::Search(Search {
+                search: SEARCH_ID,
+                id,
+                scope: SearchScope::Topic(topic),
+                ttl: 62,
+                path: vec![a, b],
+            }),
+            head(5, "Search")
+                .field("search (u64)", u64le(SEARCH_ID))
+                .field("id (BlockId)", id.0)
+                .field("scope: Topic (u32)", u32le(0))
+                .field("scope.topic (TopicIdentity)", topic.0)
+                .field("ttl (u8)", [62])
+                .field("path: count (u64)", u64le(2))
+                .field("path[0] (NodeIdentity, node A)", a.0)
+                .field("path[1] (NodeIdentity, node B)", b.0),
+        ),
+        (
+            "storage-found-body",
+            "Node B holds the leaf and answers node A's random walk, with no advert: the path \
+             is the search's (node A) with node B appended, reversed — the holder first, the \
+             origin last:\n",
+            StorageMessage::Found(StorageFound {
+                search: SEARCH_ID,
+                origin: a,
+                id,
+                holder: b,
+                holder_advert: None,
+                path: vec![b, a],
+                min_trust: 0,
+                bytes: bytes.clone(),
+            }),
+            block_bytes(
+                head(6, "Found")
+                    .field("search (u64)", u64le(SEARCH_ID))
+                    .field("origin (NodeIdentity, node A)", a.0)
+                    .field("id (BlockId)", id.0)
+                    .field("holder (NodeIdentity, node B)", b.0)
+                    .field("holder_advert: None", [0])
+                    .field("path: count (u64)", u64le(2))
+                    .field("path[0] (NodeIdentity, node B, the holder)", b.0)
+                    .field("path[1] (NodeIdentity, node A, the origin)", a.0)
+                    .field("min_trust (u8)", [0]),
+                "bytes",
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn storage_message_vectors() {
+    assert_eq!(Protocol::STORAGE, Protocol(8));
+    assert_eq!(STORAGE_VERSION, 1);
+    for (name, _, m, layout) in storage_messages() {
+        assert_eq!(
+            m.to_bytes(),
+            layout.bytes(),
+            "{name}: the code and the document's rules"
+        );
+        assert_vector(name, &m.to_bytes());
+        let back = StorageMessage::from_bytes(&hex(name)).unwrap();
+        assert_eq!(back, m, "{name}");
+        // One byte short, or one more, is refused.
+        let wire = hex(name);
+        assert!(StorageMessage::from_bytes(&wire[..wire.len() - 1]).is_err());
+        let mut long = wire.clone();
+        long.push(0);
+        assert!(StorageMessage::from_bytes(&long).is_err(), "{name}");
+    }
+    // What a receiver checks in the vectors, by the rules of §12F: the block of a reply, a put
+    // and a result against its id; the receipts against the holder's key and the block.
+    let (leaf, _, _) = storage_fixture();
+    let id = BlockId::of(&leaf.encode());
+    let a = Keypair::from_seed(&NODE_A_SEED).node_identity();
+    let b = Keypair::from_seed(&NODE_B_SEED).node_identity();
+    let Ok(StorageMessage::Found(f)) = StorageMessage::from_bytes(&hex("storage-found-body"))
+    else {
+        panic!("the result decodes")
+    };
+    let v = VerifiedBlock::check(f.id, &f.bytes).expect("the result's block matches its id");
+    assert_eq!(v.block(), &leaf);
+    assert_eq!((f.path[0], f.holder, *f.path.last().unwrap()), (b, b, a));
+    let Ok(StorageMessage::Search(s)) =
+        StorageMessage::from_bytes(&hex("storage-search-topic-body"))
+    else {
+        panic!("the search decodes")
+    };
+    assert_eq!(
+        s.path.last(),
+        Some(&b),
+        "the last node is the forwarding one"
+    );
+    let Ok(StorageMessage::PutReply {
+        id: put_id,
+        result: Ok(c),
+    }) = StorageMessage::from_bytes(&hex("storage-put-reply-body"))
+    else {
+        panic!("the receipt decodes")
+    };
+    assert_eq!((put_id, c.block, c.node), (id, id, b));
+    assert!(c.check(T0).is_ok(), "the receipt verifies under node B");
+    let wire = hex("storage-put-reply-body");
+    assert_eq!(&wire[wire.len() - 136..], &hex("chunk-commitment")[..]);
+    let Ok(StorageMessage::GetReply {
+        answer: GetAnswer::Holders(h),
+        ..
+    }) = StorageMessage::from_bytes(&hex("storage-get-reply-holders-body"))
+    else {
+        panic!("the holders decode")
+    };
+    assert_eq!(h, vec![c]);
+    // A result whose block was changed on the way no longer matches its id.
+    let mut tampered = f;
+    tampered.bytes[5] ^= 1;
+    assert!(VerifiedBlock::check(tampered.id, &tampered.bytes).is_err());
+}
+
+fn print_storage_message_vectors() {
+    println!("### 16.16 Storage messages\n");
+    para(
+        "Bodies of `Protocol::STORAGE` messages (§12F). The block is the leaf of §16.15, its id \
+         `block-leaf-id`; node A asks, node B holds the block and signed the receipt of §16.15:",
+    );
+    for (name, text, _, layout) in storage_messages() {
+        para(text);
+        print_layout_vector(name, &layout, true);
+    }
 }

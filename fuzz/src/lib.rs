@@ -16,6 +16,11 @@ use netmachine::interdomain::blip::{self, BlipParams};
 use netmachine::interdomain::descriptor::{check_descriptor, DescriptorError, MAX_CREATED_AHEAD};
 use netmachine::pubsub::wire::MAX_BATCH_EVENTS;
 use netmachine::pubsub::{Event, PubSubMessage};
+use netmachine::storage::block::{Block, BlockId, VerifiedBlock, MAX_ENCODED_BLOCK};
+use netmachine::storage::receipt::ChunkCommitment;
+use netmachine::storage::wire::{
+    GetAnswer, SearchScope, StorageMessage, MAX_HOLDERS, MAX_PATH, MAX_REASON,
+};
 use netmachine::time::Timestamp;
 use netmachine::transport::control::{self, Ack, EngineAdverts, Found, Hello, Lookup, Withdrawn};
 use netmachine::transport::frame::{self, FrameDecoder, FrameError, HEADER_BYTES};
@@ -437,4 +442,110 @@ fn check_filter(f: &MembershipFilter) {
     );
     assert!(blip::popcount_estimate(f).is_finite());
     assert!(blip::overlap_estimate(f, f).is_finite());
+}
+
+/// Target `storage_message`: bodies of `Protocol::STORAGE` messages between Storage engines
+/// (docs/wire.md §12F).
+///
+/// A message that decodes must re-encode to the same bytes and decode to an equal value, and
+/// respect every limit (block bytes, path lengths, receipts per answer, refusal texts). What a
+/// receiver then checks must not panic and must be consistent: block bytes are checked
+/// against the id they come with (a `Put` against their own hash, which must pass exactly when
+/// the bytes are a valid block, and re-encode to themselves), and receipts are checked at a
+/// time before and after their `until`.
+pub fn storage_message(data: &[u8]) {
+    let Ok(msg) = StorageMessage::from_bytes(data) else {
+        return;
+    };
+    let bytes = msg.to_bytes();
+    assert_eq!(
+        bytes, data,
+        "a decoded storage message re-encodes to other bytes"
+    );
+    let again = StorageMessage::from_bytes(&bytes).expect("a re-encoded message decodes");
+    assert_eq!(again, msg);
+    assert!(!msg.kind().is_empty());
+    let reason = |text: &str| assert!(text.len() <= MAX_REASON, "a refusal text over its limit");
+    match &msg {
+        StorageMessage::Get { .. } | StorageMessage::Extend { .. } => {}
+        StorageMessage::GetReply { id, answer } => match answer {
+            GetAnswer::Block(b) => block_against(*id, b),
+            GetAnswer::Holders(h) => {
+                assert!(h.len() <= MAX_HOLDERS);
+                h.iter().for_each(receipt);
+            }
+            GetAnswer::NotFound => {}
+            GetAnswer::Refused(r, text) => {
+                assert!(!r.label().is_empty());
+                reason(text);
+            }
+        },
+        StorageMessage::Put { bytes, .. } => {
+            // A put names no id: the receiver checks the bytes against their own hash, so only
+            // the decoding can fail.
+            let own = BlockId::of(bytes);
+            block_against(own, bytes);
+            assert_eq!(
+                VerifiedBlock::check(own, bytes).is_ok(),
+                Block::decode(bytes).is_ok()
+            );
+        }
+        StorageMessage::PutReply { result, .. } => match result {
+            Ok(c) => receipt(c),
+            Err((r, text)) => {
+                assert!(!r.label().is_empty());
+                reason(text);
+            }
+        },
+        StorageMessage::Search(s) => {
+            assert!(s.path.len() <= MAX_PATH);
+            if let SearchScope::Random(Some(d)) = s.scope {
+                assert_eq!(d.0.len(), 32);
+            }
+        }
+        StorageMessage::Found(f) => {
+            assert!(f.path.len() <= MAX_PATH + 1);
+            block_against(f.id, &f.bytes);
+            if let Some(a) = &f.holder_advert {
+                // What the origin's identity store checks before it keeps the holder's advert.
+                let _ = a.clone().verify();
+            }
+        }
+    }
+}
+
+/// Block bytes as a receiver checks them against `id`: within the limit, and accepted exactly
+/// when they hash to `id` and decode (then the block re-encodes to them).
+fn block_against(id: BlockId, bytes: &[u8]) {
+    assert!(bytes.len() <= MAX_ENCODED_BLOCK);
+    let expected = BlockId::of(bytes) == id && Block::decode(bytes).is_ok();
+    let checked = VerifiedBlock::check(id, bytes);
+    assert_eq!(
+        checked.is_ok(),
+        expected,
+        "VerifiedBlock::check and its rules disagree"
+    );
+    if let Ok(v) = checked {
+        assert_eq!(v.id(), id);
+        assert_eq!(v.block().encode(), bytes, "a block with two encodings");
+    }
+}
+
+/// A receipt as a receiver checks it: never valid at or after its `until`; before it, valid
+/// exactly when the signature verifies under the node it names (the same answer at any time
+/// before `until`).
+fn receipt(c: &ChunkCommitment) {
+    assert!(c.check(c.until).is_err(), "a receipt valid at its own end");
+    assert!(c.check(Timestamp(c.until.0.saturating_add(1))).is_err());
+    if c.until.0 > 0 {
+        let early = c.check(Timestamp(0)).is_ok();
+        let late = c.check(Timestamp(c.until.0 - 1)).is_ok();
+        assert_eq!(
+            early, late,
+            "a receipt's signature check depends on the time"
+        );
+        if let Ok(v) = c.check(Timestamp(0)) {
+            assert_eq!((v.block(), v.node(), v.until()), (c.block, c.node, c.until));
+        }
+    }
 }

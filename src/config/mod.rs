@@ -79,7 +79,8 @@
 //!
 //! [storage]                         # the block store and the Storage engine; every key
 //! enabled = true                    # optional (defaults shown); false: no store, no engine
-//! path = "storage.redb"             # the store's redb file, relative to this file's directory
+//! path = "node.storage.redb"        # the store's redb file, relative to this file's directory
+//!                                   # (default: `<this file's name>.storage.redb`)
 //! max_bytes = 4294967296            # store quota: bytes of blocks (1 MiB + 5 ..= 1 PiB)
 //! max_blocks = 1000000              # store quota: blocks (1 ..= 2^32)
 //! accept_puts = true                # let other nodes store blocks here
@@ -88,7 +89,7 @@
 //! max_lifetime_s = 604800           # longest a remote block is kept (<= 10 years)
 //! cache_mib = 64                    # cache of blocks passing through searches (<= 4096; 0 off)
 //! fanout = 8                        # random walks per lookup (<= 64)
-//! hop_limit = 64                    # hops a search may travel (<= 255)
+//! hop_limit = 96                    # hops a search may travel (<= 255)
 //! max_in_flight = 32                # blocks one fetch requests at once (<= 1024)
 //! convergence_secret_file = "storage.secret"  # no default: 32 bytes or 64 hex, mode 0600;
 //!                                   # needed to put encrypted objects
@@ -170,6 +171,7 @@ pub use interdomain::{
 };
 pub use settings::{KnownEngine, Settings};
 pub use storage::{
-    StorageConfig, DEFAULT_STORE_FILE, MAX_CACHE_MIB, MAX_FANOUT, MAX_IN_FLIGHT, MAX_LIFETIME_S,
-    MAX_STORAGE_HOP_LIMIT, MAX_STORE_BLOCKS, MAX_STORE_BYTES, MIN_STORE_BYTES,
+    default_store_file, StorageConfig, DEFAULT_STORE_SUFFIX, MAX_CACHE_MIB, MAX_FANOUT,
+    MAX_IN_FLIGHT, MAX_LIFETIME_S, MAX_STORAGE_HOP_LIMIT, MAX_STORE_BLOCKS, MAX_STORE_BYTES,
+    MIN_STORE_BYTES,
 };

@@ -3,8 +3,10 @@
 //! secret for encrypted puts; checked into a [`StorageConfig`] (`None` when `enabled = false`:
 //! the other keys are still checked, but the secret file is not read).
 //! Every key is optional; the defaults are the store's ([`StoreLimits`]) and the engine's
-//! ([`StorageSettings`]), and the store file defaults to `storage.redb` in the configuration
-//! file's directory (relative paths are resolved against that directory, as `key_file` is).
+//! ([`StorageSettings`]), and the store file defaults to `<name>.storage.redb` beside the
+//! configuration file `<name>.toml` — one per configuration, so nodes whose files sit side by
+//! side never share a store (relative paths are resolved against that directory, as `key_file`
+//! is).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,8 +19,20 @@ use crate::storage::store::StoreLimits;
 use super::raw::RawStorage;
 use super::ConfigError;
 
-/// The store file when `storage.path` is not set, in the configuration file's directory.
-pub const DEFAULT_STORE_FILE: &str = "storage.redb";
+/// What the default store file's name ends with: `node1.toml`'s store is
+/// `node1.storage.redb` beside it.
+pub const DEFAULT_STORE_SUFFIX: &str = ".storage.redb";
+
+/// The store file when `storage.path` is not set: the configuration file's name without its
+/// extension, with [`DEFAULT_STORE_SUFFIX`], in the same directory.
+pub fn default_store_file(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "node".to_string());
+    let dir = config.parent().unwrap_or_else(|| Path::new(""));
+    dir.join(format!("{stem}{DEFAULT_STORE_SUFFIX}"))
+}
 /// Smallest `storage.max_bytes`: one block of the largest size must fit.
 pub const MIN_STORE_BYTES: u64 = MAX_ENCODED_BLOCK as u64;
 /// Largest `storage.max_bytes`: 1 PiB (a guard against a unit typo, not a redb limit).
@@ -46,7 +60,7 @@ const MAX_SECRET_FILE_BYTES: u64 = 1024;
 #[derive(Clone, Debug, PartialEq)]
 pub struct StorageConfig {
     /// The store's redb file (`storage.path`, resolved against the configuration file's
-    /// directory; default [`DEFAULT_STORE_FILE`] there).
+    /// directory; default [`default_store_file`]).
     pub path: PathBuf,
     /// The store's quotas (`storage.max_bytes`, `storage.max_blocks`).
     pub store: StoreLimits,
@@ -156,7 +170,11 @@ pub(super) fn storage(
     engine.max_in_flight_per_holder = engine.max_in_flight_per_holder.min(engine.max_in_flight);
 
     let path = match raw.path {
-        None => base.join(DEFAULT_STORE_FILE),
+        None => base.join(
+            default_store_file(file)
+                .file_name()
+                .expect("a file name was just made"),
+        ),
         Some(p) if p.as_os_str().is_empty() => {
             return Err(bad(
                 "path",

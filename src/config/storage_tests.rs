@@ -87,9 +87,19 @@ fn documented_defaults_and_an_absent_table_match_the_code() {
     );
     let written = Settings::load(&dir.write("doc.toml", &text)).unwrap();
     let absent = Settings::load(&dir.write("min.toml", &minimal(&line))).unwrap();
+    let path = |s: &Settings| s.storage.as_ref().unwrap().path.clone();
+    assert_eq!(
+        path(&written),
+        dir.0.join("node.storage.redb"),
+        "as the listing says"
+    );
+    assert_eq!(
+        path(&absent),
+        dir.0.join("min.storage.redb"),
+        "one store per file"
+    );
     for s in [&written, &absent] {
         let c = s.storage.as_ref().expect("enabled by default");
-        assert_eq!(c.path, dir.0.join(DEFAULT_STORE_FILE));
         assert_eq!(c.store, StoreLimits::default());
         assert_eq!(c.engine, StorageSettings::default());
         assert_eq!(

@@ -117,9 +117,7 @@ pub enum PubSubNotice {
 #[derive(Clone, Debug, Default)]
 pub struct TopicParents(
     std::sync::Arc<
-        parking_lot::RwLock<
-            std::collections::BTreeMap<TopicIdentity, Vec<NodeIdentity>>,
-        >,
+        parking_lot::RwLock<std::collections::BTreeMap<TopicIdentity, Vec<NodeIdentity>>>,
     >,
 );
 

@@ -91,13 +91,13 @@ pub struct FoundAt {
 pub struct FetchProgress {
     /// The object's size, once its root block is held.
     pub size: Option<u64>,
-    /// Object bytes (leaf data) held so far, whether fetched now or already held.
+    /// Object bytes (leaf data) fetched by this fetch (blocks already held are not counted).
     pub bytes: u64,
     /// Blocks fetched by this fetch.
     pub blocks: u64,
     /// Blocks requested and not yet answered.
     pub in_flight: u32,
-    /// Holders known for the object.
+    /// Holders that have served blocks to this fetch.
     pub holders: u32,
     /// Encoded bytes fetched by this fetch (what crossed the network).
     pub fetched_bytes: u64,

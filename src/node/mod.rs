@@ -31,12 +31,12 @@ pub(crate) mod engine_shell;
 mod error;
 mod identity;
 mod interdomain;
-mod storage;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
 pub(crate) mod router_shell;
 mod status;
+mod storage;
 #[cfg(feature = "testing")]
 mod test_hooks;
 pub(crate) mod transport_link;
@@ -309,7 +309,6 @@ impl NodeBuilder {
         let domain_handles = self.add_domain_engines(&domain_directory);
         // PubSub publishes each topic's parents on it; Storage searches up topics' trees by it.
         let topic_parents = crate::mail::pubsub::TopicParents::new();
-        let storage = self.add_storage_engine(&domain_directory, &topic_parents);
         let pubsub_stats = match self.pubsub {
             Some(limits) if self.transport.is_some() => {
                 let stats = Arc::new(PubSubStats::default());
@@ -322,7 +321,8 @@ impl NodeBuilder {
                         .reachable(true)
                 };
                 let engine = PubSub::new(key, limits, Arc::clone(&stats))
-                    .with_domains(domain_directory.clone());
+                    .with_domains(domain_directory.clone())
+                    .with_topic_parents(topic_parents.clone());
                 self.engines.insert(0, (spec, Box::new(engine)));
                 Some(stats)
             }
@@ -385,6 +385,21 @@ impl NodeBuilder {
         )?;
         let advert = service.node_advert().clone();
         let shared_advert = Arc::new(RwLock::new(advert.clone()));
+        let storage = match self.storage.take() {
+            Some(setup) => {
+                let (registration, handles) = storage::engine(
+                    &self.key,
+                    setup,
+                    self.seed,
+                    &domain_directory,
+                    &topic_parents,
+                    &shared_advert,
+                );
+                self.engines.push(registration);
+                Some(handles)
+            }
+            None => None,
+        };
         // The inter-domain engines carry the node's advert in its descriptor: they are made
         // once the Transport has bound the addresses it names.
         let interdomain = match self.interdomain.take() {

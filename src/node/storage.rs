@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{EngineSpec, Node, NodeBuilder, NodeError};
-use crate::identity::{Keypair, NodeIdentity};
+use crate::identity::NodeIdentity;
 use crate::mail::domain::DomainDirectory;
 use crate::mail::pubsub::TopicParents;
 use crate::mail::storage::{
@@ -22,13 +22,15 @@ use crate::mail::storage::{
 };
 use crate::mail::{Input, Origin};
 use crate::rng::SplitMix64;
-use crate::runtime::{Engine, SendOptions};
+use crate::runtime::SendOptions;
 use crate::storage::block::BlockId;
 use crate::storage::engine::{StorageEngine, StorageSettings, StorageStats};
 use crate::storage::receipt::ChunkCommitment;
 use crate::storage::store::BlockStore;
 use crate::time::Timestamp;
+use crate::wire::NodeAdvert;
 use crate::wire::{Destination, Protocol};
+use parking_lot::RwLock;
 
 /// Mixed into the node's seed for the Storage engine's generator.
 const SEED_TWEAK: u64 = 0x5707_a9e0_0013_0013;
@@ -60,44 +62,33 @@ impl NodeBuilder {
         self.storage = Some(StorageSetup { store, settings });
         self
     }
-
-    /// Registers the Storage engine, if one was asked for; its handles.
-    pub(super) fn add_storage_engine(
-        &mut self,
-        directory: &DomainDirectory,
-        parents: &TopicParents,
-    ) -> Option<StorageHandles> {
-        let setup = self.storage.take()?;
-        let seed = match self.seed {
-            Some(s) => SplitMix64::new(s ^ SEED_TWEAK).next_u64(),
-            None => SplitMix64::from_os().next_u64(),
-        };
-        let stats = Arc::new(StorageStats::default());
-        let handles = StorageHandles {
-            store: Arc::clone(&setup.store),
-            stats: Arc::clone(&stats),
-            get_timeout: setup.settings.get_timeout,
-            search_timeout: setup.settings.search_timeout,
-        };
-        let engine = storage_engine(&self.key, setup, directory, parents, stats, seed);
-        let spec = EngineSpec {
-            mailbox_depth: STORAGE_MAILBOX_DEPTH,
-            ..EngineSpec::named(STORAGE_ENGINE_NAME).serving(Protocol::STORAGE)
-        };
-        self.engines.push((spec, Box::new(engine)));
-        Some(handles)
-    }
 }
 
-fn storage_engine(
-    key: &Keypair,
+/// The Storage engine for the node with key `key` over `setup`, ready to register, and the
+/// handles the node keeps; `advert` is the node's shared current advert.
+pub(super) fn engine(
+    key: &crate::identity::Keypair,
     setup: StorageSetup,
+    seed: Option<u64>,
     directory: &DomainDirectory,
     parents: &TopicParents,
-    stats: Arc<StorageStats>,
-    seed: u64,
-) -> impl Engine {
-    StorageEngine::new(
+    advert: &Arc<RwLock<NodeAdvert>>,
+) -> (
+    (EngineSpec, Box<dyn crate::runtime::Engine>),
+    StorageHandles,
+) {
+    let seed = match seed {
+        Some(s) => SplitMix64::new(s ^ SEED_TWEAK).next_u64(),
+        None => SplitMix64::from_os().next_u64(),
+    };
+    let stats = Arc::new(StorageStats::default());
+    let handles = StorageHandles {
+        store: Arc::clone(&setup.store),
+        stats: Arc::clone(&stats),
+        get_timeout: setup.settings.get_timeout,
+        search_timeout: setup.settings.search_timeout,
+    };
+    let engine = StorageEngine::new(
         key.clone(),
         setup.store,
         directory.clone(),
@@ -106,6 +97,12 @@ fn storage_engine(
         seed,
     )
     .with_topic_parents(parents.clone())
+    .with_advert(Arc::clone(advert));
+    let spec = EngineSpec {
+        mailbox_depth: STORAGE_MAILBOX_DEPTH,
+        ..EngineSpec::named(STORAGE_ENGINE_NAME).serving(Protocol::STORAGE)
+    };
+    ((spec, Box::new(engine)), handles)
 }
 
 /// Slack over the engine's own timeouts before a blocking call gives up on its answer.
@@ -152,7 +149,9 @@ impl Node {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(NodeError::NoAnswer("the Storage engine did not answer in time"));
+                return Err(NodeError::NoAnswer(
+                    "the Storage engine did not answer in time",
+                ));
             }
             match client.recv(left) {
                 Some(Input::Message(m))
@@ -184,10 +183,14 @@ impl Node {
         node: Option<NodeIdentity>,
     ) -> Result<Result<Option<ChunkCommitment>, String>, NodeError> {
         let timeout = self.storage_handles()?.get_timeout + ANSWER_SLACK;
-        self.storage_call(StorageMail::Put { bytes, prefs, node }, timeout, |m| match m {
-            StorageMail::PutDone { result, .. } => Some(result),
-            _ => None,
-        })
+        self.storage_call(
+            StorageMail::Put { bytes, prefs, node },
+            timeout,
+            |m| match m {
+                StorageMail::PutDone { result, .. } => Some(result),
+                _ => None,
+            },
+        )
     }
 
     /// Gets block `id` (this node's store and cache first, then as `lookup` says); its encoded
@@ -227,7 +230,10 @@ impl Node {
             max_size,
         };
         self.storage_call(mail, timeout, |m| match m {
-            StorageMail::FetchProgress { root: r, progress: p } if r == root => {
+            StorageMail::FetchProgress {
+                root: r,
+                progress: p,
+            } if r == root => {
                 progress(&p);
                 None
             }

@@ -175,6 +175,7 @@ impl PubSub {
             let freed: usize = t.cache.drain(..).map(|e| e.body.len()).sum();
             self.cache_bytes = self.cache_bytes.saturating_sub(freed);
         }
+        self.post_parents(topic);
         if let Some(d) = scope {
             // Carried over the domain's overlay, among members only.
             self.watch(ctx, d);

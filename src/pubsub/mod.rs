@@ -99,11 +99,17 @@
 //!   topics (`not_member_pruned`); a node that leaves the domain drops their trees. See
 //!   `domains.rs`.
 //!
+//! * **The parents board.** With [`PubSub::with_topic_parents`], PubSub keeps a
+//!   [`crate::mail::pubsub::TopicParents`] board equal to each topic's route parents (the
+//!   neighbours one hop closer to a publisher), for the Storage engine's searches up a topic's
+//!   tree (`parents.rs`).
+//!
 //! All state is bounded by [`PubSubLimits`].
 
 mod adverts;
 mod domains;
 mod order;
+mod parents;
 mod remote;
 mod requests;
 mod subscriptions;
@@ -563,6 +569,8 @@ pub struct PubSub {
     views: BTreeMap<DomainIdentity, BTreeSet<NodeIdentity>>,
     /// Domains this node has sent `Watch` for, with when it last did.
     watching: BTreeMap<DomainIdentity, Instant>,
+    /// Where each topic's route parents are posted for the Storage engine (`parents.rs`).
+    parents_board: Option<crate::mail::pubsub::TopicParents>,
 }
 
 impl PubSub {
@@ -589,6 +597,7 @@ impl PubSub {
             domains: DomainDirectory::new(),
             views: BTreeMap::new(),
             watching: BTreeMap::new(),
+            parents_board: None,
         }
     }
 

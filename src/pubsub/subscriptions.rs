@@ -225,6 +225,8 @@ impl PubSub {
     /// parent asked for nothing any more is acknowledged what arrived and unsubscribed from.
     /// The sequence state of publishers no longer wanted is dropped.
     pub(super) fn sync_upstream(&mut self, ctx: &mut Context, topic: TopicIdentity) {
+        // Every change of the routes ends here: the board follows them.
+        self.post_parents(topic);
         let now = ctx.now().instant;
         let me = self.me;
         let Some(t) = self.topics.get_mut(&topic) else {

@@ -17,12 +17,20 @@ impl PubSub {
             self.check_subscribed(ctx, topic);
         }
         let keep = self.limits.withdrawn_keep;
-        self.topics.retain(|_, t| {
+        let mut forgotten = Vec::new();
+        self.topics.retain(|id, t| {
             let forgettable = !t.local_interest && !t.publishing && t.children.is_empty();
-            !(forgettable
+            let forget = forgettable
                 && t.closed_since
-                    .is_some_and(|since| now.saturating_duration_since(since) >= keep))
+                    .is_some_and(|since| now.saturating_duration_since(since) >= keep);
+            if forget {
+                forgotten.push(*id);
+            }
+            !forget
         });
+        for topic in forgotten {
+            self.post_parents(topic);
+        }
         ctx.set_timer_after(TICK_TOKEN, TICK);
     }
 

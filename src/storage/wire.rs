@@ -23,7 +23,7 @@ use crate::storage::receipt::ChunkCommitment;
 use crate::time::Timestamp;
 use crate::wire::{
     decode_bytes, decode_exact, decode_list, decode_text, encode_bytes, encode_list, encode_text,
-    encode_to_vec, unknown_version, WireError,
+    encode_to_vec, unknown_version, NodeAdvert, WireError,
 };
 
 /// The version of the storage protocol this code speaks.
@@ -117,6 +117,9 @@ pub struct Found {
     pub id: BlockId,
     /// The node that held it (from its store or its cache).
     pub holder: NodeIdentity,
+    /// The holder's signed advert, so that the origin can reach it directly (a fetch asks it
+    /// for the object's other blocks).
+    pub holder_advert: Option<NodeAdvert>,
     /// The search's path with the holder appended, reversed: the holder first, the origin last.
     /// Each node forwards the result to the node after itself.
     pub path: Vec<NodeIdentity>,
@@ -213,7 +216,11 @@ impl Encode for GetAnswer {
 impl Decode<()> for GetAnswer {
     fn decode<D: Decoder<Context = ()>>(d: &mut D) -> Result<Self, DecodeError> {
         match u32::decode(d)? {
-            0 => Ok(GetAnswer::Block(decode_bytes(d, "block", MAX_ENCODED_BLOCK)?)),
+            0 => Ok(GetAnswer::Block(decode_bytes(
+                d,
+                "block",
+                MAX_ENCODED_BLOCK,
+            )?)),
             1 => Ok(GetAnswer::Holders(decode_list(d, "holders", MAX_HOLDERS)?)),
             2 => Ok(GetAnswer::NotFound),
             3 => {
@@ -253,6 +260,7 @@ impl Encode for Found {
         self.origin.encode(e)?;
         self.id.encode(e)?;
         self.holder.encode(e)?;
+        self.holder_advert.encode(e)?;
         encode_list(&self.path, e)?;
         self.min_trust.encode(e)?;
         encode_bytes(&self.bytes, e)
@@ -266,6 +274,7 @@ impl Decode<()> for Found {
             origin: Decode::decode(d)?,
             id: Decode::decode(d)?,
             holder: Decode::decode(d)?,
+            holder_advert: Decode::decode(d)?,
             path: decode_list(d, "path", MAX_PATH + 1)?,
             min_trust: Decode::decode(d)?,
             bytes: decode_bytes(d, "block", MAX_ENCODED_BLOCK)?,
@@ -455,6 +464,7 @@ mod tests {
                 origin: n,
                 id,
                 holder: n,
+                holder_advert: None,
                 path: vec![n],
                 min_trust: 200,
                 bytes: vec![1, 2, 3],
@@ -468,7 +478,11 @@ mod tests {
             let b = m.to_bytes();
             assert_eq!(StorageMessage::from_bytes(&b).unwrap(), m, "{}", m.kind());
             for cut in 0..b.len() {
-                assert!(StorageMessage::from_bytes(&b[..cut]).is_err(), "{}", m.kind());
+                assert!(
+                    StorageMessage::from_bytes(&b[..cut]).is_err(),
+                    "{}",
+                    m.kind()
+                );
             }
             let mut long = b.clone();
             long.push(0);

@@ -9,9 +9,9 @@ use clap::{Args, Subcommand};
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain_with, run_interdomain_with, run_pubsub_with, run_unicast_with, Common, Crypto,
-    DomainScenario, DomainSummary, InterdomainScenario, InterdomainSummary, Progress,
-    PubSubScenario, Summary, UnicastScenario,
+    run_domain_with, run_interdomain_with, run_pubsub_with, run_storage_with, run_unicast_with,
+    Common, Crypto, DomainScenario, DomainSummary, InterdomainScenario, InterdomainSummary,
+    Progress, PubSubScenario, StorageScenario, StorageSummary, Summary, UnicastScenario,
 };
 
 /// Prints a line to stdout; a closed pipe (the reader went away) is not an error worth a panic.
@@ -174,6 +174,35 @@ pub enum SimCommand {
         #[arg(long)]
         no_cyclon_baseline: bool,
     },
+    /// Storage: every node a member of one domain, running the Storage engine; blocks each held
+    /// by `--holders` of the nodes; `--lookups` random-walk lookups from nodes not holding the
+    /// block, spread over `--lookup-window-s`.
+    Storage {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Fraction of the nodes holding each block (at least one node).
+        #[arg(long, default_value_t = 0.01)]
+        holders: f64,
+        /// Lookups, each from a node drawn among the block's non-holders.
+        #[arg(long, default_value_t = 100)]
+        lookups: usize,
+        /// Distinct blocks, each with its own holders; lookup i asks for block i mod blocks
+        /// (0: one per lookup, so no cache filled by an earlier lookup helps).
+        #[arg(long, default_value_t = 0)]
+        blocks: usize,
+        /// Bytes of each block's data.
+        #[arg(long, default_value_t = 1024)]
+        block_bytes: usize,
+        /// Seconds over which the lookups are spread.
+        #[arg(long, default_value_t = 10.0)]
+        lookup_window_s: f64,
+        /// Random walks per lookup (the Storage engines' `fanout`; default: the engine's).
+        #[arg(long)]
+        fanout: Option<usize>,
+        /// Most hops of a walk (the Storage engines' `hop_limit`; default: the engine's).
+        #[arg(long)]
+        hop_limit: Option<usize>,
+    },
 }
 
 fn common(a: &CommonArgs) -> Result<Common, String> {
@@ -300,6 +329,54 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 say!("{}", summary.to_json());
             } else {
                 print_interdomain(&summary);
+            }
+            return Ok(summary.ok());
+        }
+        SimCommand::Storage {
+            common: a,
+            holders,
+            lookups,
+            blocks,
+            block_bytes,
+            lookup_window_s,
+            fanout,
+            hop_limit,
+        } => {
+            let c = common(a)?;
+            if !(*holders > 0.0 && *holders < 1.0) {
+                return Err(format!("--holders must be in (0, 1), not {holders}"));
+            }
+            if c.nodes < 2 {
+                return Err("--nodes must be at least 2 (a holder and an asker)".into());
+            }
+            let mut s = StorageScenario {
+                common: c,
+                holders: *holders,
+                lookups: *lookups,
+                blocks: *blocks,
+                block_bytes: (*block_bytes).clamp(8, netmachine::storage::block::MAX_BLOCK_DATA),
+                lookup_window: Duration::from_secs_f64(lookup_window_s.max(0.0)),
+                ..StorageScenario::default()
+            };
+            if let Some(f) = fanout {
+                if *f == 0 {
+                    return Err("--fanout must be at least 1".into());
+                }
+                s.settings.fanout = *f;
+            }
+            if let Some(h) = hop_limit {
+                let max = netmachine::storage::wire::MAX_PATH;
+                if *h == 0 || *h > max {
+                    return Err(format!("--hop-limit must be in 1..={max}, not {h}"));
+                }
+                s.settings.hop_limit = *h;
+            }
+            announce(&s.common, a.json, "storage");
+            let summary = run_storage_with(&s, &mut reporter(a.json));
+            if a.json {
+                say!("{}", summary.to_json());
+            } else {
+                print_storage(&summary);
             }
             return Ok(summary.ok());
         }
@@ -505,6 +582,51 @@ fn print_interdomain(s: &InterdomainSummary) {
         s.psi_pairs_checked,
         s.psi_errors,
         s.maintenance_msgs_per_node_s
+    );
+    say!("trace hash {} (seed {})", s.trace_hash, s.seed);
+    if let Some(f) = &s.failure {
+        say!("FAILED: {f}");
+    }
+}
+
+fn print_storage(s: &StorageSummary) {
+    say!(
+        "{} simulated seconds in {:.2} s of wall time, {} steps, crypto {}",
+        s.sim_s,
+        s.wall_s,
+        s.steps,
+        s.crypto
+    );
+    say!(
+        "{} blocks, {} holders each; walks: fanout {}, hop limit {}",
+        s.blocks,
+        s.holders_per_block,
+        s.fanout,
+        s.hop_limit
+    );
+    say!(
+        "lookups {}: {} found (success {:.4}, {} from a cache), hops p50 {} / p99 {} / max {}; failures {:?}; {} asker crashed",
+        s.lookups,
+        s.found,
+        s.lookup_success,
+        s.found_in_cache,
+        s.hops_p50,
+        s.hops_p99,
+        s.hops_max,
+        s.failures,
+        s.asker_crashed
+    );
+    say!(
+        "storage messages {} ({:.1} per lookup); counters {:?}",
+        s.storage_msgs,
+        s.msgs_per_lookup,
+        s.storage
+    );
+    say!(
+        "drops {:?}; crashes {}, partitions {}",
+        s.drops_by_reason,
+        s.crashes,
+        s.partitions
     );
     say!("trace hash {} (seed {})", s.trace_hash, s.seed);
     if let Some(f) = &s.failure {

@@ -90,7 +90,10 @@ pub enum StoreCommand {
 fn storage_of(config: &Path) -> Result<(Settings, StorageConfig), String> {
     let settings = Settings::load(config).map_err(|e| e.to_string())?;
     let Some(storage) = settings.storage.clone() else {
-        return Err(format!("{}: [storage] is disabled (enabled = false)", config.display()));
+        return Err(format!(
+            "{}: [storage] is disabled (enabled = false)",
+            config.display()
+        ));
     };
     Ok((settings, storage))
 }
@@ -122,7 +125,9 @@ pub fn put(args: &PutArgs) -> Result<ExitCode, String> {
     let started = Instant::now();
     let (reference, size) = if args.encrypt {
         let Some(secret) = &storage.convergence_secret else {
-            return Err("--encrypt needs [storage] convergence_secret_file in the configuration".into());
+            return Err(
+                "--encrypt needs [storage] convergence_secret_file in the configuration".into(),
+            );
         };
         let (root, key, size) = put_encrypted_object(&store, &mut input, meta, secret)
             .map_err(|e| format!("cannot store {}: {e}", args.file.display()))?;
@@ -224,7 +229,11 @@ pub fn get(args: &GetArgs) -> Result<ExitCode, String> {
     let file = File::create(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     read_object_ref(store.as_ref(), &args.id, &mut out)
-        .and_then(|n| out.flush().map(|_| n).map_err(netmachine::storage::tree::ObjectError::Io))
+        .and_then(|n| {
+            out.flush()
+                .map(|_| n)
+                .map_err(netmachine::storage::tree::ObjectError::Io)
+        })
         .map_err(|e| format!("cannot write {}: {e}", args.out.display()))?;
     eprintln!(
         "fetched {} in {:.2} s ({:.1} MiB/s over the network: {} blocks, {} from {} holders); wrote {}",
@@ -274,7 +283,9 @@ pub fn store(cmd: &StoreCommand) -> Result<ExitCode, String> {
             100.0 * s.bytes as f64 / s.max_bytes.max(1) as f64
         );
         match next {
-            Some((_, left)) if left == 0 => println!("next expiry: now (collected by the running node)"),
+            Some((_, 0)) => {
+                println!("next expiry: now (collected by the running node)")
+            }
             Some((_, left)) => println!("next expiry: in {}", human_secs(left)),
             None => println!("next expiry: none (the store is empty)"),
         }

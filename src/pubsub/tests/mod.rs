@@ -5,6 +5,7 @@
 
 mod domain;
 mod multi;
+mod parents;
 mod validation;
 mod withdrawal;
 

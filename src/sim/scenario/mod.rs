@@ -10,6 +10,9 @@
 //! * **domain**: a domain of `members` nodes formed from the start, `joins` nodes asking to
 //!   join at once, a partition of its members, a crash of a fraction of them, and a topic
 //!   scoped to the domain (see `domain`).
+//! * **storage**: every node a member of one domain and running the Storage engine, blocks
+//!   each held by a fraction of the nodes, and random-walk lookups of them from nodes that do
+//!   not hold them (see `storage`).
 //!
 //! Invariants, checked on every step (a broken one fails the run with the seed and the step):
 //! no message is delivered twice to one incarnation of an engine; per publisher, events arrive
@@ -28,6 +31,7 @@
 mod domain;
 mod interdomain;
 mod pubsub;
+mod storage;
 mod unicast;
 
 pub use domain::{run_domain, run_domain_with, DomainScenario, DomainSummary};
@@ -35,6 +39,7 @@ pub use interdomain::{
     run_interdomain, run_interdomain_with, InterdomainScenario, InterdomainSummary, LookupFigures,
 };
 pub use pubsub::{run_pubsub, run_pubsub_with};
+pub use storage::{run_storage, run_storage_with, StorageScenario, StorageSummary};
 pub use unicast::{run_unicast, run_unicast_with};
 
 use std::collections::{BTreeMap, BTreeSet};

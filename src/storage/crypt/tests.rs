@@ -18,7 +18,11 @@ fn secret(n: u8) -> ConvergenceSecret {
 
 fn object(len: usize, seed: u64) -> Vec<u8> {
     (0..len)
-        .map(|i| ((i as u64).wrapping_mul(2654435761) ^ seed.wrapping_mul(97)) as u8)
+        .map(|i| {
+            let mut x = (i as u64 ^ seed.rotate_left(32)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            x ^= x >> 29;
+            (x.wrapping_mul(0xbf58_476d_1ce4_e5b9) >> 56) as u8
+        })
         .collect()
 }
 

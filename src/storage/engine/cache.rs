@@ -111,7 +111,11 @@ impl KnownHolders {
         if self.count >= self.max {
             // Full: make room by dropping the receipts of the block with the lowest id (an
             // arbitrary but deterministic victim) unless that is this block.
-            let victim = *self.by_block.keys().find(|b| **b != receipt.block).unwrap_or(&receipt.block);
+            let victim = *self
+                .by_block
+                .keys()
+                .find(|b| **b != receipt.block)
+                .unwrap_or(&receipt.block);
             if victim == receipt.block {
                 return;
             }
@@ -119,10 +123,13 @@ impl KnownHolders {
                 self.count -= gone.len();
             }
         }
-        self.by_block.entry(receipt.block).or_default().push(Holder {
-            receipt,
-            last_ok: None,
-        });
+        self.by_block
+            .entry(receipt.block)
+            .or_default()
+            .push(Holder {
+                receipt,
+                last_ok: None,
+            });
         self.count += 1;
     }
 
@@ -245,12 +252,22 @@ mod tests {
         h.add(ChunkCommitment::sign(&k2, id, Timestamp(900)));
         h.success(&id, k2.node_identity(), Timestamp(10));
         let r = h.receipts(&id, Timestamp(5), None, 8);
-        assert_eq!(r[0].node, k2.node_identity(), "most recently successful first");
+        assert_eq!(
+            r[0].node,
+            k2.node_identity(),
+            "most recently successful first"
+        );
         // Full: a receipt for another block evicts this block's, never grows past 2.
-        h.add(ChunkCommitment::sign(&k1, BlockId([2; 32]), Timestamp(1000)));
+        h.add(ChunkCommitment::sign(
+            &k1,
+            BlockId([2; 32]),
+            Timestamp(1000),
+        ));
         assert!(h.len() <= 2);
         // Expired receipts are not offered.
-        assert!(h.receipts(&BlockId([2; 32]), Timestamp(2000), None, 8).is_empty());
+        assert!(h
+            .receipts(&BlockId([2; 32]), Timestamp(2000), None, 8)
+            .is_empty());
     }
 
     #[test]
@@ -261,6 +278,9 @@ mod tests {
         assert!(!r.allow(20, p, 2));
         assert!(r.allow(1000, p, 2));
         assert!(!r.allow(1000, NodeIdentity([2; 32]), 2), "peer table full");
-        assert!(r.allow(3000, NodeIdentity([2; 32]), 2), "stale windows give way");
+        assert!(
+            r.allow(3000, NodeIdentity([2; 32]), 2),
+            "stale windows give way"
+        );
     }
 }

@@ -39,6 +39,14 @@ struct HolderState {
     rests_until: Option<Instant>,
 }
 
+/// A fetched block waiting for the burst's commit.
+pub(super) struct Batched {
+    root: BlockId,
+    block: VerifiedBlock,
+    holder: NodeIdentity,
+    until: Timestamp,
+}
+
 /// A fetch under way.
 pub(super) struct Fetch {
     asker: EngineIdentity,
@@ -55,10 +63,19 @@ pub(super) struct Fetch {
     refused: BTreeMap<BlockId, BTreeSet<NodeIdentity>>,
     /// Blocks being looked up (no holder had them).
     looking: BTreeSet<BlockId>,
+    /// Blocks fetched and checked, waiting for the burst's commit.
+    storing: BTreeSet<BlockId>,
     progress: FetchProgress,
     pub(super) next_progress: Instant,
     /// When the last block arrived (or the fetch started).
     last_block: Instant,
+}
+
+impl Fetch {
+    /// The local engine that asked for the fetch.
+    pub(super) fn asker(&self) -> EngineIdentity {
+        self.asker
+    }
 }
 
 impl StorageEngine {
@@ -74,7 +91,9 @@ impl StorageEngine {
         max_size: u64,
     ) {
         StorageStats::count(&self.stats.fetches);
-        if self.fetches.contains_key(&root) || self.fetches.len() >= self.settings.limits.max_fetches {
+        if self.fetches.contains_key(&root)
+            || self.fetches.len() >= self.settings.limits.max_fetches
+        {
             StorageStats::count(&self.stats.fetch_full);
             let why = if self.fetches.contains_key(&root) {
                 "a fetch of this object is already running".to_string()
@@ -89,8 +108,15 @@ impl StorageEngine {
             return self.answer(ctx, asker, reply_to, mail);
         }
         let mut holders: Vec<HolderState> = Vec::new();
-        let known = self.holders.receipts(&root, ctx.now().wall, None, usize::MAX);
-        for n in lookup.from.iter().copied().chain(known.iter().map(|c| c.node)) {
+        let known = self
+            .holders
+            .receipts(&root, ctx.now().wall, None, usize::MAX);
+        for n in lookup
+            .from
+            .iter()
+            .copied()
+            .chain(known.iter().map(|c| c.node))
+        {
             if n != self.me && !holders.iter().any(|h| h.node == n) {
                 holders.push(holder(n));
             }
@@ -109,6 +135,7 @@ impl StorageEngine {
                 in_flight: BTreeMap::new(),
                 refused: BTreeMap::new(),
                 looking: BTreeSet::new(),
+                storing: BTreeSet::new(),
                 progress: FetchProgress::default(),
                 next_progress: now + self.settings.progress_interval,
                 last_block: now,
@@ -128,12 +155,20 @@ impl StorageEngine {
         if f.queue.is_empty() && f.in_flight.len() < max_total.div_ceil(2) {
             match missing_blocks(self.store.as_ref(), &root, queue_max) {
                 Ok(missing) => {
-                    if missing.is_empty() && f.in_flight.is_empty() && f.looking.is_empty() {
+                    if missing.is_empty()
+                        && f.in_flight.is_empty()
+                        && f.looking.is_empty()
+                        && f.storing.is_empty()
+                    {
                         return self.fetch_complete(ctx, root);
                     }
                     f.queue = missing
                         .into_iter()
-                        .filter(|b| !f.in_flight.contains_key(b) && !f.looking.contains(b))
+                        .filter(|b| {
+                            !f.in_flight.contains_key(b)
+                                && !f.looking.contains(b)
+                                && !f.storing.contains(b)
+                        })
                         .collect();
                 }
                 Err(e) => {
@@ -159,8 +194,11 @@ impl StorageEngine {
                         && refused.is_none_or(|r| !r.contains(&h.node))
                 })
                 .min_by(|a, b| {
-                    (a.in_flight, a.failures, std::cmp::Reverse(a.served))
-                        .cmp(&(b.in_flight, b.failures, std::cmp::Reverse(b.served)))
+                    (a.in_flight, a.failures, std::cmp::Reverse(a.served)).cmp(&(
+                        b.in_flight,
+                        b.failures,
+                        std::cmp::Reverse(b.served),
+                    ))
                 });
             match best {
                 Some(h) => {
@@ -188,7 +226,7 @@ impl StorageEngine {
             }
         }
         f.progress.in_flight = f.in_flight.len() as u32;
-        f.progress.holders = f.holders.len() as u32;
+        f.progress.holders = f.holders.iter().filter(|h| h.served > 0).count() as u32;
         let lookup = f.lookup.clone();
         for (node, block) in sends {
             let msg = StorageMessage::Get {
@@ -271,7 +309,13 @@ impl StorageEngine {
 
     /// A get of the fetch's went unanswered (timeout, lost connection): the block is asked for
     /// again; the holder rests after repeated failures.
-    pub(super) fn fetch_lost(&mut self, ctx: &mut Context, root: BlockId, block: BlockId, node: NodeIdentity) {
+    pub(super) fn fetch_lost(
+        &mut self,
+        ctx: &mut Context,
+        root: BlockId,
+        block: BlockId,
+        node: NodeIdentity,
+    ) {
         StorageStats::count(&self.stats.get_timeouts);
         let rest = ctx.now().instant + self.settings.get_timeout;
         let Some(f) = self.fetches.get_mut(&root) else {
@@ -321,34 +365,79 @@ impl StorageEngine {
         if b.id() == root {
             match b.block() {
                 Block::Tree(t) if t.size > max_size => {
-                    let why = format!("the object is {} bytes, over the limit of {max_size}", t.size);
+                    let why = format!(
+                        "the object is {} bytes, over the limit of {max_size}",
+                        t.size
+                    );
                     return self.fetch_end(ctx, root, Err(why));
                 }
                 Block::Tree(t) => f.progress.size = Some(t.size),
                 Block::Leaf(_) => {
-                    return self.fetch_end(ctx, root, Err("the root is a leaf, not an object".into()))
+                    return self.fetch_end(
+                        ctx,
+                        root,
+                        Err("the root is a leaf, not an object".into()),
+                    )
                 }
             }
         }
-        if let Err(e) = self.store.put(&b, meta_of(until, 0)) {
-            self.store_error(&e);
-            return self.fetch_end(ctx, root, Err(format!("storing a block failed: {e}")));
-        }
-        let Some(f) = self.fetches.get_mut(&root) else {
+        // Stored with the others that arrived in this burst, in one commit, at `flush`.
+        f.storing.insert(b.id());
+        self.batch.push(Batched {
+            root,
+            block: b,
+            holder: at.holder,
+            until,
+        });
+    }
+
+    /// Commits the blocks fetched since the last flush — one transaction (one fsync) for the
+    /// burst, instead of one per block — then moves their fetches on.
+    pub(super) fn flush_fetched(&mut self, ctx: &mut Context) {
+        if self.batch.is_empty() {
             return;
-        };
-        if let Some(h) = f.holders.iter_mut().find(|h| h.node == at.holder) {
-            h.served += 1;
-            h.failures = 0;
         }
-        if let Block::Leaf(data) = b.block() {
-            f.progress.bytes += data.len() as u64;
+        let batch = std::mem::take(&mut self.batch);
+        // Fetches differ in expiry: one commit per expiry (in practice one per fetch).
+        let mut groups: BTreeMap<Timestamp, Vec<VerifiedBlock>> = BTreeMap::new();
+        for b in &batch {
+            groups.entry(b.until).or_default().push(b.block.clone());
         }
-        f.progress.blocks += 1;
-        f.progress.fetched_bytes += b.len() as u64;
-        f.last_block = ctx.now().instant;
-        StorageStats::count(&self.stats.fetched_blocks);
-        self.fetch_pump(ctx, root);
+        let mut failed: BTreeMap<Timestamp, String> = BTreeMap::new();
+        for (until, blocks) in groups {
+            if let Err(e) = self.store.put_many(&blocks, meta_of(until, 0)) {
+                self.store_error(&e);
+                failed.insert(until, e.to_string());
+            }
+        }
+        let now = ctx.now().instant;
+        let mut roots = BTreeSet::new();
+        for b in batch {
+            let Some(f) = self.fetches.get_mut(&b.root) else {
+                continue;
+            };
+            f.storing.remove(&b.block.id());
+            if let Some(e) = failed.get(&b.until) {
+                let why = format!("storing a block failed: {e}");
+                self.fetch_end(ctx, b.root, Err(why));
+                continue;
+            }
+            if let Some(h) = f.holders.iter_mut().find(|h| h.node == b.holder) {
+                h.served += 1;
+                h.failures = 0;
+            }
+            if let Block::Leaf(data) = b.block.block() {
+                f.progress.bytes += data.len() as u64;
+            }
+            f.progress.blocks += 1;
+            f.progress.fetched_bytes += b.block.len() as u64;
+            f.last_block = now;
+            StorageStats::count(&self.stats.fetched_blocks);
+            roots.insert(b.root);
+        }
+        for root in roots {
+            self.fetch_pump(ctx, root);
+        }
     }
 
     fn fetch_complete(&mut self, ctx: &mut Context, root: BlockId) {
@@ -364,7 +453,12 @@ impl StorageEngine {
     }
 
     /// Ends the fetch of `root`, answering its asker.
-    fn fetch_end(&mut self, ctx: &mut Context, root: BlockId, result: Result<u64, String>) {
+    pub(super) fn fetch_end(
+        &mut self,
+        ctx: &mut Context,
+        root: BlockId,
+        result: Result<u64, String>,
+    ) {
         let Some(mut f) = self.fetches.remove(&root) else {
             return;
         };
@@ -385,7 +479,7 @@ impl StorageEngine {
             self.drop_op(t);
         }
         f.progress.in_flight = 0;
-        f.progress.holders = f.holders.len() as u32;
+        f.progress.holders = f.holders.iter().filter(|h| h.served > 0).count() as u32;
         if let Ok(size) = result {
             f.progress.size = Some(size);
         }

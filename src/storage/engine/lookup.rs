@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::{Sent, StorageEngine, StorageStats};
 use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::mail::identity::{IdentityRequest, IdentityUpdate};
 use crate::mail::storage::{FoundAt, Lookup, StorageMail};
 use crate::runtime::Context;
 use crate::storage::block::{BlockId, VerifiedBlock};
@@ -67,34 +68,44 @@ const MAX_RELAYS_PER_SEARCH: usize = 8;
 
 impl StorageEngine {
     /// Starts a lookup of `id` for `waiter`.
-    pub(super) fn start_get(&mut self, ctx: &mut Context, id: BlockId, lookup: Lookup, waiter: Waiter) {
+    pub(super) fn start_get(
+        &mut self,
+        ctx: &mut Context,
+        id: BlockId,
+        lookup: Lookup,
+        waiter: Waiter,
+    ) {
         StorageStats::count(&self.stats.gets);
         let me = self.me;
-        match self.servable(ctx, &id, &[]) {
-            Ok(Some((b, _))) => {
-                let cached = !self.store.contains(&id).unwrap_or(false);
-                StorageStats::count(if cached {
-                    &self.stats.cache_hits
-                } else {
-                    &self.stats.local_hits
-                });
-                let at = FoundAt {
-                    holder: me,
-                    hops: 0,
-                    cached,
-                };
-                return self.finish(ctx, waiter, id, Ok((b, at)));
-            }
-            Ok(None) | Err(_) => {}
+        if let Ok(Some((b, _))) = self.servable(ctx, &id, &[]) {
+            let cached = !self.store.contains(&id).unwrap_or(false);
+            StorageStats::count(if cached {
+                &self.stats.cache_hits
+            } else {
+                &self.stats.local_hits
+            });
+            let at = FoundAt {
+                holder: me,
+                hops: 0,
+                cached,
+            };
+            return self.finish(ctx, waiter, id, Ok((b, at)));
         }
-        if matches!(waiter, Waiter::Local { .. }) && self.ops.len() >= self.settings.limits.max_pending {
+        if matches!(waiter, Waiter::Local { .. })
+            && self.ops.len() >= self.settings.limits.max_pending
+        {
             StorageStats::count(&self.stats.pending_full);
             let why = "too many lookups outstanding here".to_string();
             return self.finish(ctx, waiter, id, Err(why));
         }
         let mut candidates: VecDeque<NodeIdentity> = VecDeque::new();
         let known = self.holders.receipts(&id, ctx.now().wall, None, usize::MAX);
-        for n in lookup.from.iter().copied().chain(known.iter().map(|c| c.node)) {
+        for n in lookup
+            .from
+            .iter()
+            .copied()
+            .chain(known.iter().map(|c| c.node))
+        {
             if n != me && !candidates.contains(&n) {
                 candidates.push_back(n);
             }
@@ -153,7 +164,10 @@ impl StorageEngine {
             return; // the searches are still out
         }
         let why = if op.tried.is_empty() && !op.lookup.random && op.lookup.topic.is_none() {
-            format!("block {} is not held here, and no holder or search was given", op.id)
+            format!(
+                "block {} is not held here, and no holder or search was given",
+                op.id
+            )
         } else {
             format!(
                 "block {} not found ({} holders asked{})",
@@ -220,7 +234,12 @@ impl StorageEngine {
     }
 
     /// Ends lookup `token`: its searches are forgotten, its waiter answered.
-    fn end_op(&mut self, ctx: &mut Context, token: u64, result: Result<(VerifiedBlock, FoundAt), String>) {
+    fn end_op(
+        &mut self,
+        ctx: &mut Context,
+        token: u64,
+        result: Result<(VerifiedBlock, FoundAt), String>,
+    ) {
         let Some(op) = self.ops.remove(&token) else {
             return;
         };
@@ -289,13 +308,22 @@ impl StorageEngine {
     }
 
     /// Starts the searches `lookup` asks for; how many walkers went out.
-    fn start_searches(&mut self, ctx: &mut Context, token: u64, id: BlockId, lookup: &Lookup) -> usize {
+    fn start_searches(
+        &mut self,
+        ctx: &mut Context,
+        token: u64,
+        id: BlockId,
+        lookup: &Lookup,
+    ) -> usize {
         let mut scopes = Vec::new();
         if let Some(t) = lookup.topic {
             scopes.push((SearchScope::Topic(t), usize::MAX));
         }
         if lookup.random {
-            scopes.push((SearchScope::Random(lookup.domain), self.settings.fanout.max(1)));
+            scopes.push((
+                SearchScope::Random(lookup.domain),
+                self.settings.fanout.max(1),
+            ));
         }
         let hop_limit = self.settings.hop_limit.clamp(1, MAX_PATH);
         let mut started = 0;
@@ -346,6 +374,7 @@ impl StorageEngine {
                     origin,
                     id: s.id,
                     holder: self.me,
+                    holder_advert: self.own_advert(),
                     path,
                     min_trust,
                     bytes: b.bytes().to_vec(),
@@ -394,6 +423,9 @@ impl StorageEngine {
             deadline: ctx.now().instant + self.settings.search_timeout,
         });
         self.relay_count += 1;
+        if self.relay_sweep.is_none() {
+            self.relay_sweep = Some(ctx.now().instant + self.settings.search_timeout);
+        }
         let mut path = s.path;
         path.push(self.me);
         let fwd = Search {
@@ -429,6 +461,12 @@ impl StorageEngine {
                 return;
             };
             StorageStats::count(&self.stats.search_hits);
+            // The holder's advert lets this node reach it directly (the identity store checks
+            // the signature; one naming another node is ignored).
+            if let Some(a) = f.holder_advert.clone().filter(|a| a.id == f.holder) {
+                let update = IdentityUpdate::NodeAdvert(a);
+                ctx.identity_request(IdentityRequest::Update(update));
+            }
             let at = FoundAt {
                 holder: f.holder,
                 hops: (f.path.len() - 1) as u32,
@@ -489,5 +527,6 @@ impl StorageEngine {
             !list.is_empty()
         });
         self.relay_count -= gone;
+        self.relay_sweep = self.relays.values().flatten().map(|r| r.deadline).min();
     }
 }

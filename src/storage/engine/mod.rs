@@ -21,7 +21,8 @@
 //!   the node it got the search from.
 //! * **Fetching** ([`fetch`]): an object's blocks are requested in parallel — at most
 //!   `max_in_flight` at once, `max_in_flight_per_holder` per holder, spread over every holder
-//!   known — checked and stored as they arrive; what to ask for next is what the store still
+//!   known — checked as they arrive and stored together at the end of each burst of input
+//!   ([`Engine::flush`]: one commit for the burst); what to ask for next is what the store still
 //!   lacks ([`crate::storage::tree::missing_blocks`]), so a fetch that lost its connection, or
 //!   is asked for again after a restart, never fetches a verified block twice.
 //!
@@ -37,7 +38,8 @@
 //! exception to "engines never touch files": its calls are synchronous and short (one fsync
 //! per stored block).
 //!
-//! Drain contract: one timer (token [`TICK`]), set for the earliest deadline held (requests
+//! Drain contract: `handle` records fetched blocks; `flush` (after each burst) commits them
+//! and sends the requests that follow. One timer (token [`TICK`]), set for the earliest deadline held (requests
 //! sent, searches, fetch progress reports, the next garbage collection); every other output is
 //! a message or an identity/transport request recorded in the `Context`. Randomness comes only
 //! from the seed given to [`StorageEngine::new`]; every map iterated is ordered, so one seed
@@ -74,11 +76,11 @@ use crate::storage::block::{BlockId, VerifiedBlock};
 use crate::storage::receipt::ChunkCommitment;
 use crate::storage::store::BlockStore;
 use crate::storage::wire::{self, StorageMessage};
-use crate::wire::{Destination, MessageId, Protocol, WireError};
+use crate::wire::{Destination, MessageId, NodeAdvert, Protocol, WireError};
 pub use settings::{PutPolicy, StorageLimits, StorageSettings, StorageStats};
 
 use cache::{BlockCache, KnownHolders, RateWindows};
-use fetch::Fetch;
+use fetch::{Batched, Fetch};
 use lookup::{GetOp, Relay};
 
 /// The token of the engine's one timer.
@@ -115,6 +117,8 @@ pub struct StorageEngine {
     store: Arc<dyn BlockStore>,
     directory: DomainDirectory,
     parents: TopicParents,
+    /// This node's current advert (search results carry it, so the origin can reach it).
+    advert: Option<Arc<parking_lot::RwLock<NodeAdvert>>>,
     settings: StorageSettings,
     stats: Arc<StorageStats>,
     rng: SplitMix64,
@@ -136,8 +140,12 @@ pub struct StorageEngine {
     /// Searches relayed for other nodes: (origin, search) → where results go back.
     relays: BTreeMap<(NodeIdentity, u64), Vec<Relay>>,
     relay_count: usize,
+    /// The earliest relay deadline (set when the first entry goes in, recomputed on sweeps).
+    relay_sweep: Option<Instant>,
     /// Fetches under way, by root.
     fetches: BTreeMap<BlockId, Fetch>,
+    /// Fetched blocks waiting for the burst's commit ([`Engine::flush`]).
+    batch: Vec<Batched>,
     next_token: u64,
     next_gc: Option<Instant>,
     timer_at: Option<Instant>,
@@ -162,6 +170,7 @@ impl StorageEngine {
             store,
             directory,
             parents: TopicParents::new(),
+            advert: None,
             stats,
             rng: SplitMix64::new(seed),
             trust: BTreeMap::new(),
@@ -175,7 +184,9 @@ impl StorageEngine {
             searches: BTreeMap::new(),
             relays: BTreeMap::new(),
             relay_count: 0,
+            relay_sweep: None,
             fetches: BTreeMap::new(),
+            batch: Vec::new(),
             next_token: 1,
             next_gc: None,
             timer_at: None,
@@ -187,6 +198,18 @@ impl StorageEngine {
     pub fn with_topic_parents(mut self, parents: TopicParents) -> StorageEngine {
         self.parents = parents;
         self
+    }
+
+    /// Puts this node's current advert (the node's shared copy, re-signed as it ages) into the
+    /// results of searches it answers, so that their origin can reach it directly.
+    pub fn with_advert(mut self, advert: Arc<parking_lot::RwLock<NodeAdvert>>) -> StorageEngine {
+        self.advert = Some(advert);
+        self
+    }
+
+    /// This node's advert, if it has one.
+    fn own_advert(&self) -> Option<NodeAdvert> {
+        self.advert.as_ref().map(|a| a.read().clone())
     }
 
     /// The identity-store trust of `node` (the default for a node whose record sets none).
@@ -206,7 +229,11 @@ impl StorageEngine {
             Origin::Remote { via } => {
                 let verified = matches!(m.sender(), Sender::Engine { node, .. } if node == via);
                 if !verified {
-                    return self.hostile(&self.stats.bad_origin, "a message not from its node", via);
+                    return self.hostile(
+                        &self.stats.bad_origin,
+                        "a message not from its node",
+                        via,
+                    );
                 }
                 match StorageMessage::from_bytes(m.body()) {
                     Ok(msg) => self.on_remote(ctx, &m, via, msg),
@@ -216,32 +243,43 @@ impl StorageEngine {
                     Err(e) => self.hostile(&self.stats.malformed, &format!("a body ({e})"), via),
                 }
             }
-            Origin::Topic { via, .. } => {
-                self.hostile(&self.stats.bad_origin, "a topic event", via)
-            }
+            Origin::Topic { via, .. } => self.hostile(&self.stats.bad_origin, "a topic event", via),
         }
     }
 
-    fn on_remote(&mut self, ctx: &mut Context, m: &Message, via: NodeIdentity, msg: StorageMessage) {
+    fn on_remote(
+        &mut self,
+        ctx: &mut Context,
+        m: &Message,
+        via: NodeIdentity,
+        msg: StorageMessage,
+    ) {
         match msg {
             StorageMessage::Get { id, holders } => self.serve_get(ctx, m, via, id, holders),
             StorageMessage::Put {
                 bytes,
                 until,
                 min_trust,
-            } => self.serve_put(ctx, m, via, bytes, StoragePrefs { expiry: until, min_trust }),
+            } => self.serve_put(
+                ctx,
+                m,
+                via,
+                bytes,
+                StoragePrefs {
+                    expiry: until,
+                    min_trust,
+                },
+            ),
             StorageMessage::Extend { id, until } => self.serve_extend(ctx, m, via, id, until),
             StorageMessage::Search(s) => self.on_search(ctx, via, s),
             StorageMessage::Found(f) => self.on_found(ctx, via, f),
-            StorageMessage::GetReply { id, answer } => {
-                match self.take_sent(m.reply_to(), via) {
-                    Some(Sent::OpGet { op }) => self.op_reply(ctx, op, via, id, answer),
-                    Some(Sent::FetchGet { root, block }) if block == id => {
-                        self.fetch_reply(ctx, root, via, id, answer)
-                    }
-                    _ => self.hostile(&self.stats.unsolicited, "a get reply", via),
+            StorageMessage::GetReply { id, answer } => match self.take_sent(m.reply_to(), via) {
+                Some(Sent::OpGet { op }) => self.op_reply(ctx, op, via, id, answer),
+                Some(Sent::FetchGet { root, block }) if block == id => {
+                    self.fetch_reply(ctx, root, via, id, answer)
                 }
-            }
+                _ => self.hostile(&self.stats.unsolicited, "a get reply", via),
+            },
             StorageMessage::PutReply { id, result } => match self.take_sent(m.reply_to(), via) {
                 Some(Sent::Put {
                     asker,
@@ -250,7 +288,9 @@ impl StorageEngine {
                 }) if asked == id => {
                     let result = match result {
                         Ok(c) => self.check_receipt(ctx, c, id, via).map(Some),
-                        Err((r, text)) => Err(format!("{} refused: {text} ({})", via.short(), r.label())),
+                        Err((r, text)) => {
+                            Err(format!("{} refused: {text} ({})", via.short(), r.label()))
+                        }
                     };
                     self.answer(ctx, asker, reply_to, StorageMail::PutDone { id, result });
                 }
@@ -277,8 +317,15 @@ impl StorageEngine {
         via: NodeIdentity,
     ) -> Result<ChunkCommitment, String> {
         if c.block != id || c.node != via {
-            self.hostile(&self.stats.bad_receipt, "a receipt for another block or node", via);
-            return Err(format!("{} sent a receipt for another block or node", via.short()));
+            self.hostile(
+                &self.stats.bad_receipt,
+                "a receipt for another block or node",
+                via,
+            );
+            return Err(format!(
+                "{} sent a receipt for another block or node",
+                via.short()
+            ));
         }
         match c.check(ctx.now().wall) {
             Ok(v) => {
@@ -299,7 +346,10 @@ impl StorageEngine {
             Ok(mail) => mail,
             Err(e) => {
                 StorageStats::count(&self.stats.malformed);
-                log::warn!("storage: local mail from {} does not decode: {e}", asker.short());
+                log::warn!(
+                    "storage: local mail from {} does not decode: {e}",
+                    asker.short()
+                );
                 return;
             }
         };
@@ -352,7 +402,16 @@ impl StorageEngine {
                     until: prefs.expiry,
                     min_trust: prefs.min_trust,
                 };
-                self.request(ctx, n, &msg, Sent::Put { asker, reply_to, id });
+                self.request(
+                    ctx,
+                    n,
+                    &msg,
+                    Sent::Put {
+                        asker,
+                        reply_to,
+                        id,
+                    },
+                );
             }
             _ => {
                 let meta = serve::meta_of(prefs.expiry, prefs.min_trust);
@@ -380,7 +439,16 @@ impl StorageEngine {
         match node {
             Some(n) if n != self.me => {
                 let msg = StorageMessage::Extend { id, until };
-                self.request(ctx, n, &msg, Sent::Put { asker, reply_to, id });
+                self.request(
+                    ctx,
+                    n,
+                    &msg,
+                    Sent::Put {
+                        asker,
+                        reply_to,
+                        id,
+                    },
+                );
             }
             _ => {
                 let result = match self.store.extend(&id, until) {
@@ -423,25 +491,51 @@ impl StorageEngine {
             expiry: self.settings.search_timeout,
             ..SendOptions::default()
         };
-        ctx.send_with(Destination::Node(peer), Protocol::STORAGE, msg.to_bytes(), opts)
+        ctx.send_with(
+            Destination::Node(peer),
+            Protocol::STORAGE,
+            msg.to_bytes(),
+            opts,
+        )
     }
 
     /// Answers a local engine (a reply to its request).
-    fn answer(&mut self, ctx: &mut Context, asker: EngineIdentity, reply_to: MessageId, mail: StorageMail) {
+    fn answer(
+        &mut self,
+        ctx: &mut Context,
+        asker: EngineIdentity,
+        reply_to: MessageId,
+        mail: StorageMail,
+    ) {
         let opts = SendOptions {
             reply_to: Some(reply_to),
             notify_undeliverable: true,
             ..SendOptions::local_only()
         };
-        ctx.send_with(Destination::Engine(asker), Protocol::STORAGE, mail.encode(), opts);
+        ctx.send_with(
+            Destination::Engine(asker),
+            Protocol::STORAGE,
+            mail.encode(),
+            opts,
+        );
     }
 
     fn on_undeliverable(&mut self, ctx: &mut Context, u: Undeliverable) {
         if let Some(f) = self.sent.remove(&u.id) {
             return self.lost(ctx, f, &format!("undeliverable ({})", u.reason.label()));
         }
-        if matches!(u.dst, Destination::Engine(_)) {
+        if let Destination::Engine(gone) = u.dst {
             StorageStats::count(&self.stats.asker_gone);
+            // A fetch whose asker is gone would only fill the store for nobody: stop it.
+            let orphans: Vec<BlockId> = self
+                .fetches
+                .iter()
+                .filter(|(_, f)| f.asker() == gone)
+                .map(|(r, _)| *r)
+                .collect();
+            for root in orphans {
+                self.fetch_end(ctx, root, Err("the asker is gone".into()));
+            }
         }
     }
 
@@ -453,7 +547,11 @@ impl StorageEngine {
                 self.op_next(ctx, op);
             }
             Sent::FetchGet { root, block } => self.fetch_lost(ctx, root, block, f.node),
-            Sent::Put { asker, reply_to, id } => {
+            Sent::Put {
+                asker,
+                reply_to,
+                id,
+            } => {
                 let result = Err(format!("{} did not answer: {why}", f.node.short()));
                 self.answer(ctx, asker, reply_to, StorageMail::PutDone { id, result });
             }
@@ -503,7 +601,9 @@ impl StorageEngine {
         self.expire_relays(now);
         self.fetch_tick(ctx);
         if self.next_gc.is_some_and(|t| t <= now) {
-            let n = self.store.collect_garbage(ctx.now().wall, self.settings.limits.gc_batch);
+            let n = self
+                .store
+                .collect_garbage(ctx.now().wall, self.settings.limits.gc_batch);
             self.stats
                 .collected
                 .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -523,7 +623,7 @@ impl StorageEngine {
                 earliest(t);
             }
         }
-        if let Some(t) = self.relays.values().flatten().map(|r| r.deadline).min() {
+        if let Some(t) = self.relay_sweep {
             earliest(t);
         }
         for f in self.fetches.values() {
@@ -540,7 +640,10 @@ impl StorageEngine {
     /// Counts hostile input from `peer` and logs it at powers of two.
     fn hostile(&self, counter: &std::sync::atomic::AtomicU64, what: &str, peer: NodeIdentity) {
         if let Some(n) = StorageStats::count_hostile(counter) {
-            log::warn!("storage: refused {what} from {} (seen {n} times)", peer.short());
+            log::warn!(
+                "storage: refused {what} from {} (seen {n} times)",
+                peer.short()
+            );
         }
     }
 }
@@ -575,6 +678,11 @@ impl Engine for StorageEngine {
             }
             _ => {}
         }
+        self.after(ctx);
+    }
+
+    fn flush(&mut self, ctx: &mut Context) {
+        self.flush_fetched(ctx);
         self.after(ctx);
     }
 }

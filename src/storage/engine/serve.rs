@@ -50,7 +50,8 @@ impl StorageEngine {
         let found = held.or_else(|| self.cache.get(id));
         match found {
             Some((b, min_trust)) => {
-                let least = to.iter().map(|n| self.trust_of(n)).min().unwrap_or(0);
+                // This node's own engines (`to` empty) are always served.
+                let least = to.iter().map(|n| self.trust_of(n)).min().unwrap_or(u8::MAX);
                 if least < min_trust {
                     Err(min_trust)
                 } else {
@@ -121,7 +122,10 @@ impl StorageEngine {
         let policy = self.settings.puts;
         if !policy.accept {
             StorageStats::count(&self.stats.refused_put_policy);
-            return Err((Refusal::NotAccepted, "this node stores no blocks for others".into()));
+            return Err((
+                Refusal::NotAccepted,
+                "this node stores no blocks for others".into(),
+            ));
         }
         let per_s = self.settings.limits.requests_per_peer_s;
         if !self.rate.allow(ctx.now().wall.0, via, per_s) {
@@ -161,7 +165,11 @@ impl StorageEngine {
         let id = BlockId::of(&bytes);
         let result = self.try_put(ctx, via, id, &bytes, prefs);
         if let Err((r, text)) = &result {
-            log::debug!("storage: put of {id} from {} refused: {text} ({})", via.short(), r.label());
+            log::debug!(
+                "storage: put of {id} from {} refused: {text} ({})",
+                via.short(),
+                r.label()
+            );
         }
         self.reply(ctx, m, via, StorageMessage::PutReply { id, result });
     }
@@ -176,7 +184,11 @@ impl StorageEngine {
     ) -> Result<ChunkCommitment, (Refusal, String)> {
         self.put_allowed(ctx, via)?;
         let block = VerifiedBlock::check(id, bytes).map_err(|e| {
-            self.hostile(&self.stats.refused_invalid, "a put of an invalid block", via);
+            self.hostile(
+                &self.stats.refused_invalid,
+                "a put of an invalid block",
+                via,
+            );
             (Refusal::Invalid, format!("not a valid block: {e}"))
         })?;
         let until = self.capped(ctx, prefs.expiry).inspect_err(|_| {
@@ -189,7 +201,10 @@ impl StorageEngine {
             StorageStats::count(&self.stats.refused_full);
             return Err((
                 Refusal::Full,
-                format!("this node's share for {} is used up ({used} of {share} bytes)", via.short()),
+                format!(
+                    "this node's share for {} is used up ({used} of {share} bytes)",
+                    via.short()
+                ),
             ));
         }
         match self.store.put(&block, meta_of(until, prefs.min_trust)) {

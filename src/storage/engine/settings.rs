@@ -40,7 +40,7 @@ pub struct StorageSettings {
     /// goes on alone (one next node per hop), so a lookup sends at most
     /// `fanout × hop_limit` search messages.
     pub fanout: usize,
-    /// Most hops of a search (default 64, at most [`crate::storage::wire::MAX_PATH`]).
+    /// Most hops of a search (default 96, at most [`crate::storage::wire::MAX_PATH`]).
     pub hop_limit: usize,
     /// How long a direct get waits for its answer before the next holder is tried
     /// (default 5 s).
@@ -66,7 +66,7 @@ impl Default for StorageSettings {
         StorageSettings {
             puts: PutPolicy::default(),
             fanout: 8,
-            hop_limit: 64,
+            hop_limit: 96,
             get_timeout: Duration::from_secs(5),
             search_timeout: Duration::from_secs(10),
             max_in_flight: 32,

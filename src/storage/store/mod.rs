@@ -170,6 +170,19 @@ pub trait BlockStore: Send + Sync {
     /// disk store).
     fn put(&self, block: &VerifiedBlock, meta: BlockMeta) -> Result<PutOutcome, StoreError>;
 
+    /// Stores every block of `blocks` with `meta` as [`BlockStore::put`] would, acknowledged
+    /// together (one commit for a disk store); how many were new. If the new blocks would pass
+    /// a quota, nothing is stored ([`StoreError::Full`]). The default puts them one by one.
+    fn put_many(&self, blocks: &[VerifiedBlock], meta: BlockMeta) -> Result<usize, StoreError> {
+        let mut new = 0;
+        for b in blocks {
+            if self.put(b, meta)? == PutOutcome::Stored {
+                new += 1;
+            }
+        }
+        Ok(new)
+    }
+
     /// The block with id `id`, if held (expired blocks not yet collected are still returned).
     fn get(&self, id: &BlockId) -> Result<Option<VerifiedBlock>, StoreError>;
 

@@ -94,7 +94,7 @@ impl RedbStore {
     /// is stored and the answer is [`StoreError::Full`]. Returns how many blocks were new.
     /// The whole batch is written in memory by redb before the commit: keep batches to tens
     /// of megabytes.
-    pub fn put_many(&self, blocks: &[VerifiedBlock], m: BlockMeta) -> Result<usize, StoreError> {
+    fn put_batch(&self, blocks: &[VerifiedBlock], m: BlockMeta) -> Result<usize, StoreError> {
         let mut totals = self.totals.lock();
         let txn = self.write()?;
         let mut new = *totals;
@@ -204,6 +204,10 @@ impl RedbStore {
 }
 
 impl BlockStore for RedbStore {
+    fn put_many(&self, blocks: &[VerifiedBlock], meta: BlockMeta) -> Result<usize, StoreError> {
+        self.put_batch(blocks, meta)
+    }
+
     fn put(&self, block: &VerifiedBlock, m: BlockMeta) -> Result<PutOutcome, StoreError> {
         let mut totals = self.totals.lock();
         let id = block.id();

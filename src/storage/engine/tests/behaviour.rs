@@ -16,17 +16,40 @@ fn local_put_then_get_is_a_local_hit_and_a_bad_block_is_refused() {
         expiry: long(&net),
         min_trust: 0,
     };
-    net.local(0, StorageMail::Put { bytes: b.bytes().to_vec(), prefs, node: None });
+    net.local(
+        0,
+        StorageMail::Put {
+            bytes: b.bytes().to_vec(),
+            prefs,
+            node: None,
+        },
+    );
     assert_eq!(net.nodes[0].puts(), vec![Ok(None)]);
     net.get(0, b.id(), Lookup::default());
     let (bytes, at) = net.nodes[0].gets()[0].clone().unwrap();
     assert_eq!(bytes, b.bytes());
-    assert_eq!((at.holder, at.hops, at.cached), (net.nodes[0].id(), 0, false));
-    net.local(0, StorageMail::Put { bytes: vec![9, 9, 9], prefs, node: None });
-    assert!(net.nodes[0].puts()[1].as_ref().unwrap_err().contains("not a valid block"));
+    assert_eq!(
+        (at.holder, at.hops, at.cached),
+        (net.nodes[0].id(), 0, false)
+    );
+    net.local(
+        0,
+        StorageMail::Put {
+            bytes: vec![9, 9, 9],
+            prefs,
+            node: None,
+        },
+    );
+    assert!(net.nodes[0].puts()[1]
+        .as_ref()
+        .unwrap_err()
+        .contains("not a valid block"));
     // Nothing held, nothing to search: a clear error at once.
     net.get(0, BlockId([3; 32]), Lookup::default());
-    assert!(net.nodes[0].gets()[1].as_ref().unwrap_err().contains("not held here"));
+    assert!(net.nodes[0].gets()[1]
+        .as_ref()
+        .unwrap_err()
+        .contains("not held here"));
 }
 
 #[test]
@@ -38,11 +61,21 @@ fn a_remote_put_is_answered_with_a_receipt_and_holders_are_passed_on() {
         expiry: long(&net),
         min_trust: 0,
     };
-    net.local(0, StorageMail::Put { bytes: b.bytes().to_vec(), prefs, node: Some(holder) });
+    net.local(
+        0,
+        StorageMail::Put {
+            bytes: b.bytes().to_vec(),
+            prefs,
+            node: Some(holder),
+        },
+    );
     net.run();
     let receipt = net.nodes[0].puts()[0].clone().unwrap().unwrap();
     assert_eq!((receipt.block, receipt.node), (b.id(), holder));
-    assert!(receipt.check(net.now.wall).is_ok(), "anyone can check the receipt");
+    assert!(
+        receipt.check(net.now.wall).is_ok(),
+        "anyone can check the receipt"
+    );
     assert!(net.nodes[1].store.contains(&b.id()).unwrap());
     // Node 2 asks node 0, which does not hold the block but knows node 1's receipt.
     let n0 = net.nodes[0].id();
@@ -71,17 +104,41 @@ fn the_put_policy_caps_lifetimes_and_refuses_past_shares_and_when_closed() {
     let a = leaf(600, 1);
     let b = leaf(600, 2);
     for blk in [&a, &b] {
-        net.local(0, StorageMail::Put { bytes: blk.bytes().to_vec(), prefs, node: Some(holder) });
+        net.local(
+            0,
+            StorageMail::Put {
+                bytes: blk.bytes().to_vec(),
+                prefs,
+                node: Some(holder),
+            },
+        );
     }
     net.run();
     let puts = net.nodes[0].puts();
     let r = puts[0].clone().unwrap().unwrap();
-    assert!(r.until <= net.now.wall.after(Duration::from_secs(60)), "capped to the lifetime");
-    assert!(puts[1].as_ref().unwrap_err().contains("share"), "{:?}", puts[1]);
+    assert!(
+        r.until <= net.now.wall.after(Duration::from_secs(60)),
+        "capped to the lifetime"
+    );
+    assert!(
+        puts[1].as_ref().unwrap_err().contains("share"),
+        "{:?}",
+        puts[1]
+    );
     let closed = net.nodes[2].id();
-    net.local(0, StorageMail::Put { bytes: a.bytes().to_vec(), prefs, node: Some(closed) });
+    net.local(
+        0,
+        StorageMail::Put {
+            bytes: a.bytes().to_vec(),
+            prefs,
+            node: Some(closed),
+        },
+    );
     net.run();
-    assert!(net.nodes[0].puts()[2].as_ref().unwrap_err().contains("not_accepted"));
+    assert!(net.nodes[0].puts()[2]
+        .as_ref()
+        .unwrap_err()
+        .contains("not_accepted"));
     assert_eq!(net.counters(1)["refused_full"], 1);
     assert_eq!(net.counters(2)["refused_put_policy"], 1);
 }
@@ -91,11 +148,17 @@ fn min_trust_is_honoured_against_the_requesters_trust() {
     let mut net = Net::new(2, |_| StorageSettings::default());
     let b = leaf(50, 5);
     let until = long(&net);
-    net.nodes[1].store.put(&b, serve::meta_of(until, 200)).unwrap();
+    net.nodes[1]
+        .store
+        .put(&b, serve::meta_of(until, 200))
+        .unwrap();
     let n1 = net.nodes[1].id();
     net.get(0, b.id(), Lookup::from_nodes(vec![n1]));
     net.run();
-    assert!(net.nodes[0].gets()[0].is_err(), "default trust 128 is below 200");
+    assert!(
+        net.nodes[0].gets()[0].is_err(),
+        "default trust 128 is below 200"
+    );
     assert_eq!(net.counters(1)["refused_trust"], 1);
     net.set_trust(1, 0, 220);
     net.get(0, b.id(), Lookup::from_nodes(vec![n1]));
@@ -119,10 +182,19 @@ fn a_random_walk_in_the_domain_finds_a_rare_block_and_caches_it_on_the_way_back(
     assert_eq!(bytes, b.bytes());
     assert_eq!(at.holder, net.nodes[33].id());
     assert!(at.hops >= 1);
-    let relayed: u64 = (0..40).map(|i| net.counters(i).get("found_relayed").copied().unwrap_or(0)).sum();
-    let cached: u64 = (1..40).filter(|i| *i != 33).map(|i| net.counters(i).get("cached").copied().unwrap_or(0)).sum();
+    let relayed: u64 = (0..40)
+        .map(|i| net.counters(i).get("found_relayed").copied().unwrap_or(0))
+        .sum();
+    let cached: u64 = (1..40)
+        .filter(|i| *i != 33)
+        .map(|i| net.counters(i).get("cached").copied().unwrap_or(0))
+        .sum();
     // Every walker that found it sent it back: at least the winner's path was relayed.
-    assert!(relayed as u32 >= at.hops - 1, "{relayed} relays for {} hops", at.hops);
+    assert!(
+        relayed as u32 >= at.hops - 1,
+        "{relayed} relays for {} hops",
+        at.hops
+    );
     assert_eq!(cached, relayed, "every relay cached what it relayed");
     // The origin cached it too: a second get is a cache hit, no message sent.
     let sent = net.counters(0)["sent"];
@@ -143,11 +215,19 @@ fn a_search_that_finds_nothing_fails_after_its_timeout() {
     net.run();
     assert!(net.nodes[0].gets().is_empty(), "still searching");
     let walked: u64 = (0..10)
-        .map(|i| net.counters(i).get("searches_forwarded").copied().unwrap_or(0))
+        .map(|i| {
+            net.counters(i)
+                .get("searches_forwarded")
+                .copied()
+                .unwrap_or(0)
+        })
         .sum();
     assert!(walked <= 2 * 4, "two walkers of at most 5 hops: {walked}");
     net.advance(Duration::from_secs(11));
-    assert!(net.nodes[0].gets()[0].as_ref().unwrap_err().contains("not found"));
+    assert!(net.nodes[0].gets()[0]
+        .as_ref()
+        .unwrap_err()
+        .contains("not found"));
 }
 
 fn fetch(net: &mut Net, i: usize, root: BlockId, from: Vec<usize>) {
@@ -228,7 +308,11 @@ fn a_fetch_after_a_lost_connection_resumes_without_fetching_a_block_twice() {
     fetch(&mut net, 0, root, vec![1]);
     net.run();
     assert_eq!(net.nodes[0].fetches()[1], Ok(30_000));
-    assert_eq!(net.counters(0)["fetched_blocks"] as usize, blocks.len(), "none twice");
+    assert_eq!(
+        net.counters(0)["fetched_blocks"] as usize,
+        blocks.len(),
+        "none twice"
+    );
 }
 
 #[test]
@@ -245,12 +329,31 @@ fn a_fetch_with_no_holder_looks_the_root_up_and_refuses_oversized_objects() {
     }
     let until = long(&net);
     let lookup = Lookup::random(Some(domain()));
-    net.local(0, StorageMail::Fetch { root, lookup: lookup.clone(), until, max_size: 1 << 20 });
+    net.local(
+        0,
+        StorageMail::Fetch {
+            root,
+            lookup: lookup.clone(),
+            until,
+            max_size: 1 << 20,
+        },
+    );
     net.run();
     assert_eq!(net.nodes[0].fetches(), vec![Ok(5_000)]);
-    net.local(1, StorageMail::Fetch { root, lookup, until, max_size: 4_000 });
+    net.local(
+        1,
+        StorageMail::Fetch {
+            root,
+            lookup,
+            until,
+            max_size: 4_000,
+        },
+    );
     net.run();
-    assert!(net.nodes[1].fetches()[0].as_ref().unwrap_err().contains("over the limit"));
+    assert!(net.nodes[1].fetches()[0]
+        .as_ref()
+        .unwrap_err()
+        .contains("over the limit"));
 }
 
 #[test]

@@ -39,7 +39,14 @@ fn a_forged_receipt_is_refused() {
         expiry: net.now.wall.after(Duration::from_secs(600)),
         min_trust: 0,
     };
-    net.local(0, StorageMail::Put { bytes: b.bytes().to_vec(), prefs, node: Some(n1) });
+    net.local(
+        0,
+        StorageMail::Put {
+            bytes: b.bytes().to_vec(),
+            prefs,
+            node: Some(n1),
+        },
+    );
     let f = net.queue.pop_front().unwrap();
     // A receipt signed by another key than the holder's.
     let mut c = ChunkCommitment::sign(&Keypair::from_seed(&[9; 32]), b.id(), prefs.expiry);
@@ -49,7 +56,10 @@ fn a_forged_receipt_is_refused() {
         result: Ok(c),
     };
     net.deliver(1, 0, MessageId(6), Some(f.id), reply.to_bytes());
-    assert!(net.nodes[0].puts()[0].as_ref().unwrap_err().contains("refused"));
+    assert!(net.nodes[0].puts()[0]
+        .as_ref()
+        .unwrap_err()
+        .contains("refused"));
     assert_eq!(net.counters(0)["bad_receipt"], 1);
     // A second answer to the same put is unsolicited.
     net.deliver(1, 0, MessageId(7), Some(f.id), reply.to_bytes());
@@ -82,6 +92,7 @@ fn searches_with_bad_paths_and_unsolicited_results_are_refused() {
         origin: n2,
         id: b.id(),
         holder: n0,
+        holder_advert: None,
         path: vec![n0, n1, n2],
         min_trust: 0,
         bytes: b.bytes().to_vec(),
@@ -121,7 +132,13 @@ fn a_search_flood_is_rate_limited_and_relays_are_bounded() {
 fn malformed_bodies_and_claimed_answers_are_counted_not_acted_on() {
     let mut net = Net::new(2, |_| StorageSettings::default());
     net.deliver(0, 1, MessageId(1), None, vec![1, 2, 3]);
-    net.deliver(0, 1, MessageId(2), None, crate::wire::encode_to_vec(&(9u32, 0u32)));
+    net.deliver(
+        0,
+        1,
+        MessageId(2),
+        None,
+        crate::wire::encode_to_vec(&(9u32, 0u32)),
+    );
     let c = net.counters(1);
     assert_eq!((c["malformed"], c["unknown_version"]), (1, 1));
     // Local mail that claims to be an answer is not acted on.
@@ -139,6 +156,13 @@ fn malformed_bodies_and_claimed_answers_are_counted_not_acted_on() {
         min_trust: 0,
     };
     let huge = vec![0u8; crate::storage::block::MAX_ENCODED_BLOCK + 1];
-    net.local(0, StorageMail::Put { bytes: huge, prefs, node: Some(n1) });
+    net.local(
+        0,
+        StorageMail::Put {
+            bytes: huge,
+            prefs,
+            node: Some(n1),
+        },
+    );
     assert!(net.nodes[0].puts()[0].is_err());
 }

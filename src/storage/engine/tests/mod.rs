@@ -195,6 +195,7 @@ impl Net {
         let n = &mut self.nodes[i];
         n.ctx.set_now(self.now);
         n.engine.handle(&mut n.ctx, input);
+        n.engine.flush(&mut n.ctx);
         self.collect(i);
     }
 
@@ -234,7 +235,14 @@ impl Net {
     }
 
     /// Delivers `body` from node `from` to node `to` as a verified remote message.
-    pub fn deliver(&mut self, from: usize, to: usize, id: MessageId, reply_to: Option<MessageId>, body: Vec<u8>) {
+    pub fn deliver(
+        &mut self,
+        from: usize,
+        to: usize,
+        id: MessageId,
+        reply_to: Option<MessageId>,
+        body: Vec<u8>,
+    ) {
         let sender = self.nodes[from].key.derive_engine(STORAGE_ENGINE_NAME);
         let mut m = EngineMessage {
             src: sender.engine_identity(),
