@@ -467,8 +467,7 @@ impl StorageEngine {
         } else {
             &self.stats.fetches_failed
         });
-        self.sent
-            .retain(|_, s| !matches!(s.what, Sent::FetchGet { root: r, .. } if r == root));
+        self.forget_sent(|s| matches!(s, Sent::FetchGet { root: r, .. } if *r == root));
         let lookups: Vec<u64> = self
             .ops
             .iter()

@@ -247,8 +247,7 @@ impl StorageEngine {
             self.searches.remove(s);
         }
         // A direct get still in flight is answered into nothing: drop its entry.
-        self.sent
-            .retain(|_, f| !matches!(f.what, Sent::OpGet { op } if op == token));
+        self.forget_sent(|s| matches!(s, Sent::OpGet { op } if *op == token));
         self.finish(ctx, op.waiter, op.id, result);
     }
 
@@ -258,8 +257,7 @@ impl StorageEngine {
             for s in &op.search_ids {
                 self.searches.remove(s);
             }
-            self.sent
-                .retain(|_, f| !matches!(f.what, Sent::OpGet { op } if op == token));
+            self.forget_sent(|s| matches!(s, Sent::OpGet { op } if *op == token));
         }
     }
 

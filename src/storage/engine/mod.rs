@@ -85,6 +85,9 @@ use lookup::{GetOp, Relay};
 
 /// The token of the engine's one timer.
 pub const TICK: u64 = 1;
+/// Requests given up on (timed out) whose late replies are told from unsolicited ones: the
+/// most recent 4,096 (≈ 200 KiB).
+const MAX_GIVEN_UP: usize = 4096;
 
 /// What a request this node sent to another node was for (kept until its answer, its
 /// undeliverable notice or its deadline).
@@ -133,6 +136,9 @@ pub struct StorageEngine {
     put_bytes: BTreeMap<NodeIdentity, u64>,
     /// Requests sent and not yet answered.
     sent: BTreeMap<MessageId, InFlight>,
+    /// Requests given up on, for telling late replies from unsolicited ones.
+    given_up: BTreeSet<(MessageId, NodeIdentity)>,
+    given_up_order: std::collections::VecDeque<(MessageId, NodeIdentity)>,
     /// Lookups under way, by token.
     ops: BTreeMap<u64, GetOp>,
     /// This node's own searches: search id → lookup token.
@@ -180,6 +186,8 @@ impl StorageEngine {
             rate: RateWindows::new(limits.rate_peers),
             put_bytes: BTreeMap::new(),
             sent: BTreeMap::new(),
+            given_up: BTreeSet::new(),
+            given_up_order: std::collections::VecDeque::new(),
             ops: BTreeMap::new(),
             searches: BTreeMap::new(),
             relays: BTreeMap::new(),
@@ -278,7 +286,7 @@ impl StorageEngine {
                 Some(Sent::FetchGet { root, block }) if block == id => {
                     self.fetch_reply(ctx, root, via, id, answer)
                 }
-                _ => self.hostile(&self.stats.unsolicited, "a get reply", via),
+                _ => self.unexpected_reply(m.reply_to(), "a get reply", via),
             },
             StorageMessage::PutReply { id, result } => match self.take_sent(m.reply_to(), via) {
                 Some(Sent::Put {
@@ -294,8 +302,44 @@ impl StorageEngine {
                     };
                     self.answer(ctx, asker, reply_to, StorageMail::PutDone { id, result });
                 }
-                _ => self.hostile(&self.stats.unsolicited, "a put reply", via),
+                _ => self.unexpected_reply(m.reply_to(), "a put reply", via),
             },
+        }
+    }
+
+    /// A reply this node waits for no longer: late (its request timed out or was given up,
+    /// counted `late_replies`), or never asked for (hostile, `unsolicited`).
+    fn unexpected_reply(&mut self, reply_to: Option<MessageId>, what: &str, via: NodeIdentity) {
+        if reply_to.is_some_and(|id| self.given_up.contains(&(id, via))) {
+            StorageStats::count(&self.stats.late_replies);
+        } else {
+            self.hostile(&self.stats.unsolicited, what, via);
+        }
+    }
+
+    /// Stops waiting for the requests `which` picks (their lookup or fetch ended).
+    fn forget_sent(&mut self, which: impl Fn(&Sent) -> bool) {
+        let gone: Vec<(MessageId, NodeIdentity)> = self
+            .sent
+            .iter()
+            .filter(|(_, f)| which(&f.what))
+            .map(|(id, f)| (*id, f.node))
+            .collect();
+        for (id, node) in gone {
+            self.sent.remove(&id);
+            self.give_up(id, node);
+        }
+    }
+
+    /// Remembers that the request `id` to `node` will not be waited for any more.
+    fn give_up(&mut self, id: MessageId, node: NodeIdentity) {
+        if self.given_up.len() >= MAX_GIVEN_UP {
+            if let Some(old) = self.given_up_order.pop_front() {
+                self.given_up.remove(&old);
+            }
+        }
+        if self.given_up.insert((id, node)) {
+            self.given_up_order.push_back((id, node));
         }
     }
 
@@ -594,6 +638,7 @@ impl StorageEngine {
             .collect();
         for id in expired {
             if let Some(f) = self.sent.remove(&id) {
+                self.give_up(id, f.node);
                 self.lost(ctx, f, "timed out");
             }
         }

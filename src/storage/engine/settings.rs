@@ -219,6 +219,8 @@ crate::runtime::stats::counter_struct! {
         bad_path,
         /// Refused: a reply or result this node holds no request, search or relay entry for.
         unsolicited,
+        /// Replies to requests that had timed out (not hostile: the answer was only late).
+        late_replies,
         /// Not relayed: `max_relayed` relay entries held.
         relay_full,
         /// Local gets refused at once: `max_pending` outstanding.

@@ -396,6 +396,9 @@ fn a_topic_search_climbs_the_parents_towards_the_publisher() {
     let (bytes, at) = net.nodes[0].gets()[0].clone().unwrap();
     assert_eq!(bytes, b.bytes());
     assert_eq!((at.holder, at.hops), (net.nodes[2].id(), 2));
-    assert!(net.counters(3).get("searches_answered").is_none(), "off the tree");
+    assert!(
+        net.counters(3).get("searches_answered").is_none(),
+        "off the tree"
+    );
     assert_eq!(net.counters(1)["found_relayed"], 1);
 }

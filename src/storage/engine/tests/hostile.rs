@@ -166,3 +166,25 @@ fn malformed_bodies_and_claimed_answers_are_counted_not_acted_on() {
     );
     assert!(net.nodes[0].puts()[0].is_err());
 }
+
+#[test]
+fn a_reply_after_its_timeout_is_late_not_hostile() {
+    let mut net = Net::new(2, |_| StorageSettings::default());
+    let b = leaf(30, 6);
+    let n1 = net.nodes[1].id();
+    net.get(0, b.id(), Lookup::from_nodes(vec![n1]));
+    let asked = net.queue.pop_front().unwrap();
+    net.advance(Duration::from_secs(6));
+    assert!(net.nodes[0].gets()[0].is_err(), "given up after get_timeout");
+    let reply = StorageMessage::GetReply {
+        id: b.id(),
+        answer: GetAnswer::Block(b.bytes().to_vec()),
+    };
+    net.deliver(1, 0, MessageId(9), Some(asked.id), reply.to_bytes());
+    let c = net.counters(0);
+    assert_eq!(c["late_replies"], 1);
+    assert!(!c.contains_key("unsolicited"));
+    // The same reply id from another node is not late: it was never asked of that node.
+    net.deliver(1, 0, MessageId(10), Some(MessageId(12345)), reply.to_bytes());
+    assert_eq!(net.counters(0)["unsolicited"], 1);
+}
