@@ -28,6 +28,9 @@ use crate::wire::MessageId;
 const HOLDER_FAILURES: u32 = 3;
 /// Single-block lookups one fetch runs at once.
 const MAX_FETCH_LOOKUPS: usize = 4;
+/// Fetched bytes committed without fsync before the store is synced (64 MiB): what a crash
+/// during a fetch may lose, to be fetched again when it resumes.
+const SYNC_EVERY_BYTES: u64 = 64 << 20;
 
 /// One holder of a fetch's object.
 #[derive(Clone, Debug)]
@@ -405,10 +408,15 @@ impl StorageEngine {
         }
         let mut failed: BTreeMap<Timestamp, String> = BTreeMap::new();
         for (until, blocks) in groups {
-            if let Err(e) = self.store.put_many(&blocks, meta_of(until, 0)) {
+            let bytes: usize = blocks.iter().map(|b| b.len()).sum();
+            self.unsynced_bytes += bytes as u64;
+            if let Err(e) = self.store.put_many_unsynced(&blocks, meta_of(until, 0)) {
                 self.store_error(&e);
                 failed.insert(until, e.to_string());
             }
+        }
+        if self.unsynced_bytes >= SYNC_EVERY_BYTES {
+            self.sync_store();
         }
         let now = ctx.now().instant;
         let mut roots = BTreeSet::new();
@@ -440,6 +448,17 @@ impl StorageEngine {
         }
     }
 
+    /// Makes the blocks fetched so far durable.
+    pub(super) fn sync_store(&mut self) {
+        if self.unsynced_bytes == 0 {
+            return;
+        }
+        self.unsynced_bytes = 0;
+        if let Err(e) = self.store.sync() {
+            self.store_error(&e);
+        }
+    }
+
     fn fetch_complete(&mut self, ctx: &mut Context, root: BlockId) {
         let size = match self.store.get(&root) {
             Ok(Some(b)) => match b.block() {
@@ -462,6 +481,7 @@ impl StorageEngine {
         let Some(mut f) = self.fetches.remove(&root) else {
             return;
         };
+        self.sync_store();
         StorageStats::count(if result.is_ok() {
             &self.stats.fetches_done
         } else {

@@ -22,7 +22,8 @@
 //! * **Fetching** ([`fetch`]): an object's blocks are requested in parallel — at most
 //!   `max_in_flight` at once, `max_in_flight_per_holder` per holder, spread over every holder
 //!   known — checked as they arrive and stored together at the end of each burst of input
-//!   ([`Engine::flush`]: one commit for the burst); what to ask for next is what the store still
+//!   ([`Engine::flush`]: one commit for the burst, made durable every 64 MiB and when the fetch
+//!   ends — a crash loses at most that, fetched again on resume); what to ask for next is what the store still
 //!   lacks ([`crate::storage::tree::missing_blocks`]), so a fetch that lost its connection, or
 //!   is asked for again after a restart, never fetches a verified block twice.
 //!
@@ -152,6 +153,8 @@ pub struct StorageEngine {
     fetches: BTreeMap<BlockId, Fetch>,
     /// Fetched blocks waiting for the burst's commit ([`Engine::flush`]).
     batch: Vec<Batched>,
+    /// Bytes of fetched blocks committed without fsync since the last sync.
+    unsynced_bytes: u64,
     next_token: u64,
     next_gc: Option<Instant>,
     timer_at: Option<Instant>,
@@ -195,6 +198,7 @@ impl StorageEngine {
             relay_sweep: None,
             fetches: BTreeMap::new(),
             batch: Vec::new(),
+            unsynced_bytes: 0,
             next_token: 1,
             next_gc: None,
             timer_at: None,
@@ -729,6 +733,10 @@ impl Engine for StorageEngine {
     fn flush(&mut self, ctx: &mut Context) {
         self.flush_fetched(ctx);
         self.after(ctx);
+    }
+
+    fn stop(&mut self, _ctx: &mut Context) {
+        self.sync_store();
     }
 }
 

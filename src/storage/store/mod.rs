@@ -183,6 +183,24 @@ pub trait BlockStore: Send + Sync {
         Ok(new)
     }
 
+    /// As [`BlockStore::put_many`], but not made durable before it returns: what is stored is
+    /// visible at once and becomes durable with the next [`BlockStore::sync`] (or any durable
+    /// write); a crash before that may lose it — never the store's consistency, nor a block
+    /// stored durably before. For blocks that can be fetched again (a fetch's), where one fsync
+    /// per block would bound the rate by the disk's. The default is `put_many`.
+    fn put_many_unsynced(
+        &self,
+        blocks: &[VerifiedBlock],
+        meta: BlockMeta,
+    ) -> Result<usize, StoreError> {
+        self.put_many(blocks, meta)
+    }
+
+    /// Makes every write so far durable (a no-op for a store that is always durable).
+    fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// The block with id `id`, if held (expired blocks not yet collected are still returned).
     fn get(&self, id: &BlockId) -> Result<Option<VerifiedBlock>, StoreError>;
 

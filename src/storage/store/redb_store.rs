@@ -94,9 +94,15 @@ impl RedbStore {
     /// is stored and the answer is [`StoreError::Full`]. Returns how many blocks were new.
     /// The whole batch is written in memory by redb before the commit: keep batches to tens
     /// of megabytes.
-    fn put_batch(&self, blocks: &[VerifiedBlock], m: BlockMeta) -> Result<usize, StoreError> {
+    fn put_batch(
+        &self,
+        blocks: &[VerifiedBlock],
+        m: BlockMeta,
+        durability: Durability,
+    ) -> Result<usize, StoreError> {
         let mut totals = self.totals.lock();
-        let txn = self.write()?;
+        let mut txn = self.write()?;
+        txn.set_durability(durability);
         let mut new = *totals;
         let mut stored = 0;
         let full = |t: &Totals| StoreError::Full {
@@ -205,7 +211,23 @@ impl RedbStore {
 
 impl BlockStore for RedbStore {
     fn put_many(&self, blocks: &[VerifiedBlock], meta: BlockMeta) -> Result<usize, StoreError> {
-        self.put_batch(blocks, meta)
+        self.put_batch(blocks, meta, Durability::Immediate)
+    }
+
+    fn put_many_unsynced(
+        &self,
+        blocks: &[VerifiedBlock],
+        meta: BlockMeta,
+    ) -> Result<usize, StoreError> {
+        // Committed without fsync: visible at once, made durable by the next durable commit
+        // (`sync`, or any put). A crash before that loses these blocks, never consistency.
+        self.put_batch(blocks, meta, Durability::None)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        let _totals = self.totals.lock();
+        let txn = self.write()?;
+        txn.commit().map_err(io)
     }
 
     fn put(&self, block: &VerifiedBlock, m: BlockMeta) -> Result<PutOutcome, StoreError> {
@@ -435,5 +457,25 @@ mod put_many_tests {
         }
         assert_eq!(s.collect_garbage(Timestamp(10), 10_000), 500);
         assert_eq!(s.status().blocks, 0);
+    }
+
+    #[test]
+    fn unsynced_batches_are_visible_at_once_and_durable_after_sync() {
+        let dir = TempDir::new("put-many-unsynced");
+        let path = dir.0.join("blocks.redb");
+        let blocks: Vec<_> = (0..50).map(leaf).collect();
+        let meta = BlockMeta::public(Timestamp(9));
+        {
+            let s = RedbStore::open(&path, StoreLimits::default()).unwrap();
+            assert_eq!(s.put_many_unsynced(&blocks[..25], meta), Ok(25));
+            assert!(s.contains(&blocks[24].id()).unwrap(), "visible before any sync");
+            assert_eq!(s.put_many_unsynced(&blocks[25..], meta), Ok(25));
+            s.sync().unwrap();
+        }
+        let s = RedbStore::open(&path, StoreLimits::default()).unwrap();
+        assert_eq!(s.status().blocks, 50);
+        for b in &blocks {
+            assert_eq!(s.get(&b.id()).unwrap().as_ref(), Some(b));
+        }
     }
 }

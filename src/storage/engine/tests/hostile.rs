@@ -175,7 +175,10 @@ fn a_reply_after_its_timeout_is_late_not_hostile() {
     net.get(0, b.id(), Lookup::from_nodes(vec![n1]));
     let asked = net.queue.pop_front().unwrap();
     net.advance(Duration::from_secs(6));
-    assert!(net.nodes[0].gets()[0].is_err(), "given up after get_timeout");
+    assert!(
+        net.nodes[0].gets()[0].is_err(),
+        "given up after get_timeout"
+    );
     let reply = StorageMessage::GetReply {
         id: b.id(),
         answer: GetAnswer::Block(b.bytes().to_vec()),
@@ -185,6 +188,12 @@ fn a_reply_after_its_timeout_is_late_not_hostile() {
     assert_eq!(c["late_replies"], 1);
     assert!(!c.contains_key("unsolicited"));
     // The same reply id from another node is not late: it was never asked of that node.
-    net.deliver(1, 0, MessageId(10), Some(MessageId(12345)), reply.to_bytes());
+    net.deliver(
+        1,
+        0,
+        MessageId(10),
+        Some(MessageId(12345)),
+        reply.to_bytes(),
+    );
     assert_eq!(net.counters(0)["unsolicited"], 1);
 }
