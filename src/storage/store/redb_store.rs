@@ -468,7 +468,10 @@ mod put_many_tests {
         {
             let s = RedbStore::open(&path, StoreLimits::default()).unwrap();
             assert_eq!(s.put_many_unsynced(&blocks[..25], meta), Ok(25));
-            assert!(s.contains(&blocks[24].id()).unwrap(), "visible before any sync");
+            assert!(
+                s.contains(&blocks[24].id()).unwrap(),
+                "visible before any sync"
+            );
             assert_eq!(s.put_many_unsynced(&blocks[25..], meta), Ok(25));
             s.sync().unwrap();
         }

@@ -397,7 +397,7 @@ fn a_topic_search_climbs_the_parents_towards_the_publisher() {
     assert_eq!(bytes, b.bytes());
     assert_eq!((at.holder, at.hops), (net.nodes[2].id(), 2));
     assert!(
-        net.counters(3).get("searches_answered").is_none(),
+        !net.counters(3).contains_key("searches_answered"),
         "off the tree"
     );
     assert_eq!(net.counters(1)["found_relayed"], 1);
