@@ -121,18 +121,7 @@ impl RedbStore {
                 txn.abort().map_err(io)?;
                 return Err(full(&totals));
             }
-            txn.open_table(BLOCKS)
-                .map_err(io)?
-                .insert(id.0, block.bytes())
-                .map_err(io)?;
-            txn.open_table(META)
-                .map_err(io)?
-                .insert(id.0, (m.expires.0, m.min_trust))
-                .map_err(io)?;
-            txn.open_table(EXPIRY)
-                .map_err(io)?
-                .insert((m.expires.0, id.0), ())
-                .map_err(io)?;
+            Self::insert_new(&txn, &id, block, m)?;
             new.blocks += 1;
             new.bytes += len;
             stored += 1;
@@ -147,6 +136,28 @@ impl RedbStore {
         let mut txn = self.db.begin_write().map_err(io)?;
         txn.set_durability(Durability::Immediate);
         Ok(txn)
+    }
+
+    /// Writes a block not held yet, its metadata and its expiry entry.
+    fn insert_new(
+        txn: &WriteTransaction,
+        id: &BlockId,
+        block: &VerifiedBlock,
+        m: BlockMeta,
+    ) -> Result<(), StoreError> {
+        txn.open_table(BLOCKS)
+            .map_err(io)?
+            .insert(id.0, block.bytes())
+            .map_err(io)?;
+        txn.open_table(META)
+            .map_err(io)?
+            .insert(id.0, (m.expires.0, m.min_trust))
+            .map_err(io)?;
+        txn.open_table(EXPIRY)
+            .map_err(io)?
+            .insert((m.expires.0, id.0), ())
+            .map_err(io)?;
+        Ok(())
     }
 
     fn save_totals(txn: &WriteTransaction, t: Totals) -> Result<(), StoreError> {
@@ -258,18 +269,7 @@ impl BlockStore for RedbStore {
             bytes: totals.bytes + len,
         };
         {
-            txn.open_table(BLOCKS)
-                .map_err(io)?
-                .insert(id.0, block.bytes())
-                .map_err(io)?;
-            txn.open_table(META)
-                .map_err(io)?
-                .insert(id.0, (m.expires.0, m.min_trust))
-                .map_err(io)?;
-            txn.open_table(EXPIRY)
-                .map_err(io)?
-                .insert((m.expires.0, id.0), ())
-                .map_err(io)?;
+            Self::insert_new(&txn, &id, block, m)?;
             Self::save_totals(&txn, new)?;
         }
         txn.commit().map_err(io)?;
