@@ -18,9 +18,9 @@
 use bincode::{Decode, Encode};
 
 use crate::identity::{DomainIdentity, NodeIdentity, TopicIdentity};
-use crate::storage::block::BlockId;
-use crate::storage::receipt::ChunkCommitment;
 use crate::time::Timestamp;
+use crate::wire::receipt::ChunkCommitment;
+use crate::wire::BlockId;
 use crate::wire::{decode_exact, encode_to_vec, WireError};
 
 /// The name of the node's Storage engine.

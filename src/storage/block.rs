@@ -14,7 +14,6 @@
 //!   1 = a 32-byte key follows).
 
 use std::fmt;
-use std::str::FromStr;
 
 /// Largest payload of a leaf block: 1 MiB. Worst-case memory of one decoded leaf is this much.
 pub const MAX_BLOCK_DATA: usize = 1 << 20;
@@ -43,54 +42,7 @@ const _: () = assert!(TREE_HEADER + MAX_CHILDREN * CHILD_MAX <= MAX_ENCODED_BLOC
 const TAG_LEAF: u8 = 0;
 const TAG_TREE: u8 = 1;
 
-/// A block's content id: BLAKE3 of its encoded form.
-#[derive(
-    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, bincode::Encode, bincode::Decode, Default,
-)]
-pub struct BlockId(pub [u8; 32]);
-
-impl BlockId {
-    /// The id of `encoded` (the BLAKE3 hash of the bytes).
-    pub fn of(encoded: &[u8]) -> BlockId {
-        BlockId(*blake3::hash(encoded).as_bytes())
-    }
-}
-
-impl fmt::Display for BlockId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Debug for BlockId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlockId({})", &self.to_string()[..16])
-    }
-}
-
-/// Why a string is not a block id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ParseBlockIdError;
-
-impl fmt::Display for ParseBlockIdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a block id is 64 hexadecimal characters")
-    }
-}
-
-impl std::error::Error for ParseBlockIdError {}
-
-impl FromStr for BlockId {
-    type Err = ParseBlockIdError;
-    fn from_str(s: &str) -> Result<BlockId, ParseBlockIdError> {
-        let bytes = crate::identity::from_hex(s).ok_or(ParseBlockIdError)?;
-        let arr: [u8; 32] = bytes.try_into().map_err(|_| ParseBlockIdError)?;
-        Ok(BlockId(arr))
-    }
-}
+pub use crate::wire::content::{BlockId, ParseBlockIdError};
 
 /// One child of a tree block.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,9 +12,11 @@
 //! kind of structure can never be replayed as another.
 
 pub mod advert;
+pub mod content;
 pub mod descriptor;
 pub mod event;
 pub mod message;
+pub mod receipt;
 
 use std::fmt;
 
@@ -25,6 +27,7 @@ use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
 pub use advert::{DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress};
+pub use content::BlockId;
 pub use descriptor::{MembershipFilter, NodeDescriptor};
 pub use message::{
     Destination, EngineMessage, MessageId, Ordering, Protocol, Reliability, RoutingPrefs,
