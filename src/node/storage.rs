@@ -201,7 +201,8 @@ impl Node {
         lookup: Lookup,
     ) -> Result<Result<(Vec<u8>, FoundAt), String>, NodeError> {
         let h = self.storage_handles()?;
-        let holders = lookup.from.len() as u32 + 1;
+        // The engine asks at most this many holders directly, then searches.
+        let holders = crate::storage::engine::MAX_LOOKUP_HOLDERS as u32;
         let timeout = h.get_timeout * holders + h.search_timeout + ANSWER_SLACK;
         self.storage_call(StorageMail::Get { id, lookup }, timeout, |m| match m {
             StorageMail::GetDone { result, .. } => Some(result),

@@ -26,6 +26,8 @@ use crate::wire::MessageId;
 
 /// Failures in a row after which a holder rests.
 const HOLDER_FAILURES: u32 = 3;
+/// Most holders one fetch keeps (receipts from `Holders` answers past this are not used).
+pub const MAX_FETCH_HOLDERS: usize = 32;
 /// Single-block lookups one fetch runs at once.
 const MAX_FETCH_LOOKUPS: usize = 4;
 /// Fetched bytes committed without fsync before the store is synced (64 MiB): what a crash
@@ -144,6 +146,27 @@ impl StorageEngine {
                 last_block: now,
             },
         );
+        // A root held already is checked here (a fetched one is checked as it arrives).
+        if let Ok(Some(b)) = self.store.get(&root) {
+            match b.block() {
+                Block::Tree(t) if t.size > max_size => {
+                    let why = format!(
+                        "the object is {} bytes, over the limit of {max_size}",
+                        t.size
+                    );
+                    return self.fetch_end(ctx, root, Err(why));
+                }
+                Block::Tree(t) => {
+                    if let Some(f) = self.fetches.get_mut(&root) {
+                        f.progress.size = Some(t.size);
+                    }
+                }
+                Block::Leaf(_) => {
+                    let why = "the root is a leaf, not an object".to_string();
+                    return self.fetch_end(ctx, root, Err(why));
+                }
+            }
+        }
         self.fetch_pump(ctx, root);
     }
 
@@ -239,6 +262,10 @@ impl StorageEngine {
             self.request(ctx, node, &msg, Sent::FetchGet { root, block });
         }
         for block in lookups {
+            // A lookup that fails at once ends the fetch: start no more for it then.
+            if !self.fetches.contains_key(&root) {
+                break;
+            }
             let waiter = Waiter::Fetch { root, block };
             self.start_get(ctx, block, lookup.clone(), waiter);
         }
@@ -296,7 +323,10 @@ impl StorageEngine {
     fn fetch_add_holder(&mut self, root: BlockId, node: NodeIdentity) {
         let me = self.me;
         if let Some(f) = self.fetches.get_mut(&root) {
-            if node != me && !f.holders.iter().any(|h| h.node == node) {
+            if node != me
+                && f.holders.len() < MAX_FETCH_HOLDERS
+                && !f.holders.iter().any(|h| h.node == node)
+            {
                 f.holders.push(holder(node));
             }
         }
@@ -349,6 +379,14 @@ impl StorageEngine {
         };
         f.looking.remove(&block);
         match result {
+            Ok((b, _)) if b.id() != block => {
+                // The lookup checks this already; a wrong block is never stored.
+                self.fetch_end(
+                    ctx,
+                    root,
+                    Err(format!("a lookup of {block} gave another block")),
+                )
+            }
             Ok((b, at)) => {
                 if at.hops > 0 {
                     self.fetch_add_holder(root, at.holder);
@@ -425,6 +463,7 @@ impl StorageEngine {
                 continue;
             };
             f.storing.remove(&b.block.id());
+            f.refused.remove(&b.block.id());
             if let Some(e) = failed.get(&b.until) {
                 let why = format!("storing a block failed: {e}");
                 self.fetch_end(ctx, b.root, Err(why));

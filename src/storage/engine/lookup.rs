@@ -46,6 +46,11 @@ pub(super) struct GetOp {
 }
 
 impl GetOp {
+    /// The block looked up.
+    pub(super) fn id(&self) -> BlockId {
+        self.id
+    }
+
     /// The root of the fetch this lookup serves, if it serves one.
     pub(super) fn fetch_root(&self) -> Option<BlockId> {
         match self.waiter {
@@ -62,6 +67,10 @@ pub(super) struct Relay {
     next: NodeIdentity,
     pub(super) deadline: Instant,
 }
+
+/// Most holders one lookup asks directly (named, known from receipts, or named by `Holders`
+/// answers): with `get_timeout` each, a lookup's direct phase lasts at most 16 × 5 s.
+pub const MAX_LOOKUP_HOLDERS: usize = 16;
 
 /// Most relay entries kept for one search at one node (walkers of one search that pass here).
 const MAX_RELAYS_PER_SEARCH: usize = 8;
@@ -106,7 +115,7 @@ impl StorageEngine {
             .copied()
             .chain(known.iter().map(|c| c.node))
         {
-            if n != me && !candidates.contains(&n) {
+            if n != me && !candidates.contains(&n) && candidates.len() < MAX_LOOKUP_HOLDERS {
                 candidates.push_back(n);
             }
         }
@@ -197,7 +206,8 @@ impl StorageEngine {
             return;
         };
         if op.id != id {
-            return self.hostile(&self.stats.unsolicited, "a reply for another block", via);
+            self.hostile(&self.stats.unsolicited, "a reply for another block", via);
+            return self.op_next(ctx, token);
         }
         match answer {
             GetAnswer::Block(bytes) => match VerifiedBlock::check(id, &bytes) {
@@ -219,7 +229,12 @@ impl StorageEngine {
                     if c.block == id && c.check(now).is_ok() {
                         self.holders.add(c);
                         if let Some(op) = self.ops.get_mut(&token) {
-                            if c.node != self.me && !op.tried.contains(&c.node) {
+                            let room = op.tried.len() + op.candidates.len() < MAX_LOOKUP_HOLDERS;
+                            if room
+                                && c.node != self.me
+                                && !op.tried.contains(&c.node)
+                                && !op.candidates.contains(&c.node)
+                            {
                                 op.candidates.push_front(c.node);
                             }
                         }
@@ -357,7 +372,7 @@ impl StorageEngine {
             return self.hostile(&self.stats.bad_path, "a search path", via);
         }
         let per_s = self.settings.limits.searches_per_peer_s;
-        if !self.rate.allow(ctx.now().wall.0, via, per_s) {
+        if !self.search_rate.allow(ctx.now().wall.0, via, per_s) {
             return self.hostile(&self.stats.rate_limited, "searches over the rate", via);
         }
         let origin = s.path[0];
@@ -445,10 +460,6 @@ impl StorageEngine {
         if pos == 0 || f.path[pos - 1] != via || f.path[0] != f.holder {
             return self.hostile(&self.stats.bad_path, "a result path", via);
         }
-        let block = match VerifiedBlock::check(f.id, &f.bytes) {
-            Ok(b) => b,
-            Err(e) => return self.hostile(&self.stats.bad_block, &format!("a result ({e})"), via),
-        };
         if pos == f.path.len() - 1 {
             // This node's own search.
             if f.origin != self.me {
@@ -457,6 +468,15 @@ impl StorageEngine {
             let Some(token) = self.searches.get(&f.search).copied() else {
                 StorageStats::count(&self.stats.found_late);
                 return;
+            };
+            if self.ops.get(&token).is_none_or(|op| op.id != f.id) {
+                return self.hostile(&self.stats.bad_block, "a result for another block", via);
+            }
+            let block = match VerifiedBlock::check(f.id, &f.bytes) {
+                Ok(b) => b,
+                Err(e) => {
+                    return self.hostile(&self.stats.bad_block, &format!("a result ({e})"), via)
+                }
             };
             StorageStats::count(&self.stats.search_hits);
             // The holder's advert lets this node reach it directly (the identity store checks
@@ -477,15 +497,23 @@ impl StorageEngine {
         }
         let prev = f.path[pos + 1];
         let key = (f.origin, f.search);
-        let Some(list) = self.relays.get_mut(&key) else {
+        let Some(i) = self
+            .relays
+            .get(&key)
+            .and_then(|list| list.iter().position(|r| r.next == via && r.prev == prev))
+        else {
             return self.hostile(&self.stats.unsolicited, "a result", via);
         };
-        let Some(i) = list.iter().position(|r| r.next == via && r.prev == prev) else {
-            return self.hostile(&self.stats.unsolicited, "a result", via);
+        // Checked before it is cached or passed on (and only once a relay entry wants it).
+        let block = match VerifiedBlock::check(f.id, &f.bytes) {
+            Ok(b) => b,
+            Err(e) => return self.hostile(&self.stats.bad_block, &format!("a result ({e})"), via),
         };
-        list.swap_remove(i);
-        if list.is_empty() {
-            self.relays.remove(&key);
+        if let Some(list) = self.relays.get_mut(&key) {
+            list.swap_remove(i);
+            if list.is_empty() {
+                self.relays.remove(&key);
+            }
         }
         self.relay_count -= 1;
         if self.cache.insert(block, f.min_trust) {

@@ -78,6 +78,8 @@ use crate::storage::receipt::ChunkCommitment;
 use crate::storage::store::BlockStore;
 use crate::storage::wire::{self, StorageMessage};
 use crate::wire::{Destination, MessageId, NodeAdvert, Protocol, WireError};
+pub use fetch::MAX_FETCH_HOLDERS;
+pub use lookup::MAX_LOOKUP_HOLDERS;
 pub use settings::{PutPolicy, StorageLimits, StorageSettings, StorageStats};
 
 use cache::{BlockCache, KnownHolders, RateWindows};
@@ -132,7 +134,10 @@ pub struct StorageEngine {
     connected: BTreeSet<NodeIdentity>,
     cache: BlockCache,
     holders: KnownHolders,
+    /// Gets and puts per peer per second.
     rate: RateWindows,
+    /// Searches per peer per second.
+    search_rate: RateWindows,
     /// Encoded bytes each node has stored here through remote puts (this run).
     put_bytes: BTreeMap<NodeIdentity, u64>,
     /// Requests sent and not yet answered.
@@ -187,6 +192,7 @@ impl StorageEngine {
             cache: BlockCache::new(limits.cache_bytes),
             holders: KnownHolders::new(limits.max_known_holders),
             rate: RateWindows::new(limits.rate_peers),
+            search_rate: RateWindows::new(limits.rate_peers),
             put_bytes: BTreeMap::new(),
             sent: BTreeMap::new(),
             given_up: BTreeSet::new(),
@@ -286,11 +292,14 @@ impl StorageEngine {
             StorageMessage::Search(s) => self.on_search(ctx, via, s),
             StorageMessage::Found(f) => self.on_found(ctx, via, f),
             StorageMessage::GetReply { id, answer } => match self.take_sent(m.reply_to(), via) {
-                Some(Sent::OpGet { op }) => self.op_reply(ctx, op, via, id, answer),
+                Some(Sent::OpGet { op }) if self.ops.get(&op).is_some_and(|o| o.id() == id) => {
+                    self.op_reply(ctx, op, via, id, answer)
+                }
                 Some(Sent::FetchGet { root, block }) if block == id => {
                     self.fetch_reply(ctx, root, via, id, answer)
                 }
-                _ => self.unexpected_reply(m.reply_to(), "a get reply", via),
+                Some(what) => self.wrong_reply(ctx, what, via, "a get reply for another request"),
+                None => self.unexpected_reply(m.reply_to(), "a get reply", via),
             },
             StorageMessage::PutReply { id, result } => match self.take_sent(m.reply_to(), via) {
                 Some(Sent::Put {
@@ -306,9 +315,22 @@ impl StorageEngine {
                     };
                     self.answer(ctx, asker, reply_to, StorageMail::PutDone { id, result });
                 }
-                _ => self.unexpected_reply(m.reply_to(), "a put reply", via),
+                Some(what) => self.wrong_reply(ctx, what, via, "a put reply for another request"),
+                None => self.unexpected_reply(m.reply_to(), "a put reply", via),
             },
         }
+    }
+
+    /// A reply to a request of this node that answers something else (another block, another
+    /// kind): hostile; the request is treated as lost, so whatever waits on it moves on.
+    fn wrong_reply(&mut self, ctx: &mut Context, what: Sent, via: NodeIdentity, text: &str) {
+        self.hostile(&self.stats.unsolicited, text, via);
+        let f = InFlight {
+            what,
+            node: via,
+            deadline: ctx.now().instant,
+        };
+        self.lost(ctx, f, "it answered for another block");
     }
 
     /// A reply this node waits for no longer: late (its request timed out or was given up,

@@ -162,8 +162,12 @@ impl StorageEngine {
         bytes: Vec<u8>,
         prefs: StoragePrefs,
     ) {
-        let id = BlockId::of(&bytes);
-        let result = self.try_put(ctx, via, id, &bytes, prefs);
+        let result = self.try_put(ctx, via, &bytes, prefs);
+        // The id only names the block in the answer; the put's checks come first.
+        let id = match &result {
+            Ok(c) => c.block,
+            Err(_) => BlockId::of(&bytes),
+        };
         if let Err((r, text)) = &result {
             log::debug!(
                 "storage: put of {id} from {} refused: {text} ({})",
@@ -178,11 +182,11 @@ impl StorageEngine {
         &mut self,
         ctx: &Context,
         via: NodeIdentity,
-        id: BlockId,
         bytes: &[u8],
         prefs: StoragePrefs,
     ) -> Result<ChunkCommitment, (Refusal, String)> {
         self.put_allowed(ctx, via)?;
+        let id = BlockId::of(bytes);
         let block = VerifiedBlock::check(id, bytes).map_err(|e| {
             self.hostile(
                 &self.stats.refused_invalid,
@@ -196,7 +200,18 @@ impl StorageEngine {
         })?;
         let used = self.put_bytes.get(&via).copied().unwrap_or(0);
         let share = self.settings.puts.max_bytes_per_node;
-        let held = self.store.contains(&id).unwrap_or(false);
+        let held_meta = self.store.meta(&id).ok().flatten();
+        let held = held_meta.is_some();
+        if !self.put_bytes.contains_key(&via)
+            && self.put_bytes.len() >= self.settings.limits.max_put_nodes
+        {
+            StorageStats::count(&self.stats.refused_full);
+            let n = self.put_bytes.len();
+            return Err((
+                Refusal::Full,
+                format!("this node tracks shares for {n} storing nodes already"),
+            ));
+        }
         if !held && used + block.len() as u64 > share {
             StorageStats::count(&self.stats.refused_full);
             return Err((
@@ -207,7 +222,10 @@ impl StorageEngine {
                 ),
             ));
         }
-        match self.store.put(&block, meta_of(until, prefs.min_trust)) {
+        // A re-put never lowers who may be served a block held here: it cannot take the
+        // block away from those its first storer allowed, nor open it to more.
+        let min_trust = held_meta.map_or(prefs.min_trust, |m| m.min_trust.max(prefs.min_trust));
+        match self.store.put(&block, meta_of(until, min_trust)) {
             Ok(outcome) => {
                 if outcome == crate::storage::store::PutOutcome::Stored {
                     *self.put_bytes.entry(via).or_insert(0) += block.len() as u64;
@@ -256,15 +274,18 @@ impl StorageEngine {
         until: Timestamp,
     ) -> Result<ChunkCommitment, (Refusal, String)> {
         self.put_allowed(ctx, via)?;
-        let until = self.capped(ctx, until)?;
+        let until = self.capped(ctx, until).inspect_err(|_| {
+            StorageStats::count(&self.stats.refused_invalid);
+        })?;
         let now = ctx.now().wall;
         match self.store.meta(&id) {
             Ok(Some(meta)) if meta.expires > now => {}
             Ok(_) => {
+                StorageStats::count(&self.stats.refused_invalid);
                 return Err((
                     Refusal::Invalid,
                     format!("block {id} is not held here (or has expired)"),
-                ))
+                ));
             }
             Err(e) => {
                 self.store_error(&e);

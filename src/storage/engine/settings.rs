@@ -80,13 +80,18 @@ impl Default for StorageSettings {
 
 /// Every bound of the Storage engine, with its default and what it costs.
 ///
-/// Worst case at the defaults: the cache holds `cache_bytes` (64 MiB) of blocks; relay entries
-/// are ≈ 100 bytes (`max_relayed` × 100 B ≈ 1 MiB); pending gets and lookups ≈ 200 bytes each
-/// plus their holder lists (`max_pending` × 4 KiB ≈ 4 MiB); known receipts 136 bytes each
-/// (`max_known_holders` × 150 B ≈ 10 MiB); fetches keep their queues of ids (32 bytes each,
-/// at most `max_fetch_queue` per fetch: `max_fetches` × 2 MiB = 16 MiB) and hold no block
-/// (fetched blocks go to the store); rate windows ≈ 64 bytes per peer (`rate_peers` ×
-/// 64 B = 256 KiB). About 100 MiB whatever peers send.
+/// Worst case at the defaults: the cache holds `cache_bytes` (64 MiB) of encoded blocks, each
+/// also kept decoded (so up to twice that, 128 MiB); relay entries are ≈ 100 bytes
+/// (`max_relayed` × 100 B ≈ 1.6 MiB); pending lookups ≈ 200 bytes each plus at most 16 holders
+/// (`max_pending` × 1 KiB ≈ 1 MiB); known receipts 136 bytes each (`max_known_holders` ×
+/// 150 B ≈ 10 MiB); fetches keep their queues of ids (32 bytes each, at most
+/// `max_fetch_queue` per fetch: `max_fetches` × 2 MiB = 16 MiB), at most 32 holders each, and
+/// the blocks of one burst until its commit (at most `max_in_flight` per fetch, 1 MiB each and
+/// decoded too: `max_fetches` × 32 × 2 MiB = 512 MiB with eight full fetches); put shares
+/// (`max_put_nodes` × 64 B = 256 KiB); rate windows ≈ 64 bytes per peer, for requests and for
+/// searches (2 × `rate_peers` × 64 B = 512 KiB); the trust of nodes whose record sets one
+/// (bounded by the identity store's records). About 700 MiB with eight 1 MiB-block fetches
+/// running at once, under 200 MiB otherwise, whatever peers send.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StorageLimits {
     /// Bytes of blocks cached from search results passing through (default 64 MiB); the least
@@ -110,8 +115,12 @@ pub struct StorageLimits {
     /// Gets and puts accepted per peer per second (default 4,096); more are refused
     /// (`rate_limited`).
     pub requests_per_peer_s: u32,
-    /// Peers whose rate is tracked at once (default 4,096).
+    /// Peers whose rate is tracked at once (default 4,096), for gets and puts and, apart, for
+    /// searches.
     pub rate_peers: usize,
+    /// Nodes whose share of remote puts is tracked (default 4,096, ≈ 64 B each); a put from a
+    /// further node is refused (`refused_full`).
+    pub max_put_nodes: usize,
     /// Expired blocks removed per collection round (default 1,024).
     pub gc_batch: usize,
 }
@@ -128,6 +137,7 @@ impl Default for StorageLimits {
             searches_per_peer_s: 256,
             requests_per_peer_s: 4096,
             rate_peers: 4096,
+            max_put_nodes: 4096,
             gc_batch: 1024,
         }
     }
