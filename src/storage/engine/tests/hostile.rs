@@ -197,3 +197,53 @@ fn a_reply_after_its_timeout_is_late_not_hostile() {
     );
     assert_eq!(net.counters(0)["unsolicited"], 1);
 }
+
+#[test]
+fn a_result_or_reply_for_another_block_never_answers_the_lookup() {
+    let mut net = Net::new(3, |_| StorageSettings {
+        fanout: 1,
+        ..StorageSettings::default()
+    });
+    let (n0, n1, n2) = (net.nodes[0].id(), net.nodes[1].id(), net.nodes[2].id());
+    let wanted = leaf(40, 1);
+    let other = leaf(40, 2);
+    let now = net.now.wall;
+    keep(&net.nodes[2].store, &wanted, now);
+    // A direct get answered with another (valid) block: refused, the next holder asked.
+    net.get(0, wanted.id(), Lookup::from_nodes(vec![n1, n2]));
+    let f = net.queue.pop_front().unwrap();
+    assert_eq!(f.to, n1);
+    let reply = StorageMessage::GetReply {
+        id: other.id(),
+        answer: GetAnswer::Block(other.bytes().to_vec()),
+    };
+    net.deliver(1, 0, MessageId(21), Some(f.id), reply.to_bytes());
+    net.run();
+    let (bytes, at) = net.nodes[0].gets()[0].clone().unwrap();
+    assert_eq!((bytes.as_slice(), at.holder), (wanted.bytes(), n2));
+    assert_eq!(net.counters(0)["unsolicited"], 1);
+    // A walk's result carrying another block than the one searched for: refused.
+    net.get(0, BlockId([0x33; 32]), Lookup::random(Some(domain())));
+    let s = net.queue.pop_front().unwrap();
+    let Ok(StorageMessage::Search(search)) = StorageMessage::from_bytes(&s.body) else {
+        panic!("a search")
+    };
+    let to = net.index_of(&s.to).unwrap();
+    let found = StorageMessage::Found(Found {
+        search: search.search,
+        origin: n0,
+        id: other.id(),
+        holder: s.to,
+        holder_advert: None,
+        path: vec![s.to, n0],
+        min_trust: 0,
+        bytes: other.bytes().to_vec(),
+    });
+    net.deliver(to, 0, MessageId(22), None, found.to_bytes());
+    assert_eq!(net.counters(0)["bad_block"], 1);
+    assert_eq!(
+        net.nodes[0].gets().len(),
+        1,
+        "the lookup is not answered with it"
+    );
+}
