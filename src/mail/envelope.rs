@@ -186,6 +186,26 @@ impl Message {
         })
     }
 
+    /// `msg` signed by `sender` (the key of its `src` engine), encoded, decoded and verified as
+    /// a receiving Router would, then delivered as from `via`: for tests that feed engines
+    /// remote messages without a Router.
+    #[cfg(test)]
+    pub(crate) fn signed_remote(
+        sender: &crate::identity::Keypair,
+        mut msg: EngineMessage,
+        via: NodeIdentity,
+    ) -> Message {
+        let mut wire = Vec::new();
+        msg.sign_into_wire(sender, &mut wire, &mut Vec::new());
+        let key = crate::identity::CheckedKey::parse(sender.engine_identity().as_bytes())
+            .expect("an engine key");
+        let verified = Unverified::decode(wire)
+            .expect("a message just encoded")
+            .verify(&key, &mut Vec::new())
+            .expect("a message just signed");
+        Message::remote(verified, via)
+    }
+
     /// A message from another node whose signature was checked.
     pub fn remote(verified: Verified<EngineMessage>, via: NodeIdentity) -> Message {
         Message {

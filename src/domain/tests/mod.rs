@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::identity::{CheckedKey, EngineIdentity};
+use crate::identity::EngineIdentity;
 use crate::mail::domain::DomainMail;
 use crate::mail::{Message, Output};
 use crate::time::{Now, Timestamp};
-use crate::wire::message::Unverified;
 use crate::wire::{EngineMessage, MessageId, RoutingScope};
 
 /// `n` node keys made from `seed`.
@@ -189,7 +188,7 @@ impl Net {
     /// Delivers `body` from node `from` to node `to` as a verified remote message.
     pub fn deliver_remote(&mut self, from: usize, to: usize, body: Vec<u8>) {
         let sender = self.nodes[from].key.derive_engine(DOMAIN_ENGINE_NAME);
-        let mut m = EngineMessage {
+        let m = EngineMessage {
             src: sender.engine_identity(),
             src_node: self.nodes[from].id(),
             dst: Destination::Node(self.nodes[to].id()),
@@ -202,18 +201,11 @@ impl Net {
             body,
             sig: None,
         };
-        let mut wire = Vec::new();
-        m.sign_into_wire(&sender, &mut wire, &mut Vec::new());
-        let key = CheckedKey::parse(sender.engine_identity().as_bytes()).unwrap();
-        let verified = Unverified::decode(wire)
-            .unwrap()
-            .verify(&key, &mut Vec::new())
-            .unwrap();
         let via = self.nodes[from].id();
+        let arrived = Message::signed_remote(&sender, m, via);
         let n = &mut self.nodes[to];
         n.ctx.set_now(self.now);
-        n.engine
-            .handle(&mut n.ctx, Input::Message(Message::remote(verified, via)));
+        n.engine.handle(&mut n.ctx, Input::Message(arrived));
         n.engine.flush(&mut n.ctx);
         self.collect(to);
     }

@@ -14,13 +14,11 @@ use std::time::{Duration, Instant};
 
 use super::wire::{DomainRequest, DomainResponse, RoutingMessage};
 use super::*;
-use crate::identity::CheckedKey;
 use crate::interdomain::blip;
 use crate::mail::identity::IdentityRequest;
 use crate::mail::interdomain::{BoardSource, KnownMember, LinkKind, Neighbour};
 use crate::mail::{DropReason, Output};
 use crate::time::{Now, Timestamp};
-use crate::wire::message::Unverified;
 use crate::wire::{
     EngineMessage, MembershipFilter, NodeDescriptor, RoutingPrefs, RoutingScope, Signed,
 };
@@ -353,7 +351,7 @@ impl Net {
         let sender = self.nodes[from]
             .key
             .derive_engine(DOMAIN_ROUTING_ENGINE_NAME);
-        let mut m = EngineMessage {
+        let m = EngineMessage {
             src: sender.engine_identity(),
             src_node: self.nodes[from].id(),
             dst,
@@ -366,15 +364,9 @@ impl Net {
             body,
             sig: None,
         };
-        let mut wire = Vec::new();
-        m.sign_into_wire(&sender, &mut wire, &mut Vec::new());
-        let key = CheckedKey::parse(sender.engine_identity().as_bytes()).unwrap();
-        let verified = Unverified::decode(wire)
-            .unwrap()
-            .verify(&key, &mut Vec::new())
-            .unwrap();
         let via = self.nodes[from].id();
-        self.input(to, Input::Message(Message::remote(verified, via)));
+        let arrived = Message::signed_remote(&sender, m, via);
+        self.input(to, Input::Message(arrived));
     }
 
     /// Delivers every message in flight (and what they cause) until none is left.

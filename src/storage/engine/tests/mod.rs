@@ -11,14 +11,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::identity::{CheckedKey, DomainIdentity};
+use crate::identity::DomainIdentity;
 use crate::mail::storage::{FoundAt, Lookup};
 use crate::mail::{DropReason, Output};
 use crate::storage::block::Block;
 use crate::storage::store::MemStore;
 use crate::storage::tree::ObjectWriter;
 use crate::time::{Now, Timestamp};
-use crate::wire::message::Unverified;
 use crate::wire::{EngineMessage, RoutingPrefs, RoutingScope};
 
 /// The application engine that asks (on every node).
@@ -244,7 +243,7 @@ impl Net {
         body: Vec<u8>,
     ) {
         let sender = self.nodes[from].key.derive_engine(STORAGE_ENGINE_NAME);
-        let mut m = EngineMessage {
+        let m = EngineMessage {
             src: sender.engine_identity(),
             src_node: self.nodes[from].id(),
             dst: Destination::Node(self.nodes[to].id()),
@@ -257,15 +256,9 @@ impl Net {
             body,
             sig: None,
         };
-        let mut wire = Vec::new();
-        m.sign_into_wire(&sender, &mut wire, &mut Vec::new());
-        let key = CheckedKey::parse(sender.engine_identity().as_bytes()).unwrap();
-        let verified = Unverified::decode(wire)
-            .unwrap()
-            .verify(&key, &mut Vec::new())
-            .unwrap();
         let via = self.nodes[from].id();
-        self.input(to, Input::Message(Message::remote(verified, via)));
+        let arrived = Message::signed_remote(&sender, m, via);
+        self.input(to, Input::Message(arrived));
     }
 
     /// Delivers every message in flight (and what they cause) until none is left.
