@@ -194,6 +194,12 @@ impl Keypair {
         }
     }
 
+    /// The scalar bytes behind the signing key, for X25519 with the same key (relay layers are
+    /// sealed to a node's key this way: docs/wire.md §12G.1). Handle with care.
+    pub fn x25519_scalar_bytes(&self) -> [u8; KEY_LEN] {
+        self.signing.to_scalar_bytes()
+    }
+
     /// The 32-byte secret seed. Handle with care.
     pub fn seed(&self) -> [u8; KEY_LEN] {
         self.signing.to_bytes()

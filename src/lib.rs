@@ -52,6 +52,7 @@ pub mod interdomain;
 pub mod mail;
 pub mod node;
 pub mod pubsub;
+pub mod relay;
 pub mod rng;
 pub mod router;
 pub mod runtime;

@@ -94,6 +94,12 @@
 //! convergence_secret_file = "storage.secret"  # no default: 32 bytes or 64 hex, mode 0600;
 //!                                   # needed to put encrypted objects
 //!
+//! [relay]                           # relaying for other nodes; every key optional (defaults shown)
+//! forward = "never"                 # "anyone", "listed" or "never": for whom this node forwards
+//! forward_for = []                  # with "listed": the previous hops it forwards for (64 hex)
+//! max_msgs_per_s = 20000            # relay messages per second from one previous hop
+//! max_bytes_per_s = 67108864        # relay bytes per second from one previous hop (>= 65536)
+//!
 //! [identity]                        # every key optional; the values shown are the defaults
 //! advert_lifetime_s = 86400         # this node's adverts; re-signed at half their lifetime
 //! max_lookups = 256                 # lookups of unknown engines with peers at once
@@ -156,6 +162,7 @@ mod interdomain;
 mod interdomain_tests;
 mod raw;
 mod settings;
+mod relay;
 mod storage;
 #[cfg(test)]
 mod storage_tests;

@@ -39,6 +39,28 @@ pub(super) struct RawConfig {
     pub(super) interdomain: RawInterdomain,
     #[serde(default)]
     pub(super) storage: RawStorage,
+    #[serde(default)]
+    pub(super) relay: RawRelay,
+}
+
+/// The `[relay]` table; an absent key keeps the default.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelay {
+    pub(super) forward: Option<RawRelayMode>,
+    #[serde(default)]
+    pub(super) forward_for: Vec<String>,
+    pub(super) max_msgs_per_s: Option<u64>,
+    pub(super) max_bytes_per_s: Option<u64>,
+}
+
+/// `relay.forward`.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawRelayMode {
+    Anyone,
+    Listed,
+    Never,
 }
 
 /// The `[storage]` table (the block store and the Storage engine); an absent key keeps the

@@ -53,6 +53,8 @@ pub struct Settings {
     /// The block store and the Storage engine (`[storage]`); `None` when `enabled = false`:
     /// the node keeps no store and runs no Storage engine.
     pub storage: Option<StorageConfig>,
+    /// Whom this node forwards relay messages for (`[relay]`; default nobody).
+    pub relay: crate::relay::RelayPolicy,
 }
 
 /// A remote engine the configuration names: where it runs, and its verified advert if given.
@@ -85,7 +87,8 @@ impl Settings {
     pub fn node_builder(&self) -> NodeBuilder {
         let mut builder = NodeBuilder::new(self.key.clone())
             .transport(self.transport.clone())
-            .limits(self.limits);
+            .limits(self.limits)
+            .relay_policy(self.relay.clone());
         if let Some(name) = &self.name {
             builder = builder.name(name);
         }
@@ -303,6 +306,7 @@ impl Settings {
         let topology_limits = super::domains::topology_limits(raw.topology, file)?;
         let interdomain = super::interdomain::interdomain(raw.interdomain, file)?;
         let storage = super::storage::storage(raw.storage, file, base)?;
+        let relay = super::relay::relay(raw.relay, file)?;
 
         let nonzero = |key: &str, value: u64| -> Result<u64, ConfigError> {
             if value == 0 {
@@ -465,6 +469,7 @@ impl Settings {
             topology_limits,
             interdomain,
             storage,
+            relay,
         })
     }
 }

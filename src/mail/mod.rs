@@ -34,4 +34,4 @@ pub use envelope::{
     EventBodyError, Input, Message, Origin, Outgoing, Output, Sender, System, Undeliverable,
 };
 pub use reason::{DropReason, Fault};
-pub use route::{Bounce, Outbound, Receipt, RemoteSend, RouteHeader};
+pub use route::{Bounce, Outbound, Receipt, RelayFrame, RemoteSend, RouteHeader};

@@ -81,6 +81,33 @@ drop_reasons! {
     /// The destination node is refused by this node: banned (trust 0) or cut off for sending
     /// messages that failed verification, for its backoff. Nothing is sent to it meanwhile.
     PeerRefused = "peer_refused",
+    // Relaying (docs/wire.md §12G; `crate::relay`).
+    /// A relay layer that does not parse (version, length, layer kind, depth).
+    RelayMalformed = "relay_malformed",
+    /// A relay layer whose authentication tag does not verify: corrupted or altered on the way,
+    /// or not sealed to this node.
+    RelayBadMac = "relay_bad_mac",
+    /// A relay layer whose counter this node has already opened in its session, or older than
+    /// the session's replay window.
+    RelayReplayed = "relay_replayed",
+    /// A relay layer past its expiry, or with one further ahead than the node accepts.
+    RelayExpired = "relay_expired",
+    /// A relay layer claiming more nested layers than `MAX_RELAY_DEPTH`.
+    RelayTooDeep = "relay_too_deep",
+    /// A delivered relay message whose source proof does not match the source node it names.
+    RelayBadSource = "relay_bad_source",
+    /// The table of relay sessions is full of live sessions; new ones are refused until some
+    /// expire (refusing rather than evicting keeps replay protection whole).
+    RelaySessionsFull = "relay_sessions_full",
+    /// This node's relay policy does not relay for the previous hop.
+    RelayRefused = "relay_refused",
+    /// The previous hop sent more relay messages per second than the relay policy allows.
+    RelayOverRate = "relay_over_rate",
+    /// The previous hop sent more relay bytes per second than the relay policy allows.
+    RelayOverBytes = "relay_over_bytes",
+    /// A message that must go through relays (`OnionRouting(n)`, or no direct address) found
+    /// too few usable relays.
+    NoRelay = "no_relay",
 }
 
 /// Transport-level events that are not a dropped message: a peer breaking a connection rule, a

@@ -102,8 +102,33 @@ pub struct RemoteSend {
     pub node: NodeIdentity,
     /// Routing metadata (the message itself is in `wire`).
     pub header: RouteHeader,
-    /// The message's wire form.
+    /// The message's wire form — or, for a relay frame, the relay layer sealed to `node`.
     pub wire: Vec<u8>,
+    /// Set when `wire` is a relay layer (docs/wire.md §12G), sent as a `RELAY` frame on a
+    /// reliable ordered stream whatever the header's preferences say.
+    pub relay: Option<RelayFrame>,
+}
+
+impl RemoteSend {
+    /// A signed message for `node`, sent directly.
+    pub fn message(node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) -> RemoteSend {
+        RemoteSend {
+            node,
+            header,
+            wire,
+            relay: None,
+        }
+    }
+}
+
+/// What the Transport needs to know of a relay frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RelayFrame {
+    /// On a relay node, the receipt of the frame this one forwards: the Transport releases it
+    /// (so the previous hop is acknowledged) once the next hop has acknowledged this frame, or
+    /// once this frame is dropped. Acknowledgements so travel back along the path, and the
+    /// source's Transport hears of the destination's, as for a direct message.
+    pub upstream: Option<Receipt>,
 }
 
 /// Identifies one received message frame, so the Router can tell the Transport when it is

@@ -42,6 +42,11 @@ impl EnginePost {
         self.post(RouterMail::Bounced { header, reason });
     }
 
+    /// Hands the Router a message the Transport has no direct path for (it may relay it).
+    pub(crate) fn no_direct_path(&mut self, send: crate::mail::RemoteSend) {
+        self.post(RouterMail::NoDirectPath(Box::new(send)));
+    }
+
     /// Posts what waits, in order, until the Router's mailbox is full again.
     pub(crate) fn flush(&mut self) {
         while let Some(mail) = self.backlog.pop_front() {

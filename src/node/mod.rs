@@ -166,6 +166,8 @@ pub struct NodeBuilder {
     /// The Storage engine: `None` (the default) leaves it out.
     storage: Option<StorageSetup>,
     seed: Option<u64>,
+    /// Whom this node forwards relay messages for (default: nobody).
+    relay: crate::relay::RelayPolicy,
 }
 
 impl NodeBuilder {
@@ -188,7 +190,15 @@ impl NodeBuilder {
             interdomain: Some(InterdomainSettings::default()),
             storage: None,
             seed: None,
+            relay: crate::relay::RelayPolicy::default(),
         }
+    }
+
+    /// Whom this node forwards relay messages for, and how much (default: nobody; messages
+    /// relayed *to* this node and this node's own relayed sends work whatever the policy).
+    pub fn relay_policy(mut self, policy: crate::relay::RelayPolicy) -> NodeBuilder {
+        self.relay = policy;
+        self
     }
 
     /// Runs a Transport listening on `addr` (port 0 picks a free port; see
@@ -434,6 +444,13 @@ impl NodeBuilder {
         if let Some(h) = &interdomain {
             router.set_domain_routes(h.routes.clone());
         }
+        let relay_board = crate::relay::RelayBoard::default();
+        if has_transport {
+            // Ephemeral relay keys are secrets: a real node draws their seed from the OS.
+            let mut seed = [0u8; 32];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
+            router.enable_relay(&self.key, seed, self.relay.clone());
+        }
         let mut router_shell = RouterShell {
             router,
             mailbox: router_rx,
@@ -444,6 +461,7 @@ impl NodeBuilder {
             stats: Arc::clone(&stats),
             spin: self.limits.spin_before_park,
             engines_unsent: None,
+            relay_board: has_transport.then(|| (relay_board.clone(), 0)),
         };
 
         let mut shells = Vec::new();
@@ -504,6 +522,7 @@ impl NodeBuilder {
                         nis: nis_tx.clone(),
                         directory: EnginePost::new(router_tx.clone()),
                         stats: Arc::clone(&stats),
+                        relay_board,
                     },
                 )
                 .map_err(NodeError::Transport)?,

@@ -46,9 +46,14 @@ pub(crate) enum RouterMail {
         peer: NodeIdentity,
         /// The bytes.
         wire: Vec<u8>,
+        /// Whether they are a relay layer (a `RELAY` frame) rather than a message.
+        relay: bool,
         /// What to report to the Transport once the message is handled.
         receipt: Option<Receipt>,
     },
+    /// A message the Transport has no direct path for: relayed if a relay is known, else
+    /// dropped as `no_route`.
+    NoDirectPath(Box<crate::mail::RemoteSend>),
     /// A topic request from a local engine.
     Topic {
         /// The engine.
@@ -195,6 +200,8 @@ pub(crate) struct RouterShell {
     pub(crate) spin: Duration,
     /// A table of local engines the identity store had no room for yet (sent again soon).
     pub(crate) engines_unsent: Option<Arc<LocalEngines>>,
+    /// The relay candidates the Transport publishes, and the generation last copied.
+    pub(crate) relay_board: Option<(crate::relay::RelayBoard, u64)>,
 }
 
 impl RouterShell {
@@ -253,6 +260,7 @@ impl RouterShell {
                 }
             };
             let now = Now::read();
+            self.refresh_relay_candidates();
             let mut stop = false;
             if let Some(mail) = mail {
                 stop |= self.handle(now, mail, &mut batches);
@@ -350,6 +358,17 @@ impl RouterShell {
         }
     }
 
+    /// Copies the relay candidates into the Router when the Transport published new ones.
+    fn refresh_relay_candidates(&mut self) {
+        if let Some((board, seen)) = &mut self.relay_board {
+            let generation = board.generation();
+            if generation != *seen {
+                *seen = generation;
+                self.router.set_relay_candidates(board.snapshot());
+            }
+        }
+    }
+
     /// Handles one mail; returns true on `Stop`.
     fn handle(&mut self, now: Now, mail: RouterMail, batches: &mut Batches) -> bool {
         match mail {
@@ -357,9 +376,21 @@ impl RouterShell {
             RouterMail::Remote {
                 peer,
                 wire,
+                relay: false,
                 receipt,
             } => {
                 self.router.handle_remote(now, peer, wire, receipt);
+                if self.router.ingress_batch_full() {
+                    self.dispatch(now, batches);
+                }
+            }
+            RouterMail::Remote {
+                peer,
+                wire,
+                relay: true,
+                receipt,
+            } => {
+                self.router.handle_relay(now, peer, wire, receipt);
                 if self.router.ingress_batch_full() {
                     self.dispatch(now, batches);
                 }
@@ -390,6 +421,7 @@ impl RouterShell {
             }
             RouterMail::ForEngine { to, input } => self.router.handle_for_engine(to, input),
             RouterMail::Bounced { header, reason } => self.router.handle_bounce(header, reason),
+            RouterMail::NoDirectPath(send) => self.router.handle_no_direct_path(now, *send),
             RouterMail::Handled(receipts) => self.router.handled(receipts),
             RouterMail::Discarded(receipts) => self.router.not_handled(receipts),
             RouterMail::Stopping => self.router.set_stopping(),

@@ -30,7 +30,7 @@ impl EgressHandle {
     /// Returns false if the node runs no Transport or it has stopped.
     pub fn send(&self, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) -> bool {
         match &self.transport {
-            Some(t) => t.send(TransportMail::Send(RemoteSend { node, header, wire })),
+            Some(t) => t.send(TransportMail::Send(RemoteSend::message(node, header, wire))),
             None => false,
         }
     }
@@ -52,6 +52,19 @@ impl IngressHandle {
             .send(RouterMail::Remote {
                 peer,
                 wire,
+                relay: false,
+                receipt: None,
+            })
+            .is_ok()
+    }
+
+    /// Queues one relay layer from `peer`, as if it had arrived in a `RELAY` frame.
+    pub fn deliver_relay(&self, peer: NodeIdentity, layer: Vec<u8>) -> bool {
+        self.router
+            .send(RouterMail::Remote {
+                peer,
+                wire: layer,
+                relay: true,
                 receipt: None,
             })
             .is_ok()

@@ -80,6 +80,9 @@ pub fn counts(reason: DropReason) -> bool {
             | DropReason::BadKey
             | DropReason::SourceNodeMismatch
             | DropReason::Malformed
+            | DropReason::RelayBadMac
+            | DropReason::RelayMalformed
+            | DropReason::RelayBadSource
     )
 }
 

@@ -50,78 +50,8 @@ impl Default for IngressLimits {
     }
 }
 
-/// Ids a replay window remembers below the highest seen.
-pub const WINDOW_BITS: u64 = 1024;
-
-/// A sliding window over one pair's ids: the highest id seen and a bitmap of the
-/// [`WINDOW_BITS`] ids below it (bit `i` is id `max - i`).
-#[derive(Clone, Debug)]
-struct Window {
-    max: u64,
-    bits: [u64; (WINDOW_BITS / 64) as usize],
-    last_used: Instant,
-}
-
-impl Window {
-    fn new(id: u64, now: Instant) -> Window {
-        let mut bits = [0; (WINDOW_BITS / 64) as usize];
-        bits[0] = 1;
-        Window {
-            max: id,
-            bits,
-            last_used: now,
-        }
-    }
-
-    fn check(&self, id: u64) -> Result<(), DropReason> {
-        if id > self.max {
-            return Ok(());
-        }
-        let back = self.max - id;
-        if back >= WINDOW_BITS {
-            return Err(DropReason::Replay);
-        }
-        if self.bits[(back / 64) as usize] >> (back % 64) & 1 == 1 {
-            return Err(DropReason::Duplicate);
-        }
-        Ok(())
-    }
-
-    fn record(&mut self, id: u64, now: Instant) {
-        self.last_used = now;
-        if id > self.max {
-            let shift = id - self.max;
-            if shift >= WINDOW_BITS {
-                self.bits = [0; (WINDOW_BITS / 64) as usize];
-            } else {
-                shift_left(&mut self.bits, shift as usize);
-            }
-            self.max = id;
-            self.bits[0] |= 1;
-        } else {
-            let back = self.max - id;
-            self.bits[(back / 64) as usize] |= 1 << (back % 64);
-        }
-    }
-}
-
-/// Shifts a little-endian multi-word bitmap towards higher bit numbers by `n` (< total bits).
-fn shift_left(bits: &mut [u64], n: usize) {
-    let words = n / 64;
-    let rem = n % 64;
-    for i in (0..bits.len()).rev() {
-        let src = i as isize - words as isize;
-        let mut v = if src >= 0 {
-            bits[src as usize] << rem
-        } else {
-            0
-        };
-        if rem > 0 && src >= 1 {
-            v |= bits[src as usize - 1] >> (64 - rem);
-        }
-        bits[i] = v;
-    }
-}
+pub use crate::runtime::replay_window::WINDOW_BITS;
+use crate::runtime::replay_window::ReplayWindow as Window;
 
 /// Replay windows per (source engine, destination) pair.
 #[derive(Debug)]
@@ -210,7 +140,7 @@ impl ReplayGuard {
         self.last_sweep = Some(now);
         let idle = self.idle;
         self.windows
-            .retain(|_, w| now.saturating_duration_since(w.last_used) <= idle);
+            .retain(|_, w| now.saturating_duration_since(w.last_used()) <= idle);
     }
 }
 

@@ -127,7 +127,7 @@ impl Router {
                 .find(|n| *n != self.node),
         };
         match to_node {
-            Some(node) => self.send_remote(node, header, wire),
+            Some(node) => self.send_remote(now, node, header, wire),
             None => {
                 // Signed but for this node after all: decode our own engine's message.
                 match Unverified::decode(wire) {
@@ -147,7 +147,13 @@ impl Router {
         }
     }
 
-    pub(super) fn send_remote(&mut self, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
+    pub(super) fn send_remote(
+        &mut self,
+        now: Now,
+        node: NodeIdentity,
+        header: RouteHeader,
+        wire: Vec<u8>,
+    ) {
         match header.scope() {
             RoutingScope::Local => return self.drop_header(&header, DropReason::ScopeViolation),
             // The destination node is known here, whether it was addressed or looked up.
@@ -171,8 +177,11 @@ impl Router {
             return self.drop_header(&header, DropReason::NoTransport);
         }
         self.stats.sent_remote.fetch_add(1, AtomicOrdering::Relaxed);
+        if let Some(hops) = Router::onion_hops(&header) {
+            return self.send_onion(now, node, header, wire, hops);
+        }
         self.outputs
-            .push_back(RouterOutput::Transport(RemoteSend { node, header, wire }));
+            .push_back(RouterOutput::Transport(RemoteSend::message(node, header, wire)));
     }
 
     pub(super) fn park_for_lookup(

@@ -83,6 +83,7 @@
 pub mod conduct;
 pub mod ingress;
 mod local;
+mod relaying;
 mod remote;
 mod services;
 mod table;
@@ -251,6 +252,8 @@ pub struct Router {
     domains: DomainDirectory,
     /// Members of foreign domains, learnt by DomainRouting (empty until set).
     domain_routes: DomainRoutes,
+    /// Relaying, once enabled ([`Router::enable_relay`]).
+    relay: Option<Box<relaying::Relaying>>,
 }
 
 impl Router {
@@ -286,6 +289,7 @@ impl Router {
             drops_at_last_summary: 0,
             domains: DomainDirectory::new(),
             domain_routes: DomainRoutes::new(),
+            relay: None,
         }
     }
 

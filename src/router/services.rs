@@ -327,7 +327,7 @@ impl Router {
             if header.expiry.is_some_and(|e| e <= now.wall) {
                 self.drop_header(&header, DropReason::Expired);
             } else {
-                self.send_remote(node, header, wire);
+                self.send_remote(now, node, header, wire);
             }
         }
     }

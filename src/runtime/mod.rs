@@ -17,6 +17,7 @@
 //! So one slow engine cannot stall the node; it loses messages, visibly.
 
 pub mod engine;
+pub mod replay_window;
 pub mod stats;
 pub(crate) mod timers;
 

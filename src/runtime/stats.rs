@@ -76,6 +76,12 @@ pub struct NodeStats {
     pub signed: AtomicU64,
     /// Engines that panicked.
     pub engine_panics: AtomicU64,
+    /// Messages of this node's engines sent through relays (onion routing, or no direct path).
+    pub sent_relayed: AtomicU64,
+    /// Relay layers this node forwarded for others.
+    pub relayed: AtomicU64,
+    /// Messages that reached this node through relays (before their signature is checked).
+    pub received_relayed: AtomicU64,
 }
 
 impl Default for NodeStats {
@@ -92,6 +98,9 @@ impl Default for NodeStats {
             verify_batches: AtomicU64::new(0),
             signed: AtomicU64::new(0),
             engine_panics: AtomicU64::new(0),
+            sent_relayed: AtomicU64::new(0),
+            relayed: AtomicU64::new(0),
+            received_relayed: AtomicU64::new(0),
         }
     }
 }
@@ -145,6 +154,9 @@ impl NodeStats {
             verify_batches: load(&self.verify_batches),
             signed: load(&self.signed),
             engine_panics: load(&self.engine_panics),
+            sent_relayed: load(&self.sent_relayed),
+            relayed: load(&self.relayed),
+            received_relayed: load(&self.received_relayed),
         }
     }
 }
@@ -174,6 +186,12 @@ pub struct StatsSnapshot {
     pub signed: u64,
     /// Engines that panicked.
     pub engine_panics: u64,
+    /// Messages sent through relays.
+    pub sent_relayed: u64,
+    /// Relay layers forwarded for others.
+    pub relayed: u64,
+    /// Messages received through relays.
+    pub received_relayed: u64,
 }
 
 impl StatsSnapshot {
@@ -214,6 +232,13 @@ impl fmt::Display for StatsSnapshot {
             self.signed,
             self.engine_panics
         )?;
+        if self.sent_relayed + self.relayed + self.received_relayed > 0 {
+            writeln!(
+                f,
+                "relay: sent={} forwarded={} received={}",
+                self.sent_relayed, self.relayed, self.received_relayed
+            )?;
+        }
         if self.connections_established > 0 || !self.faults.is_empty() {
             write!(
                 f,

@@ -280,7 +280,7 @@ impl SimNode {
     /// `EgressHandle` does: a simulated node can forge, and its peers judge it.
     pub fn inject(&mut self, now: Now, node: NodeIdentity, header: RouteHeader, wire: Vec<u8>) {
         self.core
-            .handle_send(now, crate::mail::RemoteSend { node, header, wire });
+            .handle_send(now, crate::mail::RemoteSend::message(node, header, wire));
     }
 
     /// A new connection from another node arrived at this one (if the core admits it): its id.
@@ -427,7 +427,11 @@ impl SimNode {
         while let Some(out) = self.core.poll_output() {
             any = true;
             match out {
+                CoreOutput::Deliver(d) if d.relay => {
+                    self.router.handle_relay(now, d.peer, d.wire, d.receipt)
+                }
                 CoreOutput::Deliver(d) => self.router.handle_remote(now, d.peer, d.wire, d.receipt),
+                CoreOutput::NoDirectPath(send) => self.router.handle_no_direct_path(now, send),
                 CoreOutput::Bounce { send, reason } => {
                     self.router.handle_bounce(send.header, reason)
                 }

@@ -28,6 +28,8 @@ pub mod kind {
     pub const FOUND: u8 = 0x07;
     /// Message streams and datagrams: one `EngineMessage` in wire form.
     pub const MESSAGE: u8 = 0x10;
+    /// Message streams (v2): one relay layer sealed to the receiving node (docs/wire.md §12G).
+    pub const RELAY: u8 = 0x11;
 }
 
 /// A stream that broke the framing rules.

@@ -35,11 +35,13 @@ use super::tls::{self, QuicParams, TlsIdentity};
 use super::udp::{self, Offload};
 use crate::identity::{Keypair, NodeIdentity};
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
+use crate::mail::identity::DEFAULT_TRUST;
 use crate::mail::Input;
 use crate::node::directory::EnginePost;
 use crate::node::nis_shell::NisMail;
 use crate::node::router_shell::RouterMail;
 use crate::node::transport_link::TransportMail;
+use crate::relay::{Candidate, RelayBoard};
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
 use crate::time::Now;
 use crate::transport::control::close_code;
@@ -180,7 +182,12 @@ pub(crate) struct DriverParts {
     pub(crate) nis: Sender<NisMail>,
     pub(crate) directory: EnginePost,
     pub(crate) stats: Arc<NodeStats>,
+    /// Where connected peers are published as relay candidates, with their measured RTT.
+    pub(crate) relay_board: RelayBoard,
 }
+
+/// How often the relay candidates are published.
+const BOARD_EVERY: Duration = Duration::from_millis(200);
 
 /// Binds the listen sockets (before the node's advert can be made) and creates the poll.
 pub(crate) struct Bound {
@@ -256,6 +263,8 @@ pub(crate) struct Driver {
     deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
+    relay_board: RelayBoard,
+    next_board: Instant,
 }
 
 impl Driver {
@@ -299,7 +308,32 @@ impl Driver {
             deadlines: BinaryHeap::new(),
             recv_buf: vec![0; RECV_BUF],
             send_buf: vec![0; RECV_BUF],
+            relay_board: parts.relay_board,
+            next_board: Instant::now(),
         })
+    }
+
+    /// Publishes the connected peers as relay candidates: their configured trust
+    /// ([`DEFAULT_TRUST`] if none) and the smoothed RTT quiche measures on the active path.
+    fn publish_board(&mut self, now: Instant) {
+        if now < self.next_board {
+            return;
+        }
+        self.next_board = now + BOARD_EVERY;
+        let candidates = self
+            .core
+            .ready_peers()
+            .into_iter()
+            .map(|(node, conn, trust)| Candidate {
+                node,
+                trust: trust.unwrap_or(DEFAULT_TRUST),
+                rtt: self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.q.path_stats().next().map(|p| p.rtt)),
+            })
+            .collect();
+        self.relay_board.publish(candidates);
     }
 
     /// Runs until `Stop` or until the mailbox closes.
@@ -342,6 +376,7 @@ impl Driver {
             self.fire_timeouts(now.instant);
             self.core.handle_timeout(now);
             self.service_all(now);
+            self.publish_board(now.instant);
             if stop {
                 self.shutdown(now);
                 break;
@@ -396,10 +431,11 @@ impl Driver {
                         self.core.handle_refused(d);
                         continue;
                     }
-                    let (conn, peer, receipt) = (d.conn, d.peer, d.receipt);
+                    let (conn, peer, receipt, relay) = (d.conn, d.peer, d.receipt, d.relay);
                     let mail = RouterMail::Remote {
                         peer,
                         wire: d.wire,
+                        relay,
                         receipt,
                     };
                     match self.router.try_send(mail) {
@@ -410,12 +446,14 @@ impl Driver {
                                 conn,
                                 peer,
                                 wire,
+                                relay,
                                 receipt,
                             });
                         }
                         Err(_) => self.stats.dropped(DropReason::Shutdown),
                     }
                 }
+                Output::NoDirectPath(send) => self.directory.no_direct_path(send),
                 // Counted by the core; the sender hears of it through the Router's bounce path.
                 Output::Bounce { send, reason } => {
                     if send.header.notify {

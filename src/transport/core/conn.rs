@@ -172,8 +172,10 @@ pub struct Delivery {
     pub conn: ConnId,
     /// The sending node.
     pub peer: NodeIdentity,
-    /// The message's wire form.
+    /// The message's wire form (a relay layer if `relay`).
     pub wire: Vec<u8>,
+    /// Whether it came in a `RELAY` frame (docs/wire.md §12G).
+    pub relay: bool,
     /// Its stream and position, for the acknowledgement.
     pub receipt: Option<Receipt>,
 }

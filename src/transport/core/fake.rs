@@ -85,6 +85,7 @@ pub(crate) fn message(node: NodeIdentity, src: u8, id: u64, body: Vec<u8>) -> Re
             notify: true,
         },
         wire: body,
+        relay: None,
     }
 }
 
@@ -187,6 +188,10 @@ impl Net {
                     }
                 }
                 Output::Bounce { send, reason } => node.bounced.push((send, reason)),
+                // No relays here: what the Router would do without one.
+                Output::NoDirectPath(send) => {
+                    node.bounced.push((send, crate::runtime::stats::DropReason::NoRoute))
+                }
                 Output::Notify { event, .. } | Output::Answer { event, .. } => {
                     node.events.push(event)
                 }

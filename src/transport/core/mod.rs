@@ -126,6 +126,10 @@ pub enum Output {
     /// Hand a received message to the Router; if it does not fit, give it back with
     /// [`Core::handle_refused`].
     Deliver(Delivery),
+    /// A message for a node this Transport has no address for and no connection to: the
+    /// Router sends it through a relay if it knows one, and otherwise drops it as `no_route`
+    /// (not counted here).
+    NoDirectPath(RemoteSend),
     /// A message that cannot be delivered; the sender wants an `Undeliverable` if
     /// `send.header.notify`. Already counted as dropped.
     Bounce {
@@ -191,6 +195,9 @@ pub struct Core<R> {
     buf: Vec<u8>,
     /// This node's reachable engines' adverts, handed to every peer that connects.
     own_engines: BTreeMap<EngineIdentity, EngineAdvert>,
+    /// Receipts of relayed frames whose forwarded frame was acknowledged or dropped, released
+    /// once no connection is borrowed (see [`crate::mail::RelayFrame`]).
+    released: Vec<Receipt>,
 }
 
 impl<R: RngCore> Core<R> {
@@ -225,6 +232,7 @@ impl<R: RngCore> Core<R> {
             outputs: VecDeque::new(),
             buf: vec![0; READ_BUF],
             own_engines: BTreeMap::new(),
+            released: Vec::new(),
         };
         for (advert, permanent) in peers {
             let p = core.peers.entry(advert.id).or_default();
@@ -239,6 +247,18 @@ impl<R: RngCore> Core<R> {
     /// restarted).
     pub fn instance(&self) -> u64 {
         self.instance
+    }
+
+    /// Peers with a ready connection: the node, that connection, and the trust configured
+    /// for it (if any) — what the driver publishes as relay candidates.
+    pub fn ready_peers(&self) -> Vec<(NodeIdentity, ConnId, Option<u8>)> {
+        self.peers
+            .iter()
+            .filter_map(|(n, p)| {
+                let c = p.active?;
+                (self.conns.get(&c)?.state == conn::State::Ready).then_some((*n, c, p.trust))
+            })
+            .collect()
     }
 
     /// The connections the core knows, with their peer addresses.
@@ -275,6 +295,11 @@ impl<R: RngCore> Core<R> {
     /// A message from the Router for another node: queued for its peer (dialling if needed),
     /// or bounced.
     pub fn handle_send(&mut self, now: Now, send: RemoteSend) {
+        self.queue_send(now, send);
+        self.release_upstream();
+    }
+
+    fn queue_send(&mut self, now: Now, send: RemoteSend) {
         let limit = self.config.limits.max_peer_queue_bytes;
         let node = send.node;
         if node == self.node {
@@ -286,6 +311,11 @@ impl<R: RngCore> Core<R> {
             return self.bounce(send, DropReason::PeerRefused);
         }
         if peer.active.is_none() && peer.dialing.is_none() && peer.addrs.is_empty() {
+            if send.relay.is_none() {
+                // The Router may reach it through a relay; it counts the drop if not.
+                self.outputs.push_back(Output::NoDirectPath(send));
+                return;
+            }
             return self.bounce(send, DropReason::NoRoute);
         }
         if peer.bytes + send.wire.len() > limit {
@@ -408,6 +438,14 @@ impl<R: RngCore> Core<R> {
         }
     }
 
+    /// Releases the receipts of relayed frames whose forwarded frame is done with.
+    pub(crate) fn release_upstream(&mut self) {
+        if !self.released.is_empty() {
+            let released = std::mem::take(&mut self.released);
+            self.handle_processed(released);
+        }
+    }
+
     /// A delivery the Router had no room for (see the drain contract): parked on its
     /// connection, or dropped if it came in a datagram.
     pub fn handle_refused(&mut self, delivery: Delivery) {
@@ -436,6 +474,7 @@ impl<R: RngCore> Core<R> {
             self.tick(now);
         }
         self.dirty.extend(self.parked.iter().copied());
+        self.release_upstream();
     }
 
     /// Shuts down: closes every connection (`conns` yields each with its id) and bounces
@@ -476,6 +515,9 @@ impl<R: RngCore> Core<R> {
     // Helpers shared by the submodules.
 
     fn bounce(&mut self, send: RemoteSend, reason: DropReason) {
+        if let Some(upstream) = send.relay.and_then(|r| r.upstream) {
+            self.released.push(upstream);
+        }
         self.stats.dropped(reason);
         log::debug!(
             "transport: dropped message {} to {}: {}",

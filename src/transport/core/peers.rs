@@ -183,6 +183,7 @@ mod tests {
                 notify: false,
             },
             wire: vec![0; 10],
+            relay: None,
         }
     }
 

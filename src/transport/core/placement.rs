@@ -171,6 +171,12 @@ fn place(
     max_pairs: usize,
     now: Instant,
 ) -> Placed {
+    // A relay frame is sealed already (the Router chose its path): it goes on a reliable
+    // ordered stream, so that acknowledgements can travel back along the path.
+    let (prefs, frame_kind) = match send.relay {
+        Some(_) => (TransportPrefs::RELIABLE_ORDERED, kind::RELAY),
+        None => (prefs, kind::MESSAGE),
+    };
     if prefs.security != Security::Direct {
         return Placed::Bounce(send, DropReason::Unsupported);
     }
@@ -224,7 +230,7 @@ fn place(
         }
     };
     let s = conn.out.get_mut(&sid).expect("stream just found or opened");
-    frame::encode(kind::MESSAGE, &send.wire, &mut s.buf);
+    frame::encode(frame_kind, &send.wire, &mut s.buf);
     s.unconfirmed.push_back((s.frames, send));
     s.frames += 1;
     s.last_used = now;

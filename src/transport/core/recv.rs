@@ -136,6 +136,9 @@ impl<R: RngCore> Core<R> {
             while s.unconfirmed.front().is_some_and(|(seq, _)| *seq < count) {
                 if let Some((_, m)) = s.unconfirmed.pop_front() {
                     freed += m.wire.len();
+                    if let Some(upstream) = m.relay.and_then(|r| r.upstream) {
+                        self.released.push(upstream);
+                    }
                 }
             }
             if s.done() {
@@ -203,7 +206,7 @@ impl<R: RngCore> Core<R> {
             let first = stream.handed;
             stream.handed += frames.len() as u64;
             for (i, (k, payload)) in frames.into_iter().enumerate() {
-                if k != kind::MESSAGE {
+                if k != kind::MESSAGE && k != kind::RELAY {
                     self.stats.fault(Fault::ProtocolViolation);
                     log::debug!(
                         "transport: stream {sid} from {}: frame type 0x{k:02x} on a message \
@@ -219,6 +222,7 @@ impl<R: RngCore> Core<R> {
                     conn: id,
                     peer: node,
                     wire: payload,
+                    relay: k == kind::RELAY,
                     receipt: Some(Receipt {
                         conn: id,
                         stream: sid,
@@ -268,6 +272,7 @@ impl<R: RngCore> Core<R> {
                     conn: id,
                     peer: node,
                     wire: buf[1..n].to_vec(),
+                    relay: false,
                     receipt: None,
                 }));
             } else {

@@ -140,6 +140,7 @@ impl<R: RngCore> Core<R> {
             self.parked.insert(id);
         }
         self.conns.insert(id, conn);
+        self.release_upstream();
     }
 
     /// Keep-alives due on permanent connections, and the acknowledgement probe.

@@ -1,0 +1,84 @@
+//! Choosing relays: the nodes this node can hand a relay message to right now (connected
+//! peers), ranked by trust and then by measured round-trip time.
+//!
+//! The Transport's driver publishes the candidates on a [`RelayBoard`] (connected peers, the
+//! configured trust of each, the RTT quiche measures on its path); the Router's shell copies
+//! the board into the Router when it changes. The Router stays sans-IO: it is handed a list.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+use crate::identity::NodeIdentity;
+
+/// A node that could carry a relay message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The node.
+    pub node: NodeIdentity,
+    /// Its trust, 0–255 (0 = banned, never used; configured peers default to 128).
+    pub trust: u8,
+    /// The smoothed round-trip time measured to it, if any.
+    pub rtt: Option<Duration>,
+}
+
+/// The candidates the Transport publishes for the Router: a snapshot and a generation that
+/// changes with it.
+#[derive(Clone, Debug, Default)]
+pub struct RelayBoard {
+    inner: Arc<(RwLock<Vec<Candidate>>, AtomicU64)>,
+}
+
+impl RelayBoard {
+    /// Replaces the snapshot (only if it changed, so readers copy it only then).
+    pub fn publish(&self, mut candidates: Vec<Candidate>) {
+        candidates.sort_by_key(|c| c.node.0);
+        let mut w = self.inner.0.write();
+        if *w != candidates {
+            *w = candidates;
+            self.inner.1.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// The generation of the snapshot.
+    pub fn generation(&self) -> u64 {
+        self.inner.1.load(Ordering::Acquire)
+    }
+
+    /// A copy of the snapshot.
+    pub fn snapshot(&self) -> Vec<Candidate> {
+        self.inner.0.read().clone()
+    }
+}
+
+/// The path for a message from `own` to `dst` through `relays` relays: the best-ranked
+/// candidates (trust descending, then RTT ascending, unmeasured last, then identity, so the
+/// choice is deterministic), excluding `own`, `dst`, banned nodes and `avoid`; then `dst`.
+/// `None` if there are too few.
+pub fn choose_path(
+    candidates: &[Candidate],
+    own: &NodeIdentity,
+    dst: &NodeIdentity,
+    relays: usize,
+    avoid: &[NodeIdentity],
+) -> Option<Vec<NodeIdentity>> {
+    let mut usable: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.trust > 0 && c.node != *own && c.node != *dst && !avoid.contains(&c.node))
+        .collect();
+    if usable.len() < relays.max(1) {
+        return None;
+    }
+    usable.sort_by_key(|c| {
+        (
+            std::cmp::Reverse(c.trust),
+            c.rtt.unwrap_or(Duration::MAX),
+            c.node.0,
+        )
+    });
+    let mut path: Vec<NodeIdentity> = usable[..relays.max(1)].iter().map(|c| c.node).collect();
+    path.push(*dst);
+    Some(path)
+}
