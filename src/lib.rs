@@ -31,8 +31,9 @@
 //! The simulator ([`sim`]) is a second wiring layer: it runs the same engine cores for many
 //! nodes on one thread, over simulated connections, on a virtual clock.
 //!
-//! Out of scope in this version: relaying through other nodes, onion routing and mixnets. The
-//! `Domain` destination is anycast: delivered on a member, sent to a known member, or routed
+//! Nodes without a direct path reach each other through relays, and `OnionRouting(n)` sends a
+//! message through `n` of them in nested layers ([`relay`]); mixnets are out of scope in this
+//! version. The `Domain` destination is anycast: delivered on a member, sent to a known member, or routed
 //! to one by [`domain_routing`].
 //!
 //! Start with [`NodeBuilder`]; write engines with [`Engine`]; drive one from your own thread with

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use netmachine::relay::{Opened, Opener, OpenerLimits, RelayMode, RelayPolicy, Sealer, SealerLimits};
-use netmachine::transport::TransportConfig;
-use netmachine::wire::{
-    NodeAdvert, Ordering, Protocol, Reliability, Security, TransportPrefs,
+use netmachine::relay::{
+    Opened, Opener, OpenerLimits, RelayMode, RelayPolicy, Sealer, SealerLimits,
 };
+use netmachine::transport::TransportConfig;
+use netmachine::wire::{NodeAdvert, Ordering, Protocol, Reliability, Security, TransportPrefs};
 use netmachine::{
     Context, Destination, DropReason, Engine, EngineIdentity, Input, Keypair, Node, NodeBuilder,
     NodeIdentity, Now, Origin, SendOptions, StatsSnapshot,
@@ -125,11 +125,20 @@ fn warm_up(client: &mut netmachine::Client, dst: EngineIdentity, opts: &SendOpti
 /// address for the other. A's engine reaches C's and hears back, through B.
 #[test]
 fn a_reaches_c_through_b_and_hears_back() {
-    let (ka, kb, kc) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
+    let (ka, kb, kc) = (
+        Keypair::generate(),
+        Keypair::generate(),
+        Keypair::generate(),
+    );
     let b = node(&kb, true, anyone(), &[]).start().unwrap();
     let seen: Seen = Arc::default();
     let c = node(&kc, false, RelayPolicy::default(), &[b.advert()])
-        .engine("echo", Echo { seen: Arc::clone(&seen) })
+        .engine(
+            "echo",
+            Echo {
+                seen: Arc::clone(&seen),
+            },
+        )
         .start()
         .unwrap();
     let echo = c.engine_identity("echo").unwrap();
@@ -164,7 +173,11 @@ fn a_reaches_c_through_b_and_hears_back() {
     assert!(sc.sent_relayed >= n as u64, "C: {sc}");
     for (s, s0) in [(&sa, &before.0), (&sb, &before.1), (&sc, &before.2)] {
         assert_eq!(relay_drops(s), relay_drops(s0), "{s}");
-        assert_eq!(s.drops(DropReason::NoRoute), s0.drops(DropReason::NoRoute), "{s}");
+        assert_eq!(
+            s.drops(DropReason::NoRoute),
+            s0.drops(DropReason::NoRoute),
+            "{s}"
+        );
     }
     // B is not the destination of anything it relayed.
     assert_eq!(sb.received_relayed, 0);
@@ -183,15 +196,30 @@ fn a_two_relay_onion_path_crosses_both_relays() {
     let b = node(&kb, true, anyone(), &[]).start().unwrap();
     let d = node(&kd, true, anyone(), &[b.advert()]).start().unwrap();
     let seen: Seen = Arc::default();
-    let c = node(&kc, false, RelayPolicy::default(), &[b.advert(), d.advert()])
-        .engine("echo", Echo { seen: Arc::clone(&seen) })
-        .start()
-        .unwrap();
+    let c = node(
+        &kc,
+        false,
+        RelayPolicy::default(),
+        &[b.advert(), d.advert()],
+    )
+    .engine(
+        "echo",
+        Echo {
+            seen: Arc::clone(&seen),
+        },
+    )
+    .start()
+    .unwrap();
     let echo = c.engine_identity("echo").unwrap();
-    let a = node(&ka, false, RelayPolicy::default(), &[b.advert(), d.advert()])
-        .engine_location(echo, c.identity())
-        .start()
-        .unwrap();
+    let a = node(
+        &ka,
+        false,
+        RelayPolicy::default(),
+        &[b.advert(), d.advert()],
+    )
+    .engine_location(echo, c.identity())
+    .start()
+    .unwrap();
     assert!(wait_until(Duration::from_secs(10), || connected(&a, 2)
         && connected(&c, 2)));
     let onion = SendOptions {
@@ -245,11 +273,22 @@ fn a_two_relay_onion_path_crosses_both_relays() {
 /// B forwards for nobody: A's messages to C are refused at B and counted there.
 #[test]
 fn a_relay_that_forwards_for_nobody_refuses_and_counts() {
-    let (ka, kb, kc) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
-    let b = node(&kb, true, RelayPolicy::default(), &[]).start().unwrap();
+    let (ka, kb, kc) = (
+        Keypair::generate(),
+        Keypair::generate(),
+        Keypair::generate(),
+    );
+    let b = node(&kb, true, RelayPolicy::default(), &[])
+        .start()
+        .unwrap();
     let seen: Seen = Arc::default();
     let c = node(&kc, false, RelayPolicy::default(), &[b.advert()])
-        .engine("echo", Echo { seen: Arc::clone(&seen) })
+        .engine(
+            "echo",
+            Echo {
+                seen: Arc::clone(&seen),
+            },
+        )
         .start()
         .unwrap();
     let echo = c.engine_identity("echo").unwrap();
@@ -273,13 +312,22 @@ fn a_relay_that_forwards_for_nobody_refuses_and_counts() {
 /// never reaches the engine; the same layer unaltered is delivered.
 #[test]
 fn tampering_after_the_relay_is_detected_at_the_destination() {
-    let (ka, kb, kc) = (Keypair::generate(), Keypair::generate(), Keypair::generate());
+    let (ka, kb, kc) = (
+        Keypair::generate(),
+        Keypair::generate(),
+        Keypair::generate(),
+    );
     let seen: Seen = Arc::default();
     let c = NodeBuilder::new(kc.clone())
         .transport(TransportConfig::default())
         .without_interdomain()
         .without_domains()
-        .engine("echo", Echo { seen: Arc::clone(&seen) })
+        .engine(
+            "echo",
+            Echo {
+                seen: Arc::clone(&seen),
+            },
+        )
         .start()
         .unwrap();
     let echo = c.engine_identity("echo").unwrap();
@@ -290,10 +338,17 @@ fn tampering_after_the_relay_is_detected_at_the_destination() {
     let expiry = now.wall.after(Duration::from_secs(60));
     let mut sealer = Sealer::new(&ka, [3; 32], SealerLimits::default());
     let layer = sealer
-        .seal(now, &[kb.node_identity(), kc.node_identity()], &wire, expiry)
+        .seal(
+            now,
+            &[kb.node_identity(), kc.node_identity()],
+            &wire,
+            expiry,
+        )
         .unwrap();
     // B opens its layer, as its Router would.
-    let Opened::Forward { next, layer: inner, .. } = Opener::new(&kb, OpenerLimits::default())
+    let Opened::Forward {
+        next, layer: inner, ..
+    } = Opener::new(&kb, OpenerLimits::default())
         .open(now, layer)
         .unwrap()
     else {

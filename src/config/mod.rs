@@ -161,8 +161,8 @@ mod interdomain;
 #[cfg(test)]
 mod interdomain_tests;
 mod raw;
-mod settings;
 mod relay;
+mod settings;
 mod storage;
 #[cfg(test)]
 mod storage_tests;

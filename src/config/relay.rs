@@ -17,11 +17,14 @@ pub(super) fn relay(raw: RawRelay, file: &Path) -> Result<RelayPolicy, ConfigErr
     };
     let mut listed = std::collections::BTreeSet::new();
     for (i, text) in raw.forward_for.iter().enumerate() {
-        let node: NodeIdentity = text.trim().parse().map_err(|error| ConfigError::BadIdentity {
-            file: file.to_path_buf(),
-            key: format!("relay.forward_for[{i}]"),
-            error,
-        })?;
+        let node: NodeIdentity = text
+            .trim()
+            .parse()
+            .map_err(|error| ConfigError::BadIdentity {
+                file: file.to_path_buf(),
+                key: format!("relay.forward_for[{i}]"),
+                error,
+            })?;
         listed.insert(node);
     }
     let mode = match raw.forward.unwrap_or(RawRelayMode::Never) {

@@ -105,8 +105,9 @@ pub struct RemoteSend {
     /// The message's wire form — or, for a relay frame, the relay layer sealed to `node`.
     pub wire: Vec<u8>,
     /// Set when `wire` is a relay layer (docs/wire.md §12G), sent as a `RELAY` frame on a
-    /// reliable ordered stream whatever the header's preferences say.
-    pub relay: Option<RelayFrame>,
+    /// reliable ordered stream whatever the header's preferences say. Boxed: relay frames are
+    /// the exception, and every slot of the Transport's mailbox holds a `RemoteSend`.
+    pub relay: Option<Box<RelayFrame>>,
 }
 
 impl RemoteSend {

@@ -260,7 +260,7 @@ impl RouterShell {
                 }
             };
             let now = Now::read();
-            self.refresh_relay_candidates();
+            self.refresh_relay_candidates(now);
             let mut stop = false;
             if let Some(mail) = mail {
                 stop |= self.handle(now, mail, &mut batches);
@@ -359,12 +359,12 @@ impl RouterShell {
     }
 
     /// Copies the relay candidates into the Router when the Transport published new ones.
-    fn refresh_relay_candidates(&mut self) {
+    fn refresh_relay_candidates(&mut self, now: Now) {
         if let Some((board, seen)) = &mut self.relay_board {
             let generation = board.generation();
             if generation != *seen {
                 *seen = generation;
-                self.router.set_relay_candidates(board.snapshot());
+                self.router.set_relay_candidates(now, board.snapshot());
             }
         }
     }

@@ -30,7 +30,11 @@ pub struct DhSecret {
 
 impl std::fmt::Debug for DhSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "DhSecret({})", crate::identity::to_hex(&self.public[..4]))
+        write!(
+            f,
+            "DhSecret({})",
+            crate::identity::to_hex(&self.public[..4])
+        )
     }
 }
 

@@ -70,7 +70,12 @@ pub fn sealed_len(hops: usize, message: usize) -> usize {
     inner + hops.saturating_sub(1) * FORWARD_OVERHEAD
 }
 
-fn aead_key(secret: &DhSecret, peer_eph: &[u8; 32], eph_pub: &[u8; 32], hop: &NodeIdentity) -> Option<LessSafeKey> {
+fn aead_key(
+    secret: &DhSecret,
+    peer_eph: &[u8; 32],
+    eph_pub: &[u8; 32],
+    hop: &NodeIdentity,
+) -> Option<LessSafeKey> {
     let shared = secret.agree(peer_eph)?;
     let mut material = [0u8; 96];
     material[..32].copy_from_slice(&shared);
@@ -90,10 +95,19 @@ fn nonce(counter: u64) -> Nonce {
 
 /// The key of the source proof between `src` and `dst`: only they can compute it (static
 /// X25519 agreement of their node keys).
-fn source_key(own: &DhSecret, own_id: &NodeIdentity, other: &NodeIdentity, src_is_own: bool) -> Option<[u8; 32]> {
+fn source_key(
+    own: &DhSecret,
+    own_id: &NodeIdentity,
+    other: &NodeIdentity,
+    src_is_own: bool,
+) -> Option<[u8; 32]> {
     let other_x = x25519_public(other)?;
     let shared = own.agree(&other_x)?;
-    let (src, dst) = if src_is_own { (own_id, other) } else { (other, own_id) };
+    let (src, dst) = if src_is_own {
+        (own_id, other)
+    } else {
+        (other, own_id)
+    };
     let mut material = [0u8; 96];
     material[..32].copy_from_slice(&shared);
     material[32..64].copy_from_slice(&src.0);
@@ -167,7 +181,12 @@ pub struct Sealer {
 
 impl std::fmt::Debug for Sealer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Sealer({}, {} sessions)", self.node.short(), self.sessions.len())
+        write!(
+            f,
+            "Sealer({}, {} sessions)",
+            self.node.short(),
+            self.sessions.len()
+        )
     }
 }
 
@@ -264,8 +283,7 @@ impl Sealer {
             let eph = DhSecret::from_scalar(scalar);
             let eph_pub = eph.public();
             let key = aead_key(&eph, &hop_x, &eph_pub, hop).ok_or(SealError::BadKey(*hop))?;
-            if !self.sessions.contains_key(hop) && self.sessions.len() >= self.limits.max_sessions
-            {
+            if !self.sessions.contains_key(hop) && self.sessions.len() >= self.limits.max_sessions {
                 if let Some(oldest) = self
                     .sessions
                     .iter()
@@ -288,7 +306,12 @@ impl Sealer {
         Ok(self.sessions.get_mut(hop).expect("session just made"))
     }
 
-    fn seal_layer(&mut self, now: Now, hop: &NodeIdentity, mut plain: Vec<u8>) -> Result<Vec<u8>, SealError> {
+    fn seal_layer(
+        &mut self,
+        now: Now,
+        hop: &NodeIdentity,
+        mut plain: Vec<u8>,
+    ) -> Result<Vec<u8>, SealError> {
         let s = self.session(now, hop)?;
         let counter = s.next;
         s.next += 1;
@@ -374,7 +397,12 @@ pub struct Opener {
 
 impl std::fmt::Debug for Opener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Opener({}, {} sessions)", self.node.short(), self.sessions.len())
+        write!(
+            f,
+            "Opener({}, {} sessions)",
+            self.node.short(),
+            self.sessions.len()
+        )
     }
 }
 
@@ -407,7 +435,9 @@ impl Opener {
         let counter = u64::from_le_bytes(header[33..].try_into().expect("8 bytes"));
         self.sweep(now.instant, false);
         let fresh = if let Some(s) = self.sessions.get(&eph) {
-            s.window.check(counter).map_err(|_| DropReason::RelayReplayed)?;
+            s.window
+                .check(counter)
+                .map_err(|_| DropReason::RelayReplayed)?;
             None
         } else {
             if self.sessions.len() >= self.limits.max_sessions {
@@ -416,8 +446,8 @@ impl Opener {
                     return Err(DropReason::RelaySessionsFull);
                 }
             }
-            let key = aead_key(&self.secret, &eph, &eph, &self.node)
-                .ok_or(DropReason::RelayMalformed)?;
+            let key =
+                aead_key(&self.secret, &eph, &eph, &self.node).ok_or(DropReason::RelayMalformed)?;
             Some(key)
         };
         let key = match &fresh {
@@ -447,7 +477,14 @@ impl Opener {
                 }
                 let start = HEADER_LEN + PREFIX_LEN + 32;
                 let layer = layer[start..HEADER_LEN + plain_len].to_vec();
-                (Opened::Forward { next, layer, expiry }, None)
+                (
+                    Opened::Forward {
+                        next,
+                        layer,
+                        expiry,
+                    },
+                    None,
+                )
             }
             KIND_DELIVER if depth == 1 && body.len() >= 68 => {
                 let src = NodeIdentity(body[..32].try_into().expect("32 bytes"));
@@ -469,7 +506,14 @@ impl Opener {
                 }
                 let start = HEADER_LEN + PREFIX_LEN + 68;
                 let message = layer[start..start + len].to_vec();
-                (Opened::Deliver { src, message, expiry }, Some(src))
+                (
+                    Opened::Deliver {
+                        src,
+                        message,
+                        expiry,
+                    },
+                    Some(src),
+                )
             }
             KIND_FORWARD | KIND_DELIVER => return Err(DropReason::RelayMalformed),
             _ => return Err(DropReason::RelayMalformed),
@@ -486,7 +530,10 @@ impl Opener {
                 );
             }
             None => {
-                let s = self.sessions.get_mut(&eph).expect("session looked up above");
+                let s = self
+                    .sessions
+                    .get_mut(&eph)
+                    .expect("session looked up above");
                 s.window.record(counter, now.instant);
                 if s.source.is_none() {
                     s.source = source;
@@ -531,7 +578,12 @@ pub mod testing {
 
     /// Seals `plain` (a layer's plaintext, built by the caller) to `hop` with the ephemeral
     /// secret `eph_scalar` and `counter`.
-    pub fn seal_raw(eph_scalar: [u8; 32], counter: u64, hop: &NodeIdentity, mut plain: Vec<u8>) -> Vec<u8> {
+    pub fn seal_raw(
+        eph_scalar: [u8; 32],
+        counter: u64,
+        hop: &NodeIdentity,
+        mut plain: Vec<u8>,
+    ) -> Vec<u8> {
         let eph = DhSecret::from_scalar(eph_scalar);
         let eph_pub = eph.public();
         let hop_x = x25519_public(hop).expect("a valid hop key");
@@ -573,8 +625,31 @@ pub mod testing {
         plain
     }
 
+    /// The AEAD key of a layer to `hop` under the ephemeral secret `eph_scalar`.
+    pub fn layer_key(eph_scalar: [u8; 32], hop: &NodeIdentity) -> [u8; 32] {
+        let eph = DhSecret::from_scalar(eph_scalar);
+        let shared = eph
+            .agree(&x25519_public(hop).expect("a valid hop key"))
+            .expect("agrees");
+        let mut material = [0u8; 96];
+        material[..32].copy_from_slice(&shared);
+        material[32..64].copy_from_slice(&eph.public());
+        material[64..].copy_from_slice(&hop.0);
+        blake3::derive_key(LAYER_KEY_CONTEXT, &material)
+    }
+
+    /// The key of the source proof from `src` to `dst`.
+    pub fn source_proof_key(src: &Keypair, dst: &NodeIdentity) -> [u8; 32] {
+        source_key(&DhSecret::of_node(src), &src.node_identity(), dst, true).expect("valid keys")
+    }
+
     /// The plaintext of a forward layer: `next`, then `inner` (the layer sealed to it).
-    pub fn forward_plain(next: &NodeIdentity, depth: u8, inner: &[u8], expiry: Timestamp) -> Vec<u8> {
+    pub fn forward_plain(
+        next: &NodeIdentity,
+        depth: u8,
+        inner: &[u8],
+        expiry: Timestamp,
+    ) -> Vec<u8> {
         let mut plain = vec![KIND_FORWARD];
         plain.extend_from_slice(&expiry.0.to_le_bytes());
         plain.push(depth);

@@ -40,8 +40,12 @@ fn node_keys_agree_through_the_birational_map() {
     let sa = DhSecret::of_node(&a);
     let sb = DhSecret::of_node(&b);
     assert_eq!(Some(sa.public()), x25519_public(&a.node_identity()));
-    let ab = sa.agree(&x25519_public(&b.node_identity()).unwrap()).unwrap();
-    let ba = sb.agree(&x25519_public(&a.node_identity()).unwrap()).unwrap();
+    let ab = sa
+        .agree(&x25519_public(&b.node_identity()).unwrap())
+        .unwrap();
+    let ba = sb
+        .agree(&x25519_public(&a.node_identity()).unwrap())
+        .unwrap();
     assert_eq!(ab, ba);
     // The identity point (small order) has no relay key.
     let mut ident = [0u8; 32];
@@ -54,13 +58,23 @@ fn one_relay_forwards_and_the_destination_delivers_with_the_proven_source() {
     let (a, b, c) = (key(1), key(2), key(3));
     let t = now();
     let path = [b.node_identity(), c.node_identity()];
-    let layer = sealer(&a).seal(t, &path, b"signed message", soon(t)).unwrap();
+    let layer = sealer(&a)
+        .seal(t, &path, b"signed message", soon(t))
+        .unwrap();
     assert_eq!(layer.len(), sealed_len(2, 14));
-    let Opened::Forward { next, layer: inner, .. } = opener(&b).open(t, layer).unwrap() else {
+    let Opened::Forward {
+        next, layer: inner, ..
+    } = opener(&b).open(t, layer).unwrap()
+    else {
         panic!("B forwards");
     };
     assert_eq!(next, c.node_identity());
-    let Opened::Deliver { src, message, expiry } = opener(&c).open(t, inner).unwrap() else {
+    let Opened::Deliver {
+        src,
+        message,
+        expiry,
+    } = opener(&c).open(t, inner).unwrap()
+    else {
         panic!("C delivers");
     };
     assert_eq!(src, a.node_identity());
@@ -129,7 +143,10 @@ fn a_replayed_layer_is_refused() {
     let first = s.seal(t, &path, b"1", soon(t)).unwrap();
     let second = s.seal(t, &path, b"2", soon(t)).unwrap();
     assert!(ob.open(t, second.clone()).is_ok());
-    assert!(ob.open(t, first.clone()).is_ok(), "out of order within the window");
+    assert!(
+        ob.open(t, first.clone()).is_ok(),
+        "out of order within the window"
+    );
     assert_eq!(ob.open(t, first), Err(DropReason::RelayReplayed));
     assert_eq!(ob.open(t, second), Err(DropReason::RelayReplayed));
     assert_eq!(ob.sessions(), 1);
@@ -173,7 +190,9 @@ fn one_session_cannot_switch_source() {
     let eph = [5u8; 32];
     let mut oc = opener(&c);
     let plain = deliver_plain(&m, &c.node_identity(), eph, b"1", soon(t));
-    assert!(oc.open(t, seal_raw(eph, 0, &c.node_identity(), plain)).is_ok());
+    assert!(oc
+        .open(t, seal_raw(eph, 0, &c.node_identity(), plain))
+        .is_ok());
     let plain = deliver_plain(&n, &c.node_identity(), eph, b"2", soon(t));
     assert_eq!(
         oc.open(t, seal_raw(eph, 1, &c.node_identity(), plain)),
@@ -234,7 +253,9 @@ fn a_full_session_table_refuses_new_senders_until_sessions_go_idle() {
         instant: t.instant + Duration::from_secs(601),
         wall: t.wall.after(Duration::from_secs(601)),
     };
-    let l = sealer(&key(12)).seal(later, &path, b"m", soon(later)).unwrap();
+    let l = sealer(&key(12))
+        .seal(later, &path, b"m", soon(later))
+        .unwrap();
     let got = ob.open(later, l);
     assert!(got.is_ok(), "{got:?}");
     assert_eq!(ob.sessions(), 1);
@@ -349,7 +370,10 @@ fn rate_limits_refuse_over_the_rate_and_refill() {
     }
     assert_eq!(r.admit(&limits, t, p, 10), Err(DropReason::RelayOverRate));
     let later = t + Duration::from_secs(1);
-    assert_eq!(r.admit(&limits, later, p, 2000), Err(DropReason::RelayOverBytes));
+    assert_eq!(
+        r.admit(&limits, later, p, 2000),
+        Err(DropReason::RelayOverBytes)
+    );
     r.admit(&limits, later, p, 900).unwrap();
     // Bounded: more sources than the table holds.
     for b in 2..10 {

@@ -50,8 +50,8 @@ impl Default for IngressLimits {
     }
 }
 
-pub use crate::runtime::replay_window::WINDOW_BITS;
 use crate::runtime::replay_window::ReplayWindow as Window;
+pub use crate::runtime::replay_window::WINDOW_BITS;
 
 /// Replay windows per (source engine, destination) pair.
 #[derive(Debug)]

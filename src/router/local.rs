@@ -180,8 +180,13 @@ impl Router {
         if let Some(hops) = Router::onion_hops(&header) {
             return self.send_onion(now, node, header, wire, hops);
         }
+        let Some((header, wire)) = self.send_indirect(now, node, header, wire) else {
+            return;
+        };
         self.outputs
-            .push_back(RouterOutput::Transport(RemoteSend::message(node, header, wire)));
+            .push_back(RouterOutput::Transport(RemoteSend::message(
+                node, header, wire,
+            )));
     }
 
     pub(super) fn park_for_lookup(

@@ -457,7 +457,10 @@ impl Router {
 
     /// When [`Router::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_housekeeping
+        match (self.next_housekeeping, self.relay_waiting_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether receipts wait to be handed over (the Transport's mailbox was full): the shell
@@ -478,6 +481,7 @@ impl Router {
 
     /// Periodic upkeep: lookups that waited too long, idle replay state, drop summaries.
     pub fn handle_timeout(&mut self, now: Now) {
+        self.expire_relay_waiting(now);
         let due = self.next_housekeeping.is_none_or(|t| now.instant >= t);
         if !due {
             return;

@@ -21,7 +21,9 @@
 //! peer causes (a bad tag, a malformed layer, a forged source) also count against that peer's
 //! conduct.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering as AtomicOrdering;
+use std::time::{Duration, Instant};
 
 use super::{Router, RouterOutput};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
@@ -40,7 +42,26 @@ pub(super) struct Relaying {
     policy: RelayPolicy,
     limiter: RateLimiter,
     candidates: Vec<Candidate>,
+    /// Nodes the Transport recently had no direct path for, and when that was learnt: sent
+    /// through a relay straight away for [`INDIRECT_TTL`] (at most [`MAX_INDIRECT`] nodes),
+    /// rather than offered to the Transport first each time.
+    indirect: HashMap<NodeIdentity, Instant>,
+    /// Messages that found too few relay candidates, waiting (at most [`RELAY_WAIT`], at most
+    /// [`MAX_RELAY_WAITING`] of them) for the Transport to publish more — at start, before the
+    /// first connections are up: when they arrived, the message, and the relays it needs.
+    waiting: VecDeque<(Instant, RemoteSend, usize)>,
 }
+
+/// How long a message waits for enough relay candidates (2 s).
+pub const RELAY_WAIT: Duration = Duration::from_secs(2);
+/// Most messages waiting for relay candidates (1,024; over it they are dropped at once).
+pub const MAX_RELAY_WAITING: usize = 1024;
+
+/// How long a node without a direct path is sent to through relays without asking the
+/// Transport again (5 s).
+pub const INDIRECT_TTL: Duration = Duration::from_secs(5);
+/// Most nodes remembered as having no direct path (4,096; about 60 bytes each).
+pub const MAX_INDIRECT: usize = 4096;
 
 impl Router {
     /// Enables relaying: this node's key pair (its relay key is derived from it), a seed for
@@ -54,15 +75,85 @@ impl Router {
             policy,
             limiter: RateLimiter::default(),
             candidates: Vec::new(),
+            indirect: HashMap::new(),
+            waiting: VecDeque::new(),
         }));
     }
 
     /// The nodes this node can hand relay messages to now (published by the Transport's
     /// driver: connected peers, their trust and measured round-trip time).
-    pub fn set_relay_candidates(&mut self, candidates: Vec<Candidate>) {
-        if let Some(r) = &mut self.relay {
-            r.candidates = candidates;
+    pub fn set_relay_candidates(&mut self, now: Now, candidates: Vec<Candidate>) {
+        let Some(r) = &mut self.relay else { return };
+        // A node connected directly again is offered to the Transport again.
+        for c in &candidates {
+            r.indirect.remove(&c.node);
         }
+        r.candidates = candidates;
+        let waiting = std::mem::take(&mut r.waiting);
+        for (since, send, relays) in waiting {
+            self.relay_or_wait(now, since, send, relays);
+        }
+    }
+
+    /// Drops the messages that waited [`RELAY_WAIT`] for relay candidates in vain.
+    pub(super) fn expire_relay_waiting(&mut self, now: Now) {
+        let Some(r) = &mut self.relay else { return };
+        let mut expired = Vec::new();
+        while r
+            .waiting
+            .front()
+            .is_some_and(|(t, _, _)| now.instant.saturating_duration_since(*t) >= RELAY_WAIT)
+        {
+            expired.extend(r.waiting.pop_front());
+        }
+        for (_, send, relays) in expired {
+            self.drop_header(&send.header, no_relay_reason(&send, relays));
+        }
+    }
+
+    /// When the oldest message waiting for relay candidates gives up.
+    pub(super) fn relay_waiting_deadline(&self) -> Option<Instant> {
+        let r = self.relay.as_ref()?;
+        r.waiting.front().map(|(t, _, _)| *t + RELAY_WAIT)
+    }
+
+    /// Sends `send` through `relays` relays, or lets it wait for candidates (since `since`),
+    /// or drops it.
+    fn relay_or_wait(&mut self, now: Now, since: Instant, send: RemoteSend, relays: usize) {
+        match self.send_relayed(now, send.node, send.header, &send.wire, relays) {
+            Ok(()) => {
+                if relays == 1 && Router::onion_hops(&send.header).is_none() {
+                    self.remember_indirect(now, send.node);
+                }
+            }
+            Err(DropReason::NoRelay)
+                if now.instant.saturating_duration_since(since) < RELAY_WAIT
+                    && self
+                        .relay
+                        .as_ref()
+                        .is_some_and(|r| r.waiting.len() < MAX_RELAY_WAITING) =>
+            {
+                let r = self.relay.as_mut().expect("relaying is enabled");
+                r.waiting.push_back((since, send, relays));
+            }
+            Err(DropReason::NoRelay) => {
+                let reason = no_relay_reason(&send, relays);
+                self.drop_header(&send.header, reason);
+            }
+            Err(reason) => self.drop_header(&send.header, reason),
+        }
+    }
+
+    fn remember_indirect(&mut self, now: Now, node: NodeIdentity) {
+        let r = self.relay.as_mut().expect("relaying is enabled");
+        if r.indirect.len() >= MAX_INDIRECT {
+            r.indirect
+                .retain(|_, t| now.instant.saturating_duration_since(*t) < INDIRECT_TTL);
+            if r.indirect.len() >= MAX_INDIRECT {
+                r.indirect.clear();
+            }
+        }
+        r.indirect.insert(node, now.instant);
     }
 
     /// A `RELAY` frame from `peer` (see the module doc). `receipt` is handed back once the
@@ -114,7 +205,7 @@ impl Router {
                     node: next,
                     header,
                     wire: layer,
-                    relay: Some(RelayFrame { upstream: receipt }),
+                    relay: Some(Box::new(RelayFrame { upstream: receipt })),
                 }));
             }
             Ok(Opened::Deliver { src, message, .. }) => {
@@ -154,14 +245,27 @@ impl Router {
         if self.relay.is_none() {
             return self.drop_header(&send.header, DropReason::NoRoute);
         }
-        if let Err(reason) = self.send_relayed(now, send.node, send.header, &send.wire, 1) {
-            let reason = if reason == DropReason::NoRelay {
-                DropReason::NoRoute
-            } else {
-                reason
-            };
-            self.drop_header(&send.header, reason);
+        self.relay_or_wait(now, now.instant, send, 1);
+    }
+
+    /// Sends a message for `node` through a relay if the Transport recently had no direct
+    /// path for it (see [`INDIRECT_TTL`]); gives it back otherwise.
+    pub(super) fn send_indirect(
+        &mut self,
+        now: Now,
+        node: NodeIdentity,
+        header: RouteHeader,
+        wire: Vec<u8>,
+    ) -> Option<(RouteHeader, Vec<u8>)> {
+        let fresh = self
+            .relay
+            .as_ref()
+            .and_then(|r| r.indirect.get(&node))
+            .is_some_and(|t| now.instant.saturating_duration_since(*t) < INDIRECT_TTL);
+        if !fresh || self.send_relayed(now, node, header, &wire, 1).is_err() {
+            return Some((header, wire));
         }
+        None
     }
 
     /// Whether `header` asks for onion routing, and over how many relays.
@@ -184,9 +288,8 @@ impl Router {
         if self.relay.is_none() {
             return self.drop_header(&header, DropReason::Unsupported);
         }
-        if let Err(reason) = self.send_relayed(now, node, header, &wire, hops.max(1) as usize) {
-            self.drop_header(&header, reason);
-        }
+        let send = RemoteSend::message(node, header, wire);
+        self.relay_or_wait(now, now.instant, send, hops.max(1) as usize);
     }
 
     /// Seals `wire` for a path of `relays` relays to `node` and hands it to the Transport.
@@ -202,14 +305,13 @@ impl Router {
         let path = choose_path(&relay.candidates, &self.node, &node, relays, &[])
             .ok_or(DropReason::NoRelay)?;
         let expiry = header.expiry.ok_or(DropReason::ExpiryOutOfRange)?;
-        let layer = relay
-            .sealer
-            .seal(now, &path, wire, expiry)
-            .map_err(|e| {
-                log::debug!("router: cannot seal for {}: {e}", node.short());
-                DropReason::NoRelay
-            })?;
-        self.stats.sent_relayed.fetch_add(1, AtomicOrdering::Relaxed);
+        let layer = relay.sealer.seal(now, &path, wire, expiry).map_err(|e| {
+            log::debug!("router: cannot seal for {}: {e}", node.short());
+            DropReason::NoRelay
+        })?;
+        self.stats
+            .sent_relayed
+            .fetch_add(1, AtomicOrdering::Relaxed);
         log::trace!(
             "router: message {} for {} through {} relay(s), first {}",
             header.id.0,
@@ -221,8 +323,18 @@ impl Router {
             node: path[0],
             header,
             wire: layer,
-            relay: Some(RelayFrame::default()),
+            relay: Some(Box::default()),
         }));
         Ok(())
+    }
+}
+
+/// Why a message that found too few relays is dropped: `no_relay` when it asked for onion
+/// routing, `no_route` when relaying was only the fallback for a missing direct path.
+fn no_relay_reason(send: &RemoteSend, relays: usize) -> DropReason {
+    if relays == 1 && Router::onion_hops(&send.header).is_none() {
+        DropReason::NoRoute
+    } else {
+        DropReason::NoRelay
     }
 }

@@ -189,9 +189,9 @@ impl Net {
                 }
                 Output::Bounce { send, reason } => node.bounced.push((send, reason)),
                 // No relays here: what the Router would do without one.
-                Output::NoDirectPath(send) => {
-                    node.bounced.push((send, crate::runtime::stats::DropReason::NoRoute))
-                }
+                Output::NoDirectPath(send) => node
+                    .bounced
+                    .push((send, crate::runtime::stats::DropReason::NoRoute)),
                 Output::Notify { event, .. } | Output::Answer { event, .. } => {
                     node.events.push(event)
                 }

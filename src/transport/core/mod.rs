@@ -515,7 +515,7 @@ impl<R: RngCore> Core<R> {
     // Helpers shared by the submodules.
 
     fn bounce(&mut self, send: RemoteSend, reason: DropReason) {
-        if let Some(upstream) = send.relay.and_then(|r| r.upstream) {
+        if let Some(upstream) = send.relay.as_ref().and_then(|r| r.upstream) {
             self.released.push(upstream);
         }
         self.stats.dropped(reason);

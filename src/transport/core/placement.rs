@@ -173,7 +173,7 @@ fn place(
 ) -> Placed {
     // A relay frame is sealed already (the Router chose its path): it goes on a reliable
     // ordered stream, so that acknowledgements can travel back along the path.
-    let (prefs, frame_kind) = match send.relay {
+    let (prefs, frame_kind) = match &send.relay {
         Some(_) => (TransportPrefs::RELIABLE_ORDERED, kind::RELAY),
         None => (prefs, kind::MESSAGE),
     };

@@ -136,7 +136,7 @@ impl<R: RngCore> Core<R> {
             while s.unconfirmed.front().is_some_and(|(seq, _)| *seq < count) {
                 if let Some((_, m)) = s.unconfirmed.pop_front() {
                     freed += m.wire.len();
-                    if let Some(upstream) = m.relay.and_then(|r| r.upstream) {
+                    if let Some(upstream) = m.relay.as_ref().and_then(|r| r.upstream) {
                         self.released.push(upstream);
                     }
                 }

@@ -10,6 +10,7 @@
 //! | `bulk` | 1 MiB messages between two nodes | a raw quiche stream on the same sockets |
 //! | `rtt` | ping round trips between two nodes | a raw UDP ping-pong |
 //! | `pubsub` | 1 publisher → subscribers on 3 nodes | sign rate |
+//! | `relay` | signed unicast and ping round trips through one relay | the same between two directly connected nodes |
 //! | `storage` | an object fetched between two nodes into a disk store; a killed node serving again | `bulk` 1 MiB messages; 1 MiB `put`s on the same disk |
 //!
 //! With `--json`, one JSON object per line: `suite`, `metric`, `value`, `unit`, and where a
@@ -19,6 +20,7 @@ mod crypto;
 mod local;
 mod pubsub;
 mod quic;
+mod relay;
 mod router;
 mod shared;
 mod storage;
@@ -27,6 +29,7 @@ use crypto::verify_suite;
 use local::local_suite;
 use pubsub::pubsub_suite;
 use quic::{bulk_suite, rtt_suite, unicast_suite};
+use relay::relay_suite;
 use router::{router_suite, ROUTER_NEEDS_TESTING};
 use storage::storage_suite;
 
@@ -49,6 +52,8 @@ pub enum Suite {
     Pubsub,
     /// An object fetched between two nodes into a disk store; restart of a killed node.
     Storage,
+    /// Unicast and round trips through one relay, against direct.
+    Relay,
     /// Every suite, one after another.
     All,
 }
@@ -117,6 +122,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), String> {
             Suite::Rtt,
             Suite::Pubsub,
             Suite::Storage,
+            Suite::Relay,
         ],
         s => vec![s],
     };
@@ -134,6 +140,7 @@ pub fn run(opts: &BenchOptions) -> Result<(), String> {
             Suite::Rtt => rtt_suite(opts.seconds, &out)?,
             Suite::Pubsub => pubsub_suite(opts.seconds, &out)?,
             Suite::Storage => storage_suite(opts.seconds, &out)?,
+            Suite::Relay => relay_suite(opts.seconds, &out)?,
             Suite::All => {}
         }
     }

@@ -37,6 +37,23 @@ pub(super) fn stream_between_nodes(
         started: false,
     };
     let (a, b) = pair_with_sink_target(sink, source)?;
+    let rate = measure_stream(&a, &count, &stop, secs, credit_every, &[&a, &b])?;
+    let status = format!("{}\n{}", a.status(), b.status());
+    a.shutdown();
+    b.shutdown();
+    Ok((rate, status))
+}
+
+/// Starts the `source` engine of node `a`, warms up until the sink has counted some
+/// messages, then measures the sink's rate for `secs`; stops the source.
+pub(super) fn measure_stream(
+    a: &netmachine::Node,
+    count: &AtomicU64,
+    stop: &AtomicU64,
+    secs: f64,
+    credit_every: u64,
+    nodes: &[&netmachine::Node],
+) -> Result<f64, String> {
     let source = a.engine_identity("source").ok_or("no source")?;
     let mut kick = a.client("kick").map_err(|e| e.to_string())?;
     kick.send(source, DATA, vec![0; 8]);
@@ -44,10 +61,10 @@ pub(super) fn stream_between_nodes(
     let deadline = Instant::now() + Duration::from_secs(10);
     while count.load(Ordering::Acquire) < 10 * credit_every.max(1) {
         if Instant::now() > deadline {
+            let status: Vec<String> = nodes.iter().map(|n| n.status()).collect();
             return Err(format!(
-                "no traffic between the nodes:\n{}\n{}",
-                a.status(),
-                b.status()
+                "no traffic between the nodes:\n{}",
+                status.join("\n")
             ));
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -58,11 +75,7 @@ pub(super) fn stream_between_nodes(
     let c1 = count.load(Ordering::Acquire);
     let rate = (c1 - c0) as f64 / t0.elapsed().as_secs_f64();
     stop.store(1, Ordering::Release);
-    let status = format!("{}\n{}", a.status(), b.status());
-    drop(kick);
-    a.shutdown();
-    b.shutdown();
-    Ok((rate, status))
+    Ok(rate)
 }
 
 pub(super) fn unicast_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> {
@@ -138,22 +151,7 @@ pub(super) fn rtt_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> 
             ..netmachine::NodeLimits::default()
         };
         let (a, b) = pair_with(None, None, limits)?;
-        let mut client = a.client("pinger").map_err(|e| e.to_string())?;
-        let mut rtts = Vec::new();
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs_f64(secs / 2.0) && rtts.len() < 100_000 {
-            let t = Instant::now();
-            let id = client.send(b.identity(), Protocol::PING, vec![7; 64]);
-            loop {
-                match client.recv(Duration::from_secs(5)) {
-                    Some(Input::Message(m)) if m.reply_to() == Some(id) => break,
-                    Some(_) => continue,
-                    None => return Err("rtt: a ping was not answered".into()),
-                }
-            }
-            rtts.push(t.elapsed().as_nanos() as u64);
-        }
-        rtts.sort_unstable();
+        let rtts = ping_rtts(&a, b.identity(), secs / 2.0)?;
         out(Record {
             suite: "rtt",
             metric: p50_name,
@@ -168,9 +166,34 @@ pub(super) fn rtt_suite(secs: f64, out: &impl Fn(Record)) -> Result<(), String> 
             unit: "us",
             baseline: Some(("raw_udp_p99", us(percentile(&raw, 0.99)))),
         });
-        drop(client);
         a.shutdown();
         b.shutdown();
     }
     Ok(())
+}
+
+/// Pings `to` from node `a` one round trip at a time for `secs` (at most 100,000 rounds);
+/// returns the round-trip times in nanoseconds, sorted.
+pub(super) fn ping_rtts(
+    a: &netmachine::Node,
+    to: netmachine::NodeIdentity,
+    secs: f64,
+) -> Result<Vec<u64>, String> {
+    let mut client = a.client("pinger").map_err(|e| e.to_string())?;
+    let mut rtts = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs_f64(secs) && rtts.len() < 100_000 {
+        let t = Instant::now();
+        let id = client.send(to, Protocol::PING, vec![7; 64]);
+        loop {
+            match client.recv(Duration::from_secs(5)) {
+                Some(Input::Message(m)) if m.reply_to() == Some(id) => break,
+                Some(_) => continue,
+                None => return Err("rtt: a ping was not answered".into()),
+            }
+        }
+        rtts.push(t.elapsed().as_nanos() as u64);
+    }
+    rtts.sort_unstable();
+    Ok(rtts)
 }
