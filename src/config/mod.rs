@@ -107,6 +107,9 @@
 //! lookup_fanout = 8                 # peers asked per lookup
 //! negative_cache_s = 10             # an engine nobody knew is not looked up again meanwhile
 //! max_engines_per_node = 4096       # engine records kept per remote node
+//! persist = true                    # keep the records across restarts, in a redb file:
+//! path = "node.identity.redb"       # relative to this file's directory
+//!                                   # (default: `<this file's name>.identity.redb`)
 //!
 //! [transport]                       # every key optional; the values shown are the defaults
 //! idle_timeout_ms = 10000

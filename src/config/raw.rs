@@ -229,6 +229,8 @@ pub(super) struct RawIdentity {
     pub(super) lookup_fanout: Option<usize>,
     pub(super) negative_cache_s: Option<u64>,
     pub(super) max_engines_per_node: Option<usize>,
+    pub(super) persist: Option<bool>,
+    pub(super) path: Option<PathBuf>,
 }
 
 /// The `[transport]` table; an absent key keeps the [`TransportConfig`] default.

@@ -55,6 +55,9 @@ pub struct Settings {
     pub storage: Option<StorageConfig>,
     /// Whom this node forwards relay messages for (`[relay]`; default nobody).
     pub relay: crate::relay::RelayPolicy,
+    /// Where the identity store keeps its records across restarts (`[identity] path`, default
+    /// `<name>.identity.redb` beside the file); `None` with `persist = false`.
+    pub identity_file: Option<PathBuf>,
 }
 
 /// A remote engine the configuration names: where it runs, and its verified advert if given.
@@ -89,6 +92,9 @@ impl Settings {
             .transport(self.transport.clone())
             .limits(self.limits)
             .relay_policy(self.relay.clone());
+        if let Some(path) = &self.identity_file {
+            builder = builder.identity_store_file(path.clone());
+        }
         if let Some(name) = &self.name {
             builder = builder.name(name);
         }
@@ -432,6 +438,18 @@ impl Settings {
         if let Some(v) = id.max_engines_per_node {
             il.max_engines_per_node = nonzero_usize("identity.max_engines_per_node", v)?;
         }
+        let identity_file = match (id.persist.unwrap_or(true), id.path) {
+            (false, _) => None,
+            (true, Some(p)) if p.as_os_str().is_empty() => {
+                return Err(ConfigError::BadValue {
+                    file: file_buf.clone(),
+                    key: "identity.path".into(),
+                    what: "must not be empty".into(),
+                })
+            }
+            (true, Some(p)) => Some(base.join(p)),
+            (true, None) => Some(default_identity_file(file)),
+        };
         let p = raw.performance;
         if let Some(v) = p.verifier_threads {
             if v > 64 {
@@ -470,6 +488,22 @@ impl Settings {
             interdomain,
             storage,
             relay,
+            identity_file,
         })
     }
+}
+
+/// What the default identity store file's name ends with: `node1.toml`'s is
+/// `node1.identity.redb` beside it.
+pub const DEFAULT_IDENTITY_SUFFIX: &str = ".identity.redb";
+
+/// The identity store file when `identity.path` is not set: the configuration file's name
+/// without its extension, with [`DEFAULT_IDENTITY_SUFFIX`], in the same directory.
+pub fn default_identity_file(config: &Path) -> PathBuf {
+    let stem = config
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "node".to_string());
+    let dir = config.parent().unwrap_or_else(|| Path::new(""));
+    dir.join(format!("{stem}{DEFAULT_IDENTITY_SUFFIX}"))
 }

@@ -272,6 +272,8 @@ lookup_timeout_ms = 700
 lookup_fanout = 2
 negative_cache_s = 0
 max_engines_per_node = 9
+persist = true
+path = "ids.redb"
 
 [performance]
 verifier_threads = 3
@@ -409,6 +411,11 @@ fn documented_defaults_match_the_code() {
     super::interdomain_tests::check_defaults(&written);
     super::interdomain_tests::check_defaults(&defaults);
     assert_eq!(written.relay, crate::relay::RelayPolicy::default());
+    assert_eq!(
+        defaults.identity_file,
+        Some(dir.0.join("min.identity.redb")),
+        "the identity store sits beside the configuration file"
+    );
     assert_eq!(defaults.relay, crate::relay::RelayPolicy::default());
 }
 

@@ -34,9 +34,12 @@
 
 pub mod lookup;
 pub mod own;
+pub mod persist;
 pub mod service;
 pub mod stats;
 
+#[cfg(test)]
+mod persist_tests;
 #[cfg(test)]
 mod tests;
 
@@ -100,6 +103,8 @@ pub struct IdentityStore {
     /// Nodes whose trust or reputation is set, for [`IdentityRequest::Standing`].
     rated: BTreeSet<NodeIdentity>,
     max_engines_per_node: usize,
+    /// Records changed since they were last taken (`persist`), once tracking is on.
+    changed: Option<BTreeSet<AnyIdentity>>,
 }
 
 impl IdentityStore {
@@ -114,6 +119,7 @@ impl IdentityStore {
             max_records,
             rated: BTreeSet::new(),
             max_engines_per_node: DEFAULT_MAX_ENGINES_PER_NODE,
+            changed: None,
         }
     }
 
@@ -353,6 +359,9 @@ impl IdentityStore {
                         || r.tprefs.is_some()
                         || r.cprefs.is_some();
                     if local {
+                        if let Some(c) = &mut self.changed {
+                            c.insert(id);
+                        }
                         self.records.insert(id, IdentityRecord::Node(r.clone()));
                         self.notify(IdentityEvent::Updated {
                             id,
@@ -390,6 +399,9 @@ impl IdentityStore {
 
     /// Puts `record` in place, keeping the expiry index and the per-node counts.
     fn store(&mut self, id: AnyIdentity, record: IdentityRecord) {
+        if let Some(c) = &mut self.changed {
+            c.insert(id);
+        }
         self.unindex(id);
         if let Some(t) = expiry_of(&record) {
             self.expiry.insert((t, id));
@@ -408,6 +420,9 @@ impl IdentityStore {
     }
 
     fn remove(&mut self, id: AnyIdentity) {
+        if let Some(c) = &mut self.changed {
+            c.insert(id);
+        }
         self.unindex(id);
         if let AnyIdentity::Node(n) = id {
             self.rated.remove(&n);

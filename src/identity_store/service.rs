@@ -96,6 +96,16 @@ impl IdentityService {
         &self.store
     }
 
+    /// The store, to take its changes ([`IdentityStore::take_changes`]).
+    pub fn store_mut(&mut self) -> &mut IdentityStore {
+        &mut self.store
+    }
+
+    /// Counts a batch of changed records that could not be written to the store's file.
+    pub fn count_write_failure(&self) {
+        IdentityStats::count(&self.stats.file_write_failures);
+    }
+
     /// The node's current advert.
     pub fn node_advert(&self) -> &NodeAdvert {
         self.own.node_advert()

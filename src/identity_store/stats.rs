@@ -40,5 +40,7 @@ crate::runtime::stats::counter_struct! {
         peer_queries,
         /// Of those, answered with an advert.
         peer_queries_known,
+        /// Batches of changed records that could not be written to the store's file.
+        file_write_failures,
     }
 }

@@ -12,10 +12,10 @@ use crate::time::{Now, Timestamp};
 use crate::wire::advert::AdvertError;
 use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};
 
-const T0: Timestamp = Timestamp(1_700_000_000_000);
-const HOUR: Duration = Duration::from_secs(3600);
+pub(super) const T0: Timestamp = Timestamp(1_700_000_000_000);
+pub(super) const HOUR: Duration = Duration::from_secs(3600);
 
-fn advert(key: &Keypair, version: u64, port: u16) -> NodeAdvert {
+pub(super) fn advert(key: &Keypair, version: u64, port: u16) -> NodeAdvert {
     NodeAdvert::new_signed(
         key,
         vec![(TransportAddress::quic(([127, 0, 0, 1], port).into()), 1)],
@@ -26,7 +26,7 @@ fn advert(key: &Keypair, version: u64, port: u16) -> NodeAdvert {
     )
 }
 
-fn engine_advert(node: &Keypair, name: &str, expires: Timestamp) -> EngineAdvert {
+pub(super) fn engine_advert(node: &Keypair, name: &str, expires: Timestamp) -> EngineAdvert {
     EngineAdvert::new_signed(
         &node.derive_engine(name),
         node.node_identity(),

@@ -23,6 +23,8 @@ pub enum NodeError {
     Transport(String),
     /// An engine of the node gave no answer (why, for a person).
     NoAnswer(&'static str),
+    /// The identity store's file could not be opened or read.
+    IdentityFile(super::identity_file::IdentityFileError),
 }
 
 impl fmt::Display for NodeError {
@@ -41,6 +43,7 @@ impl fmt::Display for NodeError {
             NodeError::Stopped => write!(f, "the node has stopped"),
             NodeError::Transport(e) => write!(f, "transport: {e}"),
             NodeError::NoAnswer(why) => f.write_str(why),
+            NodeError::IdentityFile(e) => e.fmt(f),
         }
     }
 }

@@ -31,6 +31,10 @@ pub(super) struct Known<'a> {
     pub(super) engine_adverts: Vec<EngineAdvert>,
     /// Trust per node from configuration.
     pub(super) trust: Vec<(NodeIdentity, u8)>,
+    /// Records read back from the identity store's file.
+    pub(super) restored: Vec<IdentityRecord>,
+    /// Whether changes are written to that file (tracked for the NIS shell).
+    pub(super) persist: bool,
 }
 
 /// The node's identity service, loaded with what it knows at start. A peer or engine advert
@@ -46,6 +50,20 @@ pub(super) fn service(
     store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
     if known.has_transport {
         store.handle(now.wall, Party::Transport, IdentityRequest::Subscribe);
+    }
+    // Restored first: what the configuration sets (trust, peers) is applied over it.
+    if !known.restored.is_empty() {
+        let n = known.restored.len();
+        let report = store.restore(now.wall, known.key.node_identity(), known.restored);
+        log::info!(
+            "identity store: {} of {n} stored records restored ({} expired or invalid adverts let go, {} left out)",
+            report.restored,
+            report.dropped_adverts,
+            report.skipped
+        );
+    }
+    if known.persist {
+        store.track_changes();
     }
     let addrs = known
         .listen

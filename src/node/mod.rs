@@ -30,6 +30,7 @@ mod domains;
 pub(crate) mod engine_shell;
 mod error;
 mod identity;
+pub mod identity_file;
 mod interdomain;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
@@ -168,6 +169,8 @@ pub struct NodeBuilder {
     seed: Option<u64>,
     /// Whom this node forwards relay messages for (default: nobody).
     relay: crate::relay::RelayPolicy,
+    /// Where the identity store keeps its records across restarts (default: nowhere).
+    identity_file: Option<std::path::PathBuf>,
 }
 
 impl NodeBuilder {
@@ -191,7 +194,17 @@ impl NodeBuilder {
             storage: None,
             seed: None,
             relay: crate::relay::RelayPolicy::default(),
+            identity_file: None,
         }
+    }
+
+    /// Keeps the identity store's records (node, engine, topic and domain records, trust and
+    /// reputation) in a redb file at `path`, so that they survive a restart (created if
+    /// absent). A file that cannot be opened or read fails [`NodeBuilder::start`] with
+    /// [`NodeError::IdentityFile`]. Without it the store starts empty each time.
+    pub fn identity_store_file(mut self, path: impl Into<std::path::PathBuf>) -> NodeBuilder {
+        self.identity_file = Some(path.into());
+        self
     }
 
     /// Whom this node forwards relay messages for, and how much (default: nobody; messages
@@ -379,6 +392,14 @@ impl NodeBuilder {
             .collect();
         let explicit = self.explicit_view();
         let identity_stats = Arc::new(IdentityStats::default());
+        let (identity_file, restored) = match &self.identity_file {
+            Some(path) => {
+                let (file, records) =
+                    identity_file::IdentityFile::open(path).map_err(NodeError::IdentityFile)?;
+                (Some(file), records)
+            }
+            None => (None, Vec::new()),
+        };
         let service = identity::service(
             identity::Known {
                 key: &self.key,
@@ -389,6 +410,8 @@ impl NodeBuilder {
                 peers: self.peers,
                 engine_adverts: self.engine_adverts,
                 trust: self.trust.clone(),
+                restored,
+                persist: identity_file.is_some(),
             },
             &self.limits,
             Arc::clone(&identity_stats),
@@ -505,6 +528,8 @@ impl NodeBuilder {
             stats: Arc::clone(&stats),
             advert: Arc::clone(&shared_advert),
             reply: None,
+            file: identity_file,
+            next_flush: std::time::Instant::now(),
         };
         let driver = match transport_parts {
             Some((bound, config, mailbox, woken)) => Some(

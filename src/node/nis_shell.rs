@@ -74,14 +74,26 @@ pub(crate) struct NisShell {
     pub(crate) advert: Arc<RwLock<NodeAdvert>>,
     /// Where the answer to the [`NisMail::Ask`] being handled goes.
     pub(crate) reply: Option<Sender<IdentityEvent>>,
+    /// The file the store's records are kept in, if any.
+    pub(crate) file: Option<super::identity_file::IdentityFile>,
+    /// When changed records are next written to it.
+    pub(crate) next_flush: std::time::Instant,
 }
+
+/// How often changed records are written to the identity store's file (1 s): what a crash
+/// can lose.
+pub const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl NisShell {
     pub(crate) fn run(mut self) {
         self.carry_out();
         loop {
             let now = Now::read();
-            let deadline = self.service.poll_timeout(now);
+            self.flush(now.instant, false);
+            let mut deadline = self.service.poll_timeout(now);
+            if self.file.is_some() && self.service.store().has_changes() {
+                deadline = deadline.min(self.next_flush);
+            }
             match self.mailbox.recv_deadline(deadline) {
                 Ok(NisMail::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(mail) => {
@@ -91,6 +103,7 @@ impl NisShell {
                         match self.mailbox.try_recv() {
                             Ok(NisMail::Stop) => {
                                 self.carry_out();
+                                self.flush(std::time::Instant::now(), true);
                                 log::debug!("identity store stopped");
                                 return;
                             }
@@ -103,7 +116,33 @@ impl NisShell {
             }
             self.carry_out();
         }
+        self.flush(std::time::Instant::now(), true);
         log::debug!("identity store stopped");
+    }
+
+    /// Writes the records changed since the last write, if [`FLUSH_EVERY`] has passed (or
+    /// `now_anyway`). A failed write is logged and counted; its changes are not retried (the
+    /// next change of a record writes it again).
+    fn flush(&mut self, now: std::time::Instant, now_anyway: bool) {
+        let Some(file) = &self.file else { return };
+        if !now_anyway && now < self.next_flush {
+            return;
+        }
+        self.next_flush = now + FLUSH_EVERY;
+        let changes = self.service.store_mut().take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        match file.write(&changes) {
+            Ok(()) => log::trace!("identity store: {} records written", changes.len()),
+            Err(e) => {
+                self.service.count_write_failure();
+                log::error!(
+                    "{e}; {} changed records will not survive a restart",
+                    changes.len()
+                );
+            }
+        }
     }
 
     fn handle(&mut self, now: Now, mail: NisMail) {
