@@ -85,6 +85,11 @@ blip_bits = 1024
 blip_hashes = 3
 blip_epsilon = 5.0
 forward = true
+
+[relay]
+# Forward relay messages for any peer (docs/operations.md, "Relaying"): nodes with no direct path
+# to each other reach each other through this one. The default is "never".
+forward = "anyone"
 END
     } >"$here/node$i.toml"
     "$NETMACHINE" advert --config "$here/node$i.toml" >/dev/null

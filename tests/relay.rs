@@ -98,7 +98,7 @@ fn round_trips(
 ) -> Result<usize, DropReason> {
     let mut answered = HashMap::new();
     for i in 0..n {
-        client.send_with(dst, APP, format!("msg {i}").into_bytes(), opts.clone());
+        client.send_with(dst, APP, format!("msg {i}").into_bytes(), *opts);
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while answered.len() < n && Instant::now() < deadline {
@@ -181,6 +181,14 @@ fn a_reaches_c_through_b_and_hears_back() {
     }
     // B is not the destination of anything it relayed.
     assert_eq!(sb.received_relayed, 0);
+    // A chose B among its connected peers, with the RTT QUIC measured to it.
+    let peers = a.connected_peers();
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.node == b.identity() && p.rtt.is_some()),
+        "{peers:?}"
+    );
 }
 
 /// A keeps connections to B and D, C to B and D; `OnionRouting(2)` from A to C goes through

@@ -468,6 +468,7 @@ impl NodeBuilder {
             router.set_domain_routes(h.routes.clone());
         }
         let relay_board = crate::relay::RelayBoard::default();
+        let status_board = relay_board.clone();
         if has_transport {
             // Ephemeral relay keys are secrets: a real node draws their seed from the OS.
             let mut seed = [0u8; 32];
@@ -593,6 +594,7 @@ impl NodeBuilder {
             interdomain,
             storage,
             client_seq: AtomicU64::new(0),
+            relay_board: status_board,
         })
     }
 }
@@ -652,9 +654,17 @@ pub struct Node {
     storage: Option<storage::StorageHandles>,
     /// Numbers the node's internal clients (`domain-ask-<n>`).
     client_seq: AtomicU64,
+    /// The connected peers the Transport publishes as relay candidates, with their RTT.
+    relay_board: crate::relay::RelayBoard,
 }
 
 impl Node {
+    /// The connected peers as the Transport last published them (about every 200 ms): their
+    /// trust and the round-trip time QUIC measures to each — what relays are chosen by.
+    pub fn connected_peers(&self) -> Vec<crate::relay::Candidate> {
+        self.relay_board.snapshot()
+    }
+
     /// This node's current signed advert: its addresses (at start its listen addresses, as
     /// bound; see [`Node::set_addresses`]) and name. It is re-signed before it expires.
     pub fn advert(&self) -> NodeAdvert {

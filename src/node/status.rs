@@ -68,6 +68,16 @@ impl Node {
         for f in self.failures() {
             out.push_str(&format!("panicked: {} ({})\n", f.name, f.message));
         }
+        let peers = self.connected_peers();
+        if !peers.is_empty() {
+            out.push_str("connected peers (relay candidates):\n");
+            for c in peers {
+                let rtt = c.rtt.map_or("-".to_string(), |r| {
+                    format!("{:.3} ms", r.as_secs_f64() * 1e3)
+                });
+                out.push_str(&format!("  {} trust={} rtt={rtt}\n", c.node, c.trust));
+            }
+        }
         match self.ask_identity_store(IdentityRequest::Standing, STATUS_WAIT) {
             Some(IdentityEvent::Standing(list)) if !list.is_empty() => {
                 out.push_str("peers with a trust or reputation set:\n");
