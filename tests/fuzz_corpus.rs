@@ -8,6 +8,8 @@
 
 #[path = "../fuzz/src/lib.rs"]
 mod checks;
+#[path = "fuzz_corpus/relay.rs"]
+mod relay;
 #[path = "fuzz_corpus/storage.rs"]
 mod storage;
 
@@ -37,7 +39,7 @@ use netmachine::EngineIdentity;
 type Check = fn(&[u8]);
 
 /// Every fuzz target (the `[[bin]]`s of fuzz/Cargo.toml) and its checks.
-const TARGETS: [(&str, Check); 7] = [
+const TARGETS: [(&str, Check); 8] = [
     ("engine_message", checks::engine_message),
     ("frames", checks::frames),
     ("control", checks::control),
@@ -45,6 +47,7 @@ const TARGETS: [(&str, Check); 7] = [
     ("pubsub", checks::pubsub),
     ("descriptor", checks::descriptor),
     ("storage_message", checks::storage_message),
+    ("relay_layer", checks::relay_layer),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -233,6 +236,7 @@ fn outcome(target: &str, data: &[u8]) -> String {
             },
         },
         "storage_message" => storage::outcome(data),
+        "relay_layer" => relay::outcome(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -241,6 +245,7 @@ fn outcome(target: &str, data: &[u8]) -> String {
 fn expected_outcome(target: &str, name: &str) -> &'static str {
     match (target, name) {
         ("storage_message", name) => storage::expected(name),
+        ("relay_layer", name) => relay::expected(name),
         ("engine_message", "valid-fields") => "fields",
         ("engine_message", "weak-source-key") => "Weak",
         ("engine_message", "unknown-version") => "UnknownVersion(2) /",
@@ -552,6 +557,7 @@ impl Seeds {
             "pubsub" => self.pubsub(),
             "descriptor" => self.descriptor(),
             "storage_message" => storage::seeds(),
+            "relay_layer" => relay::seeds(),
             other => panic!("no seeds for {other}"),
         };
         list.into_iter().map(|(n, d)| (n.to_string(), d)).collect()

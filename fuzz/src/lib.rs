@@ -549,3 +549,64 @@ fn receipt(c: &ChunkCommitment) {
         }
     }
 }
+
+/// The node a `relay_layer` input is sealed to: seed `03` × 32, node C of docs/wire.md §16.17.
+pub const RELAY_NODE_SEED: [u8; 32] = [3; 32];
+/// The wall-clock time (ms) `relay_layer` opens its input at: §16.17's layers are valid then.
+pub const RELAY_NOW_MS: u64 = 1_700_000_000_000;
+
+/// Target `relay_layer`: a relay layer as the Router of the node it is sealed to opens it from
+/// a `RELAY` frame (docs/wire.md §12G.3), with `relay::Opener` under node C's key.
+///
+/// Whatever opens must keep the layer's promises: a forward names another node and carries a
+/// layer at least a minimal one and `FORWARD_OVERHEAD` bytes shorter than its own; a delivery's
+/// message is shorter than the layer; the expiry lies within the window the opener allows.
+/// The same bytes opened again are refused (`relay_replayed`), and every refusal is one of the
+/// `relay_*` reasons.
+pub fn relay_layer(data: &[u8]) {
+    use netmachine::identity::Keypair;
+    use netmachine::relay::layer::{FORWARD_OVERHEAD, HEADER_LEN, TAG_LEN};
+    use netmachine::relay::{Opened, Opener, OpenerLimits};
+    use netmachine::time::Now;
+    let key = Keypair::from_seed(&RELAY_NODE_SEED);
+    let limits = OpenerLimits::default();
+    let mut opener = Opener::new(&key, limits);
+    let now = Now {
+        instant: std::time::Instant::now(),
+        wall: Timestamp(RELAY_NOW_MS),
+    };
+    let expiry_ok = |e: Timestamp| e > now.wall && e <= now.wall.after(limits.max_lifetime);
+    match opener.open(now, data.to_vec()) {
+        Ok(opened) => {
+            match &opened {
+                Opened::Forward {
+                    next,
+                    layer,
+                    expiry,
+                } => {
+                    assert_ne!(*next, key.node_identity(), "a forward to this node");
+                    assert!(layer.len() + FORWARD_OVERHEAD <= data.len());
+                    assert!(layer.len() >= HEADER_LEN + TAG_LEN);
+                    assert!(expiry_ok(*expiry));
+                }
+                Opened::Deliver {
+                    message, expiry, ..
+                } => {
+                    assert!(message.len() < data.len());
+                    assert!(expiry_ok(*expiry));
+                }
+            }
+            assert_eq!(opener.sessions(), 1);
+            let again = opener.open(now, data.to_vec());
+            assert_eq!(
+                again.map(|_| ()),
+                Err(netmachine::DropReason::RelayReplayed),
+                "a layer opened twice"
+            );
+        }
+        Err(reason) => {
+            assert!(reason.label().starts_with("relay_"), "{reason:?}");
+            assert_eq!(opener.sessions(), 0, "a refused layer left a session");
+        }
+    }
+}
