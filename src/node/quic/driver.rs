@@ -314,25 +314,28 @@ impl Driver {
     }
 
     /// Publishes the connected peers as relay candidates: their configured trust
-    /// ([`DEFAULT_TRUST`] if none) and the smoothed RTT quiche measures on the active path.
+    /// ([`DEFAULT_TRUST`] if none) and the smoothed RTT quiche measures on the active path,
+    /// which the core also keeps per dialled address ([`Core::handle_rtt`]).
     fn publish_board(&mut self, now: Instant) {
         if now < self.next_board {
             return;
         }
         self.next_board = now + BOARD_EVERY;
-        let candidates = self
-            .core
-            .ready_peers()
-            .into_iter()
-            .map(|(node, conn, trust)| Candidate {
+        let mut candidates = Vec::new();
+        for (node, conn, trust) in self.core.ready_peers() {
+            let rtt = self
+                .conns
+                .get(&conn)
+                .and_then(|c| c.q.path_stats().next().map(|p| p.rtt));
+            if let Some(rtt) = rtt {
+                self.core.handle_rtt(conn, rtt);
+            }
+            candidates.push(Candidate {
                 node,
                 trust: trust.unwrap_or(DEFAULT_TRUST),
-                rtt: self
-                    .conns
-                    .get(&conn)
-                    .and_then(|c| c.q.path_stats().next().map(|p| p.rtt)),
-            })
-            .collect();
+                rtt,
+            });
+        }
         self.relay_board.publish(candidates);
     }
 

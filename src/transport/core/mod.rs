@@ -261,6 +261,20 @@ impl<R: RngCore> Core<R> {
             .collect()
     }
 
+    /// The round-trip time the driver measured on connection `conn`: kept for the address an
+    /// outbound connection dialled, to order that peer's addresses for later dials.
+    pub fn handle_rtt(&mut self, conn: ConnId, rtt: Duration) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if !c.outbound {
+            return;
+        }
+        if let Some(p) = c.node.and_then(|n| self.peers.get_mut(&n)) {
+            p.record_rtt(c.peer_addr, rtt);
+        }
+    }
+
     /// The connections the core knows, with their peer addresses.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, SocketAddr)> + '_ {
         self.conns.iter().map(|(id, c)| (*id, c.peer_addr))

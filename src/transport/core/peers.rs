@@ -6,16 +6,19 @@
 //! [`TransportLimits::max_peer_queue_bytes`](crate::transport::TransportLimits) from the moment it is queued
 //! until the peer acknowledges it.
 //!
-//! Dialling: addresses are tried in order of the advert's weights (highest first), one per
-//! attempt, with a delay between attempts that starts at `backoff_initial`, doubles per failed
-//! attempt up to `backoff_max`, and varies by ±20 % so that many nodes do not redial in step.
-//! A successful connection resets it.
+//! Dialling: one address per attempt — the one with the fewest failed dials since it last
+//! worked, then the lowest round-trip time measured on an earlier connection to it (an address
+//! never measured counts as fastest, so each is tried once), then the advert's weight (highest
+//! first). So a peer is reached at its fastest address once each has been measured, and a
+//! failing address gives way to the next. Between attempts the delay starts at
+//! `backoff_initial`, doubles per failed attempt up to `backoff_max`, and varies by ±20 % so
+//! that many nodes do not redial in step. A successful connection resets it.
 //!
 //! Refusal: a peer with trust 0 (banned), or cut off for misbehaving until its backoff passes,
 //! is never dialled ([`Peer::refused`]); the core also refuses its connections and bounces what
 //! is queued for it.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -53,8 +56,13 @@ pub struct Peer {
     pub attempts: u32,
     /// Earliest time of the next dial.
     pub next_dial: Option<Instant>,
-    /// Index of the next address to try.
-    pub next_addr: usize,
+    /// The address of the dial in progress (or last started).
+    pub dial_addr: Option<SocketAddr>,
+    /// Round-trip times measured on outbound connections, per address of `addrs` (looked up
+    /// only; at most one per address, at most 16).
+    pub rtt: HashMap<SocketAddr, Duration>,
+    /// Failed dials per address of `addrs` since it last worked (looked up only).
+    pub dial_failures: HashMap<SocketAddr, u32>,
     /// Local trust (configuration or the identity store); `Some(0)` bans the peer.
     pub trust: Option<u8>,
     /// Until when the peer is cut off for misbehaving.
@@ -72,7 +80,9 @@ impl Peer {
         addrs.sort_by_key(|a| std::cmp::Reverse(a.1));
         self.addrs = addrs.into_iter().map(|(a, _)| a).collect();
         self.advert_version = Some(advert.version);
-        self.next_addr = 0;
+        let current = &self.addrs;
+        self.rtt.retain(|a, _| current.contains(a));
+        self.dial_failures.retain(|a, _| current.contains(a));
     }
 
     /// Whether the peer is banned (trust 0).
@@ -101,19 +111,45 @@ impl Peer {
             && self.next_dial.is_none_or(|t| now >= t)
     }
 
-    /// The address for the next attempt (advancing through the list).
+    /// The address for the next attempt (see the module doc for the order).
     pub fn next_address(&mut self) -> Option<SocketAddr> {
-        if self.addrs.is_empty() {
-            return None;
-        }
-        let addr = self.addrs[self.next_addr % self.addrs.len()];
-        self.next_addr = (self.next_addr + 1) % self.addrs.len();
+        let addr = self
+            .addrs
+            .iter()
+            .enumerate()
+            .min_by_key(|(i, a)| {
+                (
+                    self.dial_failures.get(*a).copied().unwrap_or(0),
+                    self.rtt.get(*a).copied().unwrap_or(Duration::ZERO),
+                    *i,
+                )
+            })
+            .map(|(_, a)| *a)?;
+        self.dial_addr = Some(addr);
         Some(addr)
+    }
+
+    /// The round-trip time measured on an outbound connection to `addr` (kept if `addr` is one
+    /// of the advert's).
+    pub fn record_rtt(&mut self, addr: SocketAddr, rtt: Duration) {
+        if self.addrs.contains(&addr) {
+            self.rtt.insert(addr, rtt);
+        }
+    }
+
+    /// A dial to `addr` worked: its failures are forgotten.
+    pub fn dial_worked(&mut self, addr: SocketAddr) {
+        self.dial_failures.remove(&addr);
     }
 
     /// Records a failed attempt and schedules the next one. `jitter` is a uniform value in
     /// [0, 1) from the caller's random source.
     pub fn failed(&mut self, now: Instant, initial: Duration, max: Duration, jitter: f64) {
+        if let Some(a) = self.dial_addr.take() {
+            if self.addrs.contains(&a) {
+                *self.dial_failures.entry(a).or_default() += 1;
+            }
+        }
         self.attempts = self.attempts.saturating_add(1);
         self.next_dial = Some(now + backoff(self.attempts, initial, max, jitter));
     }
@@ -215,9 +251,26 @@ mod tests {
         );
         let mut p = Peer::default();
         p.learn_advert(&advert);
+        let now = Instant::now();
+        let (i, m) = (Duration::from_millis(1), Duration::from_millis(10));
+        // Failing addresses take turns, highest weight first.
         assert_eq!(p.next_address().unwrap().port(), 2);
+        p.failed(now, i, m, 0.5);
         assert_eq!(p.next_address().unwrap().port(), 1);
+        p.failed(now, i, m, 0.5);
         assert_eq!(p.next_address().unwrap().port(), 2);
+        // Port 2 works again, and is measured slow; port 1 is tried (never measured), measured
+        // fast, and from then on preferred.
+        p.dial_worked("127.0.0.1:2".parse().unwrap());
+        p.record_rtt("127.0.0.1:2".parse().unwrap(), Duration::from_millis(80));
+        p.dial_worked("127.0.0.1:1".parse().unwrap());
+        assert_eq!(p.next_address().unwrap().port(), 1);
+        p.record_rtt("127.0.0.1:1".parse().unwrap(), Duration::from_millis(2));
+        assert_eq!(p.next_address().unwrap().port(), 1);
+        assert_eq!(p.next_address().unwrap().port(), 1);
+        // An address not in the advert is not recorded; a new advert forgets gone addresses.
+        p.record_rtt("127.0.0.1:3".parse().unwrap(), Duration::from_millis(1));
+        assert_eq!(p.rtt.len(), 2);
     }
 
     #[test]

@@ -303,6 +303,9 @@ impl<R: RngCore> Core<R> {
             peer.dialing = None;
         }
         peer.connected(id);
+        if conn.outbound {
+            peer.dial_worked(conn.peer_addr);
+        }
         conn.keepalive = now.instant;
         self.exchange_on_ready(node, conn);
         log::info!(
