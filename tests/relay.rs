@@ -121,34 +121,68 @@ fn warm_up(client: &mut netmachine::Client, dst: EngineIdentity, opts: &SendOpti
     ) == Ok(1)));
 }
 
+/// A line of three: B listens and forwards under `b_policy`; C (running `Echo`) and A (which
+/// knows where C's echo runs) dial out to B only, so neither has an address for the other.
+struct Line {
+    a: Node,
+    b: Node,
+    c: Node,
+    echo: EngineIdentity,
+    seen: Seen,
+}
+
+fn line(b_policy: RelayPolicy) -> Line {
+    let b = node(&Keypair::generate(), true, b_policy, &[])
+        .start()
+        .unwrap();
+    let seen: Seen = Arc::default();
+    let c = node(
+        &Keypair::generate(),
+        false,
+        RelayPolicy::default(),
+        &[b.advert()],
+    )
+    .engine(
+        "echo",
+        Echo {
+            seen: Arc::clone(&seen),
+        },
+    )
+    .start()
+    .unwrap();
+    let echo = c.engine_identity("echo").unwrap();
+    let a = node(
+        &Keypair::generate(),
+        false,
+        RelayPolicy::default(),
+        &[b.advert()],
+    )
+    .engine_location(echo, c.identity())
+    .start()
+    .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || connected(&a, 1)
+        && connected(&c, 1)
+        && connected(&b, 2)));
+    Line {
+        a,
+        b,
+        c,
+        echo,
+        seen,
+    }
+}
+
 /// A (dials out only) and C (dials out only) both keep a connection to B; neither has an
 /// address for the other. A's engine reaches C's and hears back, through B.
 #[test]
 fn a_reaches_c_through_b_and_hears_back() {
-    let (ka, kb, kc) = (
-        Keypair::generate(),
-        Keypair::generate(),
-        Keypair::generate(),
-    );
-    let b = node(&kb, true, anyone(), &[]).start().unwrap();
-    let seen: Seen = Arc::default();
-    let c = node(&kc, false, RelayPolicy::default(), &[b.advert()])
-        .engine(
-            "echo",
-            Echo {
-                seen: Arc::clone(&seen),
-            },
-        )
-        .start()
-        .unwrap();
-    let echo = c.engine_identity("echo").unwrap();
-    let a = node(&ka, false, RelayPolicy::default(), &[b.advert()])
-        .engine_location(echo, c.identity())
-        .start()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || connected(&a, 1)
-        && connected(&c, 1)
-        && connected(&b, 2)));
+    let Line {
+        a,
+        b,
+        c,
+        echo,
+        seen,
+    } = line(anyone());
     let mut client = a.client("app").unwrap();
     warm_up(&mut client, echo, &SendOptions::default());
     let before = (a.stats(), b.stats(), c.stats());
@@ -281,31 +315,14 @@ fn a_two_relay_onion_path_crosses_both_relays() {
 /// B forwards for nobody: A's messages to C are refused at B and counted there.
 #[test]
 fn a_relay_that_forwards_for_nobody_refuses_and_counts() {
-    let (ka, kb, kc) = (
-        Keypair::generate(),
-        Keypair::generate(),
-        Keypair::generate(),
-    );
-    let b = node(&kb, true, RelayPolicy::default(), &[])
-        .start()
-        .unwrap();
-    let seen: Seen = Arc::default();
-    let c = node(&kc, false, RelayPolicy::default(), &[b.advert()])
-        .engine(
-            "echo",
-            Echo {
-                seen: Arc::clone(&seen),
-            },
-        )
-        .start()
-        .unwrap();
-    let echo = c.engine_identity("echo").unwrap();
-    let a = node(&ka, false, RelayPolicy::default(), &[b.advert()])
-        .engine_location(echo, c.identity())
-        .start()
-        .unwrap();
-    assert!(wait_until(Duration::from_secs(10), || connected(&a, 1)
-        && connected(&b, 2)));
+    // C is kept running (bound, not dropped) so that a refusal at B is the only way to fail.
+    let Line {
+        a,
+        b,
+        c: _c,
+        echo,
+        seen,
+    } = line(RelayPolicy::default());
     let mut client = a.client("app").unwrap();
     assert!(wait_until(Duration::from_secs(5), || {
         client.send(echo, APP, b"hello".to_vec());

@@ -500,10 +500,5 @@ pub const DEFAULT_IDENTITY_SUFFIX: &str = ".identity.redb";
 /// The identity store file when `identity.path` is not set: the configuration file's name
 /// without its extension, with [`DEFAULT_IDENTITY_SUFFIX`], in the same directory.
 pub fn default_identity_file(config: &Path) -> PathBuf {
-    let stem = config
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "node".to_string());
-    let dir = config.parent().unwrap_or_else(|| Path::new(""));
-    dir.join(format!("{stem}{DEFAULT_IDENTITY_SUFFIX}"))
+    super::storage::beside_config(config, DEFAULT_IDENTITY_SUFFIX)
 }

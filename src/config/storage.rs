@@ -26,12 +26,18 @@ pub const DEFAULT_STORE_SUFFIX: &str = ".storage.redb";
 /// The store file when `storage.path` is not set: the configuration file's name without its
 /// extension, with [`DEFAULT_STORE_SUFFIX`], in the same directory.
 pub fn default_store_file(config: &Path) -> PathBuf {
+    beside_config(config, DEFAULT_STORE_SUFFIX)
+}
+
+/// The file named after `config` (its name without the extension, then `suffix`) in the same
+/// directory: one per configuration, so nodes whose files sit side by side never share one.
+pub fn beside_config(config: &Path, suffix: &str) -> PathBuf {
     let stem = config
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "node".to_string());
     let dir = config.parent().unwrap_or_else(|| Path::new(""));
-    dir.join(format!("{stem}{DEFAULT_STORE_SUFFIX}"))
+    dir.join(format!("{stem}{suffix}"))
 }
 /// Smallest `storage.max_bytes`: one block of the largest size must fit.
 pub const MIN_STORE_BYTES: u64 = MAX_ENCODED_BLOCK as u64;

@@ -93,6 +93,23 @@ fn nonce(counter: u64) -> Nonce {
     Nonce::assume_unique_for_key(n)
 }
 
+/// A layer: the header for `eph_pub` and `counter`, then `plain` sealed under `key` with the
+/// header as associated data, then the tag.
+fn seal_with(key: &LessSafeKey, eph_pub: &[u8; 32], counter: u64, mut plain: Vec<u8>) -> Vec<u8> {
+    let mut header = [0u8; HEADER_LEN];
+    header[0] = VERSION;
+    header[1..33].copy_from_slice(eph_pub);
+    header[33..].copy_from_slice(&counter.to_le_bytes());
+    let tag = key
+        .seal_in_place_separate_tag(nonce(counter), Aad::from(header), &mut plain)
+        .expect("ChaCha20-Poly1305 seals any length below 256 GiB");
+    let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&plain);
+    out.extend_from_slice(tag.as_ref());
+    out
+}
+
 /// The key of the source proof between `src` and `dst`: only they can compute it (static
 /// X25519 agreement of their node keys).
 fn source_key(
@@ -310,24 +327,12 @@ impl Sealer {
         &mut self,
         now: Now,
         hop: &NodeIdentity,
-        mut plain: Vec<u8>,
+        plain: Vec<u8>,
     ) -> Result<Vec<u8>, SealError> {
         let s = self.session(now, hop)?;
         let counter = s.next;
         s.next += 1;
-        let mut header = [0u8; HEADER_LEN];
-        header[0] = VERSION;
-        header[1..33].copy_from_slice(&s.eph_pub);
-        header[33..].copy_from_slice(&counter.to_le_bytes());
-        let tag = s
-            .key
-            .seal_in_place_separate_tag(nonce(counter), Aad::from(header), &mut plain)
-            .expect("ChaCha20-Poly1305 seals any length below 256 GiB");
-        let mut out = Vec::with_capacity(HEADER_LEN + plain.len() + TAG_LEN);
-        out.extend_from_slice(&header);
-        out.extend_from_slice(&plain);
-        out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        Ok(seal_with(&s.key, &s.eph_pub, counter, plain))
     }
 }
 
@@ -582,23 +587,13 @@ pub mod testing {
         eph_scalar: [u8; 32],
         counter: u64,
         hop: &NodeIdentity,
-        mut plain: Vec<u8>,
+        plain: Vec<u8>,
     ) -> Vec<u8> {
         let eph = DhSecret::from_scalar(eph_scalar);
         let eph_pub = eph.public();
         let hop_x = x25519_public(hop).expect("a valid hop key");
         let key = aead_key(&eph, &hop_x, &eph_pub, hop).expect("a valid agreement");
-        let mut header = [0u8; HEADER_LEN];
-        header[0] = VERSION;
-        header[1..33].copy_from_slice(&eph_pub);
-        header[33..].copy_from_slice(&counter.to_le_bytes());
-        let tag = key
-            .seal_in_place_separate_tag(nonce(counter), Aad::from(header), &mut plain)
-            .expect("seals");
-        let mut out = header.to_vec();
-        out.extend_from_slice(&plain);
-        out.extend_from_slice(tag.as_ref());
-        out
+        seal_with(&key, &eph_pub, counter, plain)
     }
 
     /// The plaintext of a delivery from `src` (key pair, for its proof) to `dst`, for a layer
