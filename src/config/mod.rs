@@ -165,6 +165,8 @@ mod interdomain;
 mod interdomain_tests;
 mod raw;
 mod relay;
+#[cfg(test)]
+mod relay_tests;
 mod settings;
 mod storage;
 #[cfg(test)]

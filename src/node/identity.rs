@@ -115,6 +115,26 @@ pub(super) fn service(
     Ok(service)
 }
 
+/// The identity store's file at `path`, if any, and the records read from it.
+pub(super) fn open_file(
+    path: Option<&std::path::Path>,
+) -> Result<
+    (
+        Option<super::identity_file::IdentityFile>,
+        Vec<IdentityRecord>,
+    ),
+    NodeError,
+> {
+    match path {
+        Some(path) => {
+            let (file, records) =
+                super::identity_file::IdentityFile::open(path).map_err(NodeError::IdentityFile)?;
+            Ok((Some(file), records))
+        }
+        None => Ok((None, Vec::new())),
+    }
+}
+
 /// How long [`Node::lookup`] waits for the identity store.
 const LOOKUP_WAIT: Duration = Duration::from_secs(5);
 

@@ -35,6 +35,7 @@ mod interdomain;
 pub(crate) mod mailbox;
 pub(crate) mod nis_shell;
 pub mod quic;
+mod relaying;
 pub(crate) mod router_shell;
 mod status;
 mod storage;
@@ -196,22 +197,6 @@ impl NodeBuilder {
             relay: crate::relay::RelayPolicy::default(),
             identity_file: None,
         }
-    }
-
-    /// Keeps the identity store's records (node, engine, topic and domain records, trust and
-    /// reputation) in a redb file at `path`, so that they survive a restart (created if
-    /// absent). A file that cannot be opened or read fails [`NodeBuilder::start`] with
-    /// [`NodeError::IdentityFile`]. Without it the store starts empty each time.
-    pub fn identity_store_file(mut self, path: impl Into<std::path::PathBuf>) -> NodeBuilder {
-        self.identity_file = Some(path.into());
-        self
-    }
-
-    /// Whom this node forwards relay messages for, and how much (default: nobody; messages
-    /// relayed *to* this node and this node's own relayed sends work whatever the policy).
-    pub fn relay_policy(mut self, policy: crate::relay::RelayPolicy) -> NodeBuilder {
-        self.relay = policy;
-        self
     }
 
     /// Runs a Transport listening on `addr` (port 0 picks a free port; see
@@ -392,14 +377,7 @@ impl NodeBuilder {
             .collect();
         let explicit = self.explicit_view();
         let identity_stats = Arc::new(IdentityStats::default());
-        let (identity_file, restored) = match &self.identity_file {
-            Some(path) => {
-                let (file, records) =
-                    identity_file::IdentityFile::open(path).map_err(NodeError::IdentityFile)?;
-                (Some(file), records)
-            }
-            None => (None, Vec::new()),
-        };
+        let (identity_file, restored) = identity::open_file(self.identity_file.as_deref())?;
         let service = identity::service(
             identity::Known {
                 key: &self.key,
@@ -470,10 +448,7 @@ impl NodeBuilder {
         let relay_board = crate::relay::RelayBoard::default();
         let status_board = relay_board.clone();
         if has_transport {
-            // Ephemeral relay keys are secrets: a real node draws their seed from the OS.
-            let mut seed = [0u8; 32];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut seed);
-            router.enable_relay(&self.key, seed, self.relay.clone());
+            relaying::enable(&mut router, &self.key, self.relay.clone());
         }
         let mut router_shell = RouterShell {
             router,
@@ -659,12 +634,6 @@ pub struct Node {
 }
 
 impl Node {
-    /// The connected peers as the Transport last published them (about every 200 ms): their
-    /// trust and the round-trip time QUIC measures to each — what relays are chosen by.
-    pub fn connected_peers(&self) -> Vec<crate::relay::Candidate> {
-        self.relay_board.snapshot()
-    }
-
     /// This node's current signed advert: its addresses (at start its listen addresses, as
     /// bound; see [`Node::set_addresses`]) and name. It is re-signed before it expires.
     pub fn advert(&self) -> NodeAdvert {
