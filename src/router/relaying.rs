@@ -4,9 +4,10 @@
 //!
 //! * **Sending.** A message whose transport preferences ask for `OnionRouting(n)` is sealed for
 //!   a path of `max(n, 1)` relays chosen from the candidates ([`Router::set_relay_candidates`])
-//!   by trust and round-trip time; fewer usable candidates → `no_relay`. A message the
-//!   Transport has no direct path for ([`Router::handle_no_direct_path`]) goes through the best
-//!   single relay, or is dropped `no_route` when there is none.
+//!   by trust and round-trip time. A message the Transport has no direct path for
+//!   ([`Router::handle_no_direct_path`]) goes through the best single relay. A message that
+//!   finds too few candidates waits for more (at most [`RELAY_WAIT`]), then is dropped
+//!   `no_relay` (onion routing) or `no_route` (no direct path).
 //! * **Forwarding.** A `RELAY` frame from a peer ([`Router::handle_relay`]) passes the
 //!   per-source rate and byte limits, is opened (see [`crate::relay::layer`] for the checks and
 //!   their order), and, if the policy forwards for that peer, goes on to the next node as a
