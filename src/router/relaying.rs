@@ -230,14 +230,7 @@ impl Router {
         receipt: Option<Receipt>,
         reason: DropReason,
     ) {
-        self.receipts.extend(receipt);
-        self.stats.dropped(reason);
-        log::debug!(
-            "router: dropped relay layer from {}: {}",
-            peer.short(),
-            reason.label()
-        );
-        self.misbehaved(now, peer, reason);
+        self.refuse_from_peer(now, peer, receipt, reason, "relay layer");
     }
 
     /// The Transport has no connection to and no address for `send.node`: the message goes

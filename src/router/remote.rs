@@ -27,15 +27,28 @@ impl Router {
             .received_remote
             .fetch_add(1, AtomicOrdering::Relaxed);
         if let Err(reason) = self.ingress.accept(now, peer, wire, receipt) {
-            self.receipts.extend(receipt);
-            self.stats.dropped(reason);
-            log::debug!(
-                "router: dropped message from {}: {}",
-                peer.short(),
-                reason.label()
-            );
-            self.misbehaved(now, peer, reason);
+            self.refuse_from_peer(now, peer, receipt, reason, "message");
         }
+    }
+
+    /// Drops what `peer` sent (`what`: a message, a relay layer) before it was admitted:
+    /// counted, logged, its receipt handed back, and held against the peer if it is misconduct.
+    pub(super) fn refuse_from_peer(
+        &mut self,
+        now: Now,
+        peer: NodeIdentity,
+        receipt: Option<Receipt>,
+        reason: DropReason,
+        what: &str,
+    ) {
+        self.receipts.extend(receipt);
+        self.stats.dropped(reason);
+        log::debug!(
+            "router: dropped {what} from {}: {}",
+            peer.short(),
+            reason.label()
+        );
+        self.misbehaved(now, peer, reason);
     }
 
     /// Verifier threads configured.
