@@ -24,7 +24,8 @@ use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};
 pub(super) struct Known<'a> {
     pub(super) key: &'a Keypair,
     pub(super) name: Option<String>,
-    pub(super) listen: &'a [SocketAddr],
+    /// The bound addresses, as advertised (with their weights).
+    pub(super) addrs: Vec<(TransportAddress, u8)>,
     pub(super) has_transport: bool,
     pub(super) locations: Vec<(EngineIdentity, NodeIdentity)>,
     pub(super) peers: Vec<NodeAdvert>,
@@ -65,11 +66,7 @@ pub(super) fn service(
     if known.persist {
         store.track_changes();
     }
-    let addrs = known
-        .listen
-        .iter()
-        .map(|a| (TransportAddress::quic(*a), 100))
-        .collect();
+    let addrs = known.addrs;
     let own = OwnAdverts::new(
         known.key.clone(),
         addrs,

@@ -357,13 +357,20 @@ impl NodeBuilder {
         let mut transport_parts = None;
         let mut transport_link = None;
         let mut listen_addrs = Vec::new();
+        let mut tcp_listen_addrs = Vec::new();
+        let mut advertised = Vec::new();
         if let Some(config) = self.transport.take() {
-            let bound = Bound::bind(&config.listen).map_err(|e| {
-                NodeError::Transport(format!("cannot bind {:?}: {e}", config.listen))
+            let bound = Bound::bind(&config.listen, &config.listen_tcp).map_err(|e| {
+                NodeError::Transport(format!(
+                    "cannot bind {:?} (UDP) and {:?} (TCP): {e}",
+                    config.listen, config.listen_tcp
+                ))
             })?;
             listen_addrs = bound.local_addrs();
-            if listen_addrs.len() > crate::wire::advert::MAX_ADDRS {
-                return Err(NodeError::TooManyAddresses(listen_addrs.len()));
+            tcp_listen_addrs = bound.local_tcp_addrs();
+            advertised = bound.advertised();
+            if advertised.len() > crate::wire::advert::MAX_ADDRS {
+                return Err(NodeError::TooManyAddresses(advertised.len()));
             }
             let (tx, rx) = bounded(config.limits.mailbox_depth);
             let woken = Arc::new(AtomicBool::new(false));
@@ -382,7 +389,7 @@ impl NodeBuilder {
             identity::Known {
                 key: &self.key,
                 name: self.name.clone(),
-                listen: &listen_addrs,
+                addrs: advertised,
                 has_transport: transport_link.is_some(),
                 locations: self.locations,
                 peers: self.peers,
@@ -562,6 +569,7 @@ impl NodeBuilder {
             stopped: false,
             advert: shared_advert,
             listen_addrs,
+            tcp_listen_addrs,
             pubsub_stats,
             identity_stats,
             domain_directory,
@@ -621,6 +629,7 @@ pub struct Node {
     /// The current advert, published by the identity store's thread.
     advert: Arc<RwLock<NodeAdvert>>,
     listen_addrs: Vec<SocketAddr>,
+    tcp_listen_addrs: Vec<SocketAddr>,
     pubsub_stats: Option<Arc<PubSubStats>>,
     identity_stats: Arc<IdentityStats>,
     domain_directory: DomainDirectory,
@@ -640,9 +649,16 @@ impl Node {
         self.advert.read().clone()
     }
 
-    /// The addresses the Transport listens on, as bound (port 0 resolved); empty without one.
+    /// The UDP addresses the Transport listens on for QUIC, as bound (port 0 resolved); empty
+    /// without one.
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.listen_addrs
+    }
+
+    /// The TCP addresses the Transport listens on for TLS over TCP, as bound (port 0
+    /// resolved); empty unless configured ([`TransportConfig::listen_tcp`]).
+    pub fn tcp_listen_addrs(&self) -> &[SocketAddr] {
+        &self.tcp_listen_addrs
     }
 
     /// The node's identity.

@@ -288,6 +288,8 @@ impl SimNode {
         if !self.core.may_accept(from) {
             return None;
         }
+        // The simulator models QUIC connections only.
+        let from = crate::wire::TransportAddress::quic(from);
         Some(self.core.handle_incoming(now, from))
     }
 
@@ -447,7 +449,14 @@ impl SimNode {
                 // between nodes): its scenarios address nodes and topics, not remote engines.
                 CoreOutput::Exchange(_) => {}
                 CoreOutput::Dial { conn, node, addr } => {
-                    match net.dial(now, self.identity, self.incarnation, conn, node, addr) {
+                    match net.dial(
+                        now,
+                        self.identity,
+                        self.incarnation,
+                        conn,
+                        node,
+                        addr.socket_addr(),
+                    ) {
                         Some(ep) => {
                             self.conns.insert(conn, ep);
                         }

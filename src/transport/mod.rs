@@ -3,12 +3,15 @@
 //! Transport's configuration and limits (spec notes §5.2.1). The requests and notifications
 //! engines exchange with it are in the vocabulary ([`crate::mail::transport`]).
 //!
+//! [`tcp_mux`] is the record layer that carries the same streams over TLS over TCP.
+//!
 //! The QUIC driver that moves bytes between sockets, quiche and this core is part of the wiring
 //! layer (`node::quic`): quiche reads the clock itself, so no quiche call is made here.
 
 pub mod control;
 pub mod core;
 pub mod frame;
+pub mod tcp_mux;
 
 pub use self::core::peers;
 
@@ -20,7 +23,7 @@ use std::time::Duration;
 
 pub use crate::mail::transport::{ConnectResult, TransportEvent, TransportRequest};
 pub use crate::mail::{Receipt, RemoteSend};
-use crate::wire::TransportPrefs;
+use crate::wire::{TransportKind, TransportPrefs};
 
 /// Limits of the Transport, each with its default and the memory it bounds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,8 +67,19 @@ impl Default for TransportLimits {
 /// How a node's Transport runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportConfig {
-    /// UDP addresses to listen on. With none, the node still dials out from an ephemeral port.
+    /// UDP addresses to listen on for QUIC. With none, the node still dials out from an
+    /// ephemeral port.
     pub listen: Vec<SocketAddr>,
+    /// TCP addresses to listen on for TLS over TCP, the fallback for networks that block UDP
+    /// (default none; the node still dials TCP addresses of peers).
+    pub listen_tcp: Vec<SocketAddr>,
+    /// The transports this node dials, most preferred first (default QUIC, then TLS over TCP).
+    /// A peer's addresses of other kinds are ignored; a preferred transport gives way to the
+    /// next once its addresses are failing (see [`peers`]).
+    pub transports: Vec<TransportKind>,
+    /// A dial not ready (TLS and hello) within this long is abandoned and counts as a failed
+    /// attempt (default 5 s).
+    pub connect_timeout: Duration,
     /// Whether nodes that are not configured peers may connect (their identity is still proven
     /// by TLS). Default true.
     pub accept_unknown_peers: bool,
@@ -87,6 +101,9 @@ impl Default for TransportConfig {
     fn default() -> Self {
         TransportConfig {
             listen: Vec::new(),
+            listen_tcp: Vec::new(),
+            transports: vec![TransportKind::Quic, TransportKind::Tcp],
+            connect_timeout: Duration::from_secs(5),
             accept_unknown_peers: true,
             default_tprefs: TransportPrefs::RELIABLE_ORDERED,
             idle_timeout: Duration::from_secs(10),

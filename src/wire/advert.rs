@@ -55,8 +55,8 @@ pub enum IpAddress {
     V6([u8; 16]),
 }
 
-/// How to reach a node. The certificate a QUIC address presents is made from the node key, so
-/// the node identity is the key that authenticates the address.
+/// How to reach a node. The certificate either kind of address presents is made from the node
+/// key, so the node identity is the key that authenticates the address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
 pub enum TransportAddress {
     /// QUIC (TLS 1.3) over UDP.
@@ -66,39 +66,105 @@ pub enum TransportAddress {
         /// UDP port.
         port: u16,
     },
+    /// TLS 1.3 over TCP, carrying the same streams and datagrams in netmachine's record layer
+    /// (docs/wire.md §6.1.1): the fallback for networks that block UDP.
+    Tcp {
+        /// IP address.
+        ip: IpAddress,
+        /// TCP port.
+        port: u16,
+    },
+}
+
+/// The kinds of [`TransportAddress`]: the transport protocol an address is reached with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TransportKind {
+    /// QUIC over UDP.
+    Quic,
+    /// TLS 1.3 over TCP.
+    Tcp,
+}
+
+impl TransportKind {
+    /// The name used in configuration files and address texts (`quic`, `tcp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Quic => "quic",
+            TransportKind::Tcp => "tcp",
+        }
+    }
+}
+
+fn ip_address(addr: SocketAddr) -> IpAddress {
+    match addr.ip() {
+        IpAddr::V4(v4) => IpAddress::V4(v4.octets()),
+        IpAddr::V6(v6) => IpAddress::V6(v6.octets()),
+    }
 }
 
 impl TransportAddress {
     /// The QUIC address at `addr`.
     pub fn quic(addr: SocketAddr) -> TransportAddress {
-        let ip = match addr.ip() {
-            IpAddr::V4(v4) => IpAddress::V4(v4.octets()),
-            IpAddr::V6(v6) => IpAddress::V6(v6.octets()),
-        };
         TransportAddress::Quic {
-            ip,
+            ip: ip_address(addr),
             port: addr.port(),
         }
     }
 
-    /// The socket address of a QUIC address.
-    pub fn socket_addr(&self) -> SocketAddr {
-        match *self {
-            TransportAddress::Quic { ip, port } => {
-                let ip = match ip {
-                    IpAddress::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
-                    IpAddress::V6(o) => IpAddr::V6(Ipv6Addr::from(o)),
-                };
-                SocketAddr::new(ip, port)
-            }
+    /// The TLS-over-TCP address at `addr`.
+    pub fn tcp(addr: SocketAddr) -> TransportAddress {
+        TransportAddress::Tcp {
+            ip: ip_address(addr),
+            port: addr.port(),
         }
+    }
+
+    /// The address of `kind` at `addr`.
+    pub fn of_kind(kind: TransportKind, addr: SocketAddr) -> TransportAddress {
+        match kind {
+            TransportKind::Quic => TransportAddress::quic(addr),
+            TransportKind::Tcp => TransportAddress::tcp(addr),
+        }
+    }
+
+    /// The transport protocol the address is reached with.
+    pub fn kind(&self) -> TransportKind {
+        match self {
+            TransportAddress::Quic { .. } => TransportKind::Quic,
+            TransportAddress::Tcp { .. } => TransportKind::Tcp,
+        }
+    }
+
+    /// The socket address (UDP for QUIC, TCP for TLS over TCP).
+    pub fn socket_addr(&self) -> SocketAddr {
+        let (TransportAddress::Quic { ip, port } | TransportAddress::Tcp { ip, port }) = *self;
+        let ip = match ip {
+            IpAddress::V4(o) => IpAddr::V4(Ipv4Addr::from(o)),
+            IpAddress::V6(o) => IpAddr::V6(Ipv6Addr::from(o)),
+        };
+        SocketAddr::new(ip, port)
     }
 }
 
 impl std::fmt::Display for TransportAddress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "quic://{}", self.socket_addr())
+        write!(f, "{}://{}", self.kind().name(), self.socket_addr())
     }
+}
+
+/// The weight a node's adverts give its QUIC addresses.
+pub const QUIC_WEIGHT: u8 = 100;
+/// The weight a node's adverts give its TLS-over-TCP addresses: lower than QUIC's, so that a
+/// peer dials TCP only when QUIC keeps failing or its own preferences put TCP first.
+pub const TCP_WEIGHT: u8 = 50;
+
+/// The advertised addresses of a node listening for QUIC on `quic` and for TLS over TCP on
+/// `tcp`: QUIC first, each kind with its weight ([`QUIC_WEIGHT`], [`TCP_WEIGHT`]).
+pub fn listen_addresses(quic: &[SocketAddr], tcp: &[SocketAddr]) -> Vec<(TransportAddress, u8)> {
+    quic.iter()
+        .map(|a| (TransportAddress::quic(*a), QUIC_WEIGHT))
+        .chain(tcp.iter().map(|a| (TransportAddress::tcp(*a), TCP_WEIGHT)))
+        .collect()
 }
 
 /// Behaviour shared by signed adverts.
@@ -336,11 +402,17 @@ impl NodeAdvert {
     /// for [`CONFIG_ADVERT_LIFETIME`], with the wall clock in milliseconds as its version, so a
     /// node's later adverts replace earlier ones. This is the advert configuration files carry.
     pub fn for_listen(key: &Keypair, addrs: &[SocketAddr], name: Option<String>) -> NodeAdvert {
+        NodeAdvert::for_addresses(key, listen_addresses(addrs, &[]), name)
+    }
+
+    /// Like [`NodeAdvert::for_listen`], for any addresses with their weights (see
+    /// [`listen_addresses`]).
+    pub fn for_addresses(
+        key: &Keypair,
+        addrs: Vec<(TransportAddress, u8)>,
+        name: Option<String>,
+    ) -> NodeAdvert {
         let now = crate::time::wall_clock();
-        let addrs = addrs
-            .iter()
-            .map(|a| (TransportAddress::quic(*a), 100))
-            .collect();
         NodeAdvert::new_signed(
             key,
             addrs,

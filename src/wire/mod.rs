@@ -26,7 +26,9 @@ use bincode::enc::Encoder;
 use bincode::error::{DecodeError, EncodeError};
 use bincode::{Decode, Encode};
 
-pub use advert::{DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress};
+pub use advert::{
+    DomainAdvert, EngineAdvert, NodeAdvert, Signed, TopicAdvert, TransportAddress, TransportKind,
+};
 pub use content::BlockId;
 pub use descriptor::{MembershipFilter, NodeDescriptor};
 pub use message::{

@@ -1,7 +1,8 @@
 //! The QUIC driver: the Transport's thread. It moves bytes between non-blocking UDP sockets,
 //! quiche connections and the sans-IO connection core ([`crate::transport::core`]), which holds every
 //! connection policy. Every quiche call of the crate lives here and in `raw.rs` (quiche reads
-//! the clock itself, so its connections stay out of the core).
+//! the clock itself, so its connections stay out of the core). TLS-over-TCP connections, the
+//! fallback for networks that block UDP, run through the same core and loop (`tcp_driver`).
 //!
 //! The loop, each turn:
 //! 1. polls the sockets and the waker, with the nearest deadline (connection timers, or the
@@ -29,8 +30,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use mio::net::UdpSocket;
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 
+use self::tcp_driver::{Ready, TcpSlot};
 use super::tls::{self, QuicParams, TlsIdentity};
 use super::udp::{self, Offload};
 use crate::identity::{Keypair, NodeIdentity};
@@ -48,9 +51,12 @@ use crate::transport::control::close_code;
 use crate::transport::core::peers::ConnId;
 use crate::transport::core::{Core, Delivery, Output, QuicConn, RecvError, SeededRng, SendError};
 use crate::transport::TransportConfig;
-use crate::wire::NodeAdvert;
+use crate::wire::{NodeAdvert, TransportAddress};
 
-/// The waker's token; sockets use their index.
+#[path = "tcp_driver.rs"]
+mod tcp_driver;
+
+/// The waker's token; UDP sockets use their index (TCP: see `tcp_driver`).
 const WAKER: Token = Token(usize::MAX);
 /// Length of the connection ids this node issues.
 pub(super) const CID_LEN: usize = 16;
@@ -194,28 +200,46 @@ pub(crate) struct Bound {
     pub(super) poll: Poll,
     waker: Arc<Waker>,
     pub(super) sockets: Vec<Socket>,
+    tcp_listeners: Vec<(TcpListener, SocketAddr)>,
 }
 
 impl Bound {
-    /// Binds every address of `listen` (port 0 picks a free port).
-    pub(crate) fn bind(listen: &[SocketAddr]) -> io::Result<Bound> {
+    /// Binds every UDP address of `listen` and TCP address of `listen_tcp` (port 0 picks a
+    /// free port).
+    pub(crate) fn bind(listen: &[SocketAddr], listen_tcp: &[SocketAddr]) -> io::Result<Bound> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let mut bound = Bound {
             poll,
             waker,
             sockets: Vec::new(),
+            tcp_listeners: Vec::new(),
         };
         for addr in listen {
             let socket = open_socket(&bound.poll, *addr, bound.sockets.len())?;
             bound.sockets.push(socket);
         }
+        for addr in listen_tcp {
+            let index = bound.tcp_listeners.len();
+            let listener = tcp_driver::open_listener(&bound.poll, *addr, index)?;
+            bound.tcp_listeners.push(listener);
+        }
         Ok(bound)
     }
 
-    /// The bound addresses.
+    /// The bound UDP addresses.
     pub(crate) fn local_addrs(&self) -> Vec<SocketAddr> {
         self.sockets.iter().map(|s| s.local).collect()
+    }
+
+    /// The bound TCP addresses.
+    pub(crate) fn local_tcp_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp_listeners.iter().map(|(_, a)| *a).collect()
+    }
+
+    /// Every bound address as advertised: QUIC first, then TCP, with their weights.
+    pub(crate) fn advertised(&self) -> Vec<(TransportAddress, u8)> {
+        crate::wire::advert::listen_addresses(&self.local_addrs(), &self.local_tcp_addrs())
     }
 
     /// The waker other threads use.
@@ -258,6 +282,10 @@ pub(crate) struct Driver {
     core: Core<SeededRng>,
     /// Iterated at shutdown: ordered.
     conns: BTreeMap<ConnId, QConn>,
+    /// TLS-over-TCP connections (iterated at shutdown: ordered).
+    tcp: BTreeMap<ConnId, TcpSlot>,
+    tcp_listeners: Vec<(TcpListener, SocketAddr)>,
+    tcp_server: boring::ssl::SslContext,
     /// Looked up by key only.
     by_cid: HashMap<Vec<u8>, ConnId>,
     deadlines: BinaryHeap<Reverse<(Instant, ConnId)>>,
@@ -277,6 +305,7 @@ impl Driver {
             ..QuicParams::default()
         };
         let server_config = tls::server_config(&tls, &params).map_err(|e| e.to_string())?;
+        let tcp_server = tls::tcp_server_context(&tls).map_err(|e| e.to_string())?;
         let seed = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
         let mut core = Core::new(
             parts.key.node_identity(),
@@ -304,6 +333,9 @@ impl Driver {
             server_config,
             core,
             conns: BTreeMap::new(),
+            tcp: BTreeMap::new(),
+            tcp_listeners: bound.tcp_listeners,
+            tcp_server,
             by_cid: HashMap::new(),
             deadlines: BinaryHeap::new(),
             recv_buf: vec![0; RECV_BUF],
@@ -323,10 +355,10 @@ impl Driver {
         self.next_board = now + BOARD_EVERY;
         let mut candidates = Vec::new();
         for (node, conn, trust) in self.core.ready_peers() {
-            let rtt = self
-                .conns
-                .get(&conn)
-                .and_then(|c| c.q.path_stats().next().map(|p| p.rtt));
+            let rtt = match self.conns.get(&conn) {
+                Some(c) => c.q.path_stats().next().map(|p| p.rtt),
+                None => self.tcp.get(&conn).and_then(|s| s.conn.rtt()),
+            };
             if let Some(rtt) = rtt {
                 self.core.handle_rtt(conn, rtt);
             }
@@ -372,11 +404,15 @@ impl Driver {
                 }
             }
             self.drain_outputs(now);
-            for &s in &ready_sockets {
-                self.read_socket(s, now);
+            for &token in &ready_sockets {
+                match tcp_driver::classify(Token(token)) {
+                    Ready::Udp(s) => self.read_socket(s, now),
+                    Ready::Listener(l) => self.accept_tcp(l, now),
+                    Ready::Tcp(id) => self.pump_tcp(id, now),
+                }
             }
             let now = Now::read();
-            self.fire_timeouts(now.instant);
+            self.fire_timeouts(now);
             self.core.handle_timeout(now);
             self.service_all(now);
             self.publish_board(now.instant);
@@ -392,7 +428,8 @@ impl Driver {
         let now = Now::read();
         let mut next = self.core.poll_timeout(now);
         while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
-            let live = self.conns.get(&id).is_some_and(|c| c.deadline == Some(t));
+            let live = self.conns.get(&id).is_some_and(|c| c.deadline == Some(t))
+                || self.tcp_deadline_is(id, t);
             if !live {
                 self.deadlines.pop();
                 continue;
@@ -490,7 +527,13 @@ impl Driver {
                     Err(TrySendError::Disconnected(_)) => {}
                 },
                 Output::Dial { conn, node, addr } => {
-                    if let Err(e) = self.dial(conn, node, addr) {
+                    let dialled = match addr {
+                        TransportAddress::Quic { .. } => self.dial(conn, node, addr.socket_addr()),
+                        TransportAddress::Tcp { .. } => {
+                            self.dial_tcp(conn, node, addr.socket_addr(), now)
+                        }
+                    };
+                    if let Err(e) = dialled {
                         log::warn!("transport: cannot dial {addr}: {e}");
                         self.core.handle_dial_failed(now, conn);
                     }
@@ -624,7 +667,7 @@ impl Driver {
                         return;
                     }
                 };
-                let id = self.core.handle_incoming(now, from);
+                let id = self.core.handle_incoming(now, TransportAddress::quic(from));
                 // The client resends its first packets to the id it chose until it learns ours.
                 self.insert_conn(id, q, vec![scid, hdr.dcid.to_vec()], sock);
                 id
@@ -641,9 +684,9 @@ impl Driver {
         self.core.handle_activity(id);
     }
 
-    fn fire_timeouts(&mut self, now: Instant) {
+    fn fire_timeouts(&mut self, now: Now) {
         while let Some(Reverse((t, id))) = self.deadlines.peek().copied() {
-            if t > now {
+            if t > now.instant {
                 break;
             }
             self.deadlines.pop();
@@ -653,6 +696,11 @@ impl Driver {
                     conn.q.on_timeout();
                     self.core.handle_activity(id);
                 }
+            } else if self.tcp_deadline_is(id, t) {
+                if let Some(slot) = self.tcp.get_mut(&id) {
+                    slot.deadline = None;
+                }
+                self.pump_tcp(id, now);
             }
         }
     }
@@ -668,6 +716,9 @@ impl Driver {
                 None => usize::MAX,
             };
             let Some(conn) = self.conns.get_mut(&id) else {
+                if self.service_tcp(id, now, room) {
+                    self.drain_outputs(now);
+                }
                 continue;
             };
             self.core.service(now, id, &mut conn.q, room);
@@ -699,11 +750,18 @@ impl Driver {
     }
 
     fn shutdown(&mut self, now: Now) {
-        self.core.handle_shutdown(
-            self.conns
-                .iter_mut()
-                .map(|(id, c)| (*id, &mut c.q as &mut dyn QuicConn)),
-        );
+        let quic = self
+            .conns
+            .iter_mut()
+            .map(|(id, c)| (*id, &mut c.q as &mut dyn QuicConn));
+        let tcp = self
+            .tcp
+            .iter_mut()
+            .map(|(id, s)| (*id, &mut s.conn as &mut dyn QuicConn));
+        self.core.handle_shutdown(quic.chain(tcp));
+        for slot in self.tcp.values_mut() {
+            slot.conn.pump(now.instant, &mut self.recv_buf);
+        }
         for conn in self.conns.values_mut() {
             let sock = &mut self.sockets[conn.sock];
             let _ = udp::flush(

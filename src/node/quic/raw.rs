@@ -25,8 +25,8 @@ pub fn raw_bulk_transfer(bytes: usize) -> Result<(usize, Duration), String> {
     let mut client_cfg = tls::client_config(&client_tls, server_key.node_identity(), &params)
         .map_err(|e| e.to_string())?;
     let any: SocketAddr = "127.0.0.1:0".parse().expect("valid");
-    let server = Bound::bind(&[any]).map_err(|e| e.to_string())?;
-    let client = Bound::bind(&[any]).map_err(|e| e.to_string())?;
+    let server = Bound::bind(&[any], &[]).map_err(|e| e.to_string())?;
+    let client = Bound::bind(&[any], &[]).map_err(|e| e.to_string())?;
     let server_addr = server.sockets[0].local;
     let (done_tx, done_rx) = crossbeam_channel::bounded::<Instant>(1);
 

@@ -1,5 +1,7 @@
-//! Node-key TLS for the QUIC transport: the self-signed certificate a node presents, the check
-//! of a peer's certificate, and the `quiche::Config`s for listening and dialling.
+//! Node-key TLS for both transports: the self-signed certificate a node presents, the check
+//! of a peer's certificate, the `quiche::Config`s for listening and dialling over QUIC, and
+//! the TLS contexts for TLS 1.3 over TCP (the same certificates, checks and settings; ALPN
+//! [`TCP_ALPN`]).
 //!
 //! Between nodes, QUIC/TLS 1.3 is mutually authenticated with the node keys (design §3). Each
 //! node presents a self-signed Ed25519 X.509 certificate made from its node key; no certificate
@@ -23,14 +25,16 @@
 //! quiche call.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use boring::asn1::Asn1Time;
 use boring::error::ErrorStack;
 use boring::pkey::{Id, PKey};
 use boring::ssl::{
-    SslAlert, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslSignatureAlgorithm,
-    SslVerifyError, SslVerifyMode, SslVersion,
+    AlpnError, SslAlert, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions,
+    SslSessionCacheMode, SslSignatureAlgorithm, SslVerifyError, SslVerifyMode, SslVersion,
 };
 use boring::x509::{X509Ref, X509};
 use rcgen::{
@@ -40,6 +44,7 @@ use rcgen::{
 
 use crate::identity::{Keypair, NodeIdentity, KEY_LEN, PKCS8_ED25519_PREFIX};
 
+pub use crate::transport::tcp_mux::TCP_ALPN;
 pub use crate::transport::ALPN;
 
 /// The common name in every node certificate. It carries no meaning: the key is the identity.
@@ -247,6 +252,47 @@ pub(crate) fn server_config(
     params: &QuicParams,
 ) -> Result<quiche::Config, TlsError> {
     let mut builder = tls_context(id)?;
+    require_client_certificate(&mut builder);
+    quic_config(builder, params)
+}
+
+/// The TLS context for accepting TLS-over-TCP connections: the checks of [`server_config`],
+/// and the ALPN [`TCP_ALPN`] (a client offering no other is refused with `no_application_protocol`).
+pub(crate) fn tcp_server_context(id: &TlsIdentity) -> Result<SslContext, TlsError> {
+    let mut builder = tls_context(id)?;
+    require_client_certificate(&mut builder);
+    builder.set_alpn_select_callback(|_, client| {
+        boring::ssl::select_next_proto(TCP_ALPN_WIRE, client).ok_or(AlpnError::ALERT_FATAL)
+    });
+    tcp_modes(&mut builder);
+    Ok(builder.build())
+}
+
+/// The TLS context for dialling the node `expected` over TCP: the checks of [`client_config`]
+/// (a mismatch also sets `mismatch`, which the connection reports), offering [`TCP_ALPN`].
+/// Build one per dial.
+pub(crate) fn tcp_client_context(
+    id: &TlsIdentity,
+    expected: NodeIdentity,
+    mismatch: Arc<AtomicBool>,
+) -> Result<SslContext, TlsError> {
+    let mut builder = tls_context(id)?;
+    expect_server(&mut builder, expected, Some(mismatch));
+    builder.set_alpn_protos(TCP_ALPN_WIRE)?;
+    tcp_modes(&mut builder);
+    Ok(builder.build())
+}
+
+/// [`TCP_ALPN`] in ALPN wire format (a length byte, then the id).
+const TCP_ALPN_WIRE: &[u8] = b"\x10netmachine-tcp/1";
+
+/// Non-blocking writes from a buffer that may move between retries, one record at a time.
+fn tcp_modes(builder: &mut SslContextBuilder) {
+    builder.set_mode(SslMode::ACCEPT_MOVING_WRITE_BUFFER | SslMode::ENABLE_PARTIAL_WRITE);
+}
+
+/// Requires a valid self-signed Ed25519 client certificate (any node).
+fn require_client_certificate(builder: &mut SslContextBuilder) {
     builder.set_custom_verify_callback(
         SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
         |ssl| {
@@ -262,7 +308,6 @@ pub(crate) fn server_config(
             }
         },
     );
-    quic_config(builder, params)
 }
 
 /// The `quiche::Config` for dialling the node `expected`: presents `id` and fails the handshake
@@ -274,10 +319,27 @@ pub(crate) fn client_config(
     params: &QuicParams,
 ) -> Result<quiche::Config, TlsError> {
     let mut builder = tls_context(id)?;
+    expect_server(&mut builder, expected, None);
+    quic_config(builder, params)
+}
+
+/// Fails the handshake with `bad_certificate` unless the server's certificate is a valid
+/// self-signed Ed25519 one with key `expected`; a refusal also sets `mismatch`, if given.
+fn expect_server(
+    builder: &mut SslContextBuilder,
+    expected: NodeIdentity,
+    mismatch: Option<Arc<AtomicBool>>,
+) {
     builder.set_custom_verify_callback(SslVerifyMode::PEER, move |ssl| {
-        let cert = ssl
-            .peer_certificate()
-            .ok_or(SslVerifyError::Invalid(SslAlert::BAD_CERTIFICATE))?;
+        let refuse = |alert| {
+            if let Some(m) = &mismatch {
+                m.store(true, Ordering::Relaxed);
+            }
+            Err(SslVerifyError::Invalid(alert))
+        };
+        let Some(cert) = ssl.peer_certificate() else {
+            return refuse(SslAlert::BAD_CERTIFICATE);
+        };
         match check_certificate(&cert, SystemTime::now()) {
             Ok(found) if found == expected => Ok(()),
             Ok(found) => {
@@ -286,18 +348,17 @@ pub(crate) fn client_config(
                     found.short(),
                     expected.short()
                 );
-                Err(SslVerifyError::Invalid(SslAlert::BAD_CERTIFICATE))
+                refuse(SslAlert::BAD_CERTIFICATE)
             }
             Err(e) => {
                 log::debug!(
                     "refusing a server certificate (expected node {}): {e}",
                     expected.short()
                 );
-                Err(SslVerifyError::Invalid(alert_for(&e)))
+                refuse(alert_for(&e))
             }
         }
     });
-    quic_config(builder, params)
 }
 
 // ---------------------------------------------------------------------------------------------

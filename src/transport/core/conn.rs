@@ -4,14 +4,13 @@
 //! the control stream, and the frames parked while the Router's mailbox is full.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::peers::ConnId;
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::transport::frame::{self, FrameDecoder};
 use crate::transport::{Receipt, RemoteSend};
-use crate::wire::Destination;
+use crate::wire::{Destination, TransportAddress};
 
 /// Why a stream read returned no data.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,7 +196,8 @@ pub(crate) fn pair_key(src: EngineIdentity, dst: &Destination) -> PairKey {
 /// The core's state of one connection.
 #[derive(Debug)]
 pub(crate) struct Conn {
-    pub(crate) peer_addr: SocketAddr,
+    /// The address dialled, or the one an inbound connection came from.
+    pub(crate) peer_addr: TransportAddress,
     pub(crate) outbound: bool,
     pub(crate) node: Option<NodeIdentity>,
     pub(crate) state: State,
@@ -243,7 +243,7 @@ pub(crate) struct Conn {
 
 impl Conn {
     pub(crate) fn new(
-        peer_addr: SocketAddr,
+        peer_addr: TransportAddress,
         outbound: bool,
         node: Option<NodeIdentity>,
         now: Instant,

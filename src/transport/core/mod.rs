@@ -99,12 +99,10 @@ use crate::transport::control::close_code;
 use crate::transport::{
     ConnectResult, Receipt, RemoteSend, TransportConfig, TransportEvent, TransportRequest,
 };
-use crate::wire::{EngineAdvert, NodeAdvert};
+use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};
 
 /// Period of peer maintenance.
 pub const TICK: Duration = Duration::from_millis(50);
-/// A dial not ready (TLS and hello) within this long is abandoned and retried.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a connection replaced by a duplicate may drain before it is closed.
 pub const RETIRE_GRACE: Duration = Duration::from_secs(2);
 /// Longest silence, after sending data, before a connection probes the peer for an
@@ -163,8 +161,8 @@ pub enum Output {
         conn: ConnId,
         /// The node, whose certificate the connection must check.
         node: NodeIdentity,
-        /// Where.
-        addr: SocketAddr,
+        /// Where, and over which transport.
+        addr: TransportAddress,
     },
 }
 
@@ -236,7 +234,7 @@ impl<R: RngCore> Core<R> {
         };
         for (advert, permanent) in peers {
             let p = core.peers.entry(advert.id).or_default();
-            p.learn_advert(&advert);
+            p.learn_advert(&advert, &core.config.transports);
             p.permanent |= permanent;
             core.known.insert(advert.id);
         }
@@ -277,7 +275,9 @@ impl<R: RngCore> Core<R> {
 
     /// The connections the core knows, with their peer addresses.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, SocketAddr)> + '_ {
-        self.conns.iter().map(|(id, c)| (*id, c.peer_addr))
+        self.conns
+            .iter()
+            .map(|(id, c)| (*id, c.peer_addr.socket_addr()))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -402,7 +402,7 @@ impl<R: RngCore> Core<R> {
                 let peer = self.peers.entry(r.id).or_default();
                 if let Some(a) = &r.advert {
                     if peer.advert_version.is_none_or(|v| a.version > v) {
-                        peer.learn_advert(a);
+                        peer.learn_advert(a, &self.config.transports);
                     }
                 }
                 if r.tprefs.is_some() {
@@ -561,7 +561,7 @@ impl<R: RngCore> Core<R> {
             .iter()
             .filter_map(|(n, p)| {
                 let c = self.conns.get(&p.active?)?;
-                Some((*n, c.peer_addr))
+                Some((*n, c.peer_addr.socket_addr()))
             })
             .collect();
         list.sort();

@@ -6,11 +6,20 @@
 //! [`TransportLimits::max_peer_queue_bytes`](crate::transport::TransportLimits) from the moment it is queued
 //! until the peer acknowledges it.
 //!
-//! Dialling: one address per attempt — the one with the fewest failed dials since it last
-//! worked, then the lowest round-trip time measured on an earlier connection to it (an address
-//! never measured counts as fastest, so each is tried once), then the advert's weight (highest
-//! first). So a peer is reached at its fastest address once each has been measured, and a
-//! failing address gives way to the next. Between attempts the delay starts at
+//! Dialling: one address per attempt, chosen in this order —
+//! 1. addresses that are not *failing* ([`FAILING_AFTER`] failed dials in a row, each within
+//!    [`FAILURE_MEMORY`] of now) before those that are;
+//! 2. the local preference of the address's transport (`TransportConfig::transports`: by
+//!    default QUIC, then TLS over TCP; a kind not listed is never dialled);
+//! 3. the fewest recent failed dials;
+//! 4. the lowest round-trip time measured on an earlier connection to it (an address never
+//!    measured counts as fastest, so each is tried once);
+//! 5. the advert's weight (highest first) — the peer's own preference.
+//!
+//! So a peer is reached at its fastest address of the preferred transport once each has been
+//! measured; a failing address gives way to the next; and when QUIC keeps failing (UDP blocked
+//! on the path) the peer's TCP address is dialled. Failures are forgotten after
+//! [`FAILURE_MEMORY`], so QUIC is tried again later. Between attempts the delay starts at
 //! `backoff_initial`, doubles per failed attempt up to `backoff_max`, and varies by ±20 % so
 //! that many nodes do not redial in step. A successful connection resets it.
 //!
@@ -19,12 +28,17 @@
 //! is queued for it.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::time::Timestamp;
 use crate::transport::RemoteSend;
-use crate::wire::{NodeAdvert, TransportPrefs};
+use crate::wire::{NodeAdvert, TransportAddress, TransportKind, TransportPrefs};
+
+/// Failed dials in a row after which an address is *failing* and gives way to addresses of
+/// less preferred transports (the TCP fallback).
+pub const FAILING_AFTER: u32 = 2;
+/// How long a failed dial counts against an address.
+pub const FAILURE_MEMORY: Duration = Duration::from_secs(300);
 
 /// Identifies a connection inside the driver.
 pub type ConnId = u64;
@@ -33,7 +47,7 @@ pub type ConnId = u64;
 #[derive(Debug, Default)]
 pub struct Peer {
     /// Addresses from its advert, highest weight first.
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<TransportAddress>,
     /// Version of its advert we hold.
     pub advert_version: Option<u64>,
     /// Transport preferences from its record.
@@ -57,12 +71,13 @@ pub struct Peer {
     /// Earliest time of the next dial.
     pub next_dial: Option<Instant>,
     /// The address of the dial in progress (or last started).
-    pub dial_addr: Option<SocketAddr>,
+    pub dial_addr: Option<TransportAddress>,
     /// Round-trip times measured on outbound connections, per address of `addrs` (looked up
     /// only; at most one per address, at most 16).
-    pub rtt: HashMap<SocketAddr, Duration>,
-    /// Failed dials per address of `addrs` since it last worked (looked up only).
-    pub dial_failures: HashMap<SocketAddr, u32>,
+    pub rtt: HashMap<TransportAddress, Duration>,
+    /// Failed dials per address of `addrs` since it last worked, with the time of the last
+    /// (looked up only; at most one per address).
+    pub dial_failures: HashMap<TransportAddress, (u32, Instant)>,
     /// Local trust (configuration or the identity store); `Some(0)` bans the peer.
     pub trust: Option<u8>,
     /// Until when the peer is cut off for misbehaving.
@@ -70,12 +85,14 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// Takes the addresses and version of `advert`.
-    pub fn learn_advert(&mut self, advert: &NodeAdvert) {
-        let mut addrs: Vec<(SocketAddr, u8)> = advert
+    /// Takes the addresses and version of `advert`: the addresses of the transports in
+    /// `kinds` (the local `TransportConfig::transports`); others are never dialled.
+    pub fn learn_advert(&mut self, advert: &NodeAdvert, kinds: &[TransportKind]) {
+        let mut addrs: Vec<(TransportAddress, u8)> = advert
             .addrs
             .iter()
-            .map(|(a, w)| (a.socket_addr(), *w))
+            .filter(|(a, _)| kinds.contains(&a.kind()))
+            .copied()
             .collect();
         addrs.sort_by_key(|a| std::cmp::Reverse(a.1));
         self.addrs = addrs.into_iter().map(|(a, _)| a).collect();
@@ -111,34 +128,59 @@ impl Peer {
             && self.next_dial.is_none_or(|t| now >= t)
     }
 
-    /// The address for the next attempt (see the module doc for the order).
-    pub fn next_address(&mut self) -> Option<SocketAddr> {
+    /// Whether the peer has an address of one of the transports in `kinds`.
+    pub fn dialable(&self, kinds: &[TransportKind]) -> bool {
+        self.addrs.iter().any(|a| kinds.contains(&a.kind()))
+    }
+
+    /// Recent failed dials of `addr` at `now` (failures older than [`FAILURE_MEMORY`] are
+    /// forgotten).
+    pub fn recent_failures(&self, addr: &TransportAddress, now: Instant) -> u32 {
+        match self.dial_failures.get(addr) {
+            Some(&(n, last)) if now.saturating_duration_since(last) < FAILURE_MEMORY => n,
+            _ => 0,
+        }
+    }
+
+    /// The address for the next attempt at `now`, among those of the transports in `kinds`
+    /// (most preferred first; see the module doc for the order).
+    pub fn next_address(
+        &mut self,
+        now: Instant,
+        kinds: &[TransportKind],
+    ) -> Option<TransportAddress> {
         let addr = self
             .addrs
             .iter()
             .enumerate()
-            .min_by_key(|(i, a)| {
-                (
-                    self.dial_failures.get(*a).copied().unwrap_or(0),
-                    self.rtt.get(*a).copied().unwrap_or(Duration::ZERO),
-                    *i,
-                )
+            .filter_map(|(i, a)| {
+                let rank = kinds.iter().position(|k| *k == a.kind())?;
+                let failures = self.recent_failures(a, now);
+                let key = (
+                    failures >= FAILING_AFTER,
+                    rank,
+                    failures,
+                    self.rtt.get(a).copied().unwrap_or(Duration::ZERO),
+                    i,
+                );
+                Some((key, *a))
             })
-            .map(|(_, a)| *a)?;
+            .min_by_key(|(key, _)| *key)
+            .map(|(_, a)| a)?;
         self.dial_addr = Some(addr);
         Some(addr)
     }
 
     /// The round-trip time measured on an outbound connection to `addr` (kept if `addr` is one
     /// of the advert's).
-    pub fn record_rtt(&mut self, addr: SocketAddr, rtt: Duration) {
+    pub fn record_rtt(&mut self, addr: TransportAddress, rtt: Duration) {
         if self.addrs.contains(&addr) {
             self.rtt.insert(addr, rtt);
         }
     }
 
     /// A dial to `addr` worked: its failures are forgotten.
-    pub fn dial_worked(&mut self, addr: SocketAddr) {
+    pub fn dial_worked(&mut self, addr: TransportAddress) {
         self.dial_failures.remove(&addr);
     }
 
@@ -147,7 +189,8 @@ impl Peer {
     pub fn failed(&mut self, now: Instant, initial: Duration, max: Duration, jitter: f64) {
         if let Some(a) = self.dial_addr.take() {
             if self.addrs.contains(&a) {
-                *self.dial_failures.entry(a).or_default() += 1;
+                let recent = self.recent_failures(&a, now);
+                self.dial_failures.insert(a, (recent + 1, now));
             }
         }
         self.attempts = self.attempts.saturating_add(1);

@@ -9,13 +9,14 @@ use rand_core::RngCore;
 
 use super::conn::{Conn, QuicConn, State};
 use super::peers::ConnId;
-use super::{Core, Output, CONNECT_TIMEOUT, PROBE_AFTER, RETIRE_GRACE};
+use super::{Core, Output, PROBE_AFTER, RETIRE_GRACE};
 use crate::identity::NodeIdentity;
 use crate::runtime::stats::Fault;
 use crate::time::Now;
 use crate::transport::control::{self, close_code, Hello, VERSION_MAX, VERSION_MIN};
 use crate::transport::frame::kind;
 use crate::transport::TransportEvent;
+use crate::wire::TransportAddress;
 
 impl<R: RngCore> Core<R> {
     /// Starts a dial to `node` at its next address: numbers the connection and asks the driver
@@ -23,7 +24,12 @@ impl<R: RngCore> Core<R> {
     pub(super) fn dial(&mut self, now: Now, node: NodeIdentity) {
         let jitter = self.jitter();
         let (initial, max) = (self.config.backoff_initial, self.config.backoff_max);
-        let Some(addr) = self.peers.get_mut(&node).and_then(|p| p.next_address()) else {
+        let kinds = &self.config.transports;
+        let Some(addr) = self
+            .peers
+            .get_mut(&node)
+            .and_then(|p| p.next_address(now.instant, kinds))
+        else {
             return;
         };
         if self.conns.len() >= self.config.limits.max_connections {
@@ -89,10 +95,10 @@ impl<R: RngCore> Core<R> {
     }
 
     /// A connection accepted from `from` (after [`Core::may_accept`]); returns its id.
-    pub fn handle_incoming(&mut self, now: Now, from: SocketAddr) -> ConnId {
+    pub fn handle_incoming(&mut self, now: Now, from: TransportAddress) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
-        *self.per_ip.entry(from.ip()).or_default() += 1;
+        *self.per_ip.entry(from.socket_addr().ip()).or_default() += 1;
         self.conns
             .insert(id, Conn::new(from, false, None, now.instant));
         self.dirty.insert(id);
@@ -316,7 +322,7 @@ impl<R: RngCore> Core<R> {
         if notify {
             self.notify(TransportEvent::NodeConnected {
                 node,
-                addr: conn.peer_addr,
+                addr: conn.peer_addr.socket_addr(),
             });
         }
     }
@@ -330,10 +336,10 @@ impl<R: RngCore> Core<R> {
         self.dirty.remove(&id);
         self.parked.remove(&id);
         if !conn.outbound {
-            if let Some(n) = self.per_ip.get_mut(&conn.peer_addr.ip()) {
+            if let Some(n) = self.per_ip.get_mut(&conn.peer_addr.socket_addr().ip()) {
                 *n -= 1;
                 if *n == 0 {
-                    self.per_ip.remove(&conn.peer_addr.ip());
+                    self.per_ip.remove(&conn.peer_addr.socket_addr().ip());
                 }
             }
         }
@@ -381,7 +387,7 @@ impl<R: RngCore> Core<R> {
             log::info!("transport: disconnected from {} ({reason})", node.short());
             self.notify(TransportEvent::NodeDisconnected {
                 node,
-                addr: conn.peer_addr,
+                addr: conn.peer_addr.socket_addr(),
                 reason,
             });
         } else if peer.dialing == Some(id) {
@@ -399,7 +405,7 @@ impl<R: RngCore> Core<R> {
             );
             self.notify(TransportEvent::NodeConnectFailed {
                 node,
-                addr: conn.peer_addr,
+                addr: conn.peer_addr.socket_addr(),
                 reason,
             });
         } else if !was_ready {
@@ -449,7 +455,7 @@ impl<R: RngCore> Core<R> {
             if conn.outbound
                 && conn.state != State::Ready
                 && !conn.abandoned
-                && now.instant.saturating_duration_since(conn.started) > CONNECT_TIMEOUT
+                && now.instant.saturating_duration_since(conn.started) > self.config.connect_timeout
             {
                 abandon.push(id);
             }
@@ -497,7 +503,7 @@ impl<R: RngCore> Core<R> {
         }
         self.notify(TransportEvent::NodeConnectFailed {
             node,
-            addr,
+            addr: addr.socket_addr(),
             reason: reason.to_string(),
         });
     }
