@@ -278,42 +278,107 @@ mod tests {
         assert!(backoff(3, i, m, 0.999) < Duration::from_millis(480));
     }
 
-    #[test]
-    fn addresses_by_weight_and_round_robin() {
-        let key = Keypair::generate();
-        let advert = NodeAdvert::new_signed(
-            &key,
-            vec![
-                (TransportAddress::quic("127.0.0.1:1".parse().unwrap()), 10),
-                (TransportAddress::quic("127.0.0.1:2".parse().unwrap()), 200),
-            ],
+    fn q(port: u16) -> TransportAddress {
+        TransportAddress::quic(([127, 0, 0, 1], port).into())
+    }
+
+    fn t(port: u16) -> TransportAddress {
+        TransportAddress::tcp(([127, 0, 0, 1], port).into())
+    }
+
+    const BOTH: [TransportKind; 2] = [TransportKind::Quic, TransportKind::Tcp];
+
+    fn advert(addrs: Vec<(TransportAddress, u8)>) -> NodeAdvert {
+        NodeAdvert::new_signed(
+            &Keypair::generate(),
+            addrs,
             1,
             Timestamp(1),
             Timestamp(2),
             None,
-        );
+        )
+    }
+
+    #[test]
+    fn addresses_by_weight_and_round_robin() {
         let mut p = Peer::default();
-        p.learn_advert(&advert);
+        p.learn_advert(&advert(vec![(q(1), 10), (q(2), 200)]), &BOTH);
         let now = Instant::now();
         let (i, m) = (Duration::from_millis(1), Duration::from_millis(10));
         // Failing addresses take turns, highest weight first.
-        assert_eq!(p.next_address().unwrap().port(), 2);
+        assert_eq!(p.next_address(now, &BOTH), Some(q(2)));
         p.failed(now, i, m, 0.5);
-        assert_eq!(p.next_address().unwrap().port(), 1);
+        assert_eq!(p.next_address(now, &BOTH), Some(q(1)));
         p.failed(now, i, m, 0.5);
-        assert_eq!(p.next_address().unwrap().port(), 2);
+        assert_eq!(p.next_address(now, &BOTH), Some(q(2)));
         // Port 2 works again, and is measured slow; port 1 is tried (never measured), measured
         // fast, and from then on preferred.
-        p.dial_worked("127.0.0.1:2".parse().unwrap());
-        p.record_rtt("127.0.0.1:2".parse().unwrap(), Duration::from_millis(80));
-        p.dial_worked("127.0.0.1:1".parse().unwrap());
-        assert_eq!(p.next_address().unwrap().port(), 1);
-        p.record_rtt("127.0.0.1:1".parse().unwrap(), Duration::from_millis(2));
-        assert_eq!(p.next_address().unwrap().port(), 1);
-        assert_eq!(p.next_address().unwrap().port(), 1);
+        p.dial_worked(q(2));
+        p.record_rtt(q(2), Duration::from_millis(80));
+        p.dial_worked(q(1));
+        assert_eq!(p.next_address(now, &BOTH), Some(q(1)));
+        p.record_rtt(q(1), Duration::from_millis(2));
+        assert_eq!(p.next_address(now, &BOTH), Some(q(1)));
+        assert_eq!(p.next_address(now, &BOTH), Some(q(1)));
         // An address not in the advert is not recorded; a new advert forgets gone addresses.
-        p.record_rtt("127.0.0.1:3".parse().unwrap(), Duration::from_millis(1));
+        p.record_rtt(q(3), Duration::from_millis(1));
         assert_eq!(p.rtt.len(), 2);
+        p.learn_advert(&advert(vec![(q(1), 10)]), &BOTH);
+        assert_eq!(p.rtt.len(), 1);
+    }
+
+    #[test]
+    fn tcp_is_dialled_once_quic_keeps_failing_and_quic_is_retried_later() {
+        let mut p = Peer::default();
+        // The TCP address has the higher weight, yet the local preference puts QUIC first.
+        p.learn_advert(&advert(vec![(q(1), 100), (t(1), 250)]), &BOTH);
+        let now = Instant::now();
+        let (i, m) = (Duration::from_millis(1), Duration::from_millis(10));
+        assert_eq!(p.next_address(now, &BOTH), Some(q(1)));
+        p.failed(now, i, m, 0.5);
+        // One failure is not yet failing: QUIC again.
+        assert_eq!(p.next_address(now, &BOTH), Some(q(1)));
+        p.failed(now, i, m, 0.5);
+        assert_eq!(p.recent_failures(&q(1), now), FAILING_AFTER);
+        assert_eq!(p.next_address(now, &BOTH), Some(t(1)));
+        p.dial_worked(t(1));
+        assert_eq!(p.next_address(now, &BOTH), Some(t(1)));
+        // The QUIC failures are forgotten after FAILURE_MEMORY: QUIC is tried again.
+        let later = now + FAILURE_MEMORY;
+        assert_eq!(p.recent_failures(&q(1), later), 0);
+        assert_eq!(p.next_address(later, &BOTH), Some(q(1)));
+        // A failure after the memory passed starts counting from one.
+        p.failed(later, i, m, 0.5);
+        assert_eq!(p.recent_failures(&q(1), later), 1);
+        assert_eq!(p.next_address(later, &BOTH), Some(q(1)));
+        // Both failing: the preferred kind first again.
+        p.failed(later, i, m, 0.5);
+        assert_eq!(p.next_address(later, &BOTH), Some(t(1)));
+        p.failed(later, i, m, 0.5);
+        p.next_address(later, &BOTH);
+        p.failed(later, i, m, 0.5);
+        assert_eq!(p.recent_failures(&t(1), later), 2);
+        assert_eq!(p.next_address(later, &BOTH), Some(q(1)));
+    }
+
+    #[test]
+    fn a_transport_not_configured_is_never_dialled() {
+        let quic_only = [TransportKind::Quic];
+        let tcp_first = [TransportKind::Tcp, TransportKind::Quic];
+        let mut p = Peer::default();
+        p.learn_advert(&advert(vec![(q(1), 100), (t(1), 50)]), &quic_only);
+        assert_eq!(p.addrs, vec![q(1)]);
+        let now = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(p.next_address(now, &quic_only), Some(q(1)));
+            p.failed(now, Duration::from_millis(1), Duration::from_millis(1), 0.5);
+        }
+        p.learn_advert(&advert(vec![(q(1), 100), (t(1), 50)]), &tcp_first);
+        assert!(p.dialable(&tcp_first));
+        assert_eq!(p.next_address(now, &tcp_first), Some(t(1)));
+        p.learn_advert(&advert(vec![(t(1), 50)]), &quic_only);
+        assert!(p.addrs.is_empty() && !p.dialable(&quic_only));
+        assert_eq!(p.next_address(now, &quic_only), None);
     }
 
     #[test]
@@ -321,7 +386,7 @@ mod tests {
         let now = Instant::now();
         let mut p = Peer {
             permanent: true,
-            addrs: vec!["127.0.0.1:9".parse().unwrap()],
+            addrs: vec![q(9)],
             ..Peer::default()
         };
         assert!(p.should_dial(now));
@@ -345,7 +410,7 @@ mod tests {
         p.queue.push_back(send(50));
         p.bytes = 20;
         assert!(!p.should_dial(now), "no address");
-        p.addrs.push("127.0.0.1:9".parse().unwrap());
+        p.addrs.push(q(9));
         assert!(p.should_dial(now));
         p.failed(now, Duration::from_millis(100), Duration::from_secs(1), 0.5);
         assert!(!p.should_dial(now));
