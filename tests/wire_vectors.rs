@@ -437,12 +437,16 @@ fn ref_message_wire(m: &EngineMessage) -> Layout {
 
 fn ref_transport_address(a: &TransportAddress) -> Layout {
     let (l, ip, port) = match a {
-        TransportAddress::Quic { ip, port } => {
-            (Layout::default().field("tag (u32 0, Quic)", u32le(0)), ip, port)
-        }
-        TransportAddress::Tcp { ip, port } => {
-            (Layout::default().field("tag (u32 1, Tcp)", u32le(1)), ip, port)
-        }
+        TransportAddress::Quic { ip, port } => (
+            Layout::default().field("tag (u32 0, Quic)", u32le(0)),
+            ip,
+            port,
+        ),
+        TransportAddress::Tcp { ip, port } => (
+            Layout::default().field("tag (u32 1, Tcp)", u32le(1)),
+            ip,
+            port,
+        ),
     };
     let l = match ip {
         IpAddress::V4(o) => l.field("ip tag (u32 0, V4)", u32le(0)).field("ip", o),

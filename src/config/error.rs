@@ -200,7 +200,7 @@ pub enum ConfigError {
         /// The domain.
         domain: DomainIdentity,
     },
-    /// An `[interdomain]` value is outside its range or contradicts another one.
+    /// A value is outside its range or contradicts another one (`[interdomain]`, `[transport]`).
     BadValue {
         /// The file.
         file: PathBuf,

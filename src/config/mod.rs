@@ -12,6 +12,8 @@
 //! listen = ["127.0.0.1:7001"]       # UDP addresses for QUIC; may be empty (dial out only)
 //!
 //! # Optional.
+//! listen_tcp = ["127.0.0.1:7001"]   # TCP addresses for TLS over TCP, the fallback for peers
+//!                                   # whose UDP is blocked (default none)
 //! name = "node1"                    # carried in this node's advert, at most 64 bytes
 //! accept_unknown_peers = true       # let nodes that are not listed below connect (default true)
 //!
@@ -117,6 +119,9 @@
 //! backoff_max_ms = 5000
 //! default_ordering = "ordered"      # or "unordered"
 //! default_reliability = "reliable"  # or "unreliable"
+//! transports = ["quic", "tcp"]      # what is dialled, most preferred first: a peer's TCP
+//!                                   # address once its QUIC ones fail twice in a row
+//! connect_timeout_ms = 5000         # a dial that is not up by then has failed
 //!
 //! [limits]                          # every key optional; the values shown are the defaults;
 //! max_frame_bytes = 8388608         # none may be zero
@@ -175,6 +180,8 @@ mod storage_tests;
 mod test_support;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transport_tests;
 
 pub use domains::{MAX_ACTIVE_VIEW, MAX_PASSIVE_VIEW, MAX_PSK_BYTES, MIN_PSK_BYTES};
 pub use error::ConfigError;

@@ -14,6 +14,8 @@ pub(super) struct RawConfig {
     pub(super) key_file: PathBuf,
     pub(super) listen: Vec<String>,
     #[serde(default)]
+    pub(super) listen_tcp: Vec<String>,
+    #[serde(default)]
     pub(super) name: Option<String>,
     #[serde(default = "default_true")]
     pub(super) accept_unknown_peers: bool,
@@ -242,6 +244,25 @@ pub(super) struct RawTransport {
     pub(super) backoff_max_ms: Option<u64>,
     pub(super) default_ordering: Option<RawOrdering>,
     pub(super) default_reliability: Option<RawReliability>,
+    pub(super) transports: Option<Vec<RawTransportKind>>,
+    pub(super) connect_timeout_ms: Option<u64>,
+}
+
+/// An entry of `transport.transports`.
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum RawTransportKind {
+    Quic,
+    Tcp,
+}
+
+impl From<RawTransportKind> for crate::wire::TransportKind {
+    fn from(k: RawTransportKind) -> Self {
+        match k {
+            RawTransportKind::Quic => crate::wire::TransportKind::Quic,
+            RawTransportKind::Tcp => crate::wire::TransportKind::Tcp,
+        }
+    }
 }
 
 /// `transport.default_ordering`.

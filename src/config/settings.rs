@@ -25,8 +25,11 @@ pub struct Settings {
     pub key: Keypair,
     /// Where the key was read from (resolved against the configuration file's directory).
     pub key_path: PathBuf,
-    /// Addresses to listen on, in file order, without duplicates.
+    /// UDP addresses to listen on for QUIC, in file order, without duplicates.
     pub listen: Vec<SocketAddr>,
+    /// TCP addresses to listen on for TLS over TCP (the fallback for networks that block
+    /// UDP), in file order, without duplicates.
+    pub listen_tcp: Vec<SocketAddr>,
     /// The name carried in this node's advert.
     pub name: Option<String>,
     /// Peers' verified adverts, each with whether its connection is kept up (`permanent`).
@@ -125,10 +128,12 @@ impl Settings {
         }
     }
 
-    /// This node's advert for its configured listen addresses and name, freshly signed, valid
-    /// for [`CONFIG_ADVERT_LIFETIME`](crate::wire::advert::CONFIG_ADVERT_LIFETIME).
+    /// This node's advert for its configured listen addresses (QUIC first, then TCP) and name,
+    /// freshly signed, valid for
+    /// [`CONFIG_ADVERT_LIFETIME`](crate::wire::advert::CONFIG_ADVERT_LIFETIME).
     pub fn advert(&self) -> NodeAdvert {
-        NodeAdvert::for_listen(&self.key, &self.listen, self.name.clone())
+        let addrs = crate::wire::advert::listen_addresses(&self.listen, &self.listen_tcp);
+        NodeAdvert::for_addresses(&self.key, addrs, self.name.clone())
     }
 
     /// The advert of this node's engine called `name` (its key derived from the node key),
@@ -173,27 +178,8 @@ impl Settings {
         })?;
         let me = key.node_identity();
 
-        let mut listen = Vec::with_capacity(raw.listen.len());
-        for (i, text) in raw.listen.iter().enumerate() {
-            let key = format!("listen[{i}]");
-            let addr: SocketAddr =
-                text.trim()
-                    .parse()
-                    .map_err(|error| ConfigError::BadAddress {
-                        file: file_buf.clone(),
-                        key: key.clone(),
-                        value: text.clone(),
-                        error,
-                    })?;
-            if listen.contains(&addr) {
-                return Err(ConfigError::DuplicateAddress {
-                    file: file_buf,
-                    key,
-                    addr,
-                });
-            }
-            listen.push(addr);
-        }
+        let listen = parse_addresses(&file_buf, "listen", &raw.listen)?;
+        let listen_tcp = parse_addresses(&file_buf, "listen_tcp", &raw.listen_tcp)?;
 
         if let Some(name) = &raw.name {
             if name.is_empty() || name.len() > MAX_NAME_BYTES {
@@ -330,6 +316,7 @@ impl Settings {
 
         let mut transport = TransportConfig {
             listen: listen.clone(),
+            listen_tcp: listen_tcp.clone(),
             accept_unknown_peers: raw.accept_unknown_peers,
             ..TransportConfig::default()
         };
@@ -357,6 +344,30 @@ impl Settings {
         }
         if let Some(r) = t.default_reliability {
             transport.default_tprefs.reliability = r.into();
+        }
+        if let Some(kinds) = t.transports {
+            let bad = |what: &str| ConfigError::BadValue {
+                file: file_buf.clone(),
+                key: "transport.transports".to_string(),
+                what: what.to_string(),
+            };
+            if kinds.is_empty() {
+                return Err(bad(
+                    "is empty; list \"quic\", \"tcp\" or both, most preferred first",
+                ));
+            }
+            if kinds
+                .iter()
+                .enumerate()
+                .any(|(i, k)| kinds[..i].contains(k))
+            {
+                return Err(bad("names a transport twice"));
+            }
+            transport.transports = kinds.into_iter().map(Into::into).collect();
+        }
+        if let Some(ms) = t.connect_timeout_ms {
+            transport.connect_timeout =
+                Duration::from_millis(nonzero("transport.connect_timeout_ms", ms)?);
         }
 
         let l = raw.limits;
@@ -476,6 +487,7 @@ impl Settings {
             key,
             key_path,
             listen,
+            listen_tcp,
             name: raw.name,
             peers,
             trust,
@@ -501,4 +513,34 @@ pub const DEFAULT_IDENTITY_SUFFIX: &str = ".identity.redb";
 /// without its extension, with [`DEFAULT_IDENTITY_SUFFIX`], in the same directory.
 pub fn default_identity_file(config: &Path) -> PathBuf {
     super::storage::beside_config(config, DEFAULT_IDENTITY_SUFFIX)
+}
+
+/// The addresses of `texts` (the list at `key`), parsed, in order, refusing duplicates.
+fn parse_addresses(
+    file: &Path,
+    key: &str,
+    texts: &[String],
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut out = Vec::with_capacity(texts.len());
+    for (i, text) in texts.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        let addr: SocketAddr = text
+            .trim()
+            .parse()
+            .map_err(|error| ConfigError::BadAddress {
+                file: file.to_path_buf(),
+                key: key.clone(),
+                value: text.clone(),
+                error,
+            })?;
+        if out.contains(&addr) {
+            return Err(ConfigError::DuplicateAddress {
+                file: file.to_path_buf(),
+                key,
+                addr,
+            });
+        }
+        out.push(addr);
+    }
+    Ok(out)
 }

@@ -150,6 +150,9 @@ fn every_key_is_applied() {
     assert_eq!(t.backoff_max, Duration::from_millis(2000));
     assert_eq!(t.default_tprefs.ordering, Ordering::Unordered);
     assert_eq!(t.default_tprefs.reliability, Reliability::Unreliable);
+    assert_eq!(t.transports, vec![crate::wire::TransportKind::Tcp]);
+    assert_eq!(t.connect_timeout, Duration::from_millis(900));
+    assert_eq!(t.listen_tcp, vec!["127.0.0.1:7001".parse().unwrap()]);
     assert_eq!(
         t.limits,
         TransportLimits {
@@ -203,6 +206,7 @@ fn full_config(
     format!(
         r#"key_file = "node.key"
 listen = ["127.0.0.1:7001", "[::1]:7001"]
+listen_tcp = ["127.0.0.1:7001"]
 name = "alpha"
 accept_unknown_peers = false
 
@@ -249,6 +253,8 @@ backoff_initial_ms = 50
 backoff_max_ms = 2000
 default_ordering = "unordered"
 default_reliability = "unreliable"
+transports = ["tcp"]
+connect_timeout_ms = 900
 
 [limits]
 max_frame_bytes = 1000
@@ -368,7 +374,14 @@ fn documented_defaults_match_the_code() {
     // (`verifier_threads`); the `[storage]` table is checked in storage_tests.rs.
     let mut table: toml::Table = toml::from_str(&listing()).expect("the listing is TOML");
     for example in [
-        "key_file", "listen", "name", "peers", "engines", "domains", "storage",
+        "key_file",
+        "listen",
+        "listen_tcp",
+        "name",
+        "peers",
+        "engines",
+        "domains",
+        "storage",
     ] {
         assert!(table.remove(example).is_some(), "{example}");
     }

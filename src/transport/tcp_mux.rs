@@ -568,7 +568,8 @@ impl Mux {
             return false;
         }
         self.out.push(record::DATAGRAM);
-        self.out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        self.out
+            .extend_from_slice(&(data.len() as u32).to_be_bytes());
         self.out.extend_from_slice(data);
         true
     }

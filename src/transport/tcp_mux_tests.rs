@@ -117,11 +117,23 @@ fn malformed_records_end_the_connection_with_a_reason() {
     let cases: Vec<(Vec<u8>, MuxError)> = vec![
         (vec![0x7f], MuxError::UnknownRecord(0x7f)),
         (
-            [&[record::STREAM][..], &2u64.to_be_bytes(), &[2], &0u32.to_be_bytes()].concat(),
+            [
+                &[record::STREAM][..],
+                &2u64.to_be_bytes(),
+                &[2],
+                &0u32.to_be_bytes(),
+            ]
+            .concat(),
             MuxError::BadFin(2),
         ),
         (
-            [&[record::STREAM][..], &2u64.to_be_bytes(), &[0], &(1u32 << 20).to_be_bytes()].concat(),
+            [
+                &[record::STREAM][..],
+                &2u64.to_be_bytes(),
+                &[0],
+                &(1u32 << 20).to_be_bytes(),
+            ]
+            .concat(),
             MuxError::TooLong("stream record", 1 << 20),
         ),
         (
@@ -129,7 +141,13 @@ fn malformed_records_end_the_connection_with_a_reason() {
             MuxError::TooLong("datagram", 5000),
         ),
         (
-            [&[record::CLOSE][..], &0u64.to_be_bytes(), &2u16.to_be_bytes(), &[0xff, 0xfe]].concat(),
+            [
+                &[record::CLOSE][..],
+                &0u64.to_be_bytes(),
+                &2u16.to_be_bytes(),
+                &[0xff, 0xfe],
+            ]
+            .concat(),
             MuxError::BadReason,
         ),
         (
@@ -143,14 +161,24 @@ fn malformed_records_end_the_connection_with_a_reason() {
         assert_eq!(s.ending(), Some(&Ending::Violation(want)));
         // Nothing more is taken or sent after it.
         assert_eq!(s.handle_input(now, &[record::PING]), Ok(()));
-        assert_eq!(s.stream_send(3, b"x", false), Err(MuxSendError::Failed("connection closed")));
+        assert_eq!(
+            s.stream_send(3, b"x", false),
+            Err(MuxSendError::Failed("connection closed"))
+        );
     }
     // A record reused after its stream ended.
     let mut c = Mux::new(true, MuxLimits::default());
     let mut s = Mux::new(false, MuxLimits::default());
     c.stream_send(2, b"a", true).unwrap();
     pump(&mut c, &mut s, now, 100).unwrap();
-    let again = [&[record::STREAM][..], &2u64.to_be_bytes(), &[0], &1u32.to_be_bytes(), b"b"].concat();
+    let again = [
+        &[record::STREAM][..],
+        &2u64.to_be_bytes(),
+        &[0],
+        &1u32.to_be_bytes(),
+        b"b",
+    ]
+    .concat();
     assert_eq!(s.handle_input(now, &again), Err(MuxError::BadStream(2)));
 }
 
@@ -163,7 +191,10 @@ fn a_stopped_stream_is_ended_by_its_sender_and_refuses_more() {
     s.stream_stop(2, 7);
     assert_eq!(s.readable(), Vec::<u64>::new());
     pump(&mut s, &mut c, now, 100).unwrap();
-    assert_eq!(c.stream_send(2, b"more", false), Err(MuxSendError::Stopped(7)));
+    assert_eq!(
+        c.stream_send(2, b"more", false),
+        Err(MuxSendError::Stopped(7))
+    );
     // The sender's empty end frees the stream at the receiver, and the credit comes back.
     pump(&mut c, &mut s, now, 100).unwrap();
     assert_eq!(s.peer_done, 1);
@@ -212,8 +243,14 @@ fn unread_and_unsent_bytes_are_bounded() {
     // Sending stops at the unsent limit (plus at most one record).
     let data = vec![9u8; 100_000];
     let taken = c.stream_send(2, &data, true).unwrap();
-    assert!((40_000 - MAX_RECORD_DATA..=40_000).contains(&taken), "{taken}");
-    assert_eq!(c.stream_send(2, &data[taken..], true), Err(MuxSendError::Blocked));
+    assert!(
+        (40_000 - MAX_RECORD_DATA..=40_000).contains(&taken),
+        "{taken}"
+    );
+    assert_eq!(
+        c.stream_send(2, &data[taken..], true),
+        Err(MuxSendError::Blocked)
+    );
     pump(&mut c, &mut s, now, 4096).unwrap();
     // The receiver asks for no more input while its unread bytes are over the limit.
     assert!(!s.wants_input());

@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
-use mio::net::UdpSocket;
 use mio::net::TcpListener;
+use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use self::tcp_driver::{Ready, TcpSlot};

@@ -187,7 +187,10 @@ impl TcpConn {
                     activity = true;
                     self.last_recv = now;
                     if let Err(e) = self.mux.handle_input(now, &buf[..n]) {
-                        log::warn!("transport: tcp peer at {} broke the record rules: {e}", self.remote);
+                        log::warn!(
+                            "transport: tcp peer at {} broke the record rules: {e}",
+                            self.remote
+                        );
                         self.violation = true;
                         return self.end(format!("protocol violation: {e}"));
                     }
@@ -266,7 +269,8 @@ impl TcpConn {
             .peer_certificate()
             .ok_or("TLS handshake failed: no peer certificate")?;
         let der = cert.to_der().map_err(|e| e.to_string())?;
-        let id = tls::peer_identity_from_cert(&der, SystemTime::now()).map_err(|e| e.to_string())?;
+        let id =
+            tls::peer_identity_from_cert(&der, SystemTime::now()).map_err(|e| e.to_string())?;
         self.peer = Some(id);
         Ok(())
     }
@@ -277,7 +281,10 @@ impl TcpConn {
 
     /// Records why the connection ended and shuts the socket. Returns true (a state change).
     fn end(&mut self, why: String) -> bool {
-        log::debug!("transport: tcp connection with {} ended: {why}", self.remote);
+        log::debug!(
+            "transport: tcp connection with {} ended: {why}",
+            self.remote
+        );
         self.ended = Some(why);
         let _ = self.tls.get_ref().shutdown(Shutdown::Both);
         true
@@ -361,9 +368,7 @@ impl QuicConn for TcpConn {
     }
 
     fn close_description(&self) -> String {
-        self.ended
-            .clone()
-            .unwrap_or_else(|| "open".to_string())
+        self.ended.clone().unwrap_or_else(|| "open".to_string())
     }
 
     fn identity_mismatch(&self) -> bool {

@@ -39,8 +39,11 @@ pub(super) fn open_listener(
 ) -> io::Result<(TcpListener, SocketAddr)> {
     let mut listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
-    poll.registry()
-        .register(&mut listener, Token(LISTENER_BASE + index), Interest::READABLE)?;
+    poll.registry().register(
+        &mut listener,
+        Token(LISTENER_BASE + index),
+        Interest::READABLE,
+    )?;
     Ok((listener, local))
 }
 
@@ -113,7 +116,11 @@ impl Driver {
     fn insert_tcp(&mut self, id: ConnId, mut conn: TcpConn, now: Now) {
         let token = Token(CONN_BASE + id as usize);
         let interest = Interest::READABLE | Interest::WRITABLE;
-        if let Err(e) = self.poll.registry().register(conn.socket(), token, interest) {
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(conn.socket(), token, interest)
+        {
             log::warn!("transport: cannot poll a tcp connection: {e}");
         }
         self.tcp.insert(

@@ -219,7 +219,9 @@ impl Net {
                         continue;
                     }
                     let (from, dialer) = (self.nodes[i].addr, self.nodes[i].id);
-                    let theirs = self.nodes[j].core.handle_incoming(self.now, TransportAddress::quic(from));
+                    let theirs = self.nodes[j]
+                        .core
+                        .handle_incoming(self.now, TransportAddress::quic(from));
                     self.nodes[j].conns.insert(
                         theirs,
                         FakeConn {
