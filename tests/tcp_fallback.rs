@@ -71,23 +71,40 @@ fn next_connection(client: &mut Client) -> SocketAddr {
 }
 
 /// Sends `n` reliable messages from `from` to `to` (sequence numbers as bodies, with `pad`
-/// extra bytes) and checks that `to` gets every one exactly once, in order.
-fn stream_in_order(from: &mut Client, to: &mut Client, n: u64, pad: usize) {
-    for seq in 0..n {
-        let mut body = seq.to_le_bytes().to_vec();
-        body.resize(8 + pad, 0xa5);
-        from.send(to.identity(), APP, body);
-    }
+/// extra bytes) and checks that `to` gets every one exactly once, in order; `status` describes
+/// the nodes when it does not.
+fn stream_in_order(
+    from: &mut Client,
+    to: &mut Client,
+    n: u64,
+    pad: usize,
+    status: impl Fn() -> String,
+) {
+    // In windows of 256, so that the receiving client's mailbox (a bounded queue the test
+    // drains) never overflows.
     let mut got = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
     while (got.len() as u64) < n && Instant::now() < deadline {
+        while sent < n && sent < got.len() as u64 + 256 {
+            let mut body = sent.to_le_bytes().to_vec();
+            body.resize(8 + pad, 0xa5);
+            from.send(to.identity(), APP, body);
+            sent += 1;
+        }
         if let Some(Input::Message(m)) = to.recv(Duration::from_millis(200)) {
             assert_eq!(m.body().len(), 8 + pad);
             got.push(u64::from_le_bytes(m.body()[..8].try_into().unwrap()));
         }
     }
     let expected: Vec<u64> = (0..n).collect();
-    assert_eq!(got.len() as u64, n, "received {} of {n}", got.len());
+    assert_eq!(
+        got.len() as u64,
+        n,
+        "received {} of {n}\n{}",
+        got.len(),
+        status()
+    );
     assert_eq!(got, expected, "lost, duplicated or reordered");
     // Nothing more (no duplicate) arrives.
     assert!(common::drain_bodies(to, Duration::from_millis(300)).is_empty());
@@ -105,8 +122,12 @@ fn a_node_dialling_only_tcp_carries_messages_in_order() {
     watcher.with_context(|ctx| ctx.transport_request(TransportRequest::Subscribe));
     let mut src = a.client("src").unwrap();
     // Small messages, then ones spanning many records (a record carries at most 16 KiB).
-    stream_in_order(&mut src, &mut sink, 5_000, 100);
-    stream_in_order(&mut src, &mut sink, 20, 200_000);
+    stream_in_order(&mut src, &mut sink, 5_000, 100, || {
+        format!("A: {}\nB: {}", a.status(), b.status())
+    });
+    stream_in_order(&mut src, &mut sink, 20, 200_000, || {
+        format!("A: {}\nB: {}", a.status(), b.status())
+    });
     let sa = a.stats();
     assert_eq!(sa.dials, 1, "one dial: {}", a.status());
     assert_eq!(sa.total_drops(), 0, "{}", a.status());
@@ -168,7 +189,9 @@ fn a_peer_behind_blocked_udp_is_reached_over_tcp() {
         took >= Duration::from_millis(800),
         "two 400 ms timeouts first: {took:?}"
     );
-    stream_in_order(&mut src, &mut sink, 2_000, 500);
+    stream_in_order(&mut src, &mut sink, 2_000, 500, || {
+        format!("A: {}\nB: {}", a.status(), b.status())
+    });
     assert_eq!(a.stats().total_drops(), 0, "{}", a.status());
     assert_eq!(b.stats().connections_established, 1, "{}", b.status());
     a.shutdown();
@@ -233,7 +256,9 @@ fn junk_on_the_tcp_port_disturbs_nothing() {
     // B still serves a real node over TCP.
     let a = dialler(&ka, b.advert(), vec![TransportKind::Tcp], &b);
     let mut src = a.client("src").unwrap();
-    stream_in_order(&mut src, &mut sink, 100, 10);
+    stream_in_order(&mut src, &mut sink, 100, 10, || {
+        format!("A: {}\nB: {}", a.status(), b.status())
+    });
     assert_eq!(b.stats().total_drops(), 0, "{}", b.status());
     a.shutdown();
     b.shutdown();
