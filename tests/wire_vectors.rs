@@ -53,6 +53,9 @@ use netmachine::{
     NodeIdentity, Protocol, TopicIdentity,
 };
 
+#[path = "wire_vectors/tcp.rs"]
+mod tcp;
+
 const DOC: &str = include_str!("../docs/wire.md");
 
 /// Every vector docs/wire.md must contain, and the only ones it may contain.
@@ -79,6 +82,16 @@ const VECTORS: &[&str] = &[
     "enc-destination-topic",
     "enc-routing-prefs-domain",
     "enc-transport-prefs-datagram",
+    "enc-transport-address-tcp",
+    "alpn-tcp",
+    "tcp-record-stream",
+    "tcp-record-stop",
+    "tcp-record-stream-end",
+    "tcp-record-max-streams",
+    "tcp-record-datagram",
+    "tcp-record-ping",
+    "tcp-record-pong",
+    "tcp-record-close",
     "message-signed-fields",
     "message-signing-input",
     "message-signature",
@@ -2799,6 +2812,7 @@ fn print_vectors() {
     print_storage_vectors();
     print_storage_message_vectors();
     print_relay_vectors();
+    tcp::print_tcp_vectors();
 }
 
 // ---------------------------------------------------------------------------------------------
