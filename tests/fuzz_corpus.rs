@@ -12,6 +12,8 @@ mod checks;
 mod relay;
 #[path = "fuzz_corpus/storage.rs"]
 mod storage;
+#[path = "fuzz_corpus/tcp.rs"]
+mod tcp;
 
 use std::fs;
 use std::panic::{self, AssertUnwindSafe};
@@ -39,7 +41,7 @@ use netmachine::EngineIdentity;
 type Check = fn(&[u8]);
 
 /// Every fuzz target (the `[[bin]]`s of fuzz/Cargo.toml) and its checks.
-const TARGETS: [(&str, Check); 8] = [
+const TARGETS: [(&str, Check); 9] = [
     ("engine_message", checks::engine_message),
     ("frames", checks::frames),
     ("control", checks::control),
@@ -48,6 +50,7 @@ const TARGETS: [(&str, Check); 8] = [
     ("descriptor", checks::descriptor),
     ("storage_message", checks::storage_message),
     ("relay_layer", checks::relay_layer),
+    ("tcp_records", checks::tcp_records),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -237,6 +240,7 @@ fn outcome(target: &str, data: &[u8]) -> String {
         },
         "storage_message" => storage::outcome(data),
         "relay_layer" => relay::outcome(data),
+        "tcp_records" => tcp::outcome(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -246,6 +250,7 @@ fn expected_outcome(target: &str, name: &str) -> &'static str {
     match (target, name) {
         ("storage_message", name) => storage::expected(name),
         ("relay_layer", name) => relay::expected(name),
+        ("tcp_records", name) => tcp::expected(name),
         ("engine_message", "valid-fields") => "fields",
         ("engine_message", "weak-source-key") => "Weak",
         ("engine_message", "unknown-version") => "UnknownVersion(2) /",
@@ -558,6 +563,7 @@ impl Seeds {
             "descriptor" => self.descriptor(),
             "storage_message" => storage::seeds(),
             "relay_layer" => relay::seeds(),
+            "tcp_records" => tcp::seeds(),
             other => panic!("no seeds for {other}"),
         };
         list.into_iter().map(|(n, d)| (n.to_string(), d)).collect()

@@ -610,3 +610,65 @@ pub fn relay_layer(data: &[u8]) {
         }
     }
 }
+
+/// Target `tcp_records`: what a TLS-over-TCP peer sends, after TLS (docs/wire.md §6.1.1).
+/// `data[0]` is the size of the pieces the rest arrives in (1 to 256 bytes, as TLS records and
+/// TCP reads split it anywhere); the rest is fed to a listener's record layer with small limits,
+/// reading every stream and datagram between pieces, as the Transport's core does. Checks: a
+/// refused record ends the connection as a violation and nothing more is taken in; what is held
+/// unread stays within the limit plus one piece; every stream read returns at most what was
+/// asked; the layer's own output (PONGs, STOPs, credit) stays bounded.
+pub fn tcp_records(data: &[u8]) {
+    use netmachine::transport::tcp_mux::{Ending, Mux, MuxLimits, MuxRecvError};
+    let Some((&piece, rest)) = data.split_first() else {
+        return;
+    };
+    let limits = MuxLimits {
+        max_unread_bytes: 64 * 1024,
+        max_unsent_bytes: 64 * 1024,
+        max_streams: 8,
+    };
+    let mut mux = Mux::new(false, limits);
+    let now = std::time::Instant::now();
+    let mut buf = [0u8; 1000];
+    let mut held = 0usize;
+    for chunk in rest.chunks(piece as usize + 1) {
+        if !mux.wants_input() {
+            assert!(mux.ending().is_some(), "input refused without an ending");
+            break;
+        }
+        match mux.handle_input(now, chunk) {
+            Ok(()) => assert!(
+                !matches!(mux.ending(), Some(Ending::Violation(_))),
+                "a violation without an error"
+            ),
+            Err(e) => {
+                assert_eq!(mux.ending(), Some(&Ending::Violation(e)));
+                assert!(!mux.wants_input());
+                break;
+            }
+        }
+        for sid in mux.readable() {
+            loop {
+                match mux.stream_recv(sid, &mut buf) {
+                    Ok((n, fin)) => {
+                        assert!(n <= buf.len());
+                        held += n;
+                        if fin || n == 0 {
+                            break;
+                        }
+                    }
+                    Err(MuxRecvError::Done | MuxRecvError::Unknown) => break,
+                }
+            }
+        }
+        while let Some(n) = mux.dgram_recv(&mut buf) {
+            assert!(n <= buf.len());
+        }
+        assert!(
+            mux.pending_output().len() <= limits.max_unsent_bytes + 4096,
+            "the layer's own output is unbounded"
+        );
+    }
+    assert!(held <= rest.len(), "read more stream bytes than arrived");
+}
