@@ -619,7 +619,7 @@ pub fn relay_layer(data: &[u8]) {
 /// unread stays within the limit plus one piece; every stream read returns at most what was
 /// asked; the layer's own output (PONGs, STOPs, credit) stays bounded.
 pub fn tcp_records(data: &[u8]) {
-    use netmachine::transport::tcp_mux::{Ending, Mux, MuxLimits, MuxRecvError};
+    use netmachine::transport::tcp_mux::{Ending, Mux, MuxLimits};
     let Some((&piece, rest)) = data.split_first() else {
         return;
     };
@@ -649,16 +649,12 @@ pub fn tcp_records(data: &[u8]) {
             }
         }
         for sid in mux.readable() {
-            loop {
-                match mux.stream_recv(sid, &mut buf) {
-                    Ok((n, fin)) => {
-                        assert!(n <= buf.len());
-                        held += n;
-                        if fin || n == 0 {
-                            break;
-                        }
-                    }
-                    Err(MuxRecvError::Done | MuxRecvError::Unknown) => break,
+            // Done or Unknown (ended, stopped) end the reads of this stream.
+            while let Ok((n, fin)) = mux.stream_recv(sid, &mut buf) {
+                assert!(n <= buf.len());
+                held += n;
+                if fin || n == 0 {
+                    break;
                 }
             }
         }
