@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use parking_lot::{Mutex, RwLock};
@@ -37,6 +37,7 @@ pub(crate) mod nis_shell;
 pub mod quic;
 mod relaying;
 pub(crate) mod router_shell;
+mod shutdown;
 mod status;
 mod storage;
 #[cfg(feature = "testing")]
@@ -47,6 +48,7 @@ pub use domains::JoinAnswer;
 pub use engine_shell::EngineFailure;
 pub use error::NodeError;
 pub use interdomain::{DomainAnswer, InterdomainSettings, INTERDOMAIN_MAILBOX_DEPTH};
+pub use shutdown::ShutdownReport;
 pub use storage::{StorageSetup, STORAGE_MAILBOX_DEPTH};
 #[cfg(feature = "testing")]
 pub use test_hooks::{EgressHandle, IngressHandle};
@@ -603,17 +605,6 @@ struct RunningEngine {
     thread: Option<JoinHandle<()>>,
 }
 
-/// What happened at shutdown.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ShutdownReport {
-    /// Threads that stopped and were joined.
-    pub joined: Vec<String>,
-    /// Engines that panicked during the node's life.
-    pub panicked: Vec<EngineFailure>,
-    /// Engines that did not stop within the grace period (left detached).
-    pub hung: Vec<String>,
-}
-
 /// A running node.
 pub struct Node {
     key: Keypair,
@@ -749,85 +740,5 @@ impl Node {
     /// Engines that panicked so far.
     pub fn failures(&self) -> Vec<EngineFailure> {
         self.links.failures.lock().clone()
-    }
-
-    /// Stops every thread of the node and reports how it went.
-    pub fn shutdown(mut self) -> ShutdownReport {
-        self.stop_all()
-    }
-
-    fn stop_all(&mut self) -> ShutdownReport {
-        let mut report = ShutdownReport::default();
-        if self.stopped {
-            return report;
-        }
-        self.stopped = true;
-        // Messages that reach the node from now on, or wait in a stopping engine's mailbox, are
-        // not acknowledged: their senders send them again when the node is back.
-        let _ = self.links.router.send(RouterMail::Stopping);
-        for e in &self.engines {
-            let _ = e
-                .mailbox
-                .send_timeout(EngineMail::Stop, Duration::from_secs(1));
-        }
-        let deadline = Instant::now() + SHUTDOWN_GRACE;
-        let mut waiting: HashSet<String> = self
-            .engines
-            .iter()
-            .filter(|e| e.thread.is_some())
-            .map(|e| format!("nm-{}", e.name))
-            .collect();
-        let mut finished = HashSet::new();
-        while !waiting.is_empty() {
-            match self.done.recv_deadline(deadline) {
-                Ok(name) => {
-                    waiting.remove(&name);
-                    finished.insert(name);
-                }
-                Err(_) => break,
-            }
-        }
-        for e in &mut self.engines {
-            let thread_name = format!("nm-{}", e.name);
-            if let Some(t) = e.thread.take() {
-                if waiting.contains(&thread_name) {
-                    log::error!(
-                        "engine {} did not stop within {:?}; left running",
-                        e.name,
-                        SHUTDOWN_GRACE
-                    );
-                    report.hung.push(e.name.clone());
-                } else {
-                    let _ = t.join();
-                    report.joined.push(thread_name);
-                }
-            }
-        }
-        let _ = self.links.nis.send(NisMail::Stop);
-        if let Some(t) = self.nis_thread.take() {
-            let _ = t.join();
-            report.joined.push("nm-nis".into());
-        }
-        if let Some(t) = self.transport_thread.take() {
-            if let Some(link) = &self.links.transport {
-                link.send(TransportMail::Stop);
-            }
-            let _ = t.join();
-            report.joined.push("nm-transport".into());
-        }
-        let _ = self.links.router.send(RouterMail::Stop);
-        if let Some(t) = self.router_thread.take() {
-            let _ = t.join();
-            report.joined.push("nm-router".into());
-        }
-        report.panicked = self.failures();
-        log::info!("node {} stopped", self.identity.short());
-        report
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.stop_all();
     }
 }

@@ -11,6 +11,7 @@
 //! context is a distinct ASCII tag per structure (see [`context`]), so a signature made for one
 //! kind of structure can never be replayed as another.
 
+pub mod address;
 pub mod advert;
 pub mod content;
 pub mod descriptor;
