@@ -1,14 +1,15 @@
 //! TLS over TCP, the fallback for networks that block UDP, between real nodes on 127.0.0.1:
-//! a node that only dials TCP; a peer whose QUIC address is a black hole (UDP blocked on the
-//! path), reached over TCP after two failed QUIC dials; a TCP peer presenting the wrong key;
+//! a node that only dials TCP; a peer whose QUIC address the fault proxy blackholes (UDP
+//! blocked on the path), reached over TCP after two failed QUIC dials; a TCP peer presenting the wrong key;
 //! junk on the TCP port.
 
 mod common;
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use netmachine::chaos::{Chaos, ChaosConfig};
 use netmachine::mail::transport::{TransportEvent, TransportRequest};
 use netmachine::runtime::stats::Fault;
 use netmachine::transport::TransportConfig;
@@ -157,13 +158,18 @@ fn a_peer_behind_blocked_udp_is_reached_over_tcp() {
     let (ka, kb) = (Keypair::generate(), Keypair::generate());
     let b = listener(&kb);
     let mut sink = b.client("sink").unwrap();
-    // UDP blocked on the path: the QUIC address swallows every datagram.
-    let black_hole = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // UDP blocked on the path: B's QUIC address is reached through the fault proxy, which
+    // drops every datagram.
+    let black_hole = Chaos::start(ChaosConfig {
+        loss: 1.0,
+        ..ChaosConfig::new("127.0.0.1:0".parse().unwrap(), b.listen_addrs()[0])
+    })
+    .unwrap();
     let tcp = b.tcp_listen_addrs()[0];
     // Signed after B started, so newer than the advert B sends once connected.
     let advert = NodeAdvert::for_addresses(
         &kb,
-        listen_addresses(&[black_hole.local_addr().unwrap()], &[tcp]),
+        listen_addresses(&[black_hole.listen_addr()], &[tcp]),
         None,
     );
     assert!(advert.version > b.advert().version);
@@ -188,6 +194,11 @@ fn a_peer_behind_blocked_udp_is_reached_over_tcp() {
     assert!(
         took >= Duration::from_millis(800),
         "two 400 ms timeouts first: {took:?}"
+    );
+    let proxy = black_hole.counters();
+    assert!(
+        proxy.upstream.dropped > 0 && proxy.upstream.forwarded == 0,
+        "the QUIC dials went into the black hole: {proxy:?}"
     );
     stream_in_order(&mut src, &mut sink, 2_000, 500, || {
         format!("A: {}\nB: {}", a.status(), b.status())
