@@ -148,7 +148,10 @@ fn a_node_dialling_only_tcp_carries_messages_in_order() {
     assert!(wait_until(Duration::from_secs(5), || a
         .connected_peers()
         .iter()
-        .any(|p| p.node == kb.node_identity() && p.rtt.is_some())));
+        .any(|p| p.node == kb.node_identity()
+            && p.rtt.is_some()
+            && p.transport == TransportKind::Tcp)));
+    assert!(a.status().contains(" tcp trust="), "{}", a.status());
     a.shutdown();
     b.shutdown();
 }

@@ -629,7 +629,8 @@ pub struct Node {
     storage: Option<storage::StorageHandles>,
     /// Numbers the node's internal clients (`domain-ask-<n>`).
     client_seq: AtomicU64,
-    /// The connected peers the Transport publishes as relay candidates, with their RTT.
+    /// The connected peers the Transport publishes as relay candidates, with their RTT and the
+    /// transport of their connection.
     relay_board: crate::relay::RelayBoard,
 }
 

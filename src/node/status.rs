@@ -75,7 +75,12 @@ impl Node {
                 let rtt = c.rtt.map_or("-".to_string(), |r| {
                     format!("{:.3} ms", r.as_secs_f64() * 1e3)
                 });
-                out.push_str(&format!("  {} trust={} rtt={rtt}\n", c.node, c.trust));
+                out.push_str(&format!(
+                    "  {} {} trust={} rtt={rtt}\n",
+                    c.node,
+                    c.transport.name(),
+                    c.trust
+                ));
             }
         }
         match self.ask_identity_store(IdentityRequest::Standing, STATUS_WAIT) {

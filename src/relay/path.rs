@@ -12,6 +12,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 use crate::identity::NodeIdentity;
+use crate::wire::TransportKind;
 
 /// A node that could carry a relay message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct Candidate {
     pub trust: u8,
     /// The smoothed round-trip time measured to it, if any.
     pub rtt: Option<Duration>,
+    /// The transport of its connection (QUIC, or the TLS-over-TCP fallback).
+    pub transport: TransportKind,
 }
 
 /// The candidates the Transport publishes for the Router: a snapshot and a generation that

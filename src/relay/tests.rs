@@ -326,6 +326,7 @@ fn paths_prefer_trust_then_round_trip_time_and_skip_banned_nodes() {
         node: n(b),
         trust,
         rtt: rtt_ms.map(Duration::from_millis),
+        transport: crate::wire::TransportKind::Quic,
     };
     let cands = [
         c(1, 128, Some(50)),

@@ -51,7 +51,7 @@ use crate::transport::control::close_code;
 use crate::transport::core::peers::ConnId;
 use crate::transport::core::{Core, Delivery, Output, QuicConn, RecvError, SeededRng, SendError};
 use crate::transport::TransportConfig;
-use crate::wire::{NodeAdvert, TransportAddress};
+use crate::wire::{NodeAdvert, TransportAddress, TransportKind};
 
 #[path = "tcp_driver.rs"]
 mod tcp_driver;
@@ -355,9 +355,12 @@ impl Driver {
         self.next_board = now + BOARD_EVERY;
         let mut candidates = Vec::new();
         for (node, conn, trust) in self.core.ready_peers() {
-            let rtt = match self.conns.get(&conn) {
-                Some(c) => c.q.path_stats().next().map(|p| p.rtt),
-                None => self.tcp.get(&conn).and_then(|s| s.conn.rtt()),
+            let (rtt, transport) = match self.conns.get(&conn) {
+                Some(c) => (c.q.path_stats().next().map(|p| p.rtt), TransportKind::Quic),
+                None => (
+                    self.tcp.get(&conn).and_then(|s| s.conn.rtt()),
+                    TransportKind::Tcp,
+                ),
             };
             if let Some(rtt) = rtt {
                 self.core.handle_rtt(conn, rtt);
@@ -366,6 +369,7 @@ impl Driver {
                 node,
                 trust: trust.unwrap_or(DEFAULT_TRUST),
                 rtt,
+                transport,
             });
         }
         self.relay_board.publish(candidates);
