@@ -169,6 +169,10 @@ const VECTORS: &[&str] = &[
     "relay-deliver-plaintext",
     "relay-deliver-layer",
     "relay-forward-layer",
+    "relay-forward-layer-id",
+    "relay-deliver-layer-id",
+    "relay-receipt-token",
+    "relay-receipt-record",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -3794,6 +3798,7 @@ const RELAY_EXPIRY: Timestamp = Timestamp(1_700_000_060_000);
 /// The relay vectors: node A sends through relay C to node B.
 fn relay_fixture() -> Vec<(&'static str, Vec<u8>)> {
     use netmachine::relay::keys::x25519_public;
+    use netmachine::relay::receipt::{encode_record, layer_id, receipt_token, Receipt};
     use netmachine::relay::layer::testing::{
         deliver_plain, forward_plain, layer_key, seal_raw, source_proof_key,
     };
@@ -3816,8 +3821,21 @@ fn relay_fixture() -> Vec<(&'static str, Vec<u8>)> {
             layer_key(RELAY_EPH_DELIVER, &b).to_vec(),
         ),
         ("relay-deliver-plaintext", plain),
-        ("relay-deliver-layer", deliver),
-        ("relay-forward-layer", forward),
+        ("relay-deliver-layer", deliver.clone()),
+        ("relay-forward-layer", forward.clone()),
+        ("relay-forward-layer-id", layer_id(&forward[..41]).to_vec()),
+        ("relay-deliver-layer-id", layer_id(&deliver[..41]).to_vec()),
+        (
+            "relay-receipt-token",
+            receipt_token(&source_proof_key(&a, &b), &deliver[..41]).to_vec(),
+        ),
+        (
+            "relay-receipt-record",
+            encode_record(&[Receipt {
+                id: layer_id(&deliver[..41]),
+                token: receipt_token(&source_proof_key(&a, &b), &deliver[..41]),
+            }]),
+        ),
     ]
 }
 
@@ -3877,6 +3895,8 @@ fn relay_vectors() {
             next: b_key.node_identity(),
             layer: hex("relay-deliver-layer"),
             expiry: RELAY_EXPIRY,
+            id: id16("relay-forward-layer-id"),
+            next_id: id16("relay-deliver-layer-id"),
         }
     );
     let opened = Opener::new(&b_key, OpenerLimits::default())
@@ -3888,8 +3908,43 @@ fn relay_vectors() {
             src: Keypair::from_seed(&NODE_A_SEED).node_identity(),
             message: RELAY_MESSAGE.to_vec(),
             expiry: RELAY_EXPIRY,
+            receipt: netmachine::relay::receipt::Receipt {
+                id: id16("relay-deliver-layer-id"),
+                token: id16("relay-receipt-token"),
+            },
         }
     );
+    // Receipts (§12G.5), by hand: a layer id is BLAKE3 of the 41-byte header, cut to 16; the
+    // token is keyed by the source key; a record is 81 · count · (id · token)….
+    for (layer, id) in [
+        ("relay-forward-layer", "relay-forward-layer-id"),
+        ("relay-deliver-layer", "relay-deliver-layer-id"),
+    ] {
+        assert_eq!(&blake3::hash(&hex(layer)[..41]).as_bytes()[..16], &hex(id)[..]);
+    }
+    let mut keyed = blake3::Hasher::new_keyed(&hex("relay-source-key-a-b").try_into().unwrap());
+    keyed.update(b"netmachine relay v1 receipt");
+    keyed.update(&hex("relay-deliver-layer")[..41]);
+    assert_eq!(
+        &keyed.finalize().as_bytes()[..16],
+        &hex("relay-receipt-token")[..]
+    );
+    let mut record = vec![0x81, 1];
+    record.extend(hex("relay-deliver-layer-id"));
+    record.extend(hex("relay-receipt-token"));
+    assert_eq!(record, hex("relay-receipt-record"));
+    // …which the crate decodes back.
+    assert_eq!(
+        netmachine::relay::receipt::decode_record(&record).unwrap(),
+        vec![netmachine::relay::receipt::Receipt {
+            id: id16("relay-deliver-layer-id"),
+            token: id16("relay-receipt-token"),
+        }]
+    );
+}
+
+fn id16(name: &str) -> [u8; 16] {
+    hex(name).try_into().expect("16 bytes")
 }
 
 fn print_relay_vectors() {
@@ -3901,7 +3956,9 @@ fn print_relay_vectors() {
          carries 26 stand-in bytes (`an EngineMessage wire form`) where a real one carries a \
          signed `EngineMessage` (§5.3). In order: node B's X25519 key (§12G.1), the source key \
          of A and B, the deliver layer's AEAD key, its plaintext (padded to 256 bytes), the \
-         deliver layer, and the forward layer that carries it:",
+         deliver layer, and the forward layer that carries it; then the two layers' ids, the \
+         token of B's receipt for the deliver layer, and the receipt record B sends C for it \
+         (§12G.5):",
     );
     for (name, bytes) in relay_fixture() {
         print_hex_vector(name, &bytes);

@@ -555,8 +555,9 @@ pub const RELAY_NODE_SEED: [u8; 32] = [3; 32];
 /// The wall-clock time (ms) `relay_layer` opens its input at: §16.17's layers are valid then.
 pub const RELAY_NOW_MS: u64 = 1_700_000_000_000;
 
-/// Target `relay_layer`: a relay layer as the Router of the node it is sealed to opens it from
-/// a `RELAY` frame (docs/wire.md §12G.3), with `relay::Opener` under node C's key.
+/// Target `relay_layer`: a `RELAY` frame's payload as the Router of the node it is sealed to
+/// takes it: a receipt record (docs/wire.md §12G.5) when it starts with `81`, otherwise a relay
+/// layer opened (§12G.3) with `relay::Opener` under node C's key.
 ///
 /// Whatever opens must keep the layer's promises: a forward names another node and carries a
 /// layer at least a minimal one and `FORWARD_OVERHEAD` bytes shorter than its own; a delivery's
@@ -566,8 +567,18 @@ pub const RELAY_NOW_MS: u64 = 1_700_000_000_000;
 pub fn relay_layer(data: &[u8]) {
     use netmachine::identity::Keypair;
     use netmachine::relay::layer::{FORWARD_OVERHEAD, HEADER_LEN, TAG_LEN};
+    use netmachine::relay::receipt::{decode_record, encode_record, is_receipt_record, layer_id};
     use netmachine::relay::{Opened, Opener, OpenerLimits};
     use netmachine::time::Now;
+    // A RELAY frame is a receipt record when it starts with the marker: what decodes encodes
+    // back to the same bytes, and what does not is `relay_malformed`.
+    if is_receipt_record(data) {
+        match decode_record(data) {
+            Ok(receipts) => assert_eq!(encode_record(&receipts), data, "a record re-encoded"),
+            Err(reason) => assert_eq!(reason, netmachine::DropReason::RelayMalformed),
+        }
+        return;
+    }
     let key = Keypair::from_seed(&RELAY_NODE_SEED);
     let limits = OpenerLimits::default();
     let mut opener = Opener::new(&key, limits);
@@ -583,15 +594,23 @@ pub fn relay_layer(data: &[u8]) {
                     next,
                     layer,
                     expiry,
+                    id,
+                    next_id,
                 } => {
+                    assert_eq!(*id, layer_id(&data[..HEADER_LEN]));
+                    assert_eq!(*next_id, layer_id(&layer[..HEADER_LEN]));
                     assert_ne!(*next, key.node_identity(), "a forward to this node");
                     assert!(layer.len() + FORWARD_OVERHEAD <= data.len());
                     assert!(layer.len() >= HEADER_LEN + TAG_LEN);
                     assert!(expiry_ok(*expiry));
                 }
                 Opened::Deliver {
-                    message, expiry, ..
+                    message,
+                    expiry,
+                    receipt,
+                    ..
                 } => {
+                    assert_eq!(receipt.id, layer_id(&data[..HEADER_LEN]));
                     assert!(message.len() < data.len());
                     assert!(expiry_ok(*expiry));
                 }

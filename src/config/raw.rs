@@ -54,6 +54,8 @@ pub(super) struct RawRelay {
     pub(super) forward_for: Vec<String>,
     pub(super) max_msgs_per_s: Option<u64>,
     pub(super) max_bytes_per_s: Option<u64>,
+    pub(super) receipt_timeout_ms: Option<u64>,
+    pub(super) attempts: Option<u64>,
 }
 
 /// `relay.forward`.

@@ -6,7 +6,7 @@ use std::path::Path;
 use super::raw::{RawRelay, RawRelayMode};
 use super::ConfigError;
 use crate::identity::NodeIdentity;
-use crate::relay::{RateLimits, RelayMode, RelayPolicy};
+use crate::relay::{RateLimits, ReceiptLimits, RelayMode, RelayPolicy};
 
 /// Turns the raw `[relay]` table into the node's relay policy.
 pub(super) fn relay(raw: RawRelay, file: &Path) -> Result<RelayPolicy, ConfigError> {
@@ -59,6 +59,22 @@ pub(super) fn relay(raw: RawRelay, file: &Path) -> Result<RelayPolicy, ConfigErr
             format!("{bytes_per_s} is below 65536 (one relay message may be larger)"),
         ));
     }
+    let receipt_defaults = ReceiptLimits::default();
+    let timeout_ms = raw
+        .receipt_timeout_ms
+        .unwrap_or(receipt_defaults.timeout.as_millis() as u64);
+    if !(10..=600_000).contains(&timeout_ms) {
+        return Err(bad(
+            "receipt_timeout_ms",
+            format!("{timeout_ms} is outside 10 ..= 600000"),
+        ));
+    }
+    let attempts = raw
+        .attempts
+        .unwrap_or(u64::from(receipt_defaults.attempts));
+    if !(1..=16).contains(&attempts) {
+        return Err(bad("attempts", format!("{attempts} is outside 1 ..= 16")));
+    }
     Ok(RelayPolicy {
         mode,
         limits: RateLimits {
@@ -66,5 +82,11 @@ pub(super) fn relay(raw: RawRelay, file: &Path) -> Result<RelayPolicy, ConfigErr
             bytes_per_s,
             ..defaults
         },
+        receipts: ReceiptLimits {
+            timeout: std::time::Duration::from_millis(timeout_ms),
+            attempts: attempts as u8,
+            ..receipt_defaults
+        },
+        ..RelayPolicy::default()
     })
 }

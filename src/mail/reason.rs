@@ -108,6 +108,14 @@ drop_reasons! {
     /// A message that must go through relays (`OnionRouting(n)`, or no direct address) found
     /// too few usable relays.
     NoRelay = "no_relay",
+    /// A relay receipt whose token is not the destination's: forged (counts against the
+    /// peer's conduct).
+    RelayBadReceipt = "relay_bad_receipt",
+    /// A relay receipt for no layer this node forwarded or sent: late (past the circuit's
+    /// memory), or never sent here.
+    RelayUnknownReceipt = "relay_unknown_receipt",
+    /// A relayed message of this node whose receipt never came, on every path tried.
+    RelayUnacknowledged = "relay_unacknowledged",
 }
 
 /// Transport-level events that are not a dropped message: a peer breaking a connection rule, a

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 
 use super::keys::{x25519_public, DhSecret};
+use super::receipt::{layer_id, receipt_token, LayerId, Receipt, ReceiptToken};
 use super::MAX_RELAY_DEPTH;
 use crate::identity::{Keypair, NodeIdentity};
 use crate::mail::DropReason;
@@ -242,6 +243,19 @@ impl Sealer {
         message: &[u8],
         expiry: Timestamp,
     ) -> Result<Vec<u8>, SealError> {
+        self.seal_tracked(now, path, message, expiry)
+            .map(|s| s.layer)
+    }
+
+    /// Seals like [`Sealer::seal`], and says how the destination's receipt will come back:
+    /// the id of the layer for `path[0]` and the token the receipt must carry.
+    pub fn seal_tracked(
+        &mut self,
+        now: Now,
+        path: &[NodeIdentity],
+        message: &[u8],
+        expiry: Timestamp,
+    ) -> Result<Sealed, SealError> {
         if path.len() < 2 {
             return Err(SealError::TooShort);
         }
@@ -274,6 +288,7 @@ impl Sealer {
         plain.extend_from_slice(message);
         plain.resize(total, 0);
         let mut layer = self.seal_layer(now, &dst, plain)?;
+        let token = receipt_token(&proof_key, &layer[..HEADER_LEN]);
         for i in (0..path.len() - 1).rev() {
             let mut plain = Vec::with_capacity(layer.len() + FORWARD_OVERHEAD);
             plain.push(KIND_FORWARD);
@@ -283,7 +298,11 @@ impl Sealer {
             plain.extend_from_slice(&layer);
             layer = self.seal_layer(now, &path[i], plain)?;
         }
-        Ok(layer)
+        Ok(Sealed {
+            id: layer_id(&layer[..HEADER_LEN]),
+            layer,
+            token,
+        })
     }
 
     fn session(&mut self, now: Now, hop: &NodeIdentity) -> Result<&mut SendSession, SealError> {
@@ -336,6 +355,17 @@ impl Sealer {
     }
 }
 
+/// A sealed message and what identifies its receipt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sealed {
+    /// The layer for the first hop.
+    pub layer: Vec<u8>,
+    /// Its id: a receipt for the message comes back from the first hop under this id.
+    pub id: LayerId,
+    /// The token the destination's receipt carries.
+    pub token: ReceiptToken,
+}
+
 /// What was inside a layer sealed to this node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Opened {
@@ -347,6 +377,10 @@ pub enum Opened {
         layer: Vec<u8>,
         /// When the message expires (the same on every layer).
         expiry: Timestamp,
+        /// The id of the layer opened (as the previous hop knows it).
+        id: LayerId,
+        /// The id of `layer` (as `next` will know it).
+        next_id: LayerId,
     },
     /// The message is for this node: `message` is an `EngineMessage` in wire form, sent by the
     /// node `src` (proven by the source proof; its engine's signature is still to be checked).
@@ -357,6 +391,8 @@ pub enum Opened {
         message: Vec<u8>,
         /// When it expires.
         expiry: Timestamp,
+        /// The receipt to send back to the previous hop.
+        receipt: Receipt,
     },
 }
 
@@ -482,11 +518,14 @@ impl Opener {
                 }
                 let start = HEADER_LEN + PREFIX_LEN + 32;
                 let layer = layer[start..HEADER_LEN + plain_len].to_vec();
+                let next_id = layer_id(&layer[..HEADER_LEN]);
                 (
                     Opened::Forward {
                         next,
                         layer,
                         expiry,
+                        id: layer_id(&header),
+                        next_id,
                     },
                     None,
                 )
@@ -499,16 +538,19 @@ impl Opener {
                     return Err(DropReason::RelayMalformed);
                 }
                 let known = self.sessions.get(&eph).and_then(|s| s.source);
-                match known {
-                    Some(s) if s == src => {}
-                    Some(_) => return Err(DropReason::RelayBadSource),
-                    None => {
-                        let k = self.source_key(&src).ok_or(DropReason::RelayBadSource)?;
-                        if blake3::keyed_hash(&k, &eph) != blake3::Hash::from_bytes(proof) {
-                            return Err(DropReason::RelayBadSource);
-                        }
-                    }
+                if known.is_some_and(|s| s != src) {
+                    return Err(DropReason::RelayBadSource);
                 }
+                let k = self.source_key(&src).ok_or(DropReason::RelayBadSource)?;
+                if known.is_none()
+                    && blake3::keyed_hash(&k, &eph) != blake3::Hash::from_bytes(proof)
+                {
+                    return Err(DropReason::RelayBadSource);
+                }
+                let receipt = Receipt {
+                    id: layer_id(&header),
+                    token: receipt_token(&k, &header),
+                };
                 let start = HEADER_LEN + PREFIX_LEN + 68;
                 let message = layer[start..start + len].to_vec();
                 (
@@ -516,6 +558,7 @@ impl Opener {
                         src,
                         message,
                         expiry,
+                        receipt,
                     },
                     Some(src),
                 )

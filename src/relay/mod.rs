@@ -6,6 +6,8 @@
 //!   with padding to size classes, replay windows per sender session and an expiry.
 //! * [`policy`]: whom this node relays for, and at what rate ([`RelayPolicy`], [`RateLimits`]).
 //! * [`path`]: choosing relays by trust and measured round-trip time ([`choose_path`]).
+//! * [`receipt`]: the destination's end-to-end receipts, carried back along the path, and the
+//!   source's table of messages awaiting them (a missing receipt means another path).
 //!
 //! The Router hosts relaying (`Router::handle_relay`): it opens the layers that reach it,
 //! forwards the inner layer as a `RELAY` frame (docs/wire.md §12G), and delivers what is for
@@ -17,13 +19,17 @@ pub mod keys;
 pub mod layer;
 pub mod path;
 pub mod policy;
+pub mod receipt;
 
 #[cfg(test)]
 mod tests;
 
-pub use layer::{Opened, Opener, OpenerLimits, SealError, Sealer, SealerLimits};
+pub use layer::{Opened, Opener, OpenerLimits, SealError, Sealed, Sealer, SealerLimits};
 pub use path::{choose_path, Candidate, RelayBoard};
+#[cfg(any(test, feature = "testing"))]
+pub use policy::RelayFault;
 pub use policy::{RateLimits, RelayMode, RelayPolicy};
+pub use receipt::{Awaiting, CircuitLimits, Circuits, ReceiptLimits};
 
 /// Most nodes on a relay path, destination included: deeper layers are refused
 /// (`relay_too_deep`). Each layer adds [`layer::FORWARD_OVERHEAD`] bytes.

@@ -53,6 +53,26 @@ pub struct RelayPolicy {
     pub mode: RelayMode,
     /// How much from each.
     pub limits: RateLimits,
+    /// How this node's own relayed messages wait for receipts and are retried.
+    pub receipts: super::receipt::ReceiptLimits,
+    /// A misbehaving relay, on purpose, for fault tests (only with the `testing` feature).
+    #[cfg(any(test, feature = "testing"))]
+    pub fault: RelayFault,
+}
+
+/// How a relay built for fault tests misbehaves: it acknowledges every layer it should
+/// forward, as an honest relay does, and then drops it or alters it. Only with the `testing`
+/// feature; a deployed node has no such knob.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RelayFault {
+    /// Forward honestly.
+    #[default]
+    None,
+    /// Acknowledge, then forward nothing.
+    Drop,
+    /// Forward with one byte of the layer flipped.
+    Corrupt,
 }
 
 impl RelayPolicy {

@@ -73,6 +73,7 @@ fn one_relay_forwards_and_the_destination_delivers_with_the_proven_source() {
         src,
         message,
         expiry,
+        ..
     } = opener(&c).open(t, inner).unwrap()
     else {
         panic!("C delivers");

@@ -83,6 +83,7 @@ pub fn counts(reason: DropReason) -> bool {
             | DropReason::RelayBadMac
             | DropReason::RelayMalformed
             | DropReason::RelayBadSource
+            | DropReason::RelayBadReceipt
     )
 }
 

@@ -83,6 +83,7 @@
 pub mod conduct;
 pub mod ingress;
 mod local;
+mod relay_receipts;
 mod relaying;
 mod remote;
 mod services;
@@ -439,6 +440,9 @@ impl Router {
         if let Some(o) = self.outputs.pop_front() {
             return Some(o);
         }
+        if self.flush_receipts() {
+            return self.outputs.pop_front();
+        }
         if let Some((node, loss)) = self.conduct.take_report() {
             return Some(RouterOutput::Identity(IdentityRequest::Update(
                 IdentityUpdate::Reputation {
@@ -457,10 +461,14 @@ impl Router {
 
     /// When [`Router::handle_timeout`] should next run.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.next_housekeeping, self.relay_waiting_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.next_housekeeping,
+            self.relay_waiting_deadline(),
+            self.relay_receipt_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether receipts wait to be handed over (the Transport's mailbox was full): the shell
@@ -482,6 +490,7 @@ impl Router {
     /// Periodic upkeep: lookups that waited too long, idle replay state, drop summaries.
     pub fn handle_timeout(&mut self, now: Now) {
         self.expire_relay_waiting(now);
+        self.expire_receipts(now);
         let due = self.next_housekeeping.is_none_or(|t| now.instant >= t);
         if !due {
             return;

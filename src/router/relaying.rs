@@ -26,10 +26,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
+use super::relay_receipts::{RelayedSend, ReceiptState};
 use super::{Router, RouterOutput};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::mail::{DropReason, Receipt, RelayFrame, RemoteSend, RouteHeader};
 use crate::relay::policy::RateLimiter;
+use crate::relay::receipt::{is_receipt_record, Pending};
 use crate::relay::{
     choose_path, Candidate, Opened, Opener, OpenerLimits, RelayPolicy, Sealer, SealerLimits,
 };
@@ -51,6 +53,8 @@ pub(super) struct Relaying {
     /// [`MAX_RELAY_WAITING`] of them) for the Transport to publish more — at start, before the
     /// first connections are up: when they arrived, the message, and the relays it needs.
     waiting: VecDeque<(Instant, RemoteSend, usize)>,
+    /// Receipts: circuits forwarded, messages awaiting theirs, suspect relays.
+    pub(super) receipts: ReceiptState,
 }
 
 /// How long a message waits for enough relay candidates (2 s).
@@ -73,6 +77,7 @@ impl Router {
         self.relay = Some(Box::new(Relaying {
             sealer: Sealer::new(node_key, seed, SealerLimits::default()),
             opener: Opener::new(node_key, OpenerLimits::default()),
+            receipts: ReceiptState::new(policy.receipts),
             policy,
             limiter: RateLimiter::default(),
             candidates: Vec::new(),
@@ -112,6 +117,16 @@ impl Router {
         }
     }
 
+    /// When the oldest relayed message's receipt is due.
+    pub(super) fn relay_receipt_deadline(&self) -> Option<Instant> {
+        self.relay.as_ref()?.receipts.next_deadline()
+    }
+
+    /// This node's relayed messages still awaiting their receipts.
+    pub fn relay_awaiting_receipts(&self) -> usize {
+        self.relay.as_ref().map_or(0, |r| r.receipts.awaiting())
+    }
+
     /// When the oldest message waiting for relay candidates gives up.
     pub(super) fn relay_waiting_deadline(&self) -> Option<Instant> {
         let r = self.relay.as_ref()?;
@@ -121,7 +136,7 @@ impl Router {
     /// Sends `send` through `relays` relays, or lets it wait for candidates (since `since`),
     /// or drops it.
     fn relay_or_wait(&mut self, now: Now, since: Instant, send: RemoteSend, relays: usize) {
-        match self.send_relayed(now, send.node, send.header, &send.wire, relays) {
+        match self.send_relayed(now, send.node, send.header, &send.wire, relays, 1) {
             Ok(()) => {
                 if relays == 1 && Router::onion_hops(&send.header).is_none() {
                     self.remember_indirect(now, send.node);
@@ -176,12 +191,18 @@ impl Router {
         {
             return self.relay_dropped(now, peer, receipt, reason);
         }
+        if is_receipt_record(&layer) {
+            return self.handle_receipts(now, peer, &layer, receipt);
+        }
         match relay.opener.open(now, layer) {
             Err(reason) => self.relay_dropped(now, peer, receipt, reason),
             Ok(Opened::Forward {
                 next,
-                layer,
+                #[cfg_attr(not(any(test, feature = "testing")), allow(unused_mut))]
+                mut layer,
                 expiry,
+                id,
+                next_id,
             }) => {
                 if !relay.policy.forwards_for(&peer) {
                     return self.relay_dropped(now, peer, receipt, DropReason::RelayRefused);
@@ -189,7 +210,22 @@ impl Router {
                 if !self.has_transport {
                     return self.relay_dropped(now, peer, receipt, DropReason::NoTransport);
                 }
+                #[cfg(any(test, feature = "testing"))]
+                match relay.policy.fault {
+                    crate::relay::RelayFault::None => {}
+                    crate::relay::RelayFault::Drop => {
+                        self.receipts.extend(receipt);
+                        return;
+                    }
+                    crate::relay::RelayFault::Corrupt => {
+                        let i = layer.len() / 2;
+                        layer[i] ^= 0x40;
+                    }
+                }
                 self.stats.relayed.fetch_add(1, AtomicOrdering::Relaxed);
+                relay
+                    .receipts
+                    .forwarded(now.instant, next, next_id, peer, id);
                 log::trace!("router: relaying from {} to {}", peer.short(), next.short());
                 // The Transport keys its ordered streams by (source engine, destination): all
                 // relayed traffic from this node to `next` shares one stream.
@@ -209,10 +245,18 @@ impl Router {
                     relay: Some(Box::new(RelayFrame { upstream: receipt })),
                 }));
             }
-            Ok(Opened::Deliver { src, message, .. }) => {
+            Ok(Opened::Deliver {
+                src,
+                message,
+                receipt: answer,
+                ..
+            }) => {
                 if src == self.node {
                     return self.relay_dropped(now, peer, receipt, DropReason::RelayBadSource);
                 }
+                // The path worked, whatever ingress makes of the message: the source stops
+                // waiting (a message refused here would be refused on any path).
+                relay.receipts.answer(now, peer, answer);
                 self.stats
                     .received_relayed
                     .fetch_add(1, AtomicOrdering::Relaxed);
@@ -256,7 +300,7 @@ impl Router {
             .as_ref()
             .and_then(|r| r.indirect.get(&node))
             .is_some_and(|t| now.instant.saturating_duration_since(*t) < INDIRECT_TTL);
-        if !fresh || self.send_relayed(now, node, header, &wire, 1).is_err() {
+        if !fresh || self.send_relayed(now, node, header, &wire, 1, 1).is_err() {
             return Some((header, wire));
         }
         None
@@ -286,23 +330,56 @@ impl Router {
         self.relay_or_wait(now, now.instant, send, hops.max(1) as usize);
     }
 
-    /// Seals `wire` for a path of `relays` relays to `node` and hands it to the Transport.
-    fn send_relayed(
+    /// Seals `wire` for a path of `relays` relays to `node` (avoiding suspect relays while
+    /// enough others are known), hands it to the Transport, and keeps it until its receipt
+    /// (`attempt` counts the paths tried).
+    pub(super) fn send_relayed(
         &mut self,
         now: Now,
         node: NodeIdentity,
         header: RouteHeader,
         wire: &[u8],
         relays: usize,
+        attempt: u8,
     ) -> Result<(), DropReason> {
         let relay = self.relay.as_mut().ok_or(DropReason::Unsupported)?;
-        let path = choose_path(&relay.candidates, &self.node, &node, relays, &[])
+        let avoid = relay.receipts.avoid(now.instant);
+        let path = choose_path(&relay.candidates, &self.node, &node, relays, &avoid)
+            .or_else(|| {
+                if avoid.is_empty() {
+                    None
+                } else {
+                    choose_path(&relay.candidates, &self.node, &node, relays, &[])
+                }
+            })
             .ok_or(DropReason::NoRelay)?;
         let expiry = header.expiry.ok_or(DropReason::ExpiryOutOfRange)?;
-        let layer = relay.sealer.seal(now, &path, wire, expiry).map_err(|e| {
-            log::debug!("router: cannot seal for {}: {e}", node.short());
-            DropReason::NoRelay
-        })?;
+        let sealed = relay
+            .sealer
+            .seal_tracked(now, &path, wire, expiry)
+            .map_err(|e| {
+                log::debug!("router: cannot seal for {}: {e}", node.short());
+                DropReason::NoRelay
+            })?;
+        let layer = sealed.layer;
+        let pending = Pending {
+            token: sealed.token,
+            path: path.clone(),
+            attempt,
+            sent: now.instant,
+            bytes: wire.len() + 64,
+            item: RelayedSend {
+                node,
+                header,
+                wire: wire.to_vec(),
+                relays,
+            },
+        };
+        if !relay.receipts.track(path[0], sealed.id, pending) {
+            self.stats
+                .relay_untracked
+                .fetch_add(1, AtomicOrdering::Relaxed);
+        }
         self.stats
             .sent_relayed
             .fetch_add(1, AtomicOrdering::Relaxed);

@@ -82,6 +82,13 @@ pub struct NodeStats {
     pub relayed: AtomicU64,
     /// Messages that reached this node through relays (before their signature is checked).
     pub received_relayed: AtomicU64,
+    /// Receipts that came back for this node's relayed messages.
+    pub relay_receipts: AtomicU64,
+    /// Relayed messages sealed again for another path after their receipt did not come.
+    pub relay_retries: AtomicU64,
+    /// Relayed messages sent without waiting for a receipt (the table of those awaiting one
+    /// was full): never retried.
+    pub relay_untracked: AtomicU64,
 }
 
 impl Default for NodeStats {
@@ -101,6 +108,9 @@ impl Default for NodeStats {
             sent_relayed: AtomicU64::new(0),
             relayed: AtomicU64::new(0),
             received_relayed: AtomicU64::new(0),
+            relay_receipts: AtomicU64::new(0),
+            relay_retries: AtomicU64::new(0),
+            relay_untracked: AtomicU64::new(0),
         }
     }
 }
@@ -157,6 +167,9 @@ impl NodeStats {
             sent_relayed: load(&self.sent_relayed),
             relayed: load(&self.relayed),
             received_relayed: load(&self.received_relayed),
+            relay_receipts: load(&self.relay_receipts),
+            relay_retries: load(&self.relay_retries),
+            relay_untracked: load(&self.relay_untracked),
         }
     }
 }
@@ -192,6 +205,12 @@ pub struct StatsSnapshot {
     pub relayed: u64,
     /// Messages received through relays.
     pub received_relayed: u64,
+    /// Receipts for this node's relayed messages.
+    pub relay_receipts: u64,
+    /// Relayed messages tried on another path.
+    pub relay_retries: u64,
+    /// Relayed messages sent untracked.
+    pub relay_untracked: u64,
 }
 
 impl StatsSnapshot {
@@ -235,8 +254,13 @@ impl fmt::Display for StatsSnapshot {
         if self.sent_relayed + self.relayed + self.received_relayed > 0 {
             writeln!(
                 f,
-                "relay: sent={} forwarded={} received={}",
-                self.sent_relayed, self.relayed, self.received_relayed
+                "relay: sent={} forwarded={} received={} receipts={} retries={} untracked={}",
+                self.sent_relayed,
+                self.relayed,
+                self.received_relayed,
+                self.relay_receipts,
+                self.relay_retries,
+                self.relay_untracked
             )?;
         }
         if self.connections_established > 0 || !self.faults.is_empty() {
