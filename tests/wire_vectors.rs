@@ -3798,10 +3798,10 @@ const RELAY_EXPIRY: Timestamp = Timestamp(1_700_000_060_000);
 /// The relay vectors: node A sends through relay C to node B.
 fn relay_fixture() -> Vec<(&'static str, Vec<u8>)> {
     use netmachine::relay::keys::x25519_public;
-    use netmachine::relay::receipt::{encode_record, layer_id, receipt_token, Receipt};
     use netmachine::relay::layer::testing::{
         deliver_plain, forward_plain, layer_key, seal_raw, source_proof_key,
     };
+    use netmachine::relay::receipt::{encode_record, layer_id, receipt_token, Receipt};
     let a = Keypair::from_seed(&NODE_A_SEED);
     let b = Keypair::from_seed(&NODE_B_SEED).node_identity();
     let c = Keypair::from_seed(&NODE_C_SEED).node_identity();
@@ -3920,7 +3920,10 @@ fn relay_vectors() {
         ("relay-forward-layer", "relay-forward-layer-id"),
         ("relay-deliver-layer", "relay-deliver-layer-id"),
     ] {
-        assert_eq!(&blake3::hash(&hex(layer)[..41]).as_bytes()[..16], &hex(id)[..]);
+        assert_eq!(
+            &blake3::hash(&hex(layer)[..41]).as_bytes()[..16],
+            &hex(id)[..]
+        );
     }
     let mut keyed = blake3::Hasher::new_keyed(&hex("relay-source-key-a-b").try_into().unwrap());
     keyed.update(b"netmachine relay v1 receipt");

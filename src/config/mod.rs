@@ -101,6 +101,9 @@
 //! forward_for = []                  # with "listed": the previous hops it forwards for (64 hex)
 //! max_msgs_per_s = 20000            # relay messages per second from one previous hop
 //! max_bytes_per_s = 67108864        # relay bytes per second from one previous hop (>= 65536)
+//! receipt_timeout_ms = 2000         # a relayed message of this node waits this long for its
+//!                                   # receipt, then goes by another path (10 ..= 600000)
+//! attempts = 3                      # paths tried before it is dropped `relay_unacknowledged`
 //!
 //! [identity]                        # every key optional; the values shown are the defaults
 //! advert_lifetime_s = 86400         # this node's adverts; re-signed at half their lifetime

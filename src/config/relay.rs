@@ -69,9 +69,7 @@ pub(super) fn relay(raw: RawRelay, file: &Path) -> Result<RelayPolicy, ConfigErr
             format!("{timeout_ms} is outside 10 ..= 600000"),
         ));
     }
-    let attempts = raw
-        .attempts
-        .unwrap_or(u64::from(receipt_defaults.attempts));
+    let attempts = raw.attempts.unwrap_or(u64::from(receipt_defaults.attempts));
     if !(1..=16).contains(&attempts) {
         return Err(bad("attempts", format!("{attempts} is outside 1 ..= 16")));
     }

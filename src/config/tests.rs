@@ -231,12 +231,7 @@ psk_file = "domain2.psk"
 
 {domain_limits}
 {interdomain}{storage}
-[relay]
-forward = "listed"
-forward_for = ["{node}"]
-max_msgs_per_s = 100
-max_bytes_per_s = 70000
-
+{relay}
 [topology]
 active_view = 4
 passive_view = 20
@@ -287,7 +282,8 @@ spin_before_park_us = 7
 "#,
         domain_limits = super::domain_tests::FULL_DOMAIN_LIMITS,
         interdomain = super::interdomain_tests::FULL_INTERDOMAIN,
-        storage = super::storage_tests::FULL_STORAGE
+        storage = super::storage_tests::FULL_STORAGE,
+        relay = super::relay_tests::full_relay(node),
     )
 }
 

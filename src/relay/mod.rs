@@ -22,6 +22,8 @@ pub mod policy;
 pub mod receipt;
 
 #[cfg(test)]
+mod receipt_tests;
+#[cfg(test)]
 mod tests;
 
 pub use layer::{Opened, Opener, OpenerLimits, SealError, Sealed, Sealer, SealerLimits};

@@ -47,9 +47,7 @@ pub fn receipt_token(source_key: &[u8; 32], header: &[u8]) -> ReceiptToken {
     let mut h = blake3::Hasher::new_keyed(source_key);
     h.update(RECEIPT_CONTEXT);
     h.update(header);
-    h.finalize().as_bytes()[..16]
-        .try_into()
-        .expect("16 bytes")
+    h.finalize().as_bytes()[..16].try_into().expect("16 bytes")
 }
 
 /// One receipt: which layer, and the destination's token for it.

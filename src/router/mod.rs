@@ -91,6 +91,8 @@ mod table;
 pub mod topics;
 
 #[cfg(test)]
+mod relay_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -196,7 +196,13 @@ impl Router {
             );
         }
         for _ in 0..bad {
-            self.refuse_from_peer(now, peer, None, DropReason::RelayBadReceipt, "relay receipt");
+            self.refuse_from_peer(
+                now,
+                peer,
+                None,
+                DropReason::RelayBadReceipt,
+                "relay receipt",
+            );
         }
     }
 
@@ -310,7 +316,8 @@ impl Router {
                 wire,
                 relays,
             } = send;
-            if let Err(reason) = self.send_relayed(now, node, header, &wire, relays, p.attempt + 1) {
+            if let Err(reason) = self.send_relayed(now, node, header, &wire, relays, p.attempt + 1)
+            {
                 self.drop_header(&header, reason);
             }
         }

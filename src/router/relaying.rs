@@ -26,7 +26,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
-use super::relay_receipts::{RelayedSend, ReceiptState};
+use super::relay_receipts::{ReceiptState, RelayedSend};
 use super::{Router, RouterOutput};
 use crate::identity::{EngineIdentity, Keypair, NodeIdentity};
 use crate::mail::{DropReason, Receipt, RelayFrame, RemoteSend, RouteHeader};

@@ -1,9 +1,11 @@
 //! The `relay_layer` target's hand-made seeds and what each must open to (docs/wire.md §12G):
 //! a forward and a delivery sealed to node C, and what a hostile peer or a broken path sends —
-//! cut, altered, another version, expired, too deep, a forward to C itself, a forged source.
+//! cut, altered, another version, expired, too deep, a forward to C itself, a forged source;
+//! and receipt records (§12G.5), whole and broken.
 
 use netmachine::identity::Keypair;
 use netmachine::relay::layer::testing::{deliver_plain, forward_plain, seal_raw};
+use netmachine::relay::receipt::{decode_record, encode_record, is_receipt_record, Receipt};
 use netmachine::relay::{Opened, Opener, OpenerLimits};
 use netmachine::time::{Now, Timestamp};
 
@@ -33,6 +35,16 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let mut forged = deliver_plain(&a, &c, [0x44; 32], b"forged", soon);
     forged[10..42].copy_from_slice(&b.0);
     let n = forward.len();
+    let receipts = encode_record(&[
+        Receipt {
+            id: [0xa1; 16],
+            token: [0xb2; 16],
+        },
+        Receipt {
+            id: [0xc3; 16],
+            token: [0xd4; 16],
+        },
+    ]);
     vec![
         ("valid-forward", forward.clone()),
         ("valid-deliver", deliver.clone()),
@@ -56,11 +68,24 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         ),
         ("forged-source", seal_raw([0x44; 32], 0, &c, forged)),
         ("sealed-to-another-node", inner),
+        ("valid-receipts", receipts.clone()),
+        ("receipts-count-zero", with_byte(&receipts, 1, 0)),
+        ("receipts-count-over", with_byte(&receipts, 1, 65)),
+        (
+            "receipts-truncated",
+            truncated(&receipts, receipts.len() - 1),
+        ),
     ]
 }
 
-/// What node C's opener makes of `data`.
+/// What node C's Router makes of `data`: a receipt record decoded, or a layer opened.
 pub fn outcome(data: &[u8]) -> String {
+    if is_receipt_record(data) {
+        return match decode_record(data) {
+            Ok(r) => format!("{} receipts", r.len()),
+            Err(reason) => reason.label().to_string(),
+        };
+    }
     let key = Keypair::from_seed(&super::checks::RELAY_NODE_SEED);
     let now = Now {
         instant: std::time::Instant::now(),
@@ -78,7 +103,13 @@ pub fn expected(name: &str) -> &'static str {
     match name {
         "valid-forward" => "forward to",
         "valid-deliver" => "deliver from",
-        "truncated-header" | "unknown-version" | "forward-to-itself" => "relay_malformed",
+        "valid-receipts" => "2 receipts",
+        "truncated-header"
+        | "unknown-version"
+        | "forward-to-itself"
+        | "receipts-count-zero"
+        | "receipts-count-over"
+        | "receipts-truncated" => "relay_malformed",
         "truncated-tag"
         | "flipped-tag"
         | "flipped-ciphertext"
