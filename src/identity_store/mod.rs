@@ -301,6 +301,20 @@ impl IdentityStore {
                 }
                 IdentityRecord::Node(record)
             }
+            IdentityUpdate::Measured {
+                id: node,
+                measurement,
+            } => {
+                let mut record = match existing {
+                    Some(IdentityRecord::Node(r)) => r.clone(),
+                    _ => empty_node(node),
+                };
+                if record.measured == Some(measurement) {
+                    return UpdateResult::Unchanged;
+                }
+                record.measured = Some(measurement);
+                IdentityRecord::Node(record)
+            }
             IdentityUpdate::Reputation { id: node, change } => {
                 let mut record = match existing {
                     Some(IdentityRecord::Node(r)) => r.clone(),
@@ -476,6 +490,7 @@ fn empty_node(id: NodeIdentity) -> NodeRecord {
         advert: None,
         trust: None,
         reputation: None,
+        measured: None,
         tprefs: None,
         cprefs: None,
     }

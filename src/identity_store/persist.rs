@@ -3,33 +3,40 @@
 //! restoring records read back at start. No file is touched here; the wiring layer keeps the
 //! records in a redb file (`node::identity_file`).
 //!
-//! Stored form of a record (format 1), all integers little-endian:
+//! Stored form of a record (format 2), all integers little-endian:
 //!
 //! | kind `u8` | fields |
 //! | ---: | --- |
-//! | 0 node | id (32) · advert? · trust? (`u8`) · reputation? (`u8`) · tprefs? · cprefs? (`u8`: 0 ephemeral, 1 permanent) |
+//! | 0 node | id (32) · advert? · trust? (`u8`) · reputation? (`u8`) · tprefs? · cprefs? (`u8`: 0 ephemeral, 1 permanent) · measured? |
 //! | 1 engine | id (32) · node (32) · advert? |
 //! | 2 topic | advert |
 //! | 3 domain | advert |
 //!
 //! `x?` is `u8` 0 (absent) or 1 then `x`; an advert or tprefs is `u32` length then its wire
-//! encoding (docs/wire.md §6, §4.2). Adverts read back are verified again, and expired ones let
-//! go: a restored store holds nothing a fresh one would refuse.
+//! encoding (docs/wire.md §6, §4.2). `measured` is the address (`u32` length, then its wire
+//! encoding, §6.1) · `rtt_us` `u32` · `loss_ppm` `u32` · `at` `u64` ms. Format 1 (before
+//! measurements were kept) is format 2 without `measured?`; its files are read, and rewritten in
+//! format 2 when opened. Adverts read back are verified again, and expired ones let go: a
+//! restored store holds nothing a fresh one would refuse.
 
 use std::collections::BTreeSet;
 
 use super::{expiry_of, verified, IdentityStore};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{
-    AnyIdentity, ConnectionPrefs, EngineRecord, IdentityEvent, IdentityRecord, NodeRecord,
+    AnyIdentity, ConnectionPrefs, EngineRecord, IdentityEvent, IdentityRecord, Measurement,
+    NodeRecord,
 };
 use crate::time::Timestamp;
 use crate::wire::{
     decode_exact, encode_to_vec, DomainAdvert, EngineAdvert, NodeAdvert, TopicAdvert,
+    TransportAddress,
 };
 
-/// The stored format this version writes and reads.
-pub const FORMAT: u64 = 1;
+/// The stored format this version writes.
+pub const FORMAT: u64 = 2;
+/// The oldest stored format this version reads (and rewrites in [`FORMAT`]).
+pub const OLDEST_FORMAT: u64 = 1;
 
 /// The key a record is stored under: its kind and its 32 bytes.
 pub fn record_key(id: &AnyIdentity) -> [u8; 33] {
@@ -81,6 +88,15 @@ pub fn encode_record(record: &IdentityRecord) -> Vec<u8> {
                     ConnectionPrefs::Permanent => 1,
                 }),
             );
+            match &r.measured {
+                None => out.push(0),
+                Some(m) => {
+                    put_opt_bytes(&mut out, Some(encode_to_vec(&m.address)));
+                    out.extend_from_slice(&m.rtt_us.to_le_bytes());
+                    out.extend_from_slice(&m.loss_ppm.to_le_bytes());
+                    out.extend_from_slice(&m.at.0.to_le_bytes());
+                }
+            }
         }
         IdentityRecord::Engine(r) => {
             out.push(1);
@@ -150,6 +166,24 @@ impl<'a> Reader<'a> {
             .transpose()
     }
 
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+
+    fn measurement(&mut self) -> Result<Option<Measurement>, String> {
+        let Some(address) = self.opt_decoded::<TransportAddress>("measured address")? else {
+            return Ok(None);
+        };
+        Ok(Some(Measurement {
+            address,
+            rtt_us: self.u32()?,
+            loss_ppm: self.u32()?,
+            at: Timestamp(u64::from_le_bytes(
+                self.take(8)?.try_into().expect("8 bytes"),
+            )),
+        }))
+    }
+
     fn decoded<T: bincode::Decode<()>>(&mut self, what: &str) -> Result<T, String> {
         self.opt_decoded(what)?
             .ok_or_else(|| format!("{what} missing"))
@@ -158,6 +192,11 @@ impl<'a> Reader<'a> {
 
 /// A record from its stored form.
 pub fn decode_record(bytes: &[u8]) -> Result<IdentityRecord, String> {
+    decode_record_in(bytes, FORMAT)
+}
+
+/// A record from its stored form in `format` ([`OLDEST_FORMAT`] ..= [`FORMAT`]).
+pub fn decode_record_in(bytes: &[u8], format: u64) -> Result<IdentityRecord, String> {
     let mut r = Reader(bytes);
     let record = match r.take(1)?[0] {
         0 => IdentityRecord::Node(NodeRecord {
@@ -172,6 +211,8 @@ pub fn decode_record(bytes: &[u8]) -> Result<IdentityRecord, String> {
                 Some(1) => Some(ConnectionPrefs::Permanent),
                 Some(c) => return Err(format!("connection preference {c}")),
             },
+            // Format 1 had no measurements.
+            measured: if format < 2 { None } else { r.measurement()? },
         }),
         1 => IdentityRecord::Engine(EngineRecord {
             id: EngineIdentity(r.id()?),
@@ -260,6 +301,7 @@ impl IdentityStore {
                     }
                     let metadata = r.trust.is_some()
                         || r.reputation.is_some()
+                        || r.measured.is_some()
                         || r.tprefs.is_some()
                         || r.cprefs.is_some();
                     if r.advert.is_none() && !metadata {

@@ -1,11 +1,11 @@
 //! The stored form of records, change tracking and restoring.
 
-use super::persist::{decode_record, encode_record, record_id, record_key};
+use super::persist::{decode_record, decode_record_in, encode_record, record_id, record_key};
 use super::tests::{advert, engine_advert, HOUR, T0};
 use super::*;
 use crate::identity::{EngineIdentity, Keypair};
-use crate::mail::identity::ConnectionPrefs;
-use crate::wire::TransportPrefs;
+use crate::mail::identity::{ConnectionPrefs, Measurement};
+use crate::wire::{TransportAddress, TransportPrefs};
 
 fn records() -> Vec<IdentityRecord> {
     let a = Keypair::from_seed(&[1; 32]);
@@ -18,6 +18,12 @@ fn records() -> Vec<IdentityRecord> {
             reputation: Some(90),
             tprefs: Some(TransportPrefs::RELIABLE_ORDERED),
             cprefs: Some(ConnectionPrefs::Permanent),
+            measured: Some(Measurement {
+                address: TransportAddress::quic("127.0.0.1:7001".parse().unwrap()),
+                rtt_us: 1234,
+                loss_ppm: 56,
+                at: T0,
+            }),
         }),
         IdentityRecord::Node(NodeRecord {
             id: b.node_identity(),
@@ -26,6 +32,7 @@ fn records() -> Vec<IdentityRecord> {
             reputation: None,
             tprefs: None,
             cprefs: Some(ConnectionPrefs::Ephemeral),
+            measured: None,
         }),
         IdentityRecord::Engine(EngineRecord {
             id: b.derive_engine("x").engine_identity(),
@@ -47,6 +54,25 @@ fn every_record_kind_round_trips_and_keys_are_distinct() {
         let bytes = encode_record(&r);
         assert_eq!(decode_record(&bytes), Ok(r.clone()));
         assert!(keys.insert(record_key(&record_id(&r))));
+    }
+}
+
+#[test]
+fn format_1_node_records_read_as_unmeasured() {
+    for r in records() {
+        let IdentityRecord::Node(mut node) = r else {
+            continue;
+        };
+        let v2 = encode_record(&IdentityRecord::Node(node.clone()));
+        // Format 1 is format 2 without the measurement: drop its bytes from the end.
+        let tail = match node.measured {
+            None => 1,
+            Some(m) => 1 + 4 + crate::wire::encode_to_vec(&m.address).len() + 4 + 4 + 8,
+        };
+        let v1 = &v2[..v2.len() - tail];
+        node.measured = None;
+        assert_eq!(decode_record_in(v1, 1), Ok(IdentityRecord::Node(node)));
+        assert!(decode_record(v1).is_err(), "format 2 needs the measurement flag");
     }
 }
 
@@ -127,6 +153,7 @@ fn restore_verifies_again_and_leaves_out_own_and_expired_records() {
         reputation: None,
         tprefs: None,
         cprefs: None,
+        measured: None,
     }));
     // A forged advert: another key's advert under the first record's identity.
     let mut forged = list[0].clone();

@@ -5,7 +5,8 @@
 
 use crate::identity::{DomainIdentity, EngineIdentity, NodeIdentity, TopicIdentity};
 use crate::wire::advert::{AdvertError, DomainAdvert};
-use crate::wire::{EngineAdvert, NodeAdvert, TopicAdvert, TransportPrefs};
+use crate::time::Timestamp;
+use crate::wire::{EngineAdvert, NodeAdvert, TopicAdvert, TransportAddress, TransportPrefs};
 
 /// Any identity the store keeps records for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,6 +54,32 @@ pub struct NodeRecord {
     pub tprefs: Option<TransportPrefs>,
     /// Whether the connection is kept up.
     pub cprefs: Option<ConnectionPrefs>,
+    /// The Transport's latest measurement of the path to the node.
+    pub measured: Option<Measurement>,
+}
+
+/// What the Transport last measured on a connection to a node: kept in the identity store
+/// (and across restarts), so a restarted node orders the node's addresses by it before it has
+/// measured anything itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Measurement {
+    /// The address the connection was made to (or accepted from, for an inbound one).
+    pub address: TransportAddress,
+    /// The smoothed round-trip time, in microseconds: QUIC's estimate, or over TLS over TCP the
+    /// record layer's PING/PONG.
+    pub rtt_us: u32,
+    /// Packets declared lost per million sent on the connection so far (QUIC; always 0 over
+    /// TCP, which hides its losses).
+    pub loss_ppm: u32,
+    /// When it was taken (wall clock).
+    pub at: Timestamp,
+}
+
+impl Measurement {
+    /// The round-trip time.
+    pub fn rtt(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(u64::from(self.rtt_us))
+    }
 }
 
 impl NodeRecord {
@@ -134,6 +161,13 @@ pub enum IdentityUpdate {
         /// Connection preferences.
         cprefs: Option<ConnectionPrefs>,
     },
+    /// What the Transport measured on a connection to a node (replaces the stored one).
+    Measured {
+        /// The node.
+        id: NodeIdentity,
+        /// The measurement.
+        measurement: Measurement,
+    },
     /// Raises (`change` > 0) or lowers a node's reputation by `change`, from its stored value
     /// or [`DEFAULT_REPUTATION`], saturating at 0 and 255. The Router lowers it for messages
     /// that fail verification.
@@ -155,6 +189,7 @@ impl IdentityUpdate {
             IdentityUpdate::DomainAdvert(a) => AnyIdentity::Domain(a.id),
             IdentityUpdate::NodeLocal { id, .. } => AnyIdentity::Node(*id),
             IdentityUpdate::Reputation { id, .. } => AnyIdentity::Node(*id),
+            IdentityUpdate::Measured { id, .. } => AnyIdentity::Node(*id),
             IdentityUpdate::EngineLocation { engine, .. } => AnyIdentity::Engine(*engine),
         }
     }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 
-use crate::identity_store::persist::{decode_record, encode_record, record_id, record_key, FORMAT};
+use crate::identity_store::persist::{
+    decode_record_in, encode_record, record_id, record_key, FORMAT, OLDEST_FORMAT,
+};
 use crate::mail::identity::{AnyIdentity, IdentityRecord};
 
 const RECORDS: TableDefinition<[u8; 33], &[u8]> = TableDefinition::new("records");
@@ -76,7 +78,7 @@ impl IdentityFile {
             let mut meta = txn
                 .open_table(META)
                 .map_err(|e| err(format!("cannot open its `meta` table: {e}")))?;
-            let table = txn
+            let mut table = txn
                 .open_table(RECORDS)
                 .map_err(|e| err(format!("cannot open its `records` table: {e}")))?;
             let format = meta
@@ -84,12 +86,12 @@ impl IdentityFile {
                 .map_err(|e| err(format!("cannot read its format: {e}")))?
                 .map(|v| v.value());
             let count = table.len().map_err(|e| err(format!("cannot read: {e}")))?;
-            match format {
-                Some(FORMAT) => {}
+            let read_as = match format {
+                Some(f) if (OLDEST_FORMAT..=FORMAT).contains(&f) => f,
                 Some(other) => {
                     return Err(err(format!(
-                        "written in format {other}; this version of netmachine reads format \
-                         {FORMAT}"
+                        "written in format {other}; this version of netmachine reads formats \
+                         {OLDEST_FORMAT} to {FORMAT}"
                     )))
                 }
                 None if count > 0 => {
@@ -100,13 +102,14 @@ impl IdentityFile {
                 None => {
                     meta.insert("format", FORMAT)
                         .map_err(|e| err(format!("cannot write: {e}")))?;
+                    FORMAT
                 }
-            }
+            };
             let mut records = Vec::with_capacity(count as usize);
             for entry in table.iter().map_err(|e| err(format!("cannot read: {e}")))? {
                 let (k, v) = entry.map_err(|e| err(format!("cannot read a record: {e}")))?;
                 let key = k.value();
-                let record = decode_record(v.value()).map_err(|e| {
+                let record = decode_record_in(v.value(), read_as).map_err(|e| {
                     err(format!(
                         "record {} does not decode: {e}",
                         crate::identity::to_hex(&key)
@@ -119,6 +122,22 @@ impl IdentityFile {
                     )));
                 }
                 records.push(record);
+            }
+            if read_as < FORMAT {
+                // An older format: every record is written again in this one, in the same
+                // transaction as the new marker.
+                for record in &records {
+                    table
+                        .insert(record_key(&record_id(record)), encode_record(record).as_slice())
+                        .map_err(|e| err(format!("cannot upgrade: {e}")))?;
+                }
+                meta.insert("format", FORMAT)
+                    .map_err(|e| err(format!("cannot upgrade: {e}")))?;
+                log::info!(
+                    "identity store: {} upgraded from format {read_as} to {FORMAT} ({} records)",
+                    path.display(),
+                    records.len()
+                );
             }
             records
         };

@@ -75,8 +75,11 @@ impl Node {
                 let rtt = c.rtt.map_or("-".to_string(), |r| {
                     format!("{:.3} ms", r.as_secs_f64() * 1e3)
                 });
+                let loss = c
+                    .loss_ppm
+                    .map_or("-".to_string(), |l| format!("{:.2}%", f64::from(l) / 1e4));
                 out.push_str(&format!(
-                    "  {} {} trust={} rtt={rtt}\n",
+                    "  {} {} trust={} rtt={rtt} loss={loss}\n",
                     c.node,
                     c.transport.name(),
                     c.trust

@@ -23,6 +23,8 @@ pub struct Candidate {
     pub trust: u8,
     /// The smoothed round-trip time measured to it, if any.
     pub rtt: Option<Duration>,
+    /// Packets lost per million sent on its connection, if measured (QUIC; 0 over TCP).
+    pub loss_ppm: Option<u32>,
     /// The transport of its connection (QUIC, or the TLS-over-TCP fallback).
     pub transport: TransportKind,
 }
@@ -56,10 +58,14 @@ impl RelayBoard {
     }
 }
 
+/// Loss above which a relay candidate ranks after every less lossy one of the same trust
+/// (2 %: 20,000 packets per million).
+pub const LOSSY_PPM: u32 = 20_000;
+
 /// The path for a message from `own` to `dst` through `relays` relays: the best-ranked
-/// candidates (trust descending, then RTT ascending, unmeasured last, then identity, so the
-/// choice is deterministic), excluding `own`, `dst`, banned nodes and `avoid`; then `dst`.
-/// `None` if there are too few.
+/// candidates (trust descending, then not lossy before lossy — [`LOSSY_PPM`] — then RTT
+/// ascending, unmeasured last, then identity, so the choice is deterministic), excluding `own`,
+/// `dst`, banned nodes and `avoid`; then `dst`. `None` if there are too few.
 pub fn choose_path(
     candidates: &[Candidate],
     own: &NodeIdentity,
@@ -77,6 +83,7 @@ pub fn choose_path(
     usable.sort_by_key(|c| {
         (
             std::cmp::Reverse(c.trust),
+            c.loss_ppm.is_some_and(|l| l > LOSSY_PPM),
             c.rtt.unwrap_or(Duration::MAX),
             c.node.0,
         )

@@ -327,6 +327,7 @@ fn paths_prefer_trust_then_round_trip_time_and_skip_banned_nodes() {
         node: n(b),
         trust,
         rtt: rtt_ms.map(Duration::from_millis),
+        loss_ppm: Some(0),
         transport: crate::wire::TransportKind::Quic,
     };
     let cands = [
@@ -355,6 +356,18 @@ fn paths_prefer_trust_then_round_trip_time_and_skip_banned_nodes() {
         Some(vec![n(2), n(3)])
     );
     assert_eq!(choose_path(&cands, &own, &n(8), 5, &[]), None);
+    // A lossy connection ranks after the others of its trust, however fast.
+    let mut lossy = cands;
+    lossy[1].loss_ppm = Some(super::path::LOSSY_PPM + 1);
+    assert_eq!(
+        choose_path(&lossy, &own, &n(8), 3, &[]),
+        Some(vec![n(3), n(1), n(5), n(8)])
+    );
+    lossy[1].loss_ppm = Some(super::path::LOSSY_PPM);
+    assert_eq!(
+        choose_path(&lossy, &own, &n(8), 2, &[]),
+        Some(vec![n(3), n(2), n(8)])
+    );
 }
 
 #[test]

@@ -48,6 +48,7 @@ fn hop(n: u8, mode: RelayMode, relays: &[u8], now: Now) -> Hop {
             node: key(*r).node_identity(),
             trust: 200 - *r,
             rtt: None,
+            loss_ppm: None,
             transport: TransportKind::Quic,
         })
         .collect();

@@ -37,22 +37,23 @@ use self::tcp_driver::{Ready, TcpSlot};
 use super::tls::{self, QuicParams, TlsIdentity};
 use super::udp::{self, Offload};
 use crate::identity::{Keypair, NodeIdentity};
-use crate::mail::identity::DEFAULT_TRUST;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate, Party};
 use crate::mail::Input;
 use crate::node::directory::EnginePost;
 use crate::node::nis_shell::NisMail;
 use crate::node::router_shell::RouterMail;
 use crate::node::transport_link::TransportMail;
-use crate::relay::{Candidate, RelayBoard};
+use crate::relay::RelayBoard;
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
 use crate::time::Now;
 use crate::transport::control::close_code;
 use crate::transport::core::peers::ConnId;
 use crate::transport::core::{Core, Delivery, Output, QuicConn, RecvError, SeededRng, SendError};
 use crate::transport::TransportConfig;
-use crate::wire::{NodeAdvert, TransportAddress, TransportKind};
+use crate::wire::{NodeAdvert, TransportAddress};
 
+#[path = "measure.rs"]
+mod measure;
 #[path = "tcp_driver.rs"]
 mod tcp_driver;
 
@@ -192,8 +193,6 @@ pub(crate) struct DriverParts {
     pub(crate) relay_board: RelayBoard,
 }
 
-/// How often the relay candidates are published.
-const BOARD_EVERY: Duration = Duration::from_millis(200);
 
 /// Binds the listen sockets (before the node's advert can be made) and creates the poll.
 pub(crate) struct Bound {
@@ -293,6 +292,8 @@ pub(crate) struct Driver {
     send_buf: Vec<u8>,
     relay_board: RelayBoard,
     next_board: Instant,
+    /// When each connected peer's measurement was last sent to the identity store.
+    measured: HashMap<NodeIdentity, Instant>,
 }
 
 impl Driver {
@@ -342,37 +343,8 @@ impl Driver {
             send_buf: vec![0; RECV_BUF],
             relay_board: parts.relay_board,
             next_board: Instant::now(),
+            measured: HashMap::new(),
         })
-    }
-
-    /// Publishes the connected peers as relay candidates: their configured trust
-    /// ([`DEFAULT_TRUST`] if none) and the smoothed RTT quiche measures on the active path,
-    /// which the core also keeps per dialled address ([`Core::handle_rtt`]).
-    fn publish_board(&mut self, now: Instant) {
-        if now < self.next_board {
-            return;
-        }
-        self.next_board = now + BOARD_EVERY;
-        let mut candidates = Vec::new();
-        for (node, conn, trust) in self.core.ready_peers() {
-            let (rtt, transport) = match self.conns.get(&conn) {
-                Some(c) => (c.q.path_stats().next().map(|p| p.rtt), TransportKind::Quic),
-                None => (
-                    self.tcp.get(&conn).and_then(|s| s.conn.rtt()),
-                    TransportKind::Tcp,
-                ),
-            };
-            if let Some(rtt) = rtt {
-                self.core.handle_rtt(conn, rtt);
-            }
-            candidates.push(Candidate {
-                node,
-                trust: trust.unwrap_or(DEFAULT_TRUST),
-                rtt,
-                transport,
-            });
-        }
-        self.relay_board.publish(candidates);
     }
 
     /// Runs until `Stop` or until the mailbox closes.
@@ -419,7 +391,7 @@ impl Driver {
             self.fire_timeouts(now);
             self.core.handle_timeout(now);
             self.service_all(now);
-            self.publish_board(now.instant);
+            self.publish_board(now);
             if stop {
                 self.shutdown(now);
                 break;

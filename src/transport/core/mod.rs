@@ -273,6 +273,11 @@ impl<R: RngCore> Core<R> {
         }
     }
 
+    /// The address of connection `conn`: dialled, or accepted from.
+    pub fn connection_address(&self, conn: ConnId) -> Option<TransportAddress> {
+        self.conns.get(&conn).map(|c| c.peer_addr)
+    }
+
     /// The connections the core knows, with their peer addresses.
     pub fn connections(&self) -> impl Iterator<Item = (ConnId, SocketAddr)> + '_ {
         self.conns
@@ -410,6 +415,11 @@ impl<R: RngCore> Core<R> {
                 }
                 if r.cprefs == Some(ConnectionPrefs::Permanent) {
                     peer.permanent = true;
+                }
+                // A measurement kept from before a restart orders addresses until this run
+                // measures its own.
+                if let Some(m) = r.measured {
+                    peer.seed_rtt(m.address, m.rtt());
                 }
                 if let Some(trust) = r.trust {
                     if peer.trust != Some(trust) {

@@ -179,6 +179,14 @@ impl Peer {
         }
     }
 
+    /// The identity store's RTT for `addr` (measured in an earlier run): kept unless this run
+    /// has measured the address itself.
+    pub fn seed_rtt(&mut self, addr: TransportAddress, rtt: Duration) {
+        if self.addrs.contains(&addr) {
+            self.rtt.entry(addr).or_insert(rtt);
+        }
+    }
+
     /// A dial to `addr` worked: its failures are forgotten.
     pub fn dial_worked(&mut self, addr: TransportAddress) {
         self.dial_failures.remove(&addr);

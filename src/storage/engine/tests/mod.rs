@@ -316,6 +316,7 @@ impl Net {
             reputation: None,
             tprefs: None,
             cprefs: None,
+            measured: None,
         };
         let e = IdentityEvent::Updated {
             id: AnyIdentity::Node(id),
