@@ -1,6 +1,7 @@
 //! A peer's addresses are ordered by the round-trip time measured to each: B is reachable at
 //! two addresses, one behind the fault proxy adding 40 ms each way; once A has measured both,
-//! it dials the fast one, whatever order B's advert gives.
+//! it dials the fast one, whatever order B's advert gives. The measurement is kept in A's
+//! identity store, across a restart.
 
 mod common;
 
@@ -8,10 +9,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use netmachine::chaos::{Chaos, ChaosConfig};
+use netmachine::mail::identity::{AnyIdentity, IdentityRecord, Measurement};
 use netmachine::mail::transport::{TransportEvent, TransportRequest};
 use netmachine::transport::TransportConfig;
-use netmachine::wire::NodeAdvert;
-use netmachine::{Input, Keypair, NodeBuilder};
+use netmachine::wire::{NodeAdvert, TransportAddress};
+use netmachine::{Input, Keypair, Node, NodeBuilder, NodeIdentity};
 
 /// Waits for the next `NodeConnected` event of `node` on `client`; returns the address.
 fn next_connection(client: &mut netmachine::Client, node: netmachine::NodeIdentity) -> SocketAddr {
@@ -92,6 +94,72 @@ fn the_address_measured_fastest_is_dialled() {
                 && p.rtt.is_some_and(|r| r < Duration::from_millis(40)))),
         "{:?}",
         a.connected_peers()
+    );
+    a.shutdown();
+    b.shutdown();
+}
+
+/// What `node`'s identity store holds as measured to `peer`.
+fn measured(node: &Node, peer: NodeIdentity) -> Option<Measurement> {
+    match node.lookup(AnyIdentity::Node(peer)).unwrap() {
+        Some(IdentityRecord::Node(r)) => r.measured,
+        _ => None,
+    }
+}
+
+/// A's store keeps what it measured on the slow address it first dialled (the advert lists it
+/// first); after a restart on the same file, A dials the fast address first — the one it has
+/// not measured — where without the kept measurement it would follow the advert again.
+#[test]
+fn a_measurement_kept_in_the_identity_store_orders_addresses_after_a_restart() {
+    let (ka, kb) = (Keypair::generate(), Keypair::generate());
+    let pb = common::free_port();
+    let b = NodeBuilder::new(kb.clone())
+        .without_interdomain()
+        .without_domains()
+        .transport(TransportConfig {
+            listen: vec![pb],
+            ..TransportConfig::default()
+        })
+        .start()
+        .unwrap();
+    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let slow = Chaos::start(ChaosConfig {
+        delay_ms: 40,
+        ..ChaosConfig::new(local, pb)
+    })
+    .unwrap();
+    let fast = Chaos::start(ChaosConfig::new(local, pb)).unwrap();
+    let advert = NodeAdvert::for_listen(&kb, &[slow.listen_addr(), fast.listen_addr()], None);
+    let dir = common::TempDir::new("rtt", "kept");
+    let a_node = || {
+        NodeBuilder::new(ka.clone())
+            .without_interdomain()
+            .without_domains()
+            .transport(TransportConfig::default())
+            .identity_store_file(dir.path("a.redb"))
+            .peer(advert.clone())
+            .permanent(kb.node_identity())
+            .start()
+            .unwrap()
+    };
+    let a = a_node();
+    let on = |addr: SocketAddr| TransportAddress::quic(addr);
+    assert!(common::wait_until(Duration::from_secs(20), || {
+        measured(&a, kb.node_identity()).is_some()
+    }));
+    let m = measured(&a, kb.node_identity()).unwrap();
+    assert_eq!(m.address, on(slow.listen_addr()), "{m:?}");
+    assert!(m.rtt() >= Duration::from_millis(80), "{m:?}");
+    assert!(m.loss_ppm <= 1_000_000, "{m:?}");
+    a.shutdown();
+    let a = a_node();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || measured(&a, kb.node_identity())
+            .is_some_and(|m| m.address == on(fast.listen_addr())
+                && m.rtt() < Duration::from_millis(40))),
+        "{:?}",
+        measured(&a, kb.node_identity())
     );
     a.shutdown();
     b.shutdown();

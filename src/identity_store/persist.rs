@@ -299,9 +299,10 @@ impl IdentityStore {
                             _ => report.dropped_adverts += 1,
                         }
                     }
+                    // A measurement alone does not keep a record: without the advert, the
+                    // addresses it orders are gone.
                     let metadata = r.trust.is_some()
                         || r.reputation.is_some()
-                        || r.measured.is_some()
                         || r.tprefs.is_some()
                         || r.cprefs.is_some();
                     if r.advert.is_none() && !metadata {

@@ -15,7 +15,8 @@ use crate::identity_store::own::OwnAdverts;
 use crate::identity_store::service::IdentityService;
 use crate::identity_store::{IdentityStats, IdentityStore};
 use crate::mail::identity::{
-    AnyIdentity, IdentityRecord, IdentityRequest, IdentityUpdate, Party, UpdateResult,
+    AnyIdentity, IdentityRecord, IdentityRequest, IdentityUpdate, Measurement, Party,
+    UpdateResult,
 };
 use crate::time::Now;
 use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};
@@ -36,6 +37,18 @@ pub(super) struct Known<'a> {
     pub(super) restored: Vec<IdentityRecord>,
     /// Whether changes are written to that file (tracked for the NIS shell).
     pub(super) persist: bool,
+}
+
+/// The measurements of the node records read back from the identity store's file: the
+/// Transport orders those peers' addresses by them from its first dial.
+pub(super) fn measurements(restored: &[IdentityRecord]) -> Vec<(NodeIdentity, Measurement)> {
+    restored
+        .iter()
+        .filter_map(|r| match r {
+            IdentityRecord::Node(n) => n.measured.map(|m| (n.id, m)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The node's identity service, loaded with what it knows at start. A peer or engine advert

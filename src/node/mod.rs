@@ -387,6 +387,7 @@ impl NodeBuilder {
         let explicit = self.explicit_view();
         let identity_stats = Arc::new(IdentityStats::default());
         let (identity_file, restored) = identity::open_file(self.identity_file.as_deref())?;
+        let measured = identity::measurements(&restored);
         let service = identity::service(
             identity::Known {
                 key: &self.key,
@@ -526,6 +527,7 @@ impl NodeBuilder {
                         advert: advert.clone(),
                         peers: peer_list,
                         trust: self.trust,
+                        measured,
                         mailbox,
                         woken,
                         router: router_tx.clone(),

@@ -183,6 +183,8 @@ pub(crate) struct DriverParts {
     pub(crate) peers: Vec<(NodeAdvert, bool)>,
     /// Trust set in the configuration, per node (0 bans).
     pub(crate) trust: Vec<(NodeIdentity, u8)>,
+    /// Measurements kept in the identity store's file from an earlier run.
+    pub(crate) measured: Vec<(NodeIdentity, crate::mail::identity::Measurement)>,
     pub(crate) mailbox: Receiver<TransportMail>,
     pub(crate) woken: Arc<AtomicBool>,
     pub(crate) router: Sender<RouterMail>,
@@ -318,6 +320,9 @@ impl Driver {
         );
         for (node, trust) in parts.trust {
             core.set_trust(node, trust);
+        }
+        for (node, m) in parts.measured {
+            core.seed_measurement(node, m);
         }
         Ok(Driver {
             poll: bound.poll,

@@ -91,7 +91,7 @@ use self::conn::Conn;
 use self::peers::{ConnId, Peer};
 use crate::identity::{EngineIdentity, NodeIdentity};
 use crate::mail::identity::{
-    ConnectionPrefs, FromPeer, IdentityEvent, IdentityRecord, UpdateResult,
+    ConnectionPrefs, FromPeer, IdentityEvent, IdentityRecord, Measurement, UpdateResult,
 };
 use crate::runtime::stats::{DropReason, Fault, NodeStats};
 use crate::time::Now;
@@ -270,6 +270,14 @@ impl<R: RngCore> Core<R> {
         }
         if let Some(p) = c.node.and_then(|n| self.peers.get_mut(&n)) {
             p.record_rtt(c.peer_addr, rtt);
+        }
+    }
+
+    /// A measurement of the path to `node` from an earlier run (the identity store's): orders
+    /// its addresses until this run measures its own.
+    pub fn seed_measurement(&mut self, node: NodeIdentity, m: Measurement) {
+        if let Some(p) = self.peers.get_mut(&node) {
+            p.seed_rtt(m.address, m.rtt());
         }
     }
 
