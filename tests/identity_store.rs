@@ -236,3 +236,53 @@ fn a_damaged_or_foreign_file_is_a_clear_error() {
     let outcome = std::panic::catch_unwind(|| start(&half).map(|n| n.shutdown()));
     assert!(outcome.is_ok(), "a truncated file made the node panic");
 }
+
+/// A file written in format 1 (before measurements were kept) is read, its records whole, and
+/// rewritten in format 2 — once: opening it again reads format 2.
+#[test]
+fn a_format_1_file_is_read_and_upgraded() {
+    use netmachine::identity_store::persist::{encode_record, record_id, record_key, FORMAT};
+    use netmachine::mail::identity::NodeRecord;
+    let dir = common::TempDir::new("identity", "format1");
+    let path = dir.path("v1.redb");
+    let peer = Keypair::generate();
+    let record = IdentityRecord::Node(NodeRecord {
+        id: peer.node_identity(),
+        advert: None,
+        trust: Some(77),
+        reputation: Some(12),
+        tprefs: None,
+        cprefs: None,
+        measured: None,
+    });
+    // Format 1 is format 2 without the final `measured?` flag.
+    let v2 = encode_record(&record);
+    assert_eq!(v2.last(), Some(&0));
+    let v1 = &v2[..v2.len() - 1];
+    let meta = redb::TableDefinition::<&str, u64>::new("meta");
+    let records = redb::TableDefinition::<[u8; 33], &[u8]>::new("records");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(meta).unwrap().insert("format", 1).unwrap();
+        txn.open_table(records)
+            .unwrap()
+            .insert(record_key(&record_id(&record)), v1)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let (file, read) = IdentityFile::open(&path).unwrap();
+    assert_eq!(read, vec![record.clone()]);
+    drop(file);
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let format = txn.open_table(meta).unwrap().get("format").unwrap().unwrap();
+        assert_eq!(format.value(), FORMAT);
+        let t = txn.open_table(records).unwrap();
+        let stored = t.get(record_key(&record_id(&record))).unwrap().unwrap();
+        assert_eq!(stored.value(), &v2[..], "rewritten in format 2");
+    }
+    let (_, again) = IdentityFile::open(&path).unwrap();
+    assert_eq!(again, vec![record]);
+}
