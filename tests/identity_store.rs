@@ -277,7 +277,12 @@ fn a_format_1_file_is_read_and_upgraded() {
     {
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_read().unwrap();
-        let format = txn.open_table(meta).unwrap().get("format").unwrap().unwrap();
+        let format = txn
+            .open_table(meta)
+            .unwrap()
+            .get("format")
+            .unwrap()
+            .unwrap();
         assert_eq!(format.value(), FORMAT);
         let t = txn.open_table(records).unwrap();
         let stored = t.get(record_key(&record_id(&record))).unwrap().unwrap();

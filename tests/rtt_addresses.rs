@@ -156,8 +156,9 @@ fn a_measurement_kept_in_the_identity_store_orders_addresses_after_a_restart() {
     let a = a_node();
     assert!(
         common::wait_until(Duration::from_secs(20), || measured(&a, kb.node_identity())
-            .is_some_and(|m| m.address == on(fast.listen_addr())
-                && m.rtt() < Duration::from_millis(40))),
+            .is_some_and(
+                |m| m.address == on(fast.listen_addr()) && m.rtt() < Duration::from_millis(40)
+            )),
         "{:?}",
         measured(&a, kb.node_identity())
     );

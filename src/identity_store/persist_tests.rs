@@ -72,7 +72,10 @@ fn format_1_node_records_read_as_unmeasured() {
         let v1 = &v2[..v2.len() - tail];
         node.measured = None;
         assert_eq!(decode_record_in(v1, 1), Ok(IdentityRecord::Node(node)));
-        assert!(decode_record(v1).is_err(), "format 2 needs the measurement flag");
+        assert!(
+            decode_record(v1).is_err(),
+            "format 2 needs the measurement flag"
+        );
     }
 }
 

@@ -4,8 +4,8 @@
 //! engines' adverts, and lookups of engines it does not know.
 
 use crate::identity::{DomainIdentity, EngineIdentity, NodeIdentity, TopicIdentity};
-use crate::wire::advert::{AdvertError, DomainAdvert};
 use crate::time::Timestamp;
+use crate::wire::advert::{AdvertError, DomainAdvert};
 use crate::wire::{EngineAdvert, NodeAdvert, TopicAdvert, TransportAddress, TransportPrefs};
 
 /// Any identity the store keeps records for.

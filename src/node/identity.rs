@@ -15,8 +15,7 @@ use crate::identity_store::own::OwnAdverts;
 use crate::identity_store::service::IdentityService;
 use crate::identity_store::{IdentityStats, IdentityStore};
 use crate::mail::identity::{
-    AnyIdentity, IdentityRecord, IdentityRequest, IdentityUpdate, Measurement, Party,
-    UpdateResult,
+    AnyIdentity, IdentityRecord, IdentityRequest, IdentityUpdate, Measurement, Party, UpdateResult,
 };
 use crate::time::Now;
 use crate::wire::{EngineAdvert, NodeAdvert, TransportAddress};

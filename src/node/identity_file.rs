@@ -128,7 +128,10 @@ impl IdentityFile {
                 // transaction as the new marker.
                 for record in &records {
                     table
-                        .insert(record_key(&record_id(record)), encode_record(record).as_slice())
+                        .insert(
+                            record_key(&record_id(record)),
+                            encode_record(record).as_slice(),
+                        )
                         .map_err(|e| err(format!("cannot upgrade: {e}")))?;
                 }
                 meta.insert("format", FORMAT)

@@ -195,7 +195,6 @@ pub(crate) struct DriverParts {
     pub(crate) relay_board: RelayBoard,
 }
 
-
 /// Binds the listen sockets (before the node's advert can be made) and creates the poll.
 pub(crate) struct Bound {
     pub(super) poll: Poll,
