@@ -39,6 +39,9 @@ pub const RECEIPTS_PER_REPUTATION: u32 = 64;
 /// Most relays held as suspect at once (1,024); over it the one suspected longest ago is let
 /// go.
 pub const MAX_SUSPECTS: usize = 1024;
+/// Most relays with receipts counted towards their next point of reputation (4,096, about
+/// 50 bytes each); over it the partial counts start again.
+pub const MAX_GOOD_SERVICE: usize = 4096;
 /// How long receipt records may travel (60 s): they are control data, answered at once.
 const RECEIPT_LIFETIME: Duration = Duration::from_secs(60);
 
@@ -178,6 +181,9 @@ impl Router {
                     now.instant.saturating_duration_since(p.sent),
                     p.attempt
                 );
+                if r.receipts.good.len() >= MAX_GOOD_SERVICE {
+                    r.receipts.good.retain(|_, n| *n >= RECEIPTS_PER_REPUTATION);
+                }
                 for relay in &p.path[..p.path.len() - 1] {
                     *r.receipts.good.entry(*relay).or_default() += 1;
                     r.receipts.suspects.remove(relay);

@@ -64,8 +64,10 @@ impl Driver {
                 transport,
             });
         }
-        self.measured
-            .retain(|n, _| ready.iter().any(|(r, _, _)| r == n));
+        if self.measured.len() > ready.len() {
+            let ready: std::collections::HashSet<_> = ready.iter().map(|(n, _, _)| *n).collect();
+            self.measured.retain(|n, _| ready.contains(n));
+        }
         self.relay_board.publish(candidates);
     }
 
