@@ -8,7 +8,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use netmachine::chaos::{Chaos, ChaosConfig};
+use netmachine::chaos::{Chaos, ChaosConfig, ChaosHandle};
 use netmachine::mail::identity::{AnyIdentity, IdentityRecord, Measurement};
 use netmachine::mail::transport::{TransportEvent, TransportRequest};
 use netmachine::transport::TransportConfig;
@@ -30,9 +30,9 @@ fn next_connection(client: &mut netmachine::Client, node: netmachine::NodeIdenti
     panic!("no connection to {} within 20 s", node.short());
 }
 
-#[test]
-fn the_address_measured_fastest_is_dialled() {
-    let (ka, kb) = (Keypair::generate(), Keypair::generate());
+/// B listening on one port, reachable through two fault proxies: `slow` adds 40 ms each way,
+/// `fast` adds nothing.
+fn b_behind_two_proxies(kb: &Keypair) -> (Node, ChaosHandle, ChaosHandle) {
     let pb = common::free_port();
     let b = NodeBuilder::new(kb.clone())
         .without_interdomain()
@@ -50,6 +50,13 @@ fn the_address_measured_fastest_is_dialled() {
     })
     .unwrap();
     let fast = Chaos::start(ChaosConfig::new(local, pb)).unwrap();
+    (b, slow, fast)
+}
+
+#[test]
+fn the_address_measured_fastest_is_dialled() {
+    let (ka, kb) = (Keypair::generate(), Keypair::generate());
+    let (b, slow, fast) = b_behind_two_proxies(&kb);
     // B's advert lists the slow address first (equal weights: the advert's order decides).
     // Signed after B started, so it is newer than the one B sends when A connects.
     let advert = NodeAdvert::for_listen(&kb, &[slow.listen_addr(), fast.listen_addr()], None);
@@ -113,23 +120,7 @@ fn measured(node: &Node, peer: NodeIdentity) -> Option<Measurement> {
 #[test]
 fn a_measurement_kept_in_the_identity_store_orders_addresses_after_a_restart() {
     let (ka, kb) = (Keypair::generate(), Keypair::generate());
-    let pb = common::free_port();
-    let b = NodeBuilder::new(kb.clone())
-        .without_interdomain()
-        .without_domains()
-        .transport(TransportConfig {
-            listen: vec![pb],
-            ..TransportConfig::default()
-        })
-        .start()
-        .unwrap();
-    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let slow = Chaos::start(ChaosConfig {
-        delay_ms: 40,
-        ..ChaosConfig::new(local, pb)
-    })
-    .unwrap();
-    let fast = Chaos::start(ChaosConfig::new(local, pb)).unwrap();
+    let (b, slow, fast) = b_behind_two_proxies(&kb);
     let advert = NodeAdvert::for_listen(&kb, &[slow.listen_addr(), fast.listen_addr()], None);
     let dir = common::TempDir::new("rtt", "kept");
     let a_node = || {

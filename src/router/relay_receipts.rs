@@ -24,15 +24,14 @@ use std::sync::atomic::Ordering as AtomicOrdering;
 use std::time::{Duration, Instant};
 
 use super::{Router, RouterOutput};
-use crate::identity::{EngineIdentity, NodeIdentity};
+use crate::identity::NodeIdentity;
 use crate::mail::identity::{IdentityRequest, IdentityUpdate};
-use crate::mail::{DropReason, Receipt as FrameReceipt, RelayFrame, RemoteSend, RouteHeader};
+use crate::mail::{DropReason, Receipt as FrameReceipt, RouteHeader};
 use crate::relay::receipt::{
     decode_record, encode_record, tokens_match, Awaiting, CircuitLimits, Circuits, LayerId,
     Pending, Receipt, ReceiptLimits, MAX_RECEIPTS_PER_RECORD,
 };
 use crate::time::{Now, Timestamp};
-use crate::wire::{Destination, MessageId, TransportPrefs};
 
 /// Receipts that earn each relay of their path one point of reputation (64).
 pub const RECEIPTS_PER_REPUTATION: u32 = 64;
@@ -240,21 +239,8 @@ impl Router {
         let expiry = r.receipts.expiry;
         for (peer, receipts) in std::mem::take(&mut r.receipts.outgoing) {
             for chunk in receipts.chunks(MAX_RECEIPTS_PER_RECORD) {
-                let header = RouteHeader {
-                    src: EngineIdentity(self.node.0),
-                    dst: Destination::Node(peer),
-                    id: MessageId(0),
-                    expiry: Some(expiry),
-                    rprefs: None,
-                    tprefs: Some(TransportPrefs::RELIABLE_ORDERED),
-                    notify: false,
-                };
-                self.outputs.push_back(RouterOutput::Transport(RemoteSend {
-                    node: peer,
-                    header,
-                    wire: encode_record(chunk),
-                    relay: Some(Box::new(RelayFrame { upstream: None })),
-                }));
+                let frame = self.relay_frame(peer, expiry, encode_record(chunk), None);
+                self.outputs.push_back(frame);
                 any = true;
             }
         }

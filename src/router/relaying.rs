@@ -35,7 +35,7 @@ use crate::relay::receipt::{is_receipt_record, Pending};
 use crate::relay::{
     choose_path, Candidate, Opened, Opener, OpenerLimits, RelayPolicy, Sealer, SealerLimits,
 };
-use crate::time::Now;
+use crate::time::{Now, Timestamp};
 use crate::wire::{Destination, MessageId, Security, TransportPrefs};
 
 /// The relay state a Router holds once relaying is enabled.
@@ -227,23 +227,8 @@ impl Router {
                     .receipts
                     .forwarded(now.instant, next, next_id, peer, id);
                 log::trace!("router: relaying from {} to {}", peer.short(), next.short());
-                // The Transport keys its ordered streams by (source engine, destination): all
-                // relayed traffic from this node to `next` shares one stream.
-                let header = RouteHeader {
-                    src: EngineIdentity(self.node.0),
-                    dst: Destination::Node(next),
-                    id: MessageId(0),
-                    expiry: Some(expiry),
-                    rprefs: None,
-                    tprefs: Some(TransportPrefs::RELIABLE_ORDERED),
-                    notify: false,
-                };
-                self.outputs.push_back(RouterOutput::Transport(RemoteSend {
-                    node: next,
-                    header,
-                    wire: layer,
-                    relay: Some(Box::new(RelayFrame { upstream: receipt })),
-                }));
+                let frame = self.relay_frame(next, expiry, layer, receipt);
+                self.outputs.push_back(frame);
             }
             Ok(Opened::Deliver {
                 src,
@@ -265,6 +250,34 @@ impl Router {
                 self.handle_remote(now, src, message, receipt);
             }
         }
+    }
+
+    /// A `RELAY` frame of this node's own for `node` (a forwarded layer, or a receipt record),
+    /// carrying `upstream` back once `node` has acknowledged it. The Transport keys its ordered
+    /// streams by (source engine, destination): all of this node's relay frames to `node` share
+    /// one stream.
+    pub(super) fn relay_frame(
+        &self,
+        node: NodeIdentity,
+        expiry: Timestamp,
+        wire: Vec<u8>,
+        upstream: Option<Receipt>,
+    ) -> RouterOutput {
+        let header = RouteHeader {
+            src: EngineIdentity(self.node.0),
+            dst: Destination::Node(node),
+            id: MessageId(0),
+            expiry: Some(expiry),
+            rprefs: None,
+            tprefs: Some(TransportPrefs::RELIABLE_ORDERED),
+            notify: false,
+        };
+        RouterOutput::Transport(RemoteSend {
+            node,
+            header,
+            wire,
+            relay: Some(Box::new(RelayFrame { upstream })),
+        })
     }
 
     fn relay_dropped(
