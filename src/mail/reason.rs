@@ -159,6 +159,9 @@ pub enum Fault {
     ExchangeOverRate,
     /// Answers to a peer's lookup that could not be sent: the peer was no longer connected.
     ExchangeAnswerLost,
+    /// A TCP listener's `accept` failed in the operating system (too many open files, for
+    /// example): the waiting connection stays queued until the listener is next ready.
+    AcceptFailed,
 }
 
 impl Fault {
@@ -181,6 +184,7 @@ impl Fault {
         Fault::BannedPeerRefused,
         Fault::ExchangeOverRate,
         Fault::ExchangeAnswerLost,
+        Fault::AcceptFailed,
     ];
 
     /// The counter name.
@@ -203,6 +207,7 @@ impl Fault {
             Fault::BannedPeerRefused => "banned_peer_refused",
             Fault::ExchangeOverRate => "exchange_over_rate",
             Fault::ExchangeAnswerLost => "exchange_answers_lost",
+            Fault::AcceptFailed => "accept_failed",
         }
     }
 }

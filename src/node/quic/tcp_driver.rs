@@ -78,7 +78,8 @@ impl Driver {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    log::debug!("transport: tcp accept on listener {index}: {e}");
+                    self.stats.fault(Fault::AcceptFailed);
+                    log::warn!("transport: tcp accept on listener {index} failed: {e}");
                     return;
                 }
             };
