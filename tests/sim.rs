@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain, run_interdomain, run_pubsub, run_storage, run_unicast, Common, Crypto,
+    run_domain, run_interdomain, run_pubsub, run_relay, run_storage, run_unicast, Common, Crypto,
     DomainScenario, DomainSummary, InterdomainScenario, InterdomainSummary, PubSubScenario,
-    StorageScenario, UnicastScenario,
+    RelayScenario, StorageScenario, UnicastScenario,
 };
 
 fn seed() -> u64 {
@@ -649,4 +649,55 @@ fn random_walk_lookups_find_blocks_held_by_two_percent_and_replay_from_the_seed(
     other.common.seed += 1;
     other.lookups = 10;
     assert_ne!(run_storage(&other).trace_hash, a.trace_hash);
+}
+
+/// Edge nodes with no address for each other reach each other through relays, one of which
+/// acknowledges every layer and drops it: every request and answer still arrives exactly once,
+/// the sources noticing by the missing receipts and taking another relay. The same seed gives
+/// the same run.
+#[test]
+fn relayed_requests_survive_a_relay_that_drops_everything() {
+    let scenario = RelayScenario {
+        common: Common {
+            nodes: 10,
+            seed: seed(),
+            ..Common::default()
+        },
+        relays: 3,
+        dropping: 1,
+        requests: 20,
+        ..RelayScenario::default()
+    };
+    let r = run_relay(&scenario);
+    let s = &r.summary;
+    assert_eq!(s.failure, None, "{}", r.to_json());
+    assert_eq!(s.requests, 7 * 20);
+    assert_eq!(s.answered, s.requests, "{}", r.to_json());
+    assert_eq!(
+        (s.lost, s.duplicates, s.bounced),
+        (0, 0, 0),
+        "{}",
+        r.to_json()
+    );
+    // Every request and every answer crossed a relay, and came back with a receipt.
+    assert!(r.forwarded >= 2 * s.requests, "{}", r.to_json());
+    assert!(r.receipts >= 2 * s.requests, "{}", r.to_json());
+    // The dropping relay was noticed: some messages went again by another path.
+    assert!(r.retries >= 1, "{}", r.to_json());
+    assert_eq!(
+        s.drops_by_reason.get("relay_unacknowledged"),
+        None,
+        "{}",
+        r.to_json()
+    );
+    assert_eq!(r.untracked, 0);
+    let again = run_relay(&scenario);
+    assert_eq!(again.summary.trace_hash, s.trace_hash);
+    // With no dropping relay nothing is retried.
+    let honest = run_relay(&RelayScenario {
+        dropping: 0,
+        ..scenario
+    });
+    assert_eq!(honest.summary.answered, honest.summary.requests);
+    assert_eq!(honest.retries, 0, "{}", honest.to_json());
 }

@@ -27,10 +27,8 @@ mod receipt_tests;
 mod tests;
 
 pub use layer::{Opened, Opener, OpenerLimits, SealError, Sealed, Sealer, SealerLimits};
-pub use path::{choose_path, Candidate, RelayBoard};
-#[cfg(any(test, feature = "testing"))]
-pub use policy::RelayFault;
-pub use policy::{RateLimits, RelayMode, RelayPolicy};
+pub use path::{choose_path, choose_spread_path, Candidate, RelayBoard};
+pub use policy::{RateLimits, RelayFault, RelayMode, RelayPolicy};
 pub use receipt::{Awaiting, CircuitLimits, Circuits, ReceiptLimits};
 
 /// Most nodes on a relay path, destination included: deeper layers are refused

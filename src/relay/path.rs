@@ -73,6 +73,21 @@ pub fn choose_path(
     relays: usize,
     avoid: &[NodeIdentity],
 ) -> Option<Vec<NodeIdentity>> {
+    choose_spread_path(candidates, own, dst, relays, avoid, 0)
+}
+
+/// As [`choose_path`], but starting `spread` places (modulo the usable candidates) down the
+/// ranking, wrapping round: for a message tried again after a path failed, so that the
+/// messages caught on a bad relay spread over the others instead of all trying the next in
+/// rank — which may be bad too. `spread` 0 is [`choose_path`].
+pub fn choose_spread_path(
+    candidates: &[Candidate],
+    own: &NodeIdentity,
+    dst: &NodeIdentity,
+    relays: usize,
+    avoid: &[NodeIdentity],
+    spread: u64,
+) -> Option<Vec<NodeIdentity>> {
     let mut usable: Vec<&Candidate> = candidates
         .iter()
         .filter(|c| c.trust > 0 && c.node != *own && c.node != *dst && !avoid.contains(&c.node))
@@ -88,6 +103,8 @@ pub fn choose_path(
             c.node.0,
         )
     });
+    let start = (spread % usable.len() as u64) as usize;
+    usable.rotate_left(start);
     let mut path: Vec<NodeIdentity> = usable[..relays.max(1)].iter().map(|c| c.node).collect();
     path.push(*dst);
     Some(path)

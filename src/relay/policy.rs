@@ -55,15 +55,14 @@ pub struct RelayPolicy {
     pub limits: RateLimits,
     /// How this node's own relayed messages wait for receipts and are retried.
     pub receipts: super::receipt::ReceiptLimits,
-    /// A misbehaving relay, on purpose, for fault tests (only with the `testing` feature).
-    #[cfg(any(test, feature = "testing"))]
+    /// A misbehaving relay, on purpose: for fault tests and the simulator only (no
+    /// configuration key sets it).
     pub fault: RelayFault,
 }
 
-/// How a relay built for fault tests misbehaves: it acknowledges every layer it should
-/// forward, as an honest relay does, and then drops it or alters it. Only with the `testing`
-/// feature; a deployed node has no such knob.
-#[cfg(any(test, feature = "testing"))]
+/// How a relay built for fault tests or the simulator misbehaves: it acknowledges every layer
+/// it should forward, as an honest relay does, and then drops it or alters it. The
+/// configuration file has no key for it: a deployed node is always [`RelayFault::None`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum RelayFault {
     /// Forward honestly.

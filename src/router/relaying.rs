@@ -33,7 +33,7 @@ use crate::mail::{DropReason, Receipt, RelayFrame, RemoteSend, RouteHeader};
 use crate::relay::policy::RateLimiter;
 use crate::relay::receipt::{is_receipt_record, Pending};
 use crate::relay::{
-    choose_path, Candidate, Opened, Opener, OpenerLimits, RelayPolicy, Sealer, SealerLimits,
+    choose_spread_path, Candidate, Opened, Opener, OpenerLimits, RelayPolicy, Sealer, SealerLimits,
 };
 use crate::time::{Now, Timestamp};
 use crate::wire::{Destination, MessageId, Security, TransportPrefs};
@@ -198,7 +198,6 @@ impl Router {
             Err(reason) => self.relay_dropped(now, peer, receipt, reason),
             Ok(Opened::Forward {
                 next,
-                #[cfg_attr(not(any(test, feature = "testing")), allow(unused_mut))]
                 mut layer,
                 expiry,
                 id,
@@ -210,7 +209,6 @@ impl Router {
                 if !self.has_transport {
                     return self.relay_dropped(now, peer, receipt, DropReason::NoTransport);
                 }
-                #[cfg(any(test, feature = "testing"))]
                 match relay.policy.fault {
                     crate::relay::RelayFault::None => {}
                     crate::relay::RelayFault::Drop => {
@@ -357,12 +355,19 @@ impl Router {
     ) -> Result<(), DropReason> {
         let relay = self.relay.as_mut().ok_or(DropReason::Unsupported)?;
         let avoid = relay.receipts.avoid(now.instant);
-        let path = choose_path(&relay.candidates, &self.node, &node, relays, &avoid)
+        // A first attempt takes the best-ranked relays; a retry spreads over the others (by a
+        // hash of the message id and the attempt), so a second bad relay catches few retries.
+        let spread = if attempt <= 1 {
+            0
+        } else {
+            (header.id.0 ^ u64::from(attempt)).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32
+        };
+        let path = choose_spread_path(&relay.candidates, &self.node, &node, relays, &avoid, spread)
             .or_else(|| {
                 if avoid.is_empty() {
                     None
                 } else {
-                    choose_path(&relay.candidates, &self.node, &node, relays, &[])
+                    choose_spread_path(&relay.candidates, &self.node, &node, relays, &[], spread)
                 }
             })
             .ok_or(DropReason::NoRelay)?;

@@ -62,6 +62,8 @@ pub struct WorldExtras {
     /// `Destination::Domain` messages by (shared with its DomainRouting engine, which the
     /// builtins build with the same cache). Kept across restarts.
     pub routes: Vec<crate::mail::interdomain::DomainRoutes>,
+    /// Per node (by index; missing or `None`: no relaying), the relay policy its Router runs.
+    pub relay: Vec<Option<crate::relay::RelayPolicy>>,
 }
 
 impl Default for WorldExtras {
@@ -71,6 +73,7 @@ impl Default for WorldExtras {
             known: Vec::new(),
             watch_topic: None,
             routes: Vec::new(),
+            relay: Vec::new(),
         }
     }
 }
@@ -272,6 +275,7 @@ impl World {
             known: self.extras.known.get(i).cloned().unwrap_or_default(),
             watch_topic: self.extras.watch_topic,
             routes: self.extras.routes.get(i).cloned(),
+            relay: self.extras.relay.get(i).cloned().flatten(),
         };
         let rng = SplitMix64::derive(self.seed, ((i as u64) << 20) | incarnation as u64);
         let node = SimNode::with_extras(&self.setups[i], extras, apps, incarnation, rng, now);

@@ -96,6 +96,8 @@ pub struct NodeExtras {
     pub watch_topic: Option<TopicIdentity>,
     /// The foreign-domain routes the node's Router sends `Destination::Domain` messages by.
     pub routes: Option<crate::mail::interdomain::DomainRoutes>,
+    /// The relay policy, if the node's Router relays (its connected peers are its candidates).
+    pub relay: Option<crate::relay::RelayPolicy>,
 }
 
 /// One simulated node.
@@ -125,6 +127,8 @@ pub struct SimNode {
     pub(crate) conns: BTreeMap<ConnId, EndpointId>,
     wire: Vec<u8>,
     scratch: Vec<u8>,
+    /// The relay candidates last given to the Router (its ready peers), if it relays.
+    candidates: Option<Vec<crate::relay::Candidate>>,
 }
 
 impl SimNode {
@@ -156,6 +160,7 @@ impl SimNode {
             known,
             watch_topic,
             routes,
+            relay,
         } = extras;
         let identity = setup.key.node_identity();
         let stats = Arc::new(NodeStats::default());
@@ -167,6 +172,14 @@ impl SimNode {
         router.set_domains(directory.clone());
         if let Some(routes) = routes {
             router.set_domain_routes(routes);
+        }
+        let relaying = relay.is_some();
+        if let Some(policy) = relay {
+            // Ephemeral relay keys from the node's key and incarnation: seeded, as every
+            // random choice of a run.
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&u64::from(incarnation).to_le_bytes());
+            router.enable_relay(&setup.key, seed, policy);
         }
         let mut store = IdentityStore::new(crate::identity_store::DEFAULT_MAX_RECORDS);
         store.handle(now.wall, Party::Router, IdentityRequest::Subscribe);
@@ -243,6 +256,7 @@ impl SimNode {
             conns: BTreeMap::new(),
             wire: Vec::new(),
             scratch: Vec::new(),
+            candidates: relaying.then(Vec::new),
         };
         node.drain_router(now);
         node
@@ -351,6 +365,7 @@ impl SimNode {
             let mut progress = self.drain_router(now);
             progress |= self.drain_store(now);
             progress |= self.drain_transport(now, net);
+            progress |= self.refresh_candidates(now);
             self.router.flush(now);
             progress |= self.drain_router(now);
             progress |= self.run_engines(now);
@@ -359,6 +374,32 @@ impl SimNode {
             }
         }
         log::error!("sim: node {} did not settle", self.identity.short());
+    }
+
+    /// Gives the Router the ready peers as relay candidates when they changed (what a real
+    /// node's driver publishes every 200 ms; the simulator measures no round-trip time).
+    fn refresh_candidates(&mut self, now: Now) -> bool {
+        let Some(last) = &self.candidates else {
+            return false;
+        };
+        let ready: Vec<crate::relay::Candidate> = self
+            .core
+            .ready_peers()
+            .into_iter()
+            .map(|(node, _, trust)| crate::relay::Candidate {
+                node,
+                trust: trust.unwrap_or(crate::mail::identity::DEFAULT_TRUST),
+                rtt: None,
+                loss_ppm: None,
+                transport: crate::wire::TransportKind::Quic,
+            })
+            .collect();
+        if *last == ready {
+            return false;
+        }
+        self.router.set_relay_candidates(now, ready.clone());
+        self.candidates = Some(ready);
+        true
     }
 
     fn drain_router(&mut self, now: Now) -> bool {

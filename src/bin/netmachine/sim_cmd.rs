@@ -9,9 +9,10 @@ use clap::{Args, Subcommand};
 
 use netmachine::sim::net::LinkFaults;
 use netmachine::sim::scenario::{
-    run_domain_with, run_interdomain_with, run_pubsub_with, run_storage_with, run_unicast_with,
-    Common, Crypto, DomainScenario, DomainSummary, InterdomainScenario, InterdomainSummary,
-    Progress, PubSubScenario, StorageScenario, StorageSummary, Summary, UnicastScenario,
+    run_domain_with, run_interdomain_with, run_pubsub_with, run_relay, run_storage_with,
+    run_unicast_with, Common, Crypto, DomainScenario, DomainSummary, InterdomainScenario,
+    InterdomainSummary, Progress, PubSubScenario, RelayScenario, StorageScenario, StorageSummary,
+    Summary, UnicastScenario,
 };
 
 /// Prints a line to stdout; a closed pipe (the reader went away) is not an error worth a panic.
@@ -114,6 +115,22 @@ pub enum SimCommand {
         /// Every N-th request goes as an unreliable datagram (0: none).
         #[arg(long, default_value_t = 0)]
         datagram_every: u64,
+    },
+    /// Edge nodes with no address for each other, linked only to `--relays` relays (of which
+    /// `--dropping` acknowledge every layer and drop it), sending each other requests: every
+    /// request and answer crosses a relay, and a missing receipt sends it by another.
+    Relay {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Relays (the other nodes are edge nodes).
+        #[arg(long, default_value_t = 3)]
+        relays: usize,
+        /// Relays that drop every layer they should forward.
+        #[arg(long, default_value_t = 1)]
+        dropping: usize,
+        /// Requests per edge node.
+        #[arg(long, default_value_t = 30)]
+        requests: u64,
     },
     /// A domain formed of `--members` nodes, `--joins` nodes asking to join at once, a topic
     /// scoped to the domain; `--crash F` crashes a fraction of the members at once after the
@@ -331,6 +348,43 @@ pub fn run(cmd: &SimCommand) -> Result<bool, String> {
                 print_interdomain(&summary);
             }
             return Ok(summary.ok());
+        }
+        SimCommand::Relay {
+            common: a,
+            relays,
+            dropping,
+            requests,
+        } => {
+            let c = common(a)?;
+            if *relays == 0 || *relays >= c.nodes || *dropping >= *relays {
+                return Err(format!(
+                    "--relays must be in 1..{} (--nodes) and --dropping below it",
+                    c.nodes
+                ));
+            }
+            announce(&c, a.json, "relay");
+            let s = RelayScenario {
+                common: c,
+                relays: *relays,
+                dropping: *dropping,
+                requests: *requests,
+                ..RelayScenario::default()
+            };
+            let r = run_relay(&s);
+            if a.json {
+                say!("{}", r.to_json());
+            } else {
+                print_text(&r.summary);
+                say!(
+                    "relay layers forwarded {}, receipts {}, retries on another path {}, untracked {}, answers given up (counted) {}",
+                    r.forwarded,
+                    r.receipts,
+                    r.retries,
+                    r.untracked,
+                    r.answer_dropped
+                );
+            }
+            return Ok(ok(&r.summary));
         }
         SimCommand::Storage {
             common: a,

@@ -13,6 +13,8 @@
 //! * **storage**: every node a member of one domain and running the Storage engine, blocks
 //!   each held by a fraction of the nodes, and random-walk lookups of them from nodes that do
 //!   not hold them (see `storage`).
+//! * **relay**: edge nodes with no address for each other, linked only to relays (some of which
+//!   drop what they should forward), sending each other requests (see `relay`).
 //!
 //! Invariants, checked on every step (a broken one fails the run with the seed and the step):
 //! no message is delivered twice to one incarnation of an engine; per publisher, events arrive
@@ -31,6 +33,7 @@
 mod domain;
 mod interdomain;
 mod pubsub;
+mod relay;
 mod storage;
 mod unicast;
 
@@ -39,6 +42,7 @@ pub use interdomain::{
     run_interdomain, run_interdomain_with, InterdomainScenario, InterdomainSummary, LookupFigures,
 };
 pub use pubsub::{run_pubsub, run_pubsub_with};
+pub use relay::{run_relay, RelayScenario, RelaySummary};
 pub use storage::{run_storage, run_storage_with, StorageScenario, StorageSummary};
 pub use unicast::{run_unicast, run_unicast_with};
 

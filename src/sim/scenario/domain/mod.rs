@@ -381,6 +381,7 @@ pub fn run_domain_with(s: &DomainScenario, report: &mut dyn FnMut(&Progress)) ->
             .collect(),
         watch_topic: Some(topic_id),
         routes: Vec::new(),
+        relay: Vec::new(),
     };
     let mut world = World::with_extras(c.seed, setups, apps, c.faults, extras);
     if let (Some(at), Some(heal)) = (t.partition_at, t.heal_at) {

@@ -599,6 +599,7 @@ fn run_world(
             .collect(),
         watch_topic: None,
         routes: routes.clone(),
+        relay: Vec::new(),
     };
     let apps: crate::sim::AppFactory = Box::new(|_, _| Vec::new());
     let mut setups = net.setups;

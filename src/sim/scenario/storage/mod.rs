@@ -313,6 +313,7 @@ pub fn run_storage_with(s: &StorageScenario, report: &mut dyn FnMut(&Progress)) 
         known: (0..n).map(|_| Arc::clone(&all)).collect(),
         watch_topic: None,
         routes: Vec::new(),
+        relay: Vec::new(),
     };
     let mut setups = net.setups;
     for st in &mut setups {
