@@ -21,6 +21,9 @@ pub struct Candidate {
     pub node: NodeIdentity,
     /// Its trust, 0–255 (0 = banned, never used; configured peers default to 128).
     pub trust: u8,
+    /// Its reputation in the identity store, 0–255 (128 when none is set): below
+    /// [`LOW_REPUTATION`] it ranks after the others of its trust.
+    pub reputation: u8,
     /// The smoothed round-trip time measured to it, if any.
     pub rtt: Option<Duration>,
     /// Packets lost per million sent on its connection, if measured (QUIC; 0 over TCP).
@@ -59,13 +62,17 @@ impl RelayBoard {
 }
 
 /// Loss above which a relay candidate ranks after every less lossy one of the same trust
-/// (2 %: 20,000 packets per million).
+/// and reputation standing (2 %: 20,000 packets per million).
 pub const LOSSY_PPM: u32 = 20_000;
+/// Reputation below which a relay candidate ranks after every better-reputed one of the same
+/// trust (64: a quarter of the scale; a peer starts at 128 and loses a point per bad message).
+pub const LOW_REPUTATION: u8 = 64;
 
 /// The path for a message from `own` to `dst` through `relays` relays: the best-ranked
-/// candidates (trust descending, then not lossy before lossy — [`LOSSY_PPM`] — then RTT
-/// ascending, unmeasured last, then identity, so the choice is deterministic), excluding `own`,
-/// `dst`, banned nodes and `avoid`; then `dst`. `None` if there are too few.
+/// candidates (trust descending, then reputation not low before low — [`LOW_REPUTATION`] —
+/// then not lossy before lossy — [`LOSSY_PPM`] — then RTT ascending, unmeasured last, then
+/// identity, so the choice is deterministic), excluding `own`, `dst`, banned nodes and
+/// `avoid`; then `dst`. `None` if there are too few.
 pub fn choose_path(
     candidates: &[Candidate],
     own: &NodeIdentity,
@@ -98,6 +105,7 @@ pub fn choose_spread_path(
     usable.sort_by_key(|c| {
         (
             std::cmp::Reverse(c.trust),
+            c.reputation < LOW_REPUTATION,
             c.loss_ppm.is_some_and(|l| l > LOSSY_PPM),
             c.rtt.unwrap_or(Duration::MAX),
             c.node.0,

@@ -326,6 +326,7 @@ fn paths_prefer_trust_then_round_trip_time_and_skip_banned_nodes() {
     let c = |b: u8, trust: u8, rtt_ms: Option<u64>| Candidate {
         node: n(b),
         trust,
+        reputation: 128,
         rtt: rtt_ms.map(Duration::from_millis),
         loss_ppm: Some(0),
         transport: crate::wire::TransportKind::Quic,
@@ -366,6 +367,20 @@ fn paths_prefer_trust_then_round_trip_time_and_skip_banned_nodes() {
     lossy[1].loss_ppm = Some(super::path::LOSSY_PPM);
     assert_eq!(
         choose_path(&lossy, &own, &n(8), 2, &[]),
+        Some(vec![n(3), n(2), n(8)])
+    );
+    // A low reputation in the identity store ranks after the others of its trust, however
+    // fast; it does not outweigh trust.
+    let mut disreputable = cands;
+    disreputable[1].reputation = super::path::LOW_REPUTATION - 1;
+    disreputable[2].reputation = 0;
+    assert_eq!(
+        choose_path(&disreputable, &own, &n(8), 3, &[]),
+        Some(vec![n(3), n(1), n(5), n(8)])
+    );
+    disreputable[1].reputation = super::path::LOW_REPUTATION;
+    assert_eq!(
+        choose_path(&disreputable, &own, &n(8), 2, &[]),
         Some(vec![n(3), n(2), n(8)])
     );
 }

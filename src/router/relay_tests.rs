@@ -47,6 +47,7 @@ fn hop(n: u8, mode: RelayMode, relays: &[u8], now: Now) -> Hop {
         .map(|r| Candidate {
             node: key(*r).node_identity(),
             trust: 200 - *r,
+            reputation: 128,
             rtt: None,
             loss_ppm: None,
             transport: TransportKind::Quic,

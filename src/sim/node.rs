@@ -386,9 +386,12 @@ impl SimNode {
             .core
             .ready_peers()
             .into_iter()
-            .map(|(node, _, trust)| crate::relay::Candidate {
-                node,
-                trust: trust.unwrap_or(crate::mail::identity::DEFAULT_TRUST),
+            .map(|p| crate::relay::Candidate {
+                node: p.node,
+                trust: p.trust.unwrap_or(crate::mail::identity::DEFAULT_TRUST),
+                reputation: p
+                    .reputation
+                    .unwrap_or(crate::mail::identity::DEFAULT_REPUTATION),
                 rtt: None,
                 loss_ppm: None,
                 transport: crate::wire::TransportKind::Quic,

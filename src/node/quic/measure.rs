@@ -11,7 +11,9 @@
 use std::time::Duration;
 
 use super::Driver;
-use crate::mail::identity::{IdentityRequest, IdentityUpdate, Measurement, Party, DEFAULT_TRUST};
+use crate::mail::identity::{
+    IdentityRequest, IdentityUpdate, Measurement, Party, DEFAULT_REPUTATION, DEFAULT_TRUST,
+};
 use crate::node::nis_shell::NisMail;
 use crate::relay::Candidate;
 use crate::time::Now;
@@ -34,7 +36,8 @@ impl Driver {
         self.next_board = now.instant + BOARD_EVERY;
         let mut candidates = Vec::new();
         let ready = self.core.ready_peers();
-        for &(node, conn, trust) in &ready {
+        for peer in &ready {
+            let (node, conn) = (peer.node, peer.conn);
             let (rtt, loss_ppm, transport) = match self.conns.get(&conn) {
                 Some(c) => {
                     let stats = c.q.stats();
@@ -58,14 +61,15 @@ impl Driver {
             }
             candidates.push(Candidate {
                 node,
-                trust: trust.unwrap_or(DEFAULT_TRUST),
+                trust: peer.trust.unwrap_or(DEFAULT_TRUST),
+                reputation: peer.reputation.unwrap_or(DEFAULT_REPUTATION),
                 rtt,
                 loss_ppm,
                 transport,
             });
         }
         if self.measured.len() > ready.len() {
-            let ready: std::collections::HashSet<_> = ready.iter().map(|(n, _, _)| *n).collect();
+            let ready: std::collections::HashSet<_> = ready.iter().map(|p| p.node).collect();
             self.measured.retain(|n, _| ready.contains(n));
         }
         self.relay_board.publish(candidates);

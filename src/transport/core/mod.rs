@@ -118,6 +118,19 @@ pub const PARK_RETRY: Duration = Duration::from_millis(1);
 /// Size of the buffer streams and datagrams are read into.
 const READ_BUF: usize = 65_535;
 
+/// A peer with a ready connection ([`Core::ready_peers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReadyPeer {
+    /// The peer.
+    pub node: NodeIdentity,
+    /// Its active connection.
+    pub conn: ConnId,
+    /// Its local trust, if set.
+    pub trust: Option<u8>,
+    /// Its reputation in the identity store, if set.
+    pub reputation: Option<u8>,
+}
+
 /// Something the core wants done outside itself (see the drain contract in the module doc).
 #[derive(Debug)]
 pub enum Output {
@@ -249,12 +262,17 @@ impl<R: RngCore> Core<R> {
 
     /// Peers with a ready connection: the node, that connection, and the trust configured
     /// for it (if any) — what the driver publishes as relay candidates.
-    pub fn ready_peers(&self) -> Vec<(NodeIdentity, ConnId, Option<u8>)> {
+    pub fn ready_peers(&self) -> Vec<ReadyPeer> {
         self.peers
             .iter()
             .filter_map(|(n, p)| {
                 let c = p.active?;
-                (self.conns.get(&c)?.state == conn::State::Ready).then_some((*n, c, p.trust))
+                (self.conns.get(&c)?.state == conn::State::Ready).then_some(ReadyPeer {
+                    node: *n,
+                    conn: c,
+                    trust: p.trust,
+                    reputation: p.reputation,
+                })
             })
             .collect()
     }
@@ -428,6 +446,9 @@ impl<R: RngCore> Core<R> {
                 // measures its own.
                 if let Some(m) = r.measured {
                     peer.seed_rtt(m.address, m.rtt());
+                }
+                if r.reputation.is_some() {
+                    peer.reputation = r.reputation;
                 }
                 if let Some(trust) = r.trust {
                     if peer.trust != Some(trust) {

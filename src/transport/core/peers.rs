@@ -80,6 +80,8 @@ pub struct Peer {
     pub dial_failures: HashMap<TransportAddress, (u32, Instant)>,
     /// Local trust (configuration or the identity store); `Some(0)` bans the peer.
     pub trust: Option<u8>,
+    /// Its reputation in the identity store, as last announced (`None`: never set).
+    pub reputation: Option<u8>,
     /// Until when the peer is cut off for misbehaving.
     pub cut_until: Option<Instant>,
 }
