@@ -166,8 +166,12 @@ impl Router {
                     // The message is still unanswered: a forger must not cancel its retry.
                     let first = p.path[0];
                     let id = rc.id;
-                    if let Err(p) = r.receipts.awaiting.insert(first, id, p) {
-                        drop(p);
+                    if r.receipts.awaiting.insert(first, id, p).is_err() {
+                        // No room to keep waiting: it is no longer retried, and says so.
+                        self.stats
+                            .relay_untracked
+                            .fetch_add(1, AtomicOrdering::Relaxed);
+                        log::debug!("router: a relayed message is no longer tracked (table full)");
                     }
                     continue;
                 }
